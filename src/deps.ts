@@ -1,0 +1,155 @@
+/**
+ * The ports through which every side effect enters: the decision logic takes a {@link Deps}
+ * and is unit-tested with fakes; {@link realDeps} builds the real ones.
+ */
+import { realRunner } from "./process.ts";
+import { directHttpGet } from "./probe_http.ts";
+import { smtpMailer } from "./alert.ts";
+
+/** Wall-clock time and waiting. */
+export interface Clock {
+  /** Milliseconds since the epoch. */
+  now(): number;
+  /** Resolves after `ms` milliseconds. */
+  sleep(ms: number): Promise<void>;
+}
+
+/** What a finished external command left behind. A non-zero exit is a result, not an error. */
+export interface RunResult {
+  code: number;
+  signal: Deno.Signal | null;
+  stdout: string;
+  stderr: string;
+  /** True when the command was killed because it outran its timeout. */
+  timedOut: boolean;
+}
+
+/** Runs an external program from an argument array (never through a shell). */
+export interface ProcessRunner {
+  /**
+   * Runs `cmd` (an absolute path) with `args`, killing it and its process group after `timeoutMs`.
+   * @throws {Deno.errors.NotFound} when `cmd` does not exist; other spawn errors unchanged.
+   */
+  run(cmd: string, args: readonly string[], opts: { timeoutMs: number }): Promise<RunResult>;
+}
+
+/** An HTTP answer, its body read in full (bounded) under the same deadline as the request. */
+export interface HttpAnswer {
+  status: number;
+  location: string | null;
+  body: string;
+}
+
+/**
+ * One GET without following redirects. Rejects the way `fetch` does: `TimeoutError` when `signal`
+ * fires, `TypeError` with the detail in `cause` for connection failures.
+ */
+export type HttpGet = (url: URL, signal: AbortSignal) => Promise<HttpAnswer>;
+
+/** Where mail goes. */
+export interface SmtpSettings {
+  host: string;
+  port: number;
+}
+
+/** One alert email. */
+export interface Mail {
+  from: string;
+  to: readonly string[];
+  subject: string;
+  text: string;
+}
+
+/** Delivers one mail; rejects when the server does not take it. */
+export type Mailer = (mail: Mail, smtp: SmtpSettings) => Promise<void>;
+
+/** The few read-only filesystem questions php-relaunch asks. */
+export interface Fs {
+  /** Whether `path` exists (following links). */
+  exists(path: string): Promise<boolean>;
+  /** Whether `path` is a regular file with an execute bit. */
+  isExecutable(path: string): Promise<boolean>;
+  /** Entry names of a directory; empty when it does not exist. */
+  listDir(path: string): Promise<string[]>;
+}
+
+/** Facts about this host and process. */
+export interface Host {
+  hostname(): string;
+  /** The effective user id, or null where the platform has none. */
+  uid(): number | null;
+  env(name: string): string | undefined;
+}
+
+/** Everything with a side effect, passed down explicitly. */
+export interface Deps {
+  clock: Clock;
+  runner: ProcessRunner;
+  httpGet: HttpGet;
+  mailer: Mailer;
+  fs: Fs;
+  host: Host;
+  /** Where one-line errors and `--help` go. */
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+}
+
+const realClock: Clock = {
+  now: () => Date.now(),
+  sleep: (ms) => new Promise((resolve) => setTimeout(resolve, Math.max(0, ms))),
+};
+
+const realFs: Fs = {
+  async exists(path) {
+    try {
+      await Deno.stat(path);
+      return true;
+    } catch {
+      return false;
+    }
+  },
+  async isExecutable(path) {
+    try {
+      const info = await Deno.stat(path);
+      return info.isFile && ((info.mode ?? 0) & 0o111) !== 0;
+    } catch {
+      return false;
+    }
+  },
+  async listDir(path) {
+    const names: string[] = [];
+    try {
+      for await (const entry of Deno.readDir(path)) names.push(entry.name);
+    } catch (err) {
+      if (!(err instanceof Deno.errors.NotFound)) throw err;
+    }
+    return names;
+  },
+};
+
+const realHost: Host = {
+  hostname: () => Deno.hostname(),
+  uid: () => Deno.uid(),
+  env: (name) => Deno.env.get(name),
+};
+
+const encoder = new TextEncoder();
+
+function writeAll(out: { writeSync(p: Uint8Array): number }, text: string): void {
+  let bytes = encoder.encode(text);
+  while (bytes.length > 0) bytes = bytes.subarray(out.writeSync(bytes));
+}
+
+/** The real clock, processes, network, mail, filesystem and host. */
+export function realDeps(): Deps {
+  return {
+    clock: realClock,
+    runner: realRunner,
+    httpGet: directHttpGet,
+    mailer: smtpMailer,
+    fs: realFs,
+    host: realHost,
+    stdout: (text) => writeAll(Deno.stdout, text),
+    stderr: (text) => writeAll(Deno.stderr, text),
+  };
+}

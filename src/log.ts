@@ -1,0 +1,128 @@
+/**
+ * Logging through LogTape: one line per event in the log file, the same on stderr when it is a
+ * terminal (or with --verbose). Everything else logs through {@link logger}.
+ */
+import {
+  configureSync,
+  getLogger,
+  type LogLevel,
+  type LogRecord,
+  type Sink,
+  withFilter,
+} from "@logtape/logtape";
+import { describeError } from "./errors.ts";
+
+/** The application's logger. */
+export const logger = getLogger(["php-relaunch"]);
+
+/** `2026-11-25T18:40:01Z web1 502 PHP restarted.`: the original's line, with an ISO-8601 time. */
+export function formatLine(timestamp: number, hostname: string, message: string): string {
+  const iso = new Date(timestamp).toISOString().replace(/\.\d{3}Z$/, "Z");
+  return `${iso} ${hostname} ${message}`;
+}
+
+/** Renders a LogTape message template with its values. */
+export function renderMessage(record: LogRecord): string {
+  return record.message
+    .map((part, i) => {
+      if (i % 2 === 0) return String(part);
+      if (part instanceof Error) return describeError(part);
+      return typeof part === "string" ? part : JSON.stringify(part);
+    })
+    .join("");
+}
+
+/**
+ * Opens `path` for appending, refusing a symlink or anything but a regular file: as root, a link
+ * planted where the log goes must not make us write elsewhere.
+ * @throws {Error} naming the path and the reason.
+ */
+export async function openAppendNoFollow(path: string, mode = 0o640): Promise<Deno.FsFile> {
+  const before = await lstatOrNull(path);
+  if (before !== null && !before.isFile) {
+    throw new Error(
+      `Refusing to write to "${path}": it is ${
+        before.isSymlink ? "a symbolic link" : "not a regular file"
+      }`,
+    );
+  }
+  const file = await Deno.open(path, { append: true, create: true, mode });
+  try {
+    // the path may have been swapped between lstat and open: check we opened what we checked
+    const opened = await file.stat();
+    const after = await Deno.lstat(path);
+    if (!after.isFile || after.ino !== opened.ino || after.dev !== opened.dev) {
+      throw new Error(`Refusing to write to "${path}": it changed while being opened`);
+    }
+  } catch (err) {
+    file.close();
+    throw err;
+  }
+  return file;
+}
+
+async function lstatOrNull(path: string): Promise<Deno.FileInfo | null> {
+  try {
+    return await Deno.lstat(path);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return null;
+    throw err;
+  }
+}
+
+const encoder = new TextEncoder();
+
+function lineSink(write: (bytes: Uint8Array) => void, hostname: string): Sink {
+  return (record) => {
+    const line = formatLine(record.timestamp, hostname, renderMessage(record)) + "\n";
+    try {
+      write(encoder.encode(line));
+    } catch {
+      // a full disk must not stop the watchdog from restarting php-fpm
+    }
+  };
+}
+
+function writeAllSync(out: { writeSync(p: Uint8Array): number }): (bytes: Uint8Array) => void {
+  return (bytes) => {
+    let rest = bytes;
+    while (rest.length > 0) rest = rest.subarray(out.writeSync(rest));
+  };
+}
+
+/** Where log lines go. */
+export interface LogTargets {
+  /** The opened log file, or null for none. */
+  file: Deno.FsFile | null;
+  /** Also write to stderr. */
+  stderr: boolean;
+  /** Include debug lines (every probe) on stderr. */
+  verbose: boolean;
+  hostname: string;
+}
+
+/**
+ * Configures LogTape. Writes are synchronous: the log lines are few, and a line must be on disk
+ * before a `Deno.exit` that follows it.
+ */
+export function setupLogging(targets: LogTargets): void {
+  const sinks: Record<string, Sink> = {};
+  const names: string[] = [];
+  if (targets.file !== null) {
+    sinks.file = withFilter(lineSink(writeAllSync(targets.file), targets.hostname), "info");
+    names.push("file");
+  }
+  if (targets.stderr) {
+    const level: LogLevel = targets.verbose ? "debug" : "info";
+    sinks.stderr = withFilter(lineSink(writeAllSync(Deno.stderr), targets.hostname), level);
+    names.push("stderr");
+  }
+  configureSync({
+    reset: true,
+    sinks,
+    loggers: [
+      { category: ["php-relaunch"], lowestLevel: "debug", sinks: names },
+      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: names },
+    ],
+  });
+}

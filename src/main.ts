@@ -1,0 +1,7 @@
+/** Entry point: parse, build, run, exit. */
+import { run } from "./cli.ts";
+import { realDeps } from "./deps.ts";
+
+if (import.meta.main) {
+  Deno.exit(await run(Deno.args, realDeps()));
+}

@@ -1,0 +1,160 @@
+/** The heartbeat probe through nginx, and what each possible answer means. */
+import type { HttpAnswer, HttpGet } from "./deps.ts";
+
+/** How a probe ended, as observed on the wire. */
+export type ProbeKind =
+  /** An HTTP status line arrived (see `status`). */
+  | "status"
+  /** No complete answer within the timeout (headers or body). */
+  | "timeout"
+  /** TCP connection refused. */
+  | "refused"
+  /** The host name did not resolve. */
+  | "dns"
+  /** The server closed the connection without answering (nginx `return 444`). */
+  | "closed"
+  /** Anything else (TLS failure, protocol error, ...). */
+  | "error";
+
+/** One probe's outcome. Failure is the normal domain here, so it is a value, never thrown. */
+export interface ProbeResult {
+  kind: ProbeKind;
+  /** The HTTP status, when `kind` is "status". */
+  status?: number;
+  /** A short human-readable detail (the error's cause, the redirect target, ...). */
+  detail: string;
+  /** How long the probe took. */
+  ms: number;
+}
+
+/** What a probe result calls for. */
+export type Verdict =
+  /** 2xx: nothing to do. */
+  | "healthy"
+  /** 500/502/503/504 or a timeout: php-fpm has failed; restarting it helps. */
+  | "php_down"
+  /** Refused or unresolvable: nginx or the address is down; restarting php-fpm cannot help. */
+  | "unreachable"
+  /** An answer that is not a heartbeat's: a setup problem; restarting php-fpm cannot help. */
+  | "misconfigured";
+
+const PHP_FAILURE_STATUSES = new Set([500, 502, 503, 504]);
+
+/** Maps a probe result to what it calls for. */
+export function verdictOf(result: ProbeResult): Verdict {
+  switch (result.kind) {
+    case "status": {
+      const status = result.status ?? 0;
+      if (status >= 200 && status < 300) return "healthy";
+      if (PHP_FAILURE_STATUSES.has(status)) return "php_down";
+      return "misconfigured";
+    }
+    case "timeout":
+      return "php_down";
+    case "refused":
+    case "dns":
+      return "unreachable";
+    case "closed":
+    case "error":
+      return "misconfigured";
+  }
+}
+
+/** The short label used in log lines: the HTTP status, or the failure kind. */
+export function labelOf(result: ProbeResult): string {
+  return result.kind === "status" ? String(result.status) : result.kind;
+}
+
+/** Classifies what `fetch` threw (platform-facts.md §b: the detail is only in `cause`). */
+export function classifyError(err: unknown): { kind: ProbeKind; detail: string } {
+  if (err instanceof DOMException && err.name === "TimeoutError") {
+    return { kind: "timeout", detail: "no complete answer within the timeout" };
+  }
+  const cause = err instanceof Error && err.cause instanceof Error ? err.cause.message : "";
+  const message = err instanceof Error ? err.message : String(err);
+  const detail = cause || message;
+  if (/Connection refused/i.test(detail)) return { kind: "refused", detail };
+  if (/dns error|failed to lookup address/i.test(detail)) return { kind: "dns", detail };
+  if (/connection closed before message completed|connection reset|reset by peer/i.test(detail)) {
+    return { kind: "closed", detail };
+  }
+  return { kind: "error", detail };
+}
+
+/** Probes `url` once with a deadline of `timeoutMs` covering connect, headers and body. */
+export async function probeHttp(
+  url: URL,
+  timeoutMs: number,
+  httpGet: HttpGet,
+  now: () => number,
+): Promise<ProbeResult> {
+  const started = now();
+  let answer: HttpAnswer;
+  try {
+    answer = await httpGet(url, AbortSignal.timeout(timeoutMs));
+  } catch (err) {
+    return { ...classifyError(err), ms: now() - started };
+  }
+  const ms = now() - started;
+  const detail = answer.location !== null
+    ? `redirect to ${answer.location}`
+    : answer.body.slice(0, 200).trim();
+  return { kind: "status", status: answer.status, detail, ms };
+}
+
+/** The heartbeat prints two short values; anything longer than this is not our page. */
+const MAX_BODY_BYTES = 16 * 1024;
+
+const PROXY_VARIABLES = [
+  "HTTP_PROXY",
+  "http_proxy",
+  "HTTPS_PROXY",
+  "https_proxy",
+  "ALL_PROXY",
+  "all_proxy",
+];
+
+/**
+ * Forgets proxies from the environment, which `fetch` honours even for 127.0.0.1 (root's shell
+ * often has one): a local heartbeat must reach the local server. The HTTP client reads these when
+ * it is created, so this must run before the first client is made.
+ */
+function forgetProxyEnvironment(): void {
+  for (const name of PROXY_VARIABLES) Deno.env.delete(name);
+}
+
+async function readBody(response: Response): Promise<string> {
+  if (response.body === null) return "";
+  const reader = response.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  try {
+    while (size < MAX_BODY_BYTES) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+      size += value.length;
+    }
+  } finally {
+    await reader.cancel().catch(() => {});
+  }
+  const bytes = new Uint8Array(size);
+  let offset = 0;
+  for (const c of chunks) {
+    bytes.set(c, offset);
+    offset += c.length;
+  }
+  return new TextDecoder().decode(bytes.subarray(0, MAX_BODY_BYTES));
+}
+
+/**
+ * The real {@link HttpGet}: a fresh connection per probe (a kept-alive one could hide nginx
+ * going away), no proxy, redirects reported rather than followed, the URL's host kept as vhost.
+ */
+export const directHttpGet: HttpGet = async (url, signal) => {
+  forgetProxyEnvironment();
+  using client = Deno.createHttpClient({});
+  const response = await fetch(url, { client, signal, redirect: "manual" });
+  const body = await readBody(response);
+  return { status: response.status, location: response.headers.get("location"), body };
+};

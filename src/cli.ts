@@ -22,7 +22,7 @@ Usage:
   php-relaunch check-config <same arguments>              (validate, print settings, exit 0 or 2)
 
 One run watches for one minute, so that cron can start it every minute: it probes every
-<timeout> seconds (floor(60 / timeout) probes). On 500/502/503/504 or no answer within the
+<timeout> seconds (floor(60 / timeout) probes; see --run-for for mcron). On 500/502/503/504 or no answer within the
 timeout it kills php-fpm's processes, starts the service again (10 attempts, each verified),
 logs one line, mails the recipients and waits max(timeout, 10) s before probing again.
 Connection refused or an unknown host (nginx down) and non-heartbeat answers (444, 3xx, 4xx)
@@ -43,6 +43,8 @@ Options:
                          php8.2-fpm -> php-fpm8.2)
   --cgi-service NAME, --cgi-process-name NAME
                          the same for php-cgi
+  --run-for S            how long one run lasts: the scheduler's period (default 60 for
+                         cron; 10 for mcron every 10 s). It probes floor(S / timeout) times
   --once                 probe once and exit with the verdict; no restart, no mail
   --restart              with --once: restart php-fpm if it failed
   --log-file PATH        default /var/log/php-relaunch.log (root),
@@ -74,6 +76,7 @@ Exit codes:
 const OPTIONS = {
   url: { type: "string" },
   timeout: { type: "string" },
+  "run-for": { type: "string" },
   "mail-to": { type: "string" },
   "restart-cgi": { type: "boolean" },
   service: { type: "string" },
@@ -140,6 +143,7 @@ export function parseCommandLine(
     cgiService: v["cgi-service"],
     cgiProcessName: v["cgi-process-name"],
     restart: v.restart,
+    runFor: v["run-for"],
     logFile: v["log-file"],
     lockFile: v["lock-file"],
     smtpHost: v["smtp-host"],
@@ -168,7 +172,9 @@ export function parseCommandLine(
 /** The settings `check-config` prints. */
 export function describeConfig(cfg: Config): string {
   return [
-    `heartbeat      ${cfg.url.href} (timeout ${cfg.timeoutMs / 1000} s)`,
+    `heartbeat      ${cfg.url.href} (timeout ${cfg.timeoutMs / 1000} s, runs of ${
+      cfg.runMs / 1000
+    } s)`,
     `php-fpm        ${cfg.fpm.service} via ${cfg.init}, processes named ${cfg.fpm.processName}`,
     `php-cgi        ${
       cfg.cgi ? `${cfg.cgi.service}, processes named ${cfg.cgi.processName}` : "no"

@@ -30,6 +30,7 @@ export type Mode =
 export interface RawSettings {
   url?: string | undefined;
   timeout?: string | undefined;
+  runFor?: string | undefined;
   mailTo?: string | undefined;
   restartCgi?: string | boolean | undefined;
   service?: string | undefined;
@@ -50,6 +51,8 @@ export interface Config {
   readonly mode: Mode;
   readonly url: URL;
   readonly timeoutMs: number;
+  /** How long a scheduled run lasts: the scheduler's period. */
+  readonly runMs: number;
   readonly mailTo: readonly string[];
   readonly mailFrom: string;
   readonly smtp: SmtpSettings;
@@ -109,6 +112,17 @@ const timeoutField = z.string().transform((value, ctx) => {
     return custom(
       ctx,
       `Cannot parse timeout "${value}": expected a whole number of seconds from 1 to 60`,
+    );
+  }
+  return n * 1000;
+});
+
+const runForField = z.string().transform((value, ctx) => {
+  const n = /^\d+$/.test(value.trim()) ? Number(value.trim()) : NaN;
+  if (!Number.isInteger(n) || n < 1 || n > 3600) {
+    return custom(
+      ctx,
+      `Cannot parse run-for "${value}": expected the scheduler's period in whole seconds, 1 to 3600`,
     );
   }
   return n * 1000;
@@ -185,6 +199,7 @@ const fromField = z.string().transform((value, ctx) => {
 const settingsSchema = z.object({
   url: urlField,
   timeout: timeoutField,
+  runFor: runForField,
   mailTo: mailToField,
   restartCgi: restartCgiField,
   service: nameField("service").optional(),
@@ -200,6 +215,7 @@ const settingsSchema = z.object({
 
 /** Defaults that apply whatever the form of the command line. */
 const DEFAULT_TIMEOUT = "5";
+const DEFAULT_RUN_FOR = "60";
 const DEFAULT_SMTP_HOST = "localhost";
 const DEFAULT_SMTP_PORT = "25";
 
@@ -282,6 +298,7 @@ export async function loadConfig(mode: Mode, raw: RawSettings, deps: Deps): Prom
   const parsed = settingsSchema.safeParse({
     url: raw.url ?? "http://missing.invalid/",
     timeout: raw.timeout ?? DEFAULT_TIMEOUT,
+    runFor: raw.runFor ?? DEFAULT_RUN_FOR,
     mailTo: raw.mailTo ?? "",
     restartCgi: raw.restartCgi ?? false,
     smtpHost: raw.smtpHost ?? deps.host.env(ENV.smtpHost) ?? DEFAULT_SMTP_HOST,
@@ -300,8 +317,15 @@ export async function loadConfig(mode: Mode, raw: RawSettings, deps: Deps): Prom
     issues.push(...parsed.error.issues.map((i) => i.message));
     throw new ConfigError(issues);
   }
-  if (issues.length > 0) throw new ConfigError(issues);
   const s = parsed.data;
+  if (s.runFor < s.timeout) {
+    issues.push(
+      `Cannot run for ${s.runFor / 1000} s with a timeout of ${
+        s.timeout / 1000
+      } s: a run must fit at least one probe`,
+    );
+  }
+  if (issues.length > 0) throw new ConfigError(issues);
 
   const init = await detectInit(deps.fs);
   const { tools, missing } = await findTools(deps.fs, init);
@@ -337,6 +361,7 @@ export async function loadConfig(mode: Mode, raw: RawSettings, deps: Deps): Prom
     mode,
     url: s.url,
     timeoutMs: s.timeout,
+    runMs: s.runFor,
     mailTo: Object.freeze(s.mailTo),
     mailFrom: s.mailFrom ?? `php-relaunch@${hostname}`,
     smtp: Object.freeze({ host: s.smtpHost, port: s.smtpPort }),

@@ -9,7 +9,7 @@ import { ExitCode } from "./errors.ts";
 import { formatLine, logger } from "./log.ts";
 import { labelOf, probeHttp, type ProbeResult, verdictOf } from "./probe_http.ts";
 import { relaunch, type RelaunchOptions, type RelaunchReport } from "./restart.ts";
-import { nextProbeAt, planMinute } from "./schedule.ts";
+import { nextProbeAt, planRun } from "./schedule.ts";
 
 /** Tuning that tests shorten; production uses the defaults. */
 export interface MonitorOptions {
@@ -146,8 +146,9 @@ export function misconfigurationHint(result: ProbeResult): string {
 }
 
 /**
- * The cron form: probes every `timeout` seconds for one minute; restarts php-fpm on a 5xx or a
- * timeout; stops at once, without restarting, when nginx is unreachable or misconfigured.
+ * The cron form: probes every `timeout` seconds for one run period (a minute by default);
+ * restarts php-fpm on a 5xx or a timeout; stops at once, without restarting, when nginx is
+ * unreachable or misconfigured.
  */
 export async function watchMinute(
   cfg: Config,
@@ -155,7 +156,7 @@ export async function watchMinute(
   options: MonitorOptions = {},
 ): Promise<ExitCode> {
   const watch = new Watch(cfg, deps, options);
-  const plan = planMinute(cfg.timeoutMs);
+  const plan = planRun(cfg.timeoutMs, cfg.runMs);
   const startedAt = deps.clock.now();
   let dueAt = startedAt;
   let probesDone = 0;

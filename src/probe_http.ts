@@ -81,6 +81,11 @@ export function classifyError(err: unknown): { kind: ProbeKind; detail: string }
   return { kind: "error", detail };
 }
 
+/** The body as a short single line for logs: tags dropped, white space folded. */
+function oneLine(body: string): string {
+  return body.replace(/<[^>]*>/g, " ").replace(/\s+/g, " ").trim().slice(0, 160);
+}
+
 /** Probes `url` once with a deadline of `timeoutMs` covering connect, headers and body. */
 export async function probeHttp(
   url: URL,
@@ -96,9 +101,7 @@ export async function probeHttp(
     return { ...classifyError(err), ms: now() - started };
   }
   const ms = now() - started;
-  const detail = answer.location !== null
-    ? `redirect to ${answer.location}`
-    : answer.body.slice(0, 200).trim();
+  const detail = answer.location !== null ? `redirect to ${answer.location}` : oneLine(answer.body);
   return { kind: "status", status: answer.status, detail, ms };
 }
 

@@ -1,17 +1,18 @@
 /**
- * When the probes of one cron run happen. A run covers one minute, like the original: it probes
- * every `timeout` seconds, floor(60 / timeout) times, and ends before the next cron run starts.
+ * When the probes of one scheduled run happen. A run covers one scheduler period (a minute under
+ * cron, like the original): it probes every `timeout` seconds, floor(period / timeout) times, and
+ * ends before the next scheduled run starts.
  */
 
 /** The length of one cron-driven run. */
-export const RUN_WINDOW_MS = 60_000;
+export const DEFAULT_RUN_MS = 60_000;
 
 /** After a restart, php-fpm gets at least this long before the next probe (the original's 10 s). */
 export const MIN_SETTLE_MS = 10_000;
 
 /** The probe plan of one run. */
-export interface MinutePlan {
-  /** How many probes at most: floor(60 / timeout). */
+export interface RunPlan {
+  /** How many probes at most: floor(period / timeout). */
   probes: number;
   /** The probe interval, which is the timeout. */
   intervalMs: number;
@@ -19,9 +20,9 @@ export interface MinutePlan {
   lastStartOffsetMs: number;
 }
 
-/** The plan for a run whose probes each have `timeoutMs` to answer. */
-export function planMinute(timeoutMs: number): MinutePlan {
-  const probes = Math.max(1, Math.floor(RUN_WINDOW_MS / timeoutMs));
+/** The plan for a run of `runMs` whose probes each have `timeoutMs` to answer. */
+export function planRun(timeoutMs: number, runMs: number = DEFAULT_RUN_MS): RunPlan {
+  const probes = Math.max(1, Math.floor(runMs / timeoutMs));
   return { probes, intervalMs: timeoutMs, lastStartOffsetMs: (probes - 1) * timeoutMs };
 }
 
@@ -39,7 +40,7 @@ export function settleMs(timeoutMs: number): number {
  * run takes over.
  */
 export function nextProbeAt(
-  plan: MinutePlan,
+  plan: RunPlan,
   run: { startedAt: number; probesDone: number },
   previous: { dueAt: number; restartEndedAt: number | null },
 ): number | null {

@@ -1,0 +1,44 @@
+#!/bin/sh
+# Builds dist/php-relaunch, one self-contained executable, with the permission set "php-relaunch"
+# of deno.json embedded (the same set `deno task start` runs with).
+#
+# deno compile needs denort, Deno's runtime without the toolchain, for the pinned version. It is
+# looked for in $DENORT_BIN, then in $DENO_DIR/dl/release/v<version>/, then downloaded.
+set -eu
+
+here=$(cd "$(dirname "$0")" && pwd -P)
+root=$(dirname "$here")
+deno="$here/deno"
+out="$root/dist/php-relaunch"
+cd "$root"
+mkdir -p dist
+
+version=$("$deno" -V | awk '{print $2}')
+err=$(mktemp "$root/dist/.compile-err.XXXXXX")
+trap 'rm -f "$err"' EXIT
+
+if ! RUST_BACKTRACE=0 "$deno" compile --frozen --cached-only -P=php-relaunch \
+  --output "$out" src/main.ts 2>"$err"; then
+  if grep -qE 'Setting up base binary|denort-.*\.zip|Could not find denort' "$err"; then
+    cat >&2 <<MSG
+php-relaunch build: deno compile cannot get denort, the runtime it embeds, for Deno $version.
+It is not downloadable from this machine. Get denort-x86_64-unknown-linux-gnu.zip for v$version
+from Deno's release page on a machine that can, then either:
+  - unzip it and run: DENORT_BIN=/path/to/denort scripts/deno task compile
+  - or put the zip in \$DENO_DIR/dl/release/v$version/ (DENO_DIR: see 'scripts/deno info').
+Meanwhile php-relaunch runs from source with the same permissions: scripts/deno task start ...
+MSG
+    sed 's/^/  deno: /' "$err" | tail -n 3 >&2
+    exit 1
+  fi
+  cat "$err" >&2
+  exit 1
+fi
+
+# A DENORT_BIN pointing at the full deno binary "succeeds" but yields a Deno REPL, not our program.
+if ! got=$("$out" --version 2>&1) || ! printf '%s' "$got" | grep -q '^php-relaunch '; then
+  rm -f "$out"
+  echo "php-relaunch build: $out does not run php-relaunch (it printed: $(printf '%s' "$got" | head -n 1)). Is DENORT_BIN the denort binary, not deno?" >&2
+  exit 1
+fi
+echo "built $out: $got"

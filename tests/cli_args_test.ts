@@ -1,0 +1,203 @@
+import assert from "node:assert/strict";
+import { parseCommandLine, run, USAGE } from "../src/cli.ts";
+import { loadConfig } from "../src/config.ts";
+import { ConfigError, ExitCode } from "../src/errors.ts";
+import { debianFs, fakeFs, fakeHost, FakeRunner, testDeps } from "./support/fakes.ts";
+
+const URI = "http://heartbeat.no-ip:8889/php-heartbeat.php";
+
+async function config(argv: string[], deps = testDeps()) {
+  const { mode, raw } = parseCommandLine(argv);
+  assert.notEqual(mode, "help");
+  assert.notEqual(mode, "version");
+  return await loadConfig(mode as "minute", raw, deps);
+}
+
+Deno.test("the original's crontab forms", async (t) => {
+  await t.step("one address", async () => {
+    const cfg = await config([URI, "5", "some@address.com"]);
+    assert.equal(cfg.url.href, URI);
+    assert.equal(cfg.timeoutMs, 5000);
+    assert.deepEqual(cfg.mailTo, ["some@address.com"]);
+    assert.equal(cfg.cgi, null);
+    assert.equal(cfg.mode, "minute");
+  });
+  await t.step("two addresses", async () => {
+    const cfg = await config([URI, "5", "some@address1.com,another@address2.com"]);
+    assert.deepEqual(cfg.mailTo, ["some@address1.com", "another@address2.com"]);
+  });
+  await t.step("'' for no mail", async () => {
+    assert.deepEqual((await config([URI, "5", ""])).mailTo, []);
+  });
+  await t.step("a 4th argument relaunches php-cgi too", async () => {
+    const deps = testDeps({
+      fs: debianFs({
+        dirs: { "/etc/init.d": ["php8.2-fpm", "php8.2-cgi"] },
+        executables: ["/usr/bin/php-cgi8.2"],
+      }),
+    });
+    const cfg = await config([URI, "5", "some@address.com", "1"], deps);
+    assert.deepEqual(cfg.cgi, { service: "php8.2-cgi", processName: "php-cgi8.2" });
+  });
+});
+
+Deno.test("named flags mean the same as the positional form", async () => {
+  const a = await config([URI, "7", "a@b.example,c@d.example"]);
+  const b = await config(["--url", URI, "--timeout", "7", "--mail-to", "a@b.example,c@d.example"]);
+  assert.deepEqual({ ...a }, { ...b });
+});
+
+Deno.test("defaults: Debian paths as root, per-user paths otherwise", async () => {
+  const root = await config([URI, "5", ""]);
+  assert.equal(root.logFile, "/var/log/php-relaunch.log");
+  assert.equal(root.lockFile, "/run/lock/php-relaunch-php8.2-fpm.lock");
+  assert.deepEqual(root.smtp, { host: "localhost", port: 25 });
+  assert.equal(root.mailFrom, "php-relaunch@web1");
+  assert.equal(root.fpm.processName, "php-fpm8.2");
+  assert.equal(root.init, "sysv");
+  const user = await config(
+    [URI, "5", ""],
+    testDeps({ host: fakeHost(1000, { HOME: "/home/op", XDG_RUNTIME_DIR: "/run/user/1000" }) }),
+  );
+  assert.equal(user.logFile, "/home/op/.local/state/php-relaunch.log");
+  assert.equal(user.lockFile, "/run/user/1000/php-relaunch-php8.2-fpm.lock");
+});
+
+Deno.test("mail settings from the environment; flags win", async () => {
+  const env = {
+    PHP_RELAUNCH_SMTP_HOST: "mail.example",
+    PHP_RELAUNCH_SMTP_PORT: "2525",
+    PHP_RELAUNCH_MAIL_FROM: "watch@example.com",
+  };
+  const deps = testDeps({ host: fakeHost(0, env) });
+  const fromEnv = await config([URI, "5", ""], deps);
+  assert.deepEqual(fromEnv.smtp, { host: "mail.example", port: 2525 });
+  assert.equal(fromEnv.mailFrom, "watch@example.com");
+  const flags = await config(
+    [URI, "5", "", "--smtp-port", "587", "--smtp-host", "127.0.0.1"],
+    deps,
+  );
+  assert.deepEqual(flags.smtp, { host: "127.0.0.1", port: 587 });
+});
+
+Deno.test("systemd is detected by /run/systemd/system", async () => {
+  const fs = fakeFs({
+    executables: ["/usr/bin/systemctl", "/usr/bin/pgrep", "/usr/bin/pkill", "/usr/sbin/php-fpm"],
+    dirs: { "/usr/lib/systemd/system": ["php-fpm.service", "nginx.service"] },
+    exists: ["/run/systemd/system", "/run/lock"],
+  });
+  const cfg = await config([URI, "5", ""], testDeps({ fs }));
+  assert.equal(cfg.init, "systemd");
+  assert.deepEqual(cfg.fpm, { service: "php-fpm", processName: "php-fpm" });
+});
+
+/** Runs the CLI with fakes that fail the test if anything is probed, run or mailed. */
+async function rejected(argv: string[], deps = testDeps()) {
+  const runner = new FakeRunner(() => new Error("nothing may run"));
+  const d = { ...deps, runner };
+  const code = await run(argv, d);
+  return { code, err: d.err.join(""), runs: runner.calls.length, deps: d };
+}
+
+Deno.test("every bad input: exit 2, one clear line, nothing probed, run or mailed", async (t) => {
+  const cases: Array<[string, string[], RegExp]> = [
+    ["no arguments", [], /Missing arguments/],
+    ["unknown flag", ["--frobnicate", URI], /Unknown option '--frobnicate'/],
+    ["too many arguments", [URI, "5", "", "1", "extra"], /Too many arguments.*"extra"/],
+    ["not http", ["ftp://example.com/x", "5", ""], /"ftp:\/\/example.com\/x".*http/],
+    ["no scheme", ["heartbeat.no-ip/php-heartbeat.php", "5", ""], /Cannot parse URI/],
+    ["no host", ["http://", "5", ""], /Cannot parse URI "http:\/\/"/],
+    ["timeout not a number", [URI, "five", ""], /timeout "five".*1 to 60/],
+    ["timeout zero", [URI, "0", ""], /timeout "0"/],
+    ["timeout too big", [URI, "61", ""], /timeout "61"/],
+    ["timeout fractional", [URI, "2.5", ""], /timeout "2.5"/],
+    ["not an address", [URI, "5", "root"], /email address "root"/],
+    ["one bad address of two", [URI, "5", "a@b.example,not an address"], /"not an address"/],
+    ["bad restart-cgi", [URI, "5", "", "maybe"], /restart-cgi "maybe"/],
+    ["URL given twice", [URI, "--url", URI], /both as an argument and as --url/],
+    ["--restart without --once", [URI, "--restart"], /--restart without --once/],
+    ["bad SMTP port", [URI, "5", "", "--smtp-port", "99999"], /SMTP port "99999"/],
+    ["relative log file", [URI, "5", "", "--log-file", "log.txt"], /log file "log.txt"/],
+    ["odd service name", [URI, "5", "", "--service", "php;rm -rf"], /service "php;rm -rf"/],
+    ["run shorter than timeout", [URI, "10", "", "--run-for", "5"], /run for 5 s/],
+  ];
+  for (const [name, argv, pattern] of cases) {
+    await t.step(name, async () => {
+      const { code, err, runs, deps } = await rejected(argv);
+      assert.equal(code, ExitCode.Usage);
+      assert.match(err, pattern);
+      assert.equal(err.trim().split("\n").length, 1, `one line, got: ${err}`);
+      assert.equal(runs, 0);
+      assert.equal((deps.httpGet as unknown as { calls: URL[] }).calls.length, 0);
+      assert.equal((deps.mailer as unknown as { sent: unknown[] }).sent.length, 0);
+    });
+  }
+});
+
+Deno.test("service problems are found at start-up, not during an incident", async (t) => {
+  await t.step("no php-fpm installed", async () => {
+    const fs = debianFs({ dirs: { "/etc/init.d": ["nginx"] } });
+    const { code, err } = await rejected([URI, "5", ""], testDeps({ fs }));
+    assert.equal(code, ExitCode.Usage);
+    assert.match(err, /Cannot find a php-fpm service.*--service/);
+  });
+  await t.step("several and no choice", async () => {
+    const fs = debianFs({ dirs: { "/etc/init.d": ["php7.4-fpm", "php8.2-fpm"] } });
+    const { code, err } = await rejected([URI, "5", ""], testDeps({ fs }));
+    assert.equal(code, ExitCode.Usage);
+    assert.match(err, /several php-fpm services \(php7.4-fpm, php8.2-fpm\).*--service/);
+  });
+  await t.step("several, chosen with --service", async () => {
+    const fs = debianFs({
+      dirs: { "/etc/init.d": ["php7.4-fpm", "php8.2-fpm"] },
+      executables: ["/usr/sbin/php-fpm7.4"],
+    });
+    const cfg = await config([URI, "5", "", "--service", "php7.4-fpm"], testDeps({ fs }));
+    assert.deepEqual(cfg.fpm, { service: "php7.4-fpm", processName: "php-fpm7.4" });
+  });
+  await t.step("a php-cgi relaunch asked for but no php-cgi service", async () => {
+    const { code, err } = await rejected([URI, "5", "", "1"]);
+    assert.equal(code, ExitCode.Usage);
+    assert.match(err, /Cannot find a php-cgi service.*--cgi-service/);
+  });
+  await t.step("pgrep missing", async () => {
+    const fs = fakeFs({
+      executables: ["/usr/sbin/service", "/usr/bin/pkill", "/usr/sbin/php-fpm8.2"],
+      dirs: { "/etc/init.d": ["php8.2-fpm"] },
+      exists: ["/run/lock"],
+    });
+    const { code, err } = await rejected([URI, "5", ""], testDeps({ fs }));
+    assert.equal(code, ExitCode.Usage);
+    assert.match(err, /Cannot find "pgrep"/);
+  });
+  await t.step("a service whose program is not where its name says", async () => {
+    const fs = debianFs({ dirs: { "/etc/init.d": ["php-fpm"] } });
+    const { err } = await rejected([URI, "5", ""], testDeps({ fs }));
+    assert.match(err, /program "php-fpm" of service "php-fpm".*--process-name/);
+  });
+});
+
+Deno.test("--help and --version print and exit 0 without touching anything", async () => {
+  const deps = testDeps();
+  assert.equal(await run(["--help"], deps), ExitCode.Ok);
+  assert.equal(deps.out.join(""), USAGE);
+  for (const needle of ["Exit codes:", ">/dev/null 2>&1", "--once", "--restart", "0  healthy"]) {
+    assert.ok(USAGE.includes(needle), needle);
+  }
+  const v = testDeps();
+  assert.equal(await run(["--version"], v), ExitCode.Ok);
+  assert.match(v.out.join(""), /^php-relaunch \d+\.\d+\.\d+ \(deno \d/);
+});
+
+Deno.test("check-config prints the resolved settings", async () => {
+  const deps = testDeps();
+  assert.equal(await run(["check-config", URI, "5", "ops@example.com"], deps), ExitCode.Ok);
+  const out = deps.out.join("");
+  assert.match(out, /php8\.2-fpm via sysv, processes named php-fpm8\.2/);
+  assert.match(out, /ops@example\.com/);
+});
+
+Deno.test("ConfigError keeps every issue", () => {
+  const e = new ConfigError(["a", "b"]);
+  assert.deepEqual(e.issues, ["a", "b"]);
+});

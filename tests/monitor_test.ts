@@ -1,0 +1,239 @@
+import assert from "node:assert/strict";
+import { parseCommandLine } from "../src/cli.ts";
+import { loadConfig } from "../src/config.ts";
+import { ExitCode } from "../src/errors.ts";
+import { probeOnce, watchMinute } from "../src/monitor.ts";
+import {
+  captureLogs,
+  FakeClock,
+  fakeMailer,
+  FakeRunner,
+  fetchErrors,
+  type HttpStep,
+  scriptedHttp,
+  testDeps,
+} from "./support/fakes.ts";
+
+const URI = "http://127.0.0.1:8889/php-heartbeat.php";
+
+/** php-fpm as the relaunch sees it: pgrep finds it once started; `startWorks` false keeps it down. */
+function fpmHost(startWorks = true) {
+  let running = true;
+  return new FakeRunner((call) => {
+    if (call.cmd.endsWith("pgrep")) return running ? { code: 0, stdout: "101\n102" } : { code: 1 };
+    if (call.cmd.endsWith("pkill")) {
+      running = false;
+      return { code: 0 };
+    }
+    if (startWorks) running = true;
+    return { code: 0 };
+  });
+}
+
+async function setup(
+  argv: string[],
+  script: HttpStep[],
+  opts: { mailFails?: boolean; startWorks?: boolean } = {},
+) {
+  const clock = new FakeClock();
+  const http = scriptedHttp(clock, script);
+  const runner = fpmHost(opts.startWorks ?? true);
+  const mailer = fakeMailer(
+    opts.mailFails ? new Error("connect ECONNREFUSED 127.0.0.1:25") : undefined,
+  );
+  const deps = testDeps({ clock, httpGet: http, runner, mailer });
+  const { mode, raw } = parseCommandLine(argv);
+  const cfg = await loadConfig(mode as "minute", raw, deps);
+  const logs = captureLogs();
+  return { cfg, deps, clock, http, runner, mailer, logs, start: clock.now() };
+}
+
+const ok = { status: 200, body: "127.0.0.1\n127.0.0.1\n", ms: 4 };
+const fastRelaunch = {
+  relaunch: {
+    maxAttempts: 3,
+    retryDelayMs: 2000,
+    killRounds: 3,
+    killPollMs: 100,
+    startTimeoutMs: 30_000,
+    toolTimeoutMs: 5000,
+  },
+};
+
+Deno.test("healthy minute: 12 probes 5 s apart, nothing run, nothing mailed, exit 0", async () => {
+  const s = await setup([URI, "5", "ops@example.com"], [ok]);
+  assert.equal(await watchMinute(s.cfg, s.deps), ExitCode.Ok);
+  assert.equal(s.http.calls.length, 12);
+  assert.equal(s.runner.calls.length, 0);
+  assert.equal(s.mailer.sent.length, 0);
+  assert.deepEqual(s.logs.lines(), []);
+  assert.ok(s.clock.now() - s.start <= 60_000);
+});
+
+Deno.test("502: restart once, one log line, one mail, then settle 10 s and keep watching", async () => {
+  const s = await setup(
+    [URI, "5", "ops@example.com,dev@example.com"],
+    [ok, ok, { status: 502, body: "<h1>502 Bad Gateway</h1>" }, ok],
+  );
+  assert.equal(await watchMinute(s.cfg, s.deps), ExitCode.Ok);
+  assert.deepEqual(s.logs.lines(), ["502 PHP restarted."]);
+  assert.equal(
+    s.runner.lines().filter((l) => l === "/usr/sbin/service php8.2-fpm start").length,
+    1,
+  );
+  assert.ok(s.runner.lines().includes("/usr/bin/pkill -KILL -x php-fpm8.2"));
+  assert.equal(s.mailer.sent.length, 1);
+  const mail = s.mailer.sent[0]!;
+  assert.equal(mail.subject, "web1 PHP restart");
+  assert.deepEqual(mail.to, ["ops@example.com", "dev@example.com"]);
+  assert.match(mail.text, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ web1 502 PHP restarted\.\n/);
+  assert.match(mail.text, /Probe: HTTP 502/);
+  assert.match(mail.text, /php8\.2-fpm \(sysv\): 2 processes killed, 1 start attempts, running/);
+  assert.ok(s.clock.sleeps.includes(10_000), `settle of 10 s in ${s.clock.sleeps}`);
+  assert.ok(s.clock.now() - s.start <= 60_000);
+});
+
+Deno.test("no answer within the timeout: restart", async () => {
+  const s = await setup([URI, "5", ""], [{ error: fetchErrors.timeout(), ms: 5000 }, ok]);
+  assert.equal(await watchMinute(s.cfg, s.deps), ExitCode.Ok);
+  assert.deepEqual(s.logs.lines(), ["timeout PHP restarted."]);
+  assert.equal(s.mailer.sent.length, 0, "'' means no mail");
+});
+
+for (
+  const [name, step, code, subject, pattern] of [
+    [
+      "refused",
+      { error: fetchErrors.refused() },
+      ExitCode.Unreachable,
+      "PHP heartbeat unreachable",
+      /nginx or the address is down/,
+    ],
+    [
+      "unknown host",
+      { error: fetchErrors.dns() },
+      ExitCode.Unreachable,
+      "PHP heartbeat unreachable",
+      /does not resolve/,
+    ],
+    [
+      "444 (closed)",
+      { error: fetchErrors.closed() },
+      ExitCode.Misconfigured,
+      "PHP heartbeat misconfigured",
+      /444/,
+    ],
+    ["404", { status: 404 }, ExitCode.Misconfigured, "PHP heartbeat misconfigured", /404/],
+    [
+      "302",
+      { status: 302, location: "/login" },
+      ExitCode.Misconfigured,
+      "PHP heartbeat misconfigured",
+      /not redirect/,
+    ],
+    [
+      "TLS on a plain port",
+      { error: fetchErrors.tls() },
+      ExitCode.Misconfigured,
+      "PHP heartbeat misconfigured",
+      /scheme and port/,
+    ],
+  ] as const
+) {
+  Deno.test(`${name}: never restarts, logs why, mails once, exit ${code}`, async () => {
+    const s = await setup([URI, "5", "ops@example.com"], [ok, step as HttpStep]);
+    assert.equal(await watchMinute(s.cfg, s.deps), code);
+    assert.equal(s.runner.calls.length, 0);
+    assert.equal(s.http.calls.length, 2, "the run stops at the problem");
+    const lines = s.logs.lines();
+    assert.equal(lines.length, 1);
+    assert.match(lines[0]!, /PHP not restarted/);
+    assert.match(lines[0]!, pattern);
+    assert.deepEqual(s.mailer.sent.map((m) => m.subject), [`web1 ${subject}`]);
+  });
+}
+
+Deno.test("restart that does not bring php-fpm back: exit 3, 'restart failed' mail", async () => {
+  const s = await setup([URI, "5", "ops@example.com"], [{ status: 502 }], { startWorks: false });
+  assert.equal(await watchMinute(s.cfg, s.deps, fastRelaunch), ExitCode.PhpDown);
+  assert.equal(s.runner.lines().filter((l) => l.endsWith(" start")).length, 3);
+  assert.match(s.logs.lines()[0]!, /^502 PHP restart failed \(php8\.2-fpm: no php-fpm8\.2 process/);
+  assert.deepEqual(s.mailer.sent.map((m) => m.subject), ["web1 PHP restart failed"]);
+});
+
+Deno.test("a failed mail is logged and changes nothing else", async () => {
+  const s = await setup([URI, "5", "ops@example.com"], [{ status: 503 }, ok], { mailFails: true });
+  assert.equal(await watchMinute(s.cfg, s.deps), ExitCode.Ok);
+  const lines = s.logs.lines();
+  assert.equal(lines[0], "503 PHP restarted.");
+  assert.match(
+    lines[1]!,
+    /Mail to ops@example\.com through localhost:25 failed: connect ECONNREFUSED/,
+  );
+  assert.ok(s.http.calls.length > 3, "probing went on after the failed mail");
+});
+
+Deno.test("--run-for 10 (mcron every 10 s): two probes", async () => {
+  const s = await setup([URI, "5", "", "--run-for", "10"], [ok]);
+  assert.equal(await watchMinute(s.cfg, s.deps), ExitCode.Ok);
+  assert.equal(s.http.calls.length, 2);
+});
+
+Deno.test("php-cgi is relaunched too with the 4th argument", async () => {
+  const clock = new FakeClock();
+  const http = scriptedHttp(clock, [{ status: 502 }, ok]);
+  const runner = fpmHost();
+  const { fs } = testDeps();
+  const deps = testDeps({
+    clock,
+    httpGet: http,
+    runner,
+    fs: {
+      ...fs,
+      listDir: (p) => Promise.resolve(p === "/etc/init.d" ? ["php8.2-fpm", "php8.2-cgi"] : []),
+      isExecutable: (p) => p === "/usr/bin/php-cgi8.2" ? Promise.resolve(true) : fs.isExecutable(p),
+    },
+  });
+  const { mode, raw } = parseCommandLine([URI, "5", "", "1"]);
+  const cfg = await loadConfig(mode as "minute", raw, deps);
+  captureLogs();
+  assert.equal(await watchMinute(cfg, deps), ExitCode.Ok);
+  const lines = runner.lines();
+  assert.ok(lines.includes("/usr/bin/pkill -KILL -x php-cgi8.2"));
+  assert.ok(lines.includes("/usr/sbin/service php8.2-cgi start"));
+  assert.ok(
+    lines.indexOf("/usr/sbin/service php8.2-fpm start") <
+      lines.indexOf("/usr/sbin/service php8.2-cgi start"),
+  );
+});
+
+Deno.test("--once: the verdict is the exit code; no restart, no mail", async (t) => {
+  for (
+    const [step, code] of [
+      [ok, ExitCode.Ok],
+      [{ status: 502 }, ExitCode.PhpDown],
+      [{ error: fetchErrors.timeout(), ms: 5000 }, ExitCode.PhpDown],
+      [{ error: fetchErrors.refused() }, ExitCode.Unreachable],
+      [{ error: fetchErrors.closed() }, ExitCode.Misconfigured],
+    ] as const
+  ) {
+    await t.step(`exit ${code}`, async () => {
+      const s = await setup(["--once", URI, "5", "ops@example.com"], [step as HttpStep]);
+      assert.equal(await probeOnce(s.cfg, s.deps), code);
+      assert.equal(s.http.calls.length, 1);
+      assert.equal(s.runner.calls.length, 0);
+      assert.equal(s.mailer.sent.length, 0);
+      assert.equal(s.deps.out.length, 1);
+    });
+  }
+});
+
+Deno.test("--once --restart: restarts and mails what it did", async () => {
+  const s = await setup(["--once", "--restart", URI, "5", "ops@example.com"], [
+    { status: 502 },
+    ok,
+  ]);
+  assert.equal(await probeOnce(s.cfg, s.deps), ExitCode.Ok);
+  assert.ok(s.runner.lines().includes("/usr/sbin/service php8.2-fpm start"));
+  assert.deepEqual(s.mailer.sent.map((m) => m.subject), ["web1 PHP restart"]);
+});

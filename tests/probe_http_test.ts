@@ -1,0 +1,156 @@
+import assert from "node:assert/strict";
+import {
+  classifyError,
+  directHttpGet,
+  labelOf,
+  probeHttp,
+  type ProbeResult,
+  verdictOf,
+} from "../src/probe_http.ts";
+import { fetchErrors } from "./support/fakes.ts";
+
+const status = (s: number): ProbeResult => ({ kind: "status", status: s, detail: "", ms: 1 });
+
+Deno.test("verdict of every status class", () => {
+  for (const s of [200, 201, 204, 299]) assert.equal(verdictOf(status(s)), "healthy", `${s}`);
+  for (const s of [500, 502, 503, 504]) assert.equal(verdictOf(status(s)), "php_down", `${s}`);
+  for (const s of [301, 302, 304, 400, 401, 403, 404, 444, 501, 505, 199]) {
+    assert.equal(verdictOf(status(s)), "misconfigured", `${s}`);
+  }
+});
+
+Deno.test("verdict of every failure kind", () => {
+  const of = (kind: ProbeResult["kind"]) => verdictOf({ kind, detail: "", ms: 1 });
+  assert.equal(of("timeout"), "php_down");
+  assert.equal(of("refused"), "unreachable");
+  assert.equal(of("dns"), "unreachable");
+  assert.equal(of("closed"), "misconfigured");
+  assert.equal(of("error"), "misconfigured");
+});
+
+Deno.test("classifyError reads Deno's fetch errors", () => {
+  assert.equal(classifyError(fetchErrors.timeout()).kind, "timeout");
+  assert.equal(classifyError(fetchErrors.refused()).kind, "refused");
+  assert.equal(classifyError(fetchErrors.dns()).kind, "dns");
+  assert.equal(classifyError(fetchErrors.closed()).kind, "closed");
+  assert.equal(classifyError(fetchErrors.tls()).kind, "error");
+  assert.equal(classifyError(new TypeError("Invalid URL")).kind, "error");
+  assert.match(classifyError(fetchErrors.refused()).detail, /Connection refused/);
+});
+
+Deno.test("labels: the status, or the failure kind", () => {
+  assert.equal(labelOf(status(502)), "502");
+  assert.equal(labelOf({ kind: "timeout", detail: "", ms: 1 }), "timeout");
+});
+
+/** Real loopback servers, as nginx would behave in each case. */
+async function withServer(
+  handler: (req: Request) => Response | Promise<Response>,
+  fn: (base: string, seen: { path: string; host: string | null }[]) => Promise<void>,
+) {
+  const seen: { path: string; host: string | null }[] = [];
+  const ac = new AbortController();
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, signal: ac.signal, onListen: () => {} },
+    (req) => {
+      seen.push({ path: new URL(req.url).pathname, host: req.headers.get("host") });
+      return handler(req);
+    },
+  );
+  try {
+    await fn(`http://127.0.0.1:${server.addr.port}`, seen);
+  } finally {
+    ac.abort();
+    await server.finished;
+  }
+}
+
+const probe = (url: string, timeoutMs = 2000) =>
+  probeHttp(new URL(url), timeoutMs, directHttpGet, Date.now);
+
+Deno.test("real HTTP: 200 healthy, 502 php_down, 404 misconfigured", async () => {
+  await withServer((req) => {
+    const code = Number(new URL(req.url).pathname.slice(1));
+    return new Response(`status ${code}`, { status: code });
+  }, async (base) => {
+    assert.equal(verdictOf(await probe(`${base}/200`)), "healthy");
+    const bad = await probe(`${base}/502`);
+    assert.equal(bad.status, 502);
+    assert.equal(verdictOf(bad), "php_down");
+    assert.equal(verdictOf(await probe(`${base}/404`)), "misconfigured");
+  });
+});
+
+Deno.test("real HTTP: a redirect is reported, not followed", async () => {
+  await withServer(
+    (req) =>
+      new URL(req.url).pathname === "/moved"
+        ? new Response(null, { status: 302, headers: { location: "/elsewhere" } })
+        : new Response("ok"),
+    async (base, seen) => {
+      const r = await probe(`${base}/moved`);
+      assert.equal(r.status, 302);
+      assert.match(r.detail, /redirect to \/elsewhere/);
+      assert.equal(seen.length, 1);
+    },
+  );
+});
+
+Deno.test("real HTTP: hung server and slow body are timeouts", async () => {
+  const hang = new AbortController();
+  await withServer(async (req) => {
+    if (new URL(req.url).pathname === "/hang") {
+      await new Promise((r) => hang.signal.addEventListener("abort", r));
+      return new Response("late");
+    }
+    const body = new ReadableStream({
+      start(c) {
+        c.enqueue(new TextEncoder().encode("partial"));
+        hang.signal.addEventListener("abort", () => c.close());
+      },
+    });
+    return new Response(body);
+  }, async (base) => {
+    try {
+      const hung = await probe(`${base}/hang`, 300);
+      assert.equal(hung.kind, "timeout");
+      assert.ok(hung.ms >= 250, `timed out after ${hung.ms} ms`);
+      assert.equal((await probe(`${base}/slow-body`, 300)).kind, "timeout");
+    } finally {
+      hang.abort();
+    }
+  });
+});
+
+Deno.test("real TCP: refused, closed without an answer, unknown host", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = listener.addr.port;
+  // nginx's 444: accept, then close without a byte
+  const closer = (async () => {
+    for await (const conn of listener) conn.close();
+  })();
+  try {
+    assert.equal((await probe(`http://127.0.0.1:${port}/`)).kind, "closed");
+  } finally {
+    listener.close();
+    await closer.catch(() => {});
+  }
+  assert.equal((await probe(`http://127.0.0.1:${port}/`)).kind, "refused");
+  assert.equal((await probe("http://heartbeat.invalid/")).kind, "dns");
+});
+
+Deno.test("real HTTP: proxies from the environment are ignored; the URL's host is the vhost", async () => {
+  const saved = Deno.env.get("HTTP_PROXY");
+  // a proxy that refuses everything: using it would turn the probe into "refused"
+  Deno.env.set("HTTP_PROXY", "http://127.0.0.1:9");
+  try {
+    await withServer(() => new Response("ok"), async (base, seen) => {
+      const url = base.replace("127.0.0.1", "localhost");
+      assert.equal(verdictOf(await probe(url)), "healthy");
+      assert.equal(seen[0]?.host, new URL(url).host);
+    });
+  } finally {
+    if (saved === undefined) Deno.env.delete("HTTP_PROXY");
+    else Deno.env.set("HTTP_PROXY", saved);
+  }
+});

@@ -1,0 +1,149 @@
+import assert from "node:assert/strict";
+import { DEFAULT_RELAUNCH, relaunch, startCommands } from "../src/restart.ts";
+import type { Tools } from "../src/service.ts";
+import { processNameFor } from "../src/service.ts";
+import { captureLogs, FakeClock, FakeRunner, type RunCall } from "./support/fakes.ts";
+
+const tools: Tools = {
+  service: "/usr/sbin/service",
+  systemctl: "/usr/bin/systemctl",
+  pgrep: "/usr/bin/pgrep",
+  pkill: "/usr/bin/pkill",
+};
+const fpm = { service: "php8.2-fpm", processName: "php-fpm8.2" };
+
+/**
+ * A host where php-fpm has `initial` processes; pkill kills them unless `unkillable`; each start
+ * brings processes up from the `startsToComeUp`-th start on.
+ */
+function host(opts: { initial?: number; startsToComeUp?: number; unkillable?: boolean } = {}) {
+  let running = opts.initial ?? 3;
+  let starts = 0;
+  return new FakeRunner((call: RunCall) => {
+    const bin = call.cmd.split("/").pop();
+    if (bin === "pgrep") {
+      return running > 0
+        ? { code: 0, stdout: Array.from({ length: running }, (_, i) => `${100 + i}`).join("\n") }
+        : { code: 1 };
+    }
+    if (bin === "pkill") {
+      if (running === 0) return { code: 1 };
+      if (!opts.unkillable) running = 0;
+      return { code: 0 };
+    }
+    if (call.args.includes("start")) {
+      starts++;
+      if (starts >= (opts.startsToComeUp ?? 1)) running = 3;
+      return { code: 0 };
+    }
+    return { code: 0 };
+  });
+}
+
+const ctx = (runner: FakeRunner, init: "sysv" | "systemd" = "sysv") => ({
+  init,
+  tools,
+  runner,
+  clock: new FakeClock(),
+});
+
+Deno.test("sysv: SIGKILL by exact name, then `service NAME start`, verified by pgrep and a probe", async () => {
+  captureLogs();
+  const runner = host();
+  let probes = 0;
+  const report = await relaunch(fpm, ctx(runner), () => Promise.resolve(++probes > 0));
+  assert.equal(report.ok, true);
+  assert.equal(report.attempts, 1);
+  assert.equal(report.killed, 3);
+  assert.equal(probes, 1);
+  assert.deepEqual(runner.lines(), [
+    "/usr/bin/pgrep -x php-fpm8.2",
+    "/usr/bin/pkill -KILL -x php-fpm8.2",
+    "/usr/bin/pgrep -x php-fpm8.2",
+    "/usr/sbin/service php8.2-fpm start",
+    "/usr/bin/pgrep -x php-fpm8.2",
+  ]);
+  for (const c of runner.calls) assert.ok(c.timeoutMs > 0, "every command has a timeout");
+});
+
+Deno.test("systemd: reset-failed then start", () => {
+  assert.deepEqual(startCommands("systemd", tools, "php-fpm"), [
+    ["/usr/bin/systemctl", ["reset-failed", "php-fpm"]],
+    ["/usr/bin/systemctl", ["start", "php-fpm"]],
+  ]);
+  assert.deepEqual(startCommands("sysv", tools, "php8.2-fpm"), [
+    ["/usr/sbin/service", ["php8.2-fpm", "start"]],
+  ]);
+});
+
+Deno.test("nothing running: no pkill, straight to start", async () => {
+  captureLogs();
+  const runner = host({ initial: 0 });
+  const report = await relaunch(fpm, ctx(runner), () => Promise.resolve(true));
+  assert.equal(report.ok, true);
+  assert.equal(report.killed, 0);
+  assert.ok(!runner.lines().some((l) => l.includes("pkill")));
+});
+
+Deno.test("retries about 2 s apart until the service comes up", async () => {
+  captureLogs();
+  const runner = host({ startsToComeUp: 3 });
+  const c = ctx(runner);
+  const report = await relaunch(fpm, c, () => Promise.resolve(true));
+  assert.equal(report.ok, true);
+  assert.equal(report.attempts, 3);
+  assert.equal(runner.lines().filter((l) => l.endsWith("start")).length, 3);
+  assert.deepEqual(c.clock.sleeps.filter((ms) => ms === 2000).length, 2);
+});
+
+Deno.test("a probe that stays bad means another attempt, up to 10, then failure", async () => {
+  captureLogs();
+  const runner = host();
+  let probes = 0;
+  const report = await relaunch(fpm, ctx(runner), () => {
+    probes++;
+    return Promise.resolve(false);
+  });
+  assert.equal(report.ok, false);
+  assert.equal(report.attempts, DEFAULT_RELAUNCH.maxAttempts);
+  assert.equal(probes, 10);
+  assert.match(report.reason, /runs but the heartbeat is still failing/);
+});
+
+Deno.test("never comes up: 10 attempts and a reason naming the start command", async () => {
+  captureLogs();
+  const runner = host({ startsToComeUp: 99 });
+  const report = await relaunch(fpm, ctx(runner), () => Promise.resolve(true));
+  assert.equal(report.ok, false);
+  assert.equal(report.attempts, 10);
+  assert.match(
+    report.reason,
+    /no php-fpm8\.2 process after \/usr\/sbin\/service php8\.2-fpm start/,
+  );
+});
+
+Deno.test("processes that survive SIGKILL: bounded rounds, then start anyway", async () => {
+  const logs = captureLogs();
+  const runner = host({ unkillable: true });
+  const report = await relaunch(fpm, ctx(runner), () => Promise.resolve(true));
+  assert.equal(runner.lines().filter((l) => l.includes("pkill")).length, 10);
+  assert.equal(report.ok, true);
+  assert.ok(logs.lines().some((l) => /survived SIGKILL/.test(l)));
+});
+
+Deno.test("a command that cannot run ends the relaunch with its reason, no retries", async () => {
+  captureLogs();
+  const runner = new FakeRunner(() => new Deno.errors.NotFound("Failed to spawn 'pgrep'"));
+  const report = await relaunch(fpm, ctx(runner), () => Promise.resolve(true));
+  assert.equal(report.ok, false);
+  assert.equal(runner.calls.length, 1);
+  assert.match(report.reason, /Failed to spawn/);
+});
+
+Deno.test("process names from service names", () => {
+  assert.equal(processNameFor("php8.2-fpm"), "php-fpm8.2");
+  assert.equal(processNameFor("php7.4-fpm"), "php-fpm7.4");
+  assert.equal(processNameFor("php-fpm"), "php-fpm");
+  assert.equal(processNameFor("php5-fpm"), "php5-fpm");
+  assert.equal(processNameFor("php8.2-cgi"), "php-cgi8.2");
+});

@@ -1,0 +1,209 @@
+/** Test doubles for the ports of src/deps.ts: deterministic, recording, no globals touched. */
+import { configureSync, type LogRecord } from "@logtape/logtape";
+import type {
+  Clock,
+  Deps,
+  Fs,
+  Host,
+  HttpAnswer,
+  HttpGet,
+  Mail,
+  Mailer,
+  ProcessRunner,
+  RunResult,
+} from "../../src/deps.ts";
+import { renderMessage } from "../../src/log.ts";
+
+/** A clock that only moves when told to or when something sleeps on it. */
+export class FakeClock implements Clock {
+  readonly sleeps: number[] = [];
+  constructor(public time = 1_700_000_000_000) {}
+  now = (): number => this.time;
+  sleep = (ms: number): Promise<void> => {
+    this.sleeps.push(ms);
+    this.time += Math.max(0, ms);
+    return Promise.resolve();
+  };
+  advance(ms: number): void {
+    this.time += ms;
+  }
+}
+
+/** One scripted HTTP outcome: an answer, or what fetch would throw, after `ms`. */
+export type HttpStep =
+  | { status: number; body?: string; location?: string; ms?: number }
+  | { error: unknown; ms?: number };
+
+/** Errors shaped like Deno 2.9's fetch failures (platform-facts.md §b). */
+export const fetchErrors = {
+  timeout: () => new DOMException("The operation was aborted due to timeout", "TimeoutError"),
+  refused: () =>
+    new TypeError("fetch failed", {
+      cause: new Error(
+        "error sending request for url (http://127.0.0.1:8889/): client error (Connect): tcp connect error: Connection refused (os error 111)",
+      ),
+    }),
+  dns: () =>
+    new TypeError("fetch failed", {
+      cause: new Error(
+        "error sending request for url (http://nope.invalid/): client error (Connect): dns error: failed to lookup address information: Name or service not known",
+      ),
+    }),
+  closed: () =>
+    new TypeError("fetch failed", {
+      cause: new Error(
+        "error sending request for url (http://127.0.0.1:8889/): client error (SendRequest): connection closed before message completed",
+      ),
+    }),
+  tls: () =>
+    new TypeError("fetch failed", {
+      cause: new Error(
+        "error sending request for url (https://127.0.0.1:8889/): client error (Connect): received corrupt message of type InvalidContentType",
+      ),
+    }),
+};
+
+/**
+ * An HttpGet that plays `script` in order (the last step repeats) and advances `clock` by each
+ * step's duration, as a real request would take time.
+ */
+export function scriptedHttp(clock: FakeClock, script: HttpStep[]): HttpGet & { calls: URL[] } {
+  const calls: URL[] = [];
+  const get = (url: URL, _signal: AbortSignal): Promise<HttpAnswer> => {
+    const step = script[Math.min(calls.length, script.length - 1)];
+    calls.push(url);
+    if (step === undefined) throw new Error("scriptedHttp: empty script");
+    clock.advance(step.ms ?? 5);
+    if ("error" in step) return Promise.reject(step.error);
+    return Promise.resolve({
+      status: step.status,
+      location: step.location ?? null,
+      body: step.body ?? "",
+    });
+  };
+  return Object.assign(get, { calls });
+}
+
+/** A recorded external command. */
+export interface RunCall {
+  cmd: string;
+  args: string[];
+  timeoutMs: number;
+}
+
+/** A process runner that answers from `respond` and records every argv. */
+export class FakeRunner implements ProcessRunner {
+  readonly calls: RunCall[] = [];
+  constructor(
+    private readonly respond: (call: RunCall, index: number) => Partial<RunResult> | Error,
+  ) {}
+  run(cmd: string, args: readonly string[], opts: { timeoutMs: number }): Promise<RunResult> {
+    const call = { cmd, args: [...args], timeoutMs: opts.timeoutMs };
+    this.calls.push(call);
+    const r = this.respond(call, this.calls.length - 1);
+    if (r instanceof Error) return Promise.reject(r);
+    return Promise.resolve({
+      code: 0,
+      signal: null,
+      stdout: "",
+      stderr: "",
+      timedOut: false,
+      ...r,
+    });
+  }
+  /** The recorded commands as "cmd arg arg" strings. */
+  lines(): string[] {
+    return this.calls.map((c) => [c.cmd, ...c.args].join(" "));
+  }
+}
+
+/** A mailer that records mails, or fails with `failWith`. */
+export function fakeMailer(failWith?: Error): Mailer & { sent: Mail[] } {
+  const sent: Mail[] = [];
+  const mailer: Mailer = (mail) => {
+    sent.push(mail);
+    return failWith ? Promise.reject(failWith) : Promise.resolve();
+  };
+  return Object.assign(mailer, { sent });
+}
+
+/** A filesystem of the given executables, directories and directory listings. */
+export function fakeFs(spec: {
+  executables?: string[];
+  dirs?: Record<string, string[]>;
+  exists?: string[];
+}): Fs {
+  const executables = new Set(spec.executables ?? []);
+  const dirs = spec.dirs ?? {};
+  const exists = new Set([...(spec.exists ?? []), ...Object.keys(dirs), ...executables]);
+  return {
+    exists: (path) => Promise.resolve(exists.has(path)),
+    isExecutable: (path) => Promise.resolve(executables.has(path)),
+    listDir: (path) => Promise.resolve([...(dirs[path] ?? [])]),
+  };
+}
+
+/** A Debian 12 host without systemd, with php8.2-fpm installed: what CI has. */
+export function debianFs(extra: { dirs?: Record<string, string[]>; executables?: string[] } = {}) {
+  return fakeFs({
+    executables: [
+      "/usr/sbin/service",
+      "/usr/bin/systemctl",
+      "/usr/bin/pgrep",
+      "/usr/bin/pkill",
+      "/usr/sbin/php-fpm8.2",
+      ...(extra.executables ?? []),
+    ],
+    dirs: { "/etc/init.d": ["nginx", "php8.2-fpm", "procps"], ...(extra.dirs ?? {}) },
+    exists: ["/run/lock", "/var/lock"],
+  });
+}
+
+/** A host with the given uid and environment. */
+export function fakeHost(uid = 0, env: Record<string, string> = {}): Host {
+  return { hostname: () => "web1", uid: () => uid, env: (name) => env[name] };
+}
+
+/** Fake deps plus what they recorded. */
+export interface TestDeps extends Deps {
+  clock: FakeClock;
+  out: string[];
+  err: string[];
+}
+
+/** Deps whose every side effect is a fake; override any of them. */
+export function testDeps(over: Partial<Deps> & { clock?: FakeClock } = {}): TestDeps {
+  const clock = over.clock ?? new FakeClock();
+  const out: string[] = [];
+  const err: string[] = [];
+  return {
+    runner: new FakeRunner(() => new Error("unexpected command")),
+    httpGet: scriptedHttp(clock, [{ error: new Error("unexpected probe") }]),
+    mailer: fakeMailer(),
+    fs: debianFs(),
+    host: fakeHost(),
+    stdout: (t) => out.push(t),
+    stderr: (t) => err.push(t),
+    ...over,
+    clock,
+    out,
+    err,
+  };
+}
+
+/** Sends LogTape records to an array for the duration of a test; returns the rendered lines. */
+export function captureLogs(): { lines: () => string[]; records: LogRecord[] } {
+  const records: LogRecord[] = [];
+  configureSync({
+    reset: true,
+    sinks: { memory: (r) => records.push(r) },
+    loggers: [
+      { category: ["php-relaunch"], lowestLevel: "debug", sinks: ["memory"] },
+      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["memory"] },
+    ],
+  });
+  return {
+    records,
+    lines: () => records.filter((r) => r.level !== "debug").map(renderMessage),
+  };
+}

@@ -1,0 +1,150 @@
+/** Black-box tests of the CLI under cron's environment, with the shipped permission set. */
+import assert from "node:assert/strict";
+import { tryLock } from "../src/lock.ts";
+import { runCli } from "./support/cli.ts";
+
+// pinned so these tests need no php-fpm: nothing here starts or stops a service
+const SERVICE = ["--service", "php8.2-fpm", "--process-name", "php-fpm8.2"];
+
+async function withHeartbeat(fn: (url: string, hits: () => number) => Promise<void>) {
+  let hits = 0;
+  const ac = new AbortController();
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, signal: ac.signal, onListen: () => {} },
+    () => {
+      hits++;
+      return new Response("127.0.0.1\n127.0.0.1\n");
+    },
+  );
+  try {
+    await fn(`http://127.0.0.1:${server.addr.port}/php-heartbeat.php`, () => hits);
+  } finally {
+    ac.abort();
+    await server.finished;
+  }
+}
+
+async function withTempDir(fn: (dir: string) => Promise<void>) {
+  const dir = await Deno.makeTempDir({ prefix: "php-relaunch-cli-" });
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("cli: --help and --version", async () => {
+  const help = await runCli(["--help"]);
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /^php-relaunch \d/);
+  assert.match(help.stdout, /Exit codes:/);
+  const version = await runCli(["--version"]);
+  assert.equal(version.code, 0);
+  assert.match(version.stdout, /^php-relaunch \d+\.\d+\.\d+ \(deno 2\.9\.\d+\)$/);
+});
+
+Deno.test("cli: bad input exits 2 with one line on stderr and writes no log", async () => {
+  await withTempDir(async (dir) => {
+    const log = `${dir}/php-relaunch.log`;
+    for (
+      const args of [
+        [],
+        ["--nope"],
+        ["http://127.0.0.1:8889/php-heartbeat.php", "abc", ""],
+        ["http://127.0.0.1:8889/php-heartbeat.php", "5", "not-an-address"],
+        ["gopher://127.0.0.1/", "5", ""],
+        ["http://127.0.0.1/", "5", "", "1", "2"],
+      ]
+    ) {
+      const r = await runCli([...args, "--log-file", log]);
+      assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
+      assert.equal(r.stderr.split("\n").length, 1, r.stderr);
+      assert.match(r.stderr, /^php-relaunch: /);
+      assert.equal(r.stdout, "");
+    }
+    await assert.rejects(() => Deno.stat(log), Deno.errors.NotFound);
+  });
+});
+
+Deno.test("cli: --once under cron's bare environment, through a dead HTTP_PROXY", async () => {
+  await withTempDir(async (dir) => {
+    await withHeartbeat(async (url, hits) => {
+      const r = await runCli(["--once", url, "3", "", ...SERVICE, "--log-file", `${dir}/log`], {
+        env: { HTTP_PROXY: "http://127.0.0.1:9", http_proxy: "http://127.0.0.1:9" },
+      });
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /^200 healthy in \d+ ms/);
+      assert.equal(hits(), 1);
+    });
+  });
+});
+
+Deno.test("cli: nothing listening: exit 7 and a log line saying why", async () => {
+  await withTempDir(async (dir) => {
+    const port = (() => {
+      const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+      const p = l.addr.port;
+      l.close();
+      return p;
+    })();
+    const r = await runCli([
+      `http://127.0.0.1:${port}/php-heartbeat.php`,
+      "2",
+      "",
+      ...SERVICE,
+      "--log-file",
+      `${dir}/log`,
+      "--lock-file",
+      `${dir}/lock`,
+    ]);
+    assert.equal(r.code, 7, r.stderr);
+    const log = await Deno.readTextFile(`${dir}/log`);
+    assert.match(log, /^\S+Z \S+ refused PHP not restarted: .*nginx or the address is down/);
+  });
+});
+
+Deno.test("cli: a second invocation while one holds the lock exits 0 at once and probes nothing", async () => {
+  await withTempDir(async (dir) => {
+    await withHeartbeat(async (url, hits) => {
+      const lock = await tryLock(`${dir}/lock`);
+      assert.ok(lock);
+      try {
+        const r = await runCli([
+          url,
+          "5",
+          "",
+          ...SERVICE,
+          "--log-file",
+          `${dir}/log`,
+          "--lock-file",
+          `${dir}/lock`,
+        ]);
+        assert.equal(r.code, 0, r.stderr);
+        assert.ok(r.ms < 20_000, `took ${r.ms} ms`);
+        assert.equal(hits(), 0);
+        assert.match(await Deno.readTextFile(`${dir}/log`), /Another php-relaunch holds/);
+      } finally {
+        lock[Symbol.dispose]();
+      }
+    });
+  });
+});
+
+Deno.test("cli: a log file path that is a symlink is refused with exit 2", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.writeTextFile(`${dir}/victim`, "keep\n");
+    await Deno.symlink(`${dir}/victim`, `${dir}/log`);
+    const r = await runCli([
+      "--once",
+      "http://127.0.0.1:9/",
+      "1",
+      "",
+      ...SERVICE,
+      "--log-file",
+      `${dir}/log`,
+    ]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /symbolic link/);
+    assert.equal(await Deno.readTextFile(`${dir}/victim`), "keep\n");
+  });
+});

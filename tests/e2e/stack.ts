@@ -1,0 +1,223 @@
+/**
+ * The real stack for end-to-end tests: Debian's nginx and php8.2-fpm with this repo's samples,
+ * and an aiosmtpd server on loopback. Everything it changes it restores, and it leaves services
+ * running or stopped as it found them.
+ */
+import { ROOT } from "../support/cli.ts";
+
+export const FPM_SERVICE = "php8.2-fpm";
+export const FPM_PROCESS = "php-fpm8.2";
+export const HEARTBEAT = "http://127.0.0.1:8889/php-heartbeat.php";
+export const ALLOW_CONF = "/etc/nginx/conf.d/heartbeat_allowed.conf";
+
+const decoder = new TextDecoder();
+
+/** Runs a command to completion with a deadline; returns its exit code and output. */
+export async function sh(
+  cmd: string,
+  args: string[],
+  timeoutMs = 60_000,
+): Promise<{ code: number; out: string }> {
+  const r = await new Deno.Command(cmd, {
+    args,
+    stdin: "null",
+    env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" },
+    signal: AbortSignal.timeout(timeoutMs),
+  }).output();
+  return { code: r.code, out: (decoder.decode(r.stdout) + decoder.decode(r.stderr)).trim() };
+}
+
+async function must(cmd: string, args: string[]): Promise<string> {
+  const r = await sh(cmd, args);
+  if (r.code !== 0) throw new Error(`${cmd} ${args.join(" ")} exited ${r.code}: ${r.out}`);
+  return r.out;
+}
+
+/** Pids of the processes named exactly `name`. */
+export async function pids(name: string): Promise<number[]> {
+  const r = await sh("pgrep", ["-x", name]);
+  return r.code === 0 ? r.out.split("\n").map(Number).filter((n) => n > 0) : [];
+}
+
+/** php-fpm's master: the oldest of its processes. */
+export async function fpmMaster(): Promise<number | null> {
+  const r = await sh("pgrep", ["-o", "-x", FPM_PROCESS]);
+  return r.code === 0 ? Number(r.out) : null;
+}
+
+/** The heartbeat's status, or the failure kind, with a short deadline. */
+export async function heartbeat(timeoutMs = 2000): Promise<string> {
+  // straight to nginx, whatever proxy the test's environment has
+  using client = Deno.createHttpClient({
+    proxy: { transport: "tcp", hostname: "127.0.0.1", port: 8889 },
+  });
+  try {
+    const res = await fetch(HEARTBEAT, { client, signal: AbortSignal.timeout(timeoutMs) });
+    await res.body?.cancel();
+    return String(res.status);
+  } catch (err) {
+    return err instanceof DOMException ? "timeout" : "error";
+  }
+}
+
+/** Polls `check` every `everyMs` until it is true or `withinMs` has passed; returns the time it took or null. */
+export async function waitFor(
+  check: () => Promise<boolean>,
+  withinMs: number,
+  everyMs = 100,
+): Promise<number | null> {
+  const start = Date.now();
+  while (Date.now() - start < withinMs) {
+    if (await check()) return Date.now() - start;
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+  return null;
+}
+
+/** The system state the stack found, to restore it. */
+export class Stack {
+  private constructor(
+    private readonly nginxWasRunning: boolean,
+    private readonly fpmWasRunning: boolean,
+    private readonly samplesWereInstalled: boolean,
+    private readonly allowConf: string | null,
+  ) {}
+
+  /** Installs what is missing and starts the services; throws with advice if packages are absent. */
+  static async up(): Promise<Stack> {
+    for (const bin of ["/usr/sbin/nginx", `/usr/sbin/${FPM_PROCESS}`, "/usr/bin/python3"]) {
+      await Deno.stat(bin).catch(() => {
+        throw new Error(
+          `${bin} is missing: run .ci/run, or apt-get install nginx php8.2-fpm python3-aiosmtpd`,
+        );
+      });
+    }
+    const samples = await sh(`${ROOT}/scripts/samples.sh`, ["status"]);
+    const stack = new Stack(
+      (await pids("nginx")).length > 0,
+      (await pids(FPM_PROCESS)).length > 0,
+      samples.code === 0,
+      await Deno.readTextFile(ALLOW_CONF).catch(() => null),
+    );
+    if (!stack.samplesWereInstalled) await must(`${ROOT}/scripts/samples.sh`, ["install"]);
+    await stack.healthy();
+    return stack;
+  }
+
+  /** Brings nginx and php-fpm back to serving the heartbeat (after a test broke them). */
+  async healthy(): Promise<void> {
+    if (this.allowConf !== null) await Deno.writeTextFile(ALLOW_CONF, this.allowConf);
+    if ((await pids("nginx")).length === 0) await must("service", ["nginx", "start"]);
+    else await must("service", ["nginx", "reload"]);
+    if ((await heartbeat()) !== "200") {
+      // a test may have stopped php-fpm (SIGSTOP): only its own service's processes are touched
+      for (const pid of await pids(FPM_PROCESS)) {
+        try {
+          Deno.kill(pid, "SIGKILL");
+        } catch { /* gone */ }
+      }
+      await sh("service", [FPM_SERVICE, "start"]);
+    }
+    const ok = await waitFor(async () => (await heartbeat()) === "200", 20_000, 200);
+    if (ok === null) throw new Error(`the heartbeat ${HEARTBEAT} does not answer 200`);
+  }
+
+  /** Restores the samples and the services' running state. */
+  async down(): Promise<void> {
+    if (this.allowConf !== null) await Deno.writeTextFile(ALLOW_CONF, this.allowConf);
+    if (!this.samplesWereInstalled) await sh(`${ROOT}/scripts/samples.sh`, ["uninstall"]);
+    const nginxUp = (await pids("nginx")).length > 0;
+    if (this.nginxWasRunning && !nginxUp) await sh("service", ["nginx", "start"]);
+    if (!this.nginxWasRunning && nginxUp) await sh("service", ["nginx", "stop"]);
+    const fpmUp = (await pids(FPM_PROCESS)).length > 0;
+    if (this.fpmWasRunning && !fpmUp) await sh("service", [FPM_SERVICE, "start"]);
+    if (!this.fpmWasRunning && fpmUp) await sh("service", [FPM_SERVICE, "stop"]);
+  }
+}
+
+/** One received mail: its envelope and headers. */
+export interface ReceivedMail {
+  rcptTo: string[];
+  mailFrom: string;
+  subject: string;
+  body: string;
+}
+
+/** A real SMTP server (aiosmtpd) on a free loopback port, storing mail in a Maildir. */
+export class SmtpSink {
+  private constructor(
+    readonly port: number,
+    private readonly dir: string,
+    private readonly child: Deno.ChildProcess,
+  ) {}
+
+  static async start(): Promise<SmtpSink> {
+    const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = probe.addr.port;
+    probe.close();
+    const dir = await Deno.makeTempDir({ prefix: "php-relaunch-mail-" });
+    const child = new Deno.Command("/usr/bin/python3", {
+      args: [
+        "-m",
+        "aiosmtpd",
+        "-n",
+        "-l",
+        `127.0.0.1:${port}`,
+        "-c",
+        "aiosmtpd.handlers.Mailbox",
+        `${dir}/maildir`,
+      ],
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    const sink = new SmtpSink(port, dir, child);
+    const up = await waitFor(async () => {
+      try {
+        (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+        return true;
+      } catch {
+        return false;
+      }
+    }, 20_000);
+    if (up === null) {
+      await sink.stop();
+      throw new Error("aiosmtpd did not start: apt-get install python3-aiosmtpd");
+    }
+    return sink;
+  }
+
+  /** Every mail received so far. */
+  async messages(): Promise<ReceivedMail[]> {
+    const mails: ReceivedMail[] = [];
+    // python's Maildir makes its folders only where the path does not exist yet
+    const names: string[] = [];
+    try {
+      for await (const entry of Deno.readDir(`${this.dir}/maildir/new`)) names.push(entry.name);
+    } catch (err) {
+      if (!(err instanceof Deno.errors.NotFound)) throw err;
+    }
+    for (const name of names.sort()) {
+      const entry = { name };
+      const text = await Deno.readTextFile(`${this.dir}/maildir/new/${entry.name}`);
+      const [head = "", ...rest] = text.split(/\r?\n\r?\n/);
+      const header = (name: string) =>
+        new RegExp(`^${name}: (.*)$`, "mi").exec(head)?.[1]?.trim() ?? "";
+      mails.push({
+        rcptTo: header("X-RcptTo").split(",").map((s) => s.trim()).filter(Boolean),
+        mailFrom: header("X-MailFrom"),
+        subject: header("Subject"),
+        body: rest.join("\n\n"),
+      });
+    }
+    return mails;
+  }
+
+  async stop(): Promise<void> {
+    try {
+      this.child.kill("SIGTERM");
+    } catch { /* already gone */ }
+    await this.child.status;
+    await Deno.remove(this.dir, { recursive: true });
+  }
+}

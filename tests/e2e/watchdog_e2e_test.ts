@@ -1,0 +1,245 @@
+/**
+ * End to end against Debian's nginx and php8.2-fpm (restarted through the real `service` init
+ * script), the repo's nginx samples, and a real SMTP server. Changes system state, so the steps
+ * run one after another and the stack restores everything at the end.
+ */
+import assert from "node:assert/strict";
+import { ROOT, runCli, startCommand } from "../support/cli.ts";
+import {
+  ALLOW_CONF,
+  FPM_PROCESS,
+  fpmMaster,
+  HEARTBEAT,
+  heartbeat,
+  pids,
+  sh,
+  SmtpSink,
+  Stack,
+  waitFor,
+} from "./stack.ts";
+
+const RECIPIENTS = "ops@example.com,oncall@example.net";
+
+async function logLines(path: string): Promise<string[]> {
+  const text = await Deno.readTextFile(path).catch(() => "");
+  return text.split("\n").filter((l) => l.trim() !== "");
+}
+
+/** Whether some process holds a flock on `path` (read from /proc/locks, without taking it). */
+async function lockHeld(path: string): Promise<boolean> {
+  const ino = await Deno.stat(path).then((s) => s.ino).catch(() => null);
+  if (ino === null) return false;
+  const locks = await Deno.readTextFile("/proc/locks");
+  return locks.split("\n").some((l) => /FLOCK/.test(l) && l.includes(`:${ino} `));
+}
+
+Deno.test({
+  name: "e2e: real nginx + php8.2-fpm + SMTP",
+  // aiosmtpd and services outlive single steps; each step cleans up what it started
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn(t) {
+    const stack = await Stack.up();
+    const smtp = await SmtpSink.start();
+    const dir = await Deno.makeTempDir({ prefix: "php-relaunch-e2e-" });
+    let n = 0;
+    const files = () => {
+      n++;
+      return { log: `${dir}/run${n}.log`, lock: `${dir}/run${n}.lock` };
+    };
+    const common = (f: { log: string; lock: string }) => [
+      "--smtp-host",
+      "127.0.0.1",
+      "--smtp-port",
+      String(smtp.port),
+      "--mail-from",
+      "php-relaunch@example.org",
+      "--log-file",
+      f.log,
+      "--lock-file",
+      f.lock,
+    ];
+    try {
+      await t.step(
+        "a. SIGKILL of every php-fpm process: restarted, 200 within timeout + 10 s, one mail, one log line",
+        async () => {
+          await stack.healthy();
+          const before = await fpmMaster();
+          const f = files();
+          const mailsBefore = (await smtp.messages()).length;
+          const killedAt = Date.now();
+          for (const pid of await pids(FPM_PROCESS)) Deno.kill(pid, "SIGKILL");
+          // the cron form; --run-for 10 ends the run right after the restart's settle time
+          const run = runCli([HEARTBEAT, "5", RECIPIENTS, "--run-for", "10", ...common(f)]);
+          const recovered = await waitFor(async () => (await heartbeat(1000)) === "200", 30_000);
+          const r = await run;
+          assert.equal(r.code, 0, r.stderr);
+          assert.notEqual(recovered, null, "the heartbeat answers again");
+          assert.ok(recovered! <= 15_000, `200 again ${recovered} ms after the kill (bound 15000)`);
+          const after = await fpmMaster();
+          assert.ok(after !== null && after !== before, `new master ${after}, old ${before}`);
+          const lines = await logLines(f.log);
+          assert.equal(lines.length, 1, lines.join("\n"));
+          assert.match(lines[0]!, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \S+ 502 PHP restarted\.$/);
+          await waitFor(async () => (await smtp.messages()).length > mailsBefore, 10_000);
+          const mails = (await smtp.messages()).slice(mailsBefore);
+          assert.equal(mails.length, 1);
+          assert.match(mails[0]!.subject, /^\S+ PHP restart$/);
+          assert.deepEqual(mails[0]!.rcptTo.sort(), RECIPIENTS.split(",").sort());
+          assert.equal(mails[0]!.mailFrom, "php-relaunch@example.org");
+          assert.match(mails[0]!.body, /502 PHP restarted\./);
+          console.log(
+            `  SIGKILL: 200 again after ${recovered} ms (${Date.now() - killedAt} ms wall)`,
+          );
+        },
+      );
+
+      await t.step(
+        "b. SIGSTOP of every php-fpm process: restarted within 2 x timeout + 10 s",
+        async () => {
+          await stack.healthy();
+          const f = files();
+          const stopped = await pids(FPM_PROCESS);
+          for (const pid of stopped) Deno.kill(pid, "SIGSTOP");
+          try {
+            const run = runCli([HEARTBEAT, "3", "", "--run-for", "6", ...common(f)]);
+            const recovered = await waitFor(
+              async () => (await heartbeat(500)) === "200",
+              40_000,
+              200,
+            );
+            const r = await run;
+            assert.equal(r.code, 0, r.stderr);
+            assert.notEqual(recovered, null);
+            assert.ok(recovered! <= 16_000, `200 again after ${recovered} ms (bound 16000)`);
+            assert.match((await logLines(f.log))[0] ?? "", / timeout PHP restarted\.$/);
+            for (const pid of stopped) {
+              assert.ok(!(await pids(FPM_PROCESS)).includes(pid), `stopped pid ${pid} is gone`);
+            }
+            console.log(`  SIGSTOP: 200 again after ${recovered} ms`);
+          } finally {
+            for (const pid of stopped) {
+              try {
+                Deno.kill(pid, "SIGCONT");
+              } catch { /* killed by the watchdog */ }
+            }
+          }
+        },
+      );
+
+      await t.step(
+        "c. nginx stopped: php-fpm not restarted, exit 7, the log says why",
+        async () => {
+          await stack.healthy();
+          const master = await fpmMaster();
+          const f = files();
+          await sh("service", ["nginx", "stop"]);
+          try {
+            const r = await runCli([HEARTBEAT, "5", "", ...common(f)]);
+            assert.equal(r.code, 7, r.stderr);
+            assert.equal(await fpmMaster(), master, "same php-fpm master");
+            const lines = await logLines(f.log);
+            assert.equal(lines.length, 1);
+            assert.match(lines[0]!, /refused PHP not restarted: .*nginx or the address is down/);
+          } finally {
+            await sh("service", ["nginx", "start"]);
+          }
+        },
+      );
+
+      await t.step(
+        "d. heartbeat denied with 444: not restarted, exit 4, the log says why",
+        async () => {
+          await stack.healthy();
+          const master = await fpmMaster();
+          const f = files();
+          const original = await Deno.readTextFile(ALLOW_CONF);
+          assert.match(original, /^\s*127\.0\.0\.1 0;/m, "the sample allows 127.0.0.1");
+          try {
+            await Deno.writeTextFile(ALLOW_CONF, original.replace(/^\s*127\.0\.0\.1 0;$/m, ""));
+            await sh("service", ["nginx", "reload"]);
+            const denied = await waitFor(
+              async () => (await heartbeat(1000)) === "error",
+              15_000,
+              200,
+            );
+            assert.notEqual(denied, null, "nginx now closes the connection");
+            const r = await runCli([HEARTBEAT, "5", "", ...common(f)]);
+            assert.equal(r.code, 4, r.stderr);
+            assert.equal(await fpmMaster(), master, "same php-fpm master");
+            assert.match((await logLines(f.log))[0] ?? "", /closed PHP not restarted: .*444/);
+          } finally {
+            await Deno.writeTextFile(ALLOW_CONF, original);
+            await sh("service", ["nginx", "reload"]);
+          }
+        },
+      );
+
+      await t.step(
+        "e. a second invocation during a run exits at once and does nothing",
+        async () => {
+          await stack.healthy();
+          const f = files();
+          const [cmd, args] = startCommand([HEARTBEAT, "5", "", "--run-for", "10", ...common(f)]);
+          const first = new Deno.Command(cmd, {
+            args,
+            cwd: ROOT,
+            stdin: "null",
+            stdout: "null",
+            stderr: "null",
+          }).spawn();
+          try {
+            const held = await waitFor(() => lockHeld(f.lock), 30_000);
+            assert.notEqual(held, null, "the first run took the lock");
+            const master = await fpmMaster();
+            const second = await runCli([HEARTBEAT, "5", "", "--run-for", "10", ...common(f)]);
+            assert.equal(second.code, 0, second.stderr);
+            assert.ok(second.ms < 8000, `second run took ${second.ms} ms`);
+            assert.ok(await lockHeld(f.lock), "the first run is still going");
+            assert.equal(await fpmMaster(), master);
+            const lines = await logLines(f.log);
+            assert.equal(lines.length, 1, lines.join("\n"));
+            assert.match(lines[0]!, /Another php-relaunch holds .*; this run does nothing\./);
+            assert.equal((await first.status).code, 0);
+          } finally {
+            try {
+              first.kill("SIGKILL");
+            } catch { /* exited */ }
+            await first.status;
+          }
+        },
+      );
+
+      await t.step("f. bad inputs exit 2 and touch nothing", async () => {
+        await stack.healthy();
+        const master = await fpmMaster();
+        const mailsBefore = (await smtp.messages()).length;
+        const f = files();
+        for (
+          const bad of [
+            [],
+            [HEARTBEAT, "five", RECIPIENTS],
+            [HEARTBEAT, "5", "ops@"],
+            ["file:///etc/passwd", "5", RECIPIENTS],
+            [HEARTBEAT, "5", RECIPIENTS, "1", "extra"],
+            [HEARTBEAT, "5", RECIPIENTS, "--restart-php"],
+            [HEARTBEAT, "5", RECIPIENTS, "--service", "php9.9-fpm"],
+          ]
+        ) {
+          const r = await runCli([...bad, ...common(f)]);
+          assert.equal(r.code, 2, `${bad.join(" ")}: ${r.stderr}`);
+          assert.equal(r.stderr.split("\n").length, 1, r.stderr);
+        }
+        assert.equal(await fpmMaster(), master);
+        assert.equal((await smtp.messages()).length, mailsBefore);
+        assert.deepEqual(await logLines(f.log), []);
+        assert.equal(await heartbeat(), "200");
+      });
+    } finally {
+      await smtp.stop();
+      await Deno.remove(dir, { recursive: true });
+      await stack.healthy().catch(() => {});
+      await stack.down();
+    }
+  },
+});

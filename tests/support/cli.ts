@@ -1,0 +1,65 @@
+/** Runs php-relaunch as a black box: `deno run` with the permission set that `compile` embeds. */
+import { fileURLToPath } from "node:url";
+
+/** The repository's root folder. */
+export const ROOT = fileURLToPath(new URL("../../", import.meta.url)).replace(/\/$/, "");
+
+/** What one invocation left. */
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+  ms: number;
+}
+
+/** The command line that `deno task start` runs, without the task runner in between. */
+export function startCommand(args: string[]): [string, string[]] {
+  return [Deno.execPath(), [
+    "run",
+    "--frozen",
+    "--cached-only",
+    "-P=php-relaunch",
+    `${ROOT}/src/main.ts`,
+    ...args,
+  ]];
+}
+
+/** Stderr without Deno's warning that config-file permissions are experimental. */
+function cleanStderr(text: string): string {
+  return text.split("\n").filter((l) => !/Permissions in the config file/.test(l)).join("\n")
+    .trim();
+}
+
+/**
+ * Runs php-relaunch with `args` under `env` (cron's bare environment by default), killing it
+ * after `timeoutMs` so that a hung run fails the test instead of hanging it.
+ */
+export async function runCli(
+  args: string[],
+  opts: { env?: Record<string, string>; timeoutMs?: number } = {},
+): Promise<CliResult> {
+  const [cmd, argv] = startCommand(args);
+  const started = Date.now();
+  const out = await new Deno.Command(cmd, {
+    args: argv,
+    cwd: ROOT,
+    clearEnv: true,
+    env: {
+      PATH: "/usr/bin:/bin",
+      HOME: Deno.env.get("HOME") ?? "/root",
+      RUST_BACKTRACE: "0",
+      NO_COLOR: "1",
+      ...(Deno.env.get("DENO_DIR") ? { DENO_DIR: Deno.env.get("DENO_DIR")! } : {}),
+      ...opts.env,
+    },
+    stdin: "null",
+    signal: AbortSignal.timeout(opts.timeoutMs ?? 120_000),
+  }).output();
+  const decode = (b: Uint8Array) => new TextDecoder().decode(b);
+  return {
+    code: out.code,
+    stdout: decode(out.stdout).trim(),
+    stderr: cleanStderr(decode(out.stderr)),
+    ms: Date.now() - started,
+  };
+}

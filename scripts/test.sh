@@ -1,0 +1,48 @@
+#!/bin/sh
+# Runs every check and test, on a fresh Debian 12 as root: installs what the tests need (nginx,
+# php8.2-fpm, python3-aiosmtpd, mcron), the pinned Deno and the locked npm packages, then
+# fmt, lint, type check and the test suite. Services it finds stopped it leaves stopped.
+set -eu
+
+here=$(cd "$(dirname "$0")" && pwd -P)
+root=$(dirname "$here")
+cd "$root"
+export RUST_BACKTRACE=0 NO_COLOR=1 DEBIAN_FRONTEND=noninteractive
+
+[ "$(id -u)" = 0 ] || { echo "scripts/test.sh: run as root (the end-to-end tests restart php-fpm)" >&2; exit 2; }
+
+running() { pgrep -x "$1" >/dev/null 2>&1 && echo yes || echo no; }
+nginx_before=$(running nginx)
+fpm_before=$(running php-fpm8.2)
+
+restore() {
+  # leave nginx and php-fpm as they were before this script
+  [ "$nginx_before" = no ] && [ "$(running nginx)" = yes ] && service nginx stop >/dev/null 2>&1 || true
+  [ "$fpm_before" = no ] && [ "$(running php-fpm8.2)" = yes ] && service php8.2-fpm stop >/dev/null 2>&1 || true
+}
+trap restore EXIT
+
+# msmtp-mta satisfies mcron's need for an MTA without a mail daemon on port 25
+packages="nginx php8.2-fpm python3-aiosmtpd mcron msmtp-mta procps util-linux"
+missing=""
+for p in $packages; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  echo "== installing:$missing"
+  apt-get update -q
+  # shellcheck disable=SC2086
+  apt-get install -y -q --no-install-recommends $missing
+fi
+
+echo "== deno"
+"$here/deno" --version
+"$here/deno" install --frozen
+
+echo "== fmt, lint, check"
+"$here/deno" task fmt
+"$here/deno" task lint
+"$here/deno" task check
+
+echo "== tests"
+"$here/deno" task test

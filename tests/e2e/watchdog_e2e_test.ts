@@ -88,6 +88,7 @@ Deno.test({
           assert.deepEqual(mails[0]!.rcptTo.sort(), RECIPIENTS.split(",").sort());
           assert.equal(mails[0]!.mailFrom, "php-relaunch@example.org");
           assert.match(mails[0]!.body, /502 PHP restarted\./);
+          // deno-lint-ignore no-console -- the recovery time is a figure worth seeing in CI output
           console.log(
             `  SIGKILL: 200 again after ${recovered} ms (${Date.now() - killedAt} ms wall)`,
           );
@@ -116,6 +117,7 @@ Deno.test({
             for (const pid of stopped) {
               assert.ok(!(await pids(FPM_PROCESS)).includes(pid), `stopped pid ${pid} is gone`);
             }
+            // deno-lint-ignore no-console -- the recovery time is a figure worth seeing in CI output
             console.log(`  SIGSTOP: 200 again after ${recovered} ms`);
           } finally {
             for (const pid of stopped) {

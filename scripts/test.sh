@@ -45,4 +45,12 @@ echo "== fmt, lint, check"
 "$here/deno" task check
 
 echo "== tests"
-"$here/deno" task test
+mkdir -p "$root/dist"
+log="$root/dist/test-output.log"
+status_file="$root/dist/test-status"
+{ "$here/deno" task test 2>&1; echo $? >"$status_file"; } | tee "$log"
+status=$(cat "$status_file")
+# deno's summary "ok | 71 passed (40 steps) | 0 failed (20s)", as the plain line CI reads
+summary=$(sed -n 's/^[^|]*| \([0-9]*\) passed.*| \([0-9]*\) failed.*$/\1 passed, \2 failed/p' "$log" | tail -n 1)
+echo "tests: ${summary:-no summary from deno test (exit $status)}"
+exit "$status"

@@ -1,4 +1,5 @@
 /** The command line: parse, choose the mode, build the config, run, map errors to exit codes. */
+import { dirname } from "node:path";
 import { parseArgs } from "node:util";
 import meta from "../deno.json" with { type: "json" };
 import { type Config, loadConfig, type Mode, type RawSettings } from "./config.ts";
@@ -6,7 +7,7 @@ import type { Deps } from "./deps.ts";
 import { ConfigError, describeError, ExitCode } from "./errors.ts";
 import { tryLock } from "./lock.ts";
 import { logger, openAppendNoFollow, setupLogging } from "./log.ts";
-import { type MonitorOptions, probeOnce, watchMinute } from "./monitor.ts";
+import { type MonitorOptions, probeOnce, watchRun } from "./monitor.ts";
 
 /** The program's version. */
 export const VERSION: string = meta.version;
@@ -221,8 +222,12 @@ export async function run(
 }
 
 async function runWithConfig(cfg: Config, deps: Deps, options: MonitorOptions): Promise<ExitCode> {
-  let logFile: Deno.FsFile | null;
+  let logFile: Deno.FsFile;
   try {
+    if (deps.host.uid() !== 0) {
+      // the per-user default (~/.local/state) may not exist yet; root's /var/log does
+      await Deno.mkdir(dirname(cfg.logFile), { recursive: true, mode: 0o700 });
+    }
     logFile = await openAppendNoFollow(cfg.logFile);
   } catch (err) {
     deps.stderr(`php-relaunch: Cannot open log file "${cfg.logFile}": ${describeError(err)}\n`);
@@ -231,7 +236,7 @@ async function runWithConfig(cfg: Config, deps: Deps, options: MonitorOptions): 
   try {
     setupLogging({
       file: logFile,
-      stderr: cfg.verbose || Deno.stderr.isTerminal(),
+      stderr: cfg.verbose || deps.host.stderrIsTerminal(),
       verbose: cfg.verbose,
       hostname: cfg.hostname,
     });
@@ -255,7 +260,7 @@ async function runWithConfig(cfg: Config, deps: Deps, options: MonitorOptions): 
     try {
       return cfg.mode === "once"
         ? await probeOnce(cfg, deps, options)
-        : await watchMinute(cfg, deps, options);
+        : await watchRun(cfg, deps, options);
     } finally {
       lock?.[Symbol.dispose]();
     }

@@ -79,6 +79,8 @@ export interface Host {
   /** The effective user id, or null where the platform has none. */
   uid(): number | null;
   env(name: string): string | undefined;
+  /** Whether stderr is a terminal (a person is watching): log lines go there too. */
+  stderrIsTerminal(): boolean;
 }
 
 /** Everything with a side effect, passed down explicitly. */
@@ -131,6 +133,7 @@ const realHost: Host = {
   hostname: () => Deno.hostname(),
   uid: () => Deno.uid(),
   env: (name) => Deno.env.get(name),
+  stderrIsTerminal: () => Deno.stderr.isTerminal(),
 };
 
 const encoder = new TextEncoder();

@@ -1,4 +1,5 @@
 /** Single-instance runs: an exclusive `flock` on a lock file, held for the life of the process. */
+import { openRegularFile } from "./safe_file.ts";
 
 /** A held lock; closing the file releases it (so does the process dying, even by SIGKILL). */
 export interface HeldLock extends Disposable {
@@ -12,25 +13,13 @@ export interface HeldLock extends Disposable {
  * @throws {Error} when the path is a symlink or not a regular file, or cannot be opened.
  */
 export async function tryLock(path: string): Promise<HeldLock | null> {
-  const existing = await Deno.lstat(path).catch((err) => {
-    if (err instanceof Deno.errors.NotFound) return null;
-    throw err;
-  });
-  if (existing !== null && !existing.isFile) {
-    throw new Error(
-      `Refusing to use lock file "${path}": it is ${
-        existing.isSymlink ? "a symbolic link" : "not a regular file"
-      }`,
-    );
-  }
   // no truncate: opening never changes what is in the file
-  const file = await Deno.open(path, { read: true, write: true, create: true, mode: 0o600 });
+  const file = await openRegularFile(
+    path,
+    { read: true, write: true, create: true, mode: 0o600 },
+    "lock file",
+  );
   try {
-    const opened = await file.stat();
-    const now = await Deno.lstat(path);
-    if (!now.isFile || now.ino !== opened.ino || now.dev !== opened.dev) {
-      throw new Error(`Refusing to use lock file "${path}": it changed while being opened`);
-    }
     if (!(await file.tryLock(true))) {
       file.close();
       return null;

@@ -11,6 +11,7 @@ import {
   withFilter,
 } from "@logtape/logtape";
 import { describeError } from "./errors.ts";
+import { openRegularFile } from "./safe_file.ts";
 
 /** The application's logger. */
 export const logger = getLogger(["php-relaunch"]);
@@ -33,41 +34,12 @@ export function renderMessage(record: LogRecord): string {
 }
 
 /**
- * Opens `path` for appending, refusing a symlink or anything but a regular file: as root, a link
+ * Opens the log for appending, refusing a symlink or anything but a regular file: as root, a link
  * planted where the log goes must not make us write elsewhere.
  * @throws {Error} naming the path and the reason.
  */
-export async function openAppendNoFollow(path: string, mode = 0o640): Promise<Deno.FsFile> {
-  const before = await lstatOrNull(path);
-  if (before !== null && !before.isFile) {
-    throw new Error(
-      `Refusing to write to "${path}": it is ${
-        before.isSymlink ? "a symbolic link" : "not a regular file"
-      }`,
-    );
-  }
-  const file = await Deno.open(path, { append: true, create: true, mode });
-  try {
-    // the path may have been swapped between lstat and open: check we opened what we checked
-    const opened = await file.stat();
-    const after = await Deno.lstat(path);
-    if (!after.isFile || after.ino !== opened.ino || after.dev !== opened.dev) {
-      throw new Error(`Refusing to write to "${path}": it changed while being opened`);
-    }
-  } catch (err) {
-    file.close();
-    throw err;
-  }
-  return file;
-}
-
-async function lstatOrNull(path: string): Promise<Deno.FileInfo | null> {
-  try {
-    return await Deno.lstat(path);
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return null;
-    throw err;
-  }
+export function openAppendNoFollow(path: string, mode = 0o640): Promise<Deno.FsFile> {
+  return openRegularFile(path, { append: true, create: true, mode }, "log file");
 }
 
 const encoder = new TextEncoder();

@@ -1,6 +1,6 @@
 /**
  * The decisions of a run: probe, judge, restart only when a restart can help, log, alert.
- * `watchMinute` is the cron form (one minute of probes); `probeOnce` is `--once`.
+ * `watchRun` is the cron form (one minute of probes); `probeOnce` is `--once`.
  */
 import { AlertQueue } from "./alert.ts";
 import type { Config } from "./config.ts";
@@ -150,7 +150,7 @@ export function misconfigurationHint(result: ProbeResult): string {
  * restarts php-fpm on a 5xx or a timeout; stops at once, without restarting, when nginx is
  * unreachable or misconfigured.
  */
-export async function watchMinute(
+export async function watchRun(
   cfg: Config,
   deps: Deps,
   options: MonitorOptions = {},

@@ -6,6 +6,15 @@ import { runCli } from "./support/cli.ts";
 // pinned so these tests need no php-fpm: nothing here starts or stops a service
 const SERVICE = ["--service", "php8.2-fpm", "--process-name", "php-fpm8.2"];
 
+/** The service pinned, and the log and lock kept in `dir`. */
+const isolated = (dir: string) => [
+  ...SERVICE,
+  "--log-file",
+  `${dir}/log`,
+  "--lock-file",
+  `${dir}/lock`,
+];
+
 async function withHeartbeat(fn: (url: string, hits: () => number) => Promise<void>) {
   let hits = 0;
   const ac = new AbortController();
@@ -91,11 +100,7 @@ Deno.test("cli: nothing listening: exit 7 and a log line saying why", async () =
       `http://127.0.0.1:${port}/php-heartbeat.php`,
       "2",
       "",
-      ...SERVICE,
-      "--log-file",
-      `${dir}/log`,
-      "--lock-file",
-      `${dir}/lock`,
+      ...isolated(dir),
     ]);
     assert.equal(r.code, 7, r.stderr);
     const log = await Deno.readTextFile(`${dir}/log`);
@@ -109,16 +114,7 @@ Deno.test("cli: a second invocation while one holds the lock exits 0 at once and
       const lock = await tryLock(`${dir}/lock`);
       assert.ok(lock);
       try {
-        const r = await runCli([
-          url,
-          "5",
-          "",
-          ...SERVICE,
-          "--log-file",
-          `${dir}/log`,
-          "--lock-file",
-          `${dir}/lock`,
-        ]);
+        const r = await runCli([url, "5", "", ...isolated(dir)]);
         assert.equal(r.code, 0, r.stderr);
         assert.ok(r.ms < 20_000, `took ${r.ms} ms`);
         assert.equal(hits(), 0);

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { parseCommandLine } from "../src/cli.ts";
 import { loadConfig } from "../src/config.ts";
 import { ExitCode } from "../src/errors.ts";
-import { probeOnce, watchMinute } from "../src/monitor.ts";
+import { probeOnce, watchRun } from "../src/monitor.ts";
 import {
   captureLogs,
   FakeClock,
@@ -62,7 +62,7 @@ const fastRelaunch = {
 
 Deno.test("healthy minute: 12 probes 5 s apart, nothing run, nothing mailed, exit 0", async () => {
   const s = await setup([URI, "5", "ops@example.com"], [ok]);
-  assert.equal(await watchMinute(s.cfg, s.deps), ExitCode.Ok);
+  assert.equal(await watchRun(s.cfg, s.deps), ExitCode.Ok);
   assert.equal(s.http.calls.length, 12);
   assert.equal(s.runner.calls.length, 0);
   assert.equal(s.mailer.sent.length, 0);
@@ -75,7 +75,7 @@ Deno.test("502: restart once, one log line, one mail, then settle 10 s and keep 
     [URI, "5", "ops@example.com,dev@example.com"],
     [ok, ok, { status: 502, body: "<h1>502 Bad Gateway</h1>" }, ok],
   );
-  assert.equal(await watchMinute(s.cfg, s.deps), ExitCode.Ok);
+  assert.equal(await watchRun(s.cfg, s.deps), ExitCode.Ok);
   assert.deepEqual(s.logs.lines(), ["502 PHP restarted."]);
   assert.equal(
     s.runner.lines().filter((l) => l === "/usr/sbin/service php8.2-fpm start").length,
@@ -95,7 +95,7 @@ Deno.test("502: restart once, one log line, one mail, then settle 10 s and keep 
 
 Deno.test("no answer within the timeout: restart", async () => {
   const s = await setup([URI, "5", ""], [{ error: fetchErrors.timeout(), ms: 5000 }, ok]);
-  assert.equal(await watchMinute(s.cfg, s.deps), ExitCode.Ok);
+  assert.equal(await watchRun(s.cfg, s.deps), ExitCode.Ok);
   assert.deepEqual(s.logs.lines(), ["timeout PHP restarted."]);
   assert.equal(s.mailer.sent.length, 0, "'' means no mail");
 });
@@ -142,7 +142,7 @@ for (
 ) {
   Deno.test(`${name}: never restarts, logs why, mails once, exit ${code}`, async () => {
     const s = await setup([URI, "5", "ops@example.com"], [ok, step as HttpStep]);
-    assert.equal(await watchMinute(s.cfg, s.deps), code);
+    assert.equal(await watchRun(s.cfg, s.deps), code);
     assert.equal(s.runner.calls.length, 0);
     assert.equal(s.http.calls.length, 2, "the run stops at the problem");
     const lines = s.logs.lines();
@@ -155,7 +155,7 @@ for (
 
 Deno.test("restart that does not bring php-fpm back: exit 3, 'restart failed' mail", async () => {
   const s = await setup([URI, "5", "ops@example.com"], [{ status: 502 }], { startWorks: false });
-  assert.equal(await watchMinute(s.cfg, s.deps, fastRelaunch), ExitCode.PhpDown);
+  assert.equal(await watchRun(s.cfg, s.deps, fastRelaunch), ExitCode.PhpDown);
   assert.equal(s.runner.lines().filter((l) => l.endsWith(" start")).length, 3);
   assert.match(s.logs.lines()[0]!, /^502 PHP restart failed \(php8\.2-fpm: no php-fpm8\.2 process/);
   assert.deepEqual(s.mailer.sent.map((m) => m.subject), ["web1 PHP restart failed"]);
@@ -163,7 +163,7 @@ Deno.test("restart that does not bring php-fpm back: exit 3, 'restart failed' ma
 
 Deno.test("a failed mail is logged and changes nothing else", async () => {
   const s = await setup([URI, "5", "ops@example.com"], [{ status: 503 }, ok], { mailFails: true });
-  assert.equal(await watchMinute(s.cfg, s.deps), ExitCode.Ok);
+  assert.equal(await watchRun(s.cfg, s.deps), ExitCode.Ok);
   const lines = s.logs.lines();
   assert.equal(lines[0], "503 PHP restarted.");
   assert.match(
@@ -175,7 +175,7 @@ Deno.test("a failed mail is logged and changes nothing else", async () => {
 
 Deno.test("--run-for 10 (mcron every 10 s): two probes", async () => {
   const s = await setup([URI, "5", "", "--run-for", "10"], [ok]);
-  assert.equal(await watchMinute(s.cfg, s.deps), ExitCode.Ok);
+  assert.equal(await watchRun(s.cfg, s.deps), ExitCode.Ok);
   assert.equal(s.http.calls.length, 2);
 });
 
@@ -197,7 +197,7 @@ Deno.test("php-cgi is relaunched too with the 4th argument", async () => {
   const { mode, raw } = parseCommandLine([URI, "5", "", "1"]);
   const cfg = await loadConfig(mode as "minute", raw, deps);
   captureLogs();
-  assert.equal(await watchMinute(cfg, deps), ExitCode.Ok);
+  assert.equal(await watchRun(cfg, deps), ExitCode.Ok);
   const lines = runner.lines();
   assert.ok(lines.includes("/usr/bin/pkill -KILL -x php-cgi8.2"));
   assert.ok(lines.includes("/usr/sbin/service php8.2-cgi start"));

@@ -161,7 +161,12 @@ export function debianFs(extra: { dirs?: Record<string, string[]>; executables?:
 
 /** A host with the given uid and environment. */
 export function fakeHost(uid = 0, env: Record<string, string> = {}): Host {
-  return { hostname: () => "web1", uid: () => uid, env: (name) => env[name] };
+  return {
+    hostname: () => "web1",
+    uid: () => uid,
+    env: (name) => env[name],
+    stderrIsTerminal: () => false,
+  };
 }
 
 /** Fake deps plus what they recorded. */

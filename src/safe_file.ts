@@ -1,0 +1,34 @@
+/** Opening files as root without following a link planted at the path. */
+
+/**
+ * Opens `path` with `options`, refusing a symbolic link or anything but a regular file, and
+ * checking after the open that the path still names what was opened (a link swapped in between
+ * the check and the open is caught). `what` names the file in errors ("log file", "lock file").
+ * @throws {Error} naming the path and the reason; the file is closed then.
+ */
+export async function openRegularFile(
+  path: string,
+  options: Deno.OpenOptions,
+  what: string,
+): Promise<Deno.FsFile> {
+  const before = await Deno.lstat(path).catch((err) => {
+    if (err instanceof Deno.errors.NotFound) return null;
+    throw err;
+  });
+  if (before !== null && !before.isFile) {
+    const kind = before.isSymlink ? "a symbolic link" : "not a regular file";
+    throw new Error(`Refusing to use ${what} "${path}": it is ${kind}`);
+  }
+  const file = await Deno.open(path, options);
+  try {
+    const opened = await file.stat();
+    const after = await Deno.lstat(path);
+    if (!after.isFile || after.ino !== opened.ino || after.dev !== opened.dev) {
+      throw new Error(`Refusing to use ${what} "${path}": it changed while being opened`);
+    }
+  } catch (err) {
+    file.close();
+    throw err;
+  }
+  return file;
+}

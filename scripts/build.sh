@@ -36,7 +36,7 @@ MSG
 fi
 
 # A DENORT_BIN pointing at the full deno binary "succeeds" but yields a Deno REPL, not our program.
-if ! got=$("$out" --version 2>&1) || ! printf '%s' "$got" | grep -q '^php-relaunch '; then
+if ! got=$("$out" --version 2>&1 </dev/null) || ! printf '%s' "$got" | grep -q '^php-relaunch '; then
   rm -f "$out"
   echo "php-relaunch build: $out does not run php-relaunch (it printed: $(printf '%s' "$got" | head -n 1)). Is DENORT_BIN the denort binary, not deno?" >&2
   exit 1

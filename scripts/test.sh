@@ -50,7 +50,16 @@ log="$root/dist/test-output.log"
 status_file="$root/dist/test-status"
 { "$here/deno" task test 2>&1; echo $? >"$status_file"; } | tee "$log"
 status=$(cat "$status_file")
-# deno's summary "ok | 71 passed (40 steps) | 0 failed (20s)", as the plain line CI reads
-summary=$(sed -n 's/^[^|]*| \([0-9]*\) passed.*| \([0-9]*\) failed.*$/\1 passed, \2 failed/p' "$log" | tail -n 1)
+# deno's summary "ok | 71 passed (40 steps) | 0 failed (20s) | 1 ignored", as the plain line CI reads
+summary=$(awk -F'|' '/ passed/ && / failed/ {
+  p = f = s = 0
+  for (i = 1; i <= NF; i++) {
+    split($i, w, " ")
+    if ($i ~ / passed/) p = w[1]
+    if ($i ~ / failed/) f = w[1]
+    if ($i ~ / ignored/) s = w[1]
+  }
+  line = p " passed, " f " failed" (s ? ", " s " skipped" : "")
+} END { print line }' "$log")
 echo "tests: ${summary:-no summary from deno test (exit $status)}"
 exit "$status"

@@ -13,6 +13,8 @@ import {
   type InitSystem,
   processNameFor,
   SEARCH_DIRS,
+  SERVICE_DIRS,
+  serviceExists,
   type ServiceTarget,
   type Tools,
 } from "./service.ts";
@@ -245,6 +247,10 @@ async function chooseService(
       }): choose the one this heartbeat goes to with ${flag}`;
     }
     service = found[0] ?? "";
+  } else if (!(await serviceExists(deps.fs, service))) {
+    return `Cannot find service "${service}" in ${
+      SERVICE_DIRS.join(", ")
+    }: check the name (${flag})`;
   }
   const processName = processOverride ?? processNameFor(service);
   if (processOverride === undefined) {

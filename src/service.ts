@@ -28,7 +28,7 @@ export function toolPaths(name: string): string[] {
 }
 
 /** Where init systems keep service definitions. */
-const SERVICE_DIRS = [
+export const SERVICE_DIRS = [
   "/etc/init.d",
   "/etc/systemd/system",
   "/lib/systemd/system",
@@ -83,6 +83,15 @@ async function findServices(fs: Fs, pattern: RegExp): Promise<string[]> {
     }
   }
   return [...found].sort();
+}
+
+/** Whether a service called exactly `name` is defined for sysvinit or systemd. */
+export async function serviceExists(fs: Fs, name: string): Promise<boolean> {
+  for (const dir of SERVICE_DIRS) {
+    const names = await fs.listDir(dir);
+    if (names.includes(name) || names.includes(`${name}.service`)) return true;
+  }
+  return false;
 }
 
 /** Installed php-fpm services (`php8.2-fpm`, `php-fpm`, `php5-fpm`, ...). */

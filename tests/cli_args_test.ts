@@ -155,6 +155,19 @@ Deno.test("service problems are found at start-up, not during an incident", asyn
     const cfg = await config([URI, "5", "", "--service", "php7.4-fpm"], testDeps({ fs }));
     assert.deepEqual(cfg.fpm, { service: "php7.4-fpm", processName: "php-fpm7.4" });
   });
+  await t.step("a --service that does not exist", async () => {
+    const { code, err } = await rejected([
+      URI,
+      "5",
+      "",
+      "--service",
+      "php9.9-fpm",
+      "--process-name",
+      "php-fpm9.9",
+    ]);
+    assert.equal(code, ExitCode.Usage);
+    assert.match(err, /Cannot find service "php9\.9-fpm" in \/etc\/init\.d/);
+  });
   await t.step("a php-cgi relaunch asked for but no php-cgi service", async () => {
     const { code, err } = await rejected([URI, "5", "", "1"]);
     assert.equal(code, ExitCode.Usage);

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { tryLock } from "../src/lock.ts";
 import { runCli } from "./support/cli.ts";
 
-// pinned so these tests need no php-fpm: nothing here starts or stops a service
+// named, as on a host with several PHP versions; nothing here starts or stops a service
 const SERVICE = ["--service", "php8.2-fpm", "--process-name", "php-fpm8.2"];
 
 /** The service pinned, and the log and lock kept in `dir`. */

@@ -129,25 +129,20 @@ function forgetProxyEnvironment(): void {
 async function readBody(response: Response): Promise<string> {
   if (response.body === null) return "";
   const reader = response.body.getReader();
-  const chunks: Uint8Array[] = [];
+  const decoder = new TextDecoder();
+  let text = "";
   let size = 0;
   try {
     while (size < MAX_BODY_BYTES) {
       const { value, done } = await reader.read();
       if (done) break;
-      chunks.push(value);
+      text += decoder.decode(value.subarray(0, MAX_BODY_BYTES - size), { stream: true });
       size += value.length;
     }
   } finally {
     await reader.cancel().catch(() => {});
   }
-  const bytes = new Uint8Array(size);
-  let offset = 0;
-  for (const c of chunks) {
-    bytes.set(c, offset);
-    offset += c.length;
-  }
-  return new TextDecoder().decode(bytes.subarray(0, MAX_BODY_BYTES));
+  return text + decoder.decode();
 }
 
 /**

@@ -19,7 +19,8 @@ async function readCapped(
   exited: Promise<unknown>,
 ): Promise<string> {
   const reader = stream.getReader();
-  const chunks: Uint8Array[] = [];
+  const decoder = new TextDecoder();
+  let text = "";
   let size = 0;
   let finished = false;
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -36,7 +37,9 @@ async function readCapped(
         break;
       }
       if (next.done) break;
-      if (size < MAX_OUTPUT_BYTES) chunks.push(next.value.subarray(0, MAX_OUTPUT_BYTES - size));
+      if (size < MAX_OUTPUT_BYTES) {
+        text += decoder.decode(next.value.subarray(0, MAX_OUTPUT_BYTES - size), { stream: true });
+      }
       size += next.value.length;
     }
   } finally {
@@ -44,17 +47,7 @@ async function readCapped(
     clearTimeout(timer);
     reader.releaseLock();
   }
-  return new TextDecoder().decode(concat(chunks)).trim();
-}
-
-function concat(chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let offset = 0;
-  for (const c of chunks) {
-    out.set(c, offset);
-    offset += c.length;
-  }
-  return out;
+  return (text + decoder.decode()).trim();
 }
 
 function killGroup(pid: number, signal: Deno.Signal): void {

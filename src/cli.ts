@@ -26,6 +26,8 @@ One run watches for one minute, so that cron can start it every minute: it probe
 <timeout> seconds (floor(60 / timeout) probes; see --run-for for mcron). On 500/502/503/504 or no answer within the
 timeout it kills php-fpm's processes, starts the service again (10 attempts, each verified),
 logs one line, mails the recipients and waits max(timeout, 10) s before probing again.
+A 5xx is confirmed by a second one 1 s later; one timeout is enough, as in the original.
+At most 3 restarts in 15 min: then it gives up (one mail) until healthy for 15 min.
 Connection refused or an unknown host (nginx down) and non-heartbeat answers (444, 3xx, 4xx)
 never restart php-fpm: they are logged and mailed, and the run stops.
 
@@ -52,6 +54,8 @@ Options:
                          ~/.local/state/php-relaunch.log (others)
   --lock-file PATH       default /run/lock/php-relaunch-<service>.lock (root),
                          $XDG_RUNTIME_DIR/php-relaunch-<service>.lock (others)
+  --state-dir DIR        failure counts and restart history between runs (default
+                         /var/lib/php-relaunch as root, ~/.local/state/php-relaunch others)
   --smtp-host HOST       mail server (default localhost, or $PHP_RELAUNCH_SMTP_HOST)
   --smtp-port PORT       its port (default 25, or $PHP_RELAUNCH_SMTP_PORT)
   --mail-from ADDRESS    sender (default php-relaunch@<hostname>, or $PHP_RELAUNCH_MAIL_FROM)
@@ -69,7 +73,8 @@ Exit codes:
   0  healthy, or php-fpm was restarted and answers again; also: another run holds the lock
   1  internal error (a bug: please report it with the log)
   2  bad arguments, configuration or environment; nothing was probed or restarted
-  3  php-fpm failed and is still down (restart failed, or --once without --restart)
+  3  php-fpm failed and is still down (restart failed or given up, failure being confirmed
+     at the end of the run, or --once without --restart)
   4  the heartbeat answered, but not as a heartbeat (444, 3xx, 4xx): fix the setup
   7  the heartbeat's host refused the connection or did not resolve (nginx down)
 `;
@@ -88,6 +93,7 @@ const OPTIONS = {
   restart: { type: "boolean" },
   "log-file": { type: "string" },
   "lock-file": { type: "string" },
+  "state-dir": { type: "string" },
   "smtp-host": { type: "string" },
   "smtp-port": { type: "string" },
   "mail-from": { type: "string" },
@@ -147,6 +153,7 @@ export function parseCommandLine(
     runFor: v["run-for"],
     logFile: v["log-file"],
     lockFile: v["lock-file"],
+    stateDir: v["state-dir"],
     smtpHost: v["smtp-host"],
     smtpPort: v["smtp-port"],
     mailFrom: v["mail-from"],
@@ -184,6 +191,7 @@ export function describeConfig(cfg: Config): string {
     `mail from      ${cfg.mailFrom} via ${cfg.smtp.host}:${cfg.smtp.port}`,
     `log file       ${cfg.logFile}`,
     `lock file      ${cfg.lockFile}`,
+    `state file     ${cfg.stateFile}`,
     `tools          ${Object.values(cfg.tools).filter(Boolean).join(" ")}`,
   ].join("\n") + "\n";
 }

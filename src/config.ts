@@ -5,6 +5,9 @@
 import { z } from "zod";
 import type { Deps, SmtpSettings } from "./deps.ts";
 import { ConfigError } from "./errors.ts";
+import type { Policy } from "./policy.ts";
+import { settleMs } from "./schedule.ts";
+import { statePath } from "./state.ts";
 import {
   detectInit,
   findCgiServices,
@@ -42,6 +45,7 @@ export interface RawSettings {
   restart?: boolean | undefined;
   logFile?: string | undefined;
   lockFile?: string | undefined;
+  stateDir?: string | undefined;
   smtpHost?: string | undefined;
   smtpPort?: string | undefined;
   mailFrom?: string | undefined;
@@ -67,6 +71,9 @@ export interface Config {
   readonly cgi: ServiceTarget | null;
   readonly logFile: string;
   readonly lockFile: string;
+  /** Where the policy's memory is kept between runs. */
+  readonly stateFile: string;
+  readonly policy: Policy;
   readonly verbose: boolean;
   readonly hostname: string;
 }
@@ -210,6 +217,7 @@ const settingsSchema = z.object({
   cgiProcessName: nameField("php-cgi process name").optional(),
   logFile: pathField("log file").optional(),
   lockFile: pathField("lock file").optional(),
+  stateDir: pathField("state folder").optional(),
   smtpHost: hostField,
   smtpPort: portField("SMTP port"),
   mailFrom: fromField.optional(),
@@ -265,6 +273,34 @@ async function chooseService(
   return { service, processName };
 }
 
+function defaultStateDir(deps: Deps, isRoot: boolean): string | null {
+  if (isRoot) return "/var/lib/php-relaunch";
+  const state = deps.host.env("XDG_STATE_HOME");
+  if (state?.startsWith("/")) return `${state}/php-relaunch`;
+  const home = deps.host.env("HOME");
+  if (home?.startsWith("/")) return `${home}/.local/state/php-relaunch`;
+  return null;
+}
+
+/**
+ * The policy of the original's command line: one timeout restarts, as it did, but a 5xx is
+ * confirmed by a second one a second later; at most 3 restarts in 15 minutes.
+ */
+export function cronPolicy(timeoutMs: number): Policy {
+  return {
+    failureThreshold: 2,
+    timeoutThreshold: 1,
+    successThreshold: 1,
+    confirmDelayMs: 1000,
+    intervalMs: timeoutMs,
+    gracePeriodMs: settleMs(timeoutMs),
+    maxRestarts: 3,
+    restartWindowMs: 15 * 60_000,
+    rearmAfterMs: 15 * 60_000,
+    reminderMs: 0,
+  };
+}
+
 function defaultLogFile(deps: Deps, isRoot: boolean): string | null {
   if (isRoot) return "/var/log/php-relaunch.log";
   const state = deps.host.env("XDG_STATE_HOME");
@@ -316,6 +352,7 @@ export async function loadConfig(mode: Mode, raw: RawSettings, deps: Deps): Prom
       cgiProcessName: raw.cgiProcessName,
       logFile: raw.logFile,
       lockFile: raw.lockFile,
+      stateDir: raw.stateDir,
       mailFrom: raw.mailFrom ?? deps.host.env(ENV.mailFrom),
     }),
   });
@@ -358,6 +395,8 @@ export async function loadConfig(mode: Mode, raw: RawSettings, deps: Deps): Prom
   if (s.lockFile === undefined && lockDir === null) {
     issues.push("Cannot choose a lock file: set XDG_RUNTIME_DIR or give --lock-file");
   }
+  const stateDir = s.stateDir ?? defaultStateDir(deps, isRoot);
+  if (stateDir === null) issues.push("Cannot choose a state folder: set HOME or give --state-dir");
 
   if (issues.length > 0 || typeof fpm === "string" || typeof cgi === "string") {
     throw new ConfigError(issues);
@@ -379,6 +418,8 @@ export async function loadConfig(mode: Mode, raw: RawSettings, deps: Deps): Prom
     logFile: logFile ?? "",
     // one lock per service: two crontab lines for two PHP versions do not block each other
     lockFile: s.lockFile ?? `${lockDir}/php-relaunch-${fpm.service}.lock`,
+    stateFile: statePath(stateDir ?? "", fpm.service),
+    policy: Object.freeze(cronPolicy(s.timeout)),
     verbose: raw.verbose === true,
     hostname,
   });

@@ -1,21 +1,37 @@
 /**
- * The decisions of a run: probe, judge, restart only when a restart can help, log, alert.
- * `watchRun` is the cron form (one minute of probes); `probeOnce` is `--once`.
+ * Carrying out the policy's decisions: probe, decide (policy.ts), restart, log, alert, remember.
+ * `watchRun` is the cron form (one scheduler period of probes); `probeOnce` is `--once`.
  */
 import { AlertQueue } from "./alert.ts";
 import type { Config } from "./config.ts";
 import type { Deps } from "./deps.ts";
 import { ExitCode } from "./errors.ts";
 import { formatLine, logger } from "./log.ts";
-import { labelOf, probeHttp, type ProbeResult, verdictOf } from "./probe_http.ts";
+import {
+  type Action,
+  afterRestart,
+  decide,
+  type Incident,
+  type Policy,
+  type TargetState,
+} from "./policy.ts";
+import { labelOf, probeHttp, type ProbeResult, type Verdict, verdictOf } from "./probe_http.ts";
 import { relaunch, type RelaunchOptions, type RelaunchReport } from "./restart.ts";
-import { nextProbeAt, planRun } from "./schedule.ts";
+import { fitsInRun, nextDue } from "./schedule.ts";
+import { fileStateStore, memoryStateStore, type StateStore } from "./state.ts";
 
-/** Tuning that tests shorten; production uses the defaults. */
+/** Tuning that tests shorten, and the state store they replace; production uses the defaults. */
 export interface MonitorOptions {
   relaunch?: RelaunchOptions;
+  store?: StateStore;
 }
 
+/** How many seconds, for people. */
+function seconds(ms: number): string {
+  return ms < 120_000 ? `${Math.round(ms / 1000)} s` : `${Math.round(ms / 60_000)} min`;
+}
+
+/** One watched target: its config, its memory, and how to tell people. */
 class Watch {
   readonly alerts: AlertQueue;
 
@@ -23,6 +39,7 @@ class Watch {
     readonly cfg: Config,
     readonly deps: Deps,
     readonly options: MonitorOptions,
+    public state: TargetState,
   ) {
     this.alerts = new AlertQueue(deps.mailer, {
       hostname: cfg.hostname,
@@ -62,8 +79,16 @@ class Watch {
     ];
   }
 
+  historyDetails(): string[] {
+    return this.state.restarts.map((r) =>
+      `Restart at ${new Date(r.at).toISOString()}: ${r.label}, ${
+        r.ok ? "healthy again" : `failed: ${r.detail}`
+      }`
+    );
+  }
+
   /** Restarts php-fpm (and php-cgi when asked); true when the heartbeat is healthy again. */
-  async restart(first: ProbeResult): Promise<boolean> {
+  async restart(first: ProbeResult, policy: Policy): Promise<boolean> {
     const { cfg, deps } = this;
     logger.debug("{label} PHP failed ({detail}); relaunching {service}.", {
       label: labelOf(first),
@@ -77,12 +102,21 @@ class Watch {
       clock: deps.clock,
       ...(this.options.relaunch ? { options: this.options.relaunch } : {}),
     };
+    const since = this.state.incident?.since ?? this.state.failingSince ?? deps.clock.now();
     const reports: RelaunchReport[] = [
       await relaunch(cfg.fpm, ctx, async () => verdictOf(await this.probe()) === "healthy"),
     ];
     // php-cgi is a fallback behind the same heartbeat: its processes running is all we can check
     if (cfg.cgi !== null) reports.push(await relaunch(cfg.cgi, ctx, () => Promise.resolve(true)));
     const failed = reports.filter((r) => !r.ok);
+    const label = labelOf(first);
+    const now = deps.clock.now();
+    const why = failed.map((r) => `${r.service}: ${r.reason}`).join("; ");
+    this.state = afterRestart(
+      this.state,
+      { at: now, ok: failed.length === 0, label, detail: why },
+      policy,
+    );
     const details = [
       ...this.probeDetails(first),
       ...reports.map((r) =>
@@ -90,39 +124,110 @@ class Watch {
           r.ok ? "running" : `FAILED: ${r.reason}`
         }`
       ),
+      `Restarts in the last ${
+        seconds(policy.restartWindowMs)
+      }: ${this.state.restarts.length} of at most ${policy.maxRestarts}`,
     ];
-    const label = labelOf(first);
     if (failed.length === 0) {
+      details.push(`Down for ${seconds(now - since)} (since ${new Date(since).toISOString()})`);
       this.event("info", `${label} PHP restarted.`, "PHP restart", details);
       return true;
     }
-    const why = failed.map((r) => `${r.service}: ${r.reason}`).join("; ");
     this.event("error", `${label} PHP restart failed (${why}).`, "PHP restart failed", details);
     return false;
   }
 
-  /** Logs and alerts a failure that a restart cannot fix; returns its exit code. */
-  notRestartable(result: ProbeResult, alert: boolean): ExitCode {
+  /** Logs and mails what an alert action of the policy says. */
+  alert(action: Extract<Action, { type: "alert" }>, result: ProbeResult, policy: Policy): void {
     const label = labelOf(result);
     const url = this.cfg.url.href;
-    if (verdictOf(result) === "unreachable") {
-      this.event(
-        "error",
-        `${label} PHP not restarted: heartbeat ${url} unreachable (${
-          result.kind === "dns" ? "host name does not resolve" : "connection refused"
-        }); nginx or the address is down, and restarting php-fpm cannot help.`,
-        alert ? "PHP heartbeat unreachable" : null,
-        this.probeDetails(result),
-      );
-      return ExitCode.Unreachable;
+    const incident: Incident = action.incident;
+    switch (action.reason) {
+      case "unreachable":
+        this.event(
+          "error",
+          `${label} PHP not restarted: heartbeat ${url} unreachable (${
+            result.kind === "dns" ? "host name does not resolve" : "connection refused"
+          }); nginx or the address is down, and restarting php-fpm cannot help.`,
+          "PHP heartbeat unreachable",
+          this.probeDetails(result),
+        );
+        return;
+      case "misconfigured":
+        this.event(
+          "error",
+          `${label} PHP not restarted: heartbeat ${url} ${misconfigurationHint(result)}`,
+          "PHP heartbeat misconfigured",
+          this.probeDetails(result),
+        );
+        return;
+      case "gave_up":
+        this.event(
+          "error",
+          `${label} PHP not restarted: ${this.state.restarts.length} restarts in ${
+            seconds(policy.restartWindowMs)
+          } did not keep it up; giving up until it is healthy for ${
+            seconds(policy.rearmAfterMs)
+          }, SIGHUP or php-relaunch reset.`,
+          "PHP restart given up",
+          [
+            ...this.probeDetails(result),
+            `Failing since ${new Date(incident.since).toISOString()}`,
+            ...this.historyDetails(),
+          ],
+        );
+        return;
+      case "reminder":
+        this.event(
+          "warn",
+          `${label} PHP still failing since ${
+            new Date(incident.since).toISOString()
+          } (${incident.kind}).`,
+          "PHP still failing",
+          [...this.probeDetails(result), ...this.historyDetails()],
+        );
+        return;
+      case "recovered":
+        this.event(
+          "info",
+          `${label} PHP recovered after ${
+            seconds(action.downtimeMs ?? 0)
+          } (${incident.label} since ${new Date(incident.since).toISOString()}).`,
+          "PHP recovered",
+          [...this.probeDetails(result), `Restarts during the incident: ${incident.restarts}`],
+        );
+        return;
     }
-    this.event(
-      "error",
-      `${label} PHP not restarted: heartbeat ${url} ${misconfigurationHint(result)}`,
-      alert ? "PHP heartbeat misconfigured" : null,
-      this.probeDetails(result),
-    );
-    return ExitCode.Misconfigured;
+  }
+
+  /**
+   * Probes once and carries out the policy's decision. Returns the verdict, whether the probe
+   * asks for a quick confirmation, and when a restart ended (null when none was made).
+   */
+  async step(policy: Policy): Promise<
+    { verdict: Verdict; confirm: boolean; restartEndedAt: number | null; restartOk: boolean }
+  > {
+    const result = await this.probe();
+    const now = this.deps.clock.now();
+    logger.debug("Probe: {label} in {ms} ms.", { label: labelOf(result), ms: result.ms });
+    const decision = decide(this.state, result, now, policy);
+    this.state = decision.state;
+    let restartEndedAt: number | null = null;
+    let restartOk = false;
+    for (const action of decision.actions) {
+      if (action.type === "log") logger[action.level]("{message}", { message: action.message });
+      else if (action.type === "alert") this.alert(action, result, policy);
+      else {
+        restartOk = await this.restart(result, policy);
+        restartEndedAt = this.deps.clock.now();
+      }
+    }
+    return {
+      verdict: verdictOf(result),
+      confirm: decision.next === "confirm",
+      restartEndedAt,
+      restartOk,
+    };
   }
 }
 
@@ -145,82 +250,101 @@ export function misconfigurationHint(result: ProbeResult): string {
   return `answered ${status}, which is not a heartbeat's 2xx nor php-fpm's 5xx: check the vhost.`;
 }
 
+/** The exit code for the last probe of a run. */
+function exitFor(last: { verdict: Verdict; restartOk: boolean }): ExitCode {
+  switch (last.verdict) {
+    case "healthy":
+      return ExitCode.Ok;
+    case "php_down":
+      return last.restartOk ? ExitCode.Ok : ExitCode.PhpDown;
+    case "unreachable":
+      return ExitCode.Unreachable;
+    case "misconfigured":
+      return ExitCode.Misconfigured;
+  }
+}
+
 /**
- * The cron form: probes every `timeout` seconds for one run period (a minute by default);
- * restarts php-fpm on a 5xx or a timeout; stops at once, without restarting, when nginx is
- * unreachable or misconfigured.
+ * The cron form: probes every `timeout` seconds for one run period (a minute by default),
+ * following the policy, with its memory kept on disk between runs. Stops at once, without
+ * restarting, when nginx is unreachable or the heartbeat misconfigured.
  */
 export async function watchRun(
   cfg: Config,
   deps: Deps,
   options: MonitorOptions = {},
 ): Promise<ExitCode> {
-  const watch = new Watch(cfg, deps, options);
-  const plan = planRun(cfg.timeoutMs, cfg.runMs);
-  const startedAt = deps.clock.now();
-  let dueAt = startedAt;
-  let probesDone = 0;
-  let exit: ExitCode = ExitCode.Ok;
+  const store = options.store ?? fileStateStore(cfg.stateFile);
+  const watch = new Watch(cfg, deps, options, await store.load());
+  const run = { startedAt: deps.clock.now(), runMs: cfg.runMs };
+  const timing = {
+    intervalMs: cfg.policy.intervalMs,
+    confirmDelayMs: cfg.policy.confirmDelayMs,
+    settleMs: cfg.policy.gracePeriodMs,
+  };
+  let dueAt = run.startedAt;
+  let last: { verdict: Verdict; restartOk: boolean } = { verdict: "healthy", restartOk: false };
   try {
     while (true) {
-      const result = await watch.probe();
-      probesDone++;
-      const verdict = verdictOf(result);
-      logger.debug("Probe {n}: {label} in {ms} ms.", {
-        n: probesDone,
-        label: labelOf(result),
-        ms: result.ms,
-      });
-      let restartEndedAt: number | null = null;
-      if (verdict === "php_down") {
-        if (!(await watch.restart(result))) {
-          exit = ExitCode.PhpDown;
-          break;
-        }
-        restartEndedAt = deps.clock.now();
-      } else if (verdict !== "healthy") {
-        exit = watch.notRestartable(result, true);
-        break;
-      }
-      const next = nextProbeAt(plan, { startedAt, probesDone }, { dueAt, restartEndedAt });
-      if (next === null) break;
-      dueAt = next;
-      await deps.clock.sleep(next - deps.clock.now());
+      const step = await watch.step(cfg.policy);
+      await store.save(watch.state);
+      last = step;
+      if (step.verdict === "unreachable" || step.verdict === "misconfigured") break;
+      dueAt = nextDue({ dueAt, now: deps.clock.now(), ...step }, timing);
+      if (!fitsInRun(dueAt, run, cfg.timeoutMs)) break;
+      await deps.clock.sleep(dueAt - deps.clock.now());
     }
   } finally {
     await watch.alerts.flush();
   }
-  return exit;
+  return exitFor(last);
 }
 
 /**
- * `--once`: one probe whose verdict is the exit code. Restarts only with `--restart`; mails only
- * what it did, so that monitoring systems calling it often do not flood the recipients.
+ * `--once`: one probe whose verdict is the exit code, no restart, no mail, no change to the
+ * memory that cron runs share. With `--restart` the failure is acted on at once (the caller has
+ * decided), through the same memory, so flap protection still holds.
  */
 export async function probeOnce(
   cfg: Config,
   deps: Deps,
   options: MonitorOptions = {},
 ): Promise<ExitCode> {
-  const watch = new Watch(cfg, deps, options);
-  const result = await watch.probe();
-  const verdict = verdictOf(result);
-  deps.stdout(`${labelOf(result)} ${verdict} in ${result.ms} ms: ${cfg.url.href}\n`);
+  const store = options.store ??
+    (cfg.restartOnOnce ? fileStateStore(cfg.stateFile) : memoryStateStore());
+  const watch = new Watch(cfg, deps, options, await store.load());
+  const policy: Policy = cfg.restartOnOnce
+    ? { ...cfg.policy, failureThreshold: 1, timeoutThreshold: 1 }
+    : { ...cfg.policy, failureThreshold: Infinity, timeoutThreshold: Infinity };
   try {
-    switch (verdict) {
-      case "healthy":
-        return ExitCode.Ok;
-      case "php_down":
-        if (!cfg.restartOnOnce) {
-          logger.warn("{label} PHP down, not restarted (--once without --restart).", {
-            label: labelOf(result),
-          });
-          return ExitCode.PhpDown;
-        }
-        return (await watch.restart(result)) ? ExitCode.Ok : ExitCode.PhpDown;
-      default:
-        return watch.notRestartable(result, false);
+    const result = await watch.probe();
+    const verdict = verdictOf(result);
+    deps.stdout(`${labelOf(result)} ${verdict} in ${result.ms} ms: ${cfg.url.href}\n`);
+    if (!cfg.restartOnOnce) {
+      if (verdict === "php_down") {
+        logger.warn("{label} PHP down, not restarted (--once without --restart).", {
+          label: labelOf(result),
+        });
+      } else if (verdict !== "healthy") {
+        logger.error("{label} PHP not restarted: heartbeat {url} {why}", {
+          label: labelOf(result),
+          url: cfg.url.href,
+          why: verdict === "unreachable"
+            ? "unreachable; nginx or the address is down."
+            : misconfigurationHint(result),
+        });
+      }
+      return exitFor({ verdict, restartOk: false });
     }
+    const decision = decide(watch.state, result, deps.clock.now(), policy);
+    watch.state = decision.state;
+    let restartOk = false;
+    for (const action of decision.actions) {
+      if (action.type === "restart") restartOk = await watch.restart(result, policy);
+      else if (action.type === "alert") watch.alert(action, result, policy);
+    }
+    await store.save(watch.state);
+    return exitFor({ verdict, restartOk });
   } finally {
     await watch.alerts.flush();
   }

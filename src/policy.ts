@@ -90,8 +90,7 @@ export type AlertReason =
   | "recovered"
   | "unreachable"
   | "misconfigured"
-  | "reminder"
-  | "rearmed";
+  | "reminder";
 
 /** What the caller should do now, in order. */
 export type Action =
@@ -230,7 +229,11 @@ export function decide(
   return { state, actions, next: "interval" };
 }
 
-/** Records a restart's outcome: history, grace period, and a fresh count of failures. */
+/**
+ * Records a restart's outcome: history, grace period, and a fresh count of failures. A restart
+ * verified healthy ends the incident when one healthy probe is enough (`successThreshold` 1): the
+ * restart's own alert then tells the downtime, and no separate "recovered" alert follows.
+ */
 export function afterRestart(
   previous: TargetState,
   record: RestartRecord,
@@ -243,13 +246,18 @@ export function afterRestart(
     restarts: 0,
     lastAlertAt: null,
   };
+  const over = record.ok && policy.successThreshold <= 1;
   return {
     ...previous,
     failures: 0,
     timeouts: 0,
     failingSince: null,
+    successes: record.ok ? 1 : 0,
+    healthySince: record.ok ? record.at : null,
     restarts: [...pruneRestarts(previous.restarts, record.at, policy), record],
-    incident: { ...incident, restarts: incident.restarts + 1, lastAlertAt: record.at },
+    incident: over
+      ? null
+      : { ...incident, restarts: incident.restarts + 1, lastAlertAt: record.at },
     graceUntil: record.at + policy.gracePeriodMs,
   };
 }

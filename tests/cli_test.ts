@@ -6,13 +6,15 @@ import { runCli } from "./support/cli.ts";
 // named, as on a host with several PHP versions; nothing here starts or stops a service
 const SERVICE = ["--service", "php8.2-fpm", "--process-name", "php-fpm8.2"];
 
-/** The service pinned, and the log and lock kept in `dir`. */
+/** The service named, and the log, lock and state kept in `dir`. */
 const isolated = (dir: string) => [
   ...SERVICE,
   "--log-file",
   `${dir}/log`,
   "--lock-file",
   `${dir}/lock`,
+  "--state-dir",
+  `${dir}/state`,
 ];
 
 async function withHeartbeat(fn: (url: string, hits: () => number) => Promise<void>) {

@@ -3,6 +3,7 @@ import { parseCommandLine } from "../src/cli.ts";
 import { loadConfig } from "../src/config.ts";
 import { ExitCode } from "../src/errors.ts";
 import { probeOnce, watchRun } from "../src/monitor.ts";
+import { memoryStateStore } from "../src/state.ts";
 import {
   captureLogs,
   FakeClock,
@@ -45,11 +46,15 @@ async function setup(
   const { mode, raw } = parseCommandLine(argv);
   const cfg = await loadConfig(mode as "minute", raw, deps);
   const logs = captureLogs();
-  return { cfg, deps, clock, http, runner, mailer, logs, start: clock.now() };
+  // the policy's memory stays in the test: nothing is shared through /var/lib
+  const store = memoryStateStore();
+  return { cfg, deps, clock, http, runner, mailer, logs, store, start: clock.now() };
 }
 
 const ok = { status: 200, body: "127.0.0.1\n127.0.0.1\n", ms: 4 };
-const fastRelaunch = {
+/** Three quick start attempts, with the policy's memory in `store`. */
+const fastRelaunch = (store = memoryStateStore()) => ({
+  store,
   relaunch: {
     maxAttempts: 3,
     retryDelayMs: 2000,
@@ -58,11 +63,11 @@ const fastRelaunch = {
     startTimeoutMs: 30_000,
     toolTimeoutMs: 5000,
   },
-};
+});
 
 Deno.test("healthy minute: 12 probes 5 s apart, nothing run, nothing mailed, exit 0", async () => {
   const s = await setup([URI, "5", "ops@example.com"], [ok]);
-  assert.equal(await watchRun(s.cfg, s.deps), ExitCode.Ok);
+  assert.equal(await watchRun(s.cfg, s.deps, { store: s.store }), ExitCode.Ok);
   assert.equal(s.http.calls.length, 12);
   assert.equal(s.runner.calls.length, 0);
   assert.equal(s.mailer.sent.length, 0);
@@ -70,12 +75,19 @@ Deno.test("healthy minute: 12 probes 5 s apart, nothing run, nothing mailed, exi
   assert.ok(s.clock.now() - s.start <= 60_000);
 });
 
-Deno.test("502: restart once, one log line, one mail, then settle 10 s and keep watching", async () => {
-  const s = await setup(
-    [URI, "5", "ops@example.com,dev@example.com"],
-    [ok, ok, { status: 502, body: "<h1>502 Bad Gateway</h1>" }, ok],
-  );
-  assert.equal(await watchRun(s.cfg, s.deps), ExitCode.Ok);
+Deno.test("a single stray 502 is confirmed 1 s later and restarts nothing", async () => {
+  const s = await setup([URI, "5", "ops@example.com"], [ok, { status: 502 }, ok]);
+  assert.equal(await watchRun(s.cfg, s.deps, { store: s.store }), ExitCode.Ok);
+  assert.equal(s.runner.calls.length, 0);
+  assert.equal(s.mailer.sent.length, 0);
+  assert.deepEqual(s.logs.lines(), []);
+  assert.ok(s.clock.sleeps.includes(1000), `confirm delay of 1 s in ${s.clock.sleeps}`);
+});
+
+Deno.test("two 502s (a crash): restart once, one log line, one mail, then settle 10 s and keep watching", async () => {
+  const bad = { status: 502, body: "<h1>502 Bad Gateway</h1>" };
+  const s = await setup([URI, "5", "ops@example.com,dev@example.com"], [ok, ok, bad, bad, ok]);
+  assert.equal(await watchRun(s.cfg, s.deps, { store: s.store }), ExitCode.Ok);
   assert.deepEqual(s.logs.lines(), ["502 PHP restarted."]);
   assert.equal(
     s.runner.lines().filter((l) => l === "/usr/sbin/service php8.2-fpm start").length,
@@ -89,13 +101,14 @@ Deno.test("502: restart once, one log line, one mail, then settle 10 s and keep 
   assert.match(mail.text, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ web1 502 PHP restarted\.\n/);
   assert.match(mail.text, /Probe: HTTP 502/);
   assert.match(mail.text, /php8\.2-fpm \(sysv\): 2 processes killed, 1 start attempts, running/);
+  assert.match(mail.text, /Down for 1 s/);
   assert.ok(s.clock.sleeps.includes(10_000), `settle of 10 s in ${s.clock.sleeps}`);
   assert.ok(s.clock.now() - s.start <= 60_000);
 });
 
 Deno.test("no answer within the timeout: restart", async () => {
   const s = await setup([URI, "5", ""], [{ error: fetchErrors.timeout(), ms: 5000 }, ok]);
-  assert.equal(await watchRun(s.cfg, s.deps), ExitCode.Ok);
+  assert.equal(await watchRun(s.cfg, s.deps, { store: s.store }), ExitCode.Ok);
   assert.deepEqual(s.logs.lines(), ["timeout PHP restarted."]);
   assert.equal(s.mailer.sent.length, 0, "'' means no mail");
 });
@@ -142,7 +155,7 @@ for (
 ) {
   Deno.test(`${name}: never restarts, logs why, mails once, exit ${code}`, async () => {
     const s = await setup([URI, "5", "ops@example.com"], [ok, step as HttpStep]);
-    assert.equal(await watchRun(s.cfg, s.deps), code);
+    assert.equal(await watchRun(s.cfg, s.deps, { store: s.store }), code);
     assert.equal(s.runner.calls.length, 0);
     assert.equal(s.http.calls.length, 2, "the run stops at the problem");
     const lines = s.logs.lines();
@@ -153,17 +166,39 @@ for (
   });
 }
 
-Deno.test("restart that does not bring php-fpm back: exit 3, 'restart failed' mail", async () => {
+Deno.test("php-fpm that will not come back: 3 restarts, then one 'given up' alert, exit 3", async () => {
   const s = await setup([URI, "5", "ops@example.com"], [{ status: 502 }], { startWorks: false });
-  assert.equal(await watchRun(s.cfg, s.deps, fastRelaunch), ExitCode.PhpDown);
-  assert.equal(s.runner.lines().filter((l) => l.endsWith(" start")).length, 3);
+  assert.equal(await watchRun(s.cfg, s.deps, fastRelaunch()), ExitCode.PhpDown);
+  // 3 restarts of 3 start attempts each
+  assert.equal(s.runner.lines().filter((l) => l.endsWith(" start")).length, 9);
   assert.match(s.logs.lines()[0]!, /^502 PHP restart failed \(php8\.2-fpm: no php-fpm8\.2 process/);
-  assert.deepEqual(s.mailer.sent.map((m) => m.subject), ["web1 PHP restart failed"]);
+  assert.deepEqual(s.mailer.sent.map((m) => m.subject), [
+    "web1 PHP restart failed",
+    "web1 PHP restart failed",
+    "web1 PHP restart failed",
+    "web1 PHP restart given up",
+  ]);
+  assert.match(s.mailer.sent[3]!.text, /3 restarts in 15 min did not keep it up/);
+  assert.equal(s.mailer.sent[3]!.text.match(/^Restart at /gm)?.length, 3, "the history");
+});
+
+Deno.test("the memory carries over to the next cron run: given up stays given up", async () => {
+  const s = await setup([URI, "5", "ops@example.com"], [{ status: 502 }], { startWorks: false });
+  const options = fastRelaunch();
+  await watchRun(s.cfg, s.deps, options);
+  const before = s.runner.calls.length;
+  s.mailer.sent.length = 0;
+  s.clock.advance(60_000);
+  assert.equal(await watchRun(s.cfg, s.deps, options), ExitCode.PhpDown);
+  assert.equal(s.runner.calls.length, before, "no restart in the next run");
+  assert.deepEqual(s.mailer.sent, [], "no second 'given up'");
 });
 
 Deno.test("a failed mail is logged and changes nothing else", async () => {
-  const s = await setup([URI, "5", "ops@example.com"], [{ status: 503 }, ok], { mailFails: true });
-  assert.equal(await watchRun(s.cfg, s.deps), ExitCode.Ok);
+  const s = await setup([URI, "5", "ops@example.com"], [{ status: 503 }, { status: 503 }, ok], {
+    mailFails: true,
+  });
+  assert.equal(await watchRun(s.cfg, s.deps, { store: s.store }), ExitCode.Ok);
   const lines = s.logs.lines();
   assert.equal(lines[0], "503 PHP restarted.");
   assert.match(
@@ -175,13 +210,13 @@ Deno.test("a failed mail is logged and changes nothing else", async () => {
 
 Deno.test("--run-for 10 (mcron every 10 s): two probes", async () => {
   const s = await setup([URI, "5", "", "--run-for", "10"], [ok]);
-  assert.equal(await watchRun(s.cfg, s.deps), ExitCode.Ok);
+  assert.equal(await watchRun(s.cfg, s.deps, { store: s.store }), ExitCode.Ok);
   assert.equal(s.http.calls.length, 2);
 });
 
 Deno.test("php-cgi is relaunched too with the 4th argument", async () => {
   const clock = new FakeClock();
-  const http = scriptedHttp(clock, [{ status: 502 }, ok]);
+  const http = scriptedHttp(clock, [{ status: 502 }, { status: 502 }, ok]);
   const runner = fpmHost();
   const { fs } = testDeps();
   const deps = testDeps({
@@ -197,7 +232,7 @@ Deno.test("php-cgi is relaunched too with the 4th argument", async () => {
   const { mode, raw } = parseCommandLine([URI, "5", "", "1"]);
   const cfg = await loadConfig(mode as "minute", raw, deps);
   captureLogs();
-  assert.equal(await watchRun(cfg, deps), ExitCode.Ok);
+  assert.equal(await watchRun(cfg, deps, { store: memoryStateStore() }), ExitCode.Ok);
   const lines = runner.lines();
   assert.ok(lines.includes("/usr/bin/pkill -KILL -x php-cgi8.2"));
   assert.ok(lines.includes("/usr/sbin/service php8.2-cgi start"));
@@ -219,7 +254,7 @@ Deno.test("--once: the verdict is the exit code; no restart, no mail", async (t)
   ) {
     await t.step(`exit ${code}`, async () => {
       const s = await setup(["--once", URI, "5", "ops@example.com"], [step as HttpStep]);
-      assert.equal(await probeOnce(s.cfg, s.deps), code);
+      assert.equal(await probeOnce(s.cfg, s.deps, { store: s.store }), code);
       assert.equal(s.http.calls.length, 1);
       assert.equal(s.runner.calls.length, 0);
       assert.equal(s.mailer.sent.length, 0);
@@ -233,7 +268,7 @@ Deno.test("--once --restart: restarts and mails what it did", async () => {
     { status: 502 },
     ok,
   ]);
-  assert.equal(await probeOnce(s.cfg, s.deps), ExitCode.Ok);
+  assert.equal(await probeOnce(s.cfg, s.deps, { store: s.store }), ExitCode.Ok);
   assert.ok(s.runner.lines().includes("/usr/sbin/service php8.2-fpm start"));
   assert.deepEqual(s.mailer.sent.map((m) => m.subject), ["web1 PHP restart"]);
 });

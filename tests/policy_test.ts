@@ -71,7 +71,7 @@ Deno.test("a single stray 5xx restarts nothing; it is confirmed after confirm_de
 });
 
 Deno.test("two 5xx in a row (a crash): restart at the confirming probe", () => {
-  const r = play([[0, e502], [1 * S, e502]]);
+  const r = play([[0, e502], [1 * S, e502]], { ...policy, successThreshold: 2 });
   assert.deepEqual(r.restarts, [`${1 * S}`]);
   assert.equal(r.state.incident?.since, 0, "downtime counts from the first failure");
 });
@@ -98,12 +98,21 @@ Deno.test("grace period after a restart: failures do not count", () => {
   assert.deepEqual(r.restarts, [`${1 * S}`, `${13 * S}`]);
 });
 
+Deno.test("a verified restart ends the incident when one healthy probe is enough: no second alert", () => {
+  const r = play([[0, e502], [1 * S, e502], [12 * S, ok], [17 * S, ok]]);
+  assert.deepEqual(r.restarts, [`${1 * S}`]);
+  assert.deepEqual(r.alerts, []);
+  assert.equal(r.state.incident, null);
+  assert.equal(r.state.restarts.length, 1, "still counts for flap protection");
+});
+
 Deno.test("recovered: one alert with the downtime once success_threshold is met", () => {
   const p = { ...policy, successThreshold: 2 };
+  // the restart's own verification is the first healthy probe
   const r = play([[0, e502], [1 * S, e502], [12 * S, ok], [17 * S, ok], [22 * S, ok]], p);
-  assert.deepEqual(r.alerts, [`${17 * S}:recovered`]);
-  const alert = r.log[3]!.actions.find((a) => a.type === "alert");
-  assert.equal(alert?.type === "alert" && alert.downtimeMs, 17 * S);
+  assert.deepEqual(r.alerts, [`${12 * S}:recovered`]);
+  const alert = r.log[2]!.actions.find((a) => a.type === "alert");
+  assert.equal(alert?.type === "alert" && alert.downtimeMs, 12 * S);
   assert.equal(r.state.incident, null);
 });
 

@@ -1,47 +1,50 @@
 import assert from "node:assert/strict";
-import { nextProbeAt, planRun, settleMs } from "../src/schedule.ts";
+import { fitsInRun, nextDue, settleMs, type Timing } from "../src/schedule.ts";
 
-/** Simulates a run: each probe takes `probeMs(i)`; restarts (taking `restartMs`) after probe `restartAfter`. */
+/**
+ * Simulates a cron run: each probe takes `probeMs(i)`; `confirmAfter` probes ask for a
+ * confirmation; a restart taking `restartMs` follows probe `restartAfter`.
+ */
 function simulate(
   timeoutMs: number,
   probeMs: (i: number) => number,
-  opts: { restartAfter?: number; restartMs?: number; runMs?: number } = {},
+  opts: { restartAfter?: number; restartMs?: number; runMs?: number; confirmAfter?: number[] } = {},
 ) {
-  const plan = planRun(timeoutMs, opts.runMs);
-  const startedAt = 0;
-  let now = startedAt;
-  let dueAt = startedAt;
+  const run = { startedAt: 0, runMs: opts.runMs ?? 60_000 };
+  const timing: Timing = {
+    intervalMs: timeoutMs,
+    confirmDelayMs: 1000,
+    settleMs: settleMs(timeoutMs),
+  };
+  let now = 0;
+  let dueAt = 0;
   const starts: number[] = [];
-  const ends: number[] = [];
-  for (let probesDone = 0;;) {
+  for (let i = 0; fitsInRun(dueAt, run, timeoutMs); i++) {
+    now = Math.max(now, dueAt);
     starts.push(now);
-    now += probeMs(probesDone);
-    ends.push(now);
+    now += probeMs(i);
     let restartEndedAt: number | null = null;
-    if (probesDone === opts.restartAfter) {
+    if (i === opts.restartAfter) {
       now += opts.restartMs ?? 0;
       restartEndedAt = now;
     }
-    probesDone++;
-    const next = nextProbeAt(plan, { startedAt, probesDone }, { dueAt, restartEndedAt });
-    if (next === null) break;
-    dueAt = next;
-    now = Math.max(now, next);
+    dueAt = nextDue(
+      { dueAt, now, confirm: opts.confirmAfter?.includes(i) ?? false, restartEndedAt },
+      timing,
+    );
   }
-  return { plan, starts, ends, endedAt: now };
+  return { starts, endedAt: now };
 }
-
-Deno.test("planRun: floor(60 / timeout) probes, the timeout apart", () => {
-  assert.deepEqual(planRun(5000), { probes: 12, intervalMs: 5000, lastStartOffsetMs: 55_000 });
-  assert.equal(planRun(7000).probes, 8);
-  assert.equal(planRun(60_000).probes, 1);
-  assert.equal(planRun(1000).probes, 60);
-  assert.equal(planRun(5000, 10_000).probes, 2);
-});
 
 Deno.test("settle after a restart: max(timeout, 10 s)", () => {
   assert.equal(settleMs(5000), 10_000);
   assert.equal(settleMs(30_000), 30_000);
+});
+
+Deno.test("floor(60 / timeout) probes per minute", () => {
+  for (const [timeout, probes] of [[5, 12], [7, 8], [60, 1], [1, 60], [13, 4]] as const) {
+    assert.equal(simulate(timeout * 1000, () => 3).starts.length, probes, `timeout ${timeout}`);
+  }
 });
 
 Deno.test("healthy instant probes: 12 probes at 0, 5, ..., 55 s", () => {
@@ -49,7 +52,7 @@ Deno.test("healthy instant probes: 12 probes at 0, 5, ..., 55 s", () => {
   assert.deepEqual(starts, Array.from({ length: 12 }, (_, i) => i * 5000));
 });
 
-Deno.test("a probe's duration is subtracted from the wait, without drift", () => {
+Deno.test("a probe's duration is taken off the wait, without drift", () => {
   const { starts, endedAt } = simulate(5000, () => 1200);
   assert.deepEqual(starts, Array.from({ length: 12 }, (_, i) => i * 5000));
   assert.ok(endedAt <= 60_000, `ended at ${endedAt}`);
@@ -61,13 +64,18 @@ Deno.test("timeouts back to back still end within the minute", () => {
   assert.equal(endedAt, 60_000);
 });
 
-Deno.test("after a restart the next probe waits max(timeout, 10 s) and late probes are dropped", () => {
+Deno.test("a 5xx is confirmed after 1 s, then the interval resumes from there", () => {
+  const { starts } = simulate(5000, () => 10, { confirmAfter: [2] });
+  assert.deepEqual(starts.slice(0, 5), [0, 5000, 10_000, 11_010, 16_010]);
+});
+
+Deno.test("after a restart the next probe waits max(timeout, 10 s); late probes are dropped", () => {
   // probe at 10 s fails, restart takes 8 s: next at 18 + 10 = 28 s, then 33, 38, ..., 53
   const { starts, endedAt } = simulate(5000, () => 10, { restartAfter: 2, restartMs: 8000 });
   assert.deepEqual(starts.slice(0, 4), [0, 5000, 10_000, 28_010]);
   assert.equal(starts.at(-1), 53_010);
   assert.ok(endedAt <= 60_000);
-  for (const s of starts) assert.ok(s <= 55_000, `probe at ${s} could not finish in the minute`);
+  for (const s of starts) assert.ok(s + 5000 <= 60_000, `probe at ${s} could not finish in time`);
 });
 
 Deno.test("a restart that ends late in the minute ends the run", () => {

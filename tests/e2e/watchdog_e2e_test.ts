@@ -45,9 +45,9 @@ Deno.test({
     let n = 0;
     const files = () => {
       n++;
-      return { log: `${dir}/run${n}.log`, lock: `${dir}/run${n}.lock` };
+      return { log: `${dir}/run${n}.log`, lock: `${dir}/run${n}.lock`, state: `${dir}/state${n}` };
     };
-    const common = (f: { log: string; lock: string }) => [
+    const common = (f: { log: string; lock: string; state: string }) => [
       "--smtp-host",
       "127.0.0.1",
       "--smtp-port",
@@ -58,6 +58,8 @@ Deno.test({
       f.log,
       "--lock-file",
       f.lock,
+      "--state-dir",
+      f.state,
     ];
     try {
       await t.step(

@@ -44,6 +44,7 @@ Options:
   --service NAME         php-fpm service (default: the one installed, e.g. php8.2-fpm)
   --process-name NAME    its process name for pgrep/pkill (default: from the service,
                          php8.2-fpm -> php-fpm8.2)
+  --init SYSTEM          systemd, sysv, openrc or freebsd (default: detected)
   --cgi-service NAME, --cgi-process-name NAME
                          the same for php-cgi
   --run-for S            how long one run lasts: the scheduler's period (default 60 for
@@ -94,6 +95,7 @@ const OPTIONS = {
   "log-file": { type: "string" },
   "lock-file": { type: "string" },
   "state-dir": { type: "string" },
+  init: { type: "string" },
   "smtp-host": { type: "string" },
   "smtp-port": { type: "string" },
   "mail-from": { type: "string" },
@@ -154,6 +156,7 @@ export function parseCommandLine(
     logFile: v["log-file"],
     lockFile: v["lock-file"],
     stateDir: v["state-dir"],
+    init: v.init,
     smtpHost: v["smtp-host"],
     smtpPort: v["smtp-port"],
     mailFrom: v["mail-from"],

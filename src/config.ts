@@ -13,6 +13,7 @@ import {
   findCgiServices,
   findFpmServices,
   findTools,
+  INIT_SYSTEMS,
   type InitSystem,
   processNameFor,
   SEARCH_DIRS,
@@ -46,6 +47,7 @@ export interface RawSettings {
   logFile?: string | undefined;
   lockFile?: string | undefined;
   stateDir?: string | undefined;
+  init?: string | undefined;
   smtpHost?: string | undefined;
   smtpPort?: string | undefined;
   mailFrom?: string | undefined;
@@ -205,6 +207,17 @@ const fromField = z.string().transform((value, ctx) => {
   return value;
 });
 
+const initField = z.string().transform((value, ctx) => {
+  const init = INIT_SYSTEMS.find((i) => i === value);
+  if (init === undefined) {
+    return custom(
+      ctx,
+      `Cannot use init system "${value}": expected one of ${INIT_SYSTEMS.join(", ")}`,
+    );
+  }
+  return init;
+});
+
 const settingsSchema = z.object({
   url: urlField,
   timeout: timeoutField,
@@ -218,6 +231,7 @@ const settingsSchema = z.object({
   logFile: pathField("log file").optional(),
   lockFile: pathField("lock file").optional(),
   stateDir: pathField("state folder").optional(),
+  init: initField.optional(),
   smtpHost: hostField,
   smtpPort: portField("SMTP port"),
   mailFrom: fromField.optional(),
@@ -247,7 +261,9 @@ async function chooseService(
       ? await findFpmServices(deps.fs)
       : await findCgiServices(deps.fs);
     if (found.length === 0) {
-      return `Cannot find a ${kind} service in /etc/init.d or the systemd unit folders: install ${kind} or name it with ${flag}`;
+      return `Cannot find a ${kind} service in ${
+        SERVICE_DIRS.join(", ")
+      }: install ${kind} or name it with ${flag}`;
     }
     if (found.length > 1) {
       return `Found several ${kind} services (${
@@ -353,6 +369,7 @@ export async function loadConfig(mode: Mode, raw: RawSettings, deps: Deps): Prom
       logFile: raw.logFile,
       lockFile: raw.lockFile,
       stateDir: raw.stateDir,
+      init: raw.init,
       mailFrom: raw.mailFrom ?? deps.host.env(ENV.mailFrom),
     }),
   });
@@ -370,7 +387,7 @@ export async function loadConfig(mode: Mode, raw: RawSettings, deps: Deps): Prom
   }
   if (issues.length > 0) throw new ConfigError(issues);
 
-  const init = await detectInit(deps.fs);
+  const init = s.init ?? await detectInit(deps.fs, deps.host);
   const { tools, missing } = await findTools(deps.fs, init);
   for (const name of missing) {
     issues.push(

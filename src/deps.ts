@@ -79,6 +79,8 @@ export interface Host {
   /** The effective user id, or null where the platform has none. */
   uid(): number | null;
   env(name: string): string | undefined;
+  /** The operating system, as `Deno.build.os` names it. */
+  os(): string;
   /** Whether stderr is a terminal (a person is watching): log lines go there too. */
   stderrIsTerminal(): boolean;
 }
@@ -133,6 +135,7 @@ const realHost: Host = {
   hostname: () => Deno.hostname(),
   uid: () => Deno.uid(),
   env: (name) => Deno.env.get(name),
+  os: () => Deno.build.os,
   stderrIsTerminal: () => Deno.stderr.isTerminal(),
 };
 

@@ -6,7 +6,7 @@
 import type { Clock, ProcessRunner, RunResult } from "./deps.ts";
 import { describeError } from "./errors.ts";
 import { logger } from "./log.ts";
-import type { InitSystem, ServiceTarget, Tools } from "./service.ts";
+import { type InitSystem, serviceCommands, type ServiceTarget, type Tools } from "./service.ts";
 
 /** Limits of one relaunch. */
 export interface RelaunchOptions {
@@ -53,20 +53,6 @@ export interface RelaunchContext {
   runner: ProcessRunner;
   clock: Clock;
   options?: RelaunchOptions;
-}
-
-/** The argument vectors that start `service` on `init` (systemd first forgets a failed state). */
-export function startCommands(
-  init: InitSystem,
-  tools: Tools,
-  service: string,
-): Array<[string, string[]]> {
-  if (init === "systemd") {
-    const systemctl = tools.systemctl ?? "/usr/bin/systemctl";
-    // after SIGKILL the unit is "failed"; repeated starts can also hit its start rate limit
-    return [[systemctl, ["reset-failed", service]], [systemctl, ["start", service]]];
-  }
-  return [[tools.service ?? "/usr/sbin/service", [service, "start"]]];
 }
 
 function summary(cmd: string, args: readonly string[], r: RunResult): string {
@@ -134,7 +120,7 @@ export async function relaunch(
     for (let attempt = 1; attempt <= opts.maxAttempts; attempt++) {
       report.attempts = attempt;
       let lastStart = "";
-      for (const [cmd, args] of startCommands(ctx.init, ctx.tools, target.service)) {
+      for (const [cmd, args] of serviceCommands(ctx.init, ctx.tools, target.service).start) {
         const r = await ctx.runner.run(cmd, args, { timeoutMs: opts.startTimeoutMs });
         lastStart = summary(cmd, args, r);
         logger.debug("Attempt {attempt}: {result}", { attempt, result: lastStart });

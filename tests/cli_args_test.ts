@@ -120,6 +120,7 @@ Deno.test("every bad input: exit 2, one clear line, nothing probed, run or maile
     ["relative log file", [URI, "5", "", "--log-file", "log.txt"], /log file "log.txt"/],
     ["odd service name", [URI, "5", "", "--service", "php;rm -rf"], /service "php;rm -rf"/],
     ["run shorter than timeout", [URI, "10", "", "--run-for", "5"], /run for 5 s/],
+    ["unknown init system", [URI, "5", "", "--init", "upstart"], /init system "upstart".*openrc/],
   ];
   for (const [name, argv, pattern] of cases) {
     await t.step(name, async () => {

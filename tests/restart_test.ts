@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
-import { DEFAULT_RELAUNCH, relaunch, startCommands } from "../src/restart.ts";
+import { DEFAULT_RELAUNCH, relaunch } from "../src/restart.ts";
 import type { Tools } from "../src/service.ts";
-import { processNameFor } from "../src/service.ts";
 import { captureLogs, FakeClock, FakeRunner, type RunCall } from "./support/fakes.ts";
 
 const tools: Tools = {
   service: "/usr/sbin/service",
   systemctl: "/usr/bin/systemctl",
+  rcService: null,
   pgrep: "/usr/bin/pgrep",
   pkill: "/usr/bin/pkill",
 };
@@ -64,16 +64,6 @@ Deno.test("sysv: SIGKILL by exact name, then `service NAME start`, verified by p
     "/usr/bin/pgrep -x php-fpm8.2",
   ]);
   for (const c of runner.calls) assert.ok(c.timeoutMs > 0, "every command has a timeout");
-});
-
-Deno.test("systemd: reset-failed then start", () => {
-  assert.deepEqual(startCommands("systemd", tools, "php-fpm"), [
-    ["/usr/bin/systemctl", ["reset-failed", "php-fpm"]],
-    ["/usr/bin/systemctl", ["start", "php-fpm"]],
-  ]);
-  assert.deepEqual(startCommands("sysv", tools, "php8.2-fpm"), [
-    ["/usr/sbin/service", ["php8.2-fpm", "start"]],
-  ]);
 });
 
 Deno.test("nothing running: no pkill, straight to start", async () => {
@@ -138,12 +128,4 @@ Deno.test("a command that cannot run ends the relaunch with its reason, no retri
   assert.equal(report.ok, false);
   assert.equal(runner.calls.length, 1);
   assert.match(report.reason, /Failed to spawn/);
-});
-
-Deno.test("process names from service names", () => {
-  assert.equal(processNameFor("php8.2-fpm"), "php-fpm8.2");
-  assert.equal(processNameFor("php7.4-fpm"), "php-fpm7.4");
-  assert.equal(processNameFor("php-fpm"), "php-fpm");
-  assert.equal(processNameFor("php5-fpm"), "php5-fpm");
-  assert.equal(processNameFor("php8.2-cgi"), "php-cgi8.2");
 });

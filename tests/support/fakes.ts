@@ -160,8 +160,9 @@ export function debianFs(extra: { dirs?: Record<string, string[]>; executables?:
 }
 
 /** A host with the given uid and environment. */
-export function fakeHost(uid = 0, env: Record<string, string> = {}): Host {
+export function fakeHost(uid = 0, env: Record<string, string> = {}, os = "linux"): Host {
   return {
+    os: () => os,
     hostname: () => "web1",
     uid: () => uid,
     env: (name) => env[name],

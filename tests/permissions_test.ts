@@ -1,0 +1,18 @@
+/** The permission set that `start` runs with and `compile` embeds covers every program we run. */
+import assert from "node:assert/strict";
+import meta from "../deno.json" with { type: "json" };
+import { toolPaths } from "../src/service.ts";
+
+Deno.test("permission set: run access to every tool path, by absolute path only", () => {
+  const run = meta.permissions["php-relaunch"].run;
+  for (const tool of ["service", "systemctl", "rc-service", "pgrep", "pkill"]) {
+    for (const path of toolPaths(tool)) assert.ok(run.includes(path), `missing ${path}`);
+  }
+  for (const entry of run) assert.ok(entry.startsWith("/"), `${entry} would depend on PATH`);
+});
+
+Deno.test("permission set: start and compile use the same one", () => {
+  assert.match(meta.tasks.start, /-P=php-relaunch /);
+  const build = Deno.readTextFileSync(new URL("../scripts/build.sh", import.meta.url));
+  assert.match(build, /-P=php-relaunch /);
+});

@@ -5,7 +5,10 @@ import meta from "../deno.json" with { type: "json" };
 import { type Config, loadConfig, type Mode, type RawSettings } from "./config.ts";
 import type { Deps } from "./deps.ts";
 import { ConfigError, describeError, ExitCode } from "./errors.ts";
-import { tryLock } from "./lock.ts";
+import { rearm } from "./policy.ts";
+import { fileStateStore, statePath } from "./state.ts";
+import { systemdNotifier } from "./notify.ts";
+import { watchForever, type WatchOptions } from "./watch.ts";
 import { logger, openAppendNoFollow, setupLogging } from "./log.ts";
 import { type MonitorOptions, probeOnce, watchRun } from "./monitor.ts";
 
@@ -92,7 +95,10 @@ const OPTIONS = {
   "cgi-process-name": { type: "string" },
   once: { type: "boolean" },
   restart: { type: "boolean" },
+  config: { type: "string", short: "c" },
+  interval: { type: "string" },
   "log-file": { type: "string" },
+  "log-format": { type: "string" },
   "lock-file": { type: "string" },
   "state-dir": { type: "string" },
   init: { type: "string" },
@@ -105,6 +111,12 @@ const OPTIONS = {
 } as const;
 
 const POSITIONALS = ["url", "timeout", "mailTo", "restartCgi"] as const;
+
+const SUBCOMMANDS: Record<string, Mode> = {
+  "check-config": "check",
+  watch: "watch",
+  reset: "reset",
+};
 
 /** Parses argv into the mode and raw settings. @throws {ConfigError} on a usage error. */
 export function parseCommandLine(
@@ -124,9 +136,20 @@ export function parseCommandLine(
 
   const positionals = [...parsed.positionals];
   let mode: Mode = v.once ? "once" : "minute";
-  if (positionals[0] === "check-config") {
+  const subcommand = SUBCOMMANDS[positionals[0] ?? ""];
+  if (subcommand !== undefined) {
     positionals.shift();
-    mode = "check";
+    mode = subcommand;
+    if (v.once) {
+      throw new ConfigError([`Cannot use --once with ${mode === "check" ? "check-config" : mode}`]);
+    }
+  }
+  let resetTarget: string | undefined;
+  if (mode === "reset") {
+    if (positionals.length > 1) {
+      throw new ConfigError(["Too many arguments: php-relaunch reset [target]"]);
+    }
+    resetTarget = positionals.shift();
   }
   if (argv.length === 0) {
     throw new ConfigError([
@@ -156,6 +179,10 @@ export function parseCommandLine(
     logFile: v["log-file"],
     lockFile: v["lock-file"],
     stateDir: v["state-dir"],
+    config: v.config,
+    interval: v.interval,
+    logFormat: v["log-format"],
+    resetTarget,
     init: v.init,
     smtpHost: v["smtp-host"],
     smtpPort: v["smtp-port"],
@@ -182,28 +209,41 @@ export function parseCommandLine(
 
 /** The settings `check-config` prints. */
 export function describeConfig(cfg: Config): string {
-  return [
-    `heartbeat      ${cfg.url.href} (timeout ${cfg.timeoutMs / 1000} s, runs of ${
-      cfg.runMs / 1000
-    } s)`,
-    `php-fpm        ${cfg.fpm.service} via ${cfg.init}, processes named ${cfg.fpm.processName}`,
-    `php-cgi        ${
-      cfg.cgi ? `${cfg.cgi.service}, processes named ${cfg.cgi.processName}` : "no"
-    }`,
-    `mail to        ${cfg.mailTo.length ? cfg.mailTo.join(", ") : "nobody"}`,
+  const lines = [
+    `config file    ${cfg.configFile ?? "none (command line)"}`,
+    `init system    ${cfg.init}: ${Object.values(cfg.tools).filter(Boolean).join(" ")}`,
     `mail from      ${cfg.mailFrom} via ${cfg.smtp.host}:${cfg.smtp.port}`,
-    `log file       ${cfg.logFile}`,
-    `lock file      ${cfg.lockFile}`,
-    `state file     ${cfg.stateFile}`,
-    `tools          ${Object.values(cfg.tools).filter(Boolean).join(" ")}`,
-  ].join("\n") + "\n";
+    `log file       ${cfg.logFile} (${cfg.logFormat})`,
+    `state folder   ${cfg.stateDir}`,
+  ];
+  if (cfg.mode !== "watch") lines.push(`run length     ${cfg.runMs / 1000} s`);
+  for (const t of cfg.targets) {
+    const p = t.policy;
+    lines.push(
+      "",
+      `target ${t.name}`,
+      `  heartbeat    ${t.url.href} (timeout ${t.timeoutMs / 1000} s, every ${
+        p.intervalMs / 1000
+      } s)`,
+      `  php-fpm      ${t.fpm.service}, processes named ${t.fpm.processName}`,
+      `  php-cgi      ${t.cgi ? `${t.cgi.service}, processes named ${t.cgi.processName}` : "no"}`,
+      `  restart      after ${p.failureThreshold} failures or ${p.timeoutThreshold} timeouts (5xx confirmed after ${
+        p.confirmDelayMs / 1000
+      } s); rungs ${t.rungs.join(" > ")}; at most ${p.maxRestarts} in ${
+        p.restartWindowMs / 60_000
+      } min`,
+      `  mail to      ${t.mailTo.length ? t.mailTo.join(", ") : "nobody"}`,
+      `  lock, state  ${t.lockFile}, ${t.stateFile}`,
+    );
+  }
+  return lines.join("\n") + "\n";
 }
 
 /** Runs php-relaunch with `argv`; resolves to the process exit code. Never throws. */
 export async function run(
   argv: readonly string[],
   deps: Deps,
-  options: MonitorOptions = {},
+  options: MonitorOptions & WatchOptions = {},
 ): Promise<ExitCode> {
   let cfg: Config;
   try {
@@ -217,6 +257,13 @@ export async function run(
       return ExitCode.Ok;
     }
     cfg = await loadConfig(mode, raw, deps);
+    if (mode === "watch") {
+      options = {
+        reload: () => loadConfig("watch", raw, deps),
+        notifier: await systemdNotifier(deps.host, deps.runner, deps.fs.isExecutable, Deno.pid),
+        ...options,
+      };
+    }
   } catch (err) {
     if (err instanceof ConfigError) {
       deps.stderr(`php-relaunch: ${err.issues.join("\nphp-relaunch: ")}\n`);
@@ -232,7 +279,11 @@ export async function run(
   return await runWithConfig(cfg, deps, options);
 }
 
-async function runWithConfig(cfg: Config, deps: Deps, options: MonitorOptions): Promise<ExitCode> {
+async function runWithConfig(
+  cfg: Config,
+  deps: Deps,
+  options: MonitorOptions & WatchOptions,
+): Promise<ExitCode> {
   let logFile: Deno.FsFile;
   try {
     if (deps.host.uid() !== 0) {
@@ -250,36 +301,44 @@ async function runWithConfig(cfg: Config, deps: Deps, options: MonitorOptions): 
       stderr: cfg.verbose || deps.host.stderrIsTerminal(),
       verbose: cfg.verbose,
       hostname: cfg.hostname,
+      format: cfg.logFormat,
     });
-    // a read-only check needs no lock: it may run beside a cron run
-    const needsLock = cfg.mode === "minute" || cfg.restartOnOnce;
-    let lock = null;
-    if (needsLock) {
-      try {
-        lock = await tryLock(cfg.lockFile);
-      } catch (err) {
-        deps.stderr(`php-relaunch: ${describeError(err)}\n`);
-        return ExitCode.Usage;
-      }
-      if (lock === null) {
-        logger.info("Another php-relaunch holds {lock}; this run does nothing.", {
-          lock: cfg.lockFile,
-        });
-        return ExitCode.Ok;
-      }
-    }
-    try {
-      return cfg.mode === "once"
-        ? await probeOnce(cfg, deps, options)
-        : await watchRun(cfg, deps, options);
-    } finally {
-      lock?.[Symbol.dispose]();
+    switch (cfg.mode) {
+      case "once":
+        return await probeOnce(cfg, deps, options);
+      case "watch":
+        return await watchForever(cfg, deps, options);
+      case "reset":
+        return await resetTargets(cfg, deps);
+      default:
+        return await watchRun(cfg, deps, options);
     }
   } catch (err) {
-    logger.fatal("Internal error: {error}", { error: describeError(err) });
-    deps.stderr(`php-relaunch: internal error: ${describeError(err)}\n`);
-    return ExitCode.Internal;
+    // a lock or state path that is refused is the operator's to fix, not a bug
+    const refused = err instanceof Error && /^Refusing to use /.test(err.message);
+    logger.fatal("{error}", { error: describeError(err) });
+    deps.stderr(`php-relaunch: ${refused ? "" : "internal error: "}${describeError(err)}\n`);
+    return refused ? ExitCode.Usage : ExitCode.Internal;
   } finally {
     logFile.close();
   }
+}
+
+/** `reset [target]`: forgets giving up and the restart history of one target, or all. */
+async function resetTargets(cfg: Config, deps: Deps): Promise<ExitCode> {
+  const names = cfg.resetTarget !== null
+    ? [cfg.resetTarget]
+    : cfg.targets.length > 0
+    ? cfg.targets.map((t) => t.name)
+    : (await deps.fs.listDir(cfg.stateDir)).filter((n) => n.endsWith(".json")).map((n) =>
+      n.slice(0, -5)
+    );
+  for (const name of names) {
+    const store = fileStateStore(statePath(cfg.stateDir, name));
+    await store.save(rearm(await store.load()));
+    logger.info("Re-armed {name}: restart history and giving up forgotten.", { name });
+    deps.stdout(`re-armed ${name}\n`);
+  }
+  if (names.length === 0) deps.stdout(`nothing to reset in ${cfg.stateDir}\n`);
+  return ExitCode.Ok;
 }

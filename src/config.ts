@@ -1,10 +1,18 @@
 /**
- * Turns the command line and environment into a validated, frozen {@link Config}. The only place
- * that validates: every problem is collected into one {@link ConfigError}.
+ * Turns the command line, the environment and the configuration file into a validated, frozen
+ * {@link Config}. The only place that validates: every problem is collected into one
+ * {@link ConfigError}.
  */
 import { z } from "zod";
+import {
+  type ConfigFile,
+  DEFAULT_CONFIG_FILE,
+  type FilePolicy,
+  parseConfigFile,
+  type Rung,
+} from "./config_file.ts";
 import type { Deps, SmtpSettings } from "./deps.ts";
-import { ConfigError } from "./errors.ts";
+import { ConfigError, describeError } from "./errors.ts";
 import type { Policy } from "./policy.ts";
 import { settleMs } from "./schedule.ts";
 import { statePath } from "./state.ts";
@@ -25,17 +33,22 @@ import {
 
 /** What one invocation does. */
 export type Mode =
-  /** Watch for one minute, restarting on failure (the cron form). */
+  /** Watch for one scheduler period, restarting on failure (the cron form). */
   | "minute"
   /** One probe; the exit code is the verdict. */
   | "once"
   /** Validate and print the resolved settings. */
-  | "check";
+  | "check"
+  /** Watch until stopped (the service form). */
+  | "watch"
+  /** Forget giving up and the restart history. */
+  | "reset";
 
 /** The settings as the command line gave them, before validation (all strings). */
 export interface RawSettings {
   url?: string | undefined;
   timeout?: string | undefined;
+  interval?: string | undefined;
   runFor?: string | undefined;
   mailTo?: string | undefined;
   restartCgi?: string | boolean | undefined;
@@ -44,7 +57,9 @@ export interface RawSettings {
   cgiService?: string | undefined;
   cgiProcessName?: string | undefined;
   restart?: boolean | undefined;
+  config?: string | undefined;
   logFile?: string | undefined;
+  logFormat?: string | undefined;
   lockFile?: string | undefined;
   stateDir?: string | undefined;
   init?: string | undefined;
@@ -52,32 +67,52 @@ export interface RawSettings {
   smtpPort?: string | undefined;
   mailFrom?: string | undefined;
   verbose?: boolean | undefined;
+  /** `reset [target]`. */
+  resetTarget?: string | undefined;
+}
+
+/** One watched heartbeat and the service it restarts. */
+export interface Target {
+  /** Names the target in logs, its state file and `reset` (the service, in the cron form). */
+  readonly name: string;
+  readonly url: URL;
+  readonly timeoutMs: number;
+  readonly policy: Policy;
+  /** The restart ladder, gentlest first. */
+  readonly rungs: readonly Rung[];
+  /** How long each rung has to make the heartbeat healthy. */
+  readonly startTimeoutMs: number;
+  readonly fpm: ServiceTarget;
+  /** Set when php-cgi is relaunched too (the original's 4th argument). */
+  readonly cgi: ServiceTarget | null;
+  /** php-fpm's pid file: its master, whose process group is the pool. */
+  readonly pidFile: string | null;
+  readonly mailTo: readonly string[];
+  readonly lockFile: string;
+  readonly stateFile: string;
 }
 
 /** Everything a run needs, validated. */
 export interface Config {
   readonly mode: Mode;
-  readonly url: URL;
-  readonly timeoutMs: number;
+  readonly targets: readonly Target[];
   /** How long a scheduled run lasts: the scheduler's period. */
   readonly runMs: number;
-  readonly mailTo: readonly string[];
-  readonly mailFrom: string;
-  readonly smtp: SmtpSettings;
-  /** `--once --restart`: restart on a php-fpm failure even in a single probe. */
+  /** `--once --restart`: act on a php-fpm failure even in a single probe. */
   readonly restartOnOnce: boolean;
+  /** The configuration file read, or null. */
+  readonly configFile: string | null;
   readonly init: InitSystem;
   readonly tools: Tools;
-  readonly fpm: ServiceTarget;
-  /** Set when php-cgi is relaunched too (the original's 4th argument). */
-  readonly cgi: ServiceTarget | null;
   readonly logFile: string;
-  readonly lockFile: string;
-  /** Where the policy's memory is kept between runs. */
-  readonly stateFile: string;
-  readonly policy: Policy;
+  readonly logFormat: "text" | "json";
+  readonly stateDir: string;
+  readonly mailFrom: string;
+  readonly smtp: SmtpSettings;
   readonly verbose: boolean;
   readonly hostname: string;
+  /** `reset`: the target to re-arm, or null for all. */
+  readonly resetTarget: string | null;
 }
 
 /** Environment variables read for mail settings; flags override them. */
@@ -218,36 +253,57 @@ const initField = z.string().transform((value, ctx) => {
   return init;
 });
 
+const intervalField = z.string().transform((value, ctx) => {
+  const n = /^\d+(\.\d+)?$/.test(value.trim()) ? Number(value.trim()) : NaN;
+  if (!(n >= 0.1 && n <= 3600)) {
+    return custom(
+      ctx,
+      `Cannot parse interval "${value}": expected seconds from 0.1 to 3600 (0.5 allowed)`,
+    );
+  }
+  return Math.round(n * 1000);
+});
+
+const logFormatField = z.string().transform((value, ctx) => {
+  if (value !== "text" && value !== "json") {
+    return custom(ctx, `Cannot use log format "${value}": expected text or json`);
+  }
+  return value;
+});
+
 const settingsSchema = z.object({
-  url: urlField,
-  timeout: timeoutField,
+  url: urlField.optional(),
+  timeout: timeoutField.optional(),
+  interval: intervalField.optional(),
   runFor: runForField,
-  mailTo: mailToField,
-  restartCgi: restartCgiField,
+  mailTo: mailToField.optional(),
+  restartCgi: restartCgiField.optional(),
   service: nameField("service").optional(),
   processName: nameField("process name").optional(),
   cgiService: nameField("php-cgi service").optional(),
   cgiProcessName: nameField("php-cgi process name").optional(),
+  config: pathField("config file").optional(),
   logFile: pathField("log file").optional(),
+  logFormat: logFormatField.optional(),
   lockFile: pathField("lock file").optional(),
   stateDir: pathField("state folder").optional(),
   init: initField.optional(),
-  smtpHost: hostField,
-  smtpPort: portField("SMTP port"),
+  smtpHost: hostField.optional(),
+  smtpPort: portField("SMTP port").optional(),
   mailFrom: fromField.optional(),
+  resetTarget: nameField("target").optional(),
 });
 
-/** Defaults that apply whatever the form of the command line. */
-const DEFAULT_TIMEOUT = "5";
+const DEFAULT_TIMEOUT_MS = 5000;
 const DEFAULT_RUN_FOR = "60";
 const DEFAULT_SMTP_HOST = "localhost";
-const DEFAULT_SMTP_PORT = "25";
+const DEFAULT_SMTP_PORT = 25;
 
 function stripUndefined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
-/** Chooses the service: the override, or the only one installed. */
+/** Chooses the service: the override (which must exist), or the only one installed. */
 async function chooseService(
   deps: Deps,
   kind: "php-fpm" | "php-cgi",
@@ -283,19 +339,31 @@ async function chooseService(
     if (!present.some(Boolean)) {
       return `Cannot find the ${kind} program "${processName}" of service "${service}" in ${
         SEARCH_DIRS.join(", ")
-      }: name its process with ${flag === "--service" ? "--process-name" : "--cgi-process-name"}`;
+      }: name its process with ${flag.replace("service", "process-name")}`;
     }
   }
   return { service, processName };
 }
 
-function defaultStateDir(deps: Deps, isRoot: boolean): string | null {
-  if (isRoot) return "/var/lib/php-relaunch";
+function userStateHome(deps: Deps): string | null {
   const state = deps.host.env("XDG_STATE_HOME");
-  if (state?.startsWith("/")) return `${state}/php-relaunch`;
+  if (state?.startsWith("/")) return state;
   const home = deps.host.env("HOME");
-  if (home?.startsWith("/")) return `${home}/.local/state/php-relaunch`;
-  return null;
+  return home?.startsWith("/") ? `${home}/.local/state` : null;
+}
+
+async function defaultLockDir(deps: Deps, isRoot: boolean): Promise<string | null> {
+  if (isRoot) {
+    for (const dir of ["/run/lock", "/var/lock"]) {
+      if (await deps.fs.exists(dir)) return dir;
+    }
+    return null;
+  }
+  const runtime = deps.host.env("XDG_RUNTIME_DIR");
+  if (runtime?.startsWith("/")) return runtime;
+  const uid = deps.host.uid();
+  const userRun = `/run/user/${uid}`;
+  return uid !== null && await deps.fs.exists(userRun) ? userRun : null;
 }
 
 /**
@@ -317,60 +385,102 @@ export function cronPolicy(timeoutMs: number): Policy {
   };
 }
 
-function defaultLogFile(deps: Deps, isRoot: boolean): string | null {
-  if (isRoot) return "/var/log/php-relaunch.log";
-  const state = deps.host.env("XDG_STATE_HOME");
-  if (state?.startsWith("/")) return `${state}/php-relaunch.log`;
-  const home = deps.host.env("HOME");
-  if (home?.startsWith("/")) return `${home}/.local/state/php-relaunch.log`;
-  return null;
+/** The defaults of watch mode and of the configuration file. */
+export const WATCH_DEFAULTS: FilePolicy = {
+  timeout: 5000,
+  interval: 5000,
+  failure_threshold: 2,
+  timeout_threshold: 2,
+  success_threshold: 1,
+  confirm_delay: 1000,
+  grace_period: 10_000,
+  max_restarts: 3,
+  restart_window: 15 * 60_000,
+  rearm_after: 15 * 60_000,
+  reminder: 0,
+  start_timeout: 20_000,
+  rungs: ["kill"],
+  mail_to: [],
+  php_cgi: false,
+};
+
+function policyOf(p: FilePolicy): Policy {
+  return {
+    failureThreshold: p.failure_threshold,
+    timeoutThreshold: p.timeout_threshold,
+    successThreshold: p.success_threshold,
+    confirmDelayMs: p.confirm_delay,
+    intervalMs: p.interval,
+    gracePeriodMs: p.grace_period,
+    maxRestarts: p.max_restarts,
+    restartWindowMs: p.restart_window,
+    rearmAfterMs: p.rearm_after,
+    reminderMs: p.reminder,
+  };
 }
 
-async function defaultLockDir(deps: Deps, isRoot: boolean): Promise<string | null> {
-  if (isRoot) {
-    for (const dir of ["/run/lock", "/var/lock"]) {
-      if (await deps.fs.exists(dir)) return dir;
-    }
-    return null;
+/** A target as written, before its service is resolved. */
+interface TargetSpec {
+  name: string | null;
+  url: URL;
+  policy: Policy;
+  timeoutMs: number;
+  rungs: Rung[];
+  startTimeoutMs: number;
+  mailTo: string[];
+  cgi: boolean;
+  service?: string | undefined;
+  processName?: string | undefined;
+  cgiService?: string | undefined;
+  cgiProcessName?: string | undefined;
+  pidFile?: string | undefined;
+}
+
+async function readConfigFile(
+  path: string,
+  deps: Deps,
+): Promise<ConfigFile | string[]> {
+  let text: string;
+  try {
+    text = await deps.fs.readTextFile(path);
+  } catch (err) {
+    return [`Cannot read config file "${path}": ${describeError(err)}`];
   }
-  const runtime = deps.host.env("XDG_RUNTIME_DIR");
-  if (runtime?.startsWith("/")) return runtime;
-  const uid = deps.host.uid();
-  const userRun = `/run/user/${uid}`;
-  return uid !== null && await deps.fs.exists(userRun) ? userRun : null;
+  return parseConfigFile(path, text);
 }
 
 /**
- * Validates `raw` (flags already merged with positionals) against the environment: URL, timeout,
- * addresses, the php-fpm service and tools, log and lock paths.
+ * Validates `raw` (flags already merged with positionals) against the configuration file and the
+ * environment: URLs, timeouts, addresses, services and tools, log, lock and state paths.
  * @throws {ConfigError} listing every problem found.
  */
 export async function loadConfig(mode: Mode, raw: RawSettings, deps: Deps): Promise<Config> {
   const issues: string[] = [];
-  if (raw.url === undefined) {
-    issues.push("Missing the heartbeat URI: give it as the first argument or with --url");
-  }
   if (raw.restart && mode !== "once") {
     issues.push("Cannot use --restart without --once: a normal run restarts php-fpm anyway");
   }
   const parsed = settingsSchema.safeParse({
-    url: raw.url ?? "http://missing.invalid/",
-    timeout: raw.timeout ?? DEFAULT_TIMEOUT,
     runFor: raw.runFor ?? DEFAULT_RUN_FOR,
-    mailTo: raw.mailTo ?? "",
-    restartCgi: raw.restartCgi ?? false,
-    smtpHost: raw.smtpHost ?? deps.host.env(ENV.smtpHost) ?? DEFAULT_SMTP_HOST,
-    smtpPort: raw.smtpPort ?? deps.host.env(ENV.smtpPort) ?? DEFAULT_SMTP_PORT,
     ...stripUndefined({
+      url: raw.url,
+      timeout: raw.timeout,
+      interval: raw.interval,
+      mailTo: raw.mailTo,
+      restartCgi: raw.restartCgi,
       service: raw.service,
       processName: raw.processName,
       cgiService: raw.cgiService,
       cgiProcessName: raw.cgiProcessName,
+      config: raw.config,
       logFile: raw.logFile,
+      logFormat: raw.logFormat,
       lockFile: raw.lockFile,
       stateDir: raw.stateDir,
       init: raw.init,
+      smtpHost: raw.smtpHost ?? deps.host.env(ENV.smtpHost),
+      smtpPort: raw.smtpPort ?? deps.host.env(ENV.smtpPort),
       mailFrom: raw.mailFrom ?? deps.host.env(ENV.mailFrom),
+      resetTarget: raw.resetTarget,
     }),
   });
   if (!parsed.success) {
@@ -378,16 +488,75 @@ export async function loadConfig(mode: Mode, raw: RawSettings, deps: Deps): Prom
     throw new ConfigError(issues);
   }
   const s = parsed.data;
-  if (s.runFor < s.timeout) {
+
+  // the file: named with --config; watch and reset also read the default one
+  const wantsFile = s.config !== undefined ||
+    ((mode === "watch" || mode === "reset") && s.url === undefined);
+  const configPath = wantsFile ? s.config ?? DEFAULT_CONFIG_FILE : null;
+  let file: ConfigFile | null = null;
+  if (configPath !== null) {
+    const read = await readConfigFile(configPath, deps);
+    if (Array.isArray(read)) {
+      if (mode !== "reset" || s.config !== undefined) issues.push(...read);
+    } else file = read;
+  }
+  if (s.url === undefined && configPath === null && mode !== "reset") {
+    issues.push("Missing the heartbeat URI: give it as the first argument or with --url");
+  }
+  const timeoutMs = s.timeout ?? DEFAULT_TIMEOUT_MS;
+  if (s.runFor < timeoutMs) {
     issues.push(
       `Cannot run for ${s.runFor / 1000} s with a timeout of ${
-        s.timeout / 1000
+        timeoutMs / 1000
       } s: a run must fit at least one probe`,
     );
   }
   if (issues.length > 0) throw new ConfigError(issues);
 
-  const init = s.init ?? await detectInit(deps.fs, deps.host);
+  // what the file's [defaults] do not say, watch mode's defaults do
+  const defaults: FilePolicy = { ...WATCH_DEFAULTS, ...file?.defaults };
+  const specs: TargetSpec[] = [];
+  if (s.url !== undefined) {
+    const cron = mode !== "watch";
+    const interval = s.interval ?? (cron ? timeoutMs : defaults.interval);
+    specs.push({
+      name: null,
+      url: s.url,
+      timeoutMs,
+      policy: cron
+        ? cronPolicy(timeoutMs)
+        : policyOf({ ...defaults, timeout: timeoutMs, interval }),
+      rungs: cron ? ["kill"] : defaults.rungs,
+      startTimeoutMs: defaults.start_timeout,
+      mailTo: s.mailTo ?? defaults.mail_to,
+      cgi: s.restartCgi ?? false,
+      service: s.service,
+      processName: s.processName,
+      cgiService: s.cgiService,
+      cgiProcessName: s.cgiProcessName,
+    });
+  } else if (file !== null) {
+    for (const t of file.target) {
+      const p: FilePolicy = { ...defaults, ...stripUndefined(t) };
+      specs.push({
+        name: t.name,
+        url: new URL(t.url),
+        timeoutMs: s.timeout ?? p.timeout,
+        policy: policyOf({ ...p, interval: s.interval ?? p.interval }),
+        rungs: p.rungs,
+        startTimeoutMs: p.start_timeout,
+        mailTo: s.mailTo ?? p.mail_to,
+        cgi: s.restartCgi ?? p.php_cgi,
+        service: s.service ?? t.service,
+        processName: s.processName ?? t.process_name,
+        cgiService: s.cgiService ?? t.cgi_service,
+        cgiProcessName: s.cgiProcessName ?? t.cgi_process_name,
+        pidFile: t.pid_file,
+      });
+    }
+  }
+
+  const init = s.init ?? file?.init ?? await detectInit(deps.fs, deps.host);
   const { tools, missing } = await findTools(deps.fs, init);
   for (const name of missing) {
     issues.push(
@@ -396,48 +565,95 @@ export async function loadConfig(mode: Mode, raw: RawSettings, deps: Deps): Prom
       }: install it (procps, init-system-helpers)`,
     );
   }
-  const fpm = await chooseService(deps, "php-fpm", s.service, s.processName, "--service");
-  if (typeof fpm === "string") issues.push(fpm);
-  let cgi: ServiceTarget | string | null = null;
-  if (s.restartCgi) {
-    cgi = await chooseService(deps, "php-cgi", s.cgiService, s.cgiProcessName, "--cgi-service");
-    if (typeof cgi === "string") issues.push(cgi);
-  }
 
   const uid = deps.host.uid();
   const isRoot = uid === 0;
-  const logFile = s.logFile ?? defaultLogFile(deps, isRoot);
-  if (logFile === null) issues.push("Cannot choose a log file: set HOME or give --log-file");
-  const lockDir = s.lockFile === undefined ? await defaultLockDir(deps, isRoot) : null;
+  const stateHome = userStateHome(deps);
+  const logFile = s.logFile ?? file?.log.file ??
+    (isRoot ? "/var/log/php-relaunch.log" : stateHome && `${stateHome}/php-relaunch.log`);
+  if (!logFile) issues.push("Cannot choose a log file: set HOME or give --log-file");
+  const stateDir = s.stateDir ?? file?.state.dir ??
+    (isRoot ? "/var/lib/php-relaunch" : stateHome && `${stateHome}/php-relaunch`);
+  if (!stateDir) issues.push("Cannot choose a state folder: set HOME or give --state-dir");
+  const lockDir = await defaultLockDir(deps, isRoot);
   if (s.lockFile === undefined && lockDir === null) {
     issues.push("Cannot choose a lock file: set XDG_RUNTIME_DIR or give --lock-file");
   }
-  const stateDir = s.stateDir ?? defaultStateDir(deps, isRoot);
-  if (stateDir === null) issues.push("Cannot choose a state folder: set HOME or give --state-dir");
-
-  if (issues.length > 0 || typeof fpm === "string" || typeof cgi === "string") {
-    throw new ConfigError(issues);
+  if (s.lockFile !== undefined && specs.length > 1) {
+    issues.push("Cannot use one --lock-file for several targets: each has its own lock");
   }
+
+  const targets: Target[] = [];
+  for (const spec of specs) {
+    const where = spec.name === null ? "" : `target "${spec.name}": `;
+    const fpm = await chooseService(deps, "php-fpm", spec.service, spec.processName, "--service");
+    if (typeof fpm === "string") {
+      issues.push(where + fpm);
+      continue;
+    }
+    let cgi: ServiceTarget | null = null;
+    if (spec.cgi) {
+      const found = await chooseService(
+        deps,
+        "php-cgi",
+        spec.cgiService,
+        spec.cgiProcessName,
+        "--cgi-service",
+      );
+      if (typeof found === "string") {
+        issues.push(where + found);
+        continue;
+      }
+      cgi = found;
+    }
+    const name = spec.name ?? fpm.service;
+    targets.push(Object.freeze({
+      name,
+      url: spec.url,
+      timeoutMs: spec.timeoutMs,
+      policy: Object.freeze(spec.policy),
+      rungs: Object.freeze([...spec.rungs]),
+      startTimeoutMs: spec.startTimeoutMs,
+      fpm: Object.freeze(fpm),
+      cgi: cgi && Object.freeze(cgi),
+      pidFile: spec.pidFile ?? null,
+      mailTo: Object.freeze([...spec.mailTo]),
+      // one lock per service: two crontab lines for two PHP versions do not block each other
+      lockFile: s.lockFile ?? `${lockDir}/php-relaunch-${fpm.service}.lock`,
+      stateFile: statePath(stateDir ?? "", name),
+    }));
+  }
+  const byService = new Map<string, string>();
+  for (const t of targets) {
+    const other = byService.get(t.fpm.service);
+    if (other !== undefined) {
+      issues.push(
+        `Targets "${other}" and "${t.name}" both restart ${t.fpm.service}: one target per service`,
+      );
+    }
+    byService.set(t.fpm.service, t.name);
+  }
+  if (issues.length > 0) throw new ConfigError(issues);
+
   const hostname = deps.host.hostname();
   return Object.freeze({
     mode,
-    url: s.url,
-    timeoutMs: s.timeout,
+    targets: Object.freeze(targets),
     runMs: s.runFor,
-    mailTo: Object.freeze(s.mailTo),
-    mailFrom: s.mailFrom ?? `php-relaunch@${hostname}`,
-    smtp: Object.freeze({ host: s.smtpHost, port: s.smtpPort }),
     restartOnOnce: raw.restart === true,
+    configFile: file === null ? null : configPath,
     init,
     tools: Object.freeze(tools),
-    fpm: Object.freeze(fpm),
-    cgi: cgi === null ? null : Object.freeze(cgi),
     logFile: logFile ?? "",
-    // one lock per service: two crontab lines for two PHP versions do not block each other
-    lockFile: s.lockFile ?? `${lockDir}/php-relaunch-${fpm.service}.lock`,
-    stateFile: statePath(stateDir ?? "", fpm.service),
-    policy: Object.freeze(cronPolicy(s.timeout)),
+    logFormat: s.logFormat ?? file?.log.format ?? "text",
+    stateDir: stateDir ?? "",
+    mailFrom: s.mailFrom ?? file?.mail.from ?? `php-relaunch@${hostname}`,
+    smtp: Object.freeze({
+      host: s.smtpHost ?? file?.mail.smtp_host ?? DEFAULT_SMTP_HOST,
+      port: s.smtpPort ?? file?.mail.smtp_port ?? DEFAULT_SMTP_PORT,
+    }),
     verbose: raw.verbose === true,
     hostname,
+    resetTarget: s.resetTarget ?? null,
   });
 }

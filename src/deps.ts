@@ -10,8 +10,8 @@ import { smtpMailer } from "./alert.ts";
 export interface Clock {
   /** Milliseconds since the epoch. */
   now(): number;
-  /** Resolves after `ms` milliseconds. */
-  sleep(ms: number): Promise<void>;
+  /** Resolves after `ms` milliseconds, or at once when `signal` aborts (never rejects). */
+  sleep(ms: number, signal?: AbortSignal): Promise<void>;
 }
 
 /** What a finished external command left behind. A non-zero exit is a result, not an error. */
@@ -71,6 +71,8 @@ export interface Fs {
   isExecutable(path: string): Promise<boolean>;
   /** Entry names of a directory; empty when it does not exist. */
   listDir(path: string): Promise<string[]>;
+  /** A text file's contents. */
+  readTextFile(path: string): Promise<string>;
 }
 
 /** Facts about this host and process. */
@@ -100,7 +102,17 @@ export interface Deps {
 
 const realClock: Clock = {
   now: () => Date.now(),
-  sleep: (ms) => new Promise((resolve) => setTimeout(resolve, Math.max(0, ms))),
+  sleep: (ms, signal) =>
+    new Promise((resolve) => {
+      if (signal?.aborted) return resolve();
+      const done = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", done);
+        resolve();
+      };
+      const timer = setTimeout(done, Math.max(0, ms));
+      signal?.addEventListener("abort", done, { once: true });
+    }),
 };
 
 const realFs: Fs = {
@@ -120,6 +132,7 @@ const realFs: Fs = {
       return false;
     }
   },
+  readTextFile: (path) => Deno.readTextFile(path),
   async listDir(path) {
     const names: string[] = [];
     try {

@@ -44,9 +44,35 @@ export function openAppendNoFollow(path: string, mode = 0o640): Promise<Deno.FsF
 
 const encoder = new TextEncoder();
 
-function lineSink(write: (bytes: Uint8Array) => void, hostname: string): Sink {
+/**
+ * One JSON object per line with the same event as the text line: time, host, level, message,
+ * and the event's fields (target, label, service...).
+ */
+export function jsonLine(record: LogRecord, hostname: string): string {
+  const fields: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(record.properties)) {
+    // the message property is the message itself
+    if (key !== "message") fields[key] = value instanceof Error ? describeError(value) : value;
+  }
+  return JSON.stringify({
+    time: new Date(record.timestamp).toISOString(),
+    host: hostname,
+    level: record.level,
+    message: renderMessage(record),
+    ...fields,
+  });
+}
+
+function lineSink(
+  write: (bytes: Uint8Array) => void,
+  hostname: string,
+  format: "text" | "json",
+): Sink {
   return (record) => {
-    const line = formatLine(record.timestamp, hostname, renderMessage(record)) + "\n";
+    const line =
+      (format === "json"
+        ? jsonLine(record, hostname)
+        : formatLine(record.timestamp, hostname, renderMessage(record))) + "\n";
     try {
       write(encoder.encode(line));
     } catch {
@@ -71,6 +97,8 @@ export interface LogTargets {
   /** Include debug lines (every probe) on stderr. */
   verbose: boolean;
   hostname: string;
+  /** Lines of text, or JSON objects (the file only: a terminal gets text). */
+  format?: "text" | "json";
 }
 
 /**
@@ -81,12 +109,15 @@ export function setupLogging(targets: LogTargets): void {
   const sinks: Record<string, Sink> = {};
   const names: string[] = [];
   if (targets.file !== null) {
-    sinks.file = withFilter(lineSink(writeAllSync(targets.file), targets.hostname), "info");
+    sinks.file = withFilter(
+      lineSink(writeAllSync(targets.file), targets.hostname, targets.format ?? "text"),
+      "info",
+    );
     names.push("file");
   }
   if (targets.stderr) {
     const level: LogLevel = targets.verbose ? "debug" : "info";
-    sinks.stderr = withFilter(lineSink(writeAllSync(Deno.stderr), targets.hostname), level);
+    sinks.stderr = withFilter(lineSink(writeAllSync(Deno.stderr), targets.hostname, "text"), level);
     names.push("stderr");
   }
   configureSync({

@@ -3,7 +3,7 @@
  * `watchRun` is the cron form (one scheduler period of probes); `probeOnce` is `--once`.
  */
 import { AlertQueue } from "./alert.ts";
-import type { Config } from "./config.ts";
+import type { Config, Target } from "./config.ts";
 import type { Deps } from "./deps.ts";
 import { ExitCode } from "./errors.ts";
 import { formatLine, logger } from "./log.ts";
@@ -11,6 +11,7 @@ import {
   type Action,
   afterRestart,
   decide,
+  freshState,
   type Incident,
   type Policy,
   type TargetState,
@@ -18,7 +19,8 @@ import {
 import { labelOf, probeHttp, type ProbeResult, type Verdict, verdictOf } from "./probe_http.ts";
 import { relaunch, type RelaunchOptions, type RelaunchReport } from "./restart.ts";
 import { fitsInRun, nextDue } from "./schedule.ts";
-import { fileStateStore, memoryStateStore, type StateStore } from "./state.ts";
+import { tryLock } from "./lock.ts";
+import { fileStateStore, type StateStore } from "./state.ts";
 
 /** Tuning that tests shorten, and the state store they replace; production uses the defaults. */
 export interface MonitorOptions {
@@ -31,12 +33,13 @@ function seconds(ms: number): string {
   return ms < 120_000 ? `${Math.round(ms / 1000)} s` : `${Math.round(ms / 60_000)} min`;
 }
 
-/** One watched target: its config, its memory, and how to tell people. */
-class Watch {
+/** One watched target: its settings, its memory, and how to tell people. */
+export class Watch {
   readonly alerts: AlertQueue;
 
   constructor(
     readonly cfg: Config,
+    readonly target: Target,
     readonly deps: Deps,
     readonly options: MonitorOptions,
     public state: TargetState,
@@ -44,13 +47,19 @@ class Watch {
     this.alerts = new AlertQueue(deps.mailer, {
       hostname: cfg.hostname,
       from: cfg.mailFrom,
-      to: cfg.mailTo,
+      to: target.mailTo,
       smtp: cfg.smtp,
     });
   }
 
-  probe(): Promise<ProbeResult> {
-    return probeHttp(this.cfg.url, this.cfg.timeoutMs, this.deps.httpGet, this.deps.clock.now);
+  probe(stop?: AbortSignal): Promise<ProbeResult> {
+    return probeHttp(
+      this.target.url,
+      this.target.timeoutMs,
+      this.deps.httpGet,
+      this.deps.clock.now,
+      stop,
+    );
   }
 
   /** Logs `message` as one line and, when `subject` is given, mails it with `details`. */
@@ -60,7 +69,7 @@ class Watch {
     subject: string | null,
     details: string[],
   ): void {
-    logger[level]("{message}", { message });
+    logger[level]("{message}", { message, target: this.target.name });
     if (subject !== null) {
       this.alerts.send({
         subject,
@@ -73,8 +82,8 @@ class Watch {
   probeDetails(result: ProbeResult): string[] {
     const what = result.kind === "status" ? `HTTP ${result.status}` : result.kind;
     return [
-      `Heartbeat: ${this.cfg.url.href}`,
-      `Probe: ${what} after ${result.ms} ms (timeout ${this.cfg.timeoutMs / 1000} s)`,
+      `Heartbeat: ${this.target.url.href}`,
+      `Probe: ${what} after ${result.ms} ms (timeout ${this.target.timeoutMs / 1000} s)`,
       ...(result.detail ? [`Detail: ${result.detail.split("\n")[0]}`] : []),
     ];
   }
@@ -89,11 +98,11 @@ class Watch {
 
   /** Restarts php-fpm (and php-cgi when asked); true when the heartbeat is healthy again. */
   async restart(first: ProbeResult, policy: Policy): Promise<boolean> {
-    const { cfg, deps } = this;
+    const { cfg, deps, target } = this;
     logger.debug("{label} PHP failed ({detail}); relaunching {service}.", {
       label: labelOf(first),
       detail: first.detail,
-      service: cfg.fpm.service,
+      service: target.fpm.service,
     });
     const ctx = {
       init: cfg.init,
@@ -104,10 +113,12 @@ class Watch {
     };
     const since = this.state.incident?.since ?? this.state.failingSince ?? deps.clock.now();
     const reports: RelaunchReport[] = [
-      await relaunch(cfg.fpm, ctx, async () => verdictOf(await this.probe()) === "healthy"),
+      await relaunch(target.fpm, ctx, async () => verdictOf(await this.probe()) === "healthy"),
     ];
     // php-cgi is a fallback behind the same heartbeat: its processes running is all we can check
-    if (cfg.cgi !== null) reports.push(await relaunch(cfg.cgi, ctx, () => Promise.resolve(true)));
+    if (target.cgi !== null) {
+      reports.push(await relaunch(target.cgi, ctx, () => Promise.resolve(true)));
+    }
     const failed = reports.filter((r) => !r.ok);
     const label = labelOf(first);
     const now = deps.clock.now();
@@ -140,7 +151,7 @@ class Watch {
   /** Logs and mails what an alert action of the policy says. */
   alert(action: Extract<Action, { type: "alert" }>, result: ProbeResult, policy: Policy): void {
     const label = labelOf(result);
-    const url = this.cfg.url.href;
+    const url = this.target.url.href;
     const incident: Incident = action.incident;
     switch (action.reason) {
       case "unreachable":
@@ -204,10 +215,13 @@ class Watch {
    * Probes once and carries out the policy's decision. Returns the verdict, whether the probe
    * asks for a quick confirmation, and when a restart ended (null when none was made).
    */
-  async step(policy: Policy): Promise<
-    { verdict: Verdict; confirm: boolean; restartEndedAt: number | null; restartOk: boolean }
+  async step(policy: Policy, stop?: AbortSignal): Promise<
+    | { verdict: Verdict; confirm: boolean; restartEndedAt: number | null; restartOk: boolean }
+    | null
   > {
-    const result = await this.probe();
+    const result = await this.probe(stop);
+    // stopping: the probe was abandoned, and its result means nothing
+    if (stop?.aborted) return null;
     const now = this.deps.clock.now();
     logger.debug("Probe: {label} in {ms} ms.", { label: labelOf(result), ms: result.ms });
     const decision = decide(this.state, result, now, policy);
@@ -264,34 +278,69 @@ function exitFor(last: { verdict: Verdict; restartOk: boolean }): ExitCode {
   }
 }
 
+/** The worst of several targets' exit codes: php-fpm down first, then nginx, then setup. */
+export function worstExit(codes: readonly ExitCode[]): ExitCode {
+  for (const code of [ExitCode.PhpDown, ExitCode.Unreachable, ExitCode.Misconfigured]) {
+    if (codes.includes(code)) return code;
+  }
+  return codes.find((c) => c !== ExitCode.Ok) ?? ExitCode.Ok;
+}
+
+/** Takes the target's lock, or says another run has it and returns null. */
+async function lockTarget(target: Target) {
+  const lock = await tryLock(target.lockFile);
+  if (lock === null) {
+    logger.info("Another php-relaunch holds {lock}; this run does nothing.", {
+      lock: target.lockFile,
+      target: target.name,
+    });
+  }
+  return lock;
+}
+
 /**
  * The cron form: probes every `timeout` seconds for one run period (a minute by default),
  * following the policy, with its memory kept on disk between runs. Stops at once, without
- * restarting, when nginx is unreachable or the heartbeat misconfigured.
+ * restarting, when nginx is unreachable or the heartbeat misconfigured. Several targets (from
+ * the configuration file) are watched side by side; a target another run holds is skipped.
  */
 export async function watchRun(
   cfg: Config,
   deps: Deps,
   options: MonitorOptions = {},
 ): Promise<ExitCode> {
-  const store = options.store ?? fileStateStore(cfg.stateFile);
-  const watch = new Watch(cfg, deps, options, await store.load());
+  const codes = await Promise.all(cfg.targets.map(async (target) => {
+    using lock = await lockTarget(target);
+    return lock === null ? ExitCode.Ok : await watchTargetRun(cfg, target, deps, options);
+  }));
+  return worstExit(codes);
+}
+
+async function watchTargetRun(
+  cfg: Config,
+  target: Target,
+  deps: Deps,
+  options: MonitorOptions,
+): Promise<ExitCode> {
+  const store = options.store ?? fileStateStore(target.stateFile);
+  const watch = new Watch(cfg, target, deps, options, await store.load());
   const run = { startedAt: deps.clock.now(), runMs: cfg.runMs };
   const timing = {
-    intervalMs: cfg.policy.intervalMs,
-    confirmDelayMs: cfg.policy.confirmDelayMs,
-    settleMs: cfg.policy.gracePeriodMs,
+    intervalMs: target.policy.intervalMs,
+    confirmDelayMs: target.policy.confirmDelayMs,
+    settleMs: target.policy.gracePeriodMs,
   };
   let dueAt = run.startedAt;
   let last: { verdict: Verdict; restartOk: boolean } = { verdict: "healthy", restartOk: false };
   try {
     while (true) {
-      const step = await watch.step(cfg.policy);
+      const step = await watch.step(target.policy);
+      if (step === null) break;
       await store.save(watch.state);
       last = step;
       if (step.verdict === "unreachable" || step.verdict === "misconfigured") break;
       dueAt = nextDue({ dueAt, now: deps.clock.now(), ...step }, timing);
-      if (!fitsInRun(dueAt, run, cfg.timeoutMs)) break;
+      if (!fitsInRun(dueAt, run, target.timeoutMs)) break;
       await deps.clock.sleep(dueAt - deps.clock.now());
     }
   } finally {
@@ -301,41 +350,65 @@ export async function watchRun(
 }
 
 /**
- * `--once`: one probe whose verdict is the exit code, no restart, no mail, no change to the
- * memory that cron runs share. With `--restart` the failure is acted on at once (the caller has
- * decided), through the same memory, so flap protection still holds.
+ * `--once`: one probe of each target whose verdict is the exit code, no restart, no mail, no
+ * change to the memory that cron runs share. With `--restart` a failure is acted on at once (the
+ * caller has decided), under the target's lock and through the same memory, so flap protection
+ * still holds.
  */
 export async function probeOnce(
   cfg: Config,
   deps: Deps,
   options: MonitorOptions = {},
 ): Promise<ExitCode> {
-  const store = options.store ??
-    (cfg.restartOnOnce ? fileStateStore(cfg.stateFile) : memoryStateStore());
-  const watch = new Watch(cfg, deps, options, await store.load());
-  const policy: Policy = cfg.restartOnOnce
-    ? { ...cfg.policy, failureThreshold: 1, timeoutThreshold: 1 }
-    : { ...cfg.policy, failureThreshold: Infinity, timeoutThreshold: Infinity };
+  const codes: ExitCode[] = [];
+  for (const target of cfg.targets) {
+    if (!cfg.restartOnOnce) {
+      codes.push(await checkTarget(cfg, target, deps));
+      continue;
+    }
+    using lock = await lockTarget(target);
+    if (lock !== null) codes.push(await restartTargetOnce(cfg, target, deps, options));
+  }
+  return worstExit(codes);
+}
+
+async function checkTarget(cfg: Config, target: Target, deps: Deps): Promise<ExitCode> {
+  const watch = new Watch(cfg, target, deps, {}, freshState());
+  const result = await watch.probe();
+  const verdict = verdictOf(result);
+  const label = labelOf(result);
+  deps.stdout(`${label} ${verdict} in ${result.ms} ms: ${target.url.href}\n`);
+  if (verdict === "php_down") {
+    logger.warn("{label} PHP down, not restarted (--once without --restart).", {
+      label,
+      target: target.name,
+    });
+  } else if (verdict !== "healthy") {
+    logger.error("{label} PHP not restarted: heartbeat {url} {why}", {
+      label,
+      url: target.url.href,
+      why: verdict === "unreachable"
+        ? "unreachable; nginx or the address is down."
+        : misconfigurationHint(result),
+      target: target.name,
+    });
+  }
+  return exitFor({ verdict, restartOk: false });
+}
+
+async function restartTargetOnce(
+  cfg: Config,
+  target: Target,
+  deps: Deps,
+  options: MonitorOptions,
+): Promise<ExitCode> {
+  const store = options.store ?? fileStateStore(target.stateFile);
+  const watch = new Watch(cfg, target, deps, options, await store.load());
+  const policy: Policy = { ...target.policy, failureThreshold: 1, timeoutThreshold: 1 };
   try {
     const result = await watch.probe();
     const verdict = verdictOf(result);
-    deps.stdout(`${labelOf(result)} ${verdict} in ${result.ms} ms: ${cfg.url.href}\n`);
-    if (!cfg.restartOnOnce) {
-      if (verdict === "php_down") {
-        logger.warn("{label} PHP down, not restarted (--once without --restart).", {
-          label: labelOf(result),
-        });
-      } else if (verdict !== "healthy") {
-        logger.error("{label} PHP not restarted: heartbeat {url} {why}", {
-          label: labelOf(result),
-          url: cfg.url.href,
-          why: verdict === "unreachable"
-            ? "unreachable; nginx or the address is down."
-            : misconfigurationHint(result),
-        });
-      }
-      return exitFor({ verdict, restartOk: false });
-    }
+    deps.stdout(`${labelOf(result)} ${verdict} in ${result.ms} ms: ${target.url.href}\n`);
     const decision = decide(watch.state, result, deps.clock.now(), policy);
     watch.state = decision.state;
     let restartOk = false;

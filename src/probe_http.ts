@@ -86,17 +86,22 @@ function oneLine(body: string): string {
   return body.replace(/<[^>]*>/g, " ").replace(/\s+/g, " ").trim().slice(0, 160);
 }
 
-/** Probes `url` once with a deadline of `timeoutMs` covering connect, headers and body. */
+/**
+ * Probes `url` once with a deadline of `timeoutMs` covering connect, headers and body; `stop`
+ * abandons the probe (its result is then meaningless).
+ */
 export async function probeHttp(
   url: URL,
   timeoutMs: number,
   httpGet: HttpGet,
   now: () => number,
+  stop?: AbortSignal,
 ): Promise<ProbeResult> {
   const started = now();
+  const deadline = AbortSignal.timeout(timeoutMs);
   let answer: HttpAnswer;
   try {
-    answer = await httpGet(url, AbortSignal.timeout(timeoutMs));
+    answer = await httpGet(url, stop ? AbortSignal.any([deadline, stop]) : deadline);
   } catch (err) {
     return { ...classifyError(err), ms: now() - started };
   }

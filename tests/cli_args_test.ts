@@ -6,11 +6,14 @@ import { debianFs, fakeFs, fakeHost, FakeRunner, testDeps } from "./support/fake
 
 const URI = "http://heartbeat.no-ip:8889/php-heartbeat.php";
 
+/** The config of `argv` with its only target's settings alongside. */
 async function config(argv: string[], deps = testDeps()) {
   const { mode, raw } = parseCommandLine(argv);
   assert.notEqual(mode, "help");
   assert.notEqual(mode, "version");
-  return await loadConfig(mode as "minute", raw, deps);
+  const cfg = await loadConfig(mode as "minute", raw, deps);
+  assert.equal(cfg.targets.length, 1);
+  return { ...cfg, ...cfg.targets[0]! };
 }
 
 Deno.test("the original's crontab forms", async (t) => {
@@ -207,7 +210,9 @@ Deno.test("check-config prints the resolved settings", async () => {
   const deps = testDeps();
   assert.equal(await run(["check-config", URI, "5", "ops@example.com"], deps), ExitCode.Ok);
   const out = deps.out.join("");
-  assert.match(out, /php8\.2-fpm via sysv, processes named php-fpm8\.2/);
+  assert.match(out, /init system +sysv/);
+  assert.match(out, /php-fpm +php8\.2-fpm, processes named php-fpm8\.2/);
+  assert.match(out, /restart +after 2 failures or 1 timeouts \(5xx confirmed after 1 s\); rungs kill/);
   assert.match(out, /ops@example\.com/);
 });
 

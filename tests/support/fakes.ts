@@ -19,10 +19,12 @@ export class FakeClock implements Clock {
   readonly sleeps: number[] = [];
   constructor(public time = 1_700_000_000_000) {}
   now = (): number => this.time;
-  sleep = (ms: number): Promise<void> => {
+  sleep = (ms: number, signal?: AbortSignal): Promise<void> => {
+    if (signal?.aborted) return Promise.resolve();
     this.sleeps.push(ms);
     this.time += Math.max(0, ms);
-    return Promise.resolve();
+    // let other loops (and signal handlers) run, as a real sleep would
+    return new Promise((resolve) => setTimeout(resolve, 0));
   };
   advance(ms: number): void {
     this.time += ms;
@@ -132,6 +134,7 @@ export function fakeFs(spec: {
   executables?: string[];
   dirs?: Record<string, string[]>;
   exists?: string[];
+  files?: Record<string, string>;
 }): Fs {
   const executables = new Set(spec.executables ?? []);
   const dirs = spec.dirs ?? {};
@@ -140,11 +143,25 @@ export function fakeFs(spec: {
     exists: (path) => Promise.resolve(exists.has(path)),
     isExecutable: (path) => Promise.resolve(executables.has(path)),
     listDir: (path) => Promise.resolve([...(dirs[path] ?? [])]),
+    readTextFile: (path) => {
+      const text = spec.files?.[path];
+      return text === undefined
+        ? Promise.reject(
+          new Deno.errors.NotFound(`No such file or directory (os error 2): readfile '${path}'`),
+        )
+        : Promise.resolve(text);
+    },
   };
 }
 
 /** A Debian 12 host without systemd, with php8.2-fpm installed: what CI has. */
-export function debianFs(extra: { dirs?: Record<string, string[]>; executables?: string[] } = {}) {
+export function debianFs(
+  extra: {
+    dirs?: Record<string, string[]>;
+    executables?: string[];
+    files?: Record<string, string>;
+  } = {},
+) {
   return fakeFs({
     executables: [
       "/usr/sbin/service",
@@ -156,6 +173,7 @@ export function debianFs(extra: { dirs?: Record<string, string[]>; executables?:
     ],
     dirs: { "/etc/init.d": ["nginx", "php8.2-fpm", "procps"], ...(extra.dirs ?? {}) },
     exists: ["/run/lock", "/var/lock"],
+    files: extra.files ?? {},
   });
 }
 

@@ -1,0 +1,184 @@
+/**
+ * `php-relaunch watch`: the long-running service. Each target is probed in its own loop, at its
+ * own interval, under its own lock (so a cron run for the same service stands aside). SIGTERM and
+ * SIGINT stop it (an in-flight probe is abandoned, a restart is finished); SIGHUP reloads the
+ * configuration, keeping the old one if the new one is invalid, and re-arms every target.
+ */
+import type { Config, Target } from "./config.ts";
+import type { Deps } from "./deps.ts";
+import { ConfigError, describeError, ExitCode } from "./errors.ts";
+import { tryLock } from "./lock.ts";
+import { logger } from "./log.ts";
+import { type MonitorOptions, Watch } from "./monitor.ts";
+import { type Notifier, silentNotifier } from "./notify.ts";
+import { rearm } from "./policy.ts";
+import { nextDue } from "./schedule.ts";
+import { fileStateStore } from "./state.ts";
+
+/** The signals watch mode answers. */
+export type WatchSignal = "SIGTERM" | "SIGINT" | "SIGHUP";
+
+/** Subscribes to process signals; returns the function that unsubscribes. */
+export type SignalSource = (signal: WatchSignal, handler: () => void) => () => void;
+
+/** What watch mode needs beyond the monitor's options. */
+export interface WatchOptions {
+  /** Process signals (real ones by default). */
+  signals?: SignalSource;
+  /** Loads the configuration again, for SIGHUP. */
+  reload?: () => Promise<Config>;
+  /** systemd's notification socket, or nobody. */
+  notifier?: Notifier;
+}
+
+/** Real process signals. Listening replaces Deno's default exit, so we exit ourselves. */
+export const processSignals: SignalSource = (signal, handler) => {
+  Deno.addSignalListener(signal, handler);
+  return () => Deno.removeSignalListener(signal, handler);
+};
+
+/** Probes one target until `stop` aborts. `beat` is called after every probe. */
+async function targetLoop(
+  cfg: Config,
+  target: Target,
+  deps: Deps,
+  options: MonitorOptions,
+  stop: AbortSignal,
+  beat: () => void,
+): Promise<void> {
+  let lock = await tryLock(target.lockFile);
+  if (lock === null) {
+    logger.info("Another php-relaunch holds {lock}; waiting for it.", {
+      lock: target.lockFile,
+      target: target.name,
+    });
+  }
+  while (lock === null && !stop.aborted) {
+    beat();
+    await deps.clock.sleep(target.policy.intervalMs, stop);
+    lock = await tryLock(target.lockFile);
+  }
+  if (lock === null) return;
+  using _held = lock;
+  const store = options.store ?? fileStateStore(target.stateFile);
+  const watch = new Watch(cfg, target, deps, options, await store.load());
+  const timing = {
+    intervalMs: target.policy.intervalMs,
+    confirmDelayMs: target.policy.confirmDelayMs,
+    settleMs: target.policy.gracePeriodMs,
+  };
+  let dueAt = deps.clock.now();
+  try {
+    while (!stop.aborted) {
+      const step = await watch.step(target.policy, stop);
+      beat();
+      if (step === null) break;
+      await store.save(watch.state);
+      const now = deps.clock.now();
+      // after a long stall (a restart), probe now rather than catch up on missed probes
+      dueAt = Math.max(nextDue({ dueAt, now, ...step }, timing), now);
+      await deps.clock.sleep(dueAt - now, stop);
+    }
+  } finally {
+    await watch.alerts.flush();
+  }
+}
+
+/** Re-arms every target's memory: SIGHUP forgets giving up. */
+async function rearmAll(cfg: Config, options: MonitorOptions): Promise<void> {
+  for (const target of cfg.targets) {
+    const store = options.store ?? fileStateStore(target.stateFile);
+    await store.save(rearm(await store.load()));
+  }
+}
+
+/** Runs until SIGTERM or SIGINT; resolves to exit code 0. */
+export async function watchForever(
+  initial: Config,
+  deps: Deps,
+  options: MonitorOptions & WatchOptions = {},
+): Promise<ExitCode> {
+  const signals = options.signals ?? processSignals;
+  const notifier = options.notifier ?? silentNotifier;
+  let cfg = initial;
+  let next: Config | null = null;
+  let stopping = false;
+  let generation = new AbortController();
+  const lastBeat = new Map<string, number>();
+
+  const stop = () => {
+    if (!stopping) logger.info("Stopping: finishing what is under way.");
+    stopping = true;
+    generation.abort();
+  };
+  const reload = async () => {
+    if (!options.reload) return;
+    try {
+      next = await options.reload();
+      logger.info("SIGHUP: configuration reloaded ({n} targets); restarting re-armed.", {
+        n: next.targets.length,
+      });
+      void notifier.send("RELOADING=1");
+      generation.abort();
+    } catch (err) {
+      const why = err instanceof ConfigError ? err.issues.join("; ") : describeError(err);
+      logger.error("SIGHUP: the new configuration is invalid, keeping the old one: {why}", { why });
+    }
+  };
+  const unsubscribe = [
+    signals("SIGTERM", stop),
+    signals("SIGINT", stop),
+    signals("SIGHUP", () => void reload()),
+  ];
+
+  const watchdogStop = new AbortController();
+  const watchdog = (async () => {
+    const every = notifier.watchdogEveryMs;
+    if (every === null) return;
+    while (!watchdogStop.signal.aborted) {
+      await deps.clock.sleep(every, watchdogStop.signal);
+      const now = deps.clock.now();
+      // a loop stuck longer than two watchdog periods plus its own timeout is hung: let
+      // systemd see the missing ping and restart us
+      const hung = cfg.targets.some((t) =>
+        now - (lastBeat.get(t.name) ?? now) > 4 * every + t.timeoutMs + t.startTimeoutMs * 3
+      );
+      if (!hung && !watchdogStop.signal.aborted) await notifier.send("WATCHDOG=1");
+    }
+  })();
+
+  try {
+    logger.info("Watching {n} targets: {names}.", {
+      n: cfg.targets.length,
+      names: cfg.targets.map((t) => `${t.name} (${t.url.href})`).join(", "),
+    });
+    let ready = false;
+    while (!stopping) {
+      generation = new AbortController();
+      for (const t of cfg.targets) lastBeat.set(t.name, deps.clock.now());
+      const loops = cfg.targets.map((t) =>
+        targetLoop(cfg, t, deps, options, generation.signal, () => {
+          lastBeat.set(t.name, deps.clock.now());
+        })
+      );
+      if (!ready) {
+        ready = true;
+        await notifier.send("READY=1");
+      }
+      await Promise.all(loops);
+      if (next !== null && !stopping) {
+        cfg = next;
+        next = null;
+        await rearmAll(cfg, options);
+        await notifier.send("READY=1");
+      }
+    }
+    await notifier.send("STOPPING=1");
+    logger.info("Stopped.");
+    return ExitCode.Ok;
+  } finally {
+    watchdogStop.abort();
+    await watchdog;
+    for (const off of unsubscribe) off();
+  }
+}

@@ -10,6 +10,7 @@ import {
   type FilePolicy,
   parseConfigFile,
   type Rung,
+  WATCH_DEFAULTS,
 } from "./config_file.ts";
 import type { Deps, SmtpSettings } from "./deps.ts";
 import { ConfigError, describeError } from "./errors.ts";
@@ -384,25 +385,6 @@ export function cronPolicy(timeoutMs: number): Policy {
     reminderMs: 0,
   };
 }
-
-/** The defaults of watch mode and of the configuration file. */
-export const WATCH_DEFAULTS: FilePolicy = {
-  timeout: 5000,
-  interval: 5000,
-  failure_threshold: 2,
-  timeout_threshold: 2,
-  success_threshold: 1,
-  confirm_delay: 1000,
-  grace_period: 10_000,
-  max_restarts: 3,
-  restart_window: 15 * 60_000,
-  rearm_after: 15 * 60_000,
-  reminder: 0,
-  start_timeout: 20_000,
-  rungs: ["kill"],
-  mail_to: [],
-  php_cgi: false,
-};
 
 function policyOf(p: FilePolicy): Policy {
   return {

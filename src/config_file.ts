@@ -1,3 +1,4 @@
+// deno-lint-ignore-file camelcase -- the file's keys are snake_case, as TOML files' usually are
 /**
  * The configuration file, /etc/php-relaunch/config.toml: parsed with smol-toml and validated
  * with zod, so that every error names the key, the value and what is allowed.
@@ -66,22 +67,22 @@ export type Rung = typeof RUNGS[number];
 const policyKeys = {
   timeout: duration(100, 60_000),
   interval: duration(100, 3_600_000),
-  failure_threshold: count(1, 100),
-  timeout_threshold: count(1, 100),
-  success_threshold: count(1, 100),
-  confirm_delay: duration(0, 60_000),
-  grace_period: duration(0, 3_600_000),
-  max_restarts: count(0, 1000),
-  restart_window: duration(1000, 7 * 86_400_000),
-  rearm_after: duration(1000, 7 * 86_400_000),
+  "failure_threshold": count(1, 100),
+  "timeout_threshold": count(1, 100),
+  "success_threshold": count(1, 100),
+  "confirm_delay": duration(0, 60_000),
+  "grace_period": duration(0, 3_600_000),
+  "max_restarts": count(0, 1000),
+  "restart_window": duration(1000, 7 * 86_400_000),
+  "rearm_after": duration(1000, 7 * 86_400_000),
   reminder: z.union([z.literal(0), duration(60_000, 7 * 86_400_000)]),
-  start_timeout: duration(1000, 600_000),
+  "start_timeout": duration(1000, 600_000),
   rungs: z.array(z.enum(RUNGS, {
     error: (issue) =>
       `${shown(issue.input)} is not allowed: expected rungs from ${RUNGS.join(", ")}`,
   })).min(1),
-  mail_to: z.array(text("an email address user@host", /^[^\s@<>,]+@[^\s@<>,]+$/)),
-  php_cgi: z.boolean(),
+  "mail_to": z.array(text("an email address user@host", /^[^\s@<>,]+@[^\s@<>,]+$/)),
+  "php_cgi": z.boolean(),
 };
 
 const defaultsSchema = z.strictObject(policyKeys).partial();
@@ -90,10 +91,10 @@ const targetSchema = z.strictObject({
   name: text("a plain name (letters, digits, . _ - +)", /^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$/),
   url: text("an http:// or https:// URL", /^https?:\/\/[^/\s]+/),
   service: plainName.optional(),
-  process_name: plainName.optional(),
-  cgi_service: plainName.optional(),
-  cgi_process_name: plainName.optional(),
-  pid_file: absolutePath.optional(),
+  "process_name": plainName.optional(),
+  "cgi_service": plainName.optional(),
+  "cgi_process_name": plainName.optional(),
+  "pid_file": absolutePath.optional(),
   ...Object.fromEntries(Object.entries(policyKeys).map(([k, v]) => [k, v.optional()])),
 }) as z.ZodType<FileTarget>;
 
@@ -112,26 +113,26 @@ export interface FileTarget extends Partial<FilePolicy> {
 export interface FilePolicy {
   timeout: number;
   interval: number;
-  failure_threshold: number;
-  timeout_threshold: number;
-  success_threshold: number;
-  confirm_delay: number;
-  grace_period: number;
-  max_restarts: number;
-  restart_window: number;
-  rearm_after: number;
+  "failure_threshold": number;
+  "timeout_threshold": number;
+  "success_threshold": number;
+  "confirm_delay": number;
+  "grace_period": number;
+  "max_restarts": number;
+  "restart_window": number;
+  "rearm_after": number;
   reminder: number;
-  start_timeout: number;
+  "start_timeout": number;
   rungs: Rung[];
-  mail_to: string[];
-  php_cgi: boolean;
+  "mail_to": string[];
+  "php_cgi": boolean;
 }
 
 const fileSchema = z.strictObject({
   defaults: defaultsSchema.optional(),
   mail: z.strictObject({
-    smtp_host: text("a host name or address", /^[A-Za-z0-9.:[\]-]+$/).optional(),
-    smtp_port: count(1, 65535).optional(),
+    "smtp_host": text("a host name or address", /^[A-Za-z0-9.:[\]-]+$/).optional(),
+    "smtp_port": count(1, 65535).optional(),
     from: text("an email address user@host", /^[^\s@<>,]+@[^\s@<>,]+$/).optional(),
   }).optional(),
   log: z.strictObject({
@@ -212,3 +213,22 @@ export function parseConfigFile(path: string, text: string): ConfigFile | string
     target: result.data.target,
   };
 }
+
+/** The defaults of watch mode and of the configuration file. */
+export const WATCH_DEFAULTS: FilePolicy = {
+  timeout: 5000,
+  interval: 5000,
+  "failure_threshold": 2,
+  "timeout_threshold": 2,
+  "success_threshold": 1,
+  "confirm_delay": 1000,
+  "grace_period": 10_000,
+  "max_restarts": 3,
+  "restart_window": 15 * 60_000,
+  "rearm_after": 15 * 60_000,
+  reminder: 0,
+  "start_timeout": 20_000,
+  rungs: ["kill"],
+  "mail_to": [],
+  "php_cgi": false,
+};

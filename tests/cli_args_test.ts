@@ -212,7 +212,10 @@ Deno.test("check-config prints the resolved settings", async () => {
   const out = deps.out.join("");
   assert.match(out, /init system +sysv/);
   assert.match(out, /php-fpm +php8\.2-fpm, processes named php-fpm8\.2/);
-  assert.match(out, /restart +after 2 failures or 1 timeouts \(5xx confirmed after 1 s\); rungs kill/);
+  assert.match(
+    out,
+    /restart +after 2 failures or 1 timeouts \(5xx confirmed after 1 s\); rungs kill/,
+  );
   assert.match(out, /ops@example\.com/);
 });
 

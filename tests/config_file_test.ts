@@ -1,0 +1,195 @@
+import assert from "node:assert/strict";
+import { parseCommandLine } from "../src/cli.ts";
+import { type Config, loadConfig } from "../src/config.ts";
+import { parseConfigFile } from "../src/config_file.ts";
+import { ConfigError } from "../src/errors.ts";
+import { debianFs, testDeps } from "./support/fakes.ts";
+
+const FILE = "/etc/php-relaunch/config.toml";
+
+const twoVersions = `
+[defaults]
+interval = 0.5
+timeout = "2s"
+mail_to = ["ops@example.com"]
+rungs = ["kill"]
+
+[mail]
+smtp_host = "mail.example.com"
+smtp_port = 587
+from = "watch@example.com"
+
+[log]
+format = "json"
+
+[[target]]
+name = "legacy"
+url = "http://127.0.0.1:8874/php-heartbeat.php"
+service = "php7.4-fpm"
+failure_threshold = 3
+max_restarts = 5
+restart_window = "1h"
+
+[[target]]
+name = "main"
+url = "http://127.0.0.1:8889/php-heartbeat.php"
+service = "php8.2-fpm"
+mail_to = ["web@example.com"]
+`;
+
+function hostWith(files: Record<string, string>) {
+  return testDeps({
+    fs: debianFs({
+      dirs: { "/etc/init.d": ["php7.4-fpm", "php8.2-fpm"] },
+      executables: ["/usr/sbin/php-fpm7.4"],
+      files,
+    }),
+  });
+}
+
+async function load(argv: string[], files: Record<string, string>): Promise<Config> {
+  const { mode, raw } = parseCommandLine(argv);
+  return await loadConfig(mode as "watch", raw, hostWith(files));
+}
+
+async function issuesOf(argv: string[], files: Record<string, string>): Promise<string[]> {
+  try {
+    await load(argv, files);
+  } catch (err) {
+    if (err instanceof ConfigError) return [...err.issues];
+    throw err;
+  }
+  assert.fail("expected a ConfigError");
+}
+
+Deno.test("config file: two targets on two PHP versions, each with its own service", async () => {
+  const cfg = await load(["watch"], { [FILE]: twoVersions });
+  assert.equal(cfg.configFile, FILE);
+  const [legacy, main] = cfg.targets;
+  assert.equal(legacy?.fpm.service, "php7.4-fpm");
+  assert.equal(legacy?.fpm.processName, "php-fpm7.4");
+  assert.equal(main?.fpm.service, "php8.2-fpm");
+  assert.equal(legacy?.policy.intervalMs, 500, "sub-second interval from [defaults]");
+  assert.equal(legacy?.timeoutMs, 2000);
+  assert.equal(legacy?.policy.failureThreshold, 3, "the target's own key wins");
+  assert.equal(main?.policy.failureThreshold, 2, "watch default");
+  assert.equal(legacy?.policy.restartWindowMs, 3_600_000);
+  assert.deepEqual(legacy?.mailTo, ["ops@example.com"]);
+  assert.deepEqual(main?.mailTo, ["web@example.com"]);
+  assert.equal(legacy?.stateFile, "/var/lib/php-relaunch/legacy.json");
+  assert.equal(legacy?.lockFile, "/run/lock/php-relaunch-php7.4-fpm.lock");
+  assert.deepEqual(cfg.smtp, { host: "mail.example.com", port: 587 });
+  assert.equal(cfg.mailFrom, "watch@example.com");
+  assert.equal(cfg.logFormat, "json");
+});
+
+Deno.test("config file: flags override the file", async () => {
+  const cfg = await load(
+    [
+      "watch",
+      "--smtp-port",
+      "2525",
+      "--log-format",
+      "text",
+      "--interval",
+      "3",
+      "--state-dir",
+      "/srv/state",
+    ],
+    { [FILE]: twoVersions },
+  );
+  assert.equal(cfg.smtp.port, 2525);
+  assert.equal(cfg.logFormat, "text");
+  assert.ok(cfg.targets.every((t) => t.policy.intervalMs === 3000));
+  assert.equal(cfg.targets[0]?.stateFile, "/srv/state/legacy.json");
+  const other = await load(["watch", "--config", "/srv/other.toml"], {
+    "/srv/other.toml": twoVersions,
+  });
+  assert.equal(other.configFile, "/srv/other.toml");
+});
+
+Deno.test("config file: every error names the key, the value and what is allowed", async () => {
+  const issues = await issuesOf(["watch"], {
+    [FILE]: `
+[defaults]
+interval = "soon"
+timout = 3
+[[target]]
+name = "main"
+url = "gopher://x"
+failure_threshold = 0
+rungs = ["pray"]
+`,
+  });
+  const all = issues.join("\n");
+  assert.match(all, /defaults\.interval: "soon" is not allowed: expected a duration/);
+  assert.match(all, /defaults: unknown key "timout"/);
+  assert.match(all, /target\[0\]\.url: "gopher:\/\/x" is not allowed: expected an http/);
+  assert.match(
+    all,
+    /target\[0\]\.failure_threshold: 0 is not allowed: expected a whole number from 1/,
+  );
+  assert.match(
+    all,
+    /target\[0\]\.rungs\[0\]: "pray" is not allowed: expected rungs from reload, restart, kill/,
+  );
+  for (const line of issues) assert.ok(line.startsWith(`${FILE}: `), line);
+});
+
+Deno.test("config file: TOML syntax errors say where", () => {
+  const r = parseConfigFile(FILE, "[[target]]\nname = \n");
+  assert.ok(Array.isArray(r));
+  assert.match(r[0]!, /^Cannot parse \/etc\/php-relaunch\/config\.toml: line 2, column \d+/);
+});
+
+Deno.test("config file: two targets restarting one service is refused", async () => {
+  const issues = await issuesOf(["watch"], {
+    [FILE]: `
+[[target]]
+name = "a"
+url = "http://127.0.0.1:8889/a.php"
+service = "php8.2-fpm"
+[[target]]
+name = "b"
+url = "http://127.0.0.1:8889/b.php"
+service = "php8.2-fpm"
+`,
+  });
+  assert.match(issues.join("\n"), /Targets "a" and "b" both restart php8\.2-fpm/);
+});
+
+Deno.test("config file: watch without one says which file is missing", async () => {
+  const issues = await issuesOf(["watch"], {});
+  assert.match(issues[0]!, /Cannot read config file "\/etc\/php-relaunch\/config\.toml"/);
+});
+
+Deno.test("watch with a URL on the command line: one target with watch defaults", async () => {
+  const cfg = await load([
+    "watch",
+    "http://127.0.0.1:8889/php-heartbeat.php",
+    "--service",
+    "php8.2-fpm",
+    "--interval",
+    "0.5",
+  ], {});
+  assert.equal(cfg.configFile, null);
+  const t = cfg.targets[0]!;
+  assert.equal(t.policy.intervalMs, 500);
+  assert.equal(t.timeoutMs, 5000);
+  assert.equal(t.policy.failureThreshold, 2);
+  assert.equal(t.policy.timeoutThreshold, 2);
+});
+
+Deno.test("the positional form ignores the default file (unless --config names one)", async () => {
+  const cfg = await load([
+    "http://127.0.0.1:8889/php-heartbeat.php",
+    "5",
+    "",
+    "--service",
+    "php8.2-fpm",
+  ], {
+    [FILE]: "this is not toml",
+  });
+  assert.equal(cfg.configFile, null);
+  assert.equal(cfg.targets[0]?.policy.timeoutThreshold, 1, "the original's policy");
+});

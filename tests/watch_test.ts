@@ -1,0 +1,239 @@
+import assert from "node:assert/strict";
+import { parseCommandLine } from "../src/cli.ts";
+import { type Config, loadConfig } from "../src/config.ts";
+import type { HttpGet } from "../src/deps.ts";
+import { ConfigError, ExitCode } from "../src/errors.ts";
+import type { Notifier } from "../src/notify.ts";
+import { memoryStateStore } from "../src/state.ts";
+import { type SignalSource, watchForever, type WatchSignal } from "../src/watch.ts";
+import {
+  captureLogs,
+  debianFs,
+  FakeClock,
+  fakeHost,
+  fakeMailer,
+  FakeRunner,
+  testDeps,
+} from "./support/fakes.ts";
+
+/** Signals the test sends itself. */
+function fakeSignals() {
+  const handlers = new Map<WatchSignal, Set<() => void>>();
+  const source: SignalSource = (signal, handler) => {
+    const set = handlers.get(signal) ?? new Set();
+    set.add(handler);
+    handlers.set(signal, set);
+    return () => set.delete(handler);
+  };
+  return {
+    source,
+    send: (signal: WatchSignal) => handlers.get(signal)?.forEach((h) => h()),
+    listeners: () => [...handlers.values()].reduce((n, s) => n + s.size, 0),
+  };
+}
+
+/** Two PHP versions; pgrep/pkill/start per process name, recorded. */
+function twoPools() {
+  const running = new Map([["php-fpm7.4", true], ["php-fpm8.2", true]]);
+  return new FakeRunner((call) => {
+    const name = call.args.at(-1) ?? "";
+    if (call.cmd.endsWith("pgrep")) {
+      return running.get(name) ? { code: 0, stdout: "1" } : { code: 1 };
+    }
+    if (call.cmd.endsWith("pkill")) {
+      running.set(name, false);
+      return { code: 0 };
+    }
+    const service = call.args[0] ?? "";
+    running.set(service.replace(/^php([\d.]+)-fpm$/, "php-fpm$1"), true);
+    return { code: 0 };
+  });
+}
+
+const CONFIG = `
+[defaults]
+interval = 1
+timeout = 1
+grace_period = 0
+
+[[target]]
+name = "legacy"
+url = "http://127.0.0.1:8874/hb.php"
+service = "php7.4-fpm"
+
+[[target]]
+name = "main"
+url = "http://127.0.0.1:8889/hb.php"
+service = "php8.2-fpm"
+`;
+
+async function setup(
+  http: (url: URL, n: number) => number,
+  files = { "/etc/php-relaunch/config.toml": CONFIG },
+) {
+  const dir = await Deno.makeTempDir({ prefix: "php-relaunch-watch-" });
+  const clock = new FakeClock();
+  const calls = new Map<string, number>();
+  const httpGet: HttpGet = (url) => {
+    const n = (calls.get(url.port) ?? 0) + 1;
+    calls.set(url.port, n);
+    clock.advance(2);
+    return Promise.resolve({ status: http(url, n), location: null, body: "" });
+  };
+  const runner = twoPools();
+  const deps = testDeps({
+    clock,
+    httpGet,
+    runner,
+    mailer: fakeMailer(),
+    // not root: locks go to our own runtime folder, not /run/lock
+    host: fakeHost(1000, { HOME: dir, XDG_RUNTIME_DIR: dir }),
+    fs: debianFs({
+      dirs: { "/etc/init.d": ["php7.4-fpm", "php8.2-fpm"] },
+      executables: ["/usr/sbin/php-fpm7.4"],
+      files,
+    }),
+  });
+  const { mode, raw } = parseCommandLine(["watch"]);
+  const cfg = await loadConfig(mode as "watch", raw, deps);
+  const logs = captureLogs();
+  const signals = fakeSignals();
+  const stores = new Map<string, ReturnType<typeof memoryStateStore>>();
+  return {
+    dir,
+    cfg,
+    deps,
+    runner,
+    calls,
+    logs,
+    signals,
+    raw,
+    stores,
+    cleanup: () => Deno.remove(dir, { recursive: true }),
+  };
+}
+
+Deno.test("watch: two targets on two php-fpm versions restart independently; SIGTERM stops it", async () => {
+  const s: Awaited<ReturnType<typeof setup>> = await setup((url, n) => {
+    if (url.port === "8889" && n === 30) s.signals.send("SIGTERM");
+    // the legacy pool crashes at its 5th probe and stays down until restarted
+    const restarted = s.runner.lines().some((l) => l.includes("php7.4-fpm start"));
+    return url.port === "8874" && n >= 5 && !restarted ? 502 : 200;
+  });
+  try {
+    const code = await watchForever(s.cfg, s.deps, { signals: s.signals.source });
+    assert.equal(code, ExitCode.Ok);
+    const lines = s.runner.lines();
+    assert.ok(lines.includes("/usr/bin/pkill -KILL -x php-fpm7.4"));
+    assert.ok(lines.includes("/usr/sbin/service php7.4-fpm start"));
+    assert.ok(!lines.some((l) => l.includes("8.2")), "the other version is never touched");
+    assert.ok((s.calls.get("8874") ?? 0) > 10, "the restarted target is still watched");
+    assert.deepEqual(s.logs.lines().filter((l) => /PHP restart/.test(l)), ["502 PHP restarted."]);
+    assert.equal(s.signals.listeners(), 0, "signal handlers removed");
+    // the locks are free again
+    const { tryLock } = await import("../src/lock.ts");
+    for (const t of s.cfg.targets) {
+      const lock = await tryLock(t.lockFile);
+      assert.ok(lock, t.lockFile);
+      lock[Symbol.dispose]();
+    }
+  } finally {
+    await s.cleanup();
+  }
+});
+
+Deno.test("watch: a single stray 502 restarts nothing; confirmed 1 s later", async () => {
+  const s: Awaited<ReturnType<typeof setup>> = await setup((url, n) => {
+    if (n === 20) s.signals.send("SIGTERM");
+    return url.port === "8889" && n === 3 ? 502 : 200;
+  });
+  try {
+    await watchForever(s.cfg, s.deps, { signals: s.signals.source });
+    assert.equal(s.runner.calls.length, 0);
+    assert.ok(s.deps.clock.sleeps.includes(1000));
+  } finally {
+    await s.cleanup();
+  }
+});
+
+Deno.test("watch: SIGHUP with an invalid config keeps running on the old one", async () => {
+  let reloads = 0;
+  const s: Awaited<ReturnType<typeof setup>> = await setup((url, n) => {
+    if (url.port === "8889" && n === 5) s.signals.send("SIGHUP");
+    if (url.port === "8889" && n === 15) s.signals.send("SIGTERM");
+    return 200;
+  });
+  try {
+    const code = await watchForever(s.cfg, s.deps, {
+      signals: s.signals.source,
+      reload: () => {
+        reloads++;
+        return Promise.reject(
+          new ConfigError(["/etc/php-relaunch/config.toml: target[0].url: missing"]),
+        );
+      },
+    });
+    assert.equal(code, ExitCode.Ok);
+    assert.equal(reloads, 1);
+    assert.match(
+      s.logs.lines().join("\n"),
+      /SIGHUP: the new configuration is invalid, keeping the old one: .*url: missing/,
+    );
+    assert.ok((s.calls.get("8889") ?? 0) >= 15, "probing went on");
+  } finally {
+    await s.cleanup();
+  }
+});
+
+Deno.test("watch: SIGHUP with a valid config switches to it and re-arms", async () => {
+  let next!: Config;
+  const s: Awaited<ReturnType<typeof setup>> = await setup((url, n) => {
+    if (url.port === "8889" && n === 5) s.signals.send("SIGHUP");
+    if (url.port === "8889" && n === 12) s.signals.send("SIGTERM");
+    return 200;
+  });
+  try {
+    // the new file drops the legacy target
+    const files = {
+      "/etc/php-relaunch/config.toml": CONFIG.split('[[target]]\nname = "legacy"')[0] +
+        CONFIG.split('\n\n[[target]]\nname = "main"')[1]!.replace(/^/, '[[target]]\nname = "main"'),
+    };
+    next = await loadConfig("watch", s.raw, {
+      ...s.deps,
+      fs: debianFs({ dirs: { "/etc/init.d": ["php7.4-fpm", "php8.2-fpm"] }, files }),
+    });
+    assert.deepEqual(next.targets.map((t) => t.name), ["main"]);
+    const legacyBefore = () => s.calls.get("8874") ?? 0;
+    await watchForever(s.cfg, s.deps, {
+      signals: s.signals.source,
+      reload: () => Promise.resolve(next),
+    });
+    assert.match(s.logs.lines().join("\n"), /SIGHUP: configuration reloaded \(1 targets\)/);
+    assert.ok(legacyBefore() <= 7, `the dropped target stopped being probed (${legacyBefore()})`);
+  } finally {
+    await s.cleanup();
+  }
+});
+
+Deno.test("watch: systemd hears READY, WATCHDOG and STOPPING", async () => {
+  const sent: string[] = [];
+  const notifier: Notifier = {
+    watchdogEveryMs: 2000,
+    send: (state) => {
+      sent.push(state);
+      return Promise.resolve();
+    },
+  };
+  const s: Awaited<ReturnType<typeof setup>> = await setup((url, n) => {
+    if (url.port === "8889" && n === 20) s.signals.send("SIGTERM");
+    return 200;
+  });
+  try {
+    await watchForever(s.cfg, s.deps, { signals: s.signals.source, notifier });
+    assert.equal(sent[0], "READY=1");
+    assert.ok(sent.includes("WATCHDOG=1"));
+    assert.equal(sent.at(-1), "STOPPING=1");
+  } finally {
+    await s.cleanup();
+  }
+});

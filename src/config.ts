@@ -401,6 +401,14 @@ function policyOf(p: FilePolicy): Policy {
   };
 }
 
+/** Where the usual packages keep php-fpm's pid file (Debian, RHEL, FreeBSD). */
+export function defaultPidFile(service: string): string | null {
+  if (/^php\d+(\.\d+)?-fpm$/.test(service)) return `/run/php/${service}.pid`;
+  if (service === "php-fpm") return "/run/php-fpm/php-fpm.pid";
+  if (service === "php_fpm") return "/var/run/php-fpm.pid";
+  return null;
+}
+
 /** A target as written, before its service is resolved. */
 interface TargetSpec {
   name: string | null;
@@ -598,7 +606,7 @@ export async function loadConfig(mode: Mode, raw: RawSettings, deps: Deps): Prom
       startTimeoutMs: spec.startTimeoutMs,
       fpm: Object.freeze(fpm),
       cgi: cgi && Object.freeze(cgi),
-      pidFile: spec.pidFile ?? null,
+      pidFile: spec.pidFile ?? defaultPidFile(fpm.service),
       mailTo: Object.freeze([...spec.mailTo]),
       // one lock per service: two crontab lines for two PHP versions do not block each other
       lockFile: s.lockFile ?? `${lockDir}/php-relaunch-${fpm.service}.lock`,

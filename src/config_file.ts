@@ -227,8 +227,8 @@ export const WATCH_DEFAULTS: FilePolicy = {
   "restart_window": 15 * 60_000,
   "rearm_after": 15 * 60_000,
   reminder: 0,
-  "start_timeout": 20_000,
-  rungs: ["kill"],
+  "start_timeout": 10_000,
+  rungs: ["reload", "restart", "kill"],
   "mail_to": [],
   "php_cgi": false,
 };

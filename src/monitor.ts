@@ -17,7 +17,12 @@ import {
   type TargetState,
 } from "./policy.ts";
 import { labelOf, probeHttp, type ProbeResult, type Verdict, verdictOf } from "./probe_http.ts";
-import { relaunch, type RelaunchOptions, type RelaunchReport } from "./restart.ts";
+import {
+  DEFAULT_RELAUNCH,
+  relaunch,
+  type RelaunchOptions,
+  type RelaunchReport,
+} from "./restart.ts";
 import { fitsInRun, nextDue } from "./schedule.ts";
 import { tryLock } from "./lock.ts";
 import { fileStateStore, type StateStore } from "./state.ts";
@@ -109,15 +114,27 @@ export class Watch {
       tools: cfg.tools,
       runner: deps.runner,
       clock: deps.clock,
-      ...(this.options.relaunch ? { options: this.options.relaunch } : {}),
+      fs: deps.fs,
+      options: this.options.relaunch ??
+        { ...DEFAULT_RELAUNCH, startTimeoutMs: target.startTimeoutMs },
     };
     const since = this.state.incident?.since ?? this.state.failingSince ?? deps.clock.now();
     const reports: RelaunchReport[] = [
-      await relaunch(target.fpm, ctx, async () => verdictOf(await this.probe()) === "healthy"),
+      await relaunch(
+        { ...target.fpm, pidFile: target.pidFile, rungs: target.rungs },
+        ctx,
+        async () => verdictOf(await this.probe()) === "healthy",
+      ),
     ];
     // php-cgi is a fallback behind the same heartbeat: its processes running is all we can check
     if (target.cgi !== null) {
-      reports.push(await relaunch(target.cgi, ctx, () => Promise.resolve(true)));
+      reports.push(
+        await relaunch(
+          { ...target.cgi, pidFile: null, rungs: ["kill"] },
+          ctx,
+          () => Promise.resolve(true),
+        ),
+      );
     }
     const failed = reports.filter((r) => !r.ok);
     const label = labelOf(first);
@@ -130,11 +147,12 @@ export class Watch {
     );
     const details = [
       ...this.probeDetails(first),
-      ...reports.map((r) =>
-        `Service ${r.service} (${cfg.init}): ${r.killed} processes killed, ${r.attempts} start attempts, ${
-          r.ok ? "running" : `FAILED: ${r.reason}`
-        }`
-      ),
+      ...reports.flatMap((r) => [
+        `Service ${r.service} (${cfg.init}): ${
+          r.ok ? `running again after the ${r.rung} rung` : `FAILED: ${r.reason}`
+        }; ${r.killed} processes killed, ${r.attempts} start attempts`,
+        ...r.steps.map((step) => `  ${step}`),
+      ]),
       `Restarts in the last ${
         seconds(policy.restartWindowMs)
       }: ${this.state.restarts.length} of at most ${policy.maxRestarts}`,

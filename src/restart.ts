@@ -1,16 +1,19 @@
 /**
- * Relaunching php-fpm the way the original did, because hung or stopped (SIGSTOP) workers can
- * block a polite stop: SIGKILL every process of the service, then start it through the init
- * system, verifying each attempt.
+ * Relaunching php-fpm, as a ladder that stops at the first rung that brings the heartbeat back:
+ * `reload` (SIGUSR2 to the master: graceful), `restart` (through the init system, with a stop
+ * timeout), `kill` (SIGKILL of this service's processes, then start: the original's way, because
+ * hung or stopped workers can block a polite stop). Only the target's own pool is touched: its
+ * master's process group when the pid file names it, else its processes by exact name.
  */
-import type { Clock, ProcessRunner, RunResult } from "./deps.ts";
+import type { Rung } from "./config_file.ts";
+import type { Clock, Fs, ProcessRunner, RunResult } from "./deps.ts";
 import { describeError } from "./errors.ts";
 import { logger } from "./log.ts";
 import { type InitSystem, serviceCommands, type ServiceTarget, type Tools } from "./service.ts";
 
 /** Limits of one relaunch. */
 export interface RelaunchOptions {
-  /** Start attempts before giving up (the original's MAX_LAUNCH_ATTEMPTS). */
+  /** Start attempts of the kill rung before giving up (the original's MAX_LAUNCH_ATTEMPTS). */
   maxAttempts: number;
   /** Pause between attempts. */
   retryDelayMs: number;
@@ -18,10 +21,12 @@ export interface RelaunchOptions {
   killRounds: number;
   /** Pause between kill rounds. */
   killPollMs: number;
-  /** Limit for one `service ... start` / `systemctl start`. */
+  /** Limit for one `service ... start|restart` / `systemctl ...`. */
   startTimeoutMs: number;
   /** Limit for one pgrep/pkill. */
   toolTimeoutMs: number;
+  /** Re-probing a gentle rung's result this often, until `startTimeoutMs`. */
+  verifyEveryMs: number;
 }
 
 /** The original's 10 attempts, about 2 s apart. */
@@ -32,15 +37,20 @@ export const DEFAULT_RELAUNCH: RelaunchOptions = {
   killPollMs: 200,
   startTimeoutMs: 30_000,
   toolTimeoutMs: 5_000,
+  verifyEveryMs: 500,
 };
 
 /** What a relaunch did. */
 export interface RelaunchReport {
   ok: boolean;
   service: string;
-  /** Start attempts made. */
+  /** The rung that brought it back, or the last one tried. */
+  rung: Rung | null;
+  /** What each rung tried did, in order. */
+  steps: string[];
+  /** Start attempts made by the kill rung. */
   attempts: number;
-  /** Processes of the service that were running when we started killing. */
+  /** Processes of the service that were running when the kill rung started. */
   killed: number;
   /** Why it failed, when it did. */
   reason: string;
@@ -52,7 +62,14 @@ export interface RelaunchContext {
   tools: Tools;
   runner: ProcessRunner;
   clock: Clock;
+  fs: Fs;
   options?: RelaunchOptions;
+}
+
+/** The pool to relaunch: the service, its processes' name, its pid file, the rungs to climb. */
+export interface RelaunchTarget extends ServiceTarget {
+  pidFile: string | null;
+  rungs: readonly Rung[];
 }
 
 function summary(cmd: string, args: readonly string[], r: RunResult): string {
@@ -61,42 +78,163 @@ function summary(cmd: string, args: readonly string[], r: RunResult): string {
   return `${[cmd, ...args].join(" ")} ${how}${said ? `: ${said}` : ""}`;
 }
 
-/** Counts the processes named `name` (pgrep exits 1 when there are none). */
-async function countProcesses(ctx: RelaunchContext, name: string, opts: RelaunchOptions) {
-  const r = await ctx.runner.run(ctx.tools.pgrep, ["-x", name], {
-    timeoutMs: opts.toolTimeoutMs,
-  });
-  if (r.code !== 0 && r.code !== 1) {
-    throw new Error(summary(ctx.tools.pgrep, ["-x", name], r));
+/** The master's pid from the pid file, or null (no file, not a number). */
+async function masterPid(ctx: RelaunchContext, target: RelaunchTarget): Promise<number | null> {
+  if (target.pidFile === null) return null;
+  try {
+    const pid = Number((await ctx.fs.readTextFile(target.pidFile)).trim());
+    return Number.isInteger(pid) && pid > 1 ? pid : null;
+  } catch {
+    return null;
   }
+}
+
+/** A process's state letter from /proc (R, S, D, T, Z...), or null when it is gone. */
+async function processState(ctx: RelaunchContext, pid: number): Promise<string | null> {
+  try {
+    const stat = await ctx.fs.readTextFile(`/proc/${pid}/stat`);
+    // the command name in parentheses may hold spaces: the state follows the last ")"
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) || null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * pgrep/pkill arguments that select the pool: the master's process group (php-fpm's daemon
+ * calls setsid, and workers keep the group even after the master died) and the exact name, so a
+ * stale pid file cannot select anything else; by name alone without a pid file.
+ */
+function poolSelector(name: string, pid: number | null): string[] {
+  return pid === null ? ["-x", name] : ["-g", String(pid), "-x", name];
+}
+
+/** Counts the pool's processes (pgrep exits 1 when there are none). */
+async function countProcesses(ctx: RelaunchContext, selector: string[], opts: RelaunchOptions) {
+  const r = await ctx.runner.run(ctx.tools.pgrep, selector, { timeoutMs: opts.toolTimeoutMs });
+  if (r.code !== 0 && r.code !== 1) throw new Error(summary(ctx.tools.pgrep, selector, r));
   return r.code === 0 ? r.stdout.split("\n").filter((l) => l.trim() !== "").length : 0;
 }
 
 async function killAll(
   ctx: RelaunchContext,
-  name: string,
+  selector: string[],
   opts: RelaunchOptions,
 ): Promise<{ killed: number; survivors: number }> {
-  const killed = await countProcesses(ctx, name, opts);
+  const killed = await countProcesses(ctx, selector, opts);
   let survivors = killed;
   for (let round = 0; round < opts.killRounds && survivors > 0; round++) {
-    const r = await ctx.runner.run(ctx.tools.pkill, ["-KILL", "-x", name], {
-      timeoutMs: opts.toolTimeoutMs,
-    });
-    if (r.code > 1) throw new Error(summary(ctx.tools.pkill, ["-KILL", "-x", name], r));
+    const args = ["-KILL", ...selector];
+    const r = await ctx.runner.run(ctx.tools.pkill, args, { timeoutMs: opts.toolTimeoutMs });
+    if (r.code > 1) throw new Error(summary(ctx.tools.pkill, args, r));
     await ctx.clock.sleep(opts.killPollMs);
-    survivors = await countProcesses(ctx, name, opts);
+    survivors = await countProcesses(ctx, selector, opts);
   }
   return { killed, survivors };
 }
 
+/** Re-probes until healthy or `startTimeoutMs` has passed. */
+async function healthyWithin(
+  ctx: RelaunchContext,
+  verify: () => Promise<boolean>,
+  opts: RelaunchOptions,
+): Promise<boolean> {
+  const until = ctx.clock.now() + opts.startTimeoutMs;
+  while (true) {
+    if (await verify()) return true;
+    if (ctx.clock.now() + opts.verifyEveryMs > until) return false;
+    await ctx.clock.sleep(opts.verifyEveryMs);
+  }
+}
+
+type RungResult = { ok: boolean; step: string; attempts?: number; killed?: number };
+
+/** SIGUSR2 to the master: php-fpm reloads its configuration and replaces its workers. */
+async function reloadRung(
+  target: RelaunchTarget,
+  ctx: RelaunchContext,
+  verify: () => Promise<boolean>,
+  opts: RelaunchOptions,
+): Promise<RungResult | null> {
+  const pid = await masterPid(ctx, target);
+  const state = pid === null ? null : await processState(ctx, pid);
+  // a dead or stopped (SIGSTOP) master cannot act on a signal: no use waiting for it
+  if (pid === null || state === null || state === "T" || state === "Z") return null;
+  const args = ["-USR2", "-g", String(pid), "-o", "-x", target.processName];
+  const r = await ctx.runner.run(ctx.tools.pkill, args, { timeoutMs: opts.toolTimeoutMs });
+  if (r.code !== 0) return { ok: false, step: summary(ctx.tools.pkill, args, r) };
+  return { ok: await healthyWithin(ctx, verify, opts), step: `SIGUSR2 to master ${pid}` };
+}
+
+/** `restart` through the init system, its stop bounded by `startTimeoutMs`. */
+async function restartRung(
+  target: RelaunchTarget,
+  ctx: RelaunchContext,
+  verify: () => Promise<boolean>,
+  opts: RelaunchOptions,
+): Promise<RungResult | null> {
+  const pid = await masterPid(ctx, target);
+  // a stopped master would hold the init script's stop until its timeout
+  if (pid !== null && (await processState(ctx, pid)) === "T") return null;
+  let last = "";
+  for (const [cmd, args] of serviceCommands(ctx.init, ctx.tools, target.service).restart) {
+    const r = await ctx.runner.run(cmd, args, { timeoutMs: opts.startTimeoutMs });
+    last = summary(cmd, args, r);
+  }
+  return { ok: await healthyWithin(ctx, verify, opts), step: last };
+}
+
+/** SIGKILL the pool, then start it, up to `maxAttempts` times, each verified. */
+async function killRung(
+  target: RelaunchTarget,
+  ctx: RelaunchContext,
+  verify: () => Promise<boolean>,
+  opts: RelaunchOptions,
+): Promise<RungResult> {
+  const selector = poolSelector(target.processName, await masterPid(ctx, target));
+  const { killed, survivors } = await killAll(ctx, selector, opts);
+  if (survivors > 0) {
+    logger.warn("{survivors} {name} processes survived SIGKILL; starting anyway.", {
+      survivors,
+      name: target.processName,
+    });
+  }
+  const byName = ["-x", target.processName];
+  let step = "";
+  for (let attempt = 1; attempt <= opts.maxAttempts; attempt++) {
+    for (const [cmd, args] of serviceCommands(ctx.init, ctx.tools, target.service).start) {
+      const r = await ctx.runner.run(cmd, args, { timeoutMs: opts.startTimeoutMs });
+      step = summary(cmd, args, r);
+      logger.debug("Attempt {attempt}: {result}", { attempt, result: step });
+    }
+    // the new master has a new pid: look for the service's processes by name
+    const running = await countProcesses(ctx, byName, opts);
+    if (running > 0 && await verify()) return { ok: true, step, attempts: attempt, killed };
+    step = running === 0
+      ? `no ${target.processName} process after ${step}`
+      : `${target.processName} runs but the heartbeat is still failing`;
+    if (attempt < opts.maxAttempts) await ctx.clock.sleep(opts.retryDelayMs);
+    else return { ok: false, step, attempts: attempt, killed };
+  }
+  return { ok: false, step, attempts: 0, killed };
+}
+
+const RUNG: Record<
+  Rung,
+  (
+    t: RelaunchTarget,
+    c: RelaunchContext,
+    v: () => Promise<boolean>,
+    o: RelaunchOptions,
+  ) => Promise<RungResult | null>
+> = { reload: reloadRung, restart: restartRung, kill: killRung };
+
 /**
- * Kills every process of `target` and starts the service again, up to `maxAttempts` times, until
- * its processes run and `verify` (a fresh probe) says it is healthy. Never throws: failures,
- * including commands that cannot be run, are in the report.
+ * Climbs `target.rungs` until the heartbeat (`verify`, a fresh probe) is healthy. Never throws:
+ * failures, including commands that cannot be run, are in the report.
  */
 export async function relaunch(
-  target: ServiceTarget,
+  target: RelaunchTarget,
   ctx: RelaunchContext,
   verify: () => Promise<boolean>,
 ): Promise<RelaunchReport> {
@@ -104,40 +242,33 @@ export async function relaunch(
   const report: RelaunchReport = {
     ok: false,
     service: target.service,
+    rung: null,
+    steps: [],
     attempts: 0,
     killed: 0,
     reason: "",
   };
   try {
-    const { killed, survivors } = await killAll(ctx, target.processName, opts);
-    report.killed = killed;
-    if (survivors > 0) {
-      logger.warn("{survivors} {name} processes survived SIGKILL; starting anyway.", {
-        survivors,
-        name: target.processName,
-      });
-    }
-    for (let attempt = 1; attempt <= opts.maxAttempts; attempt++) {
-      report.attempts = attempt;
-      let lastStart = "";
-      for (const [cmd, args] of serviceCommands(ctx.init, ctx.tools, target.service).start) {
-        const r = await ctx.runner.run(cmd, args, { timeoutMs: opts.startTimeoutMs });
-        lastStart = summary(cmd, args, r);
-        logger.debug("Attempt {attempt}: {result}", { attempt, result: lastStart });
+    for (const rung of target.rungs) {
+      const result = await RUNG[rung](target, ctx, verify, opts);
+      if (result === null) {
+        report.steps.push(`${rung}: skipped (master gone or stopped)`);
+        continue;
       }
-      const running = await countProcesses(ctx, target.processName, opts);
-      if (running > 0 && await verify()) {
+      report.rung = rung;
+      report.steps.push(`${rung}: ${result.step}${result.ok ? "" : " (still failing)"}`);
+      report.attempts += result.attempts ?? 0;
+      report.killed += result.killed ?? 0;
+      if (result.ok) {
         report.ok = true;
         report.reason = "";
         return report;
       }
-      report.reason = running === 0
-        ? `no ${target.processName} process after ${lastStart}`
-        : `${target.processName} runs but the heartbeat is still failing`;
-      if (attempt < opts.maxAttempts) await ctx.clock.sleep(opts.retryDelayMs);
+      report.reason = result.step;
     }
+    if (report.rung === null) report.reason = "every rung was skipped";
   } catch (err) {
-    // a command that cannot be run (missing, not allowed) will not work on the next attempt
+    // a command that cannot be run (missing, not allowed) will not work on the next rung either
     report.reason = describeError(err);
   }
   return report;

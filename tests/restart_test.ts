@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { DEFAULT_RELAUNCH, relaunch } from "../src/restart.ts";
+import { DEFAULT_RELAUNCH, relaunch, type RelaunchTarget } from "../src/restart.ts";
 import type { Tools } from "../src/service.ts";
-import { captureLogs, FakeClock, FakeRunner, type RunCall } from "./support/fakes.ts";
+import { captureLogs, FakeClock, fakeFs, FakeRunner, type RunCall } from "./support/fakes.ts";
 
 const tools: Tools = {
   service: "/usr/sbin/service",
@@ -10,7 +10,13 @@ const tools: Tools = {
   pgrep: "/usr/bin/pgrep",
   pkill: "/usr/bin/pkill",
 };
-const fpm = { service: "php8.2-fpm", processName: "php-fpm8.2" };
+/** The positional form's target: the kill rung only, no pid file (selected by name). */
+const fpm: RelaunchTarget = {
+  service: "php8.2-fpm",
+  processName: "php-fpm8.2",
+  pidFile: null,
+  rungs: ["kill"],
+};
 
 /**
  * A host where php-fpm has `initial` processes; pkill kills them unless `unkillable`; each start
@@ -40,11 +46,12 @@ function host(opts: { initial?: number; startsToComeUp?: number; unkillable?: bo
   });
 }
 
-const ctx = (runner: FakeRunner, init: "sysv" | "systemd" = "sysv") => ({
+const ctx = (runner: FakeRunner, init: "sysv" | "systemd" = "sysv", fs = fakeFs({})) => ({
   init,
   tools,
   runner,
   clock: new FakeClock(),
+  fs,
 });
 
 Deno.test("sysv: SIGKILL by exact name, then `service NAME start`, verified by pgrep and a probe", async () => {
@@ -128,4 +135,89 @@ Deno.test("a command that cannot run ends the relaunch with its reason, no retri
   assert.equal(report.ok, false);
   assert.equal(runner.calls.length, 1);
   assert.match(report.reason, /Failed to spawn/);
+});
+
+/** A pool with a pid file, whose master is in `state`; records commands; heals on `healsOn`. */
+function ladderHost(state: "S" | "T" | null, healsOn: "reload" | "restart" | "start") {
+  let healthy = false;
+  const runner = new FakeRunner((call) => {
+    const line = [call.cmd, ...call.args].join(" ");
+    if (call.cmd.endsWith("pgrep")) return { code: 0, stdout: "1410\n1411" };
+    if (line.includes("-USR2")) healthy ||= healsOn === "reload";
+    if (line.endsWith(" restart")) healthy ||= healsOn === "restart";
+    if (line.endsWith(" start")) healthy ||= healsOn === "start";
+    return { code: 0 };
+  });
+  const fs = fakeFs({
+    files: {
+      "/run/php/php8.2-fpm.pid": "1410\n",
+      ...(state ? { "/proc/1410/stat": `1410 (php-fpm8.2) ${state} 1 1410 1410 0 -1` } : {}),
+    },
+  });
+  return { runner, fs, verify: () => Promise.resolve(healthy) };
+}
+
+const ladder: RelaunchTarget = {
+  ...fpm,
+  pidFile: "/run/php/php8.2-fpm.pid",
+  rungs: ["reload", "restart", "kill"],
+};
+const quick = { ...DEFAULT_RELAUNCH, startTimeoutMs: 2000, verifyEveryMs: 500 };
+
+Deno.test("ladder: a graceful reload (SIGUSR2 to the master) is tried first", async () => {
+  captureLogs();
+  const h = ladderHost("S", "reload");
+  const report = await relaunch(
+    ladder,
+    { ...ctx(h.runner, "sysv", h.fs), options: quick },
+    h.verify,
+  );
+  assert.equal(report.ok, true);
+  assert.equal(report.rung, "reload");
+  assert.deepEqual(h.runner.lines(), ["/usr/bin/pkill -USR2 -g 1410 -o -x php-fpm8.2"]);
+});
+
+Deno.test("ladder: a reload that does not help within start_timeout leads to restart", async () => {
+  captureLogs();
+  const h = ladderHost("S", "restart");
+  const c = { ...ctx(h.runner, "sysv", h.fs), options: quick };
+  const report = await relaunch(ladder, c, h.verify);
+  assert.equal(report.rung, "restart");
+  assert.deepEqual(h.runner.lines(), [
+    "/usr/bin/pkill -USR2 -g 1410 -o -x php-fpm8.2",
+    "/usr/sbin/service php8.2-fpm restart",
+  ]);
+  assert.match(report.steps[0]!, /^reload: SIGUSR2 to master 1410 \(still failing\)$/);
+  assert.ok(c.clock.sleeps.filter((ms) => ms === 500).length >= 3, "re-probed until the timeout");
+});
+
+Deno.test("ladder: a stopped (SIGSTOP) master skips the gentle rungs; only its own pool is killed", async () => {
+  captureLogs();
+  const h = ladderHost("T", "start");
+  const report = await relaunch(
+    ladder,
+    { ...ctx(h.runner, "sysv", h.fs), options: quick },
+    h.verify,
+  );
+  assert.equal(report.ok, true);
+  assert.equal(report.rung, "kill");
+  const lines = h.runner.lines();
+  assert.ok(!lines.some((l) => l.includes("USR2") || l.endsWith("restart")), lines.join("\n"));
+  assert.ok(
+    lines.includes("/usr/bin/pkill -KILL -g 1410 -x php-fpm8.2"),
+    "the pool's process group",
+  );
+  assert.ok(!lines.includes("/usr/bin/pkill -KILL -x php-fpm8.2"), "never every php-fpm8.2");
+});
+
+Deno.test("ladder: a dead master (crash) skips reload and restarts through the init system", async () => {
+  captureLogs();
+  const h = ladderHost(null, "restart");
+  const report = await relaunch(
+    ladder,
+    { ...ctx(h.runner, "sysv", h.fs), options: quick },
+    h.verify,
+  );
+  assert.equal(report.rung, "restart");
+  assert.deepEqual(report.steps[0], "reload: skipped (master gone or stopped)");
 });

@@ -24,6 +24,9 @@ Usage:
   php-relaunch --url URI [--timeout S] [--mail-to LIST] [options]
   php-relaunch --once [--restart] --url URI ...           (one probe; exit code = verdict)
   php-relaunch check-config <same arguments>              (validate, print settings, exit 0 or 2)
+  php-relaunch watch [--config FILE]                      (long-running service, every target)
+  php-relaunch watch <URI> [--interval S] [options]       (long-running, one target)
+  php-relaunch reset [target]                             (re-arm restarting after giving up)
 
 One run watches for one minute, so that cron can start it every minute: it probes every
 <timeout> seconds (floor(60 / timeout) probes; see --run-for for mcron). On 500/502/503/504 or no answer within the
@@ -50,6 +53,10 @@ Options:
   --init SYSTEM          systemd, sysv, openrc or freebsd (default: detected)
   --cgi-service NAME, --cgi-process-name NAME
                          the same for php-cgi
+  -c, --config FILE      targets and settings (TOML; watch reads
+                         /etc/php-relaunch/config.toml by default); flags override it
+  --interval S           watch mode: seconds between probes (default 5, 0.5 allowed)
+  --log-format FORMAT    text (default) or json, one object per line
   --run-for S            how long one run lasts: the scheduler's period (default 60 for
                          cron; 10 for mcron every 10 s). It probes floor(S / timeout) times
   --once                 probe once and exit with the verdict; no restart, no mail

@@ -1,0 +1,33 @@
+/** The shipped service files: the unit runs watch mode as Type=notify, the example config is valid. */
+import assert from "node:assert/strict";
+import { parseConfigFile } from "../src/config_file.ts";
+import { ROOT } from "./support/cli.ts";
+
+Deno.test("systemd unit: watch mode, notify with a watchdog, restart on failure, reload by SIGHUP", async () => {
+  const unit = await Deno.readTextFile(`${ROOT}/systemd/php-relaunch.service`);
+  const value = (key: string) => new RegExp(`^${key}=(.*)$`, "m").exec(unit)?.[1];
+  assert.equal(value("Type"), "notify");
+  assert.match(value("WatchdogSec") ?? "", /^\d+s$/);
+  assert.equal(value("Restart"), "on-failure");
+  assert.match(value("ExecStart") ?? "", /^\/usr\/local\/bin\/php-relaunch watch --config /);
+  assert.match(value("ExecReload") ?? "", /kill -HUP \$MAINPID/);
+  assert.match(value("CapabilityBoundingSet") ?? "", /CAP_KILL/, "must be able to kill php-fpm");
+  assert.equal(value("ProtectSystem"), "strict");
+  assert.match(value("ReadWritePaths") ?? "", /\/var\/log/);
+});
+
+Deno.test("the example config is valid and names its defaults truthfully", async () => {
+  const text = await Deno.readTextFile(`${ROOT}/systemd/config.example.toml`);
+  const file = parseConfigFile("config.example.toml", text);
+  assert.ok(!Array.isArray(file), Array.isArray(file) ? file.join("\n") : "");
+  const { WATCH_DEFAULTS } = await import("../src/config_file.ts");
+  const d = file.defaults;
+  assert.equal(d.interval, WATCH_DEFAULTS.interval);
+  assert.equal(d.failure_threshold, WATCH_DEFAULTS.failure_threshold);
+  assert.equal(d.timeout_threshold, WATCH_DEFAULTS.timeout_threshold);
+  assert.equal(d.max_restarts, WATCH_DEFAULTS.max_restarts);
+  assert.equal(d.restart_window, WATCH_DEFAULTS.restart_window);
+  assert.equal(d.start_timeout, WATCH_DEFAULTS.start_timeout);
+  assert.deepEqual(d.rungs, WATCH_DEFAULTS.rungs);
+  assert.equal(file.target[0]?.service, "php8.2-fpm");
+});

@@ -565,7 +565,7 @@ export async function loadConfig(mode: Mode, raw: RawSettings, deps: Deps): Prom
   const stateDir = s.stateDir ?? file?.state.dir ??
     (isRoot ? "/var/lib/php-relaunch" : stateHome && `${stateHome}/php-relaunch`);
   if (!stateDir) issues.push("Cannot choose a state folder: set HOME or give --state-dir");
-  const lockDir = await defaultLockDir(deps, isRoot);
+  const lockDir = file?.state.lock_dir ?? await defaultLockDir(deps, isRoot);
   if (s.lockFile === undefined && lockDir === null) {
     issues.push("Cannot choose a lock file: set XDG_RUNTIME_DIR or give --lock-file");
   }

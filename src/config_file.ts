@@ -141,7 +141,10 @@ const fileSchema = z.strictObject({
       error: (issue) => `${shown(issue.input)} is not allowed: expected "text" or "json"`,
     }).optional(),
   }).optional(),
-  state: z.strictObject({ dir: absolutePath.optional() }).optional(),
+  state: z.strictObject({
+    dir: absolutePath.optional(),
+    lock_dir: absolutePath.optional(),
+  }).optional(),
   init: z.enum(["systemd", "sysv", "openrc", "freebsd"], {
     error: (issue) =>
       `${shown(issue.input)} is not allowed: expected systemd, sysv, openrc or freebsd`,
@@ -158,7 +161,7 @@ export interface ConfigFile {
     from?: string | undefined;
   };
   log: { file?: string | undefined; format?: "text" | "json" | undefined };
-  state: { dir?: string | undefined };
+  state: { dir?: string | undefined; lock_dir?: string | undefined };
   init?: "systemd" | "sysv" | "openrc" | "freebsd";
   target: FileTarget[];
 }

@@ -27,7 +27,7 @@ export async function sh(
   return { code: r.code, out: (decoder.decode(r.stdout) + decoder.decode(r.stderr)).trim() };
 }
 
-async function must(cmd: string, args: string[]): Promise<string> {
+export async function must(cmd: string, args: string[]): Promise<string> {
   const r = await sh(cmd, args);
   if (r.code !== 0) throw new Error(`${cmd} ${args.join(" ")} exited ${r.code}: ${r.out}`);
   return r.out;
@@ -46,18 +46,8 @@ export async function fpmMaster(): Promise<number | null> {
 }
 
 /** The heartbeat's status, or the failure kind, with a short deadline. */
-export async function heartbeat(timeoutMs = 2000): Promise<string> {
-  // straight to nginx, whatever proxy the test's environment has
-  using client = Deno.createHttpClient({
-    proxy: { transport: "tcp", hostname: "127.0.0.1", port: 8889 },
-  });
-  try {
-    const res = await fetch(HEARTBEAT, { client, signal: AbortSignal.timeout(timeoutMs) });
-    await res.body?.cancel();
-    return String(res.status);
-  } catch (err) {
-    return err instanceof DOMException ? "timeout" : "error";
-  }
+export function heartbeat(timeoutMs = 2000): Promise<string> {
+  return heartbeatOf(HEARTBEAT, timeoutMs);
 }
 
 /** Polls `check` every `everyMs` until it is true or `withinMs` has passed; returns the time it took or null. */
@@ -219,5 +209,115 @@ export class SmtpSink {
     } catch { /* already gone */ }
     await this.child.status;
     await Deno.remove(this.dir, { recursive: true });
+  }
+}
+
+/**
+ * A second php-fpm 8.2 instance, "php8.2-fpm-b": its own config, pid file, socket, init script
+ * and nginx vhost on 127.0.0.1:8890. Same program, same process name as the first: only its
+ * process group tells its processes apart. Everything is removed again by `remove`.
+ */
+export class SecondPool {
+  static readonly service = "php8.2-fpm-b";
+  static readonly pidFile = "/run/php/php8.2-fpm-b.pid";
+  static readonly heartbeat = "http://127.0.0.1:8890/php-heartbeat.php";
+  static readonly files = {
+    conf: "/etc/php/8.2/fpm-b/php-fpm.conf",
+    init: "/etc/init.d/php8.2-fpm-b",
+    site: "/etc/nginx/sites-enabled/php-heartbeat-b",
+  };
+
+  static async create(): Promise<void> {
+    const f = SecondPool.files;
+    await Deno.mkdir("/etc/php/8.2/fpm-b", { recursive: true });
+    await Deno.writeTextFile(
+      f.conf,
+      [
+        "[global]",
+        `pid = ${SecondPool.pidFile}`,
+        "error_log = /var/log/php8.2-fpm-b.log",
+        "[b]",
+        "user = www-data",
+        "group = www-data",
+        "listen = /run/php/php8.2-fpm-b.sock",
+        "listen.owner = www-data",
+        "listen.group = www-data",
+        "pm = static",
+        "pm.max_children = 2",
+        "",
+      ].join("\n"),
+    );
+    const script = (await Deno.readTextFile("/etc/init.d/php8.2-fpm"))
+      .replace("CONFFILE=/etc/php/8.2/fpm/php-fpm.conf", `CONFFILE=${f.conf}`)
+      .replace("Provides:          php8.2-fpm", "Provides:          php8.2-fpm-b");
+    await Deno.writeTextFile(f.init, script, { mode: 0o755 });
+    await Deno.chmod(f.init, 0o755);
+    await Deno.writeTextFile(
+      f.site,
+      [
+        "server {",
+        "    listen 127.0.0.1:8890;",
+        "    access_log off;",
+        "    root /var/www/php-heartbeat;",
+        "    location = /php-heartbeat.php {",
+        "        include fastcgi_params;",
+        "        fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;",
+        "        fastcgi_pass unix:/run/php/php8.2-fpm-b.sock;",
+        "    }",
+        "}",
+        "",
+      ].join("\n"),
+    );
+    await must("service", [SecondPool.service, "start"]);
+    await must("service", ["nginx", "reload"]);
+    const up = await waitFor(
+      async () => (await heartbeatOf(SecondPool.heartbeat, 1000)) === "200",
+      20_000,
+      200,
+    );
+    if (up === null) throw new Error("the second php-fpm pool does not answer");
+  }
+
+  /** The second pool's master, from its pid file. */
+  static async master(): Promise<number | null> {
+    const pid = Number((await Deno.readTextFile(SecondPool.pidFile).catch(() => "")).trim());
+    return pid > 0 && await Deno.stat(`/proc/${pid}`).then(() => true, () => false) ? pid : null;
+  }
+
+  /** Pids of the second pool's processes: its master's process group. */
+  static async pids(): Promise<number[]> {
+    const master = await SecondPool.master();
+    if (master === null) return [];
+    const r = await sh("pgrep", ["-g", String(master), "-x", FPM_PROCESS]);
+    return r.code === 0 ? r.out.split("\n").map(Number).filter((n) => n > 0) : [];
+  }
+
+  static async remove(): Promise<void> {
+    for (const pid of await SecondPool.pids()) {
+      try {
+        Deno.kill(pid, "SIGKILL");
+      } catch { /* gone */ }
+    }
+    const f = SecondPool.files;
+    for (const path of [f.site, f.init, f.conf, SecondPool.pidFile, "/run/php/php8.2-fpm-b.sock"]) {
+      await Deno.remove(path).catch(() => {});
+    }
+    await Deno.remove("/etc/php/8.2/fpm-b", { recursive: true }).catch(() => {});
+    if ((await pids("nginx")).length > 0) await sh("service", ["nginx", "reload"]);
+  }
+}
+
+/** The status of any loopback heartbeat, or the failure kind. */
+export async function heartbeatOf(url: string, timeoutMs = 2000): Promise<string> {
+  const u = new URL(url);
+  using client = Deno.createHttpClient({
+    proxy: { transport: "tcp", hostname: u.hostname, port: Number(u.port) },
+  });
+  try {
+    const res = await fetch(url, { client, signal: AbortSignal.timeout(timeoutMs) });
+    await res.body?.cancel();
+    return String(res.status);
+  } catch (err) {
+    return err instanceof DOMException ? "timeout" : "error";
   }
 }

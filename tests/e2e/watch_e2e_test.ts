@@ -1,0 +1,343 @@
+/**
+ * Watch mode end to end: the long-running service against Debian's nginx and php8.2-fpm, a second
+ * php-fpm instance of the same version, and a real SMTP server. Changes system state, so the steps
+ * run one after another and everything is restored at the end.
+ */
+import assert from "node:assert/strict";
+import { ROOT, startCommand } from "../support/cli.ts";
+import {
+  FPM_PROCESS,
+  fpmMaster,
+  HEARTBEAT,
+  heartbeat,
+  heartbeatOf,
+  pids,
+  SecondPool,
+  SmtpSink,
+  Stack,
+  waitFor,
+} from "./stack.ts";
+
+const BROKEN_POOL = "/etc/php/8.2/fpm/pool.d/zz-php-relaunch-test-broken.conf";
+
+/** A running `php-relaunch watch`. */
+class WatchProcess {
+  private constructor(readonly child: Deno.ChildProcess, readonly log: string) {}
+
+  static start(config: string, log: string): WatchProcess {
+    const [cmd, args] = startCommand(["watch", "--config", config]);
+    const child = new Deno.Command(cmd, {
+      args,
+      cwd: ROOT,
+      clearEnv: true,
+      env: { PATH: "/usr/bin:/bin", HOME: Deno.env.get("HOME") ?? "/root", RUST_BACKTRACE: "0" },
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    return new WatchProcess(child, log);
+  }
+
+  async lines(): Promise<string[]> {
+    const text = await Deno.readTextFile(this.log).catch(() => "");
+    return text.split("\n").filter((l) => l.trim() !== "");
+  }
+
+  /** Waits until a log line matches `pattern`; returns the line or null. */
+  async waitForLine(pattern: RegExp, withinMs: number): Promise<string | null> {
+    let found: string | null = null;
+    await waitFor(
+      async () => {
+        found = (await this.lines()).find((l) => pattern.test(l)) ?? null;
+        return found !== null;
+      },
+      withinMs,
+      200,
+    );
+    return found;
+  }
+
+  async stop(): Promise<number> {
+    try {
+      this.child.kill("SIGTERM");
+    } catch { /* exited */ }
+    const timer = setTimeout(() => {
+      try {
+        this.child.kill("SIGKILL");
+      } catch { /* exited */ }
+    }, 60_000);
+    const status = await this.child.status;
+    clearTimeout(timer);
+    return status.code;
+  }
+}
+
+function configToml(opts: {
+  dir: string;
+  smtpPort: number;
+  targets: string;
+  defaults?: string;
+}): string {
+  return `
+[defaults]
+interval = 0.5
+timeout = 2
+grace_period = 2
+start_timeout = 5
+rungs = ["kill"]
+mail_to = ["ops@example.com"]
+${opts.defaults ?? ""}
+
+[mail]
+smtp_host = "127.0.0.1"
+smtp_port = ${opts.smtpPort}
+from = "php-relaunch@example.org"
+
+[log]
+file = "${opts.dir}/watch.log"
+
+[state]
+dir = "${opts.dir}/state"
+lock_dir = "${opts.dir}"
+
+${opts.targets}
+`;
+}
+
+const TARGET_A = `
+[[target]]
+name = "a"
+url = "${HEARTBEAT}"
+service = "php8.2-fpm"
+`;
+
+const TARGET_B = `
+[[target]]
+name = "b"
+url = "${SecondPool.heartbeat}"
+service = "${SecondPool.service}"
+process_name = "${FPM_PROCESS}"
+pid_file = "${SecondPool.pidFile}"
+`;
+
+/** Kills every process of the first pool by pid (the fault we inject). */
+async function killFirstPool(signal: Deno.Signal = "SIGKILL"): Promise<number[]> {
+  const master = await fpmMaster();
+  const first = (await pids(FPM_PROCESS)).filter((pid) =>
+    Deno.readTextFileSync(`/proc/${pid}/stat`).split(" ")[4] === String(master)
+  );
+  for (const pid of first) Deno.kill(pid, signal);
+  return first;
+}
+
+Deno.test({
+  name: "e2e: watch mode against real php-fpm pools",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn(t) {
+    const stack = await Stack.up();
+    const smtp = await SmtpSink.start();
+    const root = await Deno.makeTempDir({ prefix: "php-relaunch-watch-e2e-" });
+    let n = 0;
+    const newDir = async () => {
+      const dir = `${root}/${++n}`;
+      await Deno.mkdir(dir);
+      return dir;
+    };
+    try {
+      await t.step(
+        "two targets on two php-fpm instances restart independently; crash and hang recovered; a 0.5 s stall restarts nothing; an invalid SIGHUP keeps it running",
+        async () => {
+          await stack.healthy();
+          await SecondPool.create();
+          const dir = await newDir();
+          const config = `${dir}/config.toml`;
+          await Deno.writeTextFile(
+            config,
+            configToml({ dir, smtpPort: smtp.port, targets: TARGET_A + TARGET_B }),
+          );
+          const watch = WatchProcess.start(config, `${dir}/watch.log`);
+          try {
+            assert.ok(await watch.waitForLine(/Watching 2 targets/, 30_000), "started");
+
+            // B crashes: only B is restarted
+            const aMaster = await fpmMaster();
+            const bMaster = await SecondPool.master();
+            for (const pid of await SecondPool.pids()) Deno.kill(pid, "SIGKILL");
+            const bBack = await waitFor(
+              async () => (await heartbeatOf(SecondPool.heartbeat, 1000)) === "200",
+              30_000,
+              100,
+            );
+            assert.notEqual(bBack, null, "B answers again");
+            assert.ok(await watch.waitForLine(/ 502 PHP restarted\./, 10_000));
+            assert.notEqual(await SecondPool.master(), bMaster, "B has a new master");
+            assert.equal(await fpmMaster(), aMaster, "A was not touched");
+
+            // A hangs (SIGSTOP): only A is restarted
+            const stopped = await killFirstPool("SIGSTOP");
+            const bMaster2 = await SecondPool.master();
+            const aBack = await waitFor(async () => (await heartbeat(1000)) === "200", 30_000, 100);
+            for (const pid of stopped) {
+              try {
+                Deno.kill(pid, "SIGCONT");
+              } catch { /* killed by the watchdog */ }
+            }
+            assert.notEqual(aBack, null, "A answers again");
+            assert.notEqual(await fpmMaster(), aMaster, "A has a new master");
+            assert.equal(await SecondPool.master(), bMaster2, "B was not touched");
+            assert.ok(await watch.waitForLine(/ timeout PHP restarted\./, 10_000));
+            console.log(
+              `  SIGKILL of B: 200 after ${bBack} ms; SIGSTOP of A: 200 after ${aBack} ms`,
+            );
+
+            // a 0.5 s stall of A: no restart
+            await new Promise((r) => setTimeout(r, 3000)); // past the grace period
+            const restartsBefore = (await watch.lines()).filter((l) =>
+              /PHP restarted/.test(l)
+            ).length;
+            const aMaster3 = await fpmMaster();
+            const frozen = await killFirstPool("SIGSTOP");
+            await new Promise((r) => setTimeout(r, 500));
+            for (const pid of frozen) Deno.kill(pid, "SIGCONT");
+            await new Promise((r) => setTimeout(r, 5000));
+            assert.equal(await fpmMaster(), aMaster3, "no restart for a 0.5 s stall");
+            assert.equal(
+              (await watch.lines()).filter((l) => /PHP restarted/.test(l)).length,
+              restartsBefore,
+            );
+
+            // SIGHUP with an invalid file: logged, old configuration kept, still watching
+            await Deno.writeTextFile(config, "[[target]]\nname = 'a'\n");
+            watch.child.kill("SIGHUP");
+            assert.ok(
+              await watch.waitForLine(/new configuration is invalid, keeping the old one/, 10_000),
+            );
+            for (const pid of await SecondPool.pids()) Deno.kill(pid, "SIGKILL");
+            assert.notEqual(
+              await waitFor(
+                async () => (await heartbeatOf(SecondPool.heartbeat, 1000)) === "200",
+                30_000,
+                100,
+              ),
+              null,
+              "still restarting after the invalid SIGHUP",
+            );
+            assert.equal(await watch.stop(), 0, "SIGTERM: exit 0");
+          } finally {
+            await watch.stop();
+            await SecondPool.remove();
+          }
+        },
+      );
+
+      await t.step(
+        "a pool that cannot start: exactly max_restarts restarts, one 'giving up' mail, re-armed by SIGHUP after the fix",
+        async () => {
+          await stack.healthy();
+          const dir = await newDir();
+          const config = `${dir}/config.toml`;
+          await Deno.writeTextFile(
+            config,
+            configToml({
+              dir,
+              smtpPort: smtp.port,
+              targets: TARGET_A,
+              defaults: 'max_restarts = 2\nrestart_window = "15m"',
+            }).replace('rungs = ["kill"]', 'rungs = ["restart"]').replace(
+              "start_timeout = 5",
+              "start_timeout = 2",
+            ),
+          );
+          const mailsBefore = (await smtp.messages()).length;
+          const watch = WatchProcess.start(config, `${dir}/watch.log`);
+          try {
+            assert.ok(await watch.waitForLine(/Watching 1 targets/, 30_000));
+            await Deno.writeTextFile(BROKEN_POOL, "this is not a pool configuration\n");
+            await killFirstPool();
+            assert.ok(await watch.waitForLine(/giving up until/, 60_000), "gave up");
+            await new Promise((r) => setTimeout(r, 3000));
+            const lines = await watch.lines();
+            assert.equal(
+              lines.filter((l) => /PHP restart failed/.test(l)).length,
+              2,
+              lines.join("\n"),
+            );
+            await waitFor(async () => (await smtp.messages()).length >= mailsBefore + 3, 10_000);
+            const subjects = (await smtp.messages()).slice(mailsBefore).map((m) =>
+              m.subject.replace(/^\S+ /, "")
+            );
+            assert.deepEqual(subjects, [
+              "PHP restart failed",
+              "PHP restart failed",
+              "PHP restart given up",
+            ]);
+            assert.equal((await pids(FPM_PROCESS)).length, 0, "given up: no more restarts");
+
+            // the operator fixes the pool and sends SIGHUP: re-armed, restarted, healthy
+            await Deno.remove(BROKEN_POOL);
+            watch.child.kill("SIGHUP");
+            assert.notEqual(
+              await waitFor(async () => (await heartbeat(1000)) === "200", 30_000, 200),
+              null,
+            );
+            assert.ok(await watch.waitForLine(/PHP restarted\./, 10_000));
+            assert.equal(await watch.stop(), 0);
+          } finally {
+            await Deno.remove(BROKEN_POOL).catch(() => {});
+            await watch.stop();
+          }
+        },
+      );
+
+      await t.step(
+        "SIGKILL of the watchdog in the middle of a restart: the next start recovers",
+        async () => {
+          await stack.healthy();
+          const dir = await newDir();
+          const config = `${dir}/config.toml`;
+          await Deno.writeTextFile(
+            config,
+            configToml({ dir, smtpPort: smtp.port, targets: TARGET_A }),
+          );
+          const first = WatchProcess.start(config, `${dir}/watch.log`);
+          try {
+            assert.ok(await first.waitForLine(/Watching 1 targets/, 30_000));
+            // freeze the pool so the restart has to kill it, then kill the watchdog during it
+            const frozen = await killFirstPool("SIGSTOP");
+            await new Promise((r) => setTimeout(r, 2500));
+            first.child.kill("SIGKILL");
+            await first.child.status;
+            for (const pid of frozen) {
+              try {
+                Deno.kill(pid, "SIGCONT");
+              } catch { /* killed */ }
+            }
+            const state = JSON.parse(await Deno.readTextFile(`${dir}/state/a.json`));
+            assert.equal(state.version, 1, "the state file is whole");
+            // whatever the killed run left, a new one takes the lock and brings A back
+            await killFirstPool();
+            const second = WatchProcess.start(config, `${dir}/watch.log`);
+            try {
+              assert.notEqual(
+                await waitFor(async () => (await heartbeat(1000)) === "200", 40_000, 200),
+                null,
+              );
+              assert.equal(await second.stop(), 0);
+            } finally {
+              await second.stop();
+            }
+          } finally {
+            await first.stop();
+          }
+        },
+      );
+    } finally {
+      await smtp.stop();
+      await Deno.remove(root, { recursive: true });
+      await Deno.remove(BROKEN_POOL).catch(() => {});
+      await stack.healthy().catch(() => {});
+      await stack.down();
+    }
+  },
+});

@@ -146,3 +146,40 @@ Deno.test("cli: a log file path that is a symlink is refused with exit 2", async
     assert.equal(await Deno.readTextFile(`${dir}/victim`), "keep\n");
   });
 });
+
+Deno.test("cli: reset re-arms a target that gave up; --log-format json writes JSON lines", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.mkdir(`${dir}/state`);
+    const gaveUp = {
+      version: 1,
+      failures: 0,
+      timeouts: 0,
+      failingSince: null,
+      successes: 0,
+      healthySince: null,
+      incident: { kind: "php_down", since: 1, label: "502", restarts: 3, lastAlertAt: 2 },
+      restarts: [{ at: 1, ok: false, label: "502", detail: "x" }],
+      givenUpAt: 2,
+      graceUntil: 0,
+    };
+    await Deno.writeTextFile(`${dir}/state/php8.2-fpm.json`, JSON.stringify(gaveUp));
+    const r = await runCli([
+      "reset",
+      "php8.2-fpm",
+      "--state-dir",
+      `${dir}/state`,
+      "--log-file",
+      `${dir}/log`,
+      "--log-format",
+      "json",
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, "re-armed php8.2-fpm");
+    const state = JSON.parse(await Deno.readTextFile(`${dir}/state/php8.2-fpm.json`));
+    assert.equal(state.givenUpAt, null);
+    assert.deepEqual(state.restarts, []);
+    const line = JSON.parse((await Deno.readTextFile(`${dir}/log`)).trim());
+    assert.equal(line.name, "php8.2-fpm");
+    assert.match(line.message, /^Re-armed php8\.2-fpm/);
+  });
+});

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { tryLock } from "../src/lock.ts";
-import { formatLine, openAppendNoFollow } from "../src/log.ts";
+import { formatLine, jsonLine, openAppendNoFollow } from "../src/log.ts";
 
 async function tempDir(): Promise<string> {
   return await Deno.makeTempDir({ prefix: "php-relaunch-test-" });
@@ -86,4 +86,23 @@ Deno.test("log line: ISO-8601 UTC to the second, host, message", () => {
     formatLine(Date.UTC(2026, 10, 25, 18, 40, 1, 345), "web1", "502 PHP restarted."),
     "2026-11-25T18:40:01Z web1 502 PHP restarted.",
   );
+});
+
+Deno.test("log: JSON lines carry the same event as the text line, with its fields", () => {
+  const record = {
+    category: ["php-relaunch"],
+    level: "info" as const,
+    timestamp: Date.UTC(2026, 10, 25, 18, 40, 1, 345),
+    message: ["", "502 PHP restarted.", ""],
+    rawMessage: "{message}",
+    properties: { message: "502 PHP restarted.", target: "php8.2-fpm" },
+  };
+  const obj = JSON.parse(jsonLine(record, "web1"));
+  assert.deepEqual(obj, {
+    time: "2026-11-25T18:40:01.345Z",
+    host: "web1",
+    level: "info",
+    message: "502 PHP restarted.",
+    target: "php8.2-fpm",
+  });
 });

@@ -187,6 +187,7 @@ Deno.test({
             assert.notEqual(await fpmMaster(), aMaster, "A has a new master");
             assert.equal(await SecondPool.master(), bMaster2, "B was not touched");
             assert.ok(await watch.waitForLine(/ timeout PHP restarted\./, 10_000));
+            // deno-lint-ignore no-console -- the recovery times are figures worth seeing in CI output
             console.log(
               `  SIGKILL of B: 200 after ${bBack} ms; SIGSTOP of A: 200 after ${aBack} ms`,
             );

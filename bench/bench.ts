@@ -1,0 +1,404 @@
+// deno-lint-ignore-file no-console -- a benchmark reports on the console
+/**
+ * `deno task bench`: recovery speed and restart discipline against real nginx + php8.2-fpm on
+ * loopback. Faults are injected at a random offset; the heartbeat is sampled every 0.1 s. Each
+ * recovery figure is the median of at least 5 runs. Prints a table and writes bench/results.md.
+ * Not a test: it reports, it does not fail on timing. Run as root on a machine with the stack
+ * (sh scripts/test.sh installs it); it takes about half an hour with the defaults.
+ *
+ *   deno task bench [--runs N] [--broken-minutes M] [--soak-minutes M] [--only NAME]
+ */
+import { parseArgs } from "node:util";
+import { ROOT, startCommand } from "../tests/support/cli.ts";
+import {
+  FPM_PROCESS,
+  FPM_SERVICE,
+  HEARTBEAT,
+  heartbeatOf,
+  pids,
+  sh,
+  Stack,
+  waitFor,
+} from "../tests/e2e/stack.ts";
+
+const args = parseArgs({
+  args: Deno.args,
+  options: {
+    runs: { type: "string", default: "5" },
+    "broken-minutes": { type: "string", default: "5" },
+    "soak-minutes": { type: "string", default: "3" },
+    only: { type: "string" },
+  },
+}).values;
+const RUNS = Math.max(5, Number(args.runs));
+const BROKEN_MS = Number(args["broken-minutes"]) * 60_000;
+const SOAK_MS = Number(args["soak-minutes"]) * 60_000;
+
+const WWW = "/var/www/php-heartbeat";
+const SLEEP_PAGE = `${WWW}/bench-sleep.php`;
+const SLOW_PAGE = `${WWW}/bench-slow.php`;
+const BROKEN_POOL = "/etc/php/8.2/fpm/pool.d/zz-php-relaunch-bench-broken.conf";
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+type Mode = "watch" | "cron";
+
+/** A php-relaunch under test: watch mode, or the positional form started every minute like cron. */
+class Watchdog {
+  private child: Deno.ChildProcess | null = null;
+  private cron: Promise<void> | null = null;
+  private stopping = new AbortController();
+  readonly dir: string;
+
+  constructor(readonly mode: Mode, dir: string, readonly url = HEARTBEAT) {
+    this.dir = dir;
+  }
+
+  private spawn(argv: string[]): Deno.ChildProcess {
+    const [cmd, a] = startCommand(argv);
+    return new Deno.Command(cmd, {
+      args: a,
+      cwd: ROOT,
+      clearEnv: true,
+      env: { PATH: "/usr/bin:/bin", HOME: "/root", RUST_BACKTRACE: "0" },
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+  }
+
+  private common(): string[] {
+    return [
+      "--service",
+      FPM_SERVICE,
+      "--log-file",
+      `${this.dir}/log`,
+      "--state-dir",
+      `${this.dir}/state`,
+      "--lock-file",
+      `${this.dir}/lock`,
+    ];
+  }
+
+  async start(): Promise<void> {
+    if (this.mode === "watch") {
+      this.child = this.spawn([
+        "watch",
+        this.url,
+        "--timeout",
+        "5",
+        "--interval",
+        "1",
+        ...this.common(),
+      ]);
+      // ready when it logs that it watches
+      await waitFor(async () => /Watching/.test(await this.log()), 30_000, 100);
+      return;
+    }
+    // cron: the original's line, started at every minute boundary from now on
+    const started = Date.now();
+    this.cron = (async () => {
+      for (let k = 0; !this.stopping.signal.aborted; k++) {
+        const due = started + k * 60_000;
+        await sleep(Math.max(0, due - Date.now()));
+        if (this.stopping.signal.aborted) break;
+        const run = this.spawn([this.url, "5", "", ...this.common()]);
+        void run.status;
+      }
+    })();
+  }
+
+  log(): Promise<string> {
+    return Deno.readTextFile(`${this.dir}/log`).catch(() => "");
+  }
+
+  async restarts(): Promise<number> {
+    return (await this.log()).split("\n").filter((l) => /PHP restart(ed|\s+failed)/.test(l))
+      .length;
+  }
+
+  async stop(): Promise<void> {
+    this.stopping.abort();
+    if (this.child) {
+      this.child.kill("SIGTERM");
+      await this.child.status;
+    }
+    await this.cron;
+    // a cron run under way finishes by itself within its minute: wait for its lock
+    await waitFor(
+      async () => {
+        const r = await sh("flock", ["-n", `${this.dir}/lock`, "true"]);
+        return r.code === 0;
+      },
+      120_000,
+      500,
+    );
+  }
+}
+
+/** Samples the heartbeat every 0.1 s from `since`; resolves to ms from `since` to the first 200. */
+async function firstOkAfter(since: number, withinMs: number): Promise<number | null> {
+  let found: number | null = null;
+  const inflight: Promise<void>[] = [];
+  while (found === null && Date.now() - since < withinMs) {
+    inflight.push((async () => {
+      if ((await heartbeatOf(HEARTBEAT, 1000)) === "200" && found === null) {
+        found = Date.now() - since;
+      }
+    })());
+    await sleep(100);
+  }
+  await Promise.all(inflight);
+  return found;
+}
+
+async function allFpm(signal: Deno.Signal): Promise<number[]> {
+  const list = await pids(FPM_PROCESS);
+  for (const pid of list) {
+    try {
+      Deno.kill(pid, signal);
+    } catch { /* gone */ }
+  }
+  return list;
+}
+
+/** Occupies every worker with requests that sleep 300 s; returns how to release them. */
+function exhaust(workers: number): () => Promise<void> {
+  const ac = new AbortController();
+  const requests = Array.from(
+    { length: workers + 2 },
+    () =>
+      fetch("http://127.0.0.1:8889/bench-sleep.php", { signal: ac.signal })
+        .then((r) => r.body?.cancel())
+        .catch(() => {}),
+  );
+  return async () => {
+    ac.abort();
+    await Promise.all(requests);
+  };
+}
+
+const FAULTS = {
+  "SIGKILL of all php-fpm": async () => {
+    await allFpm("SIGKILL");
+    return () => Promise.resolve();
+  },
+  "SIGSTOP of all php-fpm": async () => {
+    const stopped = await allFpm("SIGSTOP");
+    return () => {
+      for (const pid of stopped) {
+        try {
+          Deno.kill(pid, "SIGCONT");
+        } catch { /* killed by the watchdog */ }
+      }
+      return Promise.resolve();
+    };
+  },
+  "pool exhausted (workers sleep 300 s)": () => Promise.resolve(exhaust(5)),
+} as const;
+
+async function recovery(stack: Stack, mode: Mode, fault: keyof typeof FAULTS, root: string) {
+  const figures: number[] = [];
+  const restarts: number[] = [];
+  for (let run = 0; run < RUNS; run++) {
+    await stack.healthy();
+    const dir = await Deno.makeTempDir({ dir: root });
+    const dog = new Watchdog(mode, dir);
+    await dog.start();
+    // a random offset: within the interval for watch, within the minute for cron
+    await sleep(Math.random() * (mode === "watch" ? 2000 : 60_000));
+    const at = Date.now();
+    const release = await FAULTS[fault]();
+    const ms = await firstOkAfter(at, mode === "watch" ? 120_000 : 200_000);
+    await release();
+    await dog.stop();
+    restarts.push(await dog.restarts());
+    if (ms !== null) figures.push(ms);
+    console.error(`  ${mode} ${fault} #${run + 1}: ${ms === null ? "not recovered" : `${ms} ms`}`);
+  }
+  return { figures, restarts, failed: RUNS - figures.length };
+}
+
+/** Counts restarts while `during` runs; the watchdog runs throughout. */
+async function restartCount(
+  stack: Stack,
+  mode: Mode,
+  root: string,
+  during: () => Promise<void>,
+  url = HEARTBEAT,
+): Promise<number> {
+  await stack.healthy();
+  const dir = await Deno.makeTempDir({ dir: root });
+  const dog = new Watchdog(mode, dir, url);
+  await dog.start();
+  await sleep(Math.random() * 2000);
+  await during();
+  await dog.stop();
+  return await dog.restarts();
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0
+    ? NaN
+    : s.length % 2
+    ? s[(s.length - 1) / 2]!
+    : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+const secs = (ms: number) => Number.isNaN(ms) ? "-" : (ms / 1000).toFixed(1);
+
+async function machine(): Promise<string> {
+  const cpu = (await Deno.readTextFile("/proc/cpuinfo")).match(/model name\s*:\s*(.*)/)?.[1];
+  const mem = (await Deno.readTextFile("/proc/meminfo")).match(/MemTotal:\s*(\d+)/)?.[1];
+  const os = (await Deno.readTextFile("/etc/os-release")).match(/PRETTY_NAME="(.*)"/)?.[1];
+  const nginx = (await sh("nginx", ["-v"])).out.trim();
+  const php = (await sh(`/usr/sbin/${FPM_PROCESS}`, ["-v"])).out.split("\n")[0];
+  return `${navigator.hardwareConcurrency} cores (${cpu}), ${
+    Math.round(Number(mem) / 1048576)
+  } GiB, ${os}, Deno ${Deno.version.deno}, ${nginx}, ${php}; load average at the start ${
+    Deno.loadavg().map((l) => l.toFixed(2)).join(" ")
+  }`;
+}
+
+async function main() {
+  if (Deno.uid() !== 0) throw new Error("run as root: the benchmark restarts php-fpm");
+  const stack = await Stack.up();
+  const root = await Deno.makeTempDir({ prefix: "php-relaunch-bench-" });
+  await Deno.writeTextFile(SLEEP_PAGE, "<?php sleep(300); echo 'done';\n");
+  await Deno.writeTextFile(SLOW_PAGE, "<?php usleep(random_int(1000000, 2000000)); echo 'ok';\n");
+  const rows: string[] = [];
+  const counts: string[] = [];
+  const started = Date.now();
+  const env = await machine();
+  const want = (name: string) => !args.only || name.includes(args.only);
+  try {
+    for (const mode of ["watch", "cron"] as const) {
+      for (const fault of Object.keys(FAULTS) as (keyof typeof FAULTS)[]) {
+        if (!want(`${mode} ${fault}`)) continue;
+        const r = await recovery(stack, mode, fault, root);
+        rows.push(
+          `| ${mode} | ${fault} | ${r.figures.length} | ${secs(Math.min(...r.figures))} | ${
+            secs(median(r.figures))
+          } | ${secs(Math.max(...r.figures))} | ${median(r.restarts)} | ${r.failed} |`,
+        );
+      }
+      if (want(`${mode} load`)) {
+        // 60 s on a heartbeat that takes 1-2 s to answer: slow, but within the 5 s timeout
+        const n = await restartCount(
+          stack,
+          mode,
+          root,
+          () => sleep(60_000),
+          "http://127.0.0.1:8889/bench-slow.php",
+        );
+        counts.push(`| ${mode} | 60 s of a heartbeat answering in 1-2 s | ${n} | 0 |`);
+      }
+      if (want(`${mode} stall`)) {
+        const stalls: number[] = [];
+        for (let run = 0; run < RUNS; run++) {
+          stalls.push(
+            await restartCount(stack, mode, root, async () => {
+              const stopped = await allFpm("SIGSTOP");
+              await sleep(500);
+              for (const pid of stopped) Deno.kill(pid, "SIGCONT");
+              await sleep(mode === "watch" ? 12_000 : 15_000);
+            }),
+          );
+        }
+        counts.push(`| ${mode} | a single 0.5 s stall (${RUNS} runs) | ${stalls.join(", ")} | 0 |`);
+      }
+      if (want(`${mode} nginx`)) {
+        const n = await restartCount(stack, mode, root, async () => {
+          await sh("service", ["nginx", "stop"]);
+          await sleep(mode === "watch" ? 30_000 : 70_000);
+          await sh("service", ["nginx", "start"]);
+          await sleep(3000);
+        });
+        counts.push(`| ${mode} | nginx down (${mode === "watch" ? 30 : 70} s) | ${n} | 0 |`);
+      }
+      if (want(`${mode} broken`)) {
+        const n = await restartCount(stack, mode, root, async () => {
+          await Deno.writeTextFile(BROKEN_POOL, "this is not a pool configuration\n");
+          await allFpm("SIGKILL");
+          await sleep(BROKEN_MS);
+          await Deno.remove(BROKEN_POOL);
+        });
+        counts.push(
+          `| ${mode} | php-fpm cannot start, broken pool config (${
+            BROKEN_MS / 60_000
+          } min) | ${n} | at most 3 |`,
+        );
+      }
+    }
+    let soak = "";
+    if (want("soak")) {
+      await stack.healthy();
+      const dir = await Deno.makeTempDir({ dir: root });
+      const dog = new Watchdog("watch", dir);
+      await dog.start();
+      const pid = (dog as unknown as { child: Deno.ChildProcess }).child.pid;
+      const cpu = async () => {
+        const f = (await Deno.readTextFile(`/proc/${pid}/stat`)).split(")")[1]!.trim().split(" ");
+        return (Number(f[11]) + Number(f[12])) * 10; // utime + stime, clock ticks (100/s) -> ms
+      };
+      await sleep(10_000); // past start-up
+      const cpu0 = await cpu();
+      const t0 = Date.now();
+      await sleep(SOAK_MS);
+      const usedMs = await cpu() - cpu0;
+      const wallMs = Date.now() - t0;
+      const rss =
+        Number((await Deno.readTextFile(`/proc/${pid}/status`)).match(/VmRSS:\s*(\d+)/)?.[1]) /
+        1024;
+      await dog.stop();
+      soak =
+        `Watch mode probing every 1 s for ${(wallMs / 60_000).toFixed(1)} min (deno run, not the ` +
+        `compiled binary): resident memory ${rss.toFixed(1)} MB (target 60 MB); CPU ${
+          (usedMs / 1000).toFixed(2)
+        } s, that is ${((usedMs / wallMs) * 100).toFixed(3)} % of one core or ${
+          ((usedMs / wallMs) * 3600).toFixed(1)
+        } s per hour (target 0.5 %).`;
+    }
+    const report = `# php-relaunch benchmark
+
+${new Date().toISOString()}, ${((Date.now() - started) / 60_000).toFixed(0)} minutes.
+Machine: ${env}.
+
+Real nginx + php8.2-fpm on loopback, the repo's heartbeat vhost. Watch mode: \`php-relaunch watch
+<URI> --interval 1 --timeout 5\` (failure_threshold 2, timeout_threshold 2, confirm_delay 1 s,
+rungs reload > restart > kill). Cron form: \`php-relaunch <URI> 5 ''\` started at every minute
+boundary, as cron would. Faults at a random offset (within 2 s for watch, within the minute for
+cron); the heartbeat sampled every 0.1 s.
+
+## Recovery: fault to the first 200 (seconds)
+
+| mode | fault | runs | min | median | max | restarts (median) | not recovered |
+|---|---|---|---|---|---|---|---|
+${rows.join("\n")}
+
+Targets: SIGKILL <= interval + confirm_delay + 1 s (3 s in watch mode); SIGSTOP or exhaustion
+<= timeout x timeout_threshold + interval + 2 s (13 s in watch mode). The cron form waits for the
+next minute's run when the fault falls between runs.
+
+## Restarts caused
+
+| mode | situation | restarts | target |
+|---|---|---|---|
+${counts.join("\n")}
+
+## Resources
+
+${soak}
+`;
+    await Deno.writeTextFile(`${ROOT}/bench/results.md`, report);
+    console.log(report);
+  } finally {
+    await Deno.remove(BROKEN_POOL).catch(() => {});
+    await Deno.remove(SLEEP_PAGE).catch(() => {});
+    await Deno.remove(SLOW_PAGE).catch(() => {});
+    await stack.healthy().catch(() => {});
+    await stack.down();
+    await Deno.remove(root, { recursive: true });
+  }
+}
+
+if (import.meta.main) await main();

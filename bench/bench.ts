@@ -193,7 +193,12 @@ const FAULTS = {
       return Promise.resolve();
     };
   },
-  "pool exhausted (workers sleep 300 s)": () => Promise.resolve(exhaust(5)),
+  "pool exhausted (workers sleep 300 s)": async () => {
+    const release = exhaust(5);
+    // the fault is in place once the heartbeat no longer gets a worker
+    await waitFor(async () => (await heartbeatOf(HEARTBEAT, 500)) === "timeout", 10_000, 50);
+    return release;
+  },
 } as const;
 
 async function recovery(stack: Stack, mode: Mode, fault: keyof typeof FAULTS, root: string) {
@@ -206,8 +211,8 @@ async function recovery(stack: Stack, mode: Mode, fault: keyof typeof FAULTS, ro
     await dog.start();
     // a random offset: within the interval for watch, within the minute for cron
     await sleep(Math.random() * (mode === "watch" ? 2000 : 60_000));
-    const at = Date.now();
     const release = await FAULTS[fault]();
+    const at = Date.now();
     const ms = await firstOkAfter(at, mode === "watch" ? 120_000 : 200_000);
     await release();
     await dog.stop();

@@ -89,15 +89,33 @@ async function masterPid(ctx: RelaunchContext, target: RelaunchTarget): Promise<
   }
 }
 
-/** A process's state letter from /proc (R, S, D, T, Z...), or null when it is gone. */
-async function processState(ctx: RelaunchContext, pid: number): Promise<string | null> {
-  try {
-    const stat = await ctx.fs.readTextFile(`/proc/${pid}/stat`);
-    // the command name in parentheses may hold spaces: the state follows the last ")"
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) || null;
-  } catch {
-    return null;
+/**
+ * The state letter (R, S, D, T, Z...) of each of `pids` that exists, from ps: Deno's permission
+ * model keeps /proc/<pid> for --allow-all, and ps reads the same on Linux and FreeBSD.
+ */
+async function processStates(
+  ctx: RelaunchContext,
+  pids: readonly number[],
+  opts: RelaunchOptions,
+): Promise<Map<number, string>> {
+  const states = new Map<number, string>();
+  if (pids.length === 0) return states;
+  const args = ["-o", "pid=,stat=", "-p", pids.join(",")];
+  const r = await ctx.runner.run(ctx.tools.ps, args, { timeoutMs: opts.toolTimeoutMs });
+  for (const line of r.stdout.split("\n")) {
+    const [pid, stat] = line.trim().split(/\s+/);
+    if (pid && stat) states.set(Number(pid), stat.charAt(0));
   }
+  return states;
+}
+
+/** A process's state letter, or null when it is gone. */
+async function processState(
+  ctx: RelaunchContext,
+  pid: number,
+  opts: RelaunchOptions,
+): Promise<string | null> {
+  return (await processStates(ctx, [pid], opts)).get(pid) ?? null;
 }
 
 /**
@@ -109,11 +127,17 @@ function poolSelector(name: string, pid: number | null): string[] {
   return pid === null ? ["-x", name] : ["-g", String(pid), "-x", name];
 }
 
-/** Counts the pool's processes (pgrep exits 1 when there are none). */
+/**
+ * Counts the pool's live processes (pgrep exits 1 when there are none). Zombies do not count: a
+ * killed master whose parent has not reaped it yet is gone for every purpose.
+ */
 async function countProcesses(ctx: RelaunchContext, selector: string[], opts: RelaunchOptions) {
   const r = await ctx.runner.run(ctx.tools.pgrep, selector, { timeoutMs: opts.toolTimeoutMs });
   if (r.code !== 0 && r.code !== 1) throw new Error(summary(ctx.tools.pgrep, selector, r));
-  return r.code === 0 ? r.stdout.split("\n").filter((l) => l.trim() !== "").length : 0;
+  if (r.code === 1) return 0;
+  const pids = r.stdout.split("\n").map(Number).filter((n) => n > 0);
+  const states = await processStates(ctx, pids, opts);
+  return [...states.values()].filter((state) => state !== "Z").length;
 }
 
 async function killAll(
@@ -157,7 +181,7 @@ async function reloadRung(
   opts: RelaunchOptions,
 ): Promise<RungResult | null> {
   const pid = await masterPid(ctx, target);
-  const state = pid === null ? null : await processState(ctx, pid);
+  const state = pid === null ? null : await processState(ctx, pid, opts);
   // a dead or stopped (SIGSTOP) master cannot act on a signal: no use waiting for it
   if (pid === null || state === null || state === "T" || state === "Z") return null;
   const args = ["-USR2", "-g", String(pid), "-o", "-x", target.processName];
@@ -175,7 +199,7 @@ async function restartRung(
 ): Promise<RungResult | null> {
   const pid = await masterPid(ctx, target);
   // a stopped master would hold the init script's stop until its timeout
-  if (pid !== null && (await processState(ctx, pid)) === "T") return null;
+  if (pid !== null && (await processState(ctx, pid, opts)) === "T") return null;
   let last = "";
   for (const [cmd, args] of serviceCommands(ctx.init, ctx.tools, target.service).restart) {
     const r = await ctx.runner.run(cmd, args, { timeoutMs: opts.startTimeoutMs });
@@ -253,8 +277,14 @@ export async function relaunch(
       const result = await RUNG[rung](target, ctx, verify, opts);
       if (result === null) {
         report.steps.push(`${rung}: skipped (master gone or stopped)`);
+        logger.debug("Rung {rung} skipped: the master is gone or stopped.", { rung });
         continue;
       }
+      logger.debug("Rung {rung}: {step}{verdict}", {
+        rung,
+        step: result.step,
+        verdict: result.ok ? "" : " (still failing)",
+      });
       report.rung = rung;
       report.steps.push(`${rung}: ${result.step}${result.ok ? "" : " (still failing)"}`);
       report.attempts += result.attempts ?? 0;

@@ -14,6 +14,7 @@ export interface Tools {
   rcService: string | null;
   pgrep: string;
   pkill: string;
+  ps: string;
 }
 
 /** One service we may relaunch: its name for the init system and its processes' name. */
@@ -88,8 +89,10 @@ export async function findTools(
   fs: Fs,
   init: InitSystem,
 ): Promise<{ tools: Tools; missing: string[] }> {
-  const [service, systemctl, rcService, pgrep, pkill] = await Promise.all(
-    ["service", "systemctl", "rc-service", "pgrep", "pkill"].map((name) => findTool(fs, name)),
+  const [service, systemctl, rcService, pgrep, pkill, ps] = await Promise.all(
+    ["service", "systemctl", "rc-service", "pgrep", "pkill", "ps"].map((name) =>
+      findTool(fs, name)
+    ),
   );
   const tools = {
     service: service ?? null,
@@ -97,12 +100,14 @@ export async function findTools(
     rcService: rcService ?? null,
     pgrep: pgrep ?? "",
     pkill: pkill ?? "",
+    ps: ps ?? "",
   };
   const missing: string[] = [];
   const initTool = INIT_TOOL[init];
   if (tools[initTool] === null) missing.push(TOOL_NAME[initTool]);
   if (!pgrep) missing.push("pgrep");
   if (!pkill) missing.push("pkill");
+  if (!ps) missing.push("ps");
   return { tools, missing };
 }
 

@@ -85,7 +85,13 @@ Deno.test("mail settings from the environment; flags win", async () => {
 
 Deno.test("systemd is detected by /run/systemd/system", async () => {
   const fs = fakeFs({
-    executables: ["/usr/bin/systemctl", "/usr/bin/pgrep", "/usr/bin/pkill", "/usr/sbin/php-fpm"],
+    executables: [
+      "/usr/bin/systemctl",
+      "/usr/bin/pgrep",
+      "/usr/bin/pkill",
+      "/usr/bin/ps",
+      "/usr/sbin/php-fpm",
+    ],
     dirs: { "/usr/lib/systemd/system": ["php-fpm.service", "nginx.service"] },
     exists: ["/run/systemd/system", "/run/lock"],
   });

@@ -11,6 +11,7 @@ import {
   FakeRunner,
   fetchErrors,
   type HttpStep,
+  psAnswer,
   scriptedHttp,
   testDeps,
 } from "./support/fakes.ts";
@@ -21,6 +22,7 @@ const URI = "http://127.0.0.1:8889/php-heartbeat.php";
 function fpmHost(startWorks = true) {
   let running = true;
   return new FakeRunner((call) => {
+    if (call.cmd.endsWith("/ps")) return psAnswer(call);
     if (call.cmd.endsWith("pgrep")) return running ? { code: 0, stdout: "101\n102" } : { code: 1 };
     if (call.cmd.endsWith("pkill")) {
       running = false;

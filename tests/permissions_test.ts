@@ -5,7 +5,9 @@ import { toolPaths } from "../src/service.ts";
 
 Deno.test("permission set: run access to every tool path, by absolute path only", () => {
   const run = meta.permissions["php-relaunch"].run;
-  for (const tool of ["service", "systemctl", "rc-service", "pgrep", "pkill", "systemd-notify"]) {
+  for (
+    const tool of ["service", "systemctl", "rc-service", "pgrep", "pkill", "ps", "systemd-notify"]
+  ) {
     for (const path of toolPaths(tool)) assert.ok(run.includes(path), `missing ${path}`);
   }
   for (const entry of run) assert.ok(entry.startsWith("/"), `${entry} would depend on PATH`);

@@ -1,7 +1,14 @@
 import assert from "node:assert/strict";
 import { DEFAULT_RELAUNCH, relaunch, type RelaunchTarget } from "../src/restart.ts";
 import type { Tools } from "../src/service.ts";
-import { captureLogs, FakeClock, fakeFs, FakeRunner, type RunCall } from "./support/fakes.ts";
+import {
+  captureLogs,
+  FakeClock,
+  fakeFs,
+  FakeRunner,
+  psAnswer,
+  type RunCall,
+} from "./support/fakes.ts";
 
 const tools: Tools = {
   service: "/usr/sbin/service",
@@ -9,6 +16,7 @@ const tools: Tools = {
   rcService: null,
   pgrep: "/usr/bin/pgrep",
   pkill: "/usr/bin/pkill",
+  ps: "/usr/bin/ps",
 };
 /** The positional form's target: the kill rung only, no pid file (selected by name). */
 const fpm: RelaunchTarget = {
@@ -27,6 +35,7 @@ function host(opts: { initial?: number; startsToComeUp?: number; unkillable?: bo
   let starts = 0;
   return new FakeRunner((call: RunCall) => {
     const bin = call.cmd.split("/").pop();
+    if (bin === "ps") return psAnswer(call);
     if (bin === "pgrep") {
       return running > 0
         ? { code: 0, stdout: Array.from({ length: running }, (_, i) => `${100 + i}`).join("\n") }
@@ -65,10 +74,12 @@ Deno.test("sysv: SIGKILL by exact name, then `service NAME start`, verified by p
   assert.equal(probes, 1);
   assert.deepEqual(runner.lines(), [
     "/usr/bin/pgrep -x php-fpm8.2",
+    "/usr/bin/ps -o pid=,stat= -p 100,101,102",
     "/usr/bin/pkill -KILL -x php-fpm8.2",
     "/usr/bin/pgrep -x php-fpm8.2",
     "/usr/sbin/service php8.2-fpm start",
     "/usr/bin/pgrep -x php-fpm8.2",
+    "/usr/bin/ps -o pid=,stat= -p 100,101,102",
   ]);
   for (const c of runner.calls) assert.ok(c.timeoutMs > 0, "every command has a timeout");
 });
@@ -119,6 +130,28 @@ Deno.test("never comes up: 10 attempts and a reason naming the start command", a
   );
 });
 
+Deno.test("zombies do not count as running: a killed master its parent has not reaped yet", async () => {
+  captureLogs();
+  let killed = false;
+  const runner = new FakeRunner((call) => {
+    if (call.cmd.endsWith("/ps")) return psAnswer(call, killed ? "Z" : "S");
+    if (call.cmd.endsWith("pgrep")) return { code: 0, stdout: "100" };
+    if (call.cmd.endsWith("pkill")) killed = true;
+    return { code: 0 };
+  });
+  const report = await relaunch(fpm, {
+    ...ctx(runner),
+    options: { ...DEFAULT_RELAUNCH, maxAttempts: 2 },
+  }, () => Promise.resolve(true));
+  assert.equal(
+    runner.lines().filter((l) => l.includes("pkill")).length,
+    1,
+    "one SIGKILL was enough",
+  );
+  assert.equal(report.ok, false, "a zombie is not a running php-fpm");
+  assert.match(report.reason, /no php-fpm8\.2 process/);
+});
+
 Deno.test("processes that survive SIGKILL: bounded rounds, then start anyway", async () => {
   const logs = captureLogs();
   const runner = host({ unkillable: true });
@@ -142,20 +175,23 @@ function ladderHost(state: "S" | "T" | null, healsOn: "reload" | "restart" | "st
   let healthy = false;
   const runner = new FakeRunner((call) => {
     const line = [call.cmd, ...call.args].join(" ");
+    if (call.cmd.endsWith("/ps")) {
+      // the master is in `state` (or gone); the workers sleep
+      if (call.args.at(-1) === "1410") return state ? psAnswer(call, state) : { code: 1 };
+      return psAnswer(call);
+    }
     if (call.cmd.endsWith("pgrep")) return { code: 0, stdout: "1410\n1411" };
     if (line.includes("-USR2")) healthy ||= healsOn === "reload";
     if (line.endsWith(" restart")) healthy ||= healsOn === "restart";
     if (line.endsWith(" start")) healthy ||= healsOn === "start";
     return { code: 0 };
   });
-  const fs = fakeFs({
-    files: {
-      "/run/php/php8.2-fpm.pid": "1410\n",
-      ...(state ? { "/proc/1410/stat": `1410 (php-fpm8.2) ${state} 1 1410 1410 0 -1` } : {}),
-    },
-  });
+  const fs = fakeFs({ files: { "/run/php/php8.2-fpm.pid": "1410\n" } });
   return { runner, fs, verify: () => Promise.resolve(healthy) };
 }
+
+/** The commands that act (not pgrep/ps, which only look). */
+const acts = (runner: FakeRunner) => runner.lines().filter((l) => !/\/(pgrep|ps) /.test(l));
 
 const ladder: RelaunchTarget = {
   ...fpm,
@@ -174,7 +210,7 @@ Deno.test("ladder: a graceful reload (SIGUSR2 to the master) is tried first", as
   );
   assert.equal(report.ok, true);
   assert.equal(report.rung, "reload");
-  assert.deepEqual(h.runner.lines(), ["/usr/bin/pkill -USR2 -g 1410 -o -x php-fpm8.2"]);
+  assert.deepEqual(acts(h.runner), ["/usr/bin/pkill -USR2 -g 1410 -o -x php-fpm8.2"]);
 });
 
 Deno.test("ladder: a reload that does not help within start_timeout leads to restart", async () => {
@@ -183,7 +219,7 @@ Deno.test("ladder: a reload that does not help within start_timeout leads to res
   const c = { ...ctx(h.runner, "sysv", h.fs), options: quick };
   const report = await relaunch(ladder, c, h.verify);
   assert.equal(report.rung, "restart");
-  assert.deepEqual(h.runner.lines(), [
+  assert.deepEqual(acts(h.runner), [
     "/usr/bin/pkill -USR2 -g 1410 -o -x php-fpm8.2",
     "/usr/sbin/service php8.2-fpm restart",
   ]);

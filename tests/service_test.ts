@@ -15,6 +15,7 @@ const tools: Tools = {
   rcService: "/sbin/rc-service",
   pgrep: "/usr/bin/pgrep",
   pkill: "/usr/bin/pkill",
+  ps: "/usr/bin/ps",
 };
 
 const lines = (cmds: readonly (readonly [string, readonly string[]])[]) =>
@@ -55,11 +56,13 @@ Deno.test("init detection: FreeBSD by OS, systemd and OpenRC by their /run folde
 });
 
 Deno.test("tools: the init system's own program is required", async () => {
-  const fs = fakeFs({ executables: ["/usr/bin/pgrep", "/usr/bin/pkill", "/usr/sbin/service"] });
+  const fs = fakeFs({
+    executables: ["/usr/bin/pgrep", "/usr/bin/pkill", "/usr/bin/ps", "/usr/sbin/service"],
+  });
   assert.deepEqual((await findTools(fs, "sysv")).missing, []);
   assert.deepEqual((await findTools(fs, "systemd")).missing, ["systemctl"]);
   assert.deepEqual((await findTools(fs, "openrc")).missing, ["rc-service"]);
-  const bsd = fakeFs({ executables: ["/bin/pgrep", "/bin/pkill", "/usr/sbin/service"] });
+  const bsd = fakeFs({ executables: ["/bin/pgrep", "/bin/pkill", "/bin/ps", "/usr/sbin/service"] });
   const found = await findTools(bsd, "freebsd");
   assert.deepEqual(found.missing, []);
   assert.equal(found.tools.pgrep, "/bin/pgrep");

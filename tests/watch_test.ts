@@ -13,6 +13,7 @@ import {
   fakeHost,
   fakeMailer,
   FakeRunner,
+  psAnswer,
   testDeps,
 } from "./support/fakes.ts";
 
@@ -36,6 +37,7 @@ function fakeSignals() {
 function twoPools() {
   const running = new Map([["php-fpm7.4", true], ["php-fpm8.2", true]]);
   return new FakeRunner((call) => {
+    if (call.cmd.endsWith("/ps")) return psAnswer(call);
     const name = call.args.at(-1) ?? "";
     if (call.cmd.endsWith("pgrep")) {
       return running.get(name) ? { code: 0, stdout: "1" } : { code: 1 };

@@ -119,6 +119,12 @@ export class FakeRunner implements ProcessRunner {
   }
 }
 
+/** What `ps -o pid=,stat= -p PIDS` prints when every one of PIDS is in `state`. */
+export function psAnswer(call: RunCall, state = "S"): Partial<RunResult> {
+  const pids = (call.args[call.args.indexOf("-p") + 1] ?? "").split(",").filter(Boolean);
+  return { code: pids.length ? 0 : 1, stdout: pids.map((p) => `${p} ${state}`).join("\n") };
+}
+
 /** A mailer that records mails, or fails with `failWith`. */
 export function fakeMailer(failWith?: Error): Mailer & { sent: Mail[] } {
   const sent: Mail[] = [];
@@ -168,6 +174,7 @@ export function debianFs(
       "/usr/bin/systemctl",
       "/usr/bin/pgrep",
       "/usr/bin/pkill",
+      "/usr/bin/ps",
       "/usr/sbin/php-fpm8.2",
       ...(extra.executables ?? []),
     ],

@@ -33,16 +33,32 @@ export async function must(cmd: string, args: string[]): Promise<string> {
   return r.out;
 }
 
-/** Pids of the processes named exactly `name`. */
+/**
+ * Pids of the live processes named exactly `name`. Zombies are left out: this machine's PID 1
+ * reaps orphans late, and a killed master lingers as one for a while.
+ */
 export async function pids(name: string): Promise<number[]> {
   const r = await sh("pgrep", ["-x", name]);
-  return r.code === 0 ? r.out.split("\n").map(Number).filter((n) => n > 0) : [];
+  if (r.code !== 0) return [];
+  return r.out.split("\n").map(Number).filter((pid) => pid > 0 && alive(pid));
 }
 
-/** php-fpm's master: the oldest of its processes. */
+/** Whether `pid` exists and is not a zombie. */
+export function alive(pid: number): boolean {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
+  } catch {
+    return false;
+  }
+}
+
+/** php-fpm's master: the live process named in its pid file. */
 export async function fpmMaster(): Promise<number | null> {
-  const r = await sh("pgrep", ["-o", "-x", FPM_PROCESS]);
-  return r.code === 0 ? Number(r.out) : null;
+  const pid = Number(
+    (await Deno.readTextFile(`/run/php/${FPM_SERVICE}.pid`).catch(() => "")).trim(),
+  );
+  return pid > 0 && alive(pid) ? pid : null;
 }
 
 /** The heartbeat's status, or the failure kind, with a short deadline. */
@@ -281,7 +297,7 @@ export class SecondPool {
   /** The second pool's master, from its pid file. */
   static async master(): Promise<number | null> {
     const pid = Number((await Deno.readTextFile(SecondPool.pidFile).catch(() => "")).trim());
-    return pid > 0 && await Deno.stat(`/proc/${pid}`).then(() => true, () => false) ? pid : null;
+    return pid > 0 && alive(pid) ? pid : null;
   }
 
   /** Pids of the second pool's processes: its master's process group. */
@@ -289,7 +305,7 @@ export class SecondPool {
     const master = await SecondPool.master();
     if (master === null) return [];
     const r = await sh("pgrep", ["-g", String(master), "-x", FPM_PROCESS]);
-    return r.code === 0 ? r.out.split("\n").map(Number).filter((n) => n > 0) : [];
+    return r.code === 0 ? r.out.split("\n").map(Number).filter((n) => n > 0 && alive(n)) : [];
   }
 
   static async remove(): Promise<void> {

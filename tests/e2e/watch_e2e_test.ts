@@ -123,9 +123,13 @@ pid_file = "${SecondPool.pidFile}"
 /** Kills every process of the first pool by pid (the fault we inject). */
 async function killFirstPool(signal: Deno.Signal = "SIGKILL"): Promise<number[]> {
   const master = await fpmMaster();
-  const first = (await pids(FPM_PROCESS)).filter((pid) =>
-    Deno.readTextFileSync(`/proc/${pid}/stat`).split(" ")[4] === String(master)
-  );
+  const first = (await pids(FPM_PROCESS)).filter((pid) => {
+    try {
+      return Deno.readTextFileSync(`/proc/${pid}/stat`).split(" ")[4] === String(master);
+    } catch {
+      return false;
+    }
+  });
   for (const pid of first) Deno.kill(pid, signal);
   return first;
 }

@@ -5,6 +5,7 @@ import meta from "../deno.json" with { type: "json" };
 import { type Config, loadConfig, type Mode, type RawSettings } from "./config.ts";
 import type { Deps } from "./deps.ts";
 import { ConfigError, describeError, ExitCode } from "./errors.ts";
+import { tryLock } from "./lock.ts";
 import { rearm } from "./policy.ts";
 import { fileStateStore, statePath } from "./state.ts";
 import { systemdNotifier } from "./notify.ts";
@@ -331,8 +332,16 @@ async function runWithConfig(
   }
 }
 
-/** `reset [target]`: forgets giving up and the restart history of one target, or all. */
+/** How long `reset` waits for a cron run under way to finish with the target. */
+const RESET_LOCK_WAIT_MS = 75_000;
+
+/**
+ * `reset [target]`: forgets giving up and the restart history of one target, or all. It takes
+ * each target's lock first, so that a cron run under way cannot write the old state back over
+ * it; a watch process holds its locks for good, and is re-armed with SIGHUP instead.
+ */
 async function resetTargets(cfg: Config, deps: Deps): Promise<ExitCode> {
+  const lockOf = new Map(cfg.targets.map((t) => [t.name, t.lockFile]));
   const names = cfg.resetTarget !== null
     ? [cfg.resetTarget]
     : cfg.targets.length > 0
@@ -340,12 +349,29 @@ async function resetTargets(cfg: Config, deps: Deps): Promise<ExitCode> {
     : (await deps.fs.listDir(cfg.stateDir)).filter((n) => n.endsWith(".json")).map((n) =>
       n.slice(0, -5)
     );
+  let code: ExitCode = ExitCode.Ok;
   for (const name of names) {
+    // the cron form names its target after the service, as its lock
+    const lockFile = lockOf.get(name) ?? `${cfg.lockDir}/php-relaunch-${name}.lock`;
+    const until = deps.clock.now() + RESET_LOCK_WAIT_MS;
+    let lock = await tryLock(lockFile);
+    while (lock === null && deps.clock.now() < until) {
+      await deps.clock.sleep(500);
+      lock = await tryLock(lockFile);
+    }
+    if (lock === null) {
+      deps.stderr(
+        `php-relaunch: ${name} is held by a running php-relaunch (${lockFile}): if it is the watch service, re-arm it with SIGHUP (systemctl reload php-relaunch)\n`,
+      );
+      code = ExitCode.Usage;
+      continue;
+    }
+    using _held = lock;
     const store = fileStateStore(statePath(cfg.stateDir, name));
     await store.save(rearm(await store.load()));
     logger.info("Re-armed {name}: restart history and giving up forgotten.", { name });
     deps.stdout(`re-armed ${name}\n`);
   }
   if (names.length === 0) deps.stdout(`nothing to reset in ${cfg.stateDir}\n`);
-  return ExitCode.Ok;
+  return code;
 }

@@ -108,6 +108,8 @@ export interface Config {
   readonly logFile: string;
   readonly logFormat: "text" | "json";
   readonly stateDir: string;
+  /** Where services' locks are (shared by cron runs, watch and reset). */
+  readonly lockDir: string;
   readonly mailFrom: string;
   readonly smtp: SmtpSettings;
   readonly verbose: boolean;
@@ -637,6 +639,7 @@ export async function loadConfig(mode: Mode, raw: RawSettings, deps: Deps): Prom
     logFile: logFile ?? "",
     logFormat: s.logFormat ?? file?.log.format ?? "text",
     stateDir: stateDir ?? "",
+    lockDir: lockDir ?? "",
     mailFrom: s.mailFrom ?? file?.mail.from ?? `php-relaunch@${hostname}`,
     smtp: Object.freeze({
       host: s.smtpHost ?? file?.mail.smtp_host ?? DEFAULT_SMTP_HOST,

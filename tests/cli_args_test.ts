@@ -229,3 +229,28 @@ Deno.test("ConfigError keeps every issue", () => {
   const e = new ConfigError(["a", "b"]);
   assert.deepEqual(e.issues, ["a", "b"]);
 });
+
+Deno.test("reset waits for the target's lock, and says so when a watch process keeps it", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "php-relaunch-reset-" });
+  try {
+    const { tryLock } = await import("../src/lock.ts");
+    const held = await tryLock(`${dir}/php-relaunch-php8.2-fpm.lock`);
+    assert.ok(held);
+    const deps = testDeps({
+      host: fakeHost(1000, { HOME: dir, XDG_RUNTIME_DIR: dir }),
+    });
+    try {
+      const code = await run(["reset", "php8.2-fpm", "--log-file", `${dir}/log`], deps);
+      assert.equal(code, ExitCode.Usage);
+      assert.match(deps.err.join(""), /php8\.2-fpm is held by a running php-relaunch .*SIGHUP/);
+      assert.ok(deps.clock.sleeps.length >= 100, "it waited (on the fake clock) before saying so");
+    } finally {
+      held[Symbol.dispose]();
+    }
+    const free = testDeps({ host: fakeHost(1000, { HOME: dir, XDG_RUNTIME_DIR: dir }) });
+    assert.equal(await run(["reset", "php8.2-fpm", "--log-file", `${dir}/log`], free), ExitCode.Ok);
+    assert.deepEqual(free.out, ["re-armed php8.2-fpm\n"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -163,11 +163,18 @@ Deno.test("cli: reset re-arms a target that gave up; --log-format json writes JS
       graceUntil: 0,
     };
     await Deno.writeTextFile(`${dir}/state/php8.2-fpm.json`, JSON.stringify(gaveUp));
+    // only to keep the lock in the test's folder
+    await Deno.writeTextFile(
+      `${dir}/config.toml`,
+      `[state]\nlock_dir = "${dir}"\n[[target]]\nname = "x"\nurl = "http://127.0.0.1:9/"\nservice = "php8.2-fpm"\n`,
+    );
     const r = await runCli([
       "reset",
       "php8.2-fpm",
       "--state-dir",
       `${dir}/state`,
+      "--config",
+      `${dir}/config.toml`,
       "--log-file",
       `${dir}/log`,
       "--log-format",

@@ -23,7 +23,7 @@ import {
   type RelaunchOptions,
   type RelaunchReport,
 } from "./restart.ts";
-import { fitsInRun, nextDue } from "./schedule.ts";
+import { fitsInRun, nextDue, type Timing } from "./schedule.ts";
 import { tryLock } from "./lock.ts";
 import { fileStateStore, type StateStore } from "./state.ts";
 
@@ -296,6 +296,26 @@ function exitFor(last: { verdict: Verdict; restartOk: boolean }): ExitCode {
   }
 }
 
+/** A target's watch, with its memory loaded from the store it will be saved to. */
+export async function loadWatch(
+  cfg: Config,
+  target: Target,
+  deps: Deps,
+  options: MonitorOptions,
+): Promise<{ watch: Watch; store: StateStore }> {
+  const store = options.store ?? fileStateStore(target.stateFile);
+  return { store, watch: new Watch(cfg, target, deps, options, await store.load()) };
+}
+
+/** The pauses of a target's policy, for nextDue; after a restart the grace period is waited. */
+export function timingOf(policy: Policy): Timing {
+  return {
+    intervalMs: policy.intervalMs,
+    confirmDelayMs: policy.confirmDelayMs,
+    settleMs: policy.gracePeriodMs,
+  };
+}
+
 /** The worst of several targets' exit codes: php-fpm down first, then nginx, then setup. */
 export function worstExit(codes: readonly ExitCode[]): ExitCode {
   for (const code of [ExitCode.PhpDown, ExitCode.Unreachable, ExitCode.Misconfigured]) {
@@ -340,14 +360,9 @@ async function watchTargetRun(
   deps: Deps,
   options: MonitorOptions,
 ): Promise<ExitCode> {
-  const store = options.store ?? fileStateStore(target.stateFile);
-  const watch = new Watch(cfg, target, deps, options, await store.load());
+  const { watch, store } = await loadWatch(cfg, target, deps, options);
   const run = { startedAt: deps.clock.now(), runMs: cfg.runMs };
-  const timing = {
-    intervalMs: target.policy.intervalMs,
-    confirmDelayMs: target.policy.confirmDelayMs,
-    settleMs: target.policy.gracePeriodMs,
-  };
+  const timing = timingOf(target.policy);
   let dueAt = run.startedAt;
   let last: { verdict: Verdict; restartOk: boolean } = { verdict: "healthy", restartOk: false };
   try {
@@ -420,8 +435,7 @@ async function restartTargetOnce(
   deps: Deps,
   options: MonitorOptions,
 ): Promise<ExitCode> {
-  const store = options.store ?? fileStateStore(target.stateFile);
-  const watch = new Watch(cfg, target, deps, options, await store.load());
+  const { watch, store } = await loadWatch(cfg, target, deps, options);
   const policy: Policy = { ...target.policy, failureThreshold: 1, timeoutThreshold: 1 };
   try {
     const result = await watch.probe();

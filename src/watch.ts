@@ -9,7 +9,7 @@ import type { Deps } from "./deps.ts";
 import { ConfigError, describeError, ExitCode } from "./errors.ts";
 import { tryLock } from "./lock.ts";
 import { logger } from "./log.ts";
-import { type MonitorOptions, Watch } from "./monitor.ts";
+import { loadWatch, type MonitorOptions, timingOf } from "./monitor.ts";
 import { type Notifier, silentNotifier } from "./notify.ts";
 import { rearm } from "./policy.ts";
 import { nextDue } from "./schedule.ts";
@@ -60,13 +60,8 @@ async function targetLoop(
   }
   if (lock === null) return;
   using _held = lock;
-  const store = options.store ?? fileStateStore(target.stateFile);
-  const watch = new Watch(cfg, target, deps, options, await store.load());
-  const timing = {
-    intervalMs: target.policy.intervalMs,
-    confirmDelayMs: target.policy.confirmDelayMs,
-    settleMs: target.policy.gracePeriodMs,
-  };
+  const { watch, store } = await loadWatch(cfg, target, deps, options);
+  const timing = timingOf(target.policy);
   let dueAt = deps.clock.now();
   try {
     while (!stop.aborted) {

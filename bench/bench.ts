@@ -37,6 +37,9 @@ const SOAK_MS = Number(args["soak-minutes"]) * 60_000;
 const WWW = "/var/www/php-heartbeat";
 const SLEEP_PAGE = `${WWW}/bench-sleep.php`;
 const SLOW_PAGE = `${WWW}/bench-slow.php`;
+/** The heartbeat vhost runs only the heartbeat: the bench's pages get a server of their own. */
+const BENCH_SITE = "/etc/nginx/sites-enabled/php-relaunch-bench";
+const BENCH = "http://127.0.0.1:8891";
 const BROKEN_POOL = "/etc/php/8.2/fpm/pool.d/zz-php-relaunch-bench-broken.conf";
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -167,7 +170,7 @@ function exhaust(workers: number): () => Promise<void> {
   const requests = Array.from(
     { length: workers + 2 },
     () =>
-      fetch("http://127.0.0.1:8889/bench-sleep.php", { signal: ac.signal })
+      fetch(`${BENCH}/bench-sleep.php`, { signal: ac.signal })
         .then((r) => r.body?.cancel())
         .catch(() => {}),
   );
@@ -196,7 +199,12 @@ const FAULTS = {
   "pool exhausted (workers sleep 300 s)": async () => {
     const release = exhaust(5);
     // the fault is in place once the heartbeat no longer gets a worker
-    await waitFor(async () => (await heartbeatOf(HEARTBEAT, 500)) === "timeout", 10_000, 50);
+    const full = await waitFor(
+      async () => (await heartbeatOf(HEARTBEAT, 500)) === "timeout",
+      10_000,
+      50,
+    );
+    if (full === null) throw new Error("the pool could not be exhausted");
     return release;
   },
 } as const;
@@ -270,6 +278,22 @@ async function main() {
   const root = await Deno.makeTempDir({ prefix: "php-relaunch-bench-" });
   await Deno.writeTextFile(SLEEP_PAGE, "<?php sleep(300); echo 'done';\n");
   await Deno.writeTextFile(SLOW_PAGE, "<?php usleep(random_int(1000000, 2000000)); echo 'ok';\n");
+  await Deno.writeTextFile(
+    BENCH_SITE,
+    `server {
+    listen 127.0.0.1:8891;
+    access_log off;
+    root ${WWW};
+    location ~ ^/bench-(sleep|slow)\\.php$ {
+        include fastcgi_params;
+        fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
+        fastcgi_pass unix:/run/php/php8.2-fpm.sock;
+        fastcgi_read_timeout 600s;
+    }
+}
+`,
+  );
+  await sh("service", ["nginx", "reload"]);
   const rows: string[] = [];
   const counts: string[] = [];
   const started = Date.now();
@@ -293,7 +317,7 @@ async function main() {
           mode,
           root,
           () => sleep(60_000),
-          "http://127.0.0.1:8889/bench-slow.php",
+          `${BENCH}/bench-slow.php`,
         );
         counts.push(`| ${mode} | 60 s of a heartbeat answering in 1-2 s | ${n} | 0 |`);
       }
@@ -400,6 +424,8 @@ ${soak}
     await Deno.remove(BROKEN_POOL).catch(() => {});
     await Deno.remove(SLEEP_PAGE).catch(() => {});
     await Deno.remove(SLOW_PAGE).catch(() => {});
+    await Deno.remove(BENCH_SITE).catch(() => {});
+    await sh("service", ["nginx", "reload"]);
     await stack.healthy().catch(() => {});
     await stack.down();
     await Deno.remove(root, { recursive: true });

@@ -239,3 +239,32 @@ Deno.test("watch: systemd hears READY, WATCHDOG and STOPPING", async () => {
     await s.cleanup();
   }
 });
+
+Deno.test("watch: SIGTERM during a restart lets the restart finish, then exits 0", async () => {
+  let signalled = false;
+  const s: Awaited<ReturnType<typeof setup>> = await setup((url, n) => {
+    const restarted = s.runner.lines().some((l) => l.includes("php8.2-fpm start"));
+    return url.port === "8889" && n >= 3 && !restarted ? 502 : 200;
+  });
+  // the signal arrives while the kill rung is between SIGKILL and start
+  const runner = s.runner;
+  const original = runner.run.bind(runner);
+  runner.run = (cmd, args, opts) => {
+    if (cmd.endsWith("pkill") && args.includes("php-fpm8.2") && !signalled) {
+      signalled = true;
+      s.signals.send("SIGTERM");
+    }
+    return original(cmd, args, opts);
+  };
+  try {
+    assert.equal(await watchForever(s.cfg, s.deps, { signals: s.signals.source }), ExitCode.Ok);
+    assert.ok(signalled);
+    const lines = runner.lines();
+    const killed = lines.indexOf("/usr/bin/pkill -KILL -x php-fpm8.2");
+    assert.ok(killed >= 0, lines.join("\n"));
+    assert.ok(lines.slice(killed).includes("/usr/sbin/service php8.2-fpm start"), "started again");
+    assert.deepEqual(s.logs.lines().filter((l) => /PHP restart/.test(l)), ["502 PHP restarted."]);
+  } finally {
+    await s.cleanup();
+  }
+});

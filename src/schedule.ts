@@ -4,9 +4,6 @@
  * the next scheduled run starts. Watch mode uses the same rules without the end.
  */
 
-/** The length of one cron-driven run. */
-export const DEFAULT_RUN_MS = 60_000;
-
 /** After a restart, php-fpm gets at least this long before the next probe (the original's 10 s). */
 export const MIN_SETTLE_MS = 10_000;
 

@@ -78,6 +78,8 @@ Deno.test("config file: two targets on two PHP versions, each with its own servi
   assert.deepEqual(main?.mailTo, ["web@example.com"]);
   assert.equal(legacy?.stateFile, "/var/lib/php-relaunch/legacy.json");
   assert.equal(legacy?.lockFile, "/run/lock/php-relaunch-php7.4-fpm.lock");
+  assert.equal(legacy?.pidFile, "/run/php/php7.4-fpm.pid", "Debian's pid file");
+  assert.deepEqual(legacy?.rungs, ["kill"], "from [defaults]");
   assert.deepEqual(cfg.smtp, { host: "mail.example.com", port: 587 });
   assert.equal(cfg.mailFrom, "watch@example.com");
   assert.equal(cfg.logFormat, "json");

@@ -87,3 +87,11 @@ Deno.test("process names from service names", () => {
   assert.equal(processNameFor("php_fpm"), "php-fpm");
   assert.equal(processNameFor("php8.2-cgi"), "php-cgi8.2");
 });
+
+Deno.test("pid files where the usual packages keep them", async () => {
+  const { defaultPidFile } = await import("../src/config.ts");
+  assert.equal(defaultPidFile("php8.2-fpm"), "/run/php/php8.2-fpm.pid");
+  assert.equal(defaultPidFile("php-fpm"), "/run/php-fpm/php-fpm.pid");
+  assert.equal(defaultPidFile("php_fpm"), "/var/run/php-fpm.pid");
+  assert.equal(defaultPidFile("custom-pool"), null);
+});

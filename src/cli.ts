@@ -30,9 +30,10 @@ Usage:
   php-relaunch reset [target]                             (re-arm restarting after giving up)
 
 One run watches for one minute, so that cron can start it every minute: it probes every
-<timeout> seconds (floor(60 / timeout) probes; see --run-for for mcron). On 500/502/503/504 or no answer within the
-timeout it kills php-fpm's processes, starts the service again (10 attempts, each verified),
-logs one line, mails the recipients and waits max(timeout, 10) s before probing again.
+<timeout> seconds (floor(60 / timeout) probes; see --run-for for mcron). On 500/502/503/504
+or no answer within the timeout it kills php-fpm's processes, starts the service again
+(10 attempts, each verified), logs one line, mails the recipients and waits max(timeout, 10) s
+before probing again.
 A 5xx is confirmed by a second one 1 s later; one timeout is enough, as in the original.
 At most 3 restarts in 15 min: then it gives up (one mail) until healthy for 15 min.
 Connection refused or an unknown host (nginx down) and non-heartbeat answers (444, 3xx, 4xx)

@@ -3,6 +3,7 @@
  * {@link Config}. The only place that validates: every problem is collected into one
  * {@link ConfigError}.
  */
+import { resolve } from "node:path";
 import { z } from "zod";
 import {
   type ConfigFile,
@@ -285,7 +286,8 @@ const settingsSchema = z.object({
   processName: nameField("process name").optional(),
   cgiService: nameField("php-cgi service").optional(),
   cgiProcessName: nameField("php-cgi process name").optional(),
-  config: pathField("config file").optional(),
+  // a file to read, unlike the paths we write, may be named relative to where we stand
+  config: z.string().transform((value) => resolve(value)).optional(),
   logFile: pathField("log file").optional(),
   logFormat: logFormatField.optional(),
   lockFile: pathField("lock file").optional(),

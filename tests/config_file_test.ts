@@ -195,3 +195,9 @@ Deno.test("the positional form ignores the default file (unless --config names o
   assert.equal(cfg.configFile, null);
   assert.equal(cfg.targets[0]?.policy.timeoutThreshold, 1, "the original's policy");
 });
+
+Deno.test("config file: a relative --config is resolved against the current folder", async () => {
+  const path = `${Deno.cwd()}/other.toml`;
+  const cfg = await load(["watch", "-c", "other.toml"], { [path]: twoVersions });
+  assert.equal(cfg.configFile, path);
+});

@@ -240,9 +240,15 @@ export class Watch {
     const result = await this.probe(stop);
     // stopping: the probe was abandoned, and its result means nothing
     if (stop?.aborted) return null;
-    const now = this.deps.clock.now();
     logger.debug("Probe: {label} in {ms} ms.", { label: labelOf(result), ms: result.ms });
-    const decision = decide(this.state, result, now, policy);
+    return await this.carryOut(result, policy);
+  }
+
+  /** Decides what `result` calls for under `policy` and does it: log, alert, restart. */
+  async carryOut(result: ProbeResult, policy: Policy): Promise<
+    { verdict: Verdict; confirm: boolean; restartEndedAt: number | null; restartOk: boolean }
+  > {
+    const decision = decide(this.state, result, this.deps.clock.now(), policy);
     this.state = decision.state;
     let restartEndedAt: number | null = null;
     let restartOk = false;
@@ -441,13 +447,7 @@ async function restartTargetOnce(
     const result = await watch.probe();
     const verdict = verdictOf(result);
     deps.stdout(`${labelOf(result)} ${verdict} in ${result.ms} ms: ${target.url.href}\n`);
-    const decision = decide(watch.state, result, deps.clock.now(), policy);
-    watch.state = decision.state;
-    let restartOk = false;
-    for (const action of decision.actions) {
-      if (action.type === "restart") restartOk = await watch.restart(result, policy);
-      else if (action.type === "alert") watch.alert(action, result, policy);
-    }
+    const { restartOk } = await watch.carryOut(result, policy);
     await store.save(watch.state);
     return exitFor({ verdict, restartOk });
   } finally {

@@ -7,8 +7,10 @@ import { resolve } from "node:path";
 import { z } from "zod";
 import {
   type ConfigFile,
+  custom,
   DEFAULT_CONFIG_FILE,
   type FilePolicy,
+  isEmailAddress,
   parseConfigFile,
   type Rung,
   WATCH_DEFAULTS,
@@ -126,15 +128,8 @@ export const ENV = {
   mailFrom: "PHP_RELAUNCH_MAIL_FROM",
 } as const;
 
-const email = z.email({ pattern: z.regexes.html5Email });
-
 const YES = new Set(["1", "yes", "true", "on", "y"]);
 const NO = new Set(["0", "no", "false", "off", "n", ""]);
-
-function custom(ctx: z.RefinementCtx, message: string): typeof z.NEVER {
-  ctx.addIssue({ code: "custom", message });
-  return z.NEVER;
-}
 
 const urlField = z.string().transform((value, ctx) => {
   let url: URL;
@@ -180,7 +175,7 @@ const runForField = z.string().transform((value, ctx) => {
 
 const mailToField = z.string().transform((value, ctx) => {
   const addresses = value.split(",").map((a) => a.trim()).filter((a) => a !== "");
-  const bad = addresses.filter((a) => !email.safeParse(a).success);
+  const bad = addresses.filter((a) => !isEmailAddress(a));
   if (bad.length > 0) {
     return custom(
       ctx,
@@ -240,7 +235,7 @@ const hostField = z.string().transform((value, ctx) => {
 });
 
 const fromField = z.string().transform((value, ctx) => {
-  if (!email.safeParse(value).success) {
+  if (!isEmailAddress(value)) {
     return custom(ctx, `Cannot use sender "${value}": expected user@host`);
   }
   return value;

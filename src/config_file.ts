@@ -10,9 +10,17 @@ import { z } from "zod";
 /** The default configuration file. */
 export const DEFAULT_CONFIG_FILE = "/etc/php-relaunch/config.toml";
 
-function custom(ctx: z.RefinementCtx, message: string): typeof z.NEVER {
+/** Records a validation problem whose message says it all; for zod transforms. */
+export function custom(ctx: z.RefinementCtx, message: string): typeof z.NEVER {
   ctx.addIssue({ code: "custom", message });
   return z.NEVER;
+}
+
+const email = z.email({ pattern: z.regexes.html5Email });
+
+/** Whether `value` is a mail address (the HTML5 rule, which allows root@localhost). */
+export function isEmailAddress(value: string): boolean {
+  return email.safeParse(value).success;
 }
 
 const shown = (value: unknown) => JSON.stringify(value);
@@ -40,10 +48,7 @@ const duration = (min: number, max: number) =>
 const count = (min: number, max: number) =>
   z.unknown().transform((value, ctx) => {
     if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
-      return custom(
-        ctx,
-        `${shown(value)} is not allowed: expected a whole number from ${min} to ${max}`,
-      );
+      return custom(ctx, `${what(value)}: expected a whole number from ${min} to ${max}`);
     }
     return value;
   });
@@ -57,6 +62,12 @@ const text = (expected: string, pattern: RegExp) =>
   });
 
 const absolutePath = text("an absolute path", /^\//);
+const emailAddress = z.unknown().transform((value, ctx) => {
+  if (typeof value !== "string" || !isEmailAddress(value)) {
+    return custom(ctx, `${what(value)}: expected an email address user@host`);
+  }
+  return value;
+});
 const plainName = text("a plain name such as php8.2-fpm", /^[A-Za-z0-9][A-Za-z0-9@._+-]{0,63}$/);
 
 /** The restart ladder's rungs, gentlest first. */
@@ -81,7 +92,7 @@ const policyKeys = {
     error: (issue) =>
       `${shown(issue.input)} is not allowed: expected rungs from ${RUNGS.join(", ")}`,
   })).min(1),
-  "mail_to": z.array(text("an email address user@host", /^[^\s@<>,]+@[^\s@<>,]+$/)),
+  "mail_to": z.array(emailAddress),
   "php_cgi": z.boolean(),
 };
 
@@ -133,7 +144,7 @@ const fileSchema = z.strictObject({
   mail: z.strictObject({
     "smtp_host": text("a host name or address", /^[A-Za-z0-9.:[\]-]+$/).optional(),
     "smtp_port": count(1, 65535).optional(),
-    from: text("an email address user@host", /^[^\s@<>,]+@[^\s@<>,]+$/).optional(),
+    from: emailAddress.optional(),
   }).optional(),
   log: z.strictObject({
     file: absolutePath.optional(),

@@ -201,3 +201,14 @@ Deno.test("config file: a relative --config is resolved against the current fold
   const cfg = await load(["watch", "-c", "other.toml"], { [path]: twoVersions });
   assert.equal(cfg.configFile, path);
 });
+
+Deno.test("config file: addresses follow the command line's rule", () => {
+  const r = parseConfigFile(
+    FILE,
+    `[defaults]\nmail_to = ["root@localhost", "root"]\n[[target]]\nname = "a"\nurl = "http://127.0.0.1/"\n`,
+  );
+  assert.ok(Array.isArray(r));
+  assert.deepEqual(r, [
+    `${FILE}: defaults.mail_to[1]: "root" is not allowed: expected an email address user@host`,
+  ]);
+});

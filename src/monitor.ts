@@ -41,6 +41,8 @@ function seconds(ms: number): string {
 /** One watched target: its settings, its memory, and how to tell people. */
 export class Watch {
   readonly alerts: AlertQueue;
+  /** True while a relaunch runs: slow (bounded by its commands' timeouts), not hung. */
+  restarting = false;
 
   constructor(
     readonly cfg: Config,
@@ -103,6 +105,15 @@ export class Watch {
 
   /** Restarts php-fpm (and php-cgi when asked); true when the heartbeat is healthy again. */
   async restart(first: ProbeResult, policy: Policy): Promise<boolean> {
+    this.restarting = true;
+    try {
+      return await this.relaunchAndReport(first, policy);
+    } finally {
+      this.restarting = false;
+    }
+  }
+
+  private async relaunchAndReport(first: ProbeResult, policy: Policy): Promise<boolean> {
     const { cfg, deps, target } = this;
     logger.debug("{label} PHP failed ({detail}); relaunching {service}.", {
       label: labelOf(first),

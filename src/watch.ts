@@ -9,7 +9,7 @@ import type { Deps } from "./deps.ts";
 import { ConfigError, describeError, ExitCode } from "./errors.ts";
 import { tryLock } from "./lock.ts";
 import { logger } from "./log.ts";
-import { loadWatch, type MonitorOptions, timingOf } from "./monitor.ts";
+import { loadWatch, type MonitorOptions, timingOf, type Watch } from "./monitor.ts";
 import { type Notifier, silentNotifier } from "./notify.ts";
 import { rearm } from "./policy.ts";
 import { nextDue } from "./schedule.ts";
@@ -37,14 +37,14 @@ export const processSignals: SignalSource = (signal, handler) => {
   return () => Deno.removeSignalListener(signal, handler);
 };
 
-/** Probes one target until `stop` aborts. `beat` is called after every probe. */
+/** Probes one target until `stop` aborts. `beat` is called after every probe, with the watch. */
 async function targetLoop(
   cfg: Config,
   target: Target,
   deps: Deps,
   options: MonitorOptions,
   stop: AbortSignal,
-  beat: () => void,
+  beat: (watch: Watch | null) => void,
 ): Promise<void> {
   let lock = await tryLock(target.lockFile);
   if (lock === null) {
@@ -54,7 +54,7 @@ async function targetLoop(
     });
   }
   while (lock === null && !stop.aborted) {
-    beat();
+    beat(null);
     await deps.clock.sleep(target.policy.intervalMs, stop);
     lock = await tryLock(target.lockFile);
   }
@@ -65,8 +65,9 @@ async function targetLoop(
   let dueAt = deps.clock.now();
   try {
     while (!stop.aborted) {
+      beat(watch);
       const step = await watch.step(target.policy, stop);
-      beat();
+      beat(watch);
       if (step === null) break;
       await store.save(watch.state);
       const now = deps.clock.now();
@@ -99,7 +100,7 @@ export async function watchForever(
   let next: Config | null = null;
   let stopping = false;
   let generation = new AbortController();
-  const lastBeat = new Map<string, number>();
+  const lastBeat = new Map<string, { at: number; watch: Watch | null }>();
 
   const stop = () => {
     if (!stopping) logger.info("Stopping: finishing what is under way.");
@@ -133,11 +134,13 @@ export async function watchForever(
     while (!watchdogStop.signal.aborted) {
       await deps.clock.sleep(every, watchdogStop.signal);
       const now = deps.clock.now();
-      // a loop stuck longer than two watchdog periods plus its own timeout is hung: let
-      // systemd see the missing ping and restart us
-      const hung = cfg.targets.some((t) =>
-        now - (lastBeat.get(t.name) ?? now) > 4 * every + t.timeoutMs + t.startTimeoutMs * 3
-      );
+      // a loop silent for two watchdog periods plus its probe's timeout is hung (a relaunch
+      // is only slow: its commands have timeouts): let systemd see the missing ping
+      const hung = cfg.targets.some((t) => {
+        const beat = lastBeat.get(t.name);
+        return beat !== undefined && !beat.watch?.restarting &&
+          now - beat.at > 4 * every + t.timeoutMs;
+      });
       if (!hung && !watchdogStop.signal.aborted) await notifier.send("WATCHDOG=1");
     }
   })();
@@ -150,10 +153,10 @@ export async function watchForever(
     let ready = false;
     while (!stopping) {
       generation = new AbortController();
-      for (const t of cfg.targets) lastBeat.set(t.name, deps.clock.now());
+      for (const t of cfg.targets) lastBeat.set(t.name, { at: deps.clock.now(), watch: null });
       const loops = cfg.targets.map((t) =>
-        targetLoop(cfg, t, deps, options, generation.signal, () => {
-          lastBeat.set(t.name, deps.clock.now());
+        targetLoop(cfg, t, deps, options, generation.signal, (watch) => {
+          lastBeat.set(t.name, { at: deps.clock.now(), watch });
         })
       );
       if (!ready) {

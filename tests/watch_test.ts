@@ -268,3 +268,37 @@ Deno.test("watch: SIGTERM during a restart lets the restart finish, then exits 0
     await s.cleanup();
   }
 });
+
+Deno.test("watch: a long restart is slow, not hung: systemd's watchdog keeps being pinged", async () => {
+  let inRestart = false;
+  const pingsDuringRestart: number[] = [];
+  const notifier: Notifier = {
+    watchdogEveryMs: 2000,
+    send: (state) => {
+      if (state === "WATCHDOG=1" && inRestart) pingsDuringRestart.push(s.deps.clock.now());
+      return Promise.resolve();
+    },
+  };
+  const s: Awaited<ReturnType<typeof setup>> = await setup((url, n) => {
+    if (url.port === "8889" && n === 40) s.signals.send("SIGTERM");
+    const restarted = s.runner.lines().some((l) => l.includes("php8.2-fpm start"));
+    return url.port === "8889" && n >= 3 && !restarted ? 502 : 200;
+  });
+  const runner = s.runner;
+  const original = runner.run.bind(runner);
+  runner.run = async (cmd, args, opts) => {
+    if (cmd.endsWith("pkill") && args.includes("-KILL")) inRestart = true;
+    if (inRestart && args.includes("start")) {
+      // a start that takes two minutes, in slices, as a slow init script would
+      for (let i = 0; i < 60; i++) await s.deps.clock.sleep(2000);
+      inRestart = false;
+    }
+    return await original(cmd, args, opts);
+  };
+  try {
+    await watchForever(s.cfg, s.deps, { signals: s.signals.source, notifier });
+    assert.ok(pingsDuringRestart.length > 0, "pinged while restarting");
+  } finally {
+    await s.cleanup();
+  }
+});

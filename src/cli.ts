@@ -324,7 +324,7 @@ async function runWithConfig(
     }
   } catch (err) {
     // a lock or state path that is refused is the operator's to fix, not a bug
-    const refused = err instanceof Error && /^Refusing to use /.test(err.message);
+    const refused = err instanceof ConfigError;
     logger.fatal("{error}", { error: describeError(err) });
     deps.stderr(`php-relaunch: ${refused ? "" : "internal error: "}${describeError(err)}\n`);
     return refused ? ExitCode.Usage : ExitCode.Internal;

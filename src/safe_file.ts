@@ -1,10 +1,12 @@
 /** Opening files as root without following a link planted at the path. */
+import { ConfigError } from "./errors.ts";
 
 /**
  * Opens `path` with `options`, refusing a symbolic link or anything but a regular file, and
  * checking after the open that the path still names what was opened (a link swapped in between
  * the check and the open is caught). `what` names the file in errors ("log file", "lock file").
- * @throws {Error} naming the path and the reason; the file is closed then.
+ * @throws {ConfigError} naming the path and the reason (the operator's to fix); other errors
+ * of opening unchanged. The file is closed then.
  */
 export async function openRegularFile(
   path: string,
@@ -17,14 +19,14 @@ export async function openRegularFile(
   });
   if (before !== null && !before.isFile) {
     const kind = before.isSymlink ? "a symbolic link" : "not a regular file";
-    throw new Error(`Refusing to use ${what} "${path}": it is ${kind}`);
+    throw new ConfigError([`Refusing to use ${what} "${path}": it is ${kind}`]);
   }
   const file = await Deno.open(path, options);
   try {
     const opened = await file.stat();
     const after = await Deno.lstat(path);
     if (!after.isFile || after.ino !== opened.ino || after.dev !== opened.dev) {
-      throw new Error(`Refusing to use ${what} "${path}": it changed while being opened`);
+      throw new ConfigError([`Refusing to use ${what} "${path}": it changed while being opened`]);
     }
   } catch (err) {
     file.close();

@@ -190,3 +190,20 @@ Deno.test("cli: reset re-arms a target that gave up; --log-format json writes JS
     assert.match(line.message, /^Re-armed php8\.2-fpm/);
   });
 });
+
+Deno.test("cli: a lock file path that is a symlink is refused with exit 2, not as a bug", async () => {
+  await withTempDir(async (dir) => {
+    await withHeartbeat(async (url, hits) => {
+      await Deno.writeTextFile(`${dir}/victim`, "keep\n");
+      await Deno.symlink(`${dir}/victim`, `${dir}/lock`);
+      const r = await runCli([url, "5", "", ...isolated(dir)]);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(
+        r.stderr,
+        /^php-relaunch: Refusing to use lock file ".*": it is a symbolic link$/,
+      );
+      assert.equal(hits(), 0);
+      assert.equal(await Deno.readTextFile(`${dir}/victim`), "keep\n");
+    });
+  });
+});

@@ -5,6 +5,7 @@
 import { realRunner } from "./process.ts";
 import { directHttpGet } from "./probe_http.ts";
 import { smtpMailer } from "./alert.ts";
+import { writeAllSync } from "./log.ts";
 
 /** Wall-clock time and waiting. */
 export interface Clock {
@@ -154,11 +155,6 @@ const realHost: Host = {
 
 const encoder = new TextEncoder();
 
-function writeAll(out: { writeSync(p: Uint8Array): number }, text: string): void {
-  let bytes = encoder.encode(text);
-  while (bytes.length > 0) bytes = bytes.subarray(out.writeSync(bytes));
-}
-
 /** The real clock, processes, network, mail, filesystem and host. */
 export function realDeps(): Deps {
   return {
@@ -168,7 +164,7 @@ export function realDeps(): Deps {
     mailer: smtpMailer,
     fs: realFs,
     host: realHost,
-    stdout: (text) => writeAll(Deno.stdout, text),
-    stderr: (text) => writeAll(Deno.stderr, text),
+    stdout: (text) => writeAllSync(Deno.stdout, encoder.encode(text)),
+    stderr: (text) => writeAllSync(Deno.stderr, encoder.encode(text)),
   };
 }

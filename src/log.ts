@@ -81,11 +81,10 @@ function lineSink(
   };
 }
 
-function writeAllSync(out: { writeSync(p: Uint8Array): number }): (bytes: Uint8Array) => void {
-  return (bytes) => {
-    let rest = bytes;
-    while (rest.length > 0) rest = rest.subarray(out.writeSync(rest));
-  };
+/** Writes all of `bytes` to `out`, which may take them a part at a time. */
+export function writeAllSync(out: { writeSync(p: Uint8Array): number }, bytes: Uint8Array): void {
+  let rest = bytes;
+  while (rest.length > 0) rest = rest.subarray(out.writeSync(rest));
 }
 
 /** Where log lines go. */
@@ -108,16 +107,20 @@ export interface LogTargets {
 export function setupLogging(targets: LogTargets): void {
   const sinks: Record<string, Sink> = {};
   const names: string[] = [];
-  if (targets.file !== null) {
+  const file = targets.file;
+  if (file !== null) {
     sinks.file = withFilter(
-      lineSink(writeAllSync(targets.file), targets.hostname, targets.format ?? "text"),
+      lineSink((b) => writeAllSync(file, b), targets.hostname, targets.format ?? "text"),
       "info",
     );
     names.push("file");
   }
   if (targets.stderr) {
     const level: LogLevel = targets.verbose ? "debug" : "info";
-    sinks.stderr = withFilter(lineSink(writeAllSync(Deno.stderr), targets.hostname, "text"), level);
+    sinks.stderr = withFilter(
+      lineSink((b) => writeAllSync(Deno.stderr, b), targets.hostname, "text"),
+      level,
+    );
     names.push("stderr");
   }
   configureSync({

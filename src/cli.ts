@@ -12,6 +12,8 @@ import { systemdNotifier } from "./notify.ts";
 import { watchForever, type WatchOptions } from "./watch.ts";
 import { logger, openAppendNoFollow, setupLogging } from "./log.ts";
 import { type MonitorOptions, probeOnce, watchRun } from "./monitor.ts";
+import { incidentsPath, readIncidents } from "./incidents.ts";
+import { buildReport, renderReport } from "./report.ts";
 
 /** The program's version. */
 export const VERSION: string = meta.version;
@@ -28,6 +30,7 @@ Usage:
   php-relaunch watch [--config FILE]                      (long-running service, every target)
   php-relaunch watch <URI> [--interval S] [options]       (long-running, one target)
   php-relaunch reset [target]                             (re-arm restarting after giving up)
+  php-relaunch report [--since 7d] [--format text|json]   (incidents, causes, tuning hints)
 
 One run watches for one minute, so that cron can start it every minute: it probes every
 <timeout> seconds (floor(60 / timeout) probes; see --run-for for mcron). On 500/502/503/504
@@ -41,7 +44,10 @@ never restart php-fpm: they are logged and mailed, and the run stops.
 
 Arguments:
   <URI>                  heartbeat page, http:// or https://, e.g.
-                         http://127.0.0.1:8889/php-heartbeat.php
+                         http://127.0.0.1:8889/php-heartbeat.php; or php-fpm itself
+                         over FastCGI, without nginx: fcgi://127.0.0.1:9000/ping or
+                         fcgi+unix:///run/php/php8.2-fpm.sock/ping (the socket path
+                         ends at .sock; the rest is the pool's ping.path or a script)
   <timeout>              seconds a probe may take, 1 to 60 (default 5)
   <emails>               comma-separated recipients, '' for none
   [restart-cgi]          1: also relaunch php-cgi (0 or absent: do not)
@@ -58,6 +64,12 @@ Options:
   -c, --config FILE      targets and settings (TOML; watch reads
                          /etc/php-relaunch/config.toml by default); flags override it
   --interval S           watch mode: seconds between probes (default 5, 0.5 allowed)
+  --status-url URI       php-fpm's status page over FastCGI (fcgi://127.0.0.1:9001/status,
+                         best on pm.status_listen): early warnings, busy-or-hung after a
+                         timeout, the workers' requests in each incident
+  --expect TEXT          what a FastCGI probe's body starts with (default pong; '' any 2xx)
+  --since DURATION       report: how far back (default 7d; 24h, 30d...)
+  --format FORMAT        report: text (default) or json
   --log-format FORMAT    text (default) or json, one object per line
   --run-for S            how long one run lasts: the scheduler's period (default 60 for
                          cron; 10 for mcron every 10 s). It probes floor(S / timeout) times
@@ -114,6 +126,10 @@ const OPTIONS = {
   "smtp-host": { type: "string" },
   "smtp-port": { type: "string" },
   "mail-from": { type: "string" },
+  "status-url": { type: "string" },
+  expect: { type: "string" },
+  since: { type: "string" },
+  format: { type: "string" },
   verbose: { type: "boolean", short: "v" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "V" },
@@ -125,6 +141,7 @@ const SUBCOMMANDS: Record<string, Mode> = {
   "check-config": "check",
   watch: "watch",
   reset: "reset",
+  report: "report",
 };
 
 /** Parses argv into the mode and raw settings. @throws {ConfigError} on a usage error. */
@@ -154,6 +171,14 @@ export function parseCommandLine(
     }
   }
   let resetTarget: string | undefined;
+  if (mode === "report" && positionals.length > 0) {
+    throw new ConfigError([
+      "Too many arguments: php-relaunch report [--since DURATION] [--format text|json]",
+    ]);
+  }
+  if ((v.since !== undefined || v.format !== undefined) && mode !== "report") {
+    throw new ConfigError(["Cannot use --since or --format without report"]);
+  }
   if (mode === "reset") {
     if (positionals.length > 1) {
       throw new ConfigError(["Too many arguments: php-relaunch reset [target]"]);
@@ -196,6 +221,10 @@ export function parseCommandLine(
     smtpHost: v["smtp-host"],
     smtpPort: v["smtp-port"],
     mailFrom: v["mail-from"],
+    statusUrl: v["status-url"],
+    expect: v.expect,
+    since: v.since,
+    format: v.format,
     verbose: v.verbose,
   };
   const twice: string[] = [];
@@ -285,6 +314,7 @@ export async function run(
     deps.stdout(describeConfig(cfg));
     return ExitCode.Ok;
   }
+  if (cfg.mode === "report") return await printReport(cfg, deps);
   return await runWithConfig(cfg, deps, options);
 }
 
@@ -331,6 +361,25 @@ async function runWithConfig(
   } finally {
     logFile.close();
   }
+}
+
+/** `report`: reads the incident log (read-only: no log file, no lock) and prints the report. */
+async function printReport(cfg: Config, deps: Deps): Promise<ExitCode> {
+  const until = deps.clock.now();
+  const since = until - cfg.report.sinceMs;
+  const path = incidentsPath(cfg.stateDir);
+  let read;
+  try {
+    read = await readIncidents(path, since);
+  } catch (err) {
+    deps.stderr(`php-relaunch: Cannot read the incident log "${path}": ${describeError(err)}\n`);
+    return ExitCode.Usage;
+  }
+  const report = buildReport(read.incidents, since, until, read.skipped);
+  deps.stdout(
+    cfg.report.format === "json" ? JSON.stringify(report, null, 2) + "\n" : renderReport(report),
+  );
+  return ExitCode.Ok;
 }
 
 /** How long `reset` waits for a cron run under way to finish with the target. */

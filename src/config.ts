@@ -4,6 +4,7 @@
  * {@link ConfigError}.
  */
 import { resolve } from "node:path";
+import ms from "ms";
 import { z } from "zod";
 import {
   type ConfigFile,
@@ -15,7 +16,10 @@ import {
   type Rung,
   WATCH_DEFAULTS,
 } from "./config_file.ts";
-import type { Deps, SmtpSettings } from "./deps.ts";
+import type { Deps, FcgiTarget, SmtpSettings } from "./deps.ts";
+import { defaultFpmConfig } from "./fpm_config.ts";
+import type { WarnLimits } from "./fpm_status.ts";
+import { describeFcgiTarget, fcgiTargetOf, isFcgiUrl } from "./probe_fcgi.ts";
 import { ConfigError, describeError } from "./errors.ts";
 import type { Policy } from "./policy.ts";
 import { settleMs } from "./schedule.ts";
@@ -46,7 +50,9 @@ export type Mode =
   /** Watch until stopped (the service form). */
   | "watch"
   /** Forget giving up and the restart history. */
-  | "reset";
+  | "reset"
+  /** Summarise the incident log. */
+  | "report";
 
 /** The settings as the command line gave them, before validation (all strings). */
 export interface RawSettings {
@@ -73,6 +79,12 @@ export interface RawSettings {
   verbose?: boolean | undefined;
   /** `reset [target]`. */
   resetTarget?: string | undefined;
+  statusUrl?: string | undefined;
+  expect?: string | undefined;
+  /** `report --since`. */
+  since?: string | undefined;
+  /** `report --format`. */
+  format?: string | undefined;
 }
 
 /** One watched heartbeat and the service it restarts. */
@@ -94,6 +106,21 @@ export interface Target {
   readonly mailTo: readonly string[];
   readonly lockFile: string;
   readonly stateFile: string;
+  /** Set when the probe goes straight to php-fpm over FastCGI (`url` is fcgi:// or fcgi+unix://). */
+  readonly fcgi: FcgiTarget | null;
+  /** What a FastCGI probe's body must start with ("" for anything). */
+  readonly expect: string;
+  /** php-fpm's status page, read over FastCGI: early warnings, the hang check, evidence. */
+  readonly status: FcgiTarget | null;
+  /** True when the status page is served by the pool's own workers (no pm.status_listen). */
+  readonly statusOnPool: boolean;
+  /** php-fpm.conf, for the pool's settings and logs in the evidence. */
+  readonly fpmConfig: string | null;
+  /** A worker on one request this long, in a failing pool, is stuck (the kill_stuck rung). */
+  readonly stuckAfterMs: number;
+  readonly warn: WarnLimits;
+  /** The same early warning is repeated at most this often. */
+  readonly warnEveryMs: number;
 }
 
 /** Everything a run needs, validated. */
@@ -119,6 +146,8 @@ export interface Config {
   readonly hostname: string;
   /** `reset`: the target to re-arm, or null for all. */
   readonly resetTarget: string | null;
+  /** `report`: how far back, and text or JSON. */
+  readonly report: { readonly sinceMs: number; readonly format: "text" | "json" };
 }
 
 /** Environment variables read for mail settings; flags override them. */
@@ -131,25 +160,37 @@ export const ENV = {
 const YES = new Set(["1", "yes", "true", "on", "y"]);
 const NO = new Set(["0", "no", "false", "off", "n", ""]);
 
-const urlField = z.string().transform((value, ctx) => {
+/** Checks a heartbeat URI; a sentence saying what is wrong, or the URL. */
+function checkUrl(value: string, fcgiOnly: boolean): URL | string {
   let url: URL;
   try {
     url = new URL(value);
   } catch {
-    return custom(ctx, `Cannot parse URI "${value}": expected an http:// or https:// URL`);
+    return `Cannot parse URI "${value}": expected an http://, https://, fcgi:// or fcgi+unix:// URL`;
+  }
+  if (isFcgiUrl(url)) {
+    const target = fcgiTargetOf(url);
+    return typeof target === "string" ? `Cannot use URI "${value}": ${target}` : url;
+  }
+  if (fcgiOnly) {
+    return `Cannot use status URI "${value}": expected fcgi://HOST:PORT/PATH or fcgi+unix:///SOCKET.sock/PATH`;
   }
   if (url.protocol !== "http:" && url.protocol !== "https:") {
-    return custom(ctx, `Cannot use URI "${value}": expected the scheme http:// or https://`);
+    return `Cannot use URI "${value}": expected the scheme http://, https://, fcgi:// or fcgi+unix://`;
   }
-  if (url.hostname === "") {
-    return custom(ctx, `Cannot use URI "${value}": expected a host name`);
-  }
+  if (url.hostname === "") return `Cannot use URI "${value}": expected a host name`;
   if (url.username !== "" || url.password !== "") {
     // credentials would end up in logs and mails
-    return custom(ctx, `Cannot use URI "${value}": credentials in the URI are not supported`);
+    return `Cannot use URI "${value}": credentials in the URI are not supported`;
   }
   return url;
-});
+}
+
+const urlField = (fcgiOnly: boolean) =>
+  z.string().transform((value, ctx) => {
+    const url = checkUrl(value, fcgiOnly);
+    return typeof url === "string" ? custom(ctx, url) : url;
+  });
 
 const timeoutField = z.string().transform((value, ctx) => {
   const n = /^\d+$/.test(value.trim()) ? Number(value.trim()) : NaN;
@@ -263,6 +304,23 @@ const intervalField = z.string().transform((value, ctx) => {
   return Math.round(n * 1000);
 });
 
+const sinceField = z.string().transform((value, ctx) => {
+  const out = /^\d+(\.\d+)?\s*[a-z]+$/i.test(value.trim())
+    ? ms(value.trim() as Parameters<typeof ms>[0])
+    : NaN;
+  if (typeof out !== "number" || !(out > 0)) {
+    return custom(ctx, `Cannot parse since "${value}": expected a duration such as 24h, 7d or 30d`);
+  }
+  return out;
+});
+
+const reportFormatField = z.string().transform((value, ctx) => {
+  if (value !== "text" && value !== "json") {
+    return custom(ctx, `Cannot use report format "${value}": expected text or json`);
+  }
+  return value;
+});
+
 const logFormatField = z.string().transform((value, ctx) => {
   if (value !== "text" && value !== "json") {
     return custom(ctx, `Cannot use log format "${value}": expected text or json`);
@@ -271,7 +329,11 @@ const logFormatField = z.string().transform((value, ctx) => {
 });
 
 const settingsSchema = z.object({
-  url: urlField.optional(),
+  url: urlField(false).optional(),
+  statusUrl: urlField(true).optional(),
+  expect: z.string().max(200).optional(),
+  since: sinceField.optional(),
+  format: reportFormatField.optional(),
   timeout: timeoutField.optional(),
   interval: intervalField.optional(),
   runFor: runForField,
@@ -382,6 +444,7 @@ export function cronPolicy(timeoutMs: number): Policy {
     restartWindowMs: 15 * 60_000,
     rearmAfterMs: 15 * 60_000,
     reminderMs: 0,
+    onOverload: "alert",
   };
 }
 
@@ -397,6 +460,7 @@ function policyOf(p: FilePolicy): Policy {
     restartWindowMs: p.restart_window,
     rearmAfterMs: p.rearm_after,
     reminderMs: p.reminder,
+    onOverload: p.on_overload,
   };
 }
 
@@ -423,6 +487,26 @@ interface TargetSpec {
   cgiService?: string | undefined;
   cgiProcessName?: string | undefined;
   pidFile?: string | undefined;
+  status: URL | null;
+  fpmConfig?: string | undefined;
+  expect?: string | undefined;
+  extra: FilePolicy;
+}
+
+/** The FastCGI side of a target: the probe's and the status page's addresses. */
+function fcgiSettings(spec: TargetSpec) {
+  const fcgi = isFcgiUrl(spec.url) ? fcgiTargetOf(spec.url) : null;
+  const status = spec.status === null ? null : fcgiTargetOf(spec.status);
+  // both were checked by checkUrl: a string here cannot happen
+  const probe = typeof fcgi === "string" ? null : fcgi;
+  const page = typeof status === "string" ? null : status;
+  return {
+    fcgi: probe,
+    expect: spec.expect ?? (probe === null ? "" : "pong"),
+    status: page,
+    statusOnPool: probe !== null && page !== null &&
+      describeFcgiTarget(probe) === describeFcgiTarget(page),
+  };
 }
 
 async function readConfigFile(
@@ -470,6 +554,10 @@ export async function loadConfig(mode: Mode, raw: RawSettings, deps: Deps): Prom
       smtpPort: raw.smtpPort ?? deps.host.env(ENV.smtpPort),
       mailFrom: raw.mailFrom ?? deps.host.env(ENV.mailFrom),
       resetTarget: raw.resetTarget,
+      statusUrl: raw.statusUrl,
+      expect: raw.expect,
+      since: raw.since,
+      format: raw.format,
     }),
   });
   if (!parsed.success) {
@@ -479,17 +567,19 @@ export async function loadConfig(mode: Mode, raw: RawSettings, deps: Deps): Prom
   const s = parsed.data;
 
   // the file: named with --config; watch and reset also read the default one
+  // reset and report work without a file too (on the state folder alone)
+  const fileOptional = mode === "reset" || mode === "report";
   const wantsFile = s.config !== undefined ||
-    ((mode === "watch" || mode === "reset") && s.url === undefined);
+    ((mode === "watch" || fileOptional) && s.url === undefined);
   const configPath = wantsFile ? s.config ?? DEFAULT_CONFIG_FILE : null;
   let file: ConfigFile | null = null;
   if (configPath !== null) {
     const read = await readConfigFile(configPath, deps);
     if (Array.isArray(read)) {
-      if (mode !== "reset" || s.config !== undefined) issues.push(...read);
+      if (!fileOptional || s.config !== undefined) issues.push(...read);
     } else file = read;
   }
-  if (s.url === undefined && configPath === null && mode !== "reset") {
+  if (s.url === undefined && configPath === null && !fileOptional) {
     issues.push("Missing the heartbeat URI: give it as the first argument or with --url");
   }
   const timeoutMs = s.timeout ?? DEFAULT_TIMEOUT_MS;
@@ -523,13 +613,23 @@ export async function loadConfig(mode: Mode, raw: RawSettings, deps: Deps): Prom
       processName: s.processName,
       cgiService: s.cgiService,
       cgiProcessName: s.cgiProcessName,
+      status: s.statusUrl ?? null,
+      expect: s.expect,
+      extra: defaults,
     });
   } else if (file !== null) {
     for (const t of file.target) {
       const p: FilePolicy = { ...defaults, ...stripUndefined(t) };
+      const where = `${configPath}: target "${t.name}": `;
+      const url = checkUrl(t.url, false);
+      const status = t.status_url === undefined ? null : checkUrl(t.status_url, true);
+      if (typeof url === "string" || typeof status === "string") {
+        for (const bad of [url, status]) if (typeof bad === "string") issues.push(where + bad);
+        continue;
+      }
       specs.push({
         name: t.name,
-        url: new URL(t.url),
+        url,
         timeoutMs: s.timeout ?? p.timeout,
         policy: policyOf({ ...p, interval: s.interval ?? p.interval }),
         rungs: p.rungs,
@@ -541,6 +641,10 @@ export async function loadConfig(mode: Mode, raw: RawSettings, deps: Deps): Prom
         cgiService: s.cgiService ?? t.cgi_service,
         cgiProcessName: s.cgiProcessName ?? t.cgi_process_name,
         pidFile: t.pid_file,
+        status: s.statusUrl ?? status,
+        fpmConfig: t.fpm_config,
+        expect: s.expect ?? t.expect,
+        extra: p,
       });
     }
   }
@@ -610,6 +714,15 @@ export async function loadConfig(mode: Mode, raw: RawSettings, deps: Deps): Prom
       // one lock per service: two crontab lines for two PHP versions do not block each other
       lockFile: s.lockFile ?? `${lockDir}/php-relaunch-${fpm.service}.lock`,
       stateFile: statePath(stateDir ?? "", name),
+      ...fcgiSettings(spec),
+      fpmConfig: spec.fpmConfig ?? defaultFpmConfig(fpm.service),
+      stuckAfterMs: spec.extra.stuck_after || spec.timeoutMs,
+      warn: Object.freeze({
+        listenQueue: spec.extra.warn_listen_queue,
+        slowRequests: spec.extra.warn_slow_requests,
+        maxChildren: spec.extra.warn_max_children,
+      }),
+      warnEveryMs: spec.extra.warn_every,
     }));
   }
   const byService = new Map<string, string>();
@@ -645,5 +758,6 @@ export async function loadConfig(mode: Mode, raw: RawSettings, deps: Deps): Prom
     verbose: raw.verbose === true,
     hostname,
     resetTarget: s.resetTarget ?? null,
+    report: Object.freeze({ sinceMs: s.since ?? 7 * 86_400_000, format: s.format ?? "text" }),
   });
 }

@@ -71,7 +71,7 @@ const emailAddress = z.unknown().transform((value, ctx) => {
 const plainName = text("a plain name such as php8.2-fpm", /^[A-Za-z0-9][A-Za-z0-9@._+-]{0,63}$/);
 
 /** The restart ladder's rungs, gentlest first. */
-export const RUNGS = ["reload", "restart", "kill"] as const;
+export const RUNGS = ["kill_stuck", "reload", "restart", "kill"] as const;
 export type Rung = typeof RUNGS[number];
 
 /** Settings a target may have, and [defaults] may give to all. */
@@ -94,13 +94,30 @@ const policyKeys = {
   })).min(1),
   "mail_to": z.array(emailAddress),
   "php_cgi": z.boolean(),
+  "stuck_after": z.union([z.literal(0), duration(1000, 86_400_000)]),
+  "on_overload": z.enum(["alert", "restart"], {
+    error: (issue) => `${shown(issue.input)} is not allowed: expected "alert" or "restart"`,
+  }),
+  "warn_listen_queue": count(0, 100_000),
+  "warn_slow_requests": count(0, 100_000),
+  "warn_max_children": z.boolean(),
+  "warn_every": duration(0, 7 * 86_400_000),
 };
 
 const defaultsSchema = z.strictObject(policyKeys).partial();
 
 const targetSchema = z.strictObject({
   name: text("a plain name (letters, digits, . _ - +)", /^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$/),
-  url: text("an http:// or https:// URL", /^https?:\/\/[^/\s]+/),
+  url: text(
+    "an http://, https://, fcgi://HOST:PORT/PATH or fcgi+unix:///SOCKET.sock/PATH URL",
+    /^(https?:\/\/[^/\s]+|fcgi:\/\/[^/\s]+|fcgi\+unix:\/\/\/\S+)/,
+  ),
+  "status_url": text(
+    "fcgi://HOST:PORT/PATH or fcgi+unix:///SOCKET.sock/PATH (php-fpm's pm.status_path)",
+    /^(fcgi:\/\/[^/\s]+\/\S*|fcgi\+unix:\/\/\/\S+)$/,
+  ).optional(),
+  "fpm_config": absolutePath.optional(),
+  expect: z.string().max(200).optional(),
   service: plainName.optional(),
   "process_name": plainName.optional(),
   "cgi_service": plainName.optional(),
@@ -118,6 +135,9 @@ export interface FileTarget extends Partial<FilePolicy> {
   cgi_service?: string;
   cgi_process_name?: string;
   pid_file?: string;
+  status_url?: string;
+  fpm_config?: string;
+  expect?: string;
 }
 
 /** The per-target settings, with durations in milliseconds. */
@@ -137,6 +157,13 @@ export interface FilePolicy {
   rungs: Rung[];
   "mail_to": string[];
   "php_cgi": boolean;
+  /** 0: the probe's timeout. */
+  "stuck_after": number;
+  "on_overload": "alert" | "restart";
+  "warn_listen_queue": number;
+  "warn_slow_requests": number;
+  "warn_max_children": boolean;
+  "warn_every": number;
 }
 
 const fileSchema = z.strictObject({
@@ -242,7 +269,13 @@ export const WATCH_DEFAULTS: FilePolicy = {
   "rearm_after": 15 * 60_000,
   reminder: 0,
   "start_timeout": 10_000,
-  rungs: ["reload", "restart", "kill"],
+  rungs: ["kill_stuck", "reload", "restart", "kill"],
   "mail_to": [],
   "php_cgi": false,
+  "stuck_after": 0,
+  "on_overload": "alert",
+  "warn_listen_queue": 5,
+  "warn_slow_requests": 5,
+  "warn_max_children": true,
+  "warn_every": 15 * 60_000,
 };

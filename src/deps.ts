@@ -4,6 +4,7 @@
  */
 import { realRunner } from "./process.ts";
 import { directHttpGet } from "./probe_http.ts";
+import { directFcgiGet } from "./probe_fcgi.ts";
 import { smtpMailer } from "./alert.ts";
 import { writeAllSync } from "./log.ts";
 
@@ -47,6 +48,31 @@ export interface HttpAnswer {
  */
 export type HttpGet = (url: URL, signal: AbortSignal) => Promise<HttpAnswer>;
 
+/** A FastCGI responder's address: TCP or a unix socket. */
+export type FcgiAddress =
+  | { transport: "tcp"; hostname: string; port: number }
+  | { transport: "unix"; path: string };
+
+/** One FastCGI GET: where to, the script path (SCRIPT_NAME) and the query string. */
+export interface FcgiTarget {
+  address: FcgiAddress;
+  path: string;
+  query: string;
+}
+
+/** A FastCGI responder's answer (the CGI status, the body, what it wrote to STDERR). */
+export interface FcgiAnswer {
+  status: number;
+  body: string;
+  stderr: string;
+}
+
+/**
+ * One FastCGI request. Rejects with `TimeoutError` when `signal` fires, `Deno.errors.*` for
+ * connection failures, `FcgiProtocolError` for a peer that breaks the protocol.
+ */
+export type FcgiGet = (target: FcgiTarget, signal: AbortSignal) => Promise<FcgiAnswer>;
+
 /** Where mail goes. */
 export interface SmtpSettings {
   host: string;
@@ -74,6 +100,8 @@ export interface Fs {
   listDir(path: string): Promise<string[]>;
   /** A text file's contents. */
   readTextFile(path: string): Promise<string>;
+  /** The last `maxBytes` of a file, from a line start; empty when it cannot be read. */
+  readTail(path: string, maxBytes: number): Promise<string>;
 }
 
 /** Facts about this host and process. */
@@ -86,6 +114,8 @@ export interface Host {
   os(): string;
   /** Whether stderr is a terminal (a person is watching): log lines go there too. */
   stderrIsTerminal(): boolean;
+  /** Total and available memory in bytes, or null when the platform does not say. */
+  memory(): { total: number; available: number } | null;
 }
 
 /** Everything with a side effect, passed down explicitly. */
@@ -93,6 +123,7 @@ export interface Deps {
   clock: Clock;
   runner: ProcessRunner;
   httpGet: HttpGet;
+  fcgiGet: FcgiGet;
   mailer: Mailer;
   fs: Fs;
   host: Host;
@@ -134,6 +165,26 @@ const realFs: Fs = {
     }
   },
   readTextFile: (path) => Deno.readTextFile(path),
+  async readTail(path, maxBytes) {
+    try {
+      using file = await Deno.open(path, { read: true });
+      const size = (await file.stat()).size;
+      const start = Math.max(0, size - maxBytes);
+      await file.seek(start, Deno.SeekMode.Start);
+      const buffer = new Uint8Array(size - start);
+      let at = 0;
+      while (at < buffer.length) {
+        const n = await file.read(buffer.subarray(at));
+        if (n === null) break;
+        at += n;
+      }
+      const text = new TextDecoder().decode(buffer.subarray(0, at));
+      // a cut first line is half a record: drop it
+      return start > 0 ? text.slice(text.indexOf("\n") + 1) : text;
+    } catch {
+      return "";
+    }
+  },
   async listDir(path) {
     const names: string[] = [];
     try {
@@ -151,6 +202,14 @@ const realHost: Host = {
   env: (name) => Deno.env.get(name),
   os: () => Deno.build.os,
   stderrIsTerminal: () => Deno.stderr.isTerminal(),
+  memory: () => {
+    try {
+      const m = Deno.systemMemoryInfo();
+      return { total: m.total, available: m.available };
+    } catch {
+      return null;
+    }
+  },
 };
 
 const encoder = new TextEncoder();
@@ -161,6 +220,7 @@ export function realDeps(): Deps {
     clock: realClock,
     runner: realRunner,
     httpGet: directHttpGet,
+    fcgiGet: directFcgiGet,
     mailer: smtpMailer,
     fs: realFs,
     host: realHost,

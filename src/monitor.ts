@@ -17,12 +17,26 @@ import {
   type TargetState,
 } from "./policy.ts";
 import { labelOf, probeHttp, type ProbeResult, type Verdict, verdictOf } from "./probe_http.ts";
+import { describeFcgiTarget, probeFcgi } from "./probe_fcgi.ts";
 import {
   DEFAULT_RELAUNCH,
+  readPidFile,
   relaunch,
   type RelaunchOptions,
   type RelaunchReport,
 } from "./restart.ts";
+import {
+  assessPool,
+  isBusy,
+  poolLine,
+  type PoolStatus,
+  readStatus,
+  stuckWorkers,
+  warningsOf,
+} from "./fpm_status.ts";
+import { captureEvidence, type Evidence, evidenceLines } from "./evidence.ts";
+import { appendIncident, incidentsPath } from "./incidents.ts";
+import { describeError } from "./errors.ts";
 import { fitsInRun, nextDue, type Timing } from "./schedule.ts";
 import { tryLock } from "./lock.ts";
 import { fileStateStore, type StateStore } from "./state.ts";
@@ -32,6 +46,13 @@ export interface MonitorOptions {
   relaunch?: RelaunchOptions;
   store?: StateStore;
 }
+
+/** The most the evidence may delay a restart. */
+const EVIDENCE_LIMIT_MS = 2000;
+/** The most one read of the status page may take (pm.status_listen answers in milliseconds). */
+const STATUS_LIMIT_MS = 1500;
+/** A status read younger than this is evidence enough; older, it is read again. */
+const STATUS_FRESH_MS = 3000;
 
 /** How many seconds, for people. */
 function seconds(ms: number): string {
@@ -43,6 +64,8 @@ export class Watch {
   readonly alerts: AlertQueue;
   /** True while a relaunch runs: slow (bounded by its commands' timeouts), not hung. */
   restarting = false;
+  /** The last status read by the hang check, reused as evidence when fresh. */
+  private lastStatus: { at: number; status: PoolStatus | string } | null = null;
 
   constructor(
     readonly cfg: Config,
@@ -60,6 +83,16 @@ export class Watch {
   }
 
   probe(stop?: AbortSignal): Promise<ProbeResult> {
+    if (this.target.fcgi !== null) {
+      return probeFcgi(
+        this.target.fcgi,
+        this.target.timeoutMs,
+        this.target.expect,
+        this.deps.fcgiGet,
+        this.deps.clock.now,
+        stop,
+      );
+    }
     return probeHttp(
       this.target.url,
       this.target.timeoutMs,
@@ -103,6 +136,92 @@ export class Watch {
     );
   }
 
+  private readStatus(): Promise<PoolStatus | string> {
+    const limit = Math.min(this.target.timeoutMs, STATUS_LIMIT_MS);
+    return readStatus(this.target.status!, limit, this.deps.fcgiGet);
+  }
+
+  /**
+   * After a timeout, tells an overloaded pool from a hung one with two status reads about a
+   * second apart, instead of waiting for another timeout. Only when the status page has answered
+   * before: a status URL that never worked proves nothing.
+   */
+  private async assessTimeout(
+    result: ProbeResult,
+    policy: Policy,
+    stop?: AbortSignal,
+  ): Promise<ProbeResult> {
+    const first = await this.readStatus();
+    let second = first;
+    if (typeof first !== "string") {
+      await this.deps.clock.sleep(Math.max(policy.confirmDelayMs, 500), stop);
+      second = await this.readStatus();
+    }
+    this.lastStatus = { at: this.deps.clock.now(), status: second };
+    if (typeof first === "string" && this.state.pool === null) return result;
+    if (typeof second !== "string") this.rememberCounters(second);
+    const pool = assessPool(first, second, this.target.statusOnPool ? 1 : 0);
+    logger.debug("Heartbeat timed out; the pool is {verdict}: {why}.", {
+      verdict: pool.verdict,
+      why: pool.why,
+      target: this.target.name,
+    });
+    return { ...result, pool };
+  }
+
+  private rememberCounters(s: PoolStatus): void {
+    this.state = {
+      ...this.state,
+      pool: {
+        listenQueue: s.listenQueue,
+        maxChildrenReached: s.maxChildrenReached,
+        slowRequests: s.slowRequests,
+      },
+    };
+  }
+
+  /** Reads the status page of a healthy pool and warns of what comes before an outage. */
+  private async checkPool(): Promise<void> {
+    const s = await this.readStatus();
+    if (typeof s === "string") {
+      logger.debug("Status page: {why}.", { why: s, target: this.target.name });
+      return;
+    }
+    const previous = this.state.pool;
+    this.rememberCounters(s);
+    if (previous === null) return;
+    const now = this.deps.clock.now();
+    for (const warning of warningsOf(previous, s, this.target.warn)) {
+      const last = this.state.warnedAt[warning.kind];
+      if (last !== undefined && now - last < this.target.warnEveryMs) continue;
+      this.state = { ...this.state, warnedAt: { ...this.state.warnedAt, [warning.kind]: now } };
+      const busy = s.workers.filter(isBusy).sort((a, b) => b.durationMs - a.durationMs);
+      this.event("warn", `PHP pool warning: ${warning.message}.`, "PHP pool warning", [
+        `Pool: ${poolLine(s)}`,
+        ...busy.slice(0, 10).map((w) =>
+          `  worker ${w.pid} ${w.state} for ${
+            (w.durationMs / 1000).toFixed(1)
+          } s: ${w.method} ${w.uri} (${w.script})`
+        ),
+        `Status page: ${describeFcgiTarget(this.target.status!)}${this.target.status!.path}`,
+        "Nothing was restarted: this is an early warning.",
+      ]);
+    }
+  }
+
+  /** Adds what the status page says to a probe result (and warns early on healthy ones). */
+  async withPoolView(result: ProbeResult, policy: Policy, stop?: AbortSignal) {
+    if (this.target.status === null) return result;
+    const verdict = verdictOf(result);
+    if (verdict === "healthy") {
+      await this.checkPool();
+      return result;
+    }
+    const slow = result.kind === "timeout" || result.kind === "overloaded";
+    const counts = this.deps.clock.now() >= this.state.graceUntil && this.state.givenUpAt === null;
+    return slow && counts ? await this.assessTimeout(result, policy, stop) : result;
+  }
+
   /** Restarts php-fpm (and php-cgi when asked); true when the heartbeat is healthy again. */
   async restart(first: ProbeResult, policy: Policy): Promise<boolean> {
     this.restarting = true;
@@ -130,9 +249,13 @@ export class Watch {
         { ...DEFAULT_RELAUNCH, startTimeoutMs: target.startTimeoutMs },
     };
     const since = this.state.incident?.since ?? this.state.failingSince ?? deps.clock.now();
+    const evidence = await this.captureEvidence();
+    const stuck = evidence.status === null
+      ? []
+      : stuckWorkers(evidence.status, target.stuckAfterMs).map((w) => w.pid);
     const reports: RelaunchReport[] = [
       await relaunch(
-        { ...target.fpm, pidFile: target.pidFile, rungs: target.rungs },
+        { ...target.fpm, pidFile: target.pidFile, rungs: target.rungs, stuck },
         ctx,
         async () => verdictOf(await this.probe()) === "healthy",
       ),
@@ -151,6 +274,7 @@ export class Watch {
     const label = labelOf(first);
     const now = deps.clock.now();
     const why = failed.map((r) => `${r.service}: ${r.reason}`).join("; ");
+    await this.recordIncident(first, evidence, reports[0]!);
     this.state = afterRestart(
       this.state,
       { at: now, ok: failed.length === 0, label, detail: why },
@@ -167,6 +291,10 @@ export class Watch {
       `Restarts in the last ${
         seconds(policy.restartWindowMs)
       }: ${this.state.restarts.length} of at most ${policy.maxRestarts}`,
+      "",
+      "Before the restart:",
+      ...(first.pool ? [`Pool judged ${first.pool.verdict}: ${first.pool.why}`] : []),
+      ...evidenceLines(evidence),
     ];
     if (failed.length === 0) {
       details.push(`Down for ${seconds(now - since)} (since ${new Date(since).toISOString()})`);
@@ -175,6 +303,51 @@ export class Watch {
     }
     this.event("error", `${label} PHP restart failed (${why}).`, "PHP restart failed", details);
     return false;
+  }
+
+  private async captureEvidence(): Promise<Evidence> {
+    const { target, deps } = this;
+    const fresh = this.lastStatus !== null &&
+      deps.clock.now() - this.lastStatus.at < STATUS_FRESH_MS &&
+      typeof this.lastStatus.status !== "string";
+    const known = fresh ? this.lastStatus!.status as PoolStatus : null;
+    const source = {
+      status: target.status,
+      processName: target.fpm.processName,
+      masterPid: await readPidFile(deps.fs, target.pidFile),
+      fpmConfig: target.fpmConfig,
+      listen: target.fcgi === null ? null : describeFcgiTarget(target.fcgi),
+      tools: this.cfg.tools,
+    };
+    return await captureEvidence(source, deps, EVIDENCE_LIMIT_MS, known);
+  }
+
+  /** Appends the incident to the incident log; a failure is logged, never thrown. */
+  private async recordIncident(
+    first: ProbeResult,
+    evidence: Evidence,
+    report: RelaunchReport,
+  ): Promise<void> {
+    const path = incidentsPath(this.cfg.stateDir);
+    try {
+      await appendIncident(path, {
+        version: 1,
+        at: this.deps.clock.now(),
+        host: this.cfg.hostname,
+        target: this.target.name,
+        label: labelOf(first),
+        pool: first.pool?.verdict ?? null,
+        why: first.pool?.why ?? first.detail,
+        evidence,
+        restart: { ok: report.ok, rung: report.rung, steps: report.steps },
+      });
+    } catch (err) {
+      logger.error("Cannot write the incident log {path}: {error}", {
+        path,
+        error: describeError(err),
+        target: this.target.name,
+      });
+    }
   }
 
   /** Logs and mails what an alert action of the policy says. */
@@ -201,6 +374,22 @@ export class Watch {
           this.probeDetails(result),
         );
         return;
+      case "overloaded": {
+        const s = this.lastStatus?.status;
+        this.event(
+          "warn",
+          `${label} PHP overloaded, not restarted: ${
+            result.pool?.why ?? "the pool still takes requests"
+          }; a restart would drop the requests in flight.`,
+          "PHP pool overloaded",
+          [
+            ...this.probeDetails(result),
+            ...(s !== undefined && typeof s !== "string" ? [`Pool: ${poolLine(s)}`] : []),
+            'Set on_overload = "restart" to restart an overloaded pool anyway.',
+          ],
+        );
+        return;
+      }
       case "gave_up":
         this.event(
           "error",
@@ -248,10 +437,12 @@ export class Watch {
     | { verdict: Verdict; confirm: boolean; restartEndedAt: number | null; restartOk: boolean }
     | null
   > {
-    const result = await this.probe(stop);
+    const probed = await this.probe(stop);
     // stopping: the probe was abandoned, and its result means nothing
     if (stop?.aborted) return null;
-    logger.debug("Probe: {label} in {ms} ms.", { label: labelOf(result), ms: result.ms });
+    logger.debug("Probe: {label} in {ms} ms.", { label: labelOf(probed), ms: probed.ms });
+    const result = await this.withPoolView(probed, policy, stop);
+    if (stop?.aborted) return null;
     return await this.carryOut(result, policy);
   }
 
@@ -284,6 +475,12 @@ export class Watch {
 export function misconfigurationHint(result: ProbeResult): string {
   if (result.kind === "closed") {
     return "closed the connection without answering: nginx's return 444? Allow this address in heartbeat_allowed.conf.";
+  }
+  if (result.kind === "unexpected") {
+    return `${result.detail}: check ping.path and ping.response in the pool, or set expect.`;
+  }
+  if (result.kind === "error" && result.via === "fcgi") {
+    return `failed: ${result.detail}. Is this php-fpm's FastCGI socket (listen or pm.status_listen)?`;
   }
   if (result.kind === "error") {
     return `failed: ${result.detail}. Check the URI's scheme and port.`;

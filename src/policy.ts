@@ -3,6 +3,7 @@
  * restart (thresholds), how soon to probe again (confirm delay, grace), when to stop restarting
  * (flap protection) and when to tell someone (one alert per incident, not per probe).
  */
+import type { PoolCounters } from "./fpm_status.ts";
 import { labelOf, type ProbeResult, verdictOf } from "./probe_http.ts";
 
 /** The numbers of the policy. Times in milliseconds. */
@@ -26,10 +27,12 @@ export interface Policy {
   rearmAfterMs: number;
   /** Repeat the alert of an open incident this often; 0 for never. */
   reminderMs: number;
+  /** A pool the status page shows overloaded but moving: alert only, or restart anyway. */
+  onOverload: "alert" | "restart";
 }
 
 /** What kind of trouble an incident is. */
-export type IncidentKind = "php_down" | "unreachable" | "misconfigured";
+export type IncidentKind = "php_down" | "unreachable" | "misconfigured" | "overloaded";
 
 /** An incident: from the first failed probe to `successThreshold` healthy ones. */
 export interface Incident {
@@ -67,6 +70,10 @@ export interface TargetState {
   givenUpAt: number | null;
   /** Failures before this time do not count (php-fpm is starting). */
   graceUntil: number;
+  /** The pool's counters at the last status read, for early warnings (null: not read yet). */
+  pool: PoolCounters | null;
+  /** When each kind of early warning was last sent. */
+  warnedAt: Record<string, number>;
 }
 
 /** A state with nothing remembered. */
@@ -81,6 +88,8 @@ export function freshState(): TargetState {
     restarts: [],
     givenUpAt: null,
     graceUntil: 0,
+    pool: null,
+    warnedAt: {},
   };
 }
 
@@ -90,6 +99,7 @@ export type AlertReason =
   | "recovered"
   | "unreachable"
   | "misconfigured"
+  | "overloaded"
   | "reminder";
 
 /** What the caller should do now, in order. */
@@ -189,11 +199,27 @@ export function decide(
     });
     return { state, actions, next: "interval" };
   }
+  if (result.pool?.verdict === "busy" && policy.onOverload === "alert") {
+    // overloaded, not dead: a restart would drop every request in flight and help nobody
+    state.failures = 0;
+    state.timeouts = 0;
+    state.failingSince = null;
+    if (state.incident?.kind !== "overloaded") {
+      state.incident = { kind: "overloaded", since: now, label, restarts: 0, lastAlertAt: now };
+      actions.push({ type: "alert", reason: "overloaded", incident: state.incident });
+    } else if (reminderDue(state.incident, now, policy)) {
+      state.incident.lastAlertAt = now;
+      actions.push({ type: "alert", reason: "reminder", incident: state.incident });
+    }
+    return { state, actions, next: "interval" };
+  }
   state.failures++;
-  if (result.kind === "timeout") state.timeouts++;
-  state.failingSince ??= now;
+  if (result.kind === "timeout" || result.kind === "overloaded") state.timeouts++;
+  // the failure began no later than the probe that saw it
+  state.failingSince ??= now - result.ms;
+  // the status page has confirmed the hang: a second timeout would only add downtime
   const reached = state.failures >= policy.failureThreshold ||
-    state.timeouts >= policy.timeoutThreshold;
+    state.timeouts >= policy.timeoutThreshold || result.pool?.verdict === "hung";
   if (!reached) {
     actions.push({
       type: "log",

@@ -13,6 +13,10 @@ export type ProbeKind =
   | "dns"
   /** The server closed the connection without answering (nginx `return 444`). */
   | "closed"
+  /** A unix socket whose listen queue is full (FastCGI probe): php-fpm is saturated. */
+  | "overloaded"
+  /** A 2xx whose body is not the expected one (FastCGI ping without "pong"). */
+  | "unexpected"
   /** Anything else (TLS failure, protocol error, ...). */
   | "error";
 
@@ -25,6 +29,13 @@ export interface ProbeResult {
   detail: string;
   /** How long the probe took. */
   ms: number;
+  /** Set when the probe went straight to php-fpm over FastCGI; absent for HTTP through nginx. */
+  via?: "fcgi";
+  /**
+   * Set after a timeout when php-fpm's status page was read: `busy` (still taking requests:
+   * overloaded) or `hung` (nothing moves), with the numbers that show it.
+   */
+  pool?: { verdict: "busy" | "hung"; why: string };
 }
 
 /** What a probe result calls for. */
@@ -50,11 +61,17 @@ export function verdictOf(result: ProbeResult): Verdict {
       return "misconfigured";
     }
     case "timeout":
+    case "overloaded":
       return "php_down";
     case "refused":
+      // straight to php-fpm, a refused connection means php-fpm itself is gone
+      return result.via === "fcgi" ? "php_down" : "unreachable";
     case "dns":
       return "unreachable";
     case "closed":
+      // nginx closing is its `return 444`; php-fpm closing is a worker that died mid-request
+      return result.via === "fcgi" ? "php_down" : "misconfigured";
+    case "unexpected":
     case "error":
       return "misconfigured";
   }

@@ -40,6 +40,9 @@ export const DEFAULT_RELAUNCH: RelaunchOptions = {
   verifyEveryMs: 500,
 };
 
+/** How long the kill_stuck rung waits for the heartbeat before the next rung. */
+const STUCK_VERIFY_MS = 3000;
+
 /** What a relaunch did. */
 export interface RelaunchReport {
   ok: boolean;
@@ -70,6 +73,8 @@ export interface RelaunchContext {
 export interface RelaunchTarget extends ServiceTarget {
   pidFile: string | null;
   rungs: readonly Rung[];
+  /** Workers the status page shows stuck on one request: the kill_stuck rung's targets. */
+  stuck?: readonly number[];
 }
 
 function summary(cmd: string, args: readonly string[], r: RunResult): string {
@@ -78,15 +83,19 @@ function summary(cmd: string, args: readonly string[], r: RunResult): string {
   return `${[cmd, ...args].join(" ")} ${how}${said ? `: ${said}` : ""}`;
 }
 
-/** The master's pid from the pid file, or null (no file, not a number). */
-async function masterPid(ctx: RelaunchContext, target: RelaunchTarget): Promise<number | null> {
-  if (target.pidFile === null) return null;
+/** The pid a pid file names, or null (no file, not a number). */
+export async function readPidFile(fs: Fs, path: string | null): Promise<number | null> {
+  if (path === null) return null;
   try {
-    const pid = Number((await ctx.fs.readTextFile(target.pidFile)).trim());
+    const pid = Number((await fs.readTextFile(path)).trim());
     return Number.isInteger(pid) && pid > 1 ? pid : null;
   } catch {
     return null;
   }
+}
+
+function masterPid(ctx: RelaunchContext, target: RelaunchTarget): Promise<number | null> {
+  return readPidFile(ctx.fs, target.pidFile);
 }
 
 /**
@@ -157,13 +166,14 @@ async function killAll(
   return { killed, survivors };
 }
 
-/** Re-probes until healthy or `startTimeoutMs` has passed. */
+/** Re-probes until healthy or `limitMs` (by default `startTimeoutMs`) has passed. */
 async function healthyWithin(
   ctx: RelaunchContext,
   verify: () => Promise<boolean>,
   opts: RelaunchOptions,
+  limitMs = opts.startTimeoutMs,
 ): Promise<boolean> {
-  const until = ctx.clock.now() + opts.startTimeoutMs;
+  const until = ctx.clock.now() + limitMs;
   while (true) {
     if (await verify()) return true;
     if (ctx.clock.now() + opts.verifyEveryMs > until) return false;
@@ -172,6 +182,37 @@ async function healthyWithin(
 }
 
 type RungResult = { ok: boolean; step: string; attempts?: number; killed?: number };
+
+/**
+ * SIGKILL to the workers stuck on one request, nothing else: the master starts new ones at once
+ * and every other request goes on. Each pid is checked with ps first (still a process of this
+ * pool's master and name), so a pid reused since the status page was read is never hit.
+ */
+async function killStuckRung(
+  target: RelaunchTarget,
+  ctx: RelaunchContext,
+  verify: () => Promise<boolean>,
+  opts: RelaunchOptions,
+): Promise<RungResult | null> {
+  const pid = await masterPid(ctx, target);
+  const stuck = target.stuck ?? [];
+  if (pid === null || stuck.length === 0) return null;
+  const args = ["-o", "pid=,pgid=,comm=", "-p", stuck.join(",")];
+  const r = await ctx.runner.run(ctx.tools.ps, args, { timeoutMs: opts.toolTimeoutMs });
+  const ours = r.stdout.split("\n").map((line) => line.trim().split(/\s+/)).filter((f) =>
+    f.length === 3 && Number(f[1]) === pid && f[2] === target.processName && Number(f[0]) !== pid
+  ).map((f) => f[0]!);
+  if (ours.length === 0) return null;
+  const killArgs = ["-KILL", ...ours];
+  const k = await ctx.runner.run(ctx.tools.kill, killArgs, { timeoutMs: opts.toolTimeoutMs });
+  if (k.code !== 0) return { ok: false, step: summary(ctx.tools.kill, killArgs, k) };
+  // new workers are forked at once: if the heartbeat is not back soon, the next rung must act
+  return {
+    ok: await healthyWithin(ctx, verify, opts, Math.min(opts.startTimeoutMs, STUCK_VERIFY_MS)),
+    step: `SIGKILL to stuck workers ${ours.join(", ")}`,
+    killed: ours.length,
+  };
+}
 
 /** SIGUSR2 to the master: php-fpm reloads its configuration and replaces its workers. */
 async function reloadRung(
@@ -251,7 +292,7 @@ const RUNG: Record<
     v: () => Promise<boolean>,
     o: RelaunchOptions,
   ) => Promise<RungResult | null>
-> = { reload: reloadRung, restart: restartRung, kill: killRung };
+> = { "kill_stuck": killStuckRung, reload: reloadRung, restart: restartRung, kill: killRung };
 
 /**
  * Climbs `target.rungs` until the heartbeat (`verify`, a fresh probe) is healthy. Never throws:
@@ -276,8 +317,9 @@ export async function relaunch(
     for (const rung of target.rungs) {
       const result = await RUNG[rung](target, ctx, verify, opts);
       if (result === null) {
-        report.steps.push(`${rung}: skipped (master gone or stopped)`);
-        logger.debug("Rung {rung} skipped: the master is gone or stopped.", { rung });
+        const why = rung === "kill_stuck" ? "no stuck worker known" : "master gone or stopped";
+        report.steps.push(`${rung}: skipped (${why})`);
+        logger.debug("Rung {rung} skipped: {why}.", { rung, why });
         continue;
       }
       logger.debug("Rung {rung}: {step}{verdict}", {

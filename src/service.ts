@@ -15,6 +15,8 @@ export interface Tools {
   pgrep: string;
   pkill: string;
   ps: string;
+  /** procps' or the base system's kill, for single workers (Deno.kill needs every run right). */
+  kill: string;
 }
 
 /** One service we may relaunch: its name for the init system and its processes' name. */
@@ -89,8 +91,8 @@ export async function findTools(
   fs: Fs,
   init: InitSystem,
 ): Promise<{ tools: Tools; missing: string[] }> {
-  const [service, systemctl, rcService, pgrep, pkill, ps] = await Promise.all(
-    ["service", "systemctl", "rc-service", "pgrep", "pkill", "ps"].map((name) =>
+  const [service, systemctl, rcService, pgrep, pkill, ps, kill] = await Promise.all(
+    ["service", "systemctl", "rc-service", "pgrep", "pkill", "ps", "kill"].map((name) =>
       findTool(fs, name)
     ),
   );
@@ -101,6 +103,7 @@ export async function findTools(
     pgrep: pgrep ?? "",
     pkill: pkill ?? "",
     ps: ps ?? "",
+    kill: kill ?? "",
   };
   const missing: string[] = [];
   const initTool = INIT_TOOL[init];
@@ -108,6 +111,7 @@ export async function findTools(
   if (!pgrep) missing.push("pgrep");
   if (!pkill) missing.push("pkill");
   if (!ps) missing.push("ps");
+  if (!kill) missing.push("kill");
   return { tools, missing };
 }
 

@@ -9,7 +9,7 @@ import { logger } from "./log.ts";
 import { freshState, type TargetState } from "./policy.ts";
 
 const incidentSchema = z.object({
-  kind: z.enum(["php_down", "unreachable", "misconfigured"]),
+  kind: z.enum(["php_down", "unreachable", "misconfigured", "overloaded"]),
   since: z.number(),
   label: z.string(),
   restarts: z.number().int().nonnegative(),
@@ -32,6 +32,13 @@ const stateSchema = z.object({
   })),
   givenUpAt: z.number().nullable(),
   graceUntil: z.number(),
+  // added with the status page: state files written before have neither
+  pool: z.object({
+    listenQueue: z.number(),
+    maxChildrenReached: z.number(),
+    slowRequests: z.number(),
+  }).nullable().default(null),
+  warnedAt: z.record(z.string(), z.number()).default({}),
 });
 
 /** Loads and saves one target's state. */

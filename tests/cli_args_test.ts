@@ -90,6 +90,7 @@ Deno.test("systemd is detected by /run/systemd/system", async () => {
       "/usr/bin/pgrep",
       "/usr/bin/pkill",
       "/usr/bin/ps",
+      "/usr/bin/kill",
       "/usr/sbin/php-fpm",
     ],
     dirs: { "/usr/lib/systemd/system": ["php-fpm.service", "nginx.service"] },

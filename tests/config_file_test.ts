@@ -133,7 +133,7 @@ rungs = ["pray"]
   );
   assert.match(
     all,
-    /target\[0\]\.rungs\[0\]: "pray" is not allowed: expected rungs from reload, restart, kill/,
+    /target\[0\]\.rungs\[0\]: "pray" is not allowed: expected rungs from kill_stuck, reload, restart, kill/,
   );
   for (const line of issues) assert.ok(line.startsWith(`${FILE}: `), line);
 });

@@ -6,7 +6,16 @@ import { toolPaths } from "../src/service.ts";
 Deno.test("permission set: run access to every tool path, by absolute path only", () => {
   const run = meta.permissions["php-relaunch"].run;
   for (
-    const tool of ["service", "systemctl", "rc-service", "pgrep", "pkill", "ps", "systemd-notify"]
+    const tool of [
+      "service",
+      "systemctl",
+      "rc-service",
+      "pgrep",
+      "pkill",
+      "ps",
+      "kill",
+      "systemd-notify",
+    ]
   ) {
     for (const path of toolPaths(tool)) assert.ok(run.includes(path), `missing ${path}`);
   }

@@ -25,6 +25,7 @@ const policy: Policy = {
   restartWindowMs: 15 * MIN,
   rearmAfterMs: 15 * MIN,
   reminderMs: 0,
+  onOverload: "alert",
 };
 
 const ok: ProbeResult = { kind: "status", status: 200, detail: "", ms: 3 };
@@ -73,7 +74,11 @@ Deno.test("a single stray 5xx restarts nothing; it is confirmed after confirm_de
 Deno.test("two 5xx in a row (a crash): restart at the confirming probe", () => {
   const r = play([[0, e502], [1 * S, e502]], { ...policy, successThreshold: 2 });
   assert.deepEqual(r.restarts, [`${1 * S}`]);
-  assert.equal(r.state.incident?.since, 0, "downtime counts from the first failure");
+  assert.equal(
+    r.state.incident?.since,
+    0 - e502.ms,
+    "downtime counts from the start of the first failed probe",
+  );
 });
 
 Deno.test("timeouts: confirmed after the interval, threshold of their own", () => {
@@ -112,7 +117,7 @@ Deno.test("recovered: one alert with the downtime once success_threshold is met"
   const r = play([[0, e502], [1 * S, e502], [12 * S, ok], [17 * S, ok], [22 * S, ok]], p);
   assert.deepEqual(r.alerts, [`${12 * S}:recovered`]);
   const alert = r.log[2]!.actions.find((a) => a.type === "alert");
-  assert.equal(alert?.type === "alert" && alert.downtimeMs, 12 * S);
+  assert.equal(alert?.type === "alert" && alert.downtimeMs, 12 * S + e502.ms);
   assert.equal(r.state.incident, null);
 });
 

@@ -17,6 +17,7 @@ const tools: Tools = {
   pgrep: "/usr/bin/pgrep",
   pkill: "/usr/bin/pkill",
   ps: "/usr/bin/ps",
+  kill: "/usr/bin/kill",
 };
 /** The positional form's target: the kill rung only, no pid file (selected by name). */
 const fpm: RelaunchTarget = {

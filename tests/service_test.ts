@@ -16,6 +16,7 @@ const tools: Tools = {
   pgrep: "/usr/bin/pgrep",
   pkill: "/usr/bin/pkill",
   ps: "/usr/bin/ps",
+  kill: "/usr/bin/kill",
 };
 
 const lines = (cmds: readonly (readonly [string, readonly string[]])[]) =>
@@ -57,12 +58,20 @@ Deno.test("init detection: FreeBSD by OS, systemd and OpenRC by their /run folde
 
 Deno.test("tools: the init system's own program is required", async () => {
   const fs = fakeFs({
-    executables: ["/usr/bin/pgrep", "/usr/bin/pkill", "/usr/bin/ps", "/usr/sbin/service"],
+    executables: [
+      "/usr/bin/pgrep",
+      "/usr/bin/pkill",
+      "/usr/bin/ps",
+      "/usr/bin/kill",
+      "/usr/sbin/service",
+    ],
   });
   assert.deepEqual((await findTools(fs, "sysv")).missing, []);
   assert.deepEqual((await findTools(fs, "systemd")).missing, ["systemctl"]);
   assert.deepEqual((await findTools(fs, "openrc")).missing, ["rc-service"]);
-  const bsd = fakeFs({ executables: ["/bin/pgrep", "/bin/pkill", "/bin/ps", "/usr/sbin/service"] });
+  const bsd = fakeFs({
+    executables: ["/bin/pgrep", "/bin/pkill", "/bin/ps", "/bin/kill", "/usr/sbin/service"],
+  });
   const found = await findTools(bsd, "freebsd");
   assert.deepEqual(found.missing, []);
   assert.equal(found.tools.pgrep, "/bin/pgrep");

@@ -29,5 +29,11 @@ Deno.test("the example config is valid and names its defaults truthfully", async
   assert.equal(d.restart_window, WATCH_DEFAULTS.restart_window);
   assert.equal(d.start_timeout, WATCH_DEFAULTS.start_timeout);
   assert.deepEqual(d.rungs, WATCH_DEFAULTS.rungs);
+  assert.equal(d.stuck_after, WATCH_DEFAULTS.stuck_after);
+  assert.equal(d.on_overload, WATCH_DEFAULTS.on_overload);
+  assert.equal(d.warn_listen_queue, WATCH_DEFAULTS.warn_listen_queue);
+  assert.equal(d.warn_slow_requests, WATCH_DEFAULTS.warn_slow_requests);
+  assert.equal(d.warn_max_children, WATCH_DEFAULTS.warn_max_children);
+  assert.equal(d.warn_every, WATCH_DEFAULTS.warn_every);
   assert.equal(file.target[0]?.service, "php8.2-fpm");
 });

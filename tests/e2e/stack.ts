@@ -233,95 +233,136 @@ export class SmtpSink {
  * and nginx vhost on 127.0.0.1:8890. Same program, same process name as the first: only its
  * process group tells its processes apart. Everything is removed again by `remove`.
  */
-export class SecondPool {
-  static readonly service = "php8.2-fpm-b";
-  static readonly pidFile = "/run/php/php8.2-fpm-b.pid";
-  static readonly heartbeat = "http://127.0.0.1:8890/php-heartbeat.php";
-  static readonly files = {
-    conf: "/etc/php/8.2/fpm-b/php-fpm.conf",
-    init: "/etc/init.d/php8.2-fpm-b",
-    site: "/etc/nginx/sites-enabled/php-heartbeat-b",
-  };
+/** What makes one extra php-fpm8.2 master (its own config, init script and pid file). */
+export interface ExtraPoolOptions {
+  /** Names it: service php8.2-fpm-<suffix>, pool <suffix>. */
+  suffix: string;
+  /** A heartbeat vhost on 127.0.0.1:<port> through nginx, or null for none. */
+  nginxPort: number | null;
+  /** The pool's own lines after user/group/listen. */
+  poolLines: string[];
+}
 
-  static async create(): Promise<void> {
-    const f = SecondPool.files;
-    await Deno.mkdir("/etc/php/8.2/fpm-b", { recursive: true });
+/**
+ * A second master of php8.2-fpm made by a test, as on hosts with several pools: its own
+ * config, init script, pid file and unix socket. `remove()` takes all of it away again.
+ */
+export class ExtraPool {
+  readonly service: string;
+  readonly pidFile: string;
+  readonly socket: string;
+  readonly heartbeat: string;
+  readonly files: { conf: string; init: string; site: string; errorLog: string };
+
+  constructor(readonly options: ExtraPoolOptions) {
+    const s = options.suffix;
+    this.service = `php8.2-fpm-${s}`;
+    this.pidFile = `/run/php/php8.2-fpm-${s}.pid`;
+    this.socket = `/run/php/php8.2-fpm-${s}.sock`;
+    this.heartbeat = `http://127.0.0.1:${options.nginxPort ?? 0}/php-heartbeat.php`;
+    this.files = {
+      conf: `/etc/php/8.2/fpm-${s}/php-fpm.conf`,
+      init: `/etc/init.d/php8.2-fpm-${s}`,
+      site: `/etc/nginx/sites-enabled/php-heartbeat-${s}`,
+      errorLog: `/var/log/php8.2-fpm-${s}.log`,
+    };
+  }
+
+  async create(): Promise<void> {
+    const f = this.files;
+    await Deno.mkdir(`/etc/php/8.2/fpm-${this.options.suffix}`, { recursive: true });
     await Deno.writeTextFile(
       f.conf,
       [
         "[global]",
-        `pid = ${SecondPool.pidFile}`,
-        "error_log = /var/log/php8.2-fpm-b.log",
-        "[b]",
+        `pid = ${this.pidFile}`,
+        `error_log = ${f.errorLog}`,
+        `[${this.options.suffix}]`,
         "user = www-data",
         "group = www-data",
-        "listen = /run/php/php8.2-fpm-b.sock",
+        `listen = ${this.socket}`,
         "listen.owner = www-data",
         "listen.group = www-data",
-        "pm = static",
-        "pm.max_children = 2",
+        ...this.options.poolLines,
         "",
       ].join("\n"),
     );
     const script = (await Deno.readTextFile("/etc/init.d/php8.2-fpm"))
       .replace("CONFFILE=/etc/php/8.2/fpm/php-fpm.conf", `CONFFILE=${f.conf}`)
-      .replace("Provides:          php8.2-fpm", "Provides:          php8.2-fpm-b");
+      .replace("Provides:          php8.2-fpm", `Provides:          ${this.service}`);
     await Deno.writeTextFile(f.init, script, { mode: 0o755 });
     await Deno.chmod(f.init, 0o755);
-    await Deno.writeTextFile(
-      f.site,
-      [
-        "server {",
-        "    listen 127.0.0.1:8890;",
-        "    access_log off;",
-        "    root /var/www/php-heartbeat;",
-        "    location = /php-heartbeat.php {",
-        "        include fastcgi_params;",
-        "        fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;",
-        "        fastcgi_pass unix:/run/php/php8.2-fpm-b.sock;",
-        "    }",
-        "}",
-        "",
-      ].join("\n"),
-    );
-    await must("service", [SecondPool.service, "start"]);
+    if (this.options.nginxPort !== null) {
+      await Deno.writeTextFile(
+        f.site,
+        [
+          "server {",
+          `    listen 127.0.0.1:${this.options.nginxPort};`,
+          "    access_log off;",
+          "    root /var/www/php-heartbeat;",
+          "    location = /php-heartbeat.php {",
+          "        include fastcgi_params;",
+          "        fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;",
+          `        fastcgi_pass unix:${this.socket};`,
+          "    }",
+          "}",
+          "",
+        ].join("\n"),
+      );
+    }
+    await must("service", [this.service, "start"]);
+    if (this.options.nginxPort === null) {
+      const up = await waitFor(async () => (await this.master()) !== null, 20_000, 200);
+      if (up === null) throw new Error(`${this.service} did not start`);
+      return;
+    }
     await must("service", ["nginx", "reload"]);
     const up = await waitFor(
-      async () => (await heartbeatOf(SecondPool.heartbeat, 1000)) === "200",
+      async () => (await heartbeatOf(this.heartbeat, 1000)) === "200",
       20_000,
       200,
     );
-    if (up === null) throw new Error("the second php-fpm pool does not answer");
+    if (up === null) throw new Error(`the ${this.service} pool does not answer`);
   }
 
-  /** The second pool's master, from its pid file. */
-  static async master(): Promise<number | null> {
-    const pid = Number((await Deno.readTextFile(SecondPool.pidFile).catch(() => "")).trim());
+  /** The pool's master, from its pid file. */
+  async master(): Promise<number | null> {
+    const pid = Number((await Deno.readTextFile(this.pidFile).catch(() => "")).trim());
     return pid > 0 && alive(pid) ? pid : null;
   }
 
-  /** Pids of the second pool's processes: its master's process group. */
-  static async pids(): Promise<number[]> {
-    const master = await SecondPool.master();
+  /** Pids of the pool's processes: its master's process group. */
+  async pids(): Promise<number[]> {
+    const master = await this.master();
     if (master === null) return [];
     const r = await sh("pgrep", ["-g", String(master), "-x", FPM_PROCESS]);
     return r.code === 0 ? r.out.split("\n").map(Number).filter((n) => n > 0 && alive(n)) : [];
   }
 
-  static async remove(): Promise<void> {
-    for (const pid of await SecondPool.pids()) {
+  async remove(): Promise<void> {
+    for (const pid of await this.pids()) {
       try {
         Deno.kill(pid, "SIGKILL");
       } catch { /* gone */ }
     }
-    const f = SecondPool.files;
-    for (const path of [f.site, f.init, f.conf, SecondPool.pidFile, "/run/php/php8.2-fpm-b.sock"]) {
+    const f = this.files;
+    for (const path of [f.site, f.init, f.conf, this.pidFile, this.socket]) {
       await Deno.remove(path).catch(() => {});
     }
-    await Deno.remove("/etc/php/8.2/fpm-b", { recursive: true }).catch(() => {});
-    if ((await pids("nginx")).length > 0) await sh("service", ["nginx", "reload"]);
+    await Deno.remove(`/etc/php/8.2/fpm-${this.options.suffix}`, { recursive: true })
+      .catch(() => {});
+    if (this.options.nginxPort !== null && (await pids("nginx")).length > 0) {
+      await sh("service", ["nginx", "reload"]);
+    }
   }
 }
+
+/** The second pool of the watch-mode tests, behind its own heartbeat vhost on :8890. */
+export const SecondPool = new ExtraPool({
+  suffix: "b",
+  nginxPort: 8890,
+  poolLines: ["pm = static", "pm.max_children = 2"],
+});
 
 /** The status of any loopback heartbeat, or the failure kind. */
 export async function heartbeatOf(url: string, timeoutMs = 2000): Promise<string> {

@@ -3,6 +3,9 @@ import { configureSync, type LogRecord } from "@logtape/logtape";
 import type {
   Clock,
   Deps,
+  FcgiAnswer,
+  FcgiGet,
+  FcgiTarget,
   Fs,
   Host,
   HttpAnswer,
@@ -13,6 +16,33 @@ import type {
   RunResult,
 } from "../../src/deps.ts";
 import { renderMessage } from "../../src/log.ts";
+
+/** One scripted FastCGI outcome: an answer, or what the client would throw, after `ms`. */
+export type FcgiStep =
+  | { status: number; body?: string; ms?: number }
+  | { error: unknown; ms?: number };
+
+/**
+ * A FcgiGet that plays `script` in order (the last step repeats), or answers by path when given
+ * a function, advancing `clock` by each step's duration.
+ */
+export function scriptedFcgi(
+  clock: FakeClock,
+  script: FcgiStep[] | ((target: FcgiTarget, call: number) => FcgiStep),
+): FcgiGet & { calls: FcgiTarget[] } {
+  const calls: FcgiTarget[] = [];
+  const get = (target: FcgiTarget, _signal: AbortSignal): Promise<FcgiAnswer> => {
+    const step = typeof script === "function"
+      ? script(target, calls.length)
+      : script[Math.min(calls.length, script.length - 1)];
+    calls.push(target);
+    if (step === undefined) throw new Error("scriptedFcgi: empty script");
+    clock.advance(step.ms ?? 2);
+    if ("error" in step) return Promise.reject(step.error);
+    return Promise.resolve({ status: step.status, body: step.body ?? "", stderr: "" });
+  };
+  return Object.assign(get, { calls });
+}
 
 /** A clock that only moves when told to or when something sleeps on it. */
 export class FakeClock implements Clock {
@@ -157,6 +187,11 @@ export function fakeFs(spec: {
         )
         : Promise.resolve(text);
     },
+    readTail: (path, maxBytes) => {
+      const text = spec.files?.[path] ?? "";
+      const tail = text.slice(-maxBytes);
+      return Promise.resolve(tail.length < text.length ? tail.slice(tail.indexOf("\n") + 1) : tail);
+    },
   };
 }
 
@@ -175,6 +210,7 @@ export function debianFs(
       "/usr/bin/pgrep",
       "/usr/bin/pkill",
       "/usr/bin/ps",
+      "/usr/bin/kill",
       "/usr/sbin/php-fpm8.2",
       ...(extra.executables ?? []),
     ],
@@ -192,6 +228,7 @@ export function fakeHost(uid = 0, env: Record<string, string> = {}, os = "linux"
     uid: () => uid,
     env: (name) => env[name],
     stderrIsTerminal: () => false,
+    memory: () => ({ total: 4 * 2 ** 30, available: 2 * 2 ** 30 }),
   };
 }
 
@@ -210,6 +247,7 @@ export function testDeps(over: Partial<Deps> & { clock?: FakeClock } = {}): Test
   return {
     runner: new FakeRunner(() => new Error("unexpected command")),
     httpGet: scriptedHttp(clock, [{ error: new Error("unexpected probe") }]),
+    fcgiGet: scriptedFcgi(clock, [{ error: new Error("unexpected FastCGI request") }]),
     mailer: fakeMailer(),
     fs: debianFs(),
     host: fakeHost(),

@@ -1,0 +1,87 @@
+/** A `php-relaunch watch` process under test, and the configuration files the tests give it. */
+import { ROOT, startCommand } from "../support/cli.ts";
+import { waitFor } from "./stack.ts";
+
+/** A running `php-relaunch watch`. */
+export class WatchProcess {
+  private constructor(readonly child: Deno.ChildProcess, readonly log: string) {}
+
+  static start(config: string, log: string): WatchProcess {
+    const [cmd, args] = startCommand(["watch", "--config", config]);
+    const child = new Deno.Command(cmd, {
+      args,
+      cwd: ROOT,
+      clearEnv: true,
+      env: { PATH: "/usr/bin:/bin", HOME: Deno.env.get("HOME") ?? "/root", RUST_BACKTRACE: "0" },
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    return new WatchProcess(child, log);
+  }
+
+  async lines(): Promise<string[]> {
+    const text = await Deno.readTextFile(this.log).catch(() => "");
+    return text.split("\n").filter((l) => l.trim() !== "");
+  }
+
+  /** Waits until a log line matches `pattern`; returns the line or null. */
+  async waitForLine(pattern: RegExp, withinMs: number): Promise<string | null> {
+    let found: string | null = null;
+    await waitFor(
+      async () => {
+        found = (await this.lines()).find((l) => pattern.test(l)) ?? null;
+        return found !== null;
+      },
+      withinMs,
+      200,
+    );
+    return found;
+  }
+
+  async stop(): Promise<number> {
+    try {
+      this.child.kill("SIGTERM");
+    } catch { /* exited */ }
+    const timer = setTimeout(() => {
+      try {
+        this.child.kill("SIGKILL");
+      } catch { /* exited */ }
+    }, 60_000);
+    const status = await this.child.status;
+    clearTimeout(timer);
+    return status.code;
+  }
+}
+
+export function configToml(opts: {
+  dir: string;
+  smtpPort: number;
+  targets: string;
+  defaults?: string;
+}): string {
+  return `
+[defaults]
+interval = 0.5
+timeout = 2
+grace_period = 2
+start_timeout = 5
+rungs = ["kill"]
+mail_to = ["ops@example.com"]
+${opts.defaults ?? ""}
+
+[mail]
+smtp_host = "127.0.0.1"
+smtp_port = ${opts.smtpPort}
+from = "php-relaunch@example.org"
+
+[log]
+file = "${opts.dir}/watch.log"
+
+[state]
+dir = "${opts.dir}/state"
+lock_dir = "${opts.dir}"
+
+${opts.targets}
+`;
+}

@@ -117,7 +117,7 @@ export async function captureEvidence(
   const status: Promise<PoolStatus | string> = known !== null
     ? Promise.resolve(known)
     : source.status === null
-    ? Promise.resolve("no status page configured (status_url)")
+    ? Promise.resolve("not read: set status_url (php-fpm's pm.status_listen) to see the workers")
     : readStatus(source.status, limitMs, deps.fcgiGet);
   const config: Promise<FpmConfig | null> = source.fpmConfig === null
     ? Promise.resolve(null)

@@ -76,7 +76,7 @@ export function parseStatus(text: string): PoolStatus | string {
   try {
     data = JSON.parse(text);
   } catch {
-    return `not JSON (${text.trim().slice(0, 40)}): ask for ?json`;
+    return `not JSON (${text.trim().replace(/\s+/g, " ").slice(0, 40)}): ask for ?json`;
   }
   const r = statusSchema.safeParse(data);
   if (!r.success) return `not php-fpm's status: ${r.error.issues[0]?.path.join(".") ?? "?"}`;
@@ -119,8 +119,14 @@ export async function readStatus(
   timeoutMs: number,
   fcgiGet: FcgiGet,
 ): Promise<PoolStatus | string> {
+  // a timer of our own, cleared when done: a quick answer leaves no timer pending behind it
+  const deadline = new AbortController();
+  const timer = setTimeout(
+    () => deadline.abort(new DOMException("status page timeout", "TimeoutError")),
+    timeoutMs,
+  );
   try {
-    const answer = await fcgiGet(fullStatusTarget(target), AbortSignal.timeout(timeoutMs));
+    const answer = await fcgiGet(fullStatusTarget(target), deadline.signal);
     if (answer.status !== 200) return `the status page answered ${answer.status}`;
     return parseStatus(answer.body);
   } catch (err) {
@@ -128,6 +134,8 @@ export async function readStatus(
       return `the status page did not answer within ${timeoutMs} ms`;
     }
     return `the status page failed: ${describeError(err)}`;
+  } finally {
+    clearTimeout(timer);
   }
 }
 

@@ -27,6 +27,28 @@ export function incidentsPath(stateDir: string): string {
   return `${stateDir}/incidents.jsonl`;
 }
 
+/** Where incidents go: the file, or memory in tests. */
+export interface IncidentLog {
+  append(record: IncidentRecord): Promise<void>;
+}
+
+/** The incident log file at `path`. */
+export function fileIncidentLog(path: string): IncidentLog {
+  return { append: (record) => appendIncident(path, record) };
+}
+
+/** An incident log in memory, for tests. */
+export function memoryIncidentLog(): IncidentLog & { records: IncidentRecord[] } {
+  const records: IncidentRecord[] = [];
+  return {
+    records,
+    append: (record) => {
+      records.push(record);
+      return Promise.resolve();
+    },
+  };
+}
+
 /** The most the log grows before it is rotated. */
 export const MAX_INCIDENT_LOG = 2 * 1024 * 1024;
 

@@ -35,7 +35,7 @@ import {
   warningsOf,
 } from "./fpm_status.ts";
 import { captureEvidence, type Evidence, evidenceLines } from "./evidence.ts";
-import { appendIncident, incidentsPath } from "./incidents.ts";
+import { fileIncidentLog, type IncidentLog, incidentsPath } from "./incidents.ts";
 import { describeError } from "./errors.ts";
 import { fitsInRun, nextDue, type Timing } from "./schedule.ts";
 import { tryLock } from "./lock.ts";
@@ -45,6 +45,8 @@ import { fileStateStore, type StateStore } from "./state.ts";
 export interface MonitorOptions {
   relaunch?: RelaunchOptions;
   store?: StateStore;
+  /** Where incidents are recorded; by default the state folder's incidents.jsonl. */
+  incidents?: IncidentLog;
 }
 
 /** The most the evidence may delay a restart. */
@@ -329,8 +331,9 @@ export class Watch {
     report: RelaunchReport,
   ): Promise<void> {
     const path = incidentsPath(this.cfg.stateDir);
+    const log = this.options.incidents ?? fileIncidentLog(path);
     try {
-      await appendIncident(path, {
+      await log.append({
         version: 1,
         at: this.deps.clock.now(),
         host: this.cfg.hostname,

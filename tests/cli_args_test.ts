@@ -131,6 +131,12 @@ Deno.test("every bad input: exit 2, one clear line, nothing probed, run or maile
     ["odd service name", [URI, "5", "", "--service", "php;rm -rf"], /service "php;rm -rf"/],
     ["run shorter than timeout", [URI, "10", "", "--run-for", "5"], /run for 5 s/],
     ["unknown init system", [URI, "5", "", "--init", "upstart"], /init system "upstart".*openrc/],
+    ["fcgi without a port", ["fcgi://127.0.0.1/ping", "5", ""], /fcgi:\/\/HOST:PORT\/PATH/],
+    ["fcgi+unix without .sock", ["fcgi+unix:///run/php/fpm/ping"], /SOCKET\.sock\/PATH/],
+    ["status page over HTTP", [URI, "--status-url", "http://127.0.0.1/status"], /status URI/],
+    ["bad --since", ["report", "--since", "a week"], /since "a week".*7d/],
+    ["bad --format", ["report", "--format", "xml"], /report format "xml"/],
+    ["--since without report", [URI, "--since", "7d"], /--since or --format without report/],
   ];
   for (const [name, argv, pattern] of cases) {
     await t.step(name, async () => {
@@ -254,4 +260,34 @@ Deno.test("reset waits for the target's lock, and says so when a watch process k
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("FastCGI probes: the address, the path, 'pong' expected; the status page on its own listener", async () => {
+  const cfg = await config([
+    "fcgi+unix:///run/php/php8.2-fpm.sock/ping",
+    "5",
+    "",
+    "--status-url",
+    "fcgi://127.0.0.1:9001/status",
+  ]);
+  const t = cfg.targets[0]!;
+  assert.deepEqual(t.fcgi, {
+    address: { transport: "unix", path: "/run/php/php8.2-fpm.sock" },
+    path: "/ping",
+    query: "",
+  });
+  assert.equal(t.expect, "pong");
+  assert.deepEqual(t.status?.address, { transport: "tcp", hostname: "127.0.0.1", port: 9001 });
+  assert.equal(t.statusOnPool, false, "pm.status_listen: the pool's workers are not needed");
+  assert.equal(t.fpmConfig, "/etc/php/8.2/fpm/php-fpm.conf");
+  assert.equal(t.stuckAfterMs, 5000, "stuck after the probe's timeout by default");
+  const same = await config([
+    "fcgi://127.0.0.1:9000/ping",
+    "--status-url",
+    "fcgi://127.0.0.1:9000/status",
+  ]);
+  assert.equal(same.targets[0]!.statusOnPool, true);
+  const http = await config([URI, "5", "", "--expect", "ok"]);
+  assert.equal(http.targets[0]!.fcgi, null);
+  assert.equal(http.targets[0]!.expect, "ok");
 });

@@ -212,3 +212,76 @@ Deno.test("config file: addresses follow the command line's rule", () => {
     `${FILE}: defaults.mail_to[1]: "root" is not allowed: expected an email address user@host`,
   ]);
 });
+
+/** Loads `text` as the default configuration file of `watch`. */
+const loadText = (text: string) => load(["watch"], { [FILE]: text });
+
+Deno.test("config file: FastCGI targets, status_url, expect and the pool settings", async () => {
+  const cfg = await loadText(`
+[defaults]
+on_overload = "restart"
+stuck_after = "45s"
+warn_listen_queue = 0
+warn_every = "1h"
+
+[[target]]
+name = "direct"
+url = "fcgi://[::1]:9000/ping"
+status_url = "fcgi+unix:///run/php/status.sock/status"
+expect = ""
+fpm_config = "/opt/php/etc/php-fpm.conf"
+service = "php8.2-fpm"
+`);
+  const t = cfg.targets[0]!;
+  assert.deepEqual(t.fcgi?.address, { transport: "tcp", hostname: "::1", port: 9000 });
+  assert.equal(t.expect, "");
+  assert.deepEqual(t.status?.address, { transport: "unix", path: "/run/php/status.sock" });
+  assert.equal(t.fpmConfig, "/opt/php/etc/php-fpm.conf");
+  assert.equal(t.policy.onOverload, "restart");
+  assert.equal(t.stuckAfterMs, 45_000);
+  assert.deepEqual(t.warn, { listenQueue: 0, slowRequests: 5, maxChildren: true });
+  assert.equal(t.warnEveryMs, 3_600_000);
+  assert.deepEqual(t.rungs, ["kill_stuck", "reload", "restart", "kill"]);
+});
+
+Deno.test("config file: a bad FastCGI URL or status_url names the target and what is expected", async () => {
+  await assert.rejects(
+    () =>
+      loadText(`
+[[target]]
+name = "a"
+url = "http://127.0.0.1:8889/php-heartbeat.php"
+service = "php8.2-fpm"
+
+[[target]]
+name = "b"
+url = "http://127.0.0.1:8889/php-heartbeat.php"
+status_url = "http://127.0.0.1/status"
+on_overload = "panic"
+service = "php8.2-fpm"
+`),
+    (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      const all = err.issues.join("\n");
+      assert.match(
+        all,
+        /target\[1\]\.status_url: "http:\/\/127\.0\.0\.1\/status" is not allowed: expected fcgi:/,
+      );
+      assert.match(
+        all,
+        /target\[1\]\.on_overload: "panic" is not allowed: expected "alert" or "restart"/,
+      );
+      return true;
+    },
+  );
+  await assert.rejects(
+    () =>
+      loadText(`
+[[target]]
+name = "a"
+url = "fcgi+unix:///run/php/fpm/ping"
+service = "php8.2-fpm"
+`),
+    /target "a": Cannot use URI "fcgi\+unix:\/\/\/run\/php\/fpm\/ping": expected fcgi\+unix:\/\/\/SOCKET\.sock\/PATH/,
+  );
+});

@@ -4,6 +4,7 @@ import { loadConfig } from "../src/config.ts";
 import { ExitCode } from "../src/errors.ts";
 import { probeOnce, watchRun } from "../src/monitor.ts";
 import { memoryStateStore } from "../src/state.ts";
+import { memoryIncidentLog } from "../src/incidents.ts";
 import {
   captureLogs,
   FakeClock,
@@ -50,13 +51,28 @@ async function setup(
   const logs = captureLogs();
   // the policy's memory stays in the test: nothing is shared through /var/lib
   const store = memoryStateStore();
-  return { cfg, deps, clock, http, runner, mailer, logs, store, start: clock.now() };
+  const incidents = memoryIncidentLog();
+  const options = { store, incidents };
+  return {
+    cfg,
+    deps,
+    clock,
+    http,
+    runner,
+    mailer,
+    logs,
+    store,
+    incidents,
+    options,
+    start: clock.now(),
+  };
 }
 
 const ok = { status: 200, body: "127.0.0.1\n127.0.0.1\n", ms: 4 };
 /** Three quick start attempts, with the policy's memory in `store`. */
 const fastRelaunch = (store = memoryStateStore()) => ({
   store,
+  incidents: memoryIncidentLog(),
   relaunch: {
     maxAttempts: 3,
     retryDelayMs: 2000,
@@ -70,7 +86,7 @@ const fastRelaunch = (store = memoryStateStore()) => ({
 
 Deno.test("healthy minute: 12 probes 5 s apart, nothing run, nothing mailed, exit 0", async () => {
   const s = await setup([URI, "5", "ops@example.com"], [ok]);
-  assert.equal(await watchRun(s.cfg, s.deps, { store: s.store }), ExitCode.Ok);
+  assert.equal(await watchRun(s.cfg, s.deps, s.options), ExitCode.Ok);
   assert.equal(s.http.calls.length, 12);
   assert.equal(s.runner.calls.length, 0);
   assert.equal(s.mailer.sent.length, 0);
@@ -80,7 +96,7 @@ Deno.test("healthy minute: 12 probes 5 s apart, nothing run, nothing mailed, exi
 
 Deno.test("a single stray 502 is confirmed 1 s later and restarts nothing", async () => {
   const s = await setup([URI, "5", "ops@example.com"], [ok, { status: 502 }, ok]);
-  assert.equal(await watchRun(s.cfg, s.deps, { store: s.store }), ExitCode.Ok);
+  assert.equal(await watchRun(s.cfg, s.deps, s.options), ExitCode.Ok);
   assert.equal(s.runner.calls.length, 0);
   assert.equal(s.mailer.sent.length, 0);
   assert.deepEqual(s.logs.lines(), []);
@@ -90,7 +106,7 @@ Deno.test("a single stray 502 is confirmed 1 s later and restarts nothing", asyn
 Deno.test("two 502s (a crash): restart once, one log line, one mail, then settle 10 s and keep watching", async () => {
   const bad = { status: 502, body: "<h1>502 Bad Gateway</h1>" };
   const s = await setup([URI, "5", "ops@example.com,dev@example.com"], [ok, ok, bad, bad, ok]);
-  assert.equal(await watchRun(s.cfg, s.deps, { store: s.store }), ExitCode.Ok);
+  assert.equal(await watchRun(s.cfg, s.deps, s.options), ExitCode.Ok);
   assert.deepEqual(s.logs.lines(), ["502 PHP restarted."]);
   assert.equal(
     s.runner.lines().filter((l) => l === "/usr/sbin/service php8.2-fpm start").length,
@@ -114,7 +130,7 @@ Deno.test("two 502s (a crash): restart once, one log line, one mail, then settle
 
 Deno.test("no answer within the timeout: restart", async () => {
   const s = await setup([URI, "5", ""], [{ error: fetchErrors.timeout(), ms: 5000 }, ok]);
-  assert.equal(await watchRun(s.cfg, s.deps, { store: s.store }), ExitCode.Ok);
+  assert.equal(await watchRun(s.cfg, s.deps, s.options), ExitCode.Ok);
   assert.deepEqual(s.logs.lines(), ["timeout PHP restarted."]);
   assert.equal(s.mailer.sent.length, 0, "'' means no mail");
 });
@@ -161,7 +177,7 @@ for (
 ) {
   Deno.test(`${name}: never restarts, logs why, mails once, exit ${code}`, async () => {
     const s = await setup([URI, "5", "ops@example.com"], [ok, step as HttpStep]);
-    assert.equal(await watchRun(s.cfg, s.deps, { store: s.store }), code);
+    assert.equal(await watchRun(s.cfg, s.deps, s.options), code);
     assert.equal(s.runner.calls.length, 0);
     assert.equal(s.http.calls.length, 2, "the run stops at the problem");
     const lines = s.logs.lines();
@@ -204,7 +220,7 @@ Deno.test("a failed mail is logged and changes nothing else", async () => {
   const s = await setup([URI, "5", "ops@example.com"], [{ status: 503 }, { status: 503 }, ok], {
     mailFails: true,
   });
-  assert.equal(await watchRun(s.cfg, s.deps, { store: s.store }), ExitCode.Ok);
+  assert.equal(await watchRun(s.cfg, s.deps, s.options), ExitCode.Ok);
   const lines = s.logs.lines();
   assert.equal(lines[0], "503 PHP restarted.");
   assert.match(
@@ -216,7 +232,7 @@ Deno.test("a failed mail is logged and changes nothing else", async () => {
 
 Deno.test("--run-for 10 (mcron every 10 s): two probes", async () => {
   const s = await setup([URI, "5", "", "--run-for", "10"], [ok]);
-  assert.equal(await watchRun(s.cfg, s.deps, { store: s.store }), ExitCode.Ok);
+  assert.equal(await watchRun(s.cfg, s.deps, s.options), ExitCode.Ok);
   assert.equal(s.http.calls.length, 2);
 });
 
@@ -238,7 +254,10 @@ Deno.test("php-cgi is relaunched too with the 4th argument", async () => {
   const { mode, raw } = parseCommandLine([URI, "5", "", "1"]);
   const cfg = await loadConfig(mode as "minute", raw, deps);
   captureLogs();
-  assert.equal(await watchRun(cfg, deps, { store: memoryStateStore() }), ExitCode.Ok);
+  assert.equal(
+    await watchRun(cfg, deps, { store: memoryStateStore(), incidents: memoryIncidentLog() }),
+    ExitCode.Ok,
+  );
   const lines = runner.lines();
   assert.ok(lines.includes("/usr/bin/pkill -KILL -x php-cgi8.2"));
   assert.ok(lines.includes("/usr/sbin/service php8.2-cgi start"));
@@ -260,7 +279,7 @@ Deno.test("--once: the verdict is the exit code; no restart, no mail", async (t)
   ) {
     await t.step(`exit ${code}`, async () => {
       const s = await setup(["--once", URI, "5", "ops@example.com"], [step as HttpStep]);
-      assert.equal(await probeOnce(s.cfg, s.deps, { store: s.store }), code);
+      assert.equal(await probeOnce(s.cfg, s.deps, s.options), code);
       assert.equal(s.http.calls.length, 1);
       assert.equal(s.runner.calls.length, 0);
       assert.equal(s.mailer.sent.length, 0);
@@ -274,7 +293,7 @@ Deno.test("--once --restart: restarts and mails what it did", async () => {
     { status: 502 },
     ok,
   ]);
-  assert.equal(await probeOnce(s.cfg, s.deps, { store: s.store }), ExitCode.Ok);
+  assert.equal(await probeOnce(s.cfg, s.deps, s.options), ExitCode.Ok);
   assert.ok(s.runner.lines().includes("/usr/sbin/service php8.2-fpm start"));
   assert.deepEqual(s.mailer.sent.map((m) => m.subject), ["web1 PHP restart"]);
 });

@@ -189,3 +189,31 @@ Deno.test("nginx going down breaks a run of php failures", () => {
   const r = play([[0, e502], [1 * S, refused], [6 * S, e502], [7 * S, ok]]);
   assert.deepEqual(r.restarts, []);
 });
+
+const busyTimeout: ProbeResult = {
+  ...timeout,
+  pool: { verdict: "busy", why: "all 5 workers busy, yet 12 new requests were taken" },
+};
+const hungTimeout: ProbeResult = {
+  ...timeout,
+  pool: { verdict: "hung", why: "none took a new request" },
+};
+
+Deno.test("busy is not hung: an overloaded pool gets one alert and no restart", () => {
+  const r = play([[0, busyTimeout], [10 * S, busyTimeout], [20 * S, busyTimeout], [30 * S, ok]]);
+  assert.deepEqual(r.restarts, []);
+  assert.deepEqual(r.alerts, ["0:overloaded", `${30 * S}:recovered`]);
+  assert.equal(r.state.failures, 0, "an overloaded pool's timeouts do not add up to a restart");
+});
+
+Deno.test("on_overload = restart: an overloaded pool's timeouts count as usual", () => {
+  const r = play([[0, busyTimeout], [10 * S, busyTimeout]], { ...policy, onOverload: "restart" });
+  assert.deepEqual(r.restarts, [`${10 * S}`]);
+});
+
+Deno.test("a hang confirmed by the status page restarts at the first timeout", () => {
+  const r = play([[0, hungTimeout]], { ...policy, timeoutThreshold: 2 });
+  assert.deepEqual(r.restarts, ["0"]);
+  // without the status page's word the second timeout is still needed
+  assert.deepEqual(play([[0, timeout]], { ...policy, timeoutThreshold: 2 }).restarts, []);
+});

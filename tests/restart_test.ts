@@ -258,3 +258,89 @@ Deno.test("ladder: a dead master (crash) skips reload and restarts through the i
   assert.equal(report.rung, "restart");
   assert.deepEqual(report.steps[0], "reload: skipped (master gone or stopped)");
 });
+
+/**
+ * A pool (master 1410) whose workers 1411 and 1412 are stuck; 9999 has since become another
+ * program's pid. Healthy once both stuck workers are killed when `killHeals`.
+ */
+function stuckHost(killHeals: boolean) {
+  let healthy = false;
+  const runner = new FakeRunner((call) => {
+    if (call.cmd.endsWith("/ps") && call.args[1] === "pid=,pgid=,comm=") {
+      return {
+        stdout: [
+          " 1411  1410 php-fpm8.2",
+          " 1412  1410 php-fpm8.2",
+          " 9999  9999 postgres",
+        ].join("\n"),
+      };
+    }
+    if (call.cmd.endsWith("/ps")) return psAnswer(call);
+    if (call.cmd.endsWith("/kill")) healthy ||= killHeals;
+    if (call.cmd.endsWith("pgrep")) return { code: 0, stdout: "1410\n1411" };
+    if ([call.cmd, ...call.args].join(" ").includes("-USR2")) healthy = true;
+    return { code: 0 };
+  });
+  const fs = fakeFs({ files: { "/run/php/php8.2-fpm.pid": "1410\n" } });
+  return { runner, fs, verify: () => Promise.resolve(healthy) };
+}
+
+const withStuck: RelaunchTarget = {
+  ...ladder,
+  rungs: ["kill_stuck", "reload", "restart", "kill"],
+  stuck: [1411, 1412, 9999, 1410],
+};
+
+Deno.test("kill_stuck: only the stuck workers still in this pool get SIGKILL; the master stays", async () => {
+  captureLogs();
+  const h = stuckHost(true);
+  const report = await relaunch(
+    withStuck,
+    { ...ctx(h.runner, "sysv", h.fs), options: quick },
+    h.verify,
+  );
+  assert.equal(report.ok, true);
+  assert.equal(report.rung, "kill_stuck");
+  assert.equal(report.killed, 2);
+  assert.deepEqual(acts(h.runner), ["/usr/bin/kill -KILL 1411 1412"]);
+  assert.ok(
+    h.runner.lines().includes("/usr/bin/ps -o pid=,pgid=,comm= -p 1411,1412,9999,1410"),
+    "each pid checked before the kill",
+  );
+  assert.deepEqual(report.steps, ["kill_stuck: SIGKILL to stuck workers 1411, 1412"]);
+});
+
+Deno.test("kill_stuck: when killing them does not help soon, the next rung acts", async () => {
+  captureLogs();
+  const h = stuckHost(false);
+  const c = { ...ctx(h.runner, "sysv", h.fs), options: { ...quick, startTimeoutMs: 30_000 } };
+  const report = await relaunch(withStuck, c, h.verify);
+  assert.equal(report.rung, "reload");
+  assert.match(
+    report.steps[0]!,
+    /^kill_stuck: SIGKILL to stuck workers 1411, 1412 \(still failing\)$/,
+  );
+  // not the full start_timeout: new workers answer at once, or not at all
+  const waited = c.clock.sleeps.slice(0, 10).filter((ms) => ms === 500).length;
+  assert.ok(waited <= 6, `waited ${waited} verify rounds`);
+});
+
+Deno.test("kill_stuck: skipped without stuck workers (no status page) or without a master", async () => {
+  captureLogs();
+  const h = stuckHost(true);
+  const none = await relaunch(
+    { ...withStuck, stuck: [] },
+    { ...ctx(h.runner, "sysv", h.fs), options: quick },
+    h.verify,
+  );
+  assert.equal(none.rung, "reload");
+  assert.equal(none.steps[0], "kill_stuck: skipped (no stuck worker known)");
+  const h2 = stuckHost(true);
+  const noMaster = await relaunch(
+    { ...withStuck, pidFile: "/run/php/none.pid" },
+    { ...ctx(h2.runner, "sysv", fakeFs({})), options: quick },
+    h2.verify,
+  );
+  assert.equal(noMaster.steps[0], "kill_stuck: skipped (no stuck worker known)");
+  assert.ok(!h2.runner.lines().some((l) => l.startsWith("/usr/bin/kill")));
+});

@@ -1,37 +1,15 @@
-/** Alert emails: what they say, and the real SMTP delivery through nodemailer. */
-import type { Mail, Mailer, SmtpSettings } from "./deps.ts";
+/**
+ * Alerts: what they say, and their delivery to every channel (mail, webhook) in the background,
+ * so that a slow or dead channel never delays a probe or a restart. What cannot be delivered is
+ * queued in the outbox and retried on later runs.
+ */
+import type { Deps, MailRoute } from "./deps.ts";
 import { describeError } from "./errors.ts";
 import { logger } from "./log.ts";
+import type { Deliver, Delivery, Outbox } from "./outbox.ts";
 
-/** Connection, greeting and socket limits: a dead mail server must not hold the watchdog up. */
-const SMTP_TIMEOUT_MS = 10_000;
-
-const LOOPBACK = /^(localhost|127(?:\.\d+){3}|::1|\[::1\])$/i;
-
-/** Delivers through SMTP with nodemailer, loaded only when a mail is actually sent. */
-export const smtpMailer: Mailer = async (mail: Mail, smtp: SmtpSettings) => {
-  const { default: nodemailer } = await import("nodemailer");
-  const transport = nodemailer.createTransport({
-    host: smtp.host,
-    port: smtp.port,
-    secure: false,
-    // a local MTA's certificate is usually self-signed; on loopback TLS protects nothing
-    ignoreTLS: LOOPBACK.test(smtp.host),
-    connectionTimeout: SMTP_TIMEOUT_MS,
-    greetingTimeout: SMTP_TIMEOUT_MS,
-    socketTimeout: SMTP_TIMEOUT_MS,
-  });
-  try {
-    await transport.sendMail({
-      from: mail.from,
-      to: [...mail.to],
-      subject: mail.subject,
-      text: mail.text,
-    });
-  } finally {
-    transport.close();
-  }
-};
+/** How long a webhook may take. */
+const WEBHOOK_TIMEOUT_MS = 10_000;
 
 /** One alert to send: the subject's tail and the body lines after the log line. */
 export interface Alert {
@@ -43,47 +21,107 @@ export interface Alert {
   details: readonly string[];
 }
 
+/** Where a target's alerts go. */
+export interface AlertSettings {
+  hostname: string;
+  from: string;
+  to: readonly string[];
+  webhook: URL | null;
+  /** How mail leaves, for log lines ("localhost:25 (TLS auto)"). */
+  via: string;
+}
+
+/** The deliveries of `alert`: a mail when there are recipients, a webhook POST when configured. */
+export function deliveriesOf(alert: Alert, s: AlertSettings): Delivery[] {
+  const subject = `${s.hostname} ${alert.subject}`;
+  const out: Delivery[] = [];
+  if (s.to.length > 0) {
+    out.push({
+      channel: "mail",
+      mail: {
+        from: s.from,
+        to: [...s.to],
+        subject,
+        text: [alert.line, "", ...alert.details, ""].join("\n"),
+      },
+    });
+  }
+  if (s.webhook !== null) {
+    out.push({
+      channel: "webhook",
+      url: s.webhook.href,
+      body: {
+        // Slack, Mattermost and Rocket.Chat show `text`; other receivers have the fields
+        text: `*${subject}*\n${alert.line}\n${alert.details.join("\n")}`,
+        host: s.hostname,
+        subject,
+        line: alert.line,
+        details: alert.details,
+      },
+    });
+  }
+  return out;
+}
+
+/** The real channels: mail by `route`, webhooks by POST. */
+export function channels(deps: Pick<Deps, "mailer" | "webhookPost">, route: MailRoute): Deliver {
+  return async (d) => {
+    if (d.channel === "mail") return await deps.mailer(d.mail, route);
+    const status = await deps.webhookPost(
+      new URL(d.url),
+      JSON.stringify(d.body),
+      AbortSignal.timeout(WEBHOOK_TIMEOUT_MS),
+    );
+    if (status < 200 || status > 299) throw new Error(`the webhook answered HTTP ${status}`);
+  };
+}
+
 /**
- * Sends alerts in the background so that mail never delays a probe or a restart, and waits for
- * them only when the run ends. A failed mail is logged, never thrown.
+ * Sends alerts in the background and waits for them only when the run ends. A failed delivery
+ * is logged and queued in the outbox, never thrown.
  */
 export class AlertQueue {
   readonly #pending: Promise<void>[] = [];
 
   constructor(
-    private readonly mailer: Mailer,
-    private readonly settings: {
-      hostname: string;
-      from: string;
-      to: readonly string[];
-      smtp: SmtpSettings;
-    },
+    private readonly deliver: Deliver,
+    private readonly outbox: Outbox,
+    private readonly settings: AlertSettings,
+    private readonly now: () => number,
   ) {}
 
-  /** Queues `alert` for every recipient; does nothing when there are none. */
+  /** Queues `alert` for every channel; does nothing when there are none. */
   send(alert: Alert): void {
-    if (this.settings.to.length === 0) return;
-    const mail: Mail = {
-      from: this.settings.from,
-      to: this.settings.to,
-      subject: `${this.settings.hostname} ${alert.subject}`,
-      text: [alert.line, "", ...alert.details, ""].join("\n"),
-    };
-    const { host, port } = this.settings.smtp;
-    this.#pending.push(
-      this.mailer(mail, this.settings.smtp).then(
-        () => logger.debug("Mailed {subject} to {to}.", { subject: mail.subject, to: mail.to }),
-        (err) =>
-          logger.error("Mail to {to} through {server} failed: {error}", {
-            to: mail.to.join(","),
-            server: `${host}:${port}`,
-            error: describeError(err),
-          }),
-      ),
-    );
+    for (const delivery of deliveriesOf(alert, this.settings)) {
+      this.#pending.push(this.#attempt(delivery));
+    }
   }
 
-  /** Waits for every queued mail to be delivered or to fail. */
+  #describe(d: Delivery): string {
+    return d.channel === "mail"
+      ? `Mail to ${d.mail.to.join(",")} through ${this.settings.via}`
+      : `Webhook ${d.url}`;
+  }
+
+  async #attempt(delivery: Delivery): Promise<void> {
+    try {
+      await this.deliver(delivery);
+      logger.debug("{what}: delivered.", { what: this.#describe(delivery) });
+    } catch (err) {
+      const error = describeError(err);
+      logger.error("{what} failed, queued for the next run: {error}", {
+        what: this.#describe(delivery),
+        error,
+      });
+      try {
+        await this.outbox.put({ delivery, queuedAt: this.now(), attempts: 1, lastError: error });
+      } catch (err) {
+        logger.error("Cannot queue the alert: {error}", { error: describeError(err) });
+      }
+    }
+  }
+
+  /** Waits for every delivery to be done, or failed and queued. */
   async flush(): Promise<void> {
     await Promise.all(this.#pending.splice(0));
   }

@@ -14,6 +14,7 @@ import { logger, openAppendNoFollow, setupLogging } from "./log.ts";
 import { type MonitorOptions, probeOnce, watchRun } from "./monitor.ts";
 import { incidentsPath, readIncidents } from "./incidents.ts";
 import { buildReport, renderReport } from "./report.ts";
+import { describeRoute } from "./mail.ts";
 
 /** The program's version. */
 export const VERSION: string = meta.version;
@@ -84,6 +85,14 @@ Options:
   --smtp-host HOST       mail server (default localhost, or $PHP_RELAUNCH_SMTP_HOST)
   --smtp-port PORT       its port (default 25, or $PHP_RELAUNCH_SMTP_PORT)
   --mail-from ADDRESS    sender (default php-relaunch@<hostname>, or $PHP_RELAUNCH_MAIL_FROM)
+  --smtp-tls MODE        auto (STARTTLS when offered; default), starttls (required),
+                         tls (implicit, port 465) or none
+  --smtp-user USER       authenticate (or $PHP_RELAUNCH_SMTP_USER); the password comes from
+                         $PHP_RELAUNCH_SMTP_PASSWORD or --smtp-password-file (mode 0600)
+  --smtp-password-file PATH
+  --mail-transport T     smtp (default) or sendmail (/usr/sbin/sendmail, local delivery)
+  --webhook URL          also POST every alert as JSON (Slack-compatible "text"), or
+                         $PHP_RELAUNCH_WEBHOOK; undelivered alerts are retried on later runs
   -v, --verbose          every probe on stderr
   -h, --help             this help
   -V, --version          the version
@@ -127,6 +136,11 @@ const OPTIONS = {
   "smtp-port": { type: "string" },
   "mail-from": { type: "string" },
   "status-url": { type: "string" },
+  "mail-transport": { type: "string" },
+  "smtp-tls": { type: "string" },
+  "smtp-user": { type: "string" },
+  "smtp-password-file": { type: "string" },
+  webhook: { type: "string" },
   expect: { type: "string" },
   since: { type: "string" },
   format: { type: "string" },
@@ -222,6 +236,11 @@ export function parseCommandLine(
     smtpPort: v["smtp-port"],
     mailFrom: v["mail-from"],
     statusUrl: v["status-url"],
+    mailTransport: v["mail-transport"],
+    smtpTls: v["smtp-tls"],
+    smtpUser: v["smtp-user"],
+    smtpPasswordFile: v["smtp-password-file"],
+    webhook: v.webhook,
     expect: v.expect,
     since: v.since,
     format: v.format,
@@ -250,7 +269,8 @@ export function describeConfig(cfg: Config): string {
   const lines = [
     `config file    ${cfg.configFile ?? "none (command line)"}`,
     `init system    ${cfg.init}: ${Object.values(cfg.tools).filter(Boolean).join(" ")}`,
-    `mail from      ${cfg.mailFrom} via ${cfg.smtp.host}:${cfg.smtp.port}`,
+    `mail from      ${cfg.mailFrom} via ${describeRoute(cfg.mail)}`,
+    `webhook        ${cfg.webhook?.href ?? "none"}`,
     `log file       ${cfg.logFile} (${cfg.logFormat})`,
     `state folder   ${cfg.stateDir}`,
   ];

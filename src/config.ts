@@ -16,7 +16,7 @@ import {
   type Rung,
   WATCH_DEFAULTS,
 } from "./config_file.ts";
-import type { Deps, FcgiTarget, SmtpSettings } from "./deps.ts";
+import type { Deps, FcgiTarget, MailRoute } from "./deps.ts";
 import { defaultFpmConfig } from "./fpm_config.ts";
 import type { WarnLimits } from "./fpm_status.ts";
 import { describeFcgiTarget, fcgiTargetOf, isFcgiUrl } from "./probe_fcgi.ts";
@@ -81,6 +81,11 @@ export interface RawSettings {
   resetTarget?: string | undefined;
   statusUrl?: string | undefined;
   expect?: string | undefined;
+  mailTransport?: string | undefined;
+  smtpTls?: string | undefined;
+  smtpUser?: string | undefined;
+  smtpPasswordFile?: string | undefined;
+  webhook?: string | undefined;
   /** `report --since`. */
   since?: string | undefined;
   /** `report --format`. */
@@ -141,7 +146,9 @@ export interface Config {
   /** Where services' locks are (shared by cron runs, watch and reset). */
   readonly lockDir: string;
   readonly mailFrom: string;
-  readonly smtp: SmtpSettings;
+  readonly mail: MailRoute;
+  /** Every alert is also POSTed here as JSON (Slack-compatible `text`), when set. */
+  readonly webhook: URL | null;
   readonly verbose: boolean;
   readonly hostname: string;
   /** `reset`: the target to re-arm, or null for all. */
@@ -155,6 +162,10 @@ export const ENV = {
   smtpHost: "PHP_RELAUNCH_SMTP_HOST",
   smtpPort: "PHP_RELAUNCH_SMTP_PORT",
   mailFrom: "PHP_RELAUNCH_MAIL_FROM",
+  smtpUser: "PHP_RELAUNCH_SMTP_USER",
+  /** The SMTP password: from the environment (or a file), never from the command line. */
+  smtpPassword: "PHP_RELAUNCH_SMTP_PASSWORD",
+  webhook: "PHP_RELAUNCH_WEBHOOK",
 } as const;
 
 const YES = new Set(["1", "yes", "true", "on", "y"]);
@@ -321,6 +332,28 @@ const reportFormatField = z.string().transform((value, ctx) => {
   return value;
 });
 
+const choice = <T extends string>(name: string, allowed: readonly T[]) =>
+  z.string().transform((value, ctx) => {
+    const found = allowed.find((a) => a === value);
+    if (found === undefined) {
+      return custom(ctx, `Cannot use ${name} "${value}": expected ${allowed.join(", ")}`);
+    }
+    return found;
+  });
+
+const webhookField = z.string().transform((value, ctx) => {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return custom(ctx, `Cannot parse webhook URL "${value}": expected an http:// or https:// URL`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    return custom(ctx, `Cannot use webhook URL "${value}": expected http:// or https://`);
+  }
+  return url;
+});
+
 const logFormatField = z.string().transform((value, ctx) => {
   if (value !== "text" && value !== "json") {
     return custom(ctx, `Cannot use log format "${value}": expected text or json`);
@@ -333,6 +366,12 @@ const settingsSchema = z.object({
   statusUrl: urlField(true).optional(),
   expect: z.string().max(200).optional(),
   since: sinceField.optional(),
+  mailTransport: choice("mail transport", ["smtp", "sendmail"] as const).optional(),
+  smtpTls: choice("SMTP TLS mode", ["auto", "starttls", "tls", "none"] as const).optional(),
+  smtpUser: z.string().regex(/^\S{1,200}$/, "Cannot use SMTP user: expected a user name")
+    .optional(),
+  smtpPasswordFile: pathField("SMTP password file").optional(),
+  webhook: webhookField.optional(),
   format: reportFormatField.optional(),
   timeout: timeoutField.optional(),
   interval: intervalField.optional(),
@@ -509,6 +548,82 @@ function fcgiSettings(spec: TargetSpec) {
   };
 }
 
+/** Where sendmail may be: the run permission names exactly these. */
+export const SENDMAIL_PATHS = [
+  "/usr/sbin/sendmail",
+  "/usr/lib/sendmail",
+  "/usr/bin/sendmail",
+  "/usr/local/sbin/sendmail",
+] as const;
+const DEFAULT_SENDMAIL = "/usr/sbin/sendmail";
+
+/**
+ * Reads the SMTP password file, which must be a regular file that only its owner (root, when
+ * running as root) can read: a password readable by others is refused, not used.
+ */
+async function readPasswordFile(path: string, deps: Deps, isRoot: boolean): Promise<string> {
+  const info = await deps.fs.info(path);
+  if (info === null) throw new Error(`Cannot read SMTP password file "${path}": it does not exist`);
+  if (!info.isFile) {
+    throw new Error(`Refusing SMTP password file "${path}": it is not a regular file`);
+  }
+  if ((info.mode & 0o077) !== 0) {
+    throw new Error(
+      `Refusing SMTP password file "${path}": mode ${
+        info.mode.toString(8).padStart(4, "0")
+      } lets others read it; chmod 600 it`,
+    );
+  }
+  if (isRoot && info.uid !== 0) {
+    throw new Error(`Refusing SMTP password file "${path}": it is not owned by root`);
+  }
+  const text = await deps.fs.readTextFile(path);
+  return text.replace(/\r?\n$/, "");
+}
+
+/** The mail route from flags, environment and file; a sentence when it cannot be built. */
+async function mailRouteOf(
+  s: z.output<typeof settingsSchema>,
+  file: ConfigFile | null,
+  deps: Deps,
+  isRoot: boolean,
+): Promise<MailRoute | string> {
+  const m = file?.mail ?? {};
+  const transport = s.mailTransport ?? m.transport ?? "smtp";
+  if (transport === "sendmail") {
+    const path = m.sendmail ?? DEFAULT_SENDMAIL;
+    if (!SENDMAIL_PATHS.some((p) => p === path)) {
+      return `Cannot use sendmail "${path}": expected one of ${SENDMAIL_PATHS.join(", ")}`;
+    }
+    if (!(await deps.fs.isExecutable(path))) {
+      return `Cannot find sendmail at "${path}": install a mail transfer agent (msmtp-mta, postfix) or use SMTP`;
+    }
+    return { transport, path };
+  }
+  const user = s.smtpUser ?? m.user ?? null;
+  let password = deps.host.env(ENV.smtpPassword) ?? null;
+  const passwordFile = s.smtpPasswordFile ?? m.password_file;
+  if (passwordFile !== undefined) {
+    try {
+      password = await readPasswordFile(passwordFile, deps, isRoot);
+    } catch (err) {
+      return describeError(err);
+    }
+  }
+  if (password !== null && user === null) {
+    return "Cannot use an SMTP password without a user: give --smtp-user or [mail] user";
+  }
+  return {
+    transport,
+    host: s.smtpHost ?? m.smtp_host ?? DEFAULT_SMTP_HOST,
+    port: s.smtpPort ?? m.smtp_port ?? DEFAULT_SMTP_PORT,
+    tls: s.smtpTls ?? m.tls ?? "auto",
+    user,
+    password,
+    caFile: m.ca_file ?? null,
+  };
+}
+
 async function readConfigFile(
   path: string,
   deps: Deps,
@@ -558,6 +673,11 @@ export async function loadConfig(mode: Mode, raw: RawSettings, deps: Deps): Prom
       expect: raw.expect,
       since: raw.since,
       format: raw.format,
+      mailTransport: raw.mailTransport,
+      smtpTls: raw.smtpTls,
+      smtpUser: raw.smtpUser ?? deps.host.env(ENV.smtpUser),
+      smtpPasswordFile: raw.smtpPasswordFile,
+      webhook: raw.webhook ?? deps.host.env(ENV.webhook),
     }),
   });
   if (!parsed.success) {
@@ -737,6 +857,16 @@ export async function loadConfig(mode: Mode, raw: RawSettings, deps: Deps): Prom
   }
   if (issues.length > 0) throw new ConfigError(issues);
 
+  const mail = await mailRouteOf(s, file, deps, isRoot);
+  if (typeof mail === "string") issues.push(mail);
+  let webhook = s.webhook ?? null;
+  if (webhook === null && file?.webhook.url !== undefined) {
+    const url = webhookField.safeParse(file.webhook.url);
+    if (url.success) webhook = url.data;
+    else issues.push(`${configPath}: webhook.url: ${url.error.issues[0]?.message}`);
+  }
+  if (issues.length > 0) throw new ConfigError(issues);
+
   const hostname = deps.host.hostname();
   return Object.freeze({
     mode,
@@ -751,10 +881,8 @@ export async function loadConfig(mode: Mode, raw: RawSettings, deps: Deps): Prom
     stateDir: stateDir ?? "",
     lockDir: lockDir ?? "",
     mailFrom: s.mailFrom ?? file?.mail.from ?? `php-relaunch@${hostname}`,
-    smtp: Object.freeze({
-      host: s.smtpHost ?? file?.mail.smtp_host ?? DEFAULT_SMTP_HOST,
-      port: s.smtpPort ?? file?.mail.smtp_port ?? DEFAULT_SMTP_PORT,
-    }),
+    mail: Object.freeze(mail as MailRoute),
+    webhook,
     verbose: raw.verbose === true,
     hostname,
     resetTarget: s.resetTarget ?? null,

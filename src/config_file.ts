@@ -169,9 +169,23 @@ export interface FilePolicy {
 const fileSchema = z.strictObject({
   defaults: defaultsSchema.optional(),
   mail: z.strictObject({
+    transport: z.enum(["smtp", "sendmail"], {
+      error: (issue) => `${shown(issue.input)} is not allowed: expected "smtp" or "sendmail"`,
+    }).optional(),
     "smtp_host": text("a host name or address", /^[A-Za-z0-9.:[\]-]+$/).optional(),
     "smtp_port": count(1, 65535).optional(),
+    tls: z.enum(["auto", "starttls", "tls", "none"], {
+      error: (issue) =>
+        `${shown(issue.input)} is not allowed: expected "auto", "starttls", "tls" or "none"`,
+    }).optional(),
+    user: text("a user name", /^[^\s]{1,200}$/).optional(),
+    "password_file": absolutePath.optional(),
+    "ca_file": absolutePath.optional(),
+    sendmail: absolutePath.optional(),
     from: emailAddress.optional(),
+  }).optional(),
+  webhook: z.strictObject({
+    url: text("an http:// or https:// URL", /^https?:\/\/[^/\s]+/),
   }).optional(),
   log: z.strictObject({
     file: absolutePath.optional(),
@@ -194,10 +208,17 @@ const fileSchema = z.strictObject({
 export interface ConfigFile {
   defaults: Partial<FilePolicy>;
   mail: {
+    transport?: "smtp" | "sendmail" | undefined;
     smtp_host?: string | undefined;
     smtp_port?: number | undefined;
+    tls?: "auto" | "starttls" | "tls" | "none" | undefined;
+    user?: string | undefined;
+    password_file?: string | undefined;
+    ca_file?: string | undefined;
+    sendmail?: string | undefined;
     from?: string | undefined;
   };
+  webhook: { url?: string | undefined };
   log: { file?: string | undefined; format?: "text" | "json" | undefined };
   state: { dir?: string | undefined; lock_dir?: string | undefined };
   init?: "systemd" | "sysv" | "openrc" | "freebsd";
@@ -248,6 +269,7 @@ export function parseConfigFile(path: string, text: string): ConfigFile | string
   return {
     defaults: (result.data.defaults ?? {}) as Partial<FilePolicy>,
     mail: result.data.mail ?? {},
+    webhook: result.data.webhook ?? {},
     log: result.data.log ?? {},
     state: result.data.state ?? {},
     ...(result.data.init ? { init: result.data.init } : {}),

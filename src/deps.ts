@@ -5,7 +5,8 @@
 import { realRunner } from "./process.ts";
 import { directHttpGet } from "./probe_http.ts";
 import { directFcgiGet } from "./probe_fcgi.ts";
-import { smtpMailer } from "./alert.ts";
+import { nodeMailer } from "./mail.ts";
+import { directWebhookPost } from "./webhook.ts";
 import { writeAllSync } from "./log.ts";
 
 /** Wall-clock time and waiting. */
@@ -73,11 +74,21 @@ export interface FcgiAnswer {
  */
 export type FcgiGet = (target: FcgiTarget, signal: AbortSignal) => Promise<FcgiAnswer>;
 
-/** Where mail goes. */
-export interface SmtpSettings {
-  host: string;
-  port: number;
-}
+/** How mail leaves this host: an SMTP server, or the local sendmail program. */
+export type MailRoute =
+  | {
+    transport: "smtp";
+    host: string;
+    port: number;
+    /** auto: STARTTLS when offered (not on loopback); starttls: required; tls: implicit (465). */
+    tls: "auto" | "starttls" | "tls" | "none";
+    user: string | null;
+    /** From the environment or a root-only file; never from the command line, never logged. */
+    password: string | null;
+    /** A CA certificate file to trust for the server (a private CA, a self-signed server). */
+    caFile: string | null;
+  }
+  | { transport: "sendmail"; path: string };
 
 /** One alert email. */
 export interface Mail {
@@ -87,8 +98,11 @@ export interface Mail {
   text: string;
 }
 
-/** Delivers one mail; rejects when the server does not take it. */
-export type Mailer = (mail: Mail, smtp: SmtpSettings) => Promise<void>;
+/** Delivers one mail; rejects when the server (or sendmail) does not take it. */
+export type Mailer = (mail: Mail, route: MailRoute) => Promise<void>;
+
+/** One JSON POST; resolves to the HTTP status, rejects as `fetch` does. */
+export type WebhookPost = (url: URL, json: string, signal: AbortSignal) => Promise<number>;
 
 /** The few read-only filesystem questions php-relaunch asks. */
 export interface Fs {
@@ -96,6 +110,10 @@ export interface Fs {
   exists(path: string): Promise<boolean>;
   /** Whether `path` is a regular file with an execute bit. */
   isExecutable(path: string): Promise<boolean>;
+  /** What `path` is (not following a final link), or null when it does not exist. */
+  info(
+    path: string,
+  ): Promise<{ isFile: boolean; isSymlink: boolean; mode: number; uid: number | null } | null>;
   /** Entry names of a directory; empty when it does not exist. */
   listDir(path: string): Promise<string[]>;
   /** A text file's contents. */
@@ -125,6 +143,7 @@ export interface Deps {
   httpGet: HttpGet;
   fcgiGet: FcgiGet;
   mailer: Mailer;
+  webhookPost: WebhookPost;
   fs: Fs;
   host: Host;
   /** Where one-line errors and `--help` go. */
@@ -162,6 +181,14 @@ const realFs: Fs = {
       return info.isFile && ((info.mode ?? 0) & 0o111) !== 0;
     } catch {
       return false;
+    }
+  },
+  async info(path) {
+    try {
+      const i = await Deno.lstat(path);
+      return { isFile: i.isFile, isSymlink: i.isSymlink, mode: (i.mode ?? 0) & 0o7777, uid: i.uid };
+    } catch {
+      return null;
     }
   },
   readTextFile: (path) => Deno.readTextFile(path),
@@ -221,7 +248,8 @@ export function realDeps(): Deps {
     runner: realRunner,
     httpGet: directHttpGet,
     fcgiGet: directFcgiGet,
-    mailer: smtpMailer,
+    mailer: nodeMailer,
+    webhookPost: directWebhookPost,
     fs: realFs,
     host: realHost,
     stdout: (text) => writeAllSync(Deno.stdout, encoder.encode(text)),

@@ -2,7 +2,9 @@
  * Carrying out the policy's decisions: probe, decide (policy.ts), restart, log, alert, remember.
  * `watchRun` is the cron form (one scheduler period of probes); `probeOnce` is `--once`.
  */
-import { AlertQueue } from "./alert.ts";
+import { AlertQueue, channels } from "./alert.ts";
+import { fileOutbox, type Outbox, retryOutbox } from "./outbox.ts";
+import { describeRoute } from "./mail.ts";
 import type { Config, Target } from "./config.ts";
 import type { Deps } from "./deps.ts";
 import { ExitCode } from "./errors.ts";
@@ -47,6 +49,22 @@ export interface MonitorOptions {
   store?: StateStore;
   /** Where incidents are recorded; by default the state folder's incidents.jsonl. */
   incidents?: IncidentLog;
+  /** Where undelivered alerts wait; by default the state folder's outbox/. */
+  outbox?: Outbox;
+}
+
+/** The outbox of undelivered alerts. */
+export function outboxOf(cfg: Config, options: MonitorOptions): Outbox {
+  return options.outbox ?? fileOutbox(`${cfg.stateDir}/outbox`);
+}
+
+/** Retries the alerts earlier runs could not deliver. Never throws. */
+export async function retryAlerts(
+  cfg: Config,
+  deps: Deps,
+  options: MonitorOptions,
+): Promise<void> {
+  await retryOutbox(outboxOf(cfg, options), channels(deps, cfg.mail), deps.clock.now());
 }
 
 /** The most the evidence may delay a restart. */
@@ -76,12 +94,18 @@ export class Watch {
     readonly options: MonitorOptions,
     public state: TargetState,
   ) {
-    this.alerts = new AlertQueue(deps.mailer, {
-      hostname: cfg.hostname,
-      from: cfg.mailFrom,
-      to: target.mailTo,
-      smtp: cfg.smtp,
-    });
+    this.alerts = new AlertQueue(
+      channels(deps, cfg.mail),
+      outboxOf(cfg, options),
+      {
+        hostname: cfg.hostname,
+        from: cfg.mailFrom,
+        to: target.mailTo,
+        webhook: cfg.webhook,
+        via: describeRoute(cfg.mail),
+      },
+      deps.clock.now,
+    );
   }
 
   probe(stop?: AbortSignal): Promise<ProbeResult> {
@@ -564,6 +588,7 @@ export async function watchRun(
   deps: Deps,
   options: MonitorOptions = {},
 ): Promise<ExitCode> {
+  await retryAlerts(cfg, deps, options);
   const codes = await Promise.all(cfg.targets.map(async (target) => {
     using lock = await lockTarget(target);
     return lock === null ? ExitCode.Ok : await watchTargetRun(cfg, target, deps, options);

@@ -9,7 +9,7 @@ import type { Deps } from "./deps.ts";
 import { ConfigError, describeError, ExitCode } from "./errors.ts";
 import { tryLock } from "./lock.ts";
 import { logger } from "./log.ts";
-import { loadWatch, type MonitorOptions, timingOf, type Watch } from "./monitor.ts";
+import { loadWatch, type MonitorOptions, retryAlerts, timingOf, type Watch } from "./monitor.ts";
 import { type Notifier, silentNotifier } from "./notify.ts";
 import { rearm } from "./policy.ts";
 import { nextDue } from "./schedule.ts";
@@ -30,6 +30,9 @@ export interface WatchOptions {
   /** systemd's notification socket, or nobody. */
   notifier?: Notifier;
 }
+
+/** How often watch mode retries the alerts that could not be delivered. */
+const RETRY_ALERTS_MS = 60_000;
 
 /** Real process signals. Listening replaces Deno's default exit, so we exit ourselves. */
 export const processSignals: SignalSource = (signal, handler) => {
@@ -145,6 +148,15 @@ export async function watchForever(
     }
   })();
 
+  // undelivered alerts are retried between probes, by whichever loop comes first once a minute
+  let lastRetry = -Infinity;
+  let retrying: Promise<void> | null = null;
+  const retryDue = () => {
+    if (retrying !== null || deps.clock.now() - lastRetry < RETRY_ALERTS_MS) return;
+    lastRetry = deps.clock.now();
+    retrying = retryAlerts(cfg, deps, options).finally(() => retrying = null);
+  };
+
   try {
     logger.info("Watching {n} targets: {names}.", {
       n: cfg.targets.length,
@@ -157,6 +169,7 @@ export async function watchForever(
       const loops = cfg.targets.map((t) =>
         targetLoop(cfg, t, deps, options, generation.signal, (watch) => {
           lastBeat.set(t.name, { at: deps.clock.now(), watch });
+          retryDue();
         })
       );
       if (!ready) {
@@ -177,6 +190,7 @@ export async function watchForever(
   } finally {
     watchdogStop.abort();
     await watchdog;
+    await retrying;
     for (const off of unsubscribe) off();
   }
 }

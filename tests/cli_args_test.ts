@@ -54,7 +54,15 @@ Deno.test("defaults: Debian paths as root, per-user paths otherwise", async () =
   const root = await config([URI, "5", ""]);
   assert.equal(root.logFile, "/var/log/php-relaunch.log");
   assert.equal(root.lockFile, "/run/lock/php-relaunch-php8.2-fpm.lock");
-  assert.deepEqual(root.smtp, { host: "localhost", port: 25 });
+  assert.deepEqual(root.mail, {
+    transport: "smtp",
+    host: "localhost",
+    port: 25,
+    tls: "auto",
+    user: null,
+    password: null,
+    caFile: null,
+  });
   assert.equal(root.mailFrom, "php-relaunch@web1");
   assert.equal(root.fpm.processName, "php-fpm8.2");
   assert.equal(root.init, "sysv");
@@ -74,13 +82,29 @@ Deno.test("mail settings from the environment; flags win", async () => {
   };
   const deps = testDeps({ host: fakeHost(0, env) });
   const fromEnv = await config([URI, "5", ""], deps);
-  assert.deepEqual(fromEnv.smtp, { host: "mail.example", port: 2525 });
+  assert.deepEqual(fromEnv.mail, {
+    transport: "smtp",
+    host: "mail.example",
+    port: 2525,
+    tls: "auto",
+    user: null,
+    password: null,
+    caFile: null,
+  });
   assert.equal(fromEnv.mailFrom, "watch@example.com");
   const flags = await config(
     [URI, "5", "", "--smtp-port", "587", "--smtp-host", "127.0.0.1"],
     deps,
   );
-  assert.deepEqual(flags.smtp, { host: "127.0.0.1", port: 587 });
+  assert.deepEqual(flags.mail, {
+    transport: "smtp",
+    host: "127.0.0.1",
+    port: 587,
+    tls: "auto",
+    user: null,
+    password: null,
+    caFile: null,
+  });
 });
 
 Deno.test("systemd is detected by /run/systemd/system", async () => {
@@ -137,6 +161,22 @@ Deno.test("every bad input: exit 2, one clear line, nothing probed, run or maile
     ["bad --since", ["report", "--since", "a week"], /since "a week".*7d/],
     ["bad --format", ["report", "--format", "xml"], /report format "xml"/],
     ["--since without report", [URI, "--since", "7d"], /--since or --format without report/],
+    [
+      "unknown TLS mode",
+      [URI, "--smtp-tls", "ssl"],
+      /SMTP TLS mode "ssl": expected auto, starttls, tls, none/,
+    ],
+    [
+      "no sendmail",
+      [URI, "--mail-transport", "sendmail"],
+      /Cannot find sendmail at "\/usr\/sbin\/sendmail"/,
+    ],
+    ["webhook not http", [URI, "--webhook", "ftp://hooks.example.com/x"], /webhook URL "ftp:/],
+    [
+      "missing password file",
+      [URI, "--smtp-user", "a", "--smtp-password-file", "/etc/pw"],
+      /"\/etc\/pw": it does not exist/,
+    ],
   ];
   for (const [name, argv, pattern] of cases) {
     await t.step(name, async () => {
@@ -290,4 +330,65 @@ Deno.test("FastCGI probes: the address, the path, 'pong' expected; the status pa
   const http = await config([URI, "5", "", "--expect", "ok"]);
   assert.equal(http.targets[0]!.fcgi, null);
   assert.equal(http.targets[0]!.expect, "ok");
+});
+
+Deno.test("SMTP password: from the environment or a 0600 root file, never without a user", async () => {
+  const env = { PHP_RELAUNCH_SMTP_PASSWORD: "s3cret", PHP_RELAUNCH_SMTP_USER: "alice" };
+  const fromEnv = await config(
+    [URI, "--smtp-tls", "starttls"],
+    testDeps({ host: fakeHost(0, env) }),
+  );
+  assert.deepEqual(fromEnv.mail, {
+    transport: "smtp",
+    host: "localhost",
+    port: 25,
+    tls: "starttls",
+    user: "alice",
+    password: "s3cret",
+    caFile: null,
+  });
+  const noUser = await rejected(
+    [URI],
+    testDeps({ host: fakeHost(0, { PHP_RELAUNCH_SMTP_PASSWORD: "x" }) }),
+  );
+  assert.match(noUser.err, /SMTP password without a user/);
+  const files = { "/etc/php-relaunch/smtp.pw": "from-file\n" };
+  const good = testDeps({ fs: debianFs({ files }) });
+  const cfg = await config([
+    URI,
+    "--smtp-user",
+    "alice",
+    "--smtp-password-file",
+    "/etc/php-relaunch/smtp.pw",
+  ], good);
+  assert.equal(cfg.mail.transport === "smtp" && cfg.mail.password, "from-file");
+  const open = testDeps({ fs: debianFs({ files, modes: { "/etc/php-relaunch/smtp.pw": 0o640 } }) });
+  const refused = await rejected([
+    URI,
+    "--smtp-user",
+    "alice",
+    "--smtp-password-file",
+    "/etc/php-relaunch/smtp.pw",
+  ], open);
+  assert.match(
+    refused.err,
+    /Refusing SMTP password file "\/etc\/php-relaunch\/smtp\.pw": mode 0640 lets others read it; chmod 600 it/,
+  );
+  const check: string[] = [];
+  await run([
+    "check-config",
+    URI,
+    "--smtp-user",
+    "alice",
+    "--smtp-password-file",
+    "/etc/php-relaunch/smtp.pw",
+  ], { ...good, stdout: (t) => check.push(t) });
+  assert.match(check.join(""), /localhost:25 \(TLS auto, as alice\)/);
+  assert.doesNotMatch(check.join(""), /from-file/, "check-config never prints the password");
+});
+
+Deno.test("sendmail transport: one of the paths the run permission allows, present", async () => {
+  const deps = testDeps({ fs: debianFs({ executables: ["/usr/sbin/sendmail"] }) });
+  const cfg = await config([URI, "--mail-transport", "sendmail"], deps);
+  assert.deepEqual(cfg.mail, { transport: "sendmail", path: "/usr/sbin/sendmail" });
 });

@@ -80,7 +80,15 @@ Deno.test("config file: two targets on two PHP versions, each with its own servi
   assert.equal(legacy?.lockFile, "/run/lock/php-relaunch-php7.4-fpm.lock");
   assert.equal(legacy?.pidFile, "/run/php/php7.4-fpm.pid", "Debian's pid file");
   assert.deepEqual(legacy?.rungs, ["kill"], "from [defaults]");
-  assert.deepEqual(cfg.smtp, { host: "mail.example.com", port: 587 });
+  assert.deepEqual(cfg.mail, {
+    transport: "smtp",
+    host: "mail.example.com",
+    port: 587,
+    tls: "auto",
+    user: null,
+    password: null,
+    caFile: null,
+  });
   assert.equal(cfg.mailFrom, "watch@example.com");
   assert.equal(cfg.logFormat, "json");
 });
@@ -100,7 +108,7 @@ Deno.test("config file: flags override the file", async () => {
     ],
     { [FILE]: twoVersions },
   );
-  assert.equal(cfg.smtp.port, 2525);
+  assert.equal(cfg.mail.transport === "smtp" && cfg.mail.port, 2525);
   assert.equal(cfg.logFormat, "text");
   assert.ok(cfg.targets.every((t) => t.policy.intervalMs === 3000));
   assert.equal(cfg.targets[0]?.stateFile, "/srv/state/legacy.json");

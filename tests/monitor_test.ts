@@ -5,6 +5,7 @@ import { ExitCode } from "../src/errors.ts";
 import { probeOnce, watchRun } from "../src/monitor.ts";
 import { memoryStateStore } from "../src/state.ts";
 import { memoryIncidentLog } from "../src/incidents.ts";
+import { memoryOutbox } from "../src/outbox.ts";
 import {
   captureLogs,
   FakeClock,
@@ -52,7 +53,7 @@ async function setup(
   // the policy's memory stays in the test: nothing is shared through /var/lib
   const store = memoryStateStore();
   const incidents = memoryIncidentLog();
-  const options = { store, incidents };
+  const options = { store, incidents, outbox: memoryOutbox() };
   return {
     cfg,
     deps,
@@ -73,6 +74,7 @@ const ok = { status: 200, body: "127.0.0.1\n127.0.0.1\n", ms: 4 };
 const fastRelaunch = (store = memoryStateStore()) => ({
   store,
   incidents: memoryIncidentLog(),
+  outbox: memoryOutbox(),
   relaunch: {
     maxAttempts: 3,
     retryDelayMs: 2000,
@@ -216,7 +218,7 @@ Deno.test("the memory carries over to the next cron run: given up stays given up
   assert.deepEqual(s.mailer.sent, [], "no second 'given up'");
 });
 
-Deno.test("a failed mail is logged and changes nothing else", async () => {
+Deno.test("a failed mail is logged and queued, and changes nothing else", async () => {
   const s = await setup([URI, "5", "ops@example.com"], [{ status: 503 }, { status: 503 }, ok], {
     mailFails: true,
   });
@@ -225,9 +227,13 @@ Deno.test("a failed mail is logged and changes nothing else", async () => {
   assert.equal(lines[0], "503 PHP restarted.");
   assert.match(
     lines[1]!,
-    /Mail to ops@example\.com through localhost:25 failed: connect ECONNREFUSED/,
+    /Mail to ops@example\.com through localhost:25 \(TLS auto\) failed, queued for the next run: connect ECONNREFUSED/,
   );
   assert.ok(s.http.calls.length > 3, "probing went on after the failed mail");
+  const queued = [...s.options.outbox.items.values()];
+  assert.equal(queued.length, 1);
+  assert.equal(queued[0]?.delivery.channel, "mail");
+  assert.equal(queued[0]?.attempts, 1);
 });
 
 Deno.test("--run-for 10 (mcron every 10 s): two probes", async () => {
@@ -255,7 +261,11 @@ Deno.test("php-cgi is relaunched too with the 4th argument", async () => {
   const cfg = await loadConfig(mode as "minute", raw, deps);
   captureLogs();
   assert.equal(
-    await watchRun(cfg, deps, { store: memoryStateStore(), incidents: memoryIncidentLog() }),
+    await watchRun(cfg, deps, {
+      store: memoryStateStore(),
+      incidents: memoryIncidentLog(),
+      outbox: memoryOutbox(),
+    }),
     ExitCode.Ok,
   );
   const lines = runner.lines();

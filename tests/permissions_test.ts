@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import meta from "../deno.json" with { type: "json" };
 import { toolPaths } from "../src/service.ts";
+import { SENDMAIL_PATHS } from "../src/config.ts";
 
 Deno.test("permission set: run access to every tool path, by absolute path only", () => {
   const run = meta.permissions["php-relaunch"].run;
@@ -19,6 +20,7 @@ Deno.test("permission set: run access to every tool path, by absolute path only"
   ) {
     for (const path of toolPaths(tool)) assert.ok(run.includes(path), `missing ${path}`);
   }
+  for (const path of SENDMAIL_PATHS) assert.ok(run.includes(path), `missing ${path}`);
   for (const entry of run) assert.ok(entry.startsWith("/"), `${entry} would depend on PATH`);
 });
 

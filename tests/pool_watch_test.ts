@@ -9,6 +9,7 @@ import { loadConfig } from "../src/config.ts";
 import type { FcgiTarget } from "../src/deps.ts";
 import { ExitCode } from "../src/errors.ts";
 import { memoryIncidentLog } from "../src/incidents.ts";
+import { memoryOutbox } from "../src/outbox.ts";
 import { watchRun } from "../src/monitor.ts";
 import { memoryStateStore } from "../src/state.ts";
 import {
@@ -102,7 +103,11 @@ async function run(opts: {
   ]);
   const cfg = await loadConfig(mode as "minute", raw, deps);
   const incidents = memoryIncidentLog();
-  const code = await watchRun(cfg, deps, { store: memoryStateStore(), incidents });
+  const code = await watchRun(cfg, deps, {
+    store: memoryStateStore(),
+    incidents,
+    outbox: memoryOutbox(),
+  });
   return { code, counts, runner, mailer, incidents, clock, actedAtPing };
 }
 

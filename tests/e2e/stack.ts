@@ -157,10 +157,15 @@ export class SmtpSink {
     private readonly child: Deno.ChildProcess,
   ) {}
 
-  static async start(): Promise<SmtpSink> {
+  static start(): Promise<SmtpSink> {
     const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
     const port = probe.addr.port;
     probe.close();
+    return SmtpSink.startOn(port);
+  }
+
+  /** A sink on a given loopback port. */
+  static async startOn(port: number): Promise<SmtpSink> {
     const dir = await Deno.makeTempDir({ prefix: "php-relaunch-mail-" });
     const child = new Deno.Command("/usr/bin/python3", {
       args: [

@@ -171,6 +171,8 @@ export function fakeFs(spec: {
   dirs?: Record<string, string[]>;
   exists?: string[];
   files?: Record<string, string>;
+  /** Permission bits of `files` (default 0600). */
+  modes?: Record<string, number>;
 }): Fs {
   const executables = new Set(spec.executables ?? []);
   const dirs = spec.dirs ?? {};
@@ -178,6 +180,16 @@ export function fakeFs(spec: {
   return {
     exists: (path) => Promise.resolve(exists.has(path)),
     isExecutable: (path) => Promise.resolve(executables.has(path)),
+    info: (path) => {
+      const mode = spec.modes?.[path];
+      if (spec.files?.[path] === undefined && !executables.has(path)) return Promise.resolve(null);
+      return Promise.resolve({
+        isFile: true,
+        isSymlink: false,
+        mode: mode ?? (executables.has(path) ? 0o755 : 0o600),
+        uid: 0,
+      });
+    },
     listDir: (path) => Promise.resolve([...(dirs[path] ?? [])]),
     readTextFile: (path) => {
       const text = spec.files?.[path];
@@ -201,6 +213,7 @@ export function debianFs(
     dirs?: Record<string, string[]>;
     executables?: string[];
     files?: Record<string, string>;
+    modes?: Record<string, number>;
   } = {},
 ) {
   return fakeFs({
@@ -217,6 +230,7 @@ export function debianFs(
     dirs: { "/etc/init.d": ["nginx", "php8.2-fpm", "procps"], ...(extra.dirs ?? {}) },
     exists: ["/run/lock", "/var/lock"],
     files: extra.files ?? {},
+    modes: extra.modes ?? {},
   });
 }
 
@@ -249,6 +263,7 @@ export function testDeps(over: Partial<Deps> & { clock?: FakeClock } = {}): Test
     httpGet: scriptedHttp(clock, [{ error: new Error("unexpected probe") }]),
     fcgiGet: scriptedFcgi(clock, [{ error: new Error("unexpected FastCGI request") }]),
     mailer: fakeMailer(),
+    webhookPost: () => Promise.reject(new Error("unexpected webhook")),
     fs: debianFs(),
     host: fakeHost(),
     stdout: (t) => out.push(t),

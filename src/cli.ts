@@ -108,7 +108,7 @@ Exit codes:
   1  internal error (a bug: please report it with the log)
   2  bad arguments, configuration or environment; nothing was probed or restarted
   3  php-fpm failed and is still down (restart failed or given up, failure being confirmed
-     at the end of the run, or --once without --restart)
+     at the end of the run, an overloaded pool left alone, or --once without --restart)
   4  the heartbeat answered, but not as a heartbeat (444, 3xx, 4xx): fix the setup
   7  the heartbeat's host refused the connection or did not resolve (nginx down)
 `;

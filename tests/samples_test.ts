@@ -57,3 +57,49 @@ Deno.test("every crontab line in README.md and --help is valid for /bin/sh and f
   assert.ok(lines.length >= 4, `found ${lines.length} crontab lines`);
   for (const line of lines) await assertValid(line);
 });
+
+Deno.test({
+  name: "nginx/php-fpm-status.conf is valid for php-fpm and gives php-relaunch its status page",
+  ignore: !(await Deno.stat("/usr/sbin/php-fpm8.2").then(() => true, () => false)),
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    try {
+      // a php-fpm.conf of our own that includes the sample after its www pool, as pool.d does
+      await Deno.writeTextFile(
+        `${dir}/php-fpm.conf`,
+        [
+          "[global]",
+          `pid = ${dir}/fpm.pid`,
+          `error_log = ${dir}/fpm.log`,
+          "[www]",
+          "user = www-data",
+          "group = www-data",
+          `listen = ${dir}/fpm.sock`,
+          "pm = static",
+          "pm.max_children = 2",
+          `include = ${ROOT}/nginx/php-fpm-status.conf`,
+          "",
+        ].join("\n"),
+      );
+      const out = await new Deno.Command("/usr/sbin/php-fpm8.2", {
+        args: ["-tt", "-y", `${dir}/php-fpm.conf`],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const text = new TextDecoder().decode(out.stderr) + new TextDecoder().decode(out.stdout);
+      assert.equal(out.code, 0, text);
+      assert.match(text, /pm\.status_listen = 127\.0\.0\.1:9001/);
+      assert.match(text, /ping\.path = \/ping/);
+      assert.match(text, /request_slowlog_timeout = 5s/);
+      const { readFpmConfig } = await import("../src/fpm_config.ts");
+      const { realDeps } = await import("../src/deps.ts");
+      const c = await readFpmConfig(realDeps().fs, `${dir}/php-fpm.conf`);
+      assert.deepEqual(
+        c?.pools.map((p) => [p.pool, p.statusListen, p.statusPath, p.pingPath, p.slowlog]),
+        [["www", "127.0.0.1:9001", "/status", "/ping", "/var/log/php8.2-fpm.www.slow.log"]],
+      );
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});

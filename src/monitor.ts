@@ -281,7 +281,18 @@ export class Watch {
       : stuckWorkers(evidence.status, target.stuckAfterMs).map((w) => w.pid);
     const reports: RelaunchReport[] = [
       await relaunch(
-        { ...target.fpm, pidFile: target.pidFile, rungs: target.rungs, stuck },
+        {
+          ...target.fpm,
+          pidFile: target.pidFile,
+          rungs: target.rungs,
+          stuck,
+          ...(target.status === null ? {} : {
+            poolHasRoom: async () => {
+              const s = await this.readStatus();
+              return typeof s === "string" ? null : s.idle > 0;
+            },
+          }),
+        },
         ctx,
         async () => verdictOf(await this.probe()) === "healthy",
       ),

@@ -42,6 +42,8 @@ export const DEFAULT_RELAUNCH: RelaunchOptions = {
 
 /** How long the kill_stuck rung waits for the heartbeat before the next rung. */
 const STUCK_VERIFY_MS = 3000;
+/** How long the master has to fork the killed workers' successors before the pool is read. */
+const STUCK_SETTLE_MS = 1000;
 
 /** What a relaunch did. */
 export interface RelaunchReport {
@@ -75,6 +77,12 @@ export interface RelaunchTarget extends ServiceTarget {
   rungs: readonly Rung[];
   /** Workers the status page shows stuck on one request: the kill_stuck rung's targets. */
   stuck?: readonly number[];
+  /**
+   * Whether the pool has an idle worker, from the status page (null: cannot tell). After
+   * kill_stuck, "no" means queued requests took the new workers at once: the next rung acts
+   * within a second instead of after a heartbeat timeout.
+   */
+  poolHasRoom?: () => Promise<boolean | null>;
 }
 
 function summary(cmd: string, args: readonly string[], r: RunResult): string {
@@ -206,10 +214,21 @@ async function killStuckRung(
   const killArgs = ["-KILL", ...ours];
   const k = await ctx.runner.run(ctx.tools.kill, killArgs, { timeoutMs: opts.toolTimeoutMs });
   if (k.code !== 0) return { ok: false, step: summary(ctx.tools.kill, killArgs, k) };
+  const step = `SIGKILL to stuck workers ${ours.join(", ")}`;
   // new workers are forked at once: if the heartbeat is not back soon, the next rung must act
+  if (target.poolHasRoom) {
+    await ctx.clock.sleep(STUCK_SETTLE_MS);
+    if ((await target.poolHasRoom()) === false) {
+      return {
+        ok: false,
+        step: `${step}; queued requests took every new worker`,
+        killed: ours.length,
+      };
+    }
+  }
   return {
     ok: await healthyWithin(ctx, verify, opts, Math.min(opts.startTimeoutMs, STUCK_VERIFY_MS)),
-    step: `SIGKILL to stuck workers ${ours.join(", ")}`,
+    step,
     killed: ours.length,
   };
 }

@@ -344,3 +344,22 @@ Deno.test("kill_stuck: skipped without stuck workers (no status page) or without
   assert.equal(noMaster.steps[0], "kill_stuck: skipped (no stuck worker known)");
   assert.ok(!h2.runner.lines().some((l) => l.startsWith("/usr/bin/kill")));
 });
+
+Deno.test("kill_stuck: a status page with no idle worker after the kill moves on within a second", async () => {
+  captureLogs();
+  const h = stuckHost(false);
+  const c = { ...ctx(h.runner, "sysv", h.fs), options: { ...quick, startTimeoutMs: 30_000 } };
+  let probes = 0;
+  const report = await relaunch(
+    { ...withStuck, poolHasRoom: () => Promise.resolve(false) },
+    c,
+    () => {
+      probes++;
+      return h.verify();
+    },
+  );
+  assert.equal(report.rung, "reload");
+  assert.match(report.steps[0]!, /queued requests took every new worker \(still failing\)$/);
+  assert.equal(probes, 1, "no heartbeat probe spent on kill_stuck: only reload's");
+  assert.deepEqual(c.clock.sleeps.slice(0, 1), [1000]);
+});

@@ -15,6 +15,7 @@ import { type MonitorOptions, probeOnce, watchRun } from "./monitor.ts";
 import { incidentsPath, readIncidents } from "./incidents.ts";
 import { buildReport, renderReport } from "./report.ts";
 import { describeRoute } from "./mail.ts";
+import { describeFcgiTarget } from "./probe_fcgi.ts";
 
 /** The program's version. */
 export const VERSION: string = meta.version;
@@ -290,6 +291,16 @@ export function describeConfig(cfg: Config): string {
       } s); rungs ${t.rungs.join(" > ")}; at most ${p.maxRestarts} in ${
         p.restartWindowMs / 60_000
       } min`,
+      `  status page  ${
+        t.status === null
+          ? "none (set status_url for early warnings, busy-or-hung and evidence)"
+          : `${
+            describeFcgiTarget(t.status)
+          }${t.status.path}; warn at listen queue > ${t.warn.listenQueue}, +${t.warn.slowRequests} slow requests${
+            t.warn.maxChildren ? ", max children reached" : ""
+          }; overloaded: ${p.onOverload}; stuck after ${t.stuckAfterMs / 1000} s`
+      }`,
+      `  php-fpm conf ${t.fpmConfig ?? "unknown (set fpm_config)"}`,
       `  mail to      ${t.mailTo.length ? t.mailTo.join(", ") : "nobody"}`,
       `  lock, state  ${t.lockFile}, ${t.stateFile}`,
     );

@@ -129,13 +129,7 @@ export function encodeRequest(
   }
   records.push(encodeRecord(RecordType.Params, requestId, new Uint8Array()));
   records.push(encodeRecord(RecordType.Stdin, requestId, new Uint8Array()));
-  const out = new Uint8Array(records.reduce((n, r) => n + r.length, 0));
-  let at = 0;
-  for (const r of records) {
-    out.set(r, at);
-    at += r.length;
-  }
-  return out;
+  return concat(records);
 }
 
 /** What a responder answered to one request. */
@@ -224,7 +218,8 @@ export class AnswerReader {
   }
 }
 
-function concat(parts: Uint8Array[]): Uint8Array {
+/** The bytes of `parts`, one after another. */
+export function concat(parts: readonly Uint8Array[]): Uint8Array {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;
   for (const p of parts) {

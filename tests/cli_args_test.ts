@@ -270,6 +270,14 @@ Deno.test("check-config prints the resolved settings", async () => {
     /restart +after 2 failures or 1 timeouts \(5xx confirmed after 1 s\); rungs kill/,
   );
   assert.match(out, /ops@example\.com/);
+  assert.match(out, /status page +none \(set status_url/);
+  assert.match(out, /php-fpm conf \/etc\/php\/8\.2\/fpm\/php-fpm\.conf/);
+  const withStatus = testDeps();
+  await run(["check-config", URI, "--status-url", "fcgi://127.0.0.1:9001/status"], withStatus);
+  assert.match(
+    withStatus.out.join(""),
+    /status page +127\.0\.0\.1:9001\/status; warn at listen queue > 5, \+5 slow requests, max children reached; overloaded: alert; stuck after 5 s/,
+  );
 });
 
 Deno.test("ConfigError keeps every issue", () => {

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { ExitCode } from "../../src/errors.ts";
 import { ROOT, runCli } from "../support/cli.ts";
-import { sh, SmtpSink, waitFor } from "./stack.ts";
+import { listening, sh, SmtpSink } from "./stack.ts";
 
 /** The queued deliveries in an outbox folder. */
 async function outboxFiles(dir: string): Promise<string[]> {
@@ -50,15 +50,7 @@ class TlsSmtp {
       stdout: "null",
       stderr: "null",
     }).spawn();
-    const up = await waitFor(async () => {
-      try {
-        (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-        return true;
-      } catch {
-        return false;
-      }
-    }, 20_000);
-    if (up === null) throw new Error("the TLS SMTP server did not start");
+    if (!(await listening(port, 20_000))) throw new Error("the TLS SMTP server did not start");
     return new TlsSmtp(port, `${dir}/${mode}`, child);
   }
 

@@ -80,6 +80,19 @@ export async function waitFor(
   return null;
 }
 
+/** Waits until something accepts connections on loopback `port`; false after `withinMs`. */
+export async function listening(port: number, withinMs: number): Promise<boolean> {
+  const up = await waitFor(async () => {
+    try {
+      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+      return true;
+    } catch {
+      return false;
+    }
+  }, withinMs);
+  return up !== null;
+}
+
 /** The system state the stack found, to restore it. */
 export class Stack {
   private constructor(
@@ -183,15 +196,7 @@ export class SmtpSink {
       stderr: "null",
     }).spawn();
     const sink = new SmtpSink(port, dir, child);
-    const up = await waitFor(async () => {
-      try {
-        (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-        return true;
-      } catch {
-        return false;
-      }
-    }, 20_000);
-    if (up === null) {
+    if (!(await listening(port, 20_000))) {
       await sink.stop();
       throw new Error("aiosmtpd did not start: apt-get install python3-aiosmtpd");
     }

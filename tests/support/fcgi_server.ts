@@ -1,21 +1,11 @@
 /** Loopback FastCGI responders for tests: well-behaved, hung, closing, or sending garbage. */
-import { decodeParams, encodeRecord, RecordType } from "../../src/fcgi_protocol.ts";
+import { concat, decodeParams, encodeRecord, RecordType } from "../../src/fcgi_protocol.ts";
 
 const encoder = new TextEncoder();
 
-function join(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
-
 /** A responder's answer to request `id`: STDOUT, an empty STDOUT, END_REQUEST. */
 export function answerBytes(id: number, stdout: string, protocolStatus = 0): Uint8Array {
-  return join([
+  return concat([
     encodeRecord(RecordType.Stdout, id, encoder.encode(stdout)),
     encodeRecord(RecordType.Stdout, id, new Uint8Array()),
     encodeRecord(RecordType.EndRequest, id, new Uint8Array([0, 0, 0, 0, protocolStatus, 0, 0, 0])),
@@ -43,11 +33,11 @@ async function readRequest(conn: Deno.Conn): Promise<Map<string, string> | null>
       const content = buffer.slice(8, 8 + length);
       buffer = buffer.slice(total);
       if (type === RecordType.Params) params.push(content);
-      if (type === RecordType.Stdin && length === 0) return decodeParams(join(params));
+      if (type === RecordType.Stdin && length === 0) return decodeParams(concat(params));
     }
     const n = await conn.read(chunk).catch(() => null);
     if (n === null) return null;
-    buffer = join([buffer, chunk.subarray(0, n)]);
+    buffer = concat([buffer, chunk.subarray(0, n)]);
   }
 }
 

@@ -243,6 +243,14 @@ export class Watch {
       await this.checkPool();
       return result;
     }
+    if (verdict === "unreachable" || verdict === "misconfigured") {
+      // nginx failed: is php-fpm behind it up? It tells the operator where to look
+      const s = await this.readStatus();
+      const fpm = typeof s === "string"
+        ? { answers: false, detail: s }
+        : { answers: true, detail: poolLine(s) };
+      return { ...result, fpm };
+    }
     const slow = result.kind === "timeout" || result.kind === "overloaded";
     const counts = this.deps.clock.now() >= this.state.graceUntil && this.state.givenUpAt === null;
     return slow && counts ? await this.assessTimeout(result, policy, stop) : result;
@@ -399,7 +407,7 @@ export class Watch {
           "error",
           `${label} PHP not restarted: heartbeat ${url} unreachable (${
             result.kind === "dns" ? "host name does not resolve" : "connection refused"
-          }); nginx or the address is down, and restarting php-fpm cannot help.`,
+          }); nginx or the address is down, and restarting php-fpm cannot help.${fpmSide(result)}`,
           "PHP heartbeat unreachable",
           this.probeDetails(result),
         );
@@ -407,7 +415,9 @@ export class Watch {
       case "misconfigured":
         this.event(
           "error",
-          `${label} PHP not restarted: heartbeat ${url} ${misconfigurationHint(result)}`,
+          `${label} PHP not restarted: heartbeat ${url} ${misconfigurationHint(result)}${
+            fpmSide(result)
+          }`,
           "PHP heartbeat misconfigured",
           this.probeDetails(result),
         );
@@ -507,6 +517,14 @@ export class Watch {
       restartOk,
     };
   }
+}
+
+/** What php-fpm's own status page said while nginx failed, as the end of a log line. */
+function fpmSide(result: ProbeResult): string {
+  if (result.fpm === undefined) return "";
+  return result.fpm.answers
+    ? ` php-fpm itself answers its status page (${result.fpm.detail}): the fault is nginx's.`
+    : ` php-fpm does not answer its status page either (${result.fpm.detail}).`;
 }
 
 /** Says what a non-heartbeat answer probably means, for the operator to fix. */

@@ -36,6 +36,11 @@ export interface ProbeResult {
    * overloaded) or `hung` (nothing moves), with the numbers that show it.
    */
   pool?: { verdict: "busy" | "hung"; why: string };
+  /**
+   * Set when nginx failed and php-fpm's status page was asked too: whether php-fpm itself
+   * answers, which tells "nginx down" from "both down".
+   */
+  fpm?: { answers: boolean; detail: string };
 }
 
 /** What a probe result calls for. */

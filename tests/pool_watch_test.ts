@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { parseCommandLine } from "../src/cli.ts";
 import { loadConfig } from "../src/config.ts";
-import type { FcgiTarget } from "../src/deps.ts";
+import type { FcgiTarget, HttpGet } from "../src/deps.ts";
 import { ExitCode } from "../src/errors.ts";
 import { memoryIncidentLog } from "../src/incidents.ts";
 import { memoryOutbox } from "../src/outbox.ts";
@@ -19,6 +19,7 @@ import {
   fakeMailer,
   FakeRunner,
   type FcgiStep,
+  fetchErrors,
   psAnswer,
   scriptedFcgi,
   testDeps,
@@ -71,6 +72,7 @@ async function run(opts: {
   status: (n: number, healed: boolean) => FcgiStep;
   runFor?: number;
   config?: string;
+  http?: HttpGet;
 }) {
   captureLogs();
   const clock = new FakeClock();
@@ -85,6 +87,7 @@ async function run(opts: {
   const mailer = fakeMailer();
   const deps = testDeps({
     clock,
+    ...(opts.http ? { httpGet: opts.http } : {}),
     fcgiGet: fcgi,
     runner,
     mailer,
@@ -195,4 +198,34 @@ Deno.test("a status page that never answered proves nothing: the timeout thresho
   const [incident] = r.incidents.records;
   assert.equal(incident?.pool, null);
   assert.match(incident?.evidence.statusError ?? "", /answered 404/);
+});
+
+Deno.test("nginx refused: the status page tells 'nginx down' from 'both down'; nothing restarted", async () => {
+  const config = CONFIG.replace(
+    'url = "fcgi+unix:///run/php/php8.2-fpm.sock/ping"',
+    'url = "http://127.0.0.1:8889/php-heartbeat.php"',
+  );
+  const refused: HttpGet = () => Promise.reject(fetchErrors.refused());
+  const up = await run({
+    ping: () => PONG,
+    status: () => ({ status: 200, body: idle }),
+    config,
+    http: refused,
+  });
+  assert.equal(up.code, ExitCode.Unreachable);
+  assert.match(
+    up.mailer.sent[0]!.text,
+    /restarting php-fpm cannot help\. php-fpm itself answers its status page \(pool www \(static\): 0 active, 2 idle of 2;.*\): the fault is nginx's\./,
+  );
+  const down = await run({
+    ping: () => PONG,
+    status: () => ({ error: new Deno.errors.ConnectionRefused("refused") }),
+    config,
+    http: refused,
+  });
+  assert.match(
+    down.mailer.sent[0]!.text,
+    /php-fpm does not answer its status page either \(the status page failed: refused\)/,
+  );
+  assert.deepEqual(down.runner.lines().filter((l) => /\/(kill|pkill|service) /.test(l)), []);
 });

@@ -23,8 +23,8 @@ restore() {
 trap restore EXIT
 
 # msmtp-mta satisfies mcron's need for an MTA without a mail daemon on port 25, and is the
-# sendmail of the alert tests; openssl makes their TLS certificate
-packages="nginx php8.2-fpm python3-aiosmtpd mcron msmtp-mta procps util-linux openssl"
+# sendmail of the alert tests; openssl makes their TLS certificate; logrotate checks ours
+packages="nginx php8.2-fpm python3-aiosmtpd mcron msmtp-mta procps util-linux openssl logrotate"
 missing=""
 for p in $packages; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

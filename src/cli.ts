@@ -64,7 +64,8 @@ Options:
   --cgi-service NAME, --cgi-process-name NAME
                          the same for php-cgi
   -c, --config FILE      targets and settings (TOML; watch reads
-                         /etc/php-relaunch/config.toml by default); flags override it
+                         /etc/php-relaunch/config.toml by default, /usr/local/etc/... on
+                         FreeBSD); flags override it
   --interval S           watch mode: seconds between probes (default 5, 0.5 allowed)
   --status-url URI       php-fpm's status page over FastCGI (fcgi://127.0.0.1:9001/status,
                          best on pm.status_listen): early warnings, busy-or-hung after a

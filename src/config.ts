@@ -9,7 +9,7 @@ import { z } from "zod";
 import {
   type ConfigFile,
   custom,
-  DEFAULT_CONFIG_FILE,
+  defaultConfigFile,
   type FilePolicy,
   isEmailAddress,
   parseConfigFile,
@@ -455,7 +455,8 @@ function userStateHome(deps: Deps): string | null {
 
 async function defaultLockDir(deps: Deps, isRoot: boolean): Promise<string | null> {
   if (isRoot) {
-    for (const dir of ["/run/lock", "/var/lock"]) {
+    // /var/run on FreeBSD, which has neither of the others
+    for (const dir of ["/run/lock", "/var/lock", "/var/run"]) {
       if (await deps.fs.exists(dir)) return dir;
     }
     return null;
@@ -691,7 +692,7 @@ export async function loadConfig(mode: Mode, raw: RawSettings, deps: Deps): Prom
   const fileOptional = mode === "reset" || mode === "report";
   const wantsFile = s.config !== undefined ||
     ((mode === "watch" || fileOptional) && s.url === undefined);
-  const configPath = wantsFile ? s.config ?? DEFAULT_CONFIG_FILE : null;
+  const configPath = wantsFile ? s.config ?? defaultConfigFile(deps.host.os()) : null;
   let file: ConfigFile | null = null;
   if (configPath !== null) {
     const read = await readConfigFile(configPath, deps);
@@ -786,7 +787,9 @@ export async function loadConfig(mode: Mode, raw: RawSettings, deps: Deps): Prom
     (isRoot ? "/var/log/php-relaunch.log" : stateHome && `${stateHome}/php-relaunch.log`);
   if (!logFile) issues.push("Cannot choose a log file: set HOME or give --log-file");
   const stateDir = s.stateDir ?? file?.state.dir ??
-    (isRoot ? "/var/lib/php-relaunch" : stateHome && `${stateHome}/php-relaunch`);
+    (isRoot
+      ? deps.host.os() === "freebsd" ? "/var/db/php-relaunch" : "/var/lib/php-relaunch"
+      : stateHome && `${stateHome}/php-relaunch`);
   if (!stateDir) issues.push("Cannot choose a state folder: set HOME or give --state-dir");
   const lockDir = file?.state.lock_dir ?? await defaultLockDir(deps, isRoot);
   if (s.lockFile === undefined && lockDir === null) {

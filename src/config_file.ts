@@ -10,6 +10,11 @@ import { z } from "zod";
 /** The default configuration file. */
 export const DEFAULT_CONFIG_FILE = "/etc/php-relaunch/config.toml";
 
+/** The default configuration file on `os`: FreeBSD keeps packages' files under /usr/local/etc. */
+export function defaultConfigFile(os: string): string {
+  return os === "freebsd" ? "/usr/local/etc/php-relaunch/config.toml" : DEFAULT_CONFIG_FILE;
+}
+
 /** Records a validation problem whose message says it all; for zod transforms. */
 export function custom(ctx: z.RefinementCtx, message: string): typeof z.NEVER {
   ctx.addIssue({ code: "custom", message });

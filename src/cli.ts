@@ -71,6 +71,9 @@ Options:
                          best on pm.status_listen): early warnings, busy-or-hung after a
                          timeout, the workers' requests in each incident
   --expect TEXT          what a FastCGI probe's body starts with (default pong; '' any 2xx)
+  --metrics-file PATH    Prometheus metrics as a node_exporter textfile, rewritten after
+                         every run (e.g. /var/lib/prometheus/node-exporter/php-relaunch.prom)
+  --metrics-listen ADDR  watch mode: serve /metrics on 127.0.0.1:PORT (loopback only)
   --since DURATION       report: how far back (default 7d; 24h, 30d...)
   --format FORMAT        report: text (default) or json
   --log-format FORMAT    text (default) or json, one object per line
@@ -143,6 +146,8 @@ const OPTIONS = {
   "smtp-user": { type: "string" },
   "smtp-password-file": { type: "string" },
   webhook: { type: "string" },
+  "metrics-file": { type: "string" },
+  "metrics-listen": { type: "string" },
   expect: { type: "string" },
   since: { type: "string" },
   format: { type: "string" },
@@ -243,6 +248,8 @@ export function parseCommandLine(
     smtpUser: v["smtp-user"],
     smtpPasswordFile: v["smtp-password-file"],
     webhook: v.webhook,
+    metricsFile: v["metrics-file"],
+    metricsListen: v["metrics-listen"],
     expect: v.expect,
     since: v.since,
     format: v.format,
@@ -273,6 +280,13 @@ export function describeConfig(cfg: Config): string {
     `init system    ${cfg.init}: ${Object.values(cfg.tools).filter(Boolean).join(" ")}`,
     `mail from      ${cfg.mailFrom} via ${describeRoute(cfg.mail)}`,
     `webhook        ${cfg.webhook?.href ?? "none"}`,
+    `metrics        ${
+      [
+        cfg.metricsFile && `file ${cfg.metricsFile}`,
+        cfg.metricsListen &&
+        `http://${cfg.metricsListen.hostname}:${cfg.metricsListen.port}/metrics`,
+      ].filter(Boolean).join(", ") || "none"
+    }`,
     `log file       ${cfg.logFile} (${cfg.logFormat})`,
     `state folder   ${cfg.stateDir}`,
   ];

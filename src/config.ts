@@ -86,6 +86,8 @@ export interface RawSettings {
   smtpUser?: string | undefined;
   smtpPasswordFile?: string | undefined;
   webhook?: string | undefined;
+  metricsFile?: string | undefined;
+  metricsListen?: string | undefined;
   /** `report --since`. */
   since?: string | undefined;
   /** `report --format`. */
@@ -149,6 +151,10 @@ export interface Config {
   readonly mail: MailRoute;
   /** Every alert is also POSTed here as JSON (Slack-compatible `text`), when set. */
   readonly webhook: URL | null;
+  /** A node_exporter textfile written after every run (cron) or every 15 s (watch). */
+  readonly metricsFile: string | null;
+  /** Watch mode's /metrics endpoint, on loopback only. */
+  readonly metricsListen: { readonly hostname: string; readonly port: number } | null;
   readonly verbose: boolean;
   readonly hostname: string;
   /** `reset`: the target to re-arm, or null for all. */
@@ -354,6 +360,21 @@ const webhookField = z.string().transform((value, ctx) => {
   return url;
 });
 
+/** host:port on loopback: the endpoint must not be reachable from the network. */
+function parseListen(value: string): { hostname: string; port: number } | string {
+  const m = /^(127(?:\.\d{1,3}){3}|localhost|\[::1\]):(\d{1,5})$/.exec(value.trim());
+  const port = Number(m?.[2]);
+  if (m === null || !(port >= 1 && port <= 65535)) {
+    return `Cannot use metrics address "${value}": expected 127.0.0.1:PORT, localhost:PORT or [::1]:PORT (loopback only)`;
+  }
+  return { hostname: m[1]!.replace(/^\[|\]$/g, ""), port };
+}
+
+const listenField = z.string().transform((value, ctx) => {
+  const listen = parseListen(value);
+  return typeof listen === "string" ? custom(ctx, listen) : listen;
+});
+
 const logFormatField = z.string().transform((value, ctx) => {
   if (value !== "text" && value !== "json") {
     return custom(ctx, `Cannot use log format "${value}": expected text or json`);
@@ -372,6 +393,8 @@ const settingsSchema = z.object({
     .optional(),
   smtpPasswordFile: pathField("SMTP password file").optional(),
   webhook: webhookField.optional(),
+  metricsFile: pathField("metrics file").optional(),
+  metricsListen: listenField.optional(),
   format: reportFormatField.optional(),
   timeout: timeoutField.optional(),
   interval: intervalField.optional(),
@@ -679,6 +702,8 @@ export async function loadConfig(mode: Mode, raw: RawSettings, deps: Deps): Prom
       smtpUser: raw.smtpUser ?? deps.host.env(ENV.smtpUser),
       smtpPasswordFile: raw.smtpPasswordFile,
       webhook: raw.webhook ?? deps.host.env(ENV.webhook),
+      metricsFile: raw.metricsFile,
+      metricsListen: raw.metricsListen,
     }),
   });
   if (!parsed.success) {
@@ -868,6 +893,15 @@ export async function loadConfig(mode: Mode, raw: RawSettings, deps: Deps): Prom
     if (url.success) webhook = url.data;
     else issues.push(`${configPath}: webhook.url: ${url.error.issues[0]?.message}`);
   }
+  let metricsListen = s.metricsListen ?? null;
+  if (metricsListen === null && file?.metrics.listen !== undefined) {
+    const listen = parseListen(file.metrics.listen);
+    if (typeof listen === "string") issues.push(`${configPath}: metrics.listen: ${listen}`);
+    else metricsListen = listen;
+  }
+  if (metricsListen !== null && mode !== "watch") {
+    issues.push("Cannot serve /metrics outside watch mode: use --metrics-file with cron");
+  }
   if (issues.length > 0) throw new ConfigError(issues);
 
   const hostname = deps.host.hostname();
@@ -886,6 +920,8 @@ export async function loadConfig(mode: Mode, raw: RawSettings, deps: Deps): Prom
     mailFrom: s.mailFrom ?? file?.mail.from ?? `php-relaunch@${hostname}`,
     mail: Object.freeze(mail as MailRoute),
     webhook,
+    metricsFile: s.metricsFile ?? file?.metrics.file ?? null,
+    metricsListen: metricsListen && Object.freeze(metricsListen),
     verbose: raw.verbose === true,
     hostname,
     resetTarget: s.resetTarget ?? null,

@@ -192,6 +192,10 @@ const fileSchema = z.strictObject({
   webhook: z.strictObject({
     url: text("an http:// or https:// URL", /^https?:\/\/[^/\s]+/),
   }).optional(),
+  metrics: z.strictObject({
+    file: absolutePath.optional(),
+    listen: text("127.0.0.1:PORT (loopback only)", /^\S+:\d+$/).optional(),
+  }).optional(),
   log: z.strictObject({
     file: absolutePath.optional(),
     format: z.enum(["text", "json"], {
@@ -224,6 +228,7 @@ export interface ConfigFile {
     from?: string | undefined;
   };
   webhook: { url?: string | undefined };
+  metrics: { file?: string | undefined; listen?: string | undefined };
   log: { file?: string | undefined; format?: "text" | "json" | undefined };
   state: { dir?: string | undefined; lock_dir?: string | undefined };
   init?: "systemd" | "sysv" | "openrc" | "freebsd";
@@ -275,6 +280,7 @@ export function parseConfigFile(path: string, text: string): ConfigFile | string
     defaults: (result.data.defaults ?? {}) as Partial<FilePolicy>,
     mail: result.data.mail ?? {},
     webhook: result.data.webhook ?? {},
+    metrics: result.data.metrics ?? {},
     log: result.data.log ?? {},
     state: result.data.state ?? {},
     ...(result.data.init ? { init: result.data.init } : {}),

@@ -5,6 +5,14 @@
 import { AlertQueue, channels } from "./alert.ts";
 import { fileOutbox, type Outbox, retryOutbox } from "./outbox.ts";
 import { describeRoute } from "./mail.ts";
+import {
+  countGiveUp,
+  countPool,
+  countProbe,
+  countRestart,
+  renderMetrics,
+  writeMetricsFile,
+} from "./metrics.ts";
 import type { Config, Target } from "./config.ts";
 import type { Deps } from "./deps.ts";
 import { ExitCode } from "./errors.ts";
@@ -198,6 +206,7 @@ export class Watch {
   private rememberCounters(s: PoolStatus): void {
     this.state = {
       ...this.state,
+      counters: countPool(this.state.counters, s),
       pool: {
         listenQueue: s.listenQueue,
         maxChildrenReached: s.maxChildrenReached,
@@ -325,6 +334,10 @@ export class Watch {
       { at: now, ok: failed.length === 0, label, detail: why },
       policy,
     );
+    this.state = {
+      ...this.state,
+      counters: countRestart(this.state.counters, failed.length === 0, now),
+    };
     const details = [
       ...this.probeDetails(first),
       ...reports.flatMap((r) => [
@@ -439,6 +452,7 @@ export class Watch {
         return;
       }
       case "gave_up":
+        this.state = { ...this.state, counters: countGiveUp(this.state.counters) };
         this.event(
           "error",
           `${label} PHP not restarted: ${this.state.restarts.length} restarts in ${
@@ -489,6 +503,10 @@ export class Watch {
     // stopping: the probe was abandoned, and its result means nothing
     if (stop?.aborted) return null;
     logger.debug("Probe: {label} in {ms} ms.", { label: labelOf(probed), ms: probed.ms });
+    this.state = {
+      ...this.state,
+      counters: countProbe(this.state.counters, verdictOf(probed), labelOf(probed), probed.ms),
+    };
     const result = await this.withPoolView(probed, policy, stop);
     if (stop?.aborted) return null;
     return await this.carryOut(result, policy);
@@ -594,6 +612,31 @@ export function worstExit(codes: readonly ExitCode[]): ExitCode {
   return codes.find((c) => c !== ExitCode.Ok) ?? ExitCode.Ok;
 }
 
+/**
+ * Writes every target's metrics, from the state each has on disk (a target another run holds
+ * is included as last saved). A failure is logged: metrics never change the run's outcome.
+ */
+export async function writeMetrics(
+  cfg: Config,
+  options: MonitorOptions,
+  live: ReadonlyMap<string, Watch> = new Map(),
+): Promise<void> {
+  if (cfg.metricsFile === null) return;
+  try {
+    const targets = await Promise.all(cfg.targets.map(async (t) => ({
+      name: t.name,
+      counters: live.get(t.name)?.state.counters ??
+        (await (options.store ?? fileStateStore(t.stateFile)).load()).counters,
+    })));
+    await writeMetricsFile(cfg.metricsFile, await renderMetrics(targets));
+  } catch (err) {
+    logger.error("Cannot write the metrics file {path}: {error}", {
+      path: cfg.metricsFile,
+      error: describeError(err),
+    });
+  }
+}
+
 /** Takes the target's lock, or says another run has it and returns null. */
 async function lockTarget(target: Target) {
   const lock = await tryLock(target.lockFile);
@@ -622,6 +665,7 @@ export async function watchRun(
     using lock = await lockTarget(target);
     return lock === null ? ExitCode.Ok : await watchTargetRun(cfg, target, deps, options);
   }));
+  if (cfg.metricsFile !== null) await writeMetrics(cfg, options);
   return worstExit(codes);
 }
 

@@ -4,6 +4,7 @@
  * (flap protection) and when to tell someone (one alert per incident, not per probe).
  */
 import type { PoolCounters } from "./fpm_status.ts";
+import { type Counters, freshCounters } from "./metrics.ts";
 import { labelOf, type ProbeResult, verdictOf } from "./probe_http.ts";
 
 /** The numbers of the policy. Times in milliseconds. */
@@ -74,6 +75,8 @@ export interface TargetState {
   pool: PoolCounters | null;
   /** When each kind of early warning was last sent. */
   warnedAt: Record<string, number>;
+  /** What the metrics count (probes, latency, restarts), summed over runs. */
+  counters: Counters;
 }
 
 /** A state with nothing remembered. */
@@ -90,6 +93,7 @@ export function freshState(): TargetState {
     graceUntil: 0,
     pool: null,
     warnedAt: {},
+    counters: freshCounters(),
   };
 }
 

@@ -7,6 +7,7 @@ import { z } from "zod";
 import { describeError } from "./errors.ts";
 import { logger } from "./log.ts";
 import { freshState, type TargetState } from "./policy.ts";
+import { freshCounters, LATENCY_BUCKETS } from "./metrics.ts";
 
 const incidentSchema = z.object({
   kind: z.enum(["php_down", "unreachable", "misconfigured", "overloaded"]),
@@ -39,6 +40,27 @@ const stateSchema = z.object({
     slowRequests: z.number(),
   }).nullable().default(null),
   warnedAt: z.record(z.string(), z.number()).default({}),
+  // counters that do not parse start again from zero, the rest of the state is kept
+  counters: z.object({
+    probes: z.record(z.string(), z.number()),
+    latency: z.object({
+      buckets: z.array(z.number()).length(LATENCY_BUCKETS.length),
+      sum: z.number(),
+      count: z.number(),
+    }),
+    restarts: z.object({ ok: z.number(), failed: z.number() }),
+    giveUps: z.number(),
+    lastRestartAt: z.number().nullable(),
+    pool: z.object({
+      active: z.number(),
+      idle: z.number(),
+      total: z.number(),
+      listenQueue: z.number(),
+      maxChildrenReached: z.number(),
+      slowRequests: z.number(),
+      acceptedConn: z.number(),
+    }).nullable(),
+  }).catch(() => freshCounters()),
 });
 
 /** Loads and saves one target's state. */

@@ -9,7 +9,15 @@ import type { Deps } from "./deps.ts";
 import { ConfigError, describeError, ExitCode } from "./errors.ts";
 import { tryLock } from "./lock.ts";
 import { logger } from "./log.ts";
-import { loadWatch, type MonitorOptions, retryAlerts, timingOf, type Watch } from "./monitor.ts";
+import {
+  loadWatch,
+  type MonitorOptions,
+  retryAlerts,
+  timingOf,
+  type Watch,
+  writeMetrics,
+} from "./monitor.ts";
+import { freshCounters, renderMetrics } from "./metrics.ts";
 import { type Notifier, silentNotifier } from "./notify.ts";
 import { rearm } from "./policy.ts";
 import { nextDue } from "./schedule.ts";
@@ -33,6 +41,30 @@ export interface WatchOptions {
 
 /** How often watch mode retries the alerts that could not be delivered. */
 const RETRY_ALERTS_MS = 60_000;
+/** How often watch mode rewrites the metrics file (node_exporter reads it when scraped). */
+const METRICS_FILE_MS = 15_000;
+
+/** Serves /metrics on loopback until `signal` aborts. */
+function serveMetrics(
+  listen: { hostname: string; port: number },
+  render: () => Promise<string>,
+  signal: AbortSignal,
+): Deno.HttpServer {
+  try {
+    return Deno.serve({ ...listen, signal, onListen: () => {} }, async (req) => {
+      if (new URL(req.url).pathname !== "/metrics") {
+        return new Response("php-relaunch: see /metrics\n", { status: 404 });
+      }
+      return new Response(await render(), {
+        headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
+      });
+    });
+  } catch (err) {
+    throw new ConfigError([
+      `Cannot serve metrics on ${listen.hostname}:${listen.port}: ${describeError(err)}`,
+    ]);
+  }
+}
 
 /** Real process signals. Listening replaces Deno's default exit, so we exit ourselves. */
 export const processSignals: SignalSource = (signal, handler) => {
@@ -97,9 +129,21 @@ export async function watchForever(
   deps: Deps,
   options: MonitorOptions & WatchOptions = {},
 ): Promise<ExitCode> {
+  let cfg = initial;
+  // the live watches, for the metrics (the endpoint is bound once: a reload does not move it)
+  const live = new Map<string, Watch>();
+  const metricsStop = new AbortController();
+  const server = initial.metricsListen === null ? null : serveMetrics(
+    initial.metricsListen,
+    () =>
+      renderMetrics(cfg.targets.map((t) => ({
+        name: t.name,
+        counters: live.get(t.name)?.state.counters ?? freshCounters(),
+      }))),
+    metricsStop.signal,
+  );
   const signals = options.signals ?? processSignals;
   const notifier = options.notifier ?? silentNotifier;
-  let cfg = initial;
   let next: Config | null = null;
   let stopping = false;
   let generation = new AbortController();
@@ -148,6 +192,14 @@ export async function watchForever(
     }
   })();
 
+  let lastMetrics = -Infinity;
+  let writingMetrics: Promise<void> | null = null;
+  const metricsDue = () => {
+    if (writingMetrics !== null || deps.clock.now() - lastMetrics < METRICS_FILE_MS) return;
+    lastMetrics = deps.clock.now();
+    writingMetrics = writeMetrics(cfg, options, live).finally(() => writingMetrics = null);
+  };
+
   // undelivered alerts are retried between probes, by whichever loop comes first once a minute
   let lastRetry = -Infinity;
   let retrying: Promise<void> | null = null;
@@ -169,7 +221,9 @@ export async function watchForever(
       const loops = cfg.targets.map((t) =>
         targetLoop(cfg, t, deps, options, generation.signal, (watch) => {
           lastBeat.set(t.name, { at: deps.clock.now(), watch });
+          if (watch !== null) live.set(t.name, watch);
           retryDue();
+          if (cfg.metricsFile !== null) metricsDue();
         })
       );
       if (!ready) {
@@ -191,6 +245,9 @@ export async function watchForever(
     watchdogStop.abort();
     await watchdog;
     await retrying;
+    await writingMetrics;
+    metricsStop.abort();
+    await server?.finished;
     for (const off of unsubscribe) off();
   }
 }

@@ -130,6 +130,37 @@ Deno.test("two 502s (a crash): restart once, one log line, one mail, then settle
   assert.ok(s.clock.now() - s.start <= 60_000);
 });
 
+Deno.test("--metrics-file: the run's probes and its restart, for node_exporter's textfile collector", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const bad = { status: 502 };
+    const s = await setup(
+      [URI, "5", "", "--metrics-file", `${dir}/php-relaunch.prom`],
+      [ok, bad, bad, ok],
+    );
+    assert.equal(await watchRun(s.cfg, s.deps, s.options), ExitCode.Ok);
+    const text = await Deno.readTextFile(`${dir}/php-relaunch.prom`);
+    const value = (line: string) =>
+      new RegExp(`^${line.replace(/[{}.+]/g, "\\$&")} (\\S+)$`, "m").exec(text)?.[1];
+    assert.equal(value('php_relaunch_restarts_total{target="php8.2-fpm",result="ok"}'), "1");
+    assert.equal(
+      value('php_relaunch_probes_total{target="php8.2-fpm",verdict="php_down",answer="502"}'),
+      "2",
+    );
+    assert.ok(
+      Number(
+        value('php_relaunch_probes_total{target="php8.2-fpm",verdict="healthy",answer="200"}'),
+      ) >= 2,
+      "the restart's own verification probe is not counted, the loop's are",
+    );
+    assert.ok(
+      Number(value('php_relaunch_last_restart_timestamp_seconds{target="php8.2-fpm"}')) > 0,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("no answer within the timeout: restart", async () => {
   const s = await setup([URI, "5", ""], [{ error: fetchErrors.timeout(), ms: 5000 }, ok]);
   assert.equal(await watchRun(s.cfg, s.deps, s.options), ExitCode.Ok);

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { ExitCode } from "../../src/errors.ts";
 import { ROOT, runCli } from "../support/cli.ts";
-import { listening, sh, SmtpSink } from "./stack.ts";
+import { freePort, listening, sh, SmtpSink } from "./stack.ts";
 
 /** The queued deliveries in an outbox folder. */
 async function outboxFiles(dir: string): Promise<string[]> {
@@ -17,12 +17,7 @@ async function outboxFiles(dir: string): Promise<string[]> {
 }
 
 /** A closed loopback port: the heartbeat is refused, which alerts and restarts nothing. */
-function closedPort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = l.addr.port;
-  l.close();
-  return port;
-}
+const closedPort = freePort;
 
 /** aiosmtpd with TLS and AUTH (tests/support/smtp_tls_server.py). */
 class TlsSmtp {

@@ -5,10 +5,11 @@
  * own (service php8.2-fpm-c) and removes it at the end; the system's pools are not touched.
  */
 import assert from "node:assert/strict";
+import parse from "parse-prometheus-text-format";
 import { directFcgiGet } from "../../src/probe_fcgi.ts";
 import type { IncidentRecord } from "../../src/incidents.ts";
 import { runCli } from "../support/cli.ts";
-import { ExtraPool, FPM_PROCESS, SmtpSink, waitFor } from "./stack.ts";
+import { ExtraPool, FPM_PROCESS, freePort, SmtpSink, waitFor } from "./stack.ts";
 import { configToml, WatchProcess } from "./watch_process.ts";
 
 const STATUS_PORT = 9073;
@@ -88,6 +89,7 @@ Deno.test({
         "an exhausted pool: an early warning, then only the stuck workers killed, with an incident record that names the script",
         async () => {
           const config = `${dir}/config.toml`;
+          const metricsPort = freePort();
           await Deno.writeTextFile(
             config,
             configToml({
@@ -95,6 +97,9 @@ Deno.test({
               smtpPort: smtp.port,
               defaults: "warn_slow_requests = 1",
               targets: `
+[metrics]
+listen = "127.0.0.1:${metricsPort}"
+
 [[target]]
 name = "c"
 url = "${PING_UNIX}"
@@ -163,6 +168,27 @@ rungs = ["kill_stuck", "reload", "kill"]
             assert.match(restartMail.body, /Pool judged hung/);
             assert.match(restartMail.body, /sleep\.php/);
             assert.match(restartMail.body, /kill_stuck: SIGKILL to stuck workers/);
+            // the /metrics endpoint, read by a Prometheus text-format parser
+            const res = await fetch(`http://127.0.0.1:${metricsPort}/metrics`);
+            const families = new Map(
+              (parse(await res.text()) as {
+                name: string;
+                metrics: { value?: string; labels?: Record<string, string> }[];
+              }[]).map((m) => [m.name, m.metrics]),
+            );
+            const ok = families.get("php_relaunch_restarts_total")?.find((m) =>
+              m.labels?.result === "ok"
+            );
+            assert.deepEqual(ok?.labels, { target: "c", result: "ok" });
+            assert.equal(ok?.value, "1");
+            assert.equal(families.get("php_relaunch_pool_total_processes")?.[0]?.value, "2");
+            assert.ok(
+              Number(families.get("php_relaunch_pool_slow_requests")?.[0]?.value) >= 2,
+              "php-fpm counted the two slow requests",
+            );
+            const other = await fetch(`http://127.0.0.1:${metricsPort}/`);
+            await other.body?.cancel();
+            assert.equal(other.status, 404);
             assert.equal(await watch.stop(), 0);
           } finally {
             stop.abort();

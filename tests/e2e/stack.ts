@@ -80,6 +80,14 @@ export async function waitFor(
   return null;
 }
 
+/** A loopback port nothing listens on (free a moment ago). */
+export function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = l.addr.port;
+  l.close();
+  return port;
+}
+
 /** Waits until something accepts connections on loopback `port`; false after `withinMs`. */
 export async function listening(port: number, withinMs: number): Promise<boolean> {
   const up = await waitFor(async () => {
@@ -171,10 +179,7 @@ export class SmtpSink {
   ) {}
 
   static start(): Promise<SmtpSink> {
-    const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    const port = probe.addr.port;
-    probe.close();
-    return SmtpSink.startOn(port);
+    return SmtpSink.startOn(freePort());
   }
 
   /** A sink on a given loopback port. */

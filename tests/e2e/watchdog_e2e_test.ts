@@ -4,6 +4,7 @@
  * run one after another and the stack restores everything at the end.
  */
 import assert from "node:assert/strict";
+import parse from "parse-prometheus-text-format";
 import { ROOT, runCli, startCommand } from "../support/cli.ts";
 import {
   ALLOW_CONF,
@@ -72,7 +73,17 @@ Deno.test({
           const killedAt = Date.now();
           for (const pid of await pids(FPM_PROCESS)) Deno.kill(pid, "SIGKILL");
           // the cron form; --run-for 10 ends the run right after the restart's settle time
-          const run = runCli([HEARTBEAT, "5", RECIPIENTS, "--run-for", "10", ...common(f)]);
+          const metrics = `${f.state}.prom`;
+          const run = runCli([
+            HEARTBEAT,
+            "5",
+            RECIPIENTS,
+            "--run-for",
+            "10",
+            "--metrics-file",
+            metrics,
+            ...common(f),
+          ]);
           const recovered = await waitFor(async () => (await heartbeat(1000)) === "200", 30_000);
           const r = await run;
           assert.equal(r.code, 0, r.stderr);
@@ -90,6 +101,24 @@ Deno.test({
           assert.deepEqual(mails[0]!.rcptTo.sort(), RECIPIENTS.split(",").sort());
           assert.equal(mails[0]!.mailFrom, "php-relaunch@example.org");
           assert.match(mails[0]!.body, /502 PHP restarted\./);
+          // the node_exporter textfile, read by a Prometheus text-format parser
+          const families = new Map(
+            (parse(await Deno.readTextFile(metrics)) as {
+              name: string;
+              metrics: { value?: string; labels?: Record<string, string> }[];
+            }[]).map((m) => [m.name, m.metrics]),
+          );
+          const restarts = families.get("php_relaunch_restarts_total") ?? [];
+          assert.equal(restarts.find((m) => m.labels?.result === "ok")?.value, "1");
+          assert.equal(restarts.find((m) => m.labels?.result === "failed")?.value, "0");
+          const php502 = (families.get("php_relaunch_probes_total") ?? []).find((m) =>
+            m.labels?.verdict === "php_down" && m.labels?.answer === "502"
+          );
+          assert.equal(php502?.value, "2", "the 502 and its confirmation");
+          const lastRestart = Number(
+            families.get("php_relaunch_last_restart_timestamp_seconds")?.[0]?.value,
+          );
+          assert.ok(lastRestart * 1000 >= killedAt && lastRestart * 1000 <= Date.now());
           // deno-lint-ignore no-console -- the recovery time is a figure worth seeing in CI output
           console.log(
             `  SIGKILL: 200 again after ${recovered} ms (${Date.now() - killedAt} ms wall)`,

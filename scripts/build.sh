@@ -17,8 +17,13 @@ version=$("$deno" -V | awk '{print $2}')
 err=$(mktemp "$root/dist/.compile-err.XXXXXX")
 trap 'rm -f "$err"' EXIT
 
+# the revision --version prints, embedded in the binary ("+" when the checkout had changes)
+rev=$(git -C "$root" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+if [ "$rev" != unknown ] && [ -n "$(git -C "$root" status --porcelain 2>/dev/null)" ]; then rev="$rev+"; fi
+echo "$rev" > dist/revision.txt
+
 if ! RUST_BACKTRACE=0 "$deno" compile --frozen --cached-only -P=php-relaunch \
-  --output "$out" src/main.ts 2>"$err"; then
+  --include dist/revision.txt --output "$out" src/main.ts 2>"$err"; then
   if grep -qE 'Setting up base binary|denort-.*\.zip|Could not find denort' "$err"; then
     cat >&2 <<MSG
 php-relaunch build: deno compile cannot get denort, the runtime it embeds, for Deno $version.

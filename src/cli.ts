@@ -16,6 +16,7 @@ import { incidentsPath, readIncidents } from "./incidents.ts";
 import { buildReport, renderReport } from "./report.ts";
 import { describeRoute } from "./mail.ts";
 import { describeFcgiTarget } from "./probe_fcgi.ts";
+import { revision } from "./revision.ts";
 
 /** The program's version. */
 export const VERSION: string = meta.version;
@@ -100,7 +101,7 @@ Options:
                          $PHP_RELAUNCH_WEBHOOK; undelivered alerts are retried on later runs
   -v, --verbose          every probe on stderr
   -h, --help             this help
-  -V, --version          the version
+  -V, --version          the version, Deno's version and the git revision
 
 Examples (root's crontab; cron runs /bin/sh, so use >/dev/null 2>&1, not &>):
   * * * * * /usr/local/bin/php-relaunch http://127.0.0.1:8889/php-heartbeat.php 5 'ops@example.com' >/dev/null 2>&1
@@ -337,7 +338,10 @@ export async function run(
       return ExitCode.Ok;
     }
     if (mode === "version") {
-      deps.stdout(`php-relaunch ${VERSION} (deno ${Deno.version.deno})\n`);
+      const rev = await revision();
+      deps.stdout(
+        `php-relaunch ${VERSION} (deno ${Deno.version.deno}, revision ${rev ?? "unknown"})\n`,
+      );
       return ExitCode.Ok;
     }
     cfg = await loadConfig(mode, raw, deps);

@@ -1,7 +1,8 @@
 /** Black-box tests of the CLI under cron's environment, with the shipped permission set. */
 import assert from "node:assert/strict";
+import { VERSION } from "../src/cli.ts";
 import { tryLock } from "../src/lock.ts";
-import { runCli } from "./support/cli.ts";
+import { ROOT, runCli } from "./support/cli.ts";
 
 // named, as on a host with several PHP versions; nothing here starts or stops a service
 const SERVICE = ["--service", "php8.2-fpm", "--process-name", "php-fpm8.2"];
@@ -51,7 +52,16 @@ Deno.test("cli: --help and --version", async () => {
   assert.match(help.stdout, /Exit codes:/);
   const version = await runCli(["--version"]);
   assert.equal(version.code, 0);
-  assert.match(version.stdout, /^php-relaunch \d+\.\d+\.\d+ \(deno 2\.9\.\d+\)$/);
+  // run from a checkout, the revision is read from .git (the binary carries dist/revision.txt)
+  const head = await new Deno.Command("git", {
+    args: ["-C", ROOT, "rev-parse", "--short=12", "HEAD"],
+  })
+    .output();
+  const rev = new TextDecoder().decode(head.stdout).trim();
+  assert.equal(
+    version.stdout,
+    `php-relaunch ${VERSION} (deno ${Deno.version.deno}, revision ${rev})`,
+  );
 });
 
 Deno.test("cli: bad input exits 2 with one line on stderr and writes no log", async () => {

@@ -32,7 +32,11 @@ Deno.test({
     assert.equal(r.code, 0, r.stderr);
     const version = await new Deno.Command(`${ROOT}/dist/php-relaunch`, { args: ["--version"] })
       .output();
-    assert.match(new TextDecoder().decode(version.stdout), /^php-relaunch \d/);
+    // the program's version, Deno's, and the revision it was built from
+    assert.match(
+      new TextDecoder().decode(version.stdout),
+      /^php-relaunch \d+\.\d+\.\d+ \(deno 2\.9\.\d+, revision [0-9a-f]{12}\+?\)$/,
+    );
   },
 });
 

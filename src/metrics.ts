@@ -4,7 +4,7 @@
  * node_exporter textfile (written atomically) or on a loopback /metrics endpoint in watch mode.
  */
 import type { PoolStatus } from "./fpm_status.ts";
-import { openRegularFile } from "./safe_file.ts";
+import { writeFileAtomic } from "./safe_file.ts";
 
 /** Upper bounds of the probe latency histogram, in seconds. */
 export const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -182,28 +182,13 @@ export async function renderMetrics(
 }
 
 /**
- * Writes `text` to `path` atomically (a temporary file beside it, then rename), as node_exporter's
- * textfile collector wants: it never reads half a file. A link at either path is refused.
+ * Writes the metrics file atomically, as node_exporter's textfile collector wants: it never
+ * reads half a file. World-readable, like the collector's other files.
  */
 export async function writeMetricsFile(path: string, text: string): Promise<void> {
-  const tmp = `${path}.${Deno.pid}.tmp`;
-  await Deno.remove(tmp).catch(() => {});
-  const file = await openRegularFile(
-    tmp,
-    { write: true, createNew: true, mode: 0o644 },
-    "metrics file",
-  );
-  try {
-    let bytes = new TextEncoder().encode(text);
-    while (bytes.length > 0) bytes = bytes.subarray(await file.write(bytes));
-    await file.sync();
-  } finally {
-    file.close();
-  }
   const target = await Deno.lstat(path).catch(() => null);
   if (target?.isSymlink) {
-    await Deno.remove(tmp);
     throw new Error(`Refusing to write metrics file "${path}": it is a symbolic link`);
   }
-  await Deno.rename(tmp, path);
+  await writeFileAtomic(path, text, 0o644);
 }

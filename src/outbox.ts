@@ -7,6 +7,7 @@ import type { Mail } from "./deps.ts";
 import { describeError } from "./errors.ts";
 import { tryLock } from "./lock.ts";
 import { logger } from "./log.ts";
+import { writeFileAtomic } from "./safe_file.ts";
 
 /** One delivery to one channel. */
 export type Delivery =
@@ -48,20 +49,6 @@ export const OUTBOX_MAX_AGE_MS = 2 * 86_400_000;
 
 let sequence = 0;
 
-async function writeAtomic(path: string, text: string): Promise<void> {
-  const tmp = `${path}.tmp`;
-  await Deno.remove(tmp).catch(() => {});
-  const file = await Deno.open(tmp, { write: true, createNew: true, mode: 0o600 });
-  try {
-    let bytes = new TextEncoder().encode(text);
-    while (bytes.length > 0) bytes = bytes.subarray(await file.write(bytes));
-    await file.sync();
-  } finally {
-    file.close();
-  }
-  await Deno.rename(tmp, path);
-}
-
 /** The outbox in folder `dir` (created 0700 when first needed). */
 export function fileOutbox(dir: string): Outbox {
   const pathOf = (id: string) => `${dir}/${id}.json`;
@@ -69,7 +56,7 @@ export function fileOutbox(dir: string): Outbox {
     async put(item) {
       await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
       const id = `${item.queuedAt}-${Deno.pid}-${sequence++}`;
-      await writeAtomic(pathOf(id), JSON.stringify(item));
+      await writeFileAtomic(pathOf(id), JSON.stringify(item), 0o600);
     },
     async list() {
       const ids: string[] = [];
@@ -96,7 +83,7 @@ export function fileOutbox(dir: string): Outbox {
       return out;
     },
     remove: (id) => Deno.remove(pathOf(id)).catch(() => {}),
-    update: (id, item) => writeAtomic(pathOf(id), JSON.stringify(item)),
+    update: (id, item) => writeFileAtomic(pathOf(id), JSON.stringify(item), 0o600),
     async exclusive(work) {
       await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
       using lock = await tryLock(`${dir}/.lock`);

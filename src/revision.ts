@@ -1,7 +1,7 @@
 /**
- * The git revision php-relaunch was built from, for `--version`: the compiled binary carries
- * dist/revision.txt (written by scripts/build.sh and embedded with --include); run from a
- * checkout, it is read from .git. Either way a read, never a `git` process.
+ * The git revision php-relaunch runs from, for `--version`: run from a checkout, it is read from
+ * .git; the compiled binary has no .git and carries dist/revision.txt instead (written by
+ * scripts/build.sh, embedded with --include). Either way a read, never a `git` process.
  */
 
 const BUILT = new URL("../dist/revision.txt", import.meta.url);
@@ -17,10 +17,9 @@ async function read(url: URL): Promise<string | null> {
 
 /** The short revision ("3f2a9c1"), with "+" when built from a checkout that had changes, or null. */
 export async function revision(): Promise<string | null> {
-  const built = await read(BUILT);
-  if (built) return built;
+  // a checkout's own HEAD first: a dist/revision.txt beside it may be an older build's
   const head = await read(new URL("HEAD", GIT));
-  if (head === null) return null;
+  if (head === null) return await read(BUILT);
   const ref = /^ref: (.+)$/.exec(head)?.[1];
   if (ref === undefined) return head.slice(0, 12);
   const loose = await read(new URL(ref, GIT));

@@ -34,3 +34,23 @@ export async function openRegularFile(
   }
   return file;
 }
+
+/**
+ * Replaces `path` with `text` atomically: a temporary file beside it (created with O_EXCL, so a
+ * link planted there is never followed; one left by a killed run is removed first), written,
+ * synced, then renamed over `path`. A SIGKILL at any moment leaves the old file or the new one.
+ * Renaming replaces a link at `path` itself rather than writing through it.
+ */
+export async function writeFileAtomic(path: string, text: string, mode: number): Promise<void> {
+  const tmp = `${path}.tmp`;
+  await Deno.remove(tmp).catch(() => {});
+  const file = await Deno.open(tmp, { write: true, createNew: true, mode });
+  try {
+    let bytes = new TextEncoder().encode(text);
+    while (bytes.length > 0) bytes = bytes.subarray(await file.write(bytes));
+    await file.sync();
+  } finally {
+    file.close();
+  }
+  await Deno.rename(tmp, path);
+}

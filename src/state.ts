@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import { describeError } from "./errors.ts";
+import { writeFileAtomic } from "./safe_file.ts";
 import { logger } from "./log.ts";
 import { freshState, type TargetState } from "./policy.ts";
 import { freshCounters, LATENCY_BUCKETS } from "./metrics.ts";
@@ -119,19 +120,8 @@ export function fileStateStore(path: string): StateStore {
     async save(state) {
       const dir = path.slice(0, path.lastIndexOf("/")) || "/";
       await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
-      const tmp = `${path}.tmp`;
-      // a temp file left by a killed run is ours (the folder is root's, 0700)
-      await Deno.remove(tmp).catch(() => {});
-      // createNew (O_EXCL) never follows a link planted at the temp path
-      const file = await Deno.open(tmp, { write: true, createNew: true, mode: 0o600 });
-      try {
-        let bytes = new TextEncoder().encode(JSON.stringify({ version: 1, ...state }) + "\n");
-        while (bytes.length > 0) bytes = bytes.subarray(await file.write(bytes));
-        await file.sync();
-      } finally {
-        file.close();
-      }
-      await Deno.rename(tmp, path);
+      // the folder is root's (0700): a temporary file left in it by a killed run is ours
+      await writeFileAtomic(path, JSON.stringify({ version: 1, ...state }) + "\n", 0o600);
     },
   };
 }

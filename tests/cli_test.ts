@@ -217,3 +217,34 @@ Deno.test("cli: a lock file path that is a symlink is refused with exit 2, not a
     });
   });
 });
+
+Deno.test("cli: watch with a metrics port already taken exits 2 before probing anything", async () => {
+  const dir = await Deno.makeTempDir();
+  const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    await withHeartbeat(async (url, hits) => {
+      const r = await runCli([
+        "watch",
+        url,
+        "--metrics-listen",
+        `127.0.0.1:${taken.addr.port}`,
+        ...isolated(dir),
+      ], { timeoutMs: 60_000 });
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, /^php-relaunch: Cannot serve metrics on 127\.0\.0\.1:\d+: /);
+      assert.equal(hits(), 0);
+    });
+    const outside = await runCli([
+      "watch",
+      "http://127.0.0.1:1/",
+      "--metrics-listen",
+      "0.0.0.0:9867",
+      ...isolated(dir),
+    ]);
+    assert.equal(outside.code, 2);
+    assert.match(outside.stderr, /metrics address "0\.0\.0\.0:9867": expected 127\.0\.0\.1:PORT/);
+  } finally {
+    taken.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { AlertQueue, channels, deliveriesOf } from "../src/alert.ts";
-import type { Mail, MailRoute } from "../src/deps.ts";
+import type { Mail } from "../src/deps.ts";
 import { describeRoute, smtpOptions } from "../src/mail.ts";
 import {
   type Delivery,
@@ -11,7 +11,7 @@ import {
   type QueuedDelivery,
   retryOutbox,
 } from "../src/outbox.ts";
-import { captureLogs, fakeMailer } from "./support/fakes.ts";
+import { captureLogs, fakeMailer, smtpRoute } from "./support/fakes.ts";
 
 const ALERT = {
   subject: "PHP restart",
@@ -25,15 +25,7 @@ const SETTINGS = {
   webhook: new URL("https://hooks.example.com/T1/B2"),
   via: "localhost:25 (TLS auto)",
 };
-const SMTP: MailRoute = {
-  transport: "smtp",
-  host: "mail.example.com",
-  port: 587,
-  tls: "auto",
-  user: null,
-  password: null,
-  caFile: null,
-};
+const SMTP = smtpRoute("mail.example.com", 587);
 
 Deno.test("an alert becomes a mail to the recipients and a webhook POST with Slack's text", () => {
   const [mail, hook] = deliveriesOf(ALERT, SETTINGS);

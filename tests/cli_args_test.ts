@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { parseCommandLine, run, USAGE } from "../src/cli.ts";
 import { loadConfig } from "../src/config.ts";
 import { ConfigError, ExitCode } from "../src/errors.ts";
-import { debianFs, fakeFs, fakeHost, FakeRunner, testDeps } from "./support/fakes.ts";
+import { debianFs, fakeFs, fakeHost, FakeRunner, smtpRoute, testDeps } from "./support/fakes.ts";
 
 const URI = "http://heartbeat.no-ip:8889/php-heartbeat.php";
 
@@ -54,15 +54,7 @@ Deno.test("defaults: Debian paths as root, per-user paths otherwise", async () =
   const root = await config([URI, "5", ""]);
   assert.equal(root.logFile, "/var/log/php-relaunch.log");
   assert.equal(root.lockFile, "/run/lock/php-relaunch-php8.2-fpm.lock");
-  assert.deepEqual(root.mail, {
-    transport: "smtp",
-    host: "localhost",
-    port: 25,
-    tls: "auto",
-    user: null,
-    password: null,
-    caFile: null,
-  });
+  assert.deepEqual(root.mail, smtpRoute("localhost", 25));
   assert.equal(root.mailFrom, "php-relaunch@web1");
   assert.equal(root.fpm.processName, "php-fpm8.2");
   assert.equal(root.init, "sysv");
@@ -82,29 +74,13 @@ Deno.test("mail settings from the environment; flags win", async () => {
   };
   const deps = testDeps({ host: fakeHost(0, env) });
   const fromEnv = await config([URI, "5", ""], deps);
-  assert.deepEqual(fromEnv.mail, {
-    transport: "smtp",
-    host: "mail.example",
-    port: 2525,
-    tls: "auto",
-    user: null,
-    password: null,
-    caFile: null,
-  });
+  assert.deepEqual(fromEnv.mail, smtpRoute("mail.example", 2525));
   assert.equal(fromEnv.mailFrom, "watch@example.com");
   const flags = await config(
     [URI, "5", "", "--smtp-port", "587", "--smtp-host", "127.0.0.1"],
     deps,
   );
-  assert.deepEqual(flags.mail, {
-    transport: "smtp",
-    host: "127.0.0.1",
-    port: 587,
-    tls: "auto",
-    user: null,
-    password: null,
-    caFile: null,
-  });
+  assert.deepEqual(flags.mail, smtpRoute("127.0.0.1", 587));
 });
 
 Deno.test("systemd is detected by /run/systemd/system", async () => {
@@ -346,15 +322,10 @@ Deno.test("SMTP password: from the environment or a 0600 root file, never withou
     [URI, "--smtp-tls", "starttls"],
     testDeps({ host: fakeHost(0, env) }),
   );
-  assert.deepEqual(fromEnv.mail, {
-    transport: "smtp",
-    host: "localhost",
-    port: 25,
-    tls: "starttls",
-    user: "alice",
-    password: "s3cret",
-    caFile: null,
-  });
+  assert.deepEqual(
+    fromEnv.mail,
+    smtpRoute("localhost", 25, { tls: "starttls", user: "alice", password: "s3cret" }),
+  );
   const noUser = await rejected(
     [URI],
     testDeps({ host: fakeHost(0, { PHP_RELAUNCH_SMTP_PASSWORD: "x" }) }),

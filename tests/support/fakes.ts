@@ -12,6 +12,7 @@ import type {
   HttpGet,
   Mail,
   Mailer,
+  MailRoute,
   ProcessRunner,
   RunResult,
 } from "../../src/deps.ts";
@@ -42,6 +43,24 @@ export function scriptedFcgi(
     return Promise.resolve({ status: step.status, body: step.body ?? "", stderr: "" });
   };
   return Object.assign(get, { calls });
+}
+
+/** The mail route of an SMTP server at `host`:`port` with the defaults (TLS auto, no AUTH). */
+export function smtpRoute(
+  host: string,
+  port: number,
+  over: Partial<Extract<MailRoute, { transport: "smtp" }>> = {},
+): Extract<MailRoute, { transport: "smtp" }> {
+  return {
+    transport: "smtp",
+    host,
+    port,
+    tls: "auto",
+    user: null,
+    password: null,
+    caFile: null,
+    ...over,
+  };
 }
 
 /** A clock that only moves when told to or when something sleeps on it. */

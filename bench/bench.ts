@@ -12,7 +12,7 @@
  * prints their report without writing bench/results.md.
  */
 import { parseArgs } from "node:util";
-import { ROOT, startCommand } from "../tests/support/cli.ts";
+import { ROOT, runDir, startCommand } from "../tests/support/cli.ts";
 import {
   FPM_PROCESS,
   FPM_SERVICE,
@@ -284,7 +284,9 @@ async function machine(): Promise<string> {
 async function main() {
   if (Deno.uid() !== 0) throw new Error("run as root: the benchmark restarts php-fpm");
   const stack = await Stack.up();
-  const root = await Deno.makeTempDir({ prefix: "php-relaunch-bench-" });
+  // below the state root: the watchdog runs with the shipped permissions
+  const work = await runDir("bench-");
+  const root = work.path;
   await Deno.writeTextFile(SLEEP_PAGE, "<?php sleep(300); echo 'done';\n");
   await Deno.writeTextFile(SLOW_PAGE, "<?php usleep(random_int(1000000, 2000000)); echo 'ok';\n");
   await Deno.writeTextFile(
@@ -452,7 +454,7 @@ ${soak}
     await sh("service", ["nginx", "reload"]);
     await stack.healthy().catch(() => {});
     await stack.down();
-    await Deno.remove(root, { recursive: true });
+    await work.remove();
   }
 }
 

@@ -572,6 +572,10 @@ function fcgiSettings(spec: TargetSpec) {
   };
 }
 
+/** Where the shipped permissions let php-relaunch write, for error messages. */
+const WRITABLE = "/var/lib/php-relaunch, /var/db/php-relaunch, /var/log, /run, /var/run, " +
+  "/var/lock, /var/lib/prometheus";
+
 /** Where sendmail may be: the run permission names exactly these. */
 export const SENDMAIL_PATHS = [
   "/usr/sbin/sendmail",
@@ -586,6 +590,11 @@ const DEFAULT_SENDMAIL = "/usr/sbin/sendmail";
  * running as root) can read: a password readable by others is refused, not used.
  */
 async function readPasswordFile(path: string, deps: Deps, isRoot: boolean): Promise<string> {
+  if (!deps.host.allows("read", path)) {
+    throw new Error(
+      `Cannot read SMTP password file "${path}": php-relaunch's permissions do not let it read there; keep it in /etc/php-relaunch`,
+    );
+  }
   const info = await deps.fs.info(path);
   if (info === null) throw new Error(`Cannot read SMTP password file "${path}": it does not exist`);
   if (!info.isFile) {
@@ -885,6 +894,23 @@ export async function loadConfig(mode: Mode, raw: RawSettings, deps: Deps): Prom
   }
   if (issues.length > 0) throw new ConfigError(issues);
 
+  // the compiled binary's permissions name the folders it may use: say so before anything runs
+  const paths: [string, "read" | "write", string | null | undefined][] = [
+    ["log file", "write", logFile],
+    ["state folder", "write", stateDir],
+    ["lock file", "write", s.lockFile ?? (lockDir && `${lockDir}/php-relaunch.lock`)],
+    ["metrics file", "write", s.metricsFile ?? file?.metrics.file],
+    ["CA file", "read", file?.mail.ca_file],
+  ];
+  for (const [what, access, path] of paths) {
+    if (path && !deps.host.allows(access, path)) {
+      issues.push(
+        `Cannot use ${what} "${path}": php-relaunch's permissions do not let it ${access} there (${
+          access === "write" ? WRITABLE : "see README, Permissions"
+        }); choose a path there, or run from source with wider permissions`,
+      );
+    }
+  }
   const mail = await mailRouteOf(s, file, deps, isRoot);
   if (typeof mail === "string") issues.push(mail);
   let webhook = s.webhook ?? null;

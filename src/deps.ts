@@ -134,6 +134,8 @@ export interface Host {
   stderrIsTerminal(): boolean;
   /** Total and available memory in bytes, or null when the platform does not say. */
   memory(): { total: number; available: number } | null;
+  /** Whether the permissions this process runs with let it read or write `path`. */
+  allows(access: "read" | "write", path: string): boolean;
 }
 
 /** Everything with a side effect, passed down explicitly. */
@@ -229,6 +231,7 @@ const realHost: Host = {
   env: (name) => Deno.env.get(name),
   os: () => Deno.build.os,
   stderrIsTerminal: () => Deno.stderr.isTerminal(),
+  allows: (access, path) => Deno.permissions.querySync({ name: access, path }).state === "granted",
   memory: () => {
     try {
       const m = Deno.systemMemoryInfo();

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { VERSION } from "../src/cli.ts";
 import { tryLock } from "../src/lock.ts";
-import { ROOT, runCli } from "./support/cli.ts";
+import { ROOT, runCli, runDir } from "./support/cli.ts";
 
 // named, as on a host with several PHP versions; nothing here starts or stops a service
 const SERVICE = ["--service", "php8.2-fpm", "--process-name", "php-fpm8.2"];
@@ -37,11 +37,11 @@ async function withHeartbeat(fn: (url: string, hits: () => number) => Promise<vo
 }
 
 async function withTempDir(fn: (dir: string) => Promise<void>) {
-  const dir = await Deno.makeTempDir({ prefix: "php-relaunch-cli-" });
+  const dir = await runDir("cli-");
   try {
-    await fn(dir);
+    await fn(dir.path);
   } finally {
-    await Deno.remove(dir, { recursive: true });
+    await dir.remove();
   }
 }
 
@@ -219,7 +219,8 @@ Deno.test("cli: a lock file path that is a symlink is refused with exit 2, not a
 });
 
 Deno.test("cli: watch with a metrics port already taken exits 2 before probing anything", async () => {
-  const dir = await Deno.makeTempDir();
+  const work = await runDir("cli-metrics-");
+  const dir = work.path;
   const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   try {
     await withHeartbeat(async (url, hits) => {
@@ -245,6 +246,33 @@ Deno.test("cli: watch with a metrics port already taken exits 2 before probing a
     assert.match(outside.stderr, /metrics address "0\.0\.0\.0:9867": expected 127\.0\.0\.1:PORT/);
   } finally {
     taken.close();
-    await Deno.remove(dir, { recursive: true });
+    await work.remove();
   }
+});
+
+Deno.test("cli: a log or state path outside what the permissions allow is a one-line exit 2", async () => {
+  const r = await runCli([
+    "http://127.0.0.1:1/",
+    "5",
+    "",
+    ...SERVICE,
+    "--log-file",
+    "/tmp/php-relaunch.log",
+  ]);
+  assert.equal(r.code, 2);
+  assert.match(
+    r.stderr,
+    /^php-relaunch: Cannot use log file "\/tmp\/php-relaunch\.log": php-relaunch's permissions do not let it write there \(\/var\/lib\/php-relaunch, .*\); choose a path there/,
+  );
+  assert.equal(r.stderr.split("\n").length, 1);
+  const state = await runCli([
+    "http://127.0.0.1:1/",
+    "5",
+    "",
+    ...SERVICE,
+    "--state-dir",
+    "/srv/relaunch",
+  ]);
+  assert.equal(state.code, 2);
+  assert.match(state.stderr, /Cannot use state folder "\/srv\/relaunch"/);
 });

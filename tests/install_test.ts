@@ -3,7 +3,7 @@
  * configuration, and an uninstall that leaves nothing behind.
  */
 import assert from "node:assert/strict";
-import { ROOT, runCli } from "./support/cli.ts";
+import { ROOT, runCli, runDir } from "./support/cli.ts";
 
 const decoder = new TextDecoder();
 
@@ -32,14 +32,16 @@ async function tree(root: string, dir = root): Promise<string[]> {
 }
 
 async function withRoot(fn: (root: string, binary: string) => Promise<void>) {
-  const dir = await Deno.makeTempDir({ prefix: "php-relaunch-install-" });
+  // below the state root: check-config reads the installed configuration with the shipped permissions
+  const work = await runDir("install-");
+  const dir = work.path;
   const root = `${dir}/root`;
   await Deno.mkdir(root);
   await Deno.writeTextFile(`${dir}/php-relaunch`, "#!/bin/sh\necho the binary\n");
   try {
     await fn(root, `${dir}/php-relaunch`);
   } finally {
-    await Deno.remove(dir, { recursive: true });
+    await work.remove();
   }
 }
 

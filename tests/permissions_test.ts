@@ -29,3 +29,20 @@ Deno.test("permission set: start and compile use the same one", () => {
   const build = Deno.readTextFileSync(new URL("../scripts/build.sh", import.meta.url));
   assert.match(build, /-P=php-relaunch /);
 });
+
+Deno.test("permission set: reads and writes only the folders php-relaunch uses, never /tmp or /", () => {
+  const { read, write, sys } = meta.permissions["php-relaunch"];
+  assert.ok(
+    Array.isArray(read) && Array.isArray(write),
+    "read and write are lists, not everything",
+  );
+  for (const path of [...read, ...write]) {
+    assert.ok(!["/", "/tmp", "/home", "/root"].includes(path), `${path} is too wide`);
+  }
+  for (
+    const path of ["/var/lib/php-relaunch", "/var/log", "/run", "/var/run", "/var/lock"]
+  ) assert.ok(write.includes(path), `may write ${path}`);
+  assert.ok(read.includes("/etc") && read.includes("/usr/local/etc"), "reads configurations");
+  assert.ok(!write.some((p: string) => p.startsWith("/etc")), "never writes /etc");
+  assert.deepEqual(sys, ["hostname", "uid", "systemMemoryInfo"]);
+});

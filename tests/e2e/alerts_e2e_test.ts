@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { ExitCode } from "../../src/errors.ts";
-import { ROOT, runCli } from "../support/cli.ts";
+import { ROOT, runCli, runDir } from "../support/cli.ts";
 import { freePort, listening, sh, SmtpSink } from "./stack.ts";
 
 /** The queued deliveries in an outbox folder. */
@@ -104,7 +104,8 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn(t) {
-    const dir = await Deno.makeTempDir({ prefix: "php-relaunch-alerts-e2e-" });
+    const work = await runDir("alerts-");
+    const dir = work.path;
     const heartbeat = `http://127.0.0.1:${closedPort()}/php-heartbeat.php`;
     try {
       const cert = await sh("openssl", [
@@ -323,7 +324,7 @@ Deno.test({
         },
       );
     } finally {
-      await Deno.remove(dir, { recursive: true });
+      await work.remove();
     }
   },
 });

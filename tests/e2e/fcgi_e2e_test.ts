@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import parse from "parse-prometheus-text-format";
 import { directFcgiGet } from "../../src/probe_fcgi.ts";
 import type { IncidentRecord } from "../../src/incidents.ts";
-import { runCli } from "../support/cli.ts";
+import { runCli, runDir } from "../support/cli.ts";
 import { ExtraPool, FPM_PROCESS, freePort, SmtpSink, waitFor } from "./stack.ts";
 import { configToml, WatchProcess } from "./watch_process.ts";
 
@@ -47,7 +47,8 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn(t) {
-    const dir = await Deno.makeTempDir({ prefix: "php-relaunch-fcgi-e2e-" });
+    const work = await runDir("fcgi-");
+    const dir = work.path;
     await Deno.mkdir(SCRIPTS, { recursive: true, mode: 0o755 });
     await Deno.writeTextFile(SLEEP, "<?php sleep((int)($_GET['s'] ?? 1)); echo 'slept';\n", {
       mode: 0o644,
@@ -217,7 +218,7 @@ rungs = ["kill_stuck", "reload", "kill"]
       for (const log of [pool.files.errorLog, "/var/log/php8.2-fpm-c.slow.log"]) {
         await Deno.remove(log).catch(() => {});
       }
-      await Deno.remove(dir, { recursive: true });
+      await work.remove();
     }
   },
 });

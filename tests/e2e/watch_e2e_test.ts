@@ -4,6 +4,7 @@
  * run one after another and everything is restored at the end.
  */
 import assert from "node:assert/strict";
+import { runDir } from "../support/cli.ts";
 import { configToml, WatchProcess } from "./watch_process.ts";
 import {
   FPM_PROCESS,
@@ -57,7 +58,8 @@ Deno.test({
   async fn(t) {
     const stack = await Stack.up();
     const smtp = await SmtpSink.start();
-    const root = await Deno.makeTempDir({ prefix: "php-relaunch-watch-e2e-" });
+    const work = await runDir("watch-");
+    const root = work.path;
     let n = 0;
     const newDir = async () => {
       const dir = `${root}/${++n}`;
@@ -255,7 +257,7 @@ Deno.test({
       );
     } finally {
       await smtp.stop();
-      await Deno.remove(root, { recursive: true });
+      await work.remove();
       await Deno.remove(BROKEN_POOL).catch(() => {});
       await stack.healthy().catch(() => {});
       await stack.down();

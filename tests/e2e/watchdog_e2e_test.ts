@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import parse from "parse-prometheus-text-format";
-import { ROOT, runCli, startCommand } from "../support/cli.ts";
+import { ROOT, runCli, runDir, startCommand } from "../support/cli.ts";
 import {
   ALLOW_CONF,
   FPM_PROCESS,
@@ -42,7 +42,8 @@ Deno.test({
   async fn(t) {
     const stack = await Stack.up();
     const smtp = await SmtpSink.start();
-    const dir = await Deno.makeTempDir({ prefix: "php-relaunch-e2e-" });
+    const work = await runDir("cron-");
+    const dir = work.path;
     let n = 0;
     const files = () => {
       n++;
@@ -270,7 +271,7 @@ Deno.test({
       });
     } finally {
       await smtp.stop();
-      await Deno.remove(dir, { recursive: true });
+      await work.remove();
       await stack.healthy().catch(() => {});
       await stack.down();
     }

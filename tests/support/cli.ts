@@ -63,3 +63,24 @@ export async function runCli(
     ms: Date.now() - started,
   };
 }
+
+/** Where the shipped permissions let php-relaunch keep its files; tests put theirs below it. */
+export const STATE_ROOT = "/var/lib/php-relaunch";
+
+/**
+ * A fresh folder for one test's logs, state, locks and configuration, below {@link STATE_ROOT}
+ * (the binary's permissions allow nothing in /tmp). `remove()` deletes it, and STATE_ROOT too
+ * when the test made it and it is empty again.
+ */
+export async function runDir(prefix: string): Promise<{ path: string; remove(): Promise<void> }> {
+  const existed = await Deno.stat(STATE_ROOT).then(() => true, () => false);
+  await Deno.mkdir(STATE_ROOT, { recursive: true, mode: 0o700 });
+  const path = await Deno.makeTempDir({ dir: STATE_ROOT, prefix: `test-${prefix}` });
+  return {
+    path,
+    async remove() {
+      await Deno.remove(path, { recursive: true }).catch(() => {});
+      if (!existed) await Deno.remove(STATE_ROOT).catch(() => {});
+    },
+  };
+}

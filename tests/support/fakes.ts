@@ -262,6 +262,7 @@ export function fakeHost(uid = 0, env: Record<string, string> = {}, os = "linux"
     env: (name) => env[name],
     stderrIsTerminal: () => false,
     memory: () => ({ total: 4 * 2 ** 30, available: 2 * 2 ** 30 }),
+    allows: () => true,
   };
 }
 

@@ -85,7 +85,8 @@ export function fileOutbox(dir: string): Outbox {
     remove: (id) => Deno.remove(pathOf(id)).catch(() => {}),
     update: (id, item) => writeFileAtomic(pathOf(id), JSON.stringify(item), 0o600),
     async exclusive(work) {
-      await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+      // no outbox yet: nothing was ever queued, and nothing is created just to find that out
+      if (!(await Deno.stat(dir).then(() => true, () => false))) return;
       using lock = await tryLock(`${dir}/.lock`);
       if (lock !== null) await work();
     },

@@ -63,6 +63,15 @@ export function deliveriesOf(alert: Alert, s: AlertSettings): Delivery[] {
   return out;
 }
 
+/**
+ * A webhook for logs and check-config: its scheme and host only, since the path of a Slack-style
+ * webhook is its secret.
+ */
+export function webhookName(url: string | URL): string {
+  const u = new URL(url);
+  return `${u.protocol}//${u.host}/…`;
+}
+
 /** The real channels: mail by `route`, webhooks by POST. */
 export function channels(deps: Pick<Deps, "mailer" | "webhookPost">, route: MailRoute): Deliver {
   return async (d) => {
@@ -100,7 +109,7 @@ export class AlertQueue {
   #describe(d: Delivery): string {
     return d.channel === "mail"
       ? `Mail to ${d.mail.to.join(",")} through ${this.settings.via}`
-      : `Webhook ${d.url}`;
+      : `Webhook ${webhookName(d.url)}`;
   }
 
   async #attempt(delivery: Delivery): Promise<void> {

@@ -15,6 +15,7 @@ import { type MonitorOptions, probeOnce, watchRun } from "./monitor.ts";
 import { incidentsPath, readIncidents } from "./incidents.ts";
 import { buildReport, renderReport } from "./report.ts";
 import { describeRoute } from "./mail.ts";
+import { webhookName } from "./alert.ts";
 import { describeFcgiTarget } from "./probe_fcgi.ts";
 import { revision } from "./revision.ts";
 
@@ -280,7 +281,7 @@ export function describeConfig(cfg: Config): string {
     `config file    ${cfg.configFile ?? "none (command line)"}`,
     `init system    ${cfg.init}: ${Object.values(cfg.tools).filter(Boolean).join(" ")}`,
     `mail from      ${cfg.mailFrom} via ${describeRoute(cfg.mail)}`,
-    `webhook        ${cfg.webhook?.href ?? "none"}`,
+    `webhook        ${cfg.webhook ? webhookName(cfg.webhook) : "none"}`,
     `metrics        ${
       [
         cfg.metricsFile && `file ${cfg.metricsFile}`,

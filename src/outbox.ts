@@ -7,6 +7,7 @@ import type { Mail } from "./deps.ts";
 import { describeError } from "./errors.ts";
 import { tryLock } from "./lock.ts";
 import { logger } from "./log.ts";
+import { webhookName } from "./alert.ts";
 import { writeFileAtomic } from "./safe_file.ts";
 
 /** One delivery to one channel. */
@@ -115,7 +116,7 @@ export type Deliver = (delivery: Delivery) => Promise<void>;
 function describeDelivery(d: Delivery): string {
   return d.channel === "mail"
     ? `mail "${d.mail.subject}" to ${d.mail.to.join(",")}`
-    : `webhook ${d.url}`;
+    : `webhook ${webhookName(d.url)}`;
 }
 
 /**

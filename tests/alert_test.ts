@@ -196,3 +196,21 @@ Deno.test("SMTP options per TLS mode; the password only in nodemailer's auth, ne
     "sendmail /usr/sbin/sendmail",
   );
 });
+
+Deno.test("a webhook's path (its secret, for Slack) is never logged", async () => {
+  const logs = captureLogs();
+  const outbox = memoryOutbox();
+  const queue = new AlertQueue(
+    (d) => d.channel === "webhook" ? Promise.reject(new Error("HTTP 500")) : Promise.resolve(),
+    outbox,
+    SETTINGS,
+    () => 1,
+  );
+  queue.send(ALERT);
+  await queue.flush();
+  const text = logs.lines().join("\n");
+  assert.match(text, /Webhook https:\/\/hooks\.example\.com\/… failed, queued/);
+  assert.doesNotMatch(text, /T1\/B2/);
+  await retryOutbox(outbox, () => Promise.resolve(), 2);
+  assert.doesNotMatch(logs.lines().join("\n"), /T1\/B2/);
+});

@@ -181,7 +181,7 @@ export function stuckWorkers(status: PoolStatus, limitMs: number): Worker[] {
   return status.workers.filter((w) => isBusy(w) && w.durationMs >= limitMs);
 }
 
-/** The counters an early warning compares between two reads (kept in the state file). */
+/** The counters an early warning compares between two reads (the previous read is in the state file). */
 export interface PoolCounters {
   listenQueue: number;
   maxChildrenReached: number;

@@ -18,7 +18,7 @@ export interface Counters {
   restarts: { ok: number; failed: number };
   giveUps: number;
   lastRestartAt: number | null;
-  /** The pool's last status read (gauges), or null. */
+  /** The pool's last status read (the gauges, and what early warnings compare), or null. */
   pool: {
     active: number;
     idle: number;

@@ -192,7 +192,7 @@ export class Watch {
       second = await this.readStatus();
     }
     this.lastStatus = { at: this.deps.clock.now(), status: second };
-    if (typeof first === "string" && this.state.pool === null) return result;
+    if (typeof first === "string" && this.state.counters.pool === null) return result;
     if (typeof second !== "string") this.rememberCounters(second);
     const pool = assessPool(first, second, this.target.statusOnPool ? 1 : 0);
     logger.debug("Heartbeat timed out; the pool is {verdict}: {why}.", {
@@ -204,15 +204,7 @@ export class Watch {
   }
 
   private rememberCounters(s: PoolStatus): void {
-    this.state = {
-      ...this.state,
-      counters: countPool(this.state.counters, s),
-      pool: {
-        listenQueue: s.listenQueue,
-        maxChildrenReached: s.maxChildrenReached,
-        slowRequests: s.slowRequests,
-      },
-    };
+    this.state = { ...this.state, counters: countPool(this.state.counters, s) };
   }
 
   /** Reads the status page of a healthy pool and warns of what comes before an outage. */
@@ -222,7 +214,7 @@ export class Watch {
       logger.debug("Status page: {why}.", { why: s, target: this.target.name });
       return;
     }
-    const previous = this.state.pool;
+    const previous = this.state.counters.pool;
     this.rememberCounters(s);
     if (previous === null) return;
     const now = this.deps.clock.now();

@@ -3,7 +3,6 @@
  * restart (thresholds), how soon to probe again (confirm delay, grace), when to stop restarting
  * (flap protection) and when to tell someone (one alert per incident, not per probe).
  */
-import type { PoolCounters } from "./fpm_status.ts";
 import { type Counters, freshCounters } from "./metrics.ts";
 import { labelOf, type ProbeResult, verdictOf } from "./probe_http.ts";
 
@@ -71,8 +70,6 @@ export interface TargetState {
   givenUpAt: number | null;
   /** Failures before this time do not count (php-fpm is starting). */
   graceUntil: number;
-  /** The pool's counters at the last status read, for early warnings (null: not read yet). */
-  pool: PoolCounters | null;
   /** When each kind of early warning was last sent. */
   warnedAt: Record<string, number>;
   /** What the metrics count (probes, latency, restarts), summed over runs. */
@@ -91,7 +88,6 @@ export function freshState(): TargetState {
     restarts: [],
     givenUpAt: null,
     graceUntil: 0,
-    pool: null,
     warnedAt: {},
     counters: freshCounters(),
   };

@@ -34,12 +34,7 @@ const stateSchema = z.object({
   })),
   givenUpAt: z.number().nullable(),
   graceUntil: z.number(),
-  // added with the status page: state files written before have neither
-  pool: z.object({
-    listenQueue: z.number(),
-    maxChildrenReached: z.number(),
-    slowRequests: z.number(),
-  }).nullable().default(null),
+  // added with the status page: state files written before lack it
   warnedAt: z.record(z.string(), z.number()).default({}),
   // counters that do not parse start again from zero, the rest of the state is kept
   counters: z.object({

@@ -5,7 +5,7 @@
  * configuration, keeping the old one if the new one is invalid, and re-arms every target.
  */
 import type { Config, Target } from "./config.ts";
-import type { Deps } from "./deps.ts";
+import type { Clock, Deps } from "./deps.ts";
 import { ConfigError, describeError, ExitCode } from "./errors.ts";
 import { tryLock } from "./lock.ts";
 import { logger } from "./log.ts";
@@ -43,6 +43,21 @@ export interface WatchOptions {
 const RETRY_ALERTS_MS = 60_000;
 /** How often watch mode rewrites the metrics file (node_exporter reads it when scraped). */
 const METRICS_FILE_MS = 15_000;
+
+/** Runs `work` when triggered, at most once per `everyMs` and never twice at the same time. */
+function throttled(clock: Clock, everyMs: number, work: () => Promise<void>) {
+  let last = -Infinity;
+  let running: Promise<void> | null = null;
+  return {
+    trigger(): void {
+      if (running !== null || clock.now() - last < everyMs) return;
+      last = clock.now();
+      running = work().finally(() => running = null);
+    },
+    /** Waits for a run under way, if any. */
+    settled: (): Promise<void> => running ?? Promise.resolve(),
+  };
+}
 
 /** Serves /metrics on loopback until `signal` aborts. */
 function serveMetrics(
@@ -192,22 +207,14 @@ export async function watchForever(
     }
   })();
 
-  let lastMetrics = -Infinity;
-  let writingMetrics: Promise<void> | null = null;
-  const metricsDue = () => {
-    if (writingMetrics !== null || deps.clock.now() - lastMetrics < METRICS_FILE_MS) return;
-    lastMetrics = deps.clock.now();
-    writingMetrics = writeMetrics(cfg, options, live).finally(() => writingMetrics = null);
-  };
-
-  // undelivered alerts are retried between probes, by whichever loop comes first once a minute
-  let lastRetry = -Infinity;
-  let retrying: Promise<void> | null = null;
-  const retryDue = () => {
-    if (retrying !== null || deps.clock.now() - lastRetry < RETRY_ALERTS_MS) return;
-    lastRetry = deps.clock.now();
-    retrying = retryAlerts(cfg, deps, options).finally(() => retrying = null);
-  };
+  // between probes, by whichever target loop comes first: the metrics file, and a retry of the
+  // alerts that could not be delivered
+  const metricsFile = throttled(
+    deps.clock,
+    METRICS_FILE_MS,
+    () => writeMetrics(cfg, options, live),
+  );
+  const retries = throttled(deps.clock, RETRY_ALERTS_MS, () => retryAlerts(cfg, deps, options));
 
   try {
     logger.info("Watching {n} targets: {names}.", {
@@ -222,8 +229,8 @@ export async function watchForever(
         targetLoop(cfg, t, deps, options, generation.signal, (watch) => {
           lastBeat.set(t.name, { at: deps.clock.now(), watch });
           if (watch !== null) live.set(t.name, watch);
-          retryDue();
-          if (cfg.metricsFile !== null) metricsDue();
+          retries.trigger();
+          if (cfg.metricsFile !== null) metricsFile.trigger();
         })
       );
       if (!ready) {
@@ -244,8 +251,8 @@ export async function watchForever(
   } finally {
     watchdogStop.abort();
     await watchdog;
-    await retrying;
-    await writingMetrics;
+    await retries.settled();
+    await metricsFile.settled();
     metricsStop.abort();
     await server?.finished;
     for (const off of unsubscribe) off();

@@ -653,11 +653,13 @@ export async function watchRun(
   options: MonitorOptions = {},
 ): Promise<ExitCode> {
   await retryAlerts(cfg, deps, options);
+  // the watches of this run, whose counters the metrics take without reading them back
+  const live = new Map<string, Watch>();
   const codes = await Promise.all(cfg.targets.map(async (target) => {
     using lock = await lockTarget(target);
-    return lock === null ? ExitCode.Ok : await watchTargetRun(cfg, target, deps, options);
+    return lock === null ? ExitCode.Ok : await watchTargetRun(cfg, target, deps, options, live);
   }));
-  if (cfg.metricsFile !== null) await writeMetrics(cfg, options);
+  if (cfg.metricsFile !== null) await writeMetrics(cfg, options, live);
   return worstExit(codes);
 }
 
@@ -666,8 +668,10 @@ async function watchTargetRun(
   target: Target,
   deps: Deps,
   options: MonitorOptions,
+  live: Map<string, Watch>,
 ): Promise<ExitCode> {
   const { watch, store } = await loadWatch(cfg, target, deps, options);
+  live.set(target.name, watch);
   const run = { startedAt: deps.clock.now(), runMs: cfg.runMs };
   const timing = timingOf(target.policy);
   let dueAt = run.startedAt;

@@ -23,8 +23,9 @@ restore() {
 trap restore EXIT
 
 # msmtp-mta satisfies mcron's need for an MTA without a mail daemon on port 25, and is the
-# sendmail of the alert tests; openssl makes their TLS certificate; logrotate checks ours
-packages="nginx php8.2-fpm python3-aiosmtpd mcron msmtp-mta procps util-linux openssl logrotate"
+# sendmail of the alert tests; openssl makes their TLS certificate; logrotate checks ours;
+# systemd runs the unit's test (as a user manager: PID 1 here is not systemd)
+packages="nginx php8.2-fpm python3-aiosmtpd mcron msmtp-mta procps util-linux openssl logrotate systemd"
 missing=""
 for p in $packages; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -1,7 +1,9 @@
 /**
  * Telling systemd how the watch service is doing (Type=notify, WatchdogSec): through
- * `systemd-notify`, as Deno cannot send a unix datagram without unstable APIs. As root,
- * `--pid` makes the message count as our main process's, so NotifyAccess=main suffices.
+ * `systemd-notify`, as Deno cannot send a unix datagram without unstable APIs. The message
+ * comes from that child, so the unit needs NotifyAccess=all: `--pid` could only pass it off as
+ * the main process's with CAP_SYS_ADMIN, which the shipped unit's bounding set leaves out.
+ * systemd-notify waits until systemd has read the message, so it is not lost when the child exits.
  */
 import type { Host, ProcessRunner } from "./deps.ts";
 import { describeError } from "./errors.ts";

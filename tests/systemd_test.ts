@@ -8,7 +8,10 @@ Deno.test("systemd unit: watch mode, notify with a watchdog, restart on failure,
   const value = (key: string) => new RegExp(`^${key}=(.*)$`, "m").exec(unit)?.[1];
   assert.equal(value("Type"), "notify");
   assert.match(value("WatchdogSec") ?? "", /^\d+s$/);
+  // systemd-notify is a child process: NotifyAccess=main drops its READY=1 (seen under systemd)
+  assert.equal(value("NotifyAccess"), "all");
   assert.equal(value("Restart"), "on-failure");
+  assert.equal(value("RestartPreventExitStatus"), "2", "a bad configuration is not restarted");
   assert.match(value("ExecStart") ?? "", /^\/usr\/local\/bin\/php-relaunch watch --config /);
   assert.match(value("ExecReload") ?? "", /kill -HUP \$MAINPID/);
   assert.match(value("CapabilityBoundingSet") ?? "", /CAP_KILL/, "must be able to kill php-fpm");

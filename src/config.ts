@@ -4,8 +4,8 @@
  * {@link ConfigError}.
  */
 import { resolve } from "node:path";
-import ms from "ms";
-import { z } from "zod";
+import { parse as parseDuration } from "@lukeed/ms";
+import * as v from "valibot";
 import {
   type ConfigFile,
   custom,
@@ -14,6 +14,7 @@ import {
   isEmailAddress,
   parseConfigFile,
   type Rung,
+  transform,
   WATCH_DEFAULTS,
 } from "./config_file.ts";
 import type { Deps, FcgiTarget, MailRoute } from "./deps.ts";
@@ -204,12 +205,12 @@ function checkUrl(value: string, fcgiOnly: boolean): URL | string {
 }
 
 const urlField = (fcgiOnly: boolean) =>
-  z.string().transform((value, ctx) => {
+  transform(v.string(), (value, ctx) => {
     const url = checkUrl(value, fcgiOnly);
     return typeof url === "string" ? custom(ctx, url) : url;
   });
 
-const timeoutField = z.string().transform((value, ctx) => {
+const timeoutField = transform(v.string(), (value, ctx) => {
   const n = /^\d+$/.test(value.trim()) ? Number(value.trim()) : NaN;
   if (!Number.isInteger(n) || n < 1 || n > 60) {
     return custom(
@@ -220,7 +221,7 @@ const timeoutField = z.string().transform((value, ctx) => {
   return n * 1000;
 });
 
-const runForField = z.string().transform((value, ctx) => {
+const runForField = transform(v.string(), (value, ctx) => {
   const n = /^\d+$/.test(value.trim()) ? Number(value.trim()) : NaN;
   if (!Number.isInteger(n) || n < 1 || n > 3600) {
     return custom(
@@ -231,7 +232,7 @@ const runForField = z.string().transform((value, ctx) => {
   return n * 1000;
 });
 
-const mailToField = z.string().transform((value, ctx) => {
+const mailToField = transform(v.string(), (value, ctx) => {
   const addresses = value.split(",").map((a) => a.trim()).filter((a) => a !== "");
   const bad = addresses.filter((a) => !isEmailAddress(a));
   if (bad.length > 0) {
@@ -245,11 +246,11 @@ const mailToField = z.string().transform((value, ctx) => {
   return [...new Set(addresses)];
 });
 
-const restartCgiField = z.union([z.boolean(), z.string()]).transform((value, ctx) => {
+const restartCgiField = transform(v.union([v.boolean(), v.string()]), (value, ctx) => {
   if (typeof value === "boolean") return value;
-  const v = value.trim().toLowerCase();
-  if (YES.has(v)) return true;
-  if (NO.has(v)) return false;
+  const word = value.trim().toLowerCase();
+  if (YES.has(word)) return true;
+  if (NO.has(word)) return false;
   return custom(
     ctx,
     `Cannot parse restart-cgi "${value}": expected 1 (also restart php-cgi) or 0 (do not)`,
@@ -257,7 +258,7 @@ const restartCgiField = z.union([z.boolean(), z.string()]).transform((value, ctx
 });
 
 const portField = (name: string) =>
-  z.string().transform((value, ctx) => {
+  transform(v.string(), (value, ctx) => {
     const n = /^\d+$/.test(value.trim()) ? Number(value.trim()) : NaN;
     if (!Number.isInteger(n) || n < 1 || n > 65535) {
       return custom(ctx, `Cannot parse ${name} "${value}": expected a port number from 1 to 65535`);
@@ -266,7 +267,7 @@ const portField = (name: string) =>
   });
 
 const nameField = (name: string) =>
-  z.string().transform((value, ctx) => {
+  transform(v.string(), (value, ctx) => {
     // a service or process name is passed as one argument to service/pgrep: keep it plain
     if (!/^[A-Za-z0-9][A-Za-z0-9@._+-]{0,63}$/.test(value)) {
       return custom(
@@ -278,28 +279,28 @@ const nameField = (name: string) =>
   });
 
 const pathField = (name: string) =>
-  z.string().transform((value, ctx) => {
+  transform(v.string(), (value, ctx) => {
     if (!value.startsWith("/")) {
       return custom(ctx, `Cannot use ${name} "${value}": expected an absolute path`);
     }
     return value;
   });
 
-const hostField = z.string().transform((value, ctx) => {
+const hostField = transform(v.string(), (value, ctx) => {
   if (!/^[A-Za-z0-9.:[\]-]+$/.test(value)) {
     return custom(ctx, `Cannot use SMTP host "${value}": expected a host name or address`);
   }
   return value;
 });
 
-const fromField = z.string().transform((value, ctx) => {
+const fromField = transform(v.string(), (value, ctx) => {
   if (!isEmailAddress(value)) {
     return custom(ctx, `Cannot use sender "${value}": expected user@host`);
   }
   return value;
 });
 
-const initField = z.string().transform((value, ctx) => {
+const initField = transform(v.string(), (value, ctx) => {
   const init = INIT_SYSTEMS.find((i) => i === value);
   if (init === undefined) {
     return custom(
@@ -310,7 +311,7 @@ const initField = z.string().transform((value, ctx) => {
   return init;
 });
 
-const intervalField = z.string().transform((value, ctx) => {
+const intervalField = transform(v.string(), (value, ctx) => {
   const n = /^\d+(\.\d+)?$/.test(value.trim()) ? Number(value.trim()) : NaN;
   if (!(n >= 0.1 && n <= 3600)) {
     return custom(
@@ -321,17 +322,15 @@ const intervalField = z.string().transform((value, ctx) => {
   return Math.round(n * 1000);
 });
 
-const sinceField = z.string().transform((value, ctx) => {
-  const out = /^\d+(\.\d+)?\s*[a-z]+$/i.test(value.trim())
-    ? ms(value.trim() as Parameters<typeof ms>[0])
-    : NaN;
+const sinceField = transform(v.string(), (value, ctx) => {
+  const out = /^\d+(\.\d+)?\s*[a-z]+$/i.test(value.trim()) ? parseDuration(value.trim()) : NaN;
   if (typeof out !== "number" || !(out > 0)) {
     return custom(ctx, `Cannot parse since "${value}": expected a duration such as 24h, 7d or 30d`);
   }
   return out;
 });
 
-const reportFormatField = z.string().transform((value, ctx) => {
+const reportFormatField = transform(v.string(), (value, ctx) => {
   if (value !== "text" && value !== "json") {
     return custom(ctx, `Cannot use report format "${value}": expected text or json`);
   }
@@ -339,7 +338,7 @@ const reportFormatField = z.string().transform((value, ctx) => {
 });
 
 const choice = <T extends string>(name: string, allowed: readonly T[]) =>
-  z.string().transform((value, ctx) => {
+  transform(v.string(), (value, ctx) => {
     const found = allowed.find((a) => a === value);
     if (found === undefined) {
       return custom(ctx, `Cannot use ${name} "${value}": expected ${allowed.join(", ")}`);
@@ -347,7 +346,7 @@ const choice = <T extends string>(name: string, allowed: readonly T[]) =>
     return found;
   });
 
-const webhookField = z.string().transform((value, ctx) => {
+const webhookField = transform(v.string(), (value, ctx) => {
   let url: URL;
   try {
     url = new URL(value);
@@ -370,52 +369,55 @@ function parseListen(value: string): { hostname: string; port: number } | string
   return { hostname: m[1]!.replace(/^\[|\]$/g, ""), port };
 }
 
-const listenField = z.string().transform((value, ctx) => {
+const listenField = transform(v.string(), (value, ctx) => {
   const listen = parseListen(value);
   return typeof listen === "string" ? custom(ctx, listen) : listen;
 });
 
-const logFormatField = z.string().transform((value, ctx) => {
+const logFormatField = transform(v.string(), (value, ctx) => {
   if (value !== "text" && value !== "json") {
     return custom(ctx, `Cannot use log format "${value}": expected text or json`);
   }
   return value;
 });
 
-const settingsSchema = z.object({
-  url: urlField(false).optional(),
-  statusUrl: urlField(true).optional(),
-  expect: z.string().max(200).optional(),
-  since: sinceField.optional(),
-  mailTransport: choice("mail transport", ["smtp", "sendmail"] as const).optional(),
-  smtpTls: choice("SMTP TLS mode", ["auto", "starttls", "tls", "none"] as const).optional(),
-  smtpUser: z.string().regex(/^\S{1,200}$/, "Cannot use SMTP user: expected a user name")
-    .optional(),
-  smtpPasswordFile: pathField("SMTP password file").optional(),
-  webhook: webhookField.optional(),
-  metricsFile: pathField("metrics file").optional(),
-  metricsListen: listenField.optional(),
-  format: reportFormatField.optional(),
-  timeout: timeoutField.optional(),
-  interval: intervalField.optional(),
+const settingsSchema = v.object({
+  url: v.optional(urlField(false)),
+  statusUrl: v.optional(urlField(true)),
+  expect: v.optional(
+    v.pipe(v.string(), v.maxLength(200, "Cannot use expect: at most 200 characters")),
+  ),
+  since: v.optional(sinceField),
+  mailTransport: v.optional(choice("mail transport", ["smtp", "sendmail"] as const)),
+  smtpTls: v.optional(choice("SMTP TLS mode", ["auto", "starttls", "tls", "none"] as const)),
+  smtpUser: v.optional(
+    v.pipe(v.string(), v.regex(/^\S{1,200}$/, "Cannot use SMTP user: expected a user name")),
+  ),
+  smtpPasswordFile: v.optional(pathField("SMTP password file")),
+  webhook: v.optional(webhookField),
+  metricsFile: v.optional(pathField("metrics file")),
+  metricsListen: v.optional(listenField),
+  format: v.optional(reportFormatField),
+  timeout: v.optional(timeoutField),
+  interval: v.optional(intervalField),
   runFor: runForField,
-  mailTo: mailToField.optional(),
-  restartCgi: restartCgiField.optional(),
-  service: nameField("service").optional(),
-  processName: nameField("process name").optional(),
-  cgiService: nameField("php-cgi service").optional(),
-  cgiProcessName: nameField("php-cgi process name").optional(),
+  mailTo: v.optional(mailToField),
+  restartCgi: v.optional(restartCgiField),
+  service: v.optional(nameField("service")),
+  processName: v.optional(nameField("process name")),
+  cgiService: v.optional(nameField("php-cgi service")),
+  cgiProcessName: v.optional(nameField("php-cgi process name")),
   // a file to read, unlike the paths we write, may be named relative to where we stand
-  config: z.string().transform((value) => resolve(value)).optional(),
-  logFile: pathField("log file").optional(),
-  logFormat: logFormatField.optional(),
-  lockFile: pathField("lock file").optional(),
-  stateDir: pathField("state folder").optional(),
-  init: initField.optional(),
-  smtpHost: hostField.optional(),
-  smtpPort: portField("SMTP port").optional(),
-  mailFrom: fromField.optional(),
-  resetTarget: nameField("target").optional(),
+  config: v.optional(v.pipe(v.string(), v.transform((value) => resolve(value)))),
+  logFile: v.optional(pathField("log file")),
+  logFormat: v.optional(logFormatField),
+  lockFile: v.optional(pathField("lock file")),
+  stateDir: v.optional(pathField("state folder")),
+  init: v.optional(initField),
+  smtpHost: v.optional(hostField),
+  smtpPort: v.optional(portField("SMTP port")),
+  mailFrom: v.optional(fromField),
+  resetTarget: v.optional(nameField("target")),
 });
 
 const DEFAULT_TIMEOUT_MS = 5000;
@@ -616,7 +618,7 @@ async function readPasswordFile(path: string, deps: Deps, isRoot: boolean): Prom
 
 /** The mail route from flags, environment and file; a sentence when it cannot be built. */
 async function mailRouteOf(
-  s: z.output<typeof settingsSchema>,
+  s: v.InferOutput<typeof settingsSchema>,
   file: ConfigFile | null,
   deps: Deps,
   isRoot: boolean,
@@ -680,7 +682,7 @@ export async function loadConfig(mode: Mode, raw: RawSettings, deps: Deps): Prom
   if (raw.restart && mode !== "once") {
     issues.push("Cannot use --restart without --once: a normal run restarts php-fpm anyway");
   }
-  const parsed = settingsSchema.safeParse({
+  const parsed = v.safeParse(settingsSchema, {
     runFor: raw.runFor ?? DEFAULT_RUN_FOR,
     ...stripUndefined({
       url: raw.url,
@@ -716,10 +718,10 @@ export async function loadConfig(mode: Mode, raw: RawSettings, deps: Deps): Prom
     }),
   });
   if (!parsed.success) {
-    issues.push(...parsed.error.issues.map((i) => i.message));
+    issues.push(...parsed.issues.map((i) => i.message));
     throw new ConfigError(issues);
   }
-  const s = parsed.data;
+  const s = parsed.output;
 
   // the file: named with --config; watch and reset also read the default one
   // reset and report work without a file too (on the state folder alone)
@@ -915,9 +917,9 @@ export async function loadConfig(mode: Mode, raw: RawSettings, deps: Deps): Prom
   if (typeof mail === "string") issues.push(mail);
   let webhook = s.webhook ?? null;
   if (webhook === null && file?.webhook.url !== undefined) {
-    const url = webhookField.safeParse(file.webhook.url);
-    if (url.success) webhook = url.data;
-    else issues.push(`${configPath}: webhook.url: ${url.error.issues[0]?.message}`);
+    const url = v.safeParse(webhookField, file.webhook.url);
+    if (url.success) webhook = url.output;
+    else issues.push(`${configPath}: webhook.url: ${url.issues[0].message}`);
   }
   let metricsListen = s.metricsListen ?? null;
   if (metricsListen === null && file?.metrics.listen !== undefined) {

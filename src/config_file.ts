@@ -1,11 +1,11 @@
 // deno-lint-ignore-file camelcase -- the file's keys are snake_case, as TOML files' usually are
 /**
  * The configuration file, /etc/php-relaunch/config.toml: parsed with smol-toml and validated
- * with zod, so that every error names the key, the value and what is allowed.
+ * with valibot, so that every error names the key, the value and what is allowed.
  */
-import ms from "ms";
+import { format as formatDuration, parse as parseDuration } from "@lukeed/ms";
 import { parse, TomlError } from "smol-toml";
-import { z } from "zod";
+import * as v from "valibot";
 
 /** The default configuration file. */
 export const DEFAULT_CONFIG_FILE = "/etc/php-relaunch/config.toml";
@@ -15,35 +15,60 @@ export function defaultConfigFile(os: string): string {
   return os === "freebsd" ? "/usr/local/etc/php-relaunch/config.toml" : DEFAULT_CONFIG_FILE;
 }
 
-/** Records a validation problem whose message says it all; for zod transforms. */
-export function custom(ctx: z.RefinementCtx, message: string): typeof z.NEVER {
-  ctx.addIssue({ code: "custom", message });
-  return z.NEVER;
+/** Where a {@link transform} reports a problem. */
+export interface Issues {
+  addIssue(info: { message: string }): void;
+  readonly NEVER: never;
 }
 
-const email = z.email({ pattern: z.regexes.html5Email });
+/** Records a validation problem whose message says it all; for {@link transform}s. */
+export function custom(ctx: Issues, message: string): never {
+  ctx.addIssue({ message });
+  return ctx.NEVER;
+}
 
-/** Whether `value` is a mail address (the HTML5 rule, which allows root@localhost). */
+/** `schema`, then `fn` on its output: what `fn` returns, or the problem it gave {@link custom}. */
+export function transform<I, O>(
+  schema: v.GenericSchema<unknown, I>,
+  fn: (value: I, ctx: Issues) => O,
+): v.GenericSchema<unknown, O> {
+  return v.pipe(
+    schema,
+    v.rawTransform<I, O>(({ dataset, addIssue, NEVER }) =>
+      fn(dataset.value, { addIssue: (info) => addIssue(info), NEVER })
+    ),
+  );
+}
+
+const email = v.pipe(v.string(), v.rfcEmail());
+
+/** Whether `value` is a mail address (user@host; a bare host such as root@localhost is allowed). */
 export function isEmailAddress(value: string): boolean {
-  return email.safeParse(value).success;
+  return v.is(email, value);
 }
 
 const shown = (value: unknown) => JSON.stringify(value);
 const what = (value: unknown) => value === undefined ? "missing" : `${shown(value)} is not allowed`;
 
-/** A duration: a number of seconds (0.5 allowed), or a string with a unit ("500ms", "5s", "15m"). */
-const duration = (min: number, max: number) =>
-  z.union([z.number(), z.string()]).transform((value, ctx) => {
+/**
+ * A duration: a number of seconds (0.5 allowed), or a string with a unit ("500ms", "5s", "15m");
+ * `orOff`: 0 too, meaning "never".
+ */
+const duration = (min: number, max: number, orOff = false) =>
+  transform(v.unknown(), (value, ctx) => {
+    if (orOff && value === 0) return 0;
     const out = typeof value === "number"
       ? value * 1000
-      : /[a-z]\s*$/i.test(value)
-      ? ms(value as Parameters<typeof ms>[0])
+      : typeof value === "string" && /[a-z]\s*$/i.test(value)
+      ? parseDuration(value)
       : NaN;
     if (typeof out !== "number" || !Number.isFinite(out) || out < min || out > max) {
       return custom(
         ctx,
-        `${shown(value)} is not allowed: expected a duration from ${ms(min)} to ${
-          ms(max, { long: true })
+        `${what(value)}: expected ${orOff ? "0 (off) or " : ""}a duration from ${
+          formatDuration(min)
+        } to ${
+          formatDuration(max, true)
         }, as seconds (5, 0.5) or with a unit ("500ms", "5s", "15m")`,
       );
     }
@@ -51,7 +76,7 @@ const duration = (min: number, max: number) =>
   });
 
 const count = (min: number, max: number) =>
-  z.unknown().transform((value, ctx) => {
+  transform(v.unknown(), (value, ctx) => {
     if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
       return custom(ctx, `${what(value)}: expected a whole number from ${min} to ${max}`);
     }
@@ -59,7 +84,7 @@ const count = (min: number, max: number) =>
   });
 
 const text = (expected: string, pattern: RegExp) =>
-  z.unknown().transform((value, ctx) => {
+  transform(v.unknown(), (value, ctx) => {
     if (typeof value !== "string" || !pattern.test(value)) {
       return custom(ctx, `${what(value)}: expected ${expected}`);
     }
@@ -67,13 +92,17 @@ const text = (expected: string, pattern: RegExp) =>
   });
 
 const absolutePath = text("an absolute path", /^\//);
-const emailAddress = z.unknown().transform((value, ctx) => {
+const emailAddress = transform(v.unknown(), (value, ctx) => {
   if (typeof value !== "string" || !isEmailAddress(value)) {
     return custom(ctx, `${what(value)}: expected an email address user@host`);
   }
   return value;
 });
 const plainName = text("a plain name such as php8.2-fpm", /^[A-Za-z0-9][A-Za-z0-9@._+-]{0,63}$/);
+
+/** One of `values`; the error names the value and `expected`. */
+const oneOf = <const T extends readonly string[]>(values: T, expected: string) =>
+  v.picklist(values, (issue) => `${what(issue.input)}: expected ${expected}`);
 
 /** The restart ladder's rungs, gentlest first. */
 export const RUNGS = ["kill_stuck", "reload", "restart", "kill"] as const;
@@ -91,45 +120,43 @@ const policyKeys = {
   "max_restarts": count(0, 1000),
   "restart_window": duration(1000, 7 * 86_400_000),
   "rearm_after": duration(1000, 7 * 86_400_000),
-  reminder: z.union([z.literal(0), duration(60_000, 7 * 86_400_000)]),
+  reminder: duration(60_000, 7 * 86_400_000, true),
   "start_timeout": duration(1000, 600_000),
-  rungs: z.array(z.enum(RUNGS, {
-    error: (issue) =>
-      `${shown(issue.input)} is not allowed: expected rungs from ${RUNGS.join(", ")}`,
-  })).min(1),
-  "mail_to": z.array(emailAddress),
-  "php_cgi": z.boolean(),
-  "stuck_after": z.union([z.literal(0), duration(1000, 86_400_000)]),
-  "on_overload": z.enum(["alert", "restart"], {
-    error: (issue) => `${shown(issue.input)} is not allowed: expected "alert" or "restart"`,
-  }),
+  rungs: v.pipe(
+    v.array(oneOf(RUNGS, `rungs from ${RUNGS.join(", ")}`)),
+    v.minLength(1, "[] is not allowed: expected at least one rung"),
+  ),
+  "mail_to": v.array(emailAddress),
+  "php_cgi": v.boolean(),
+  "stuck_after": duration(1000, 86_400_000, true),
+  "on_overload": oneOf(["alert", "restart"], `"alert" or "restart"`),
   "warn_listen_queue": count(0, 100_000),
   "warn_slow_requests": count(0, 100_000),
-  "warn_max_children": z.boolean(),
+  "warn_max_children": v.boolean(),
   "warn_every": duration(0, 7 * 86_400_000),
 };
 
-const defaultsSchema = z.strictObject(policyKeys).partial();
+const defaultsSchema = v.partial(v.strictObject(policyKeys));
 
-const targetSchema = z.strictObject({
+const targetSchema = v.strictObject({
   name: text("a plain name (letters, digits, . _ - +)", /^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$/),
   url: text(
     "an http://, https://, fcgi://HOST:PORT/PATH or fcgi+unix:///SOCKET.sock/PATH URL",
     /^(https?:\/\/[^/\s]+|fcgi:\/\/[^/\s]+|fcgi\+unix:\/\/\/\S+)/,
   ),
-  "status_url": text(
+  "status_url": v.optional(text(
     "fcgi://HOST:PORT/PATH or fcgi+unix:///SOCKET.sock/PATH (php-fpm's pm.status_path)",
     /^(fcgi:\/\/[^/\s]+\/\S*|fcgi\+unix:\/\/\/\S+)$/,
-  ).optional(),
-  "fpm_config": absolutePath.optional(),
-  expect: z.string().max(200).optional(),
-  service: plainName.optional(),
-  "process_name": plainName.optional(),
-  "cgi_service": plainName.optional(),
-  "cgi_process_name": plainName.optional(),
-  "pid_file": absolutePath.optional(),
-  ...Object.fromEntries(Object.entries(policyKeys).map(([k, v]) => [k, v.optional()])),
-}) as z.ZodType<FileTarget>;
+  )),
+  "fpm_config": v.optional(absolutePath),
+  expect: v.optional(text("a text of at most 200 characters", /^[\s\S]{0,200}$/)),
+  service: v.optional(plainName),
+  "process_name": v.optional(plainName),
+  "cgi_service": v.optional(plainName),
+  "cgi_process_name": v.optional(plainName),
+  "pid_file": v.optional(absolutePath),
+  ...v.partial(v.object(policyKeys)).entries,
+}) as v.GenericSchema<unknown, FileTarget>;
 
 /** One [[target]] as written (durations already in milliseconds). */
 export interface FileTarget extends Partial<FilePolicy> {
@@ -171,46 +198,40 @@ export interface FilePolicy {
   "warn_every": number;
 }
 
-const fileSchema = z.strictObject({
-  defaults: defaultsSchema.optional(),
-  mail: z.strictObject({
-    transport: z.enum(["smtp", "sendmail"], {
-      error: (issue) => `${shown(issue.input)} is not allowed: expected "smtp" or "sendmail"`,
-    }).optional(),
-    "smtp_host": text("a host name or address", /^[A-Za-z0-9.:[\]-]+$/).optional(),
-    "smtp_port": count(1, 65535).optional(),
-    tls: z.enum(["auto", "starttls", "tls", "none"], {
-      error: (issue) =>
-        `${shown(issue.input)} is not allowed: expected "auto", "starttls", "tls" or "none"`,
-    }).optional(),
-    user: text("a user name", /^[^\s]{1,200}$/).optional(),
-    "password_file": absolutePath.optional(),
-    "ca_file": absolutePath.optional(),
-    sendmail: absolutePath.optional(),
-    from: emailAddress.optional(),
-  }).optional(),
-  webhook: z.strictObject({
+const fileSchema = v.strictObject({
+  defaults: v.optional(defaultsSchema),
+  mail: v.optional(v.strictObject({
+    transport: v.optional(oneOf(["smtp", "sendmail"], `"smtp" or "sendmail"`)),
+    "smtp_host": v.optional(text("a host name or address", /^[A-Za-z0-9.:[\]-]+$/)),
+    "smtp_port": v.optional(count(1, 65535)),
+    tls: v.optional(
+      oneOf(["auto", "starttls", "tls", "none"], `"auto", "starttls", "tls" or "none"`),
+    ),
+    user: v.optional(text("a user name", /^[^\s]{1,200}$/)),
+    "password_file": v.optional(absolutePath),
+    "ca_file": v.optional(absolutePath),
+    sendmail: v.optional(absolutePath),
+    from: v.optional(emailAddress),
+  })),
+  webhook: v.optional(v.strictObject({
     url: text("an http:// or https:// URL", /^https?:\/\/[^/\s]+/),
-  }).optional(),
-  metrics: z.strictObject({
-    file: absolutePath.optional(),
-    listen: text("127.0.0.1:PORT (loopback only)", /^\S+:\d+$/).optional(),
-  }).optional(),
-  log: z.strictObject({
-    file: absolutePath.optional(),
-    format: z.enum(["text", "json"], {
-      error: (issue) => `${shown(issue.input)} is not allowed: expected "text" or "json"`,
-    }).optional(),
-  }).optional(),
-  state: z.strictObject({
-    dir: absolutePath.optional(),
-    lock_dir: absolutePath.optional(),
-  }).optional(),
-  init: z.enum(["systemd", "sysv", "openrc", "freebsd"], {
-    error: (issue) =>
-      `${shown(issue.input)} is not allowed: expected systemd, sysv, openrc or freebsd`,
-  }).optional(),
-  target: z.array(targetSchema).min(1, { error: "expected at least one [[target]]" }),
+  })),
+  metrics: v.optional(v.strictObject({
+    file: v.optional(absolutePath),
+    listen: v.optional(text("127.0.0.1:PORT (loopback only)", /^\S+:\d+$/)),
+  })),
+  log: v.optional(v.strictObject({
+    file: v.optional(absolutePath),
+    format: v.optional(oneOf(["text", "json"], `"text" or "json"`)),
+  })),
+  state: v.optional(v.strictObject({
+    dir: v.optional(absolutePath),
+    lock_dir: v.optional(absolutePath),
+  })),
+  init: v.optional(
+    oneOf(["systemd", "sysv", "openrc", "freebsd"], "systemd, sysv, openrc or freebsd"),
+  ),
+  target: v.pipe(v.array(targetSchema), v.minLength(1, "expected at least one [[target]]")),
 });
 
 /** The file's contents, validated. */
@@ -235,9 +256,28 @@ export interface ConfigFile {
   target: FileTarget[];
 }
 
-function keyOf(path: readonly PropertyKey[]): string {
-  return path.map((p, i) => typeof p === "number" ? `[${p}]` : `${i === 0 ? "" : "."}${String(p)}`)
-    .join("") || "(top level)";
+/** An issue's key, as the file would write it: `target[0].timeout`. */
+function keyOf(path: readonly { key: unknown }[] | undefined): string {
+  return (path ?? []).map((p, i) =>
+    typeof p.key === "number" ? `[${p.key}]` : `${i === 0 ? "" : "."}${String(p.key)}`
+  ).join("") || "(top level)";
+}
+
+/** One problem as "path: key: what is wrong". */
+function describeIssue(path: string, issue: v.BaseIssue<unknown>): string {
+  if (issue.type === "strict_object" && issue.expected === "never") {
+    const at = issue.path ?? [];
+    return `${path}: ${keyOf(at.slice(0, -1))}: unknown key "${String(at.at(-1)?.key)}"`;
+  }
+  if (issue.kind === "schema" && issue.input === undefined) {
+    return `${path}: ${keyOf(issue.path)}: missing`;
+  }
+  if (issue.kind === "schema" && !issue.message.includes("is not allowed")) {
+    return `${path}: ${keyOf(issue.path)}: ${
+      shown(issue.input)
+    } is not allowed: expected ${issue.expected?.toLowerCase()}`;
+  }
+  return `${path}: ${keyOf(issue.path)}: ${issue.message}`;
 }
 
 /**
@@ -254,37 +294,21 @@ export function parseConfigFile(path: string, text: string): ConfigFile | string
       : String(err);
     return [`Cannot parse ${path}: ${detail}`];
   }
-  const result = fileSchema.safeParse(data);
-  if (!result.success) {
-    return result.error.issues.map((issue) => {
-      if (issue.code === "unrecognized_keys") {
-        return `${path}: ${keyOf(issue.path)}: unknown key ${
-          issue.keys.map((k) => `"${k}"`).join(", ")
-        }`;
-      }
-      if (issue.code === "invalid_type" && issue.input === undefined) {
-        return `${path}: ${keyOf(issue.path)}: missing`;
-      }
-      if (issue.code === "invalid_type") {
-        return `${path}: ${keyOf(issue.path)}: ${
-          shown(issue.input)
-        } is not allowed: expected ${issue.expected}`;
-      }
-      return `${path}: ${keyOf(issue.path)}: ${issue.message}`;
-    });
-  }
-  const names = result.data.target.map((t) => t.name);
+  const result = v.safeParse(fileSchema, data);
+  if (!result.success) return result.issues.map((issue) => describeIssue(path, issue));
+  const valid = result.output;
+  const names = valid.target.map((t) => t.name);
   const twice = names.filter((n, i) => names.indexOf(n) !== i);
   if (twice.length > 0) return [`${path}: target: the name "${twice[0]}" is used twice`];
   return {
-    defaults: (result.data.defaults ?? {}) as Partial<FilePolicy>,
-    mail: result.data.mail ?? {},
-    webhook: result.data.webhook ?? {},
-    metrics: result.data.metrics ?? {},
-    log: result.data.log ?? {},
-    state: result.data.state ?? {},
-    ...(result.data.init ? { init: result.data.init } : {}),
-    target: result.data.target,
+    defaults: (valid.defaults ?? {}) as Partial<FilePolicy>,
+    mail: valid.mail ?? {},
+    webhook: valid.webhook ?? {},
+    metrics: valid.metrics ?? {},
+    log: valid.log ?? {},
+    state: valid.state ?? {},
+    ...(valid.init ? { init: valid.init } : {}),
+    target: valid.target,
   };
 }
 

@@ -2,7 +2,7 @@
  * php-fpm's status page (`pm.status_path`, `?json&full`): the pool's counters and each worker's
  * request, read over FastCGI, and what they say: overloaded or hung, early warnings, stuck workers.
  */
-import { z } from "zod";
+import * as v from "valibot";
 import type { FcgiGet, FcgiTarget } from "./deps.ts";
 import { describeError } from "./errors.ts";
 
@@ -40,11 +40,13 @@ export interface PoolStatus {
   workers: Worker[];
 }
 
-const num = z.coerce.number().catch(0);
-const str = z.coerce.string().catch("-");
+// php-fpm's JSON is trusted for its shape, not for every field: a missing or odd one reads as
+// 0 or "-" rather than failing the whole page
+const num = v.fallback(v.pipe(v.unknown(), v.transform(Number), v.number()), 0);
+const str = v.fallback(v.pipe(v.unknown(), v.transform(String)), "-");
 
-const workerSchema = z.object({
-  pid: z.number().int().positive(),
+const workerSchema = v.object({
+  pid: v.pipe(v.number(), v.integer(), v.minValue(1)),
   state: str,
   requests: num,
   "request duration": num,
@@ -55,10 +57,10 @@ const workerSchema = z.object({
   "last request memory": num,
 });
 
-const statusSchema = z.object({
-  pool: z.string(),
+const statusSchema = v.object({
+  pool: v.string(),
   "process manager": str,
-  "accepted conn": z.number(),
+  "accepted conn": v.number(),
   "listen queue": num,
   "max listen queue": num,
   "listen queue len": num,
@@ -67,7 +69,7 @@ const statusSchema = z.object({
   "total processes": num,
   "max children reached": num,
   "slow requests": num,
-  processes: z.array(workerSchema).catch([]).optional(),
+  processes: v.optional(v.fallback(v.array(workerSchema), [])),
 });
 
 /** The status page's JSON as a {@link PoolStatus}, or a sentence saying why it is not one. */
@@ -78,9 +80,11 @@ export function parseStatus(text: string): PoolStatus | string {
   } catch {
     return `not JSON (${text.trim().replace(/\s+/g, " ").slice(0, 40)}): ask for ?json`;
   }
-  const r = statusSchema.safeParse(data);
-  if (!r.success) return `not php-fpm's status: ${r.error.issues[0]?.path.join(".") ?? "?"}`;
-  const s = r.data;
+  const r = v.safeParse(statusSchema, data);
+  if (!r.success) {
+    return `not php-fpm's status: ${r.issues[0].path?.map((p) => p.key).join(".") ?? "?"}`;
+  }
+  const s = r.output;
   return {
     pool: s.pool,
     pm: s["process manager"],

@@ -3,60 +3,65 @@
  * runs share failure counts, restart history and giving up. Written atomically (temp file, fsync,
  * rename): a SIGKILL at any moment leaves the old state or the new one, never half of either.
  */
-import { z } from "zod";
+import * as v from "valibot";
 import { describeError } from "./errors.ts";
 import { writeFileAtomic } from "./safe_file.ts";
 import { logger } from "./log.ts";
 import { freshState, type TargetState } from "./policy.ts";
 import { freshCounters, LATENCY_BUCKETS } from "./metrics.ts";
 
-const incidentSchema = z.object({
-  kind: z.enum(["php_down", "unreachable", "misconfigured", "overloaded"]),
-  since: z.number(),
-  label: z.string(),
-  restarts: z.number().int().nonnegative(),
-  lastAlertAt: z.number().nullable(),
+const count = v.pipe(v.number(), v.integer(), v.minValue(0));
+
+const incidentSchema = v.object({
+  kind: v.picklist(["php_down", "unreachable", "misconfigured", "overloaded"]),
+  since: v.number(),
+  label: v.string(),
+  restarts: count,
+  lastAlertAt: v.nullable(v.number()),
 });
 
-const stateSchema = z.object({
-  version: z.literal(1),
-  failures: z.number().int().nonnegative(),
-  timeouts: z.number().int().nonnegative(),
-  failingSince: z.number().nullable(),
-  successes: z.number().int().nonnegative(),
-  healthySince: z.number().nullable(),
-  incident: incidentSchema.nullable(),
-  restarts: z.array(z.object({
-    at: z.number(),
-    ok: z.boolean(),
-    label: z.string(),
-    detail: z.string(),
+const stateSchema = v.object({
+  version: v.literal(1),
+  failures: count,
+  timeouts: count,
+  failingSince: v.nullable(v.number()),
+  successes: count,
+  healthySince: v.nullable(v.number()),
+  incident: v.nullable(incidentSchema),
+  restarts: v.array(v.object({
+    at: v.number(),
+    ok: v.boolean(),
+    label: v.string(),
+    detail: v.string(),
   })),
-  givenUpAt: z.number().nullable(),
-  graceUntil: z.number(),
+  givenUpAt: v.nullable(v.number()),
+  graceUntil: v.number(),
   // added with the status page: state files written before lack it
-  warnedAt: z.record(z.string(), z.number()).default({}),
+  warnedAt: v.optional(v.record(v.string(), v.number()), () => ({})),
   // counters that do not parse start again from zero, the rest of the state is kept
-  counters: z.object({
-    probes: z.record(z.string(), z.number()),
-    latency: z.object({
-      buckets: z.array(z.number()).length(LATENCY_BUCKETS.length),
-      sum: z.number(),
-      count: z.number(),
+  counters: v.fallback(
+    v.object({
+      probes: v.record(v.string(), v.number()),
+      latency: v.object({
+        buckets: v.pipe(v.array(v.number()), v.length(LATENCY_BUCKETS.length)),
+        sum: v.number(),
+        count: v.number(),
+      }),
+      restarts: v.object({ ok: v.number(), failed: v.number() }),
+      giveUps: v.number(),
+      lastRestartAt: v.nullable(v.number()),
+      pool: v.nullable(v.object({
+        active: v.number(),
+        idle: v.number(),
+        total: v.number(),
+        listenQueue: v.number(),
+        maxChildrenReached: v.number(),
+        slowRequests: v.number(),
+        acceptedConn: v.number(),
+      })),
     }),
-    restarts: z.object({ ok: z.number(), failed: z.number() }),
-    giveUps: z.number(),
-    lastRestartAt: z.number().nullable(),
-    pool: z.object({
-      active: z.number(),
-      idle: z.number(),
-      total: z.number(),
-      listenQueue: z.number(),
-      maxChildrenReached: z.number(),
-      slowRequests: z.number(),
-      acceptedConn: z.number(),
-    }).nullable(),
-  }).catch(() => freshCounters()),
+    () => freshCounters(),
+  ),
 });
 
 /** Loads and saves one target's state. */
@@ -100,13 +105,18 @@ export function fileStateStore(path: string): StateStore {
         return freshState();
       }
       try {
-        const { version: _, ...state } = stateSchema.parse(JSON.parse(text));
+        const { version: _, ...state } = v.parse(stateSchema, JSON.parse(text));
         return state;
       } catch (err) {
+        const issue: v.BaseIssue<unknown> | undefined = err instanceof v.ValiError
+          ? err.issues[0]
+          : undefined;
         logger.warn("State file {path} is corrupt ({error}): starting afresh.", {
           path,
-          error: err instanceof z.ZodError
-            ? z.prettifyError(err).split("\n")[0]
+          error: issue
+            ? `${issue.message} at ${
+              issue.path?.map((p) => String(p.key)).join(".") || "top level"
+            }`
             : describeError(err),
         });
         return freshState();

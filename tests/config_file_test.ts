@@ -138,6 +138,39 @@ rungs = ["pray"]
   for (const line of issues) assert.ok(line.startsWith(`${FILE}: `), line);
 });
 
+Deno.test("config file: wrong types, optional durations and empty lists are named too", () => {
+  const r = parseConfigFile(
+    FILE,
+    `
+mail = "localhost"
+[defaults]
+reminder = "soon"
+stuck_after = 0
+php_cgi = "yes"
+rungs = []
+[[target]]
+url = "http://127.0.0.1/ping"
+`,
+  );
+  assert.ok(Array.isArray(r));
+  const all = r.join("\n");
+  assert.match(all, /: mail: "localhost" is not allowed: expected object/);
+  assert.match(
+    all,
+    /defaults\.reminder: "soon" is not allowed: expected 0 \(off\) or a duration from 1m/,
+  );
+  assert.doesNotMatch(all, /stuck_after/, "0 turns stuck_after off");
+  assert.match(all, /defaults\.php_cgi: "yes" is not allowed: expected boolean/);
+  assert.match(all, /defaults\.rungs: \[\] is not allowed: expected at least one rung/);
+  assert.match(all, /target\[0\]\.name: missing/);
+  const off = parseConfigFile(
+    FILE,
+    `[defaults]\nreminder = 0\n[[target]]\nname = "a"\nurl = "http://x/"\n`,
+  );
+  assert.ok(!Array.isArray(off));
+  assert.equal(off.defaults.reminder, 0);
+});
+
 Deno.test("config file: TOML syntax errors say where", () => {
   const r = parseConfigFile(FILE, "[[target]]\nname = \n");
   assert.ok(Array.isArray(r));

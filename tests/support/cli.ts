@@ -12,16 +12,19 @@ export interface CliResult {
   ms: number;
 }
 
+/** The flags of `deno task start` (permission set and V8 flags), read from deno.json. */
+export const START_FLAGS: readonly string[] = (() => {
+  const task = (JSON.parse(Deno.readTextFileSync(`${ROOT}/deno.json`)) as {
+    tasks: Record<string, string>;
+  }).tasks.start!;
+  const [, flags] = /^deno run (.*) src\/main\.ts$/.exec(task) ?? [];
+  if (flags === undefined) throw new Error(`deno.json: unexpected start task: ${task}`);
+  return flags.split(" ");
+})();
+
 /** The command line that `deno task start` runs, without the task runner in between. */
 export function startCommand(args: string[]): [string, string[]] {
-  return [Deno.execPath(), [
-    "run",
-    "--frozen",
-    "--cached-only",
-    "-P=php-relaunch",
-    `${ROOT}/src/main.ts`,
-    ...args,
-  ]];
+  return [Deno.execPath(), ["run", ...START_FLAGS, `${ROOT}/src/main.ts`, ...args]];
 }
 
 /** Stderr without Deno's warning that config-file permissions are experimental. */

@@ -272,7 +272,9 @@ function describeIssue(path: string, issue: v.BaseIssue<unknown>): string {
   if (issue.kind === "schema" && issue.input === undefined) {
     return `${path}: ${keyOf(issue.path)}: missing`;
   }
-  if (issue.kind === "schema" && !issue.message.includes("is not allowed")) {
+  // a wrong type (boolean, table, list): valibot's own words, said the way ours are; a picklist
+  // (oneOf) already says it our way
+  if (issue.kind === "schema" && issue.type !== "picklist") {
     return `${path}: ${keyOf(issue.path)}: ${
       shown(issue.input)
     } is not allowed: expected ${issue.expected?.toLowerCase()}`;

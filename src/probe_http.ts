@@ -153,23 +153,29 @@ function forgetProxyEnvironment(): void {
   for (const name of PROXY_VARIABLES) Deno.env.delete(name);
 }
 
+/**
+ * The body, up to {@link MAX_BODY_BYTES}, read into one buffer of that size: the default reader
+ * would allocate 64 KiB a probe, garbage that a watchdog probing every second must not make.
+ */
 async function readBody(response: Response): Promise<string> {
   if (response.body === null) return "";
-  const reader = response.body.getReader();
-  const decoder = new TextDecoder();
-  let text = "";
+  const reader = response.body.getReader({ mode: "byob" });
+  let buffer = new ArrayBuffer(MAX_BODY_BYTES);
   let size = 0;
   try {
     while (size < MAX_BODY_BYTES) {
-      const { value, done } = await reader.read();
+      const { value, done } = await reader.read(new Uint8Array(buffer, size));
+      // each read hands the buffer over and back: keep the one it returns
+      if (value !== undefined) {
+        buffer = value.buffer as ArrayBuffer;
+        size += value.byteLength;
+      }
       if (done) break;
-      text += decoder.decode(value.subarray(0, MAX_BODY_BYTES - size), { stream: true });
-      size += value.length;
     }
   } finally {
     await reader.cancel().catch(() => {});
   }
-  return text + decoder.decode();
+  return new TextDecoder().decode(new Uint8Array(buffer, 0, size));
 }
 
 /**

@@ -96,6 +96,34 @@ Deno.test("real HTTP: a redirect is reported, not followed", async () => {
   );
 });
 
+Deno.test("real HTTP: a body in several chunks is read whole, a huge one only in part", async () => {
+  const bytes = new TextEncoder().encode("pong \u00e9t\u00e9");
+  const chunked = () =>
+    new ReadableStream<Uint8Array>({
+      async start(c) {
+        // "é" split across two chunks, the chunks apart in time
+        for (const part of [bytes.subarray(0, 6), bytes.subarray(6, 9), bytes.subarray(9)]) {
+          c.enqueue(part);
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        c.close();
+      },
+    });
+  await withServer(
+    (req) =>
+      new URL(req.url).pathname === "/huge"
+        ? new Response("x".repeat(1024 * 1024))
+        : new Response(chunked()),
+    async (base) => {
+      const got = await directHttpGet(new URL(`${base}/chunks`), AbortSignal.timeout(5000));
+      assert.equal(got.body, "pong \u00e9t\u00e9");
+      const huge = await directHttpGet(new URL(`${base}/huge`), AbortSignal.timeout(5000));
+      assert.equal(huge.status, 200);
+      assert.equal(huge.body, "x".repeat(16 * 1024));
+    },
+  );
+});
+
 Deno.test("real HTTP: hung server and slow body are timeouts", async () => {
   const hang = new AbortController();
   await withServer(async (req) => {

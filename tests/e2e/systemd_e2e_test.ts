@@ -40,11 +40,15 @@ function testUnit(shipped: string, config: string, dir: string): string {
     unit = unit.replace(new RegExp(`^${key}=.*\n`, "m"), "");
   }
   const env = Deno.env.get("DENO_DIR");
+  // PrivateTmp hides a checkout (and its deno) that lives in /tmp, as a CI clone may: show them
+  const inTmp = [ROOT, Deno.execPath(), env ?? ""].filter((p) => /^\/(var\/)?tmp\//.test(p));
   return unit.replace(
     /^\[Service\]$/m,
     `[Service]\nWorkingDirectory=${ROOT}\nEnvironment=NO_COLOR=1 RUST_BACKTRACE=0${
       env ? ` DENO_DIR=${env}` : ""
-    }\n# a READY=1 that never comes fails the start within this\nTimeoutStartSec=30s`,
+    }\n${
+      inTmp.length > 0 ? `BindReadOnlyPaths=${inTmp.join(" ")}\n` : ""
+    }# a READY=1 that never comes fails the start within this\nTimeoutStartSec=30s`,
   );
 }
 

@@ -36,8 +36,9 @@ function testUnit(shipped: string, config: string, dir: string): string {
   set("WatchdogSec", () => `${WATCHDOG_S}s`);
   set("ReadWritePaths", (old) => `${old} ${dir}`);
   for (const key of userManagerArtifacts) {
-    set(key, (old) => old);
-    unit = unit.replace(new RegExp(`^${key}=.*\n`, "m"), "");
+    const line = new RegExp(`^${key}=.*\n`, "m");
+    assert.match(unit, line, `the shipped unit has no ${key}=`);
+    unit = unit.replace(line, "");
   }
   const env = Deno.env.get("DENO_DIR");
   // PrivateTmp hides a checkout (and its deno) that lives in /tmp, as a CI clone may: show them

@@ -6,15 +6,14 @@
 import { resolve } from "node:path";
 import { parse as parseDuration } from "@lukeed/ms";
 import * as v from "valibot";
+import { custom, transform } from "./schema.ts";
 import {
   type ConfigFile,
-  custom,
   defaultConfigFile,
   type FilePolicy,
   isEmailAddress,
   parseConfigFile,
   type Rung,
-  transform,
   WATCH_DEFAULTS,
 } from "./config_file.ts";
 import type { Deps, FcgiTarget, MailRoute } from "./deps.ts";

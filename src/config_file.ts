@@ -6,6 +6,7 @@
 import { format as formatDuration, parse as parseDuration } from "@lukeed/ms";
 import { parse, TomlError } from "smol-toml";
 import * as v from "valibot";
+import { custom, keyPath, transform } from "./schema.ts";
 
 /** The default configuration file. */
 export const DEFAULT_CONFIG_FILE = "/etc/php-relaunch/config.toml";
@@ -13,31 +14,6 @@ export const DEFAULT_CONFIG_FILE = "/etc/php-relaunch/config.toml";
 /** The default configuration file on `os`: FreeBSD keeps packages' files under /usr/local/etc. */
 export function defaultConfigFile(os: string): string {
   return os === "freebsd" ? "/usr/local/etc/php-relaunch/config.toml" : DEFAULT_CONFIG_FILE;
-}
-
-/** Where a {@link transform} reports a problem. */
-export interface Issues {
-  addIssue(info: { message: string }): void;
-  readonly NEVER: never;
-}
-
-/** Records a validation problem whose message says it all; for {@link transform}s. */
-export function custom(ctx: Issues, message: string): never {
-  ctx.addIssue({ message });
-  return ctx.NEVER;
-}
-
-/** `schema`, then `fn` on its output: what `fn` returns, or the problem it gave {@link custom}. */
-export function transform<I, O>(
-  schema: v.GenericSchema<unknown, I>,
-  fn: (value: I, ctx: Issues) => O,
-): v.GenericSchema<unknown, O> {
-  return v.pipe(
-    schema,
-    v.rawTransform<I, O>(({ dataset, addIssue, NEVER }) =>
-      fn(dataset.value, { addIssue: (info) => addIssue(info), NEVER })
-    ),
-  );
 }
 
 const email = v.pipe(v.string(), v.rfcEmail());
@@ -256,12 +232,7 @@ export interface ConfigFile {
   target: FileTarget[];
 }
 
-/** An issue's key, as the file would write it: `target[0].timeout`. */
-function keyOf(path: readonly { key: unknown }[] | undefined): string {
-  return (path ?? []).map((p, i) =>
-    typeof p.key === "number" ? `[${p.key}]` : `${i === 0 ? "" : "."}${String(p.key)}`
-  ).join("") || "(top level)";
-}
+const keyOf = (path: readonly { key: unknown }[] | undefined) => keyPath(path) || "(top level)";
 
 /** One problem as "path: key: what is wrong". */
 function describeIssue(path: string, issue: v.BaseIssue<unknown>): string {

@@ -3,6 +3,7 @@
  * request, read over FastCGI, and what they say: overloaded or hung, early warnings, stuck workers.
  */
 import * as v from "valibot";
+import { keyPath } from "./schema.ts";
 import type { FcgiGet, FcgiTarget } from "./deps.ts";
 import { describeError } from "./errors.ts";
 
@@ -82,7 +83,7 @@ export function parseStatus(text: string): PoolStatus | string {
   }
   const r = v.safeParse(statusSchema, data);
   if (!r.success) {
-    return `not php-fpm's status: ${r.issues[0].path?.map((p) => p.key).join(".") ?? "?"}`;
+    return `not php-fpm's status: ${keyPath(r.issues[0].path) || "?"}`;
   }
   const s = r.output;
   return {

@@ -4,6 +4,7 @@
  * rename): a SIGKILL at any moment leaves the old state or the new one, never half of either.
  */
 import * as v from "valibot";
+import { keyPath } from "./schema.ts";
 import { describeError } from "./errors.ts";
 import { writeFileAtomic } from "./safe_file.ts";
 import { logger } from "./log.ts";
@@ -114,9 +115,7 @@ export function fileStateStore(path: string): StateStore {
         logger.warn("State file {path} is corrupt ({error}): starting afresh.", {
           path,
           error: issue
-            ? `${issue.message} at ${
-              issue.path?.map((p) => String(p.key)).join(".") || "top level"
-            }`
+            ? `${issue.message} at ${keyPath(issue.path) || "top level"}`
             : describeError(err),
         });
         return freshState();

@@ -1,0 +1,35 @@
+/**
+ * What the valibot schemas of the configuration, the flags, the state file and the status page
+ * share: transforms whose problems are whole sentences, and how a problem's key is written.
+ */
+import * as v from "valibot";
+
+/** Where a {@link transform} reports a problem. */
+export interface Issues {
+  addIssue(info: { message: string }): void;
+  readonly NEVER: never;
+}
+
+/** Records a validation problem whose message says it all; for {@link transform}s. */
+export function custom(ctx: Issues, message: string): never {
+  ctx.addIssue({ message });
+  return ctx.NEVER;
+}
+
+/** `schema`, then `fn` on its output: what `fn` returns, or the problem it gave {@link custom}. */
+export function transform<I, O>(
+  schema: v.GenericSchema<unknown, I>,
+  fn: (value: I, ctx: Issues) => O,
+): v.GenericSchema<unknown, O> {
+  return v.pipe(
+    schema,
+    v.rawTransform<I, O>(({ dataset, addIssue, NEVER }) => fn(dataset.value, { addIssue, NEVER })),
+  );
+}
+
+/** A problem's key as a file would write it, `target[0].timeout`; "" at the top level. */
+export function keyPath(path: readonly { key: unknown }[] | undefined): string {
+  return (path ?? []).map((p, i) =>
+    typeof p.key === "number" ? `[${p.key}]` : `${i === 0 ? "" : "."}${String(p.key)}`
+  ).join("");
+}

@@ -26,7 +26,10 @@ rev=$(git -C "$root" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 if [ "$rev" != unknown ] && [ -n "$(git -C "$root" status --porcelain 2>/dev/null)" ]; then rev="$rev+"; fi
 echo "$rev" > dist/revision.txt
 
-if ! RUST_BACKTRACE=0 "$deno" compile --frozen --cached-only -P=php-relaunch --v8-flags="$v8_flags" \
+# --no-code-cache: a compiled binary would otherwise keep V8's code cache in
+# $TMPDIR/deno-compile-<name>.cache, a file that root would write and load again from a folder
+# everyone can write to; `task start` gives up its cache too (about 2 MB less resident in watch mode)
+if ! RUST_BACKTRACE=0 "$deno" compile --frozen --cached-only --no-code-cache -P=php-relaunch --v8-flags="$v8_flags" \
   --include dist/revision.txt --output "$out" src/main.ts 2>"$err"; then
   if grep -qE 'Setting up base binary|denort-.*\.zip|Could not find denort' "$err"; then
     cat >&2 <<MSG

@@ -24,7 +24,7 @@ Deno.test("permission set: run access to every tool path, by absolute path only"
   for (const entry of run) assert.ok(entry.startsWith("/"), `${entry} would depend on PATH`);
 });
 
-Deno.test("permission set and V8 flags: start and compile use the same ones", () => {
+Deno.test("permission set, V8 flags, no code cache: start and compile use the same ones", () => {
   assert.match(meta.tasks.start, /-P=php-relaunch /);
   const build = Deno.readTextFileSync(new URL("../scripts/build.sh", import.meta.url));
   assert.match(build, /-P=php-relaunch /);
@@ -33,6 +33,9 @@ Deno.test("permission set and V8 flags: start and compile use the same ones", ()
   assert.ok(start !== undefined, "start sets V8 flags");
   assert.equal(/^v8_flags="(.*)"$/m.exec(build)?.[1], start);
   assert.match(build, /compile [^\n]*--v8-flags="\$v8_flags"/);
+  // no code cache: the binary's would be a file in $TMPDIR that root loads back
+  assert.match(build, /compile [^\n]*--no-code-cache /);
+  assert.match(meta.tasks.start, /^deno run [^\n]*--no-code-cache /);
 });
 
 Deno.test("permission set: reads and writes only the folders php-relaunch uses, never /tmp or /", () => {

@@ -114,10 +114,21 @@ const policyKeys = {
 
 const defaultsSchema = v.partial(v.strictObject(policyKeys));
 
+/**
+ * What the keys that must be there expect, by their key without list indexes: valibot reports a
+ * missing key before the key's own schema, which would have said it, runs.
+ */
+const REQUIRED: Record<string, string> = {
+  "target": "at least one [[target]] with a name and a url",
+  "target.name": "a plain name (letters, digits, . _ - +)",
+  "target.url": "an http://, https://, fcgi://HOST:PORT/PATH or fcgi+unix:///SOCKET.sock/PATH URL",
+  "webhook.url": "an http:// or https:// URL",
+};
+
 const targetSchema = v.strictObject({
-  name: text("a plain name (letters, digits, . _ - +)", /^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$/),
+  name: text(REQUIRED["target.name"]!, /^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$/),
   url: text(
-    "an http://, https://, fcgi://HOST:PORT/PATH or fcgi+unix:///SOCKET.sock/PATH URL",
+    REQUIRED["target.url"]!,
     /^(https?:\/\/[^/\s]+|fcgi:\/\/[^/\s]+|fcgi\+unix:\/\/\/\S+)/,
   ),
   "status_url": v.optional(text(
@@ -190,7 +201,7 @@ const fileSchema = v.strictObject({
     from: v.optional(emailAddress),
   })),
   webhook: v.optional(v.strictObject({
-    url: text("an http:// or https:// URL", /^https?:\/\/[^/\s]+/),
+    url: text(REQUIRED["webhook.url"]!, /^https?:\/\/[^/\s]+/),
   })),
   metrics: v.optional(v.strictObject({
     file: v.optional(absolutePath),
@@ -241,7 +252,8 @@ function describeIssue(path: string, issue: v.BaseIssue<unknown>): string {
     return `${path}: ${keyOf(at.slice(0, -1))}: unknown key "${String(at.at(-1)?.key)}"`;
   }
   if (issue.kind === "schema" && issue.input === undefined) {
-    return `${path}: ${keyOf(issue.path)}: missing`;
+    const expected = REQUIRED[keyPath(issue.path).replace(/\[\d+\]/g, "")];
+    return `${path}: ${keyOf(issue.path)}: missing${expected ? `: expected ${expected}` : ""}`;
   }
   // a wrong type (boolean, table, list): valibot's own words, said the way ours are; a picklist
   // (oneOf) already says it our way

@@ -162,13 +162,27 @@ url = "http://127.0.0.1/ping"
   assert.doesNotMatch(all, /stuck_after/, "0 turns stuck_after off");
   assert.match(all, /defaults\.php_cgi: "yes" is not allowed: expected boolean/);
   assert.match(all, /defaults\.rungs: \[\] is not allowed: expected at least one rung/);
-  assert.match(all, /target\[0\]\.name: missing/);
+  assert.match(all, /target\[0\]\.name: missing: expected a plain name \(letters/);
   const off = parseConfigFile(
     FILE,
     `[defaults]\nreminder = 0\n[[target]]\nname = "a"\nurl = "http://x/"\n`,
   );
   assert.ok(!Array.isArray(off));
   assert.equal(off.defaults.reminder, 0);
+});
+
+Deno.test("config file: a missing key says what it expects", () => {
+  const none = parseConfigFile(FILE, `[defaults]\ntimeout = 5\n`);
+  assert.deepEqual(none, [
+    `${FILE}: target: missing: expected at least one [[target]] with a name and a url`,
+  ]);
+  const r = parseConfigFile(FILE, `[webhook]\n[[target]]\nname = "a"\n`);
+  assert.ok(Array.isArray(r));
+  assert.deepEqual([...r].sort(), [
+    `${FILE}: target[0].url: missing: expected an http://, https://, fcgi://HOST:PORT/PATH or ` +
+    `fcgi+unix:///SOCKET.sock/PATH URL`,
+    `${FILE}: webhook.url: missing: expected an http:// or https:// URL`,
+  ]);
 });
 
 Deno.test("config file: TOML syntax errors say where", () => {

@@ -55,11 +55,16 @@ type Mode = "watch" | "cron" | "watch+status";
 const STATUS_POOL = "/etc/php/8.2/fpm/pool.d/zz-php-relaunch-bench-status.conf";
 const STATUS_URL = "fcgi://127.0.0.1:9001/status";
 
+/** Watchdogs started and not yet stopped: what an interrupted bench must end. */
+const running = new Set<Watchdog>();
+
 /** A php-relaunch under test: watch mode, or the positional form started every minute like cron. */
 class Watchdog {
   private child: Deno.ChildProcess | null = null;
   private cron: Promise<void> | null = null;
   private stopping = new AbortController();
+  /** Cron-form runs still under way. */
+  private readonly runs = new Set<Deno.ChildProcess>();
   readonly dir: string;
 
   constructor(readonly mode: Mode, dir: string, readonly url = HEARTBEAT) {
@@ -95,6 +100,7 @@ class Watchdog {
   }
 
   async start(): Promise<void> {
+    running.add(this);
     if (this.mode !== "cron") {
       this.child = this.spawn([
         "watch",
@@ -118,7 +124,8 @@ class Watchdog {
         await sleep(Math.max(0, due - Date.now()));
         if (this.stopping.signal.aborted) break;
         const run = this.spawn([this.url, "5", "", ...this.common()]);
-        void run.status;
+        this.runs.add(run);
+        void run.status.then(() => this.runs.delete(run));
       }
     })();
   }
@@ -132,7 +139,21 @@ class Watchdog {
       .length;
   }
 
+  /** Ends what this watchdog started at once (the bench is interrupted): no waiting. */
+  kill(): void {
+    this.stopping.abort();
+    try {
+      this.child?.kill("SIGKILL");
+    } catch { /* gone */ }
+    for (const run of this.runs) {
+      try {
+        run.kill("SIGKILL");
+      } catch { /* gone */ }
+    }
+  }
+
   async stop(): Promise<void> {
+    running.delete(this);
     this.stopping.abort();
     if (this.child) {
       this.child.kill("SIGTERM");
@@ -311,11 +332,38 @@ async function machine(): Promise<string> {
   }`;
 }
 
+/** Puts back what the bench changed: pools, pages, the nginx site, its folder; idempotent. */
+async function cleanUp(stack: Stack, work: { remove(): Promise<void> }): Promise<void> {
+  for (const dog of running) dog.kill();
+  if (await Deno.remove(STATUS_POOL).then(() => true, () => false)) {
+    await sh("service", [FPM_SERVICE, "restart"]);
+    await Deno.remove("/var/log/php8.2-fpm.www.slow.log").catch(() => {});
+  }
+  await Deno.remove(BROKEN_POOL).catch(() => {});
+  await Deno.remove(SLEEP_PAGE).catch(() => {});
+  await Deno.remove(SLOW_PAGE).catch(() => {});
+  await Deno.remove(BENCH_SITE).catch(() => {});
+  await sh("service", ["nginx", "reload"]);
+  await stack.healthy().catch(() => {});
+  await stack.down();
+  await work.remove();
+}
+
 async function main() {
   if (Deno.uid() !== 0) throw new Error("run as root: the benchmark restarts php-fpm");
   const stack = await Stack.up();
   // below the state root: the watchdog runs with the shipped permissions
   const work = await runDir("bench-");
+  // Ctrl-C in a 50-minute run must not leave the bench's site, pages and pools behind
+  const interrupted = (signal: Deno.Signal) => () => {
+    console.error(`${signal}: putting back what the bench changed`);
+    cleanUp(stack, work).finally(() => Deno.exit(130));
+  };
+  const listeners = (["SIGINT", "SIGTERM"] as const).map((signal) => {
+    const listener = interrupted(signal);
+    Deno.addSignalListener(signal, listener);
+    return () => Deno.removeSignalListener(signal, listener);
+  });
   const root = work.path;
   await Deno.writeTextFile(SLEEP_PAGE, "<?php sleep(300); echo 'done';\n");
   await Deno.writeTextFile(SLOW_PAGE, "<?php usleep(random_int(1000000, 2000000)); echo 'ok';\n");
@@ -422,20 +470,30 @@ async function main() {
         const f = (await Deno.readTextFile(`/proc/${pid}/stat`)).split(")")[1]!.trim().split(" ");
         return (Number(f[11]) + Number(f[12])) * 10; // utime + stime, clock ticks (100/s) -> ms
       };
+      let status = "";
+      const mb = (field: string) =>
+        Number(status.match(new RegExp(`${field}:\\s*(\\d+)`))?.[1]) / 1024;
       await sleep(10_000); // past start-up
       const cpu0 = await cpu();
       const t0 = Date.now();
-      await sleep(SOAK_MS);
+      // the highest resident figure of the soak, sampled every 5 s, beside the last one
+      let highest = 0;
+      while (Date.now() - t0 < SOAK_MS) {
+        await sleep(Math.min(5000, Math.max(0, SOAK_MS - (Date.now() - t0))));
+        status = await Deno.readTextFile(`/proc/${pid}/status`);
+        highest = Math.max(highest, mb("VmRSS"));
+      }
       const usedMs = await cpu() - cpu0;
       const wallMs = Date.now() - t0;
-      const status = await Deno.readTextFile(`/proc/${pid}/status`);
-      const mb = (field: string) =>
-        Number(status.match(new RegExp(`${field}:\\s*(\\d+)`))?.[1]) / 1024;
       const rss = mb("VmRSS");
       await dog.stop();
       soak =
         `Watch mode probing every 1 s for ${(wallMs / 60_000).toFixed(1)} min (deno run, not the ` +
-        `compiled binary): resident memory ${rss.toFixed(1)} MB (target 60 MB: ${
+        `compiled binary): resident memory ${rss.toFixed(1)} MB at the end, at most ${
+          highest.toFixed(1)
+        } MB in the samples every 5 s, ${
+          mb("VmHWM").toFixed(1)
+        } MB at its peak (VmHWM, start-up included; target 60 MB; at the end ${
           mb("RssAnon").toFixed(1)
         } MB anonymous, ${mb("RssFile").toFixed(1)} MB file pages, mostly deno's own code); CPU ${
           (usedMs / 1000).toFixed(2)
@@ -487,18 +545,8 @@ ${soak}
     if (!args.only) await Deno.writeTextFile(`${ROOT}/bench/results.md`, report);
     console.log(report);
   } finally {
-    if (await Deno.remove(STATUS_POOL).then(() => true, () => false)) {
-      await sh("service", [FPM_SERVICE, "restart"]);
-      await Deno.remove("/var/log/php8.2-fpm.www.slow.log").catch(() => {});
-    }
-    await Deno.remove(BROKEN_POOL).catch(() => {});
-    await Deno.remove(SLEEP_PAGE).catch(() => {});
-    await Deno.remove(SLOW_PAGE).catch(() => {});
-    await Deno.remove(BENCH_SITE).catch(() => {});
-    await sh("service", ["nginx", "reload"]);
-    await stack.healthy().catch(() => {});
-    await stack.down();
-    await work.remove();
+    for (const remove of listeners) remove();
+    await cleanUp(stack, work);
   }
 }
 

@@ -355,12 +355,17 @@ async function main() {
   // below the state root: the watchdog runs with the shipped permissions
   const work = await runDir("bench-");
   // Ctrl-C in a 50-minute run must not leave the bench's site, pages and pools behind
-  const interrupted = (signal: Deno.Signal) => () => {
+  // once: an interrupted run's scenario fails on its killed watchdog and ends in `finally` too
+  let cleaning: Promise<void> | null = null;
+  const cleanUpOnce = () => cleaning ??= cleanUp(stack, work);
+  let interrupted = false;
+  const onSignal = (signal: Deno.Signal) => () => {
+    interrupted = true;
     console.error(`${signal}: putting back what the bench changed`);
-    cleanUp(stack, work).finally(() => Deno.exit(130));
+    cleanUpOnce().finally(() => Deno.exit(130));
   };
   const listeners = (["SIGINT", "SIGTERM"] as const).map((signal) => {
-    const listener = interrupted(signal);
+    const listener = onSignal(signal);
     Deno.addSignalListener(signal, listener);
     return () => Deno.removeSignalListener(signal, listener);
   });
@@ -544,9 +549,11 @@ ${soak}
     // a partial run is printed, not written: results.md keeps the figures of a full one
     if (!args.only) await Deno.writeTextFile(`${ROOT}/bench/results.md`, report);
     console.log(report);
+  } catch (err) {
+    if (!interrupted) throw err;
   } finally {
     for (const remove of listeners) remove();
-    await cleanUp(stack, work);
+    await cleanUpOnce();
   }
 }
 

@@ -177,6 +177,19 @@ function hintsOf(incidents: readonly IncidentRecord[], stuck: ScriptCount[]): Hi
     });
   }
 
+  // SIGUSR2 keeps the listening socket: requests queued in its backlog take the new workers
+  const reloadInVain = incidents.filter((i) =>
+    i.restart !== null && i.restart.rung !== "reload" &&
+    i.restart.steps.some((step) => /^reload: .*\(still failing\)$/.test(step))
+  ).length;
+  if (reloadInVain > 0) {
+    hints.push({
+      setting: "rungs",
+      advice:
+        `the reload rung did not bring the heartbeat back in ${reloadInVain} of ${n} incidents, and each waited start_timeout before the next rung: a reload keeps the listening socket, so requests queued in its backlog take the new workers; put "restart" before "reload" in rungs (a restart closes the socket and drops them), or lower start_timeout`,
+    });
+  }
+
   const dState = incidents.filter((i) => i.evidence.processes.some((p) => p.state === "D")).length;
   if (dState > 0) {
     hints.push({

@@ -17,6 +17,7 @@ function incident(at: number, opts: {
   label?: string;
   rung?: string;
   ok?: boolean;
+  steps?: string[];
   errorLog?: string[];
   dState?: boolean;
   slowlogOff?: boolean;
@@ -79,7 +80,7 @@ function incident(at: number, opts: {
       errorLog: opts.errorLog ?? [],
       memory: { total: 8192 * MB, available: 2048 * MB },
     },
-    restart: { ok: opts.ok ?? true, rung: opts.rung ?? "kill_stuck", steps: [] },
+    restart: { ok: opts.ok ?? true, rung: opts.rung ?? "kill_stuck", steps: opts.steps ?? [] },
   };
 }
 
@@ -165,6 +166,33 @@ Deno.test("hints: no status page, slowlog off, crashing workers, processes stuck
   assert.match(by["php extensions"] ?? "", /crashed .* in 1 of 2 incidents/);
   assert.match(by["storage"] ?? "", /state D\) in 1 of 2 incidents/);
   assert.equal(by["pm.max_children"], undefined, "no incident had every worker busy");
+});
+
+Deno.test("hint: a reload that did not help before restart did names the rungs setting", () => {
+  const inVain = [
+    "kill_stuck: skipped (no stuck worker known)",
+    "reload: SIGUSR2 to master 100 (still failing)",
+    "restart: /usr/sbin/service php8.2-fpm restart exited 0",
+  ];
+  const r = buildReport(
+    [
+      incident(NIGHT, { status: false, rung: "restart", steps: inVain }),
+      // reload alone worked here; the last one never got past it
+      incident(NIGHT + HOUR, { status: false, rung: "reload", steps: [inVain[1]!] }),
+      incident(NIGHT + 2 * HOUR, {
+        status: false,
+        rung: "reload",
+        steps: ["reload: SIGUSR2 to master 100"],
+      }),
+    ],
+    0,
+    NIGHT + 3 * HOUR,
+  );
+  const by = Object.fromEntries(r.hints.map((h) => [h.setting, h.advice]));
+  assert.match(by["rungs"] ?? "", /did not bring the heartbeat back in 1 of 3 incidents/);
+  assert.match(by["rungs"] ?? "", /"restart" before "reload"/);
+  const fine = buildReport([incident(NIGHT, { rung: "reload", steps: [] })], 0, NIGHT + HOUR);
+  assert.ok(!fine.hints.some((h) => h.setting === "rungs"));
 });
 
 Deno.test("the text report lists causes, hours, scripts and hints; an empty one says so", () => {

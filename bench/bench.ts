@@ -10,7 +10,7 @@
  *
  * --only runs the scenarios whose name contains NAME ("watch+status", "cron SIGKILL"...) and
  * prints their report without writing bench/results.md. --verbose prints each recovery run's
- * watchdog log, stamped in seconds from the fault, to explain a figure.
+ * watchdog log, stamped in seconds from the fault, and the rungs its restarts climbed.
  */
 import { parseArgs } from "node:util";
 import { ROOT, runDir, startCommand } from "../tests/support/cli.ts";
@@ -137,6 +137,15 @@ class Watchdog {
   async restarts(): Promise<number> {
     return (await this.log()).split("\n").filter((l) => /PHP restart(ed|\s+failed)/.test(l))
       .length;
+  }
+
+  /** The rungs each of its restarts climbed, from its incident log, one line each. */
+  async rungs(): Promise<string> {
+    const text = await Deno.readTextFile(`${this.dir}/state/incidents.jsonl`).catch(() => "");
+    return text.split("\n").filter((l) => l !== "").map((line) => {
+      const steps: string[] = JSON.parse(line).restart?.steps ?? [];
+      return `    rungs: ${steps.join("; ")}`;
+    }).join("\n");
   }
 
   /** Ends what this watchdog started at once (the bench is interrupted): no waiting. */
@@ -274,7 +283,7 @@ async function recovery(stack: Stack, mode: Mode, fault: keyof typeof FAULTS, ro
     restarts.push(await dog.restarts());
     if (ms !== null) figures.push(ms);
     console.error(`  ${mode} ${fault} #${run + 1}: ${ms === null ? "not recovered" : `${ms} ms`}`);
-    if (args.verbose) console.error(relativeTo(at, await dog.log()));
+    if (args.verbose) console.error(relativeTo(at, await dog.log()), await dog.rungs());
   }
   return { figures, restarts, failed: RUNS - figures.length };
 }

@@ -283,7 +283,7 @@ async function recovery(stack: Stack, mode: Mode, fault: keyof typeof FAULTS, ro
     restarts.push(await dog.restarts());
     if (ms !== null) figures.push(ms);
     console.error(`  ${mode} ${fault} #${run + 1}: ${ms === null ? "not recovered" : `${ms} ms`}`);
-    if (args.verbose) console.error(relativeTo(at, await dog.log()), await dog.rungs());
+    if (args.verbose) console.error(`${relativeTo(at, await dog.log())}\n${await dog.rungs()}`);
   }
   return { figures, restarts, failed: RUNS - figures.length };
 }
@@ -408,7 +408,9 @@ async function main() {
   const want = (name: string) => !args.only || name.includes(args.only);
   try {
     for (const mode of ["watch", "cron", "watch+status"] as const) {
-      if (mode === "watch+status" && want(mode)) {
+      // the status pool serves every watch+status scenario, --only picking one of them too
+      const wanted = Object.keys(FAULTS).some((fault) => want(`${mode} ${fault}`));
+      if (mode === "watch+status" && wanted) {
         await Deno.copyFile(`${ROOT}/nginx/php-fpm-status.conf`, STATUS_POOL);
         await sh("service", [FPM_SERVICE, "restart"]);
       }

@@ -4,7 +4,7 @@
  * loopback. Faults are injected at a random offset; the heartbeat is sampled every 0.1 s. Each
  * recovery figure is the median of at least 5 runs. Prints a table and writes bench/results.md.
  * Not a test: it reports, it does not fail on timing. Run as root on a machine with the stack
- * (sh scripts/test.sh installs it); it takes about half an hour with the defaults.
+ * (sh scripts/test.sh installs it); it takes about 55 minutes with the defaults.
  *
  *   deno task bench [--runs N] [--broken-minutes M] [--soak-minutes M] [--only NAME] [--verbose]
  *
@@ -231,6 +231,8 @@ function exhaust(workers: number, queued: number): () => Promise<void> {
 
 /** pm.max_children of Debian's www pool. */
 const FPM_WORKERS = 5;
+/** Queued sleepers of the deep-backlog fault: more than a reloaded pool has workers. */
+const DEEP = FPM_WORKERS + 2;
 
 async function exhausted(queued: number): Promise<() => Promise<void>> {
   const release = exhaust(FPM_WORKERS, queued);
@@ -262,7 +264,7 @@ const FAULTS = {
   },
   "pool exhausted (workers sleep 300 s)": () => exhausted(2),
   // more sleepers queued than the pool has workers: after a reload, the new workers take them
-  "pool exhausted, a pool's worth more queued": () => exhausted(FPM_WORKERS + 2),
+  "pool exhausted, a pool's worth more queued": () => exhausted(DEEP),
 } as const;
 
 async function recovery(stack: Stack, mode: Mode, fault: keyof typeof FAULTS, root: string) {
@@ -540,12 +542,12 @@ ${rows.join("\n")}
 Targets: SIGKILL <= interval + confirm_delay + 1 s (3 s in watch mode); SIGSTOP or exhaustion
 <= timeout x timeout_threshold + interval + 2 s (13 s in watch mode); with the status page, a hang
 approaches timeout + interval + the restart (about 8 s). The cron form waits for the
-next minute's run when the fault falls between runs. "A pool's worth more queued": ${
-      FPM_WORKERS + 2
-    } more
-sleepers wait in the listen backlog, which a reload (SIGUSR2) keeps: its new workers take them,
-the reload rung waits start_timeout (10 s) and \`restart\`, which closes the socket, ends it;
-the status page tells this at once. Each exhaustion run starts from a freshly restarted pool.
+next minute's run when the fault falls between runs. "A pool's worth more queued": ${DEEP} more
+sleepers wait in the listen backlog, which a reload (SIGUSR2) keeps: its new workers take them, the
+reload rung waits start_timeout (10 s), and \`restart\`, which closes the socket, ends it. With the
+status page, kill_stuck ends the stuck workers, queued sleepers take their successors, the pool is
+seen full a second later, and the reload that follows at once finds room beside the two still queued.
+Each exhaustion run starts from a freshly restarted pool.
 
 ## Restarts caused
 

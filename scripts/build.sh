@@ -26,9 +26,9 @@ rev=$(git -C "$root" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 if [ "$rev" != unknown ] && [ -n "$(git -C "$root" status --porcelain 2>/dev/null)" ]; then rev="$rev+"; fi
 echo "$rev" > dist/revision.txt
 
-# --no-code-cache: a compiled binary would otherwise keep V8's code cache in
-# $TMPDIR/deno-compile-<name>.cache, a file that root would write and load again from a folder
-# everyone can write to; `task start` gives up its cache too (about 2 MB less resident in watch mode)
+# --no-code-cache: Deno's standalone code keeps a compiled binary's V8 code cache in
+# $TMPDIR/deno-compile-<name>.cache, a file root would write and load back from a folder everyone
+# can write to; `task start` gives up its cache too (about 2 MB less resident in watch mode)
 if ! RUST_BACKTRACE=0 "$deno" compile --frozen --cached-only --no-code-cache -P=php-relaunch --v8-flags="$v8_flags" \
   --include dist/revision.txt --output "$out" src/main.ts 2>"$err"; then
   if grep -qE 'Setting up base binary|denort-.*\.zip|Could not find denort' "$err"; then

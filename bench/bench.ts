@@ -207,36 +207,31 @@ async function allFpm(signal: Deno.Signal): Promise<number[]> {
   return list;
 }
 
+/** pm.max_children of Debian's www pool. */
+const FPM_WORKERS = 5;
+/** Queued sleepers of the deep-backlog fault: more than a reloaded pool has workers. */
+const DEEP = FPM_WORKERS + 2;
+
 /**
  * Occupies every worker with requests that sleep 300 s and leaves `queued` more of them in the
- * listen backlog; returns how to release them.
+ * listen backlog; returns, once the heartbeat no longer gets a worker, how to release them.
  */
-function exhaust(workers: number, queued: number): () => Promise<void> {
+async function exhausted(queued: number): Promise<() => Promise<void>> {
   const ac = new AbortController();
   const requests = Array.from(
-    { length: workers + queued },
+    { length: FPM_WORKERS + queued },
     () =>
       fetch(`${BENCH}/bench-sleep.php`, { signal: ac.signal })
         .then((r) => r.body?.cancel())
         .catch(() => {}),
   );
-  return async () => {
+  const release = async () => {
     ac.abort();
     await Promise.all(requests);
     // php does not notice an aborted client while it sleeps: workers that took a queued sleeper
     // after the watchdog's reload would sleep on into the next run and make its fault bigger
     await sh("service", [FPM_SERVICE, "restart"]);
   };
-}
-
-/** pm.max_children of Debian's www pool. */
-const FPM_WORKERS = 5;
-/** Queued sleepers of the deep-backlog fault: more than a reloaded pool has workers. */
-const DEEP = FPM_WORKERS + 2;
-
-async function exhausted(queued: number): Promise<() => Promise<void>> {
-  const release = exhaust(FPM_WORKERS, queued);
-  // the fault is in place once the heartbeat no longer gets a worker
   const full = await waitFor(
     async () => (await heartbeatOf(HEARTBEAT, 500)) === "timeout",
     10_000,

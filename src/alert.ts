@@ -6,7 +6,8 @@
 import type { Deps, MailRoute } from "./deps.ts";
 import { describeError } from "./errors.ts";
 import { logger } from "./log.ts";
-import type { Deliver, Delivery, Outbox } from "./outbox.ts";
+import { type Deliver, type Delivery, type Outbox, Undeliverable } from "./outbox.ts";
+import { escapeControl, webhookName } from "./redact.ts";
 
 /** How long a webhook may take. */
 const WEBHOOK_TIMEOUT_MS = 10_000;
@@ -31,8 +32,18 @@ export interface AlertSettings {
   via: string;
 }
 
-/** The deliveries of `alert`: a mail when there are recipients, a webhook POST when configured. */
-export function deliveriesOf(alert: Alert, s: AlertSettings): Delivery[] {
+/**
+ * The deliveries of `alert`: a mail when there are recipients, a webhook POST when configured.
+ * The webhook's address stays out of the delivery (it is queued on disk when it fails): it is
+ * taken from the configuration when the POST is made. Every line is one line: a value echoed
+ * from outside cannot add a header or a line of its own.
+ */
+export function deliveriesOf(given: Alert, s: AlertSettings): Delivery[] {
+  const alert = {
+    subject: escapeControl(given.subject),
+    line: escapeControl(given.line),
+    details: given.details.map(escapeControl),
+  };
   const subject = `${s.hostname} ${alert.subject}`;
   const out: Delivery[] = [];
   if (s.to.length > 0) {
@@ -49,7 +60,6 @@ export function deliveriesOf(alert: Alert, s: AlertSettings): Delivery[] {
   if (s.webhook !== null) {
     out.push({
       channel: "webhook",
-      url: s.webhook.href,
       body: {
         // Slack, Mattermost and Rocket.Chat show `text`; other receivers have the fields
         text: `*${subject}*\n${alert.line}\n${alert.details.join("\n")}`,
@@ -64,20 +74,19 @@ export function deliveriesOf(alert: Alert, s: AlertSettings): Delivery[] {
 }
 
 /**
- * A webhook for logs and check-config: its scheme and host only, since the path of a Slack-style
- * webhook is its secret.
+ * The real channels: mail by `route`, webhooks by POST to `webhook` as configured now (a queued
+ * webhook alert goes where the configuration says at retry time, or nowhere).
  */
-export function webhookName(url: string | URL): string {
-  const u = new URL(url);
-  return `${u.protocol}//${u.host}/…`;
-}
-
-/** The real channels: mail by `route`, webhooks by POST. */
-export function channels(deps: Pick<Deps, "mailer" | "webhookPost">, route: MailRoute): Deliver {
+export function channels(
+  deps: Pick<Deps, "mailer" | "webhookPost">,
+  route: MailRoute,
+  webhook: URL | null,
+): Deliver {
   return async (d) => {
     if (d.channel === "mail") return await deps.mailer(d.mail, route);
+    if (webhook === null) throw new Undeliverable("no webhook is configured any more");
     const status = await deps.webhookPost(
-      new URL(d.url),
+      webhook,
       JSON.stringify(d.body),
       AbortSignal.timeout(WEBHOOK_TIMEOUT_MS),
     );
@@ -109,7 +118,7 @@ export class AlertQueue {
   #describe(d: Delivery): string {
     return d.channel === "mail"
       ? `Mail to ${d.mail.to.join(",")} through ${this.settings.via}`
-      : `Webhook ${webhookName(d.url)}`;
+      : `Webhook ${this.settings.webhook === null ? "" : webhookName(this.settings.webhook)}`;
   }
 
   async #attempt(delivery: Delivery): Promise<void> {

@@ -15,9 +15,9 @@ import { type MonitorOptions, probeOnce, watchRun } from "./monitor.ts";
 import { incidentsPath, readIncidents } from "./incidents.ts";
 import { buildReport, renderReport } from "./report.ts";
 import { describeRoute } from "./mail.ts";
-import { webhookName } from "./alert.ts";
 import { describeFcgiTarget } from "./probe_fcgi.ts";
 import { revision } from "./revision.ts";
+import { escapeControl, publicUrl, webhookName } from "./redact.ts";
 
 /** The program's version. */
 export const VERSION: string = meta.version;
@@ -72,7 +72,8 @@ Options:
   --status-url URI       php-fpm's status page over FastCGI (fcgi://127.0.0.1:9001/status,
                          best on pm.status_listen): early warnings, busy-or-hung after a
                          timeout, the workers' requests in each incident
-  --expect TEXT          what a FastCGI probe's body starts with (default pong; '' any 2xx)
+  --expect TEXT          what the heartbeat's body must start with (default: pong over
+                         FastCGI, anything over HTTP); a 2xx with another body is a failure
   --metrics-file PATH    Prometheus metrics as a node_exporter textfile, rewritten after
                          every run (e.g. /var/lib/prometheus/node-exporter/php-relaunch.prom)
   --metrics-listen ADDR  watch mode: serve /metrics on 127.0.0.1:PORT (loopback only)
@@ -298,10 +299,13 @@ export function describeConfig(cfg: Config): string {
     lines.push(
       "",
       `target ${t.name}`,
-      `  heartbeat    ${t.url.href} (timeout ${t.timeoutMs / 1000} s, every ${
+      `  heartbeat    ${publicUrl(t.url)} (timeout ${t.timeoutMs / 1000} s, every ${
         p.intervalMs / 1000
       } s)`,
       `  php-fpm      ${t.fpm.service}, processes named ${t.fpm.processName}`,
+      `  expect       ${
+        t.expect === "" ? "any 2xx answer" : `a 2xx whose body starts with "${t.expect}"`
+      }`,
       `  php-cgi      ${t.cgi ? `${t.cgi.service}, processes named ${t.cgi.processName}` : "no"}`,
       `  restart      after ${p.failureThreshold} failures or ${p.timeoutThreshold} timeouts (5xx confirmed after ${
         p.confirmDelayMs / 1000
@@ -331,38 +335,53 @@ export async function run(
   deps: Deps,
   options: MonitorOptions & WatchOptions = {},
 ): Promise<ExitCode> {
-  let cfg: Config;
   try {
-    const { mode, raw } = parseCommandLine(argv);
-    if (mode === "help") {
-      deps.stdout(USAGE);
-      return ExitCode.Ok;
-    }
-    if (mode === "version") {
-      const rev = await revision();
-      deps.stdout(
-        `php-relaunch ${VERSION} (deno ${Deno.version.deno}, revision ${rev ?? "unknown"})\n`,
-      );
-      return ExitCode.Ok;
-    }
-    cfg = await loadConfig(mode, raw, deps);
-    if (mode === "watch") {
-      options = {
-        reload: () => loadConfig("watch", raw, deps),
-        notifier: await systemdNotifier(deps.host, deps.runner, deps.fs.isExecutable, Deno.pid),
-        ...options,
-      };
-    }
+    return await runCommand(argv, deps, options);
   } catch (err) {
-    if (err instanceof ConfigError) {
-      deps.stderr(`php-relaunch: ${err.issues.join("\nphp-relaunch: ")}\n`);
-      return ExitCode.Usage;
-    }
-    deps.stderr(`php-relaunch: internal error: ${describeError(err)}\n`);
-    return ExitCode.Internal;
+    return failed(err, deps);
+  }
+}
+
+/**
+ * Says why a run could not go on, on stderr, each problem on one line: exit 2 for what the
+ * operator must fix (a {@link ConfigError}), 1 for a bug. Never a stack trace.
+ */
+function failed(err: unknown, deps: Deps): ExitCode {
+  if (err instanceof ConfigError) {
+    deps.stderr(err.issues.map((issue) => `php-relaunch: ${escapeControl(issue)}\n`).join(""));
+    return ExitCode.Usage;
+  }
+  deps.stderr(`php-relaunch: internal error: ${describeError(err)}\n`);
+  return ExitCode.Internal;
+}
+
+async function runCommand(
+  argv: readonly string[],
+  deps: Deps,
+  options: MonitorOptions & WatchOptions,
+): Promise<ExitCode> {
+  const { mode, raw } = parseCommandLine(argv);
+  if (mode === "help") {
+    deps.stdout(USAGE);
+    return ExitCode.Ok;
+  }
+  if (mode === "version") {
+    const rev = await revision();
+    deps.stdout(
+      `php-relaunch ${VERSION} (deno ${Deno.version.deno}, revision ${rev ?? "unknown"})\n`,
+    );
+    return ExitCode.Ok;
+  }
+  const cfg = await loadConfig(mode, raw, deps);
+  if (mode === "watch") {
+    options = {
+      reload: () => loadConfig("watch", raw, deps),
+      notifier: await systemdNotifier(deps.host, deps.runner, deps.fs.isExecutable, Deno.pid),
+      ...options,
+    };
   }
   if (cfg.mode === "check") {
-    deps.stdout(describeConfig(cfg));
+    deps.stdout(describeConfig(cfg).split("\n").map(escapeControl).join("\n"));
     return ExitCode.Ok;
   }
   if (cfg.mode === "report") return await printReport(cfg, deps);
@@ -405,14 +424,15 @@ async function runWithConfig(
     }
   } catch (err) {
     // a lock or state path that is refused is the operator's to fix, not a bug
-    const refused = err instanceof ConfigError;
     logger.fatal("{error}", { error: describeError(err) });
-    deps.stderr(`php-relaunch: ${refused ? "" : "internal error: "}${describeError(err)}\n`);
-    return refused ? ExitCode.Usage : ExitCode.Internal;
+    return failed(err, deps);
   } finally {
     logFile.close();
   }
 }
+
+/** How many skipped records `report` names one by one. */
+const MAX_PROBLEMS_SHOWN = 5;
 
 /** `report`: reads the incident log (read-only: no log file, no lock) and prints the report. */
 async function printReport(cfg: Config, deps: Deps): Promise<ExitCode> {
@@ -423,8 +443,18 @@ async function printReport(cfg: Config, deps: Deps): Promise<ExitCode> {
   try {
     read = await readIncidents(path, since);
   } catch (err) {
-    deps.stderr(`php-relaunch: Cannot read the incident log "${path}": ${describeError(err)}\n`);
-    return ExitCode.Usage;
+    throw new ConfigError([`Cannot read the incident log "${path}": ${describeError(err)}`]);
+  }
+  // the report's log is stderr: one line for each record left out, the first few of them
+  for (const problem of read.problems.slice(0, MAX_PROBLEMS_SHOWN)) {
+    deps.stderr(`php-relaunch: skipped a record of the incident log: ${escapeControl(problem)}\n`);
+  }
+  if (read.problems.length > MAX_PROBLEMS_SHOWN) {
+    deps.stderr(
+      `php-relaunch: skipped ${
+        read.problems.length - MAX_PROBLEMS_SHOWN
+      } more records of the incident log\n`,
+    );
   }
   const report = buildReport(read.incidents, since, until, read.skipped);
   deps.stdout(

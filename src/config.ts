@@ -12,6 +12,8 @@ import {
   defaultConfigFile,
   type FilePolicy,
   isEmailAddress,
+  MAX_ADDRESS_LENGTH,
+  MAX_RECIPIENTS,
   parseConfigFile,
   type Rung,
   WATCH_DEFAULTS,
@@ -21,9 +23,12 @@ import { defaultFpmConfig } from "./fpm_config.ts";
 import type { WarnLimits } from "./fpm_status.ts";
 import { describeFcgiTarget, fcgiTargetOf, isFcgiUrl } from "./probe_fcgi.ts";
 import { ConfigError, describeError } from "./errors.ts";
+import { publicUrl, webhookName, withoutUserinfo } from "./redact.ts";
 import type { Policy } from "./policy.ts";
 import { settleMs } from "./schedule.ts";
 import { statePath } from "./state.ts";
+import { incidentsPath } from "./incidents.ts";
+import { linkProblem, privateProblem } from "./safe_file.ts";
 import {
   detectInit,
   findCgiServices,
@@ -177,30 +182,140 @@ export const ENV = {
 const YES = new Set(["1", "yes", "true", "on", "y"]);
 const NO = new Set(["0", "no", "false", "off", "n", ""]);
 
+/**
+ * The ports `fetch` refuses to use (the Fetch standard's "bad ports"): a heartbeat or webhook on
+ * one of them can never be reached, so it is refused when the configuration is read.
+ */
+export const BAD_PORTS: ReadonlySet<number> = new Set([
+  1,
+  7,
+  9,
+  11,
+  13,
+  15,
+  17,
+  19,
+  20,
+  21,
+  22,
+  23,
+  25,
+  37,
+  42,
+  43,
+  53,
+  69,
+  77,
+  79,
+  87,
+  95,
+  101,
+  102,
+  103,
+  104,
+  109,
+  110,
+  111,
+  113,
+  115,
+  117,
+  119,
+  123,
+  135,
+  137,
+  139,
+  143,
+  161,
+  179,
+  389,
+  427,
+  465,
+  512,
+  513,
+  514,
+  515,
+  526,
+  530,
+  531,
+  532,
+  540,
+  548,
+  554,
+  556,
+  563,
+  587,
+  601,
+  636,
+  989,
+  990,
+  993,
+  995,
+  1719,
+  1720,
+  1723,
+  2049,
+  3659,
+  4045,
+  5060,
+  5061,
+  6000,
+  6566,
+  6665,
+  6666,
+  6667,
+  6668,
+  6669,
+  6697,
+  10080,
+]);
+
+/** The longest URL taken; nginx refuses a longer request line anyway. */
+export const MAX_URL_LENGTH = 8192;
+
+/** Why `url` (http or https) cannot be fetched, or null. */
+function fetchProblem(url: URL): string | null {
+  const port = url.port === "" ? null : Number(url.port);
+  return port !== null && BAD_PORTS.has(port)
+    ? `port ${port} is one that fetch refuses to use (the Fetch standard's "bad ports"): choose another port`
+    : null;
+}
+
 /** Checks a heartbeat URI; a sentence saying what is wrong, or the URL. */
 function checkUrl(value: string, fcgiOnly: boolean): URL | string {
+  if (value.length > MAX_URL_LENGTH) {
+    return `Cannot use URI "${
+      withoutUserinfo(value)
+    }": it has ${value.length} characters, at most ${MAX_URL_LENGTH}`;
+  }
   let url: URL;
   try {
     url = new URL(value);
   } catch {
-    return `Cannot parse URI "${value}": expected an http://, https://, fcgi:// or fcgi+unix:// URL`;
+    return `Cannot parse URI "${
+      withoutUserinfo(value)
+    }": expected an http://, https://, fcgi:// or fcgi+unix:// URL`;
+  }
+  if (url.username !== "" || url.password !== "") {
+    // credentials would end up in logs and mails
+    return `Cannot use URI "${publicUrl(url)}": credentials in the URI are not supported`;
   }
   if (isFcgiUrl(url)) {
     const target = fcgiTargetOf(url);
-    return typeof target === "string" ? `Cannot use URI "${value}": ${target}` : url;
+    return typeof target === "string" ? `Cannot use URI "${publicUrl(url)}": ${target}` : url;
   }
   if (fcgiOnly) {
-    return `Cannot use status URI "${value}": expected fcgi://HOST:PORT/PATH or fcgi+unix:///SOCKET.sock/PATH`;
+    return `Cannot use status URI "${
+      publicUrl(url)
+    }": expected fcgi://HOST:PORT/PATH or fcgi+unix:///SOCKET.sock/PATH`;
   }
   if (url.protocol !== "http:" && url.protocol !== "https:") {
-    return `Cannot use URI "${value}": expected the scheme http://, https://, fcgi:// or fcgi+unix://`;
+    return `Cannot use URI "${
+      publicUrl(url)
+    }": expected the scheme http://, https://, fcgi:// or fcgi+unix://`;
   }
-  if (url.hostname === "") return `Cannot use URI "${value}": expected a host name`;
-  if (url.username !== "" || url.password !== "") {
-    // credentials would end up in logs and mails
-    return `Cannot use URI "${value}": credentials in the URI are not supported`;
-  }
-  return url;
+  if (url.hostname === "") return `Cannot use URI "${publicUrl(url)}": expected a host name`;
+  const problem = fetchProblem(url);
+  return problem === null ? url : `Cannot use URI "${publicUrl(url)}": ${problem}`;
 }
 
 const urlField = (fcgiOnly: boolean) =>
@@ -235,14 +350,20 @@ const mailToField = transform(v.string(), (value, ctx) => {
   const addresses = value.split(",").map((a) => a.trim()).filter((a) => a !== "");
   const bad = addresses.filter((a) => !isEmailAddress(a));
   if (bad.length > 0) {
+    const shown = bad[0]!.length > 60 ? `${bad[0]!.slice(0, 60)}…` : bad[0];
     return custom(
       ctx,
-      `Cannot use email address "${
-        bad[0]
-      }": expected user@host, several separated by commas, or '' for none`,
+      `Cannot use email address "${shown}": expected user@host of at most ${MAX_ADDRESS_LENGTH} characters, several separated by commas, or '' for none`,
     );
   }
-  return [...new Set(addresses)];
+  const unique = [...new Set(addresses)];
+  if (unique.length > MAX_RECIPIENTS) {
+    return custom(
+      ctx,
+      `Cannot mail ${unique.length} recipients: at most ${MAX_RECIPIENTS} (use a mailing list)`,
+    );
+  }
+  return unique;
 });
 
 const restartCgiField = transform(v.union([v.boolean(), v.string()]), (value, ctx) => {
@@ -321,10 +442,16 @@ const intervalField = transform(v.string(), (value, ctx) => {
   return Math.round(n * 1000);
 });
 
+/** How far back `report` may look. */
+const MAX_SINCE_MS = 100 * 365.25 * 86_400_000;
+
 const sinceField = transform(v.string(), (value, ctx) => {
   const out = /^\d+(\.\d+)?\s*[a-z]+$/i.test(value.trim()) ? parseDuration(value.trim()) : NaN;
-  if (typeof out !== "number" || !(out > 0)) {
-    return custom(ctx, `Cannot parse since "${value}": expected a duration such as 24h, 7d or 30d`);
+  if (typeof out !== "number" || !(out > 0 && out <= MAX_SINCE_MS)) {
+    return custom(
+      ctx,
+      `Cannot parse since "${value}": expected a duration such as 24h, 7d or 30d, at most 100y`,
+    );
   }
   return out;
 });
@@ -345,17 +472,26 @@ const choice = <T extends string>(name: string, allowed: readonly T[]) =>
     return found;
   });
 
-const webhookField = transform(v.string(), (value, ctx) => {
+/** Checks a webhook URL without ever echoing its path: a sentence, or the URL. */
+function checkWebhook(value: string): URL | string {
   let url: URL;
   try {
+    if (value.length > MAX_URL_LENGTH) throw new RangeError("too long");
     url = new URL(value);
   } catch {
-    return custom(ctx, `Cannot parse webhook URL "${value}": expected an http:// or https:// URL`);
+    // not shown: a webhook's path is its secret, and a URL that does not parse has no path to cut
+    return `Cannot parse the webhook URL (${value.length} characters, not shown: it holds a secret): expected an http:// or https:// URL of at most ${MAX_URL_LENGTH} characters`;
   }
   if (url.protocol !== "http:" && url.protocol !== "https:") {
-    return custom(ctx, `Cannot use webhook URL "${value}": expected http:// or https://`);
+    return `Cannot use webhook URL ${webhookName(url)}: expected http:// or https://`;
   }
-  return url;
+  const problem = fetchProblem(url);
+  return problem === null ? url : `Cannot use webhook URL ${webhookName(url)}: ${problem}`;
+}
+
+const webhookField = transform(v.string(), (value, ctx) => {
+  const url = checkWebhook(value);
+  return typeof url === "string" ? custom(ctx, url) : url;
 });
 
 /** host:port on loopback: the endpoint must not be reachable from the network. */
@@ -477,19 +613,79 @@ function userStateHome(deps: Deps): string | null {
   return home?.startsWith("/") ? `${home}/.local/state` : null;
 }
 
+/**
+ * Where locks are. Root's are in a folder only root can write (made 0700 when missing): in the
+ * world-writable /run/lock another user could create a lock file first and hold it for good.
+ */
 async function defaultLockDir(deps: Deps, isRoot: boolean): Promise<string | null> {
-  if (isRoot) {
-    // /var/run on FreeBSD, which has neither of the others
-    for (const dir of ["/run/lock", "/var/lock", "/var/run"]) {
-      if (await deps.fs.exists(dir)) return dir;
-    }
-    return null;
-  }
+  if (isRoot) return deps.host.os() === "freebsd" ? "/var/run/php-relaunch" : "/run/php-relaunch";
   const runtime = deps.host.env("XDG_RUNTIME_DIR");
   if (runtime?.startsWith("/")) return runtime;
   const uid = deps.host.uid();
   const userRun = `/run/user/${uid}`;
   return uid !== null && await deps.fs.exists(userRun) ? userRun : null;
+}
+
+/**
+ * Why the paths a run writes cannot be used, each a sentence: a symbolic link anywhere in one, a
+ * lock or state folder (or lock file) that another user made or can write, a state file that is
+ * not a file, a state folder that is not a folder. Checked before anything is created.
+ */
+async function pathProblems(
+  deps: Deps,
+  uid: number | null,
+  paths: {
+    logFile: string | null;
+    stateDir: string | null;
+    stateFiles: readonly string[];
+    lockFiles: readonly string[];
+    metricsFile: string | null;
+  },
+): Promise<string[]> {
+  const lstat = deps.fs.info;
+  // past the links: a path the permissions hide is refused by the permission check instead
+  const seen = (path: string) => lstat(path).catch(() => null);
+  const problems: string[] = [];
+  const refuse = (what: string, path: string, why: string) =>
+    problems.push(`Refusing ${what} "${path}": ${why}`);
+  const checkLinks = async (what: string, path: string | null) => {
+    const problem = path === null ? null : await linkProblem(lstat, path);
+    if (problem !== null) refuse(what, path!, problem);
+    return problem === null;
+  };
+  const checkPrivate = async (what: string, path: string, kind: "folder" | "file") => {
+    const info = await seen(path);
+    const problem = info === null ? null : privateProblem(info, uid, kind);
+    if (problem !== null) refuse(what, path, problem);
+  };
+  const checkKind = async (what: string, path: string, kind: "folder" | "file") => {
+    const info = await seen(path);
+    if (info !== null && (kind === "folder" ? !info.isDirectory : !info.isFile)) {
+      refuse(what, path, `it is not a ${kind === "folder" ? "folder" : "regular file"}`);
+    }
+  };
+  if (await checkLinks("log file", paths.logFile)) {
+    await checkKind("log file", paths.logFile!, "file");
+  }
+  await checkLinks("metrics file", paths.metricsFile);
+  const dir = paths.stateDir;
+  if (dir !== null && await checkLinks("state folder", dir)) {
+    await checkPrivate("state folder", dir, "folder");
+    const inside: [string, string, "folder" | "file"][] = [
+      ["incident log", incidentsPath(dir), "file"],
+      ["outbox", `${dir}/outbox`, "folder"],
+      ...paths.stateFiles.map((f): [string, string, "file"] => ["state file", f, "file"]),
+    ];
+    for (const [what, path, kind] of inside) {
+      if (await checkLinks(what, path)) await checkKind(what, path, kind);
+    }
+  }
+  for (const lock of new Set(paths.lockFiles)) {
+    if (!(await checkLinks("lock file", lock))) continue;
+    await checkPrivate("lock folder", lock.slice(0, lock.lastIndexOf("/")) || "/", "folder");
+    await checkPrivate("lock file", lock, "file");
+  }
+  return [...new Set(problems)];
 }
 
 /**
@@ -611,7 +807,7 @@ async function readPasswordFile(path: string, deps: Deps, isRoot: boolean): Prom
   if (isRoot && info.uid !== 0) {
     throw new Error(`Refusing SMTP password file "${path}": it is not owned by root`);
   }
-  const text = await deps.fs.readTextFile(path);
+  const text = await deps.fs.readTextFile(path, 4096);
   return text.replace(/\r?\n$/, "");
 }
 
@@ -658,13 +854,16 @@ async function mailRouteOf(
   };
 }
 
+/** The largest configuration file read: a few targets take a few KiB. */
+export const MAX_CONFIG_FILE = 1024 * 1024;
+
 async function readConfigFile(
   path: string,
   deps: Deps,
 ): Promise<ConfigFile | string[]> {
   let text: string;
   try {
-    text = await deps.fs.readTextFile(path);
+    text = await deps.fs.readTextFile(path, MAX_CONFIG_FILE);
   } catch (err) {
     return [`Cannot read config file "${path}": ${describeError(err)}`];
   }
@@ -912,13 +1111,25 @@ export async function loadConfig(mode: Mode, raw: RawSettings, deps: Deps): Prom
       );
     }
   }
+  // report only reads; every other mode writes (check-config says what they would refuse)
+  if (mode !== "report") {
+    issues.push(
+      ...await pathProblems(deps, uid, {
+        logFile: logFile ?? null,
+        stateDir: stateDir ?? null,
+        stateFiles: targets.map((t) => t.stateFile),
+        lockFiles: targets.map((t) => t.lockFile),
+        metricsFile: s.metricsFile ?? file?.metrics.file ?? null,
+      }),
+    );
+  }
   const mail = await mailRouteOf(s, file, deps, isRoot);
   if (typeof mail === "string") issues.push(mail);
   let webhook = s.webhook ?? null;
   if (webhook === null && file?.webhook.url !== undefined) {
-    const url = v.safeParse(webhookField, file.webhook.url);
-    if (url.success) webhook = url.output;
-    else issues.push(`${configPath}: webhook.url: ${url.issues[0].message}`);
+    const url = checkWebhook(file.webhook.url);
+    if (typeof url === "string") issues.push(`${configPath}: webhook.url: ${url}`);
+    else webhook = url;
   }
   let metricsListen = s.metricsListen ?? null;
   if (metricsListen === null && file?.metrics.listen !== undefined) {
@@ -926,7 +1137,8 @@ export async function loadConfig(mode: Mode, raw: RawSettings, deps: Deps): Prom
     if (typeof listen === "string") issues.push(`${configPath}: metrics.listen: ${listen}`);
     else metricsListen = listen;
   }
-  if (metricsListen !== null && mode !== "watch") {
+  // check-config shows a watch configuration; the cron form has no process to serve from
+  if (metricsListen !== null && mode !== "watch" && mode !== "check") {
     issues.push("Cannot serve /metrics outside watch mode: use --metrics-file with cron");
   }
   if (issues.length > 0) throw new ConfigError(issues);

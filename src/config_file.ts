@@ -6,6 +6,7 @@
 import { format as formatDuration, parse as parseDuration } from "@lukeed/ms";
 import { parse, TomlError } from "smol-toml";
 import * as v from "valibot";
+import { withoutUserinfo } from "./redact.ts";
 import { custom, keyPath, transform } from "./schema.ts";
 
 /** The default configuration file. */
@@ -16,15 +17,38 @@ export function defaultConfigFile(os: string): string {
   return os === "freebsd" ? "/usr/local/etc/php-relaunch/config.toml" : DEFAULT_CONFIG_FILE;
 }
 
-const email = v.pipe(v.string(), v.rfcEmail());
+/** The longest mail address, as RFC 5321 allows in a path. */
+export const MAX_ADDRESS_LENGTH = 254;
+/** The most recipients an alert has: more is a list for a mailing list to keep. */
+export const MAX_RECIPIENTS = 50;
 
-/** Whether `value` is a mail address (user@host; a bare host such as root@localhost is allowed). */
+const email = v.pipe(v.string(), v.maxLength(MAX_ADDRESS_LENGTH), v.rfcEmail());
+
+/**
+ * Whether `value` is a mail address (user@host; a bare host such as root@localhost is allowed)
+ * of at most {@link MAX_ADDRESS_LENGTH} characters.
+ */
 export function isEmailAddress(value: string): boolean {
   return v.is(email, value);
 }
 
 const shown = (value: unknown) => JSON.stringify(value);
-const what = (value: unknown) => value === undefined ? "missing" : `${shown(value)} is not allowed`;
+const what = (value: unknown, show = shown) =>
+  value === undefined ? "missing" : `${show(value)} is not allowed`;
+
+/** A URL's value, shown without userinfo. */
+const shownUrl = (value: unknown) =>
+  shown(typeof value === "string" ? withoutUserinfo(value) : value);
+/** A webhook URL's value is its secret: only its size is shown. */
+const shownSecret = (value: unknown) =>
+  `the value (${
+    typeof value === "string" ? `${value.length} characters` : typeof value
+  }, not shown: it holds a secret)`;
+
+/** How the value at a key is shown in its errors. */
+function shownAt(key: string): (value: unknown) => string {
+  return key === "webhook.url" ? shownSecret : key.endsWith("url") ? shownUrl : shown;
+}
 
 /**
  * A duration: a number of seconds (0.5 allowed), or a string with a unit ("500ms", "5s", "15m");
@@ -59,10 +83,10 @@ const count = (min: number, max: number) =>
     return value;
   });
 
-const text = (expected: string, pattern: RegExp) =>
+const text = (expected: string, pattern: RegExp, show = shown) =>
   transform(v.unknown(), (value, ctx) => {
     if (typeof value !== "string" || !pattern.test(value)) {
-      return custom(ctx, `${what(value)}: expected ${expected}`);
+      return custom(ctx, `${what(value, show)}: expected ${expected}`);
     }
     return value;
   });
@@ -70,7 +94,12 @@ const text = (expected: string, pattern: RegExp) =>
 const absolutePath = text("an absolute path", /^\//);
 const emailAddress = transform(v.unknown(), (value, ctx) => {
   if (typeof value !== "string" || !isEmailAddress(value)) {
-    return custom(ctx, `${what(value)}: expected an email address user@host`);
+    return custom(
+      ctx,
+      `${
+        what(value)
+      }: expected an email address user@host of at most ${MAX_ADDRESS_LENGTH} characters`,
+    );
   }
   return value;
 });
@@ -102,7 +131,16 @@ const policyKeys = {
     v.array(oneOf(RUNGS, `rungs from ${RUNGS.join(", ")}`)),
     v.minLength(1, "[] is not allowed: expected at least one rung"),
   ),
-  "mail_to": v.array(emailAddress),
+  "mail_to": v.pipe(
+    v.array(emailAddress),
+    v.maxLength(
+      MAX_RECIPIENTS,
+      (issue) =>
+        `${
+          issue.received.replace(/^\d+$/, "$& recipients")
+        } are too many: expected at most ${MAX_RECIPIENTS}`,
+    ),
+  ),
   "php_cgi": v.boolean(),
   "stuck_after": duration(1000, 86_400_000, true),
   "on_overload": oneOf(["alert", "restart"], `"alert" or "restart"`),
@@ -130,10 +168,12 @@ const targetSchema = v.strictObject({
   url: text(
     REQUIRED["target.url"]!,
     /^(https?:\/\/[^/\s]+|fcgi:\/\/[^/\s]+|fcgi\+unix:\/\/\/\S+)/,
+    shownUrl,
   ),
   "status_url": v.optional(text(
     "fcgi://HOST:PORT/PATH or fcgi+unix:///SOCKET.sock/PATH (php-fpm's pm.status_path)",
     /^(fcgi:\/\/[^/\s]+\/\S*|fcgi\+unix:\/\/\/\S+)$/,
+    shownUrl,
   )),
   "fpm_config": v.optional(absolutePath),
   expect: v.optional(text("a text of at most 200 characters", /^[\s\S]{0,200}$/)),
@@ -201,7 +241,7 @@ const fileSchema = v.strictObject({
     from: v.optional(emailAddress),
   })),
   webhook: v.optional(v.strictObject({
-    url: text(REQUIRED["webhook.url"]!, /^https?:\/\/[^/\s]+/),
+    url: text(REQUIRED["webhook.url"]!, /^https?:\/\/[^/\s]+/, shownSecret),
   })),
   metrics: v.optional(v.strictObject({
     file: v.optional(absolutePath),
@@ -259,7 +299,7 @@ function describeIssue(path: string, issue: v.BaseIssue<unknown>): string {
   // (oneOf) already says it our way
   if (issue.kind === "schema" && issue.type !== "picklist") {
     return `${path}: ${keyOf(issue.path)}: ${
-      shown(issue.input)
+      shownAt(keyPath(issue.path).replace(/\[\d+\]/g, ""))(issue.input)
     } is not allowed: expected ${issue.expected?.toLowerCase()}`;
   }
   return `${path}: ${keyOf(issue.path)}: ${issue.message}`;

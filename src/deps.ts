@@ -8,6 +8,7 @@ import { directFcgiGet } from "./probe_fcgi.ts";
 import { nodeMailer } from "./mail.ts";
 import { directWebhookPost } from "./webhook.ts";
 import { writeAllSync } from "./log.ts";
+import { readRegularText } from "./safe_file.ts";
 
 /** Wall-clock time and waiting. */
 export interface Clock {
@@ -104,20 +105,38 @@ export type Mailer = (mail: Mail, route: MailRoute) => Promise<void>;
 /** One JSON POST; resolves to the HTTP status, rejects as `fetch` does. */
 export type WebhookPost = (url: URL, json: string, signal: AbortSignal) => Promise<number>;
 
+/** What a path is, as `lstat` tells: a link is not followed. */
+export interface FileInfo {
+  isFile: boolean;
+  isDirectory: boolean;
+  isSymlink: boolean;
+  /** The permission bits (0o7777). */
+  mode: number;
+  uid: number | null;
+  size: number;
+}
+
+/** The most {@link Fs.readTextFile} reads unless told otherwise. */
+export const MAX_TEXT_FILE = 4 * 1024 * 1024;
+
 /** The few read-only filesystem questions php-relaunch asks. */
 export interface Fs {
   /** Whether `path` exists (following links). */
   exists(path: string): Promise<boolean>;
   /** Whether `path` is a regular file with an execute bit. */
   isExecutable(path: string): Promise<boolean>;
-  /** What `path` is (not following a final link), or null when it does not exist. */
-  info(
-    path: string,
-  ): Promise<{ isFile: boolean; isSymlink: boolean; mode: number; uid: number | null } | null>;
+  /**
+   * What `path` is (not following a final link), or null when it does not exist.
+   * @throws {Deno.errors.NotCapable} outside what the permissions let us read; others unchanged.
+   */
+  info(path: string): Promise<FileInfo | null>;
   /** Entry names of a directory; empty when it does not exist. */
   listDir(path: string): Promise<string[]>;
-  /** A text file's contents. */
-  readTextFile(path: string): Promise<string>;
+  /**
+   * A regular file's contents, at most `maxBytes` (default {@link MAX_TEXT_FILE}).
+   * @throws {Error} when it is not a regular file (a folder, a device that never ends) or larger.
+   */
+  readTextFile(path: string, maxBytes?: number): Promise<string>;
   /** The last `maxBytes` of a file, from a line start; empty when it cannot be read. */
   readTail(path: string, maxBytes: number): Promise<string>;
 }
@@ -188,12 +207,20 @@ const realFs: Fs = {
   async info(path) {
     try {
       const i = await Deno.lstat(path);
-      return { isFile: i.isFile, isSymlink: i.isSymlink, mode: (i.mode ?? 0) & 0o7777, uid: i.uid };
-    } catch {
-      return null;
+      return {
+        isFile: i.isFile,
+        isDirectory: i.isDirectory,
+        isSymlink: i.isSymlink,
+        mode: (i.mode ?? 0) & 0o7777,
+        uid: i.uid,
+        size: i.size,
+      };
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound) return null;
+      throw err;
     }
   },
-  readTextFile: (path) => Deno.readTextFile(path),
+  readTextFile: (path, maxBytes = MAX_TEXT_FILE) => readRegularText(path, maxBytes),
   async readTail(path, maxBytes) {
     try {
       using file = await Deno.open(path, { read: true });

@@ -1,3 +1,5 @@
+import { oneLine } from "./redact.ts";
+
 /** Process exit codes. Few on purpose: each one is something the operator acts on differently. */
 export const ExitCode = {
   /** Healthy, or php-fpm was down and has been restarted. */
@@ -29,16 +31,20 @@ export class ConfigError extends Error {
   }
 }
 
-/** Renders an error and its `cause` chain on one line, for logs and the one-line stderr message. */
+/**
+ * Renders an error and its `cause` chain on one line, for logs and the one-line stderr message:
+ * URLs cut to scheme and host (libraries put whole URLs, secrets included, into their errors) and
+ * control characters escaped.
+ */
 export function describeError(err: unknown): string {
   const parts: string[] = [];
   let current: unknown = err;
   for (let depth = 0; current !== undefined && current !== null && depth < 5; depth++) {
     if (current instanceof Error) {
-      parts.push(current.message);
+      parts.push(oneLine(current.message));
       current = current.cause;
     } else {
-      parts.push(String(current));
+      parts.push(oneLine(String(current)));
       break;
     }
   }

@@ -3,8 +3,103 @@
  * evidence taken before it. Bounded: past `maxBytes` the file becomes incidents.jsonl.1 (the
  * previous .1 is dropped). Never written through a link.
  */
+import * as v from "valibot";
 import type { Evidence } from "./evidence.ts";
-import { openRegularFile } from "./safe_file.ts";
+import { openRegularFile, readRegularText } from "./safe_file.ts";
+import { keyPath, timestamp } from "./schema.ts";
+
+const num = v.number();
+const int = v.pipe(v.number(), v.integer());
+const str = v.string();
+const orNull = <T extends v.GenericSchema>(schema: T) => v.nullable(schema);
+
+const workerSchema = v.object({
+  pid: int,
+  state: str,
+  requests: num,
+  durationMs: num,
+  method: str,
+  uri: str,
+  script: str,
+  cpu: num,
+  memory: num,
+});
+
+const poolStatusSchema = v.object({
+  pool: str,
+  pm: str,
+  acceptedConn: num,
+  listenQueue: num,
+  maxListenQueue: num,
+  listenQueueLen: num,
+  idle: num,
+  active: num,
+  total: num,
+  maxChildrenReached: num,
+  slowRequests: num,
+  workers: v.array(workerSchema),
+});
+
+const settingsSchema = v.object({
+  pool: str,
+  pm: orNull(str),
+  maxChildren: orNull(num),
+  requestTerminateTimeout: orNull(str),
+  requestSlowlogTimeout: orNull(str),
+  listen: orNull(str),
+  statusPath: orNull(str),
+  statusListen: orNull(str),
+  pingPath: orNull(str),
+  slowlog: orNull(str),
+});
+
+const evidenceSchema = v.object({
+  at: timestamp,
+  status: orNull(poolStatusSchema),
+  statusError: orNull(str),
+  processes: v.array(v.object({
+    pid: int,
+    ppid: int,
+    pgid: int,
+    state: str,
+    cpuSeconds: num,
+    rssKb: num,
+    ageSeconds: num,
+  })),
+  configFile: orNull(str),
+  settings: orNull(settingsSchema),
+  errorLogFile: orNull(str),
+  slowlog: v.array(str),
+  errorLog: v.array(str),
+  memory: orNull(v.object({ total: num, available: num })),
+});
+
+/** An incident line, checked whole: a record that passes is one `report` can read. */
+const recordSchema = v.object({
+  version: v.literal(1),
+  at: timestamp,
+  host: str,
+  target: str,
+  label: str,
+  pool: v.nullable(v.picklist(["hung", "busy"])),
+  why: str,
+  evidence: evidenceSchema,
+  restart: v.nullable(v.object({ ok: v.boolean(), rung: v.nullable(str), steps: v.array(str) })),
+});
+
+/** A line of the incident log as a record, or why it is not one (never echoing the line). */
+export function parseIncident(line: string): IncidentRecord | string {
+  let data: unknown;
+  try {
+    data = JSON.parse(line);
+  } catch {
+    return "not JSON (cut by a crash mid-write?)";
+  }
+  const parsed = v.safeParse(recordSchema, data);
+  if (parsed.success) return parsed.output as IncidentRecord;
+  const issue = parsed.issues[0];
+  return `${keyPath(issue.path) || "top level"}: expected ${issue.expected ?? "another value"}`;
+}
 
 /** One incident as stored. */
 export interface IncidentRecord {
@@ -79,29 +174,26 @@ export async function appendIncident(
 export async function readIncidents(path: string, since: number): Promise<{
   incidents: IncidentRecord[];
   skipped: number;
+  /** Why lines were skipped, "incidents.jsonl line 3: evidence.status: expected Object". */
+  problems: string[];
 }> {
   const incidents: IncidentRecord[] = [];
-  let skipped = 0;
+  const problems: string[] = [];
   for (const file of [`${path}.1`, path]) {
     let text: string;
     try {
-      text = await Deno.readTextFile(file);
+      text = await readRegularText(file, 2 * MAX_INCIDENT_LOG);
     } catch (err) {
       if (err instanceof Deno.errors.NotFound) continue;
       throw err;
     }
-    for (const line of text.split("\n")) {
+    for (const [i, line] of text.split("\n").entries()) {
       if (line.trim() === "") continue;
-      try {
-        const record = JSON.parse(line) as IncidentRecord;
-        if (record.version !== 1 || typeof record.at !== "number" || !record.evidence) {
-          skipped++;
-        } else if (record.at >= since) incidents.push(record);
-      } catch {
-        // a line cut by a crash mid-write: the rest of the log is still good
-        skipped++;
-      }
+      const record = parseIncident(line);
+      if (typeof record === "string") {
+        problems.push(`${file.slice(file.lastIndexOf("/") + 1)} line ${i + 1}: ${record}`);
+      } else if (record.at >= since) incidents.push(record);
     }
   }
-  return { incidents: incidents.sort((a, b) => a.at - b.at), skipped };
+  return { incidents: incidents.sort((a, b) => a.at - b.at), skipped: problems.length, problems };
 }

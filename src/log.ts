@@ -11,6 +11,7 @@ import {
   withFilter,
 } from "@logtape/logtape";
 import { describeError } from "./errors.ts";
+import { escapeControl } from "./redact.ts";
 import { openRegularFile } from "./safe_file.ts";
 
 /** The application's logger. */
@@ -72,7 +73,7 @@ function lineSink(
     const line =
       (format === "json"
         ? jsonLine(record, hostname)
-        : formatLine(record.timestamp, hostname, renderMessage(record))) + "\n";
+        : formatLine(record.timestamp, hostname, escapeControl(renderMessage(record)))) + "\n";
     try {
       write(encoder.encode(line));
     } catch {

@@ -30,8 +30,33 @@ export async function smtpOptions(route: Extract<MailRoute, { transport: "smtp" 
   };
 }
 
+/**
+ * `message` without the password in any form AUTH sends it (as is, base64 alone for LOGIN,
+ * base64 with the user for PLAIN): a server's reply is echoed in errors, and errors are logged.
+ */
+export function withoutPassword(message: string, route: MailRoute): string {
+  if (route.transport !== "smtp" || !route.password) return message;
+  const b64 = (s: string) => btoa(String.fromCharCode(...new TextEncoder().encode(s)));
+  const forms = [
+    route.password,
+    b64(route.password),
+    b64(`\0${route.user ?? ""}\0${route.password}`),
+    b64(`${route.user ?? ""}\0${route.user ?? ""}\0${route.password}`),
+  ];
+  return forms.reduce((text, form) => text.split(form).join("[password]"), message);
+}
+
 /** Delivers `mail` by the route's transport; rejects with the server's or the program's reason. */
 export const nodeMailer: Mailer = async (mail: Mail, route: MailRoute) => {
+  try {
+    await send(mail, route);
+  } catch (err) {
+    // nodemailer's errors carry the server's words, which may echo what we sent
+    throw new Error(withoutPassword(err instanceof Error ? err.message : String(err), route));
+  }
+};
+
+async function send(mail: Mail, route: MailRoute): Promise<void> {
   const { default: nodemailer } = await import("nodemailer");
   const transport = route.transport === "sendmail"
     ? nodemailer.createTransport({ sendmail: true, path: route.path, newline: "unix" })
@@ -46,7 +71,7 @@ export const nodeMailer: Mailer = async (mail: Mail, route: MailRoute) => {
   } finally {
     transport.close();
   }
-};
+}
 
 /** Where mail goes, for people (never the password). */
 export function describeRoute(route: MailRoute): string {

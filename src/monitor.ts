@@ -2,6 +2,7 @@
  * Carrying out the policy's decisions: probe, decide (policy.ts), restart, log, alert, remember.
  * `watchRun` is the cron form (one scheduler period of probes); `probeOnce` is `--once`.
  */
+import { publicUrl } from "./redact.ts";
 import { AlertQueue, channels } from "./alert.ts";
 import { fileOutbox, type Outbox, retryOutbox } from "./outbox.ts";
 import { describeRoute } from "./mail.ts";
@@ -72,7 +73,11 @@ export async function retryAlerts(
   deps: Deps,
   options: MonitorOptions,
 ): Promise<void> {
-  await retryOutbox(outboxOf(cfg, options), channels(deps, cfg.mail), deps.clock.now());
+  await retryOutbox(
+    outboxOf(cfg, options),
+    channels(deps, cfg.mail, cfg.webhook),
+    deps.clock.now(),
+  );
 }
 
 /** The most the evidence may delay a restart. */
@@ -103,7 +108,7 @@ export class Watch {
     public state: TargetState,
   ) {
     this.alerts = new AlertQueue(
-      channels(deps, cfg.mail),
+      channels(deps, cfg.mail, cfg.webhook),
       outboxOf(cfg, options),
       {
         hostname: cfg.hostname,
@@ -130,6 +135,7 @@ export class Watch {
     return probeHttp(
       this.target.url,
       this.target.timeoutMs,
+      this.target.expect,
       this.deps.httpGet,
       this.deps.clock.now,
       stop,
@@ -156,7 +162,7 @@ export class Watch {
   probeDetails(result: ProbeResult): string[] {
     const what = result.kind === "status" ? `HTTP ${result.status}` : result.kind;
     return [
-      `Heartbeat: ${this.target.url.href}`,
+      `Heartbeat: ${publicUrl(this.target.url)}`,
       `Probe: ${what} after ${result.ms} ms (timeout ${this.target.timeoutMs / 1000} s)`,
       ...(result.detail ? [`Detail: ${result.detail.split("\n")[0]}`] : []),
     ];
@@ -404,7 +410,7 @@ export class Watch {
   /** Logs and mails what an alert action of the policy says. */
   alert(action: Extract<Action, { type: "alert" }>, result: ProbeResult, policy: Policy): void {
     const label = labelOf(result);
-    const url = this.target.url.href;
+    const url = publicUrl(this.target.url);
     const incident: Incident = action.incident;
     switch (action.reason) {
       case "unreachable":
@@ -542,8 +548,11 @@ export function misconfigurationHint(result: ProbeResult): string {
   if (result.kind === "closed") {
     return "closed the connection without answering: nginx's return 444? Allow this address in heartbeat_allowed.conf.";
   }
-  if (result.kind === "unexpected") {
+  if (result.kind === "unexpected" && result.via === "fcgi") {
     return `${result.detail}: check ping.path and ping.response in the pool, or set expect.`;
+  }
+  if (result.kind === "unexpected") {
+    return `${result.detail}: the page answered, but not with the heartbeat (a PHP error page?); check the page and its logs, or set expect.`;
   }
   if (result.kind === "error" && result.via === "fcgi") {
     return `failed: ${result.detail}. Is this php-fpm's FastCGI socket (listen or pm.status_listen)?`;
@@ -721,7 +730,7 @@ async function checkTarget(cfg: Config, target: Target, deps: Deps): Promise<Exi
   const result = await watch.probe();
   const verdict = verdictOf(result);
   const label = labelOf(result);
-  deps.stdout(`${label} ${verdict} in ${result.ms} ms: ${target.url.href}\n`);
+  deps.stdout(`${label} ${verdict} in ${result.ms} ms: ${publicUrl(target.url)}\n`);
   if (verdict === "php_down") {
     logger.warn("{label} PHP down, not restarted (--once without --restart).", {
       label,
@@ -730,7 +739,7 @@ async function checkTarget(cfg: Config, target: Target, deps: Deps): Promise<Exi
   } else if (verdict !== "healthy") {
     logger.error("{label} PHP not restarted: heartbeat {url} {why}", {
       label,
-      url: target.url.href,
+      url: publicUrl(target.url),
       why: verdict === "unreachable"
         ? "unreachable; nginx or the address is down."
         : misconfigurationHint(result),
@@ -751,7 +760,7 @@ async function restartTargetOnce(
   try {
     const result = await watch.probe();
     const verdict = verdictOf(result);
-    deps.stdout(`${labelOf(result)} ${verdict} in ${result.ms} ms: ${target.url.href}\n`);
+    deps.stdout(`${labelOf(result)} ${verdict} in ${result.ms} ms: ${publicUrl(target.url)}\n`);
     const { restartOk } = await watch.carryOut(result, policy);
     await store.save(watch.state);
     return exitFor({ verdict, restartOk });

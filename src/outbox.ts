@@ -3,17 +3,29 @@
  * that a mail server or webhook being down loses nothing (monit drops them). One JSON file per
  * delivery, written atomically; bounded in number and age.
  */
+import * as v from "valibot";
 import type { Mail } from "./deps.ts";
 import { describeError } from "./errors.ts";
 import { tryLock } from "./lock.ts";
 import { logger } from "./log.ts";
-import { webhookName } from "./alert.ts";
 import { writeFileAtomic } from "./safe_file.ts";
+import { keyPath, timestamp } from "./schema.ts";
 
-/** One delivery to one channel. */
+/**
+ * One delivery to one channel. A webhook's address is not part of it: it is a secret, and
+ * queued deliveries are files.
+ */
 export type Delivery =
   | { channel: "mail"; mail: Mail }
-  | { channel: "webhook"; url: string; body: WebhookBody };
+  | { channel: "webhook"; body: WebhookBody };
+
+/** A delivery that can never succeed (its channel is gone): dropped, not retried. */
+export class Undeliverable extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "Undeliverable";
+  }
+}
 
 /** What the webhook receives: Slack's `text`, and the same alert in fields. */
 export interface WebhookBody {
@@ -41,6 +53,40 @@ export interface Outbox {
   update(id: string, item: QueuedDelivery): Promise<void>;
   /** Runs `work` unless another process is retrying the queue right now. */
   exclusive(work: () => Promise<void>): Promise<void>;
+}
+
+const text = v.string();
+const lines = v.array(v.string());
+
+/** A queued file, checked whole; unknown keys (a webhook URL queued by an older version) go. */
+const queuedSchema = v.object({
+  delivery: v.variant("channel", [
+    v.object({
+      channel: v.literal("mail"),
+      mail: v.object({ from: text, to: v.pipe(lines, v.minLength(1)), subject: text, text }),
+    }),
+    v.object({
+      channel: v.literal("webhook"),
+      body: v.object({ text, host: text, subject: text, line: text, details: lines }),
+    }),
+  ]),
+  queuedAt: timestamp,
+  attempts: v.pipe(v.number(), v.integer(), v.minValue(0)),
+  lastError: text,
+});
+
+/** A queued file's text as a delivery, or why it is not one (never echoing its bytes). */
+export function parseQueued(json: string): QueuedDelivery | string {
+  let data: unknown;
+  try {
+    data = JSON.parse(json);
+  } catch (err) {
+    return `not JSON (${err instanceof SyntaxError ? "a syntax error" : describeError(err)})`;
+  }
+  const parsed = v.safeParse(queuedSchema, data);
+  if (parsed.success) return parsed.output;
+  const issue = parsed.issues[0];
+  return `${keyPath(issue.path) || "top level"}: expected ${issue.expected ?? "another value"}`;
 }
 
 /** At most this many queued deliveries; the oldest go first beyond it. */
@@ -71,15 +117,13 @@ export function fileOutbox(dir: string): Outbox {
       }
       const out: { id: string; item: QueuedDelivery }[] = [];
       for (const id of ids.sort((a, b) => parseInt(a) - parseInt(b) || a.localeCompare(b))) {
-        try {
-          out.push({ id, item: JSON.parse(await Deno.readTextFile(pathOf(id))) });
-        } catch (err) {
-          logger.warn("Dropping unreadable queued alert {id}: {error}", {
-            id,
-            error: describeError(err),
-          });
-          await Deno.remove(pathOf(id)).catch(() => {});
+        const item = await Deno.readTextFile(pathOf(id)).then(parseQueued, describeError);
+        if (typeof item !== "string") {
+          out.push({ id, item });
+          continue;
         }
+        logger.warn("Dropping unreadable queued alert {id}: {error}", { id, error: item });
+        await Deno.remove(pathOf(id)).catch(() => {});
       }
       return out;
     },
@@ -116,7 +160,7 @@ export type Deliver = (delivery: Delivery) => Promise<void>;
 function describeDelivery(d: Delivery): string {
   return d.channel === "mail"
     ? `mail "${d.mail.subject}" to ${d.mail.to.join(",")}`
-    : `webhook ${webhookName(d.url)}`;
+    : `webhook "${d.body.subject}"`;
 }
 
 /**
@@ -152,6 +196,15 @@ export async function retryOutbox(outbox: Outbox, deliver: Deliver, now: number)
             since: new Date(item.queuedAt).toISOString(),
           });
         } catch (err) {
+          if (err instanceof Undeliverable) {
+            logger.error("Dropping {what}, queued since {since}: {error}", {
+              what,
+              since: new Date(item.queuedAt).toISOString(),
+              error: err.message,
+            });
+            await outbox.remove(id);
+            continue;
+          }
           await outbox.update(id, {
             ...item,
             attempts: item.attempts + 1,

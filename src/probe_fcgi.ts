@@ -11,7 +11,8 @@ import {
   parseCgiResponse,
   ProtocolStatus,
 } from "./fcgi_protocol.ts";
-import type { ProbeResult } from "./probe_http.ts";
+import { expectProblem, type ProbeResult } from "./probe_http.ts";
+import { oneLine } from "./redact.ts";
 
 /** The URL schemes of the FastCGI probe. */
 export const FCGI_SCHEMES = ["fcgi:", "fcgi+unix:"];
@@ -27,6 +28,17 @@ export function isFcgiUrl(url: URL): boolean {
  */
 export function fcgiTargetOf(url: URL): FcgiTarget | string {
   const query = url.search.replace(/^\?/, "");
+  const encoded = url.pathname || "/";
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(encoded);
+  } catch {
+    return `the path "${encoded}" has a bad %-escape: expected %XX escapes of UTF-8`;
+  }
+  // deno-lint-ignore no-control-regex -- a control character in a path is what is refused
+  if (/[\x00-\x1f\x7f]/.test(decoded)) {
+    return `the path "${encoded}" decodes to a control character: expected a file path`;
+  }
   if (url.protocol === "fcgi:") {
     if (url.hostname === "" || url.port === "") {
       return `expected fcgi://HOST:PORT/PATH, e.g. fcgi://127.0.0.1:9000/ping`;
@@ -37,13 +49,12 @@ export function fcgiTargetOf(url: URL): FcgiTarget | string {
         hostname: url.hostname.replace(/^\[|\]$/g, ""),
         port: +url.port,
       },
-      path: decodeURIComponent(url.pathname || "/"),
+      path: decoded,
       query,
     };
   }
   if (url.protocol === "fcgi+unix:") {
-    const full = decodeURIComponent(url.pathname);
-    const end = /^(\/(?:[^/]+\/)*?[^/]+\.sock(?:et)?)(\/.*)$/.exec(full);
+    const end = /^(\/(?:[^/]+\/)*?[^/]+\.sock(?:et)?)(\/.*)$/.exec(decoded);
     if (url.host !== "" || end === null) {
       return `expected fcgi+unix:///SOCKET.sock/PATH, e.g. fcgi+unix:///run/php/php8.2-fpm.sock/ping`;
     }
@@ -163,14 +174,14 @@ export function classifyFcgiError(err: unknown): Pick<ProbeResult, "kind" | "det
     // a unix socket whose listen backlog is full refuses at once instead of queueing
     return { kind: "overloaded", detail: "php-fpm's listen queue is full" };
   }
-  if (err instanceof FcgiProtocolError) return { kind: "error", detail: err.message };
+  if (err instanceof FcgiProtocolError) return { kind: "error", detail: oneLine(err.message) };
   if (
     err instanceof Deno.errors.UnexpectedEof || err instanceof Deno.errors.ConnectionReset ||
     err instanceof Deno.errors.BrokenPipe
   ) {
     return { kind: "closed", detail: (err as Error).message };
   }
-  const message = err instanceof Error ? err.message : String(err);
+  const message = oneLine(err instanceof Error ? err.message : String(err));
   if (/failed to lookup address/i.test(message)) return { kind: "dns", detail: message };
   return { kind: "error", detail: message };
 }
@@ -192,18 +203,15 @@ export async function probeFcgi(
   try {
     const answer = await fcgiGet(target, stop ? AbortSignal.any([deadline, stop]) : deadline);
     const ms = now() - started;
-    const body = answer.body.trim();
-    if (answer.status >= 200 && answer.status < 300 && expect !== "" && !body.startsWith(expect)) {
-      return {
-        kind: "unexpected",
-        status: answer.status,
-        detail: `answered "${body.slice(0, 40)}", expected "${expect}"`,
-        ms,
-        via: "fcgi",
-      };
+    const unexpected = expectProblem(answer.status, answer.body, expect);
+    if (unexpected !== null) {
+      return { kind: "unexpected", status: answer.status, detail: unexpected, ms, via: "fcgi" };
     }
-    const detail = body.replace(/\s+/g, " ").slice(0, 160) ||
-      answer.stderr.split("\n")[0]?.slice(0, 160) || "";
+    const body = answer.body.trim();
+    const detail = oneLine(
+      body.replace(/\s+/g, " ").slice(0, 160) || answer.stderr.split("\n")[0]?.slice(0, 160) ||
+        "",
+    );
     return { kind: "status", status: answer.status, detail, ms, via: "fcgi" };
   } catch (err) {
     return { ...classifyFcgiError(err), ms: now() - started, via: "fcgi" };

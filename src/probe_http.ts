@@ -1,5 +1,6 @@
 /** The heartbeat probe through nginx, and what each possible answer means. */
 import type { HttpAnswer, HttpGet } from "./deps.ts";
+import { escapeControl, oneLine } from "./redact.ts";
 
 /** How a probe ended, as observed on the wire. */
 export type ProbeKind =
@@ -13,6 +14,8 @@ export type ProbeKind =
   | "dns"
   /** The server closed the connection without answering (nginx `return 444`). */
   | "closed"
+  /** The answer was cut short: a body shorter than announced, a reset mid-body. */
+  | "cut"
   /** A unix socket whose listen queue is full (FastCGI probe): php-fpm is saturated. */
   | "overloaded"
   /** A 2xx whose body is not the expected one (FastCGI ping without "pong"). */
@@ -67,6 +70,8 @@ export function verdictOf(result: ProbeResult): Verdict {
     }
     case "timeout":
     case "overloaded":
+    // nginx sends what php-fpm sends: a body that stops is a worker that died mid-answer
+    case "cut":
       return "php_down";
     case "refused":
       // straight to php-fpm, a refused connection means php-fpm itself is gone
@@ -94,7 +99,11 @@ export function classifyError(err: unknown): { kind: ProbeKind; detail: string }
   }
   const cause = err instanceof Error && err.cause instanceof Error ? err.cause.message : "";
   const message = err instanceof Error ? err.message : String(err);
-  const detail = cause || message;
+  // fetch names the whole URL, whose query may hold a token
+  const detail = oneLine(cause || message);
+  if (/error reading a body|error decoding response body|unexpected end of file/i.test(detail)) {
+    return { kind: "cut", detail: `the answer was cut short: ${detail}` };
+  }
   if (/Connection refused/i.test(detail)) return { kind: "refused", detail };
   if (/dns error|failed to lookup address/i.test(detail)) return { kind: "dns", detail };
   if (/connection closed before message completed|connection reset|reset by peer/i.test(detail)) {
@@ -104,8 +113,8 @@ export function classifyError(err: unknown): { kind: ProbeKind; detail: string }
 }
 
 /** The body as a short single line for logs: tags dropped, white space folded. */
-function oneLine(body: string): string {
-  return body.replace(/<[^>]*>/g, " ").replace(/\s+/g, " ").trim().slice(0, 160);
+function bodyLine(body: string): string {
+  return oneLine(body.replace(/<[^>]*>/g, " ").replace(/\s+/g, " ").trim().slice(0, 160));
 }
 
 /**
@@ -115,6 +124,7 @@ function oneLine(body: string): string {
 export async function probeHttp(
   url: URL,
   timeoutMs: number,
+  expect: string,
   httpGet: HttpGet,
   now: () => number,
   stop?: AbortSignal,
@@ -128,8 +138,24 @@ export async function probeHttp(
     return { ...classifyError(err), ms: now() - started };
   }
   const ms = now() - started;
-  const detail = answer.location !== null ? `redirect to ${answer.location}` : oneLine(answer.body);
+  const unexpected = expectProblem(answer.status, answer.body, expect);
+  if (unexpected !== null) {
+    return { kind: "unexpected", status: answer.status, detail: unexpected, ms };
+  }
+  const detail = answer.location !== null
+    ? `redirect to ${oneLine(answer.location)}`
+    : bodyLine(answer.body);
   return { kind: "status", status: answer.status, detail, ms };
+}
+
+/**
+ * Why a 2xx answer's body is not the heartbeat's, or null: it must start with `expect` (when
+ * set), so that a 200 carrying a PHP error page is not taken for health.
+ */
+export function expectProblem(status: number, body: string, expect: string): string | null {
+  const text = body.trim();
+  if (status < 200 || status > 299 || expect === "" || text.startsWith(expect)) return null;
+  return `answered "${escapeControl(text.slice(0, 40))}", expected "${escapeControl(expect)}"`;
 }
 
 /** The heartbeat prints two short values; anything longer than this is not our page. */

@@ -33,3 +33,9 @@ export function keyPath(path: readonly { key: unknown }[] | undefined): string {
     typeof p.key === "number" ? `[${p.key}]` : `${i === 0 ? "" : "."}${String(p.key)}`
   ).join("");
 }
+
+/** The largest time a `Date` can hold: a later one makes `toISOString` throw. */
+export const MAX_TIME = 8.64e15;
+
+/** A time in milliseconds since the epoch that a `Date` can show. */
+export const timestamp = v.pipe(v.number(), v.minValue(0), v.maxValue(MAX_TIME));

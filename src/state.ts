@@ -4,9 +4,9 @@
  * rename): a SIGKILL at any moment leaves the old state or the new one, never half of either.
  */
 import * as v from "valibot";
-import { keyPath } from "./schema.ts";
+import { keyPath, timestamp } from "./schema.ts";
 import { describeError } from "./errors.ts";
-import { writeFileAtomic } from "./safe_file.ts";
+import { readRegularText, writeFileAtomic } from "./safe_file.ts";
 import { logger } from "./log.ts";
 import { freshState, type TargetState } from "./policy.ts";
 import { freshCounters, LATENCY_BUCKETS } from "./metrics.ts";
@@ -15,30 +15,30 @@ const count = v.pipe(v.number(), v.integer(), v.minValue(0));
 
 const incidentSchema = v.object({
   kind: v.picklist(["php_down", "unreachable", "misconfigured", "overloaded"]),
-  since: v.number(),
+  since: timestamp,
   label: v.string(),
   restarts: count,
-  lastAlertAt: v.nullable(v.number()),
+  lastAlertAt: v.nullable(timestamp),
 });
 
 const stateSchema = v.object({
   version: v.literal(1),
   failures: count,
   timeouts: count,
-  failingSince: v.nullable(v.number()),
+  failingSince: v.nullable(timestamp),
   successes: count,
-  healthySince: v.nullable(v.number()),
+  healthySince: v.nullable(timestamp),
   incident: v.nullable(incidentSchema),
   restarts: v.array(v.object({
-    at: v.number(),
+    at: timestamp,
     ok: v.boolean(),
     label: v.string(),
     detail: v.string(),
   })),
-  givenUpAt: v.nullable(v.number()),
-  graceUntil: v.number(),
+  givenUpAt: v.nullable(timestamp),
+  graceUntil: timestamp,
   // added with the status page: state files written before lack it
-  warnedAt: v.optional(v.record(v.string(), v.number()), () => ({})),
+  warnedAt: v.optional(v.record(v.string(), timestamp), () => ({})),
   // counters that do not parse start again from zero, the rest of the state is kept
   counters: v.fallback(
     v.object({
@@ -50,7 +50,7 @@ const stateSchema = v.object({
       }),
       restarts: v.object({ ok: v.number(), failed: v.number() }),
       giveUps: v.number(),
-      lastRestartAt: v.nullable(v.number()),
+      lastRestartAt: v.nullable(timestamp),
       pool: v.nullable(v.object({
         active: v.number(),
         idle: v.number(),
@@ -64,6 +64,29 @@ const stateSchema = v.object({
     () => freshCounters(),
   ),
 });
+
+/** The largest state file read: a target's memory takes a few KiB. */
+const MAX_STATE_FILE = 1024 * 1024;
+
+/**
+ * A state file's text as the policy's memory, validated whole, or the parser's reason; never
+ * the file's bytes, which may be anything.
+ */
+export function parseState(text: string): TargetState | string {
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch {
+    return "not JSON";
+  }
+  const parsed = v.safeParse(stateSchema, data);
+  if (parsed.success) {
+    const { version: _, ...state } = parsed.output;
+    return state;
+  }
+  const issue = parsed.issues[0];
+  return `${keyPath(issue.path) || "top level"}: expected ${issue.expected ?? "another value"}`;
+}
 
 /** Loads and saves one target's state. */
 export interface StateStore {
@@ -95,7 +118,7 @@ export function fileStateStore(path: string): StateStore {
     async load() {
       let text: string;
       try {
-        text = await Deno.readTextFile(path);
+        text = await readRegularText(path, MAX_STATE_FILE);
       } catch (err) {
         if (!(err instanceof Deno.errors.NotFound)) {
           logger.warn("Cannot read state file {path} ({error}): starting afresh.", {
@@ -105,21 +128,13 @@ export function fileStateStore(path: string): StateStore {
         }
         return freshState();
       }
-      try {
-        const { version: _, ...state } = v.parse(stateSchema, JSON.parse(text));
-        return state;
-      } catch (err) {
-        const issue: v.BaseIssue<unknown> | undefined = err instanceof v.ValiError
-          ? err.issues[0]
-          : undefined;
-        logger.warn("State file {path} is corrupt ({error}): starting afresh.", {
-          path,
-          error: issue
-            ? `${issue.message} at ${keyPath(issue.path) || "top level"}`
-            : describeError(err),
-        });
-        return freshState();
-      }
+      const state = parseState(text);
+      if (typeof state !== "string") return state;
+      logger.warn("State file {path} is corrupt ({error}): starting afresh.", {
+        path,
+        error: `${new TextEncoder().encode(text).length} bytes: ${state}`,
+      });
+      return freshState();
     },
     async save(state) {
       const dir = path.slice(0, path.lastIndexOf("/")) || "/";

@@ -4,6 +4,7 @@
  * SIGINT stop it (an in-flight probe is abandoned, a restart is finished); SIGHUP reloads the
  * configuration, keeping the old one if the new one is invalid, and re-arms every target.
  */
+import { publicUrl } from "./redact.ts";
 import type { Config, Target } from "./config.ts";
 import type { Clock, Deps } from "./deps.ts";
 import { ConfigError, describeError, ExitCode } from "./errors.ts";
@@ -219,7 +220,7 @@ export async function watchForever(
   try {
     logger.info("Watching {n} targets: {names}.", {
       n: cfg.targets.length,
-      names: cfg.targets.map((t) => `${t.name} (${t.url.href})`).join(", "),
+      names: cfg.targets.map((t) => `${t.name} (${publicUrl(t.url)})`).join(", "),
     });
     let ready = false;
     while (!stopping) {

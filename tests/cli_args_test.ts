@@ -53,7 +53,7 @@ Deno.test("named flags mean the same as the positional form", async () => {
 Deno.test("defaults: Debian paths as root, per-user paths otherwise", async () => {
   const root = await config([URI, "5", ""]);
   assert.equal(root.logFile, "/var/log/php-relaunch.log");
-  assert.equal(root.lockFile, "/run/lock/php-relaunch-php8.2-fpm.lock");
+  assert.equal(root.lockFile, "/run/php-relaunch/php-relaunch-php8.2-fpm.lock");
   assert.deepEqual(root.mail, smtpRoute("localhost", 25));
   assert.equal(root.mailFrom, "php-relaunch@web1");
   assert.equal(root.fpm.processName, "php-fpm8.2");
@@ -147,7 +147,11 @@ Deno.test("every bad input: exit 2, one clear line, nothing probed, run or maile
       [URI, "--mail-transport", "sendmail"],
       /Cannot find sendmail at "\/usr\/sbin\/sendmail"/,
     ],
-    ["webhook not http", [URI, "--webhook", "ftp://hooks.example.com/x"], /webhook URL "ftp:/],
+    [
+      "webhook not http",
+      [URI, "--webhook", "ftp://hooks.example.com/x"],
+      /^php-relaunch: Cannot use webhook URL ftp:\/\/hooks\.example\.com\/…: expected http/,
+    ],
     [
       "missing password file",
       [URI, "--smtp-user", "a", "--smtp-password-file", "/etc/pw"],

@@ -144,7 +144,7 @@ Deno.test("cli: a log file path that is a symlink is refused with exit 2", async
     await Deno.symlink(`${dir}/victim`, `${dir}/log`);
     const r = await runCli([
       "--once",
-      "http://127.0.0.1:9/",
+      "http://127.0.0.1:47/",
       "1",
       "",
       ...SERVICE,
@@ -176,7 +176,7 @@ Deno.test("cli: reset re-arms a target that gave up; --log-format json writes JS
     // only to keep the lock in the test's folder
     await Deno.writeTextFile(
       `${dir}/config.toml`,
-      `[state]\nlock_dir = "${dir}"\n[[target]]\nname = "x"\nurl = "http://127.0.0.1:9/"\nservice = "php8.2-fpm"\n`,
+      `[state]\nlock_dir = "${dir}"\n[[target]]\nname = "x"\nurl = "http://127.0.0.1:47/"\nservice = "php8.2-fpm"\n`,
     );
     const r = await runCli([
       "reset",
@@ -210,7 +210,7 @@ Deno.test("cli: a lock file path that is a symlink is refused with exit 2, not a
       assert.equal(r.code, 2, r.stderr);
       assert.match(
         r.stderr,
-        /^php-relaunch: Refusing to use lock file ".*": it is a symbolic link$/,
+        /^php-relaunch: Refusing lock file ".*": it is a symbolic link$/,
       );
       assert.equal(hits(), 0);
       assert.equal(await Deno.readTextFile(`${dir}/victim`), "keep\n");
@@ -237,7 +237,7 @@ Deno.test("cli: watch with a metrics port already taken exits 2 before probing a
     });
     const outside = await runCli([
       "watch",
-      "http://127.0.0.1:1/",
+      "http://127.0.0.1:47/",
       "--metrics-listen",
       "0.0.0.0:9867",
       ...isolated(dir),
@@ -252,7 +252,7 @@ Deno.test("cli: watch with a metrics port already taken exits 2 before probing a
 
 Deno.test("cli: a log or state path outside what the permissions allow is a one-line exit 2", async () => {
   const r = await runCli([
-    "http://127.0.0.1:1/",
+    "http://127.0.0.1:47/",
     "5",
     "",
     ...SERVICE,
@@ -266,7 +266,7 @@ Deno.test("cli: a log or state path outside what the permissions allow is a one-
   );
   assert.equal(r.stderr.split("\n").length, 1);
   const state = await runCli([
-    "http://127.0.0.1:1/",
+    "http://127.0.0.1:47/",
     "5",
     "",
     ...SERVICE,

@@ -77,7 +77,7 @@ Deno.test("config file: two targets on two PHP versions, each with its own servi
   assert.deepEqual(legacy?.mailTo, ["ops@example.com"]);
   assert.deepEqual(main?.mailTo, ["web@example.com"]);
   assert.equal(legacy?.stateFile, "/var/lib/php-relaunch/legacy.json");
-  assert.equal(legacy?.lockFile, "/run/lock/php-relaunch-php7.4-fpm.lock");
+  assert.equal(legacy?.lockFile, "/run/php-relaunch/php-relaunch-php7.4-fpm.lock");
   assert.equal(legacy?.pidFile, "/run/php/php7.4-fpm.pid", "Debian's pid file");
   assert.deepEqual(legacy?.rungs, ["kill"], "from [defaults]");
   assert.deepEqual(cfg.mail, smtpRoute("mail.example.com", 587));
@@ -256,7 +256,7 @@ Deno.test("config file: addresses follow the command line's rule", () => {
   );
   assert.ok(Array.isArray(r));
   assert.deepEqual(r, [
-    `${FILE}: defaults.mail_to[1]: "root" is not allowed: expected an email address user@host`,
+    `${FILE}: defaults.mail_to[1]: "root" is not allowed: expected an email address user@host of at most 254 characters`,
   ]);
 });
 

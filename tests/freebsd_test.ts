@@ -37,7 +37,7 @@ Deno.test("FreeBSD: rc.d's php_fpm found, /usr/local/etc config, /var/db state, 
   assert.equal(cfg.configFile, "/usr/local/etc/php-relaunch/config.toml");
   assert.equal(cfg.init, "freebsd");
   assert.equal(cfg.stateDir, "/var/db/php-relaunch");
-  assert.equal(cfg.lockDir, "/var/run");
+  assert.equal(cfg.lockDir, "/var/run/php-relaunch");
   const t = cfg.targets[0]!;
   assert.deepEqual(t.fpm, { service: "php_fpm", processName: "php-fpm" });
   assert.equal(t.pidFile, "/var/run/php-fpm.pid");

@@ -66,7 +66,7 @@ Deno.test("a line cut by a crash is skipped, the rest is read; a missing log is 
   const dir = await Deno.makeTempDir();
   try {
     const path = `${dir}/incidents.jsonl`;
-    assert.deepEqual(await readIncidents(path, 0), { incidents: [], skipped: 0 });
+    assert.deepEqual(await readIncidents(path, 0), { incidents: [], skipped: 0, problems: [] });
     await appendIncident(path, record(1));
     await Deno.writeTextFile(path, '{"version":1,"at":2,"ev', { append: true });
     await Deno.writeTextFile(path, "\n" + JSON.stringify(record(3)) + "\n", { append: true });

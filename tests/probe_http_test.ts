@@ -65,8 +65,8 @@ async function withServer(
   }
 }
 
-const probe = (url: string, timeoutMs = 2000) =>
-  probeHttp(new URL(url), timeoutMs, directHttpGet, Date.now);
+const probe = (url: string, timeoutMs = 2000, expect = "") =>
+  probeHttp(new URL(url), timeoutMs, expect, directHttpGet, Date.now);
 
 Deno.test("real HTTP: 200 healthy, 502 php_down, 404 misconfigured", async () => {
   await withServer((req) => {

@@ -95,7 +95,7 @@ lock_dir = "${dir}"
 
 [[target]]
 name = "unused"
-url = "http://127.0.0.1:1/"
+url = "http://127.0.0.1:47/"
 `;
 }
 

@@ -16,6 +16,7 @@ import type {
   ProcessRunner,
   RunResult,
 } from "../../src/deps.ts";
+import { MAX_TEXT_FILE } from "../../src/deps.ts";
 import { renderMessage } from "../../src/log.ts";
 
 /** One scripted FastCGI outcome: an answer, or what the client would throw, after `ms`. */
@@ -201,20 +202,29 @@ export function fakeFs(spec: {
     isExecutable: (path) => Promise.resolve(executables.has(path)),
     info: (path) => {
       const mode = spec.modes?.[path];
-      if (spec.files?.[path] === undefined && !executables.has(path)) return Promise.resolve(null);
+      const text = spec.files?.[path];
+      const file = text !== undefined || executables.has(path);
+      if (!file && !exists.has(path)) return Promise.resolve(null);
       return Promise.resolve({
-        isFile: true,
+        isFile: file,
+        isDirectory: !file,
         isSymlink: false,
-        mode: mode ?? (executables.has(path) ? 0o755 : 0o600),
+        mode: mode ?? (executables.has(path) || !file ? 0o755 : 0o600),
         uid: 0,
+        size: text?.length ?? 0,
       });
     },
     listDir: (path) => Promise.resolve([...(dirs[path] ?? [])]),
-    readTextFile: (path) => {
+    readTextFile: (path, maxBytes = MAX_TEXT_FILE) => {
       const text = spec.files?.[path];
-      return text === undefined
-        ? Promise.reject(
+      if (text === undefined) {
+        return Promise.reject(
           new Deno.errors.NotFound(`No such file or directory (os error 2): readfile '${path}'`),
+        );
+      }
+      return text.length > maxBytes
+        ? Promise.reject(
+          new Error(`it has ${text.length} bytes, more than the ${maxBytes} allowed`),
         )
         : Promise.resolve(text);
     },

@@ -657,6 +657,7 @@ async function pathProblems(
     const info = await seen(path);
     const problem = info === null ? null : privateProblem(info, uid, kind);
     if (problem !== null) refuse(what, path, problem);
+    return problem === null;
   };
   const checkKind = async (what: string, path: string, kind: "folder" | "file") => {
     const info = await seen(path);
@@ -669,8 +670,10 @@ async function pathProblems(
   }
   await checkLinks("metrics file", paths.metricsFile);
   const dir = paths.stateDir;
-  if (dir !== null && await checkLinks("state folder", dir)) {
-    await checkPrivate("state folder", dir, "folder");
+  if (
+    dir !== null && await checkLinks("state folder", dir) &&
+    await checkPrivate("state folder", dir, "folder")
+  ) {
     const inside: [string, string, "folder" | "file"][] = [
       ["incident log", incidentsPath(dir), "file"],
       ["outbox", `${dir}/outbox`, "folder"],

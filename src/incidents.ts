@@ -6,7 +6,7 @@
 import * as v from "valibot";
 import type { Evidence } from "./evidence.ts";
 import { openRegularFile, readRegularText } from "./safe_file.ts";
-import { keyPath, timestamp } from "./schema.ts";
+import { issueLine, timestamp } from "./schema.ts";
 
 const num = v.number();
 const int = v.pipe(v.number(), v.integer());
@@ -97,8 +97,7 @@ export function parseIncident(line: string): IncidentRecord | string {
   }
   const parsed = v.safeParse(recordSchema, data);
   if (parsed.success) return parsed.output as IncidentRecord;
-  const issue = parsed.issues[0];
-  return `${keyPath(issue.path) || "top level"}: expected ${issue.expected ?? "another value"}`;
+  return issueLine(parsed.issues[0]);
 }
 
 /** One incident as stored. */

@@ -7,6 +7,9 @@ export interface HeldLock extends Disposable {
   readonly path: string;
 }
 
+/** Takes a lock without waiting: {@link tryLock}, or a fake in tests. */
+export type TryLock = (path: string) => Promise<HeldLock | null>;
+
 /**
  * Takes the exclusive lock on `path` without waiting, creating the file (and its folder, mode
  * 0700) if needed. Returns null when another process holds it. The file is never deleted:

@@ -49,7 +49,7 @@ import { captureEvidence, type Evidence, evidenceLines } from "./evidence.ts";
 import { fileIncidentLog, type IncidentLog, incidentsPath } from "./incidents.ts";
 import { describeError } from "./errors.ts";
 import { fitsInRun, nextDue, type Timing } from "./schedule.ts";
-import { tryLock } from "./lock.ts";
+import { type TryLock, tryLock } from "./lock.ts";
 import { fileStateStore, type StateStore } from "./state.ts";
 
 /** Tuning that tests shorten, and the state store they replace; production uses the defaults. */
@@ -60,6 +60,8 @@ export interface MonitorOptions {
   incidents?: IncidentLog;
   /** Where undelivered alerts wait; by default the state folder's outbox/. */
   outbox?: Outbox;
+  /** How a target's lock is taken; by default its lock file. */
+  lock?: TryLock;
 }
 
 /** The outbox of undelivered alerts. */
@@ -639,8 +641,8 @@ export async function writeMetrics(
 }
 
 /** Takes the target's lock, or says another run has it and returns null. */
-async function lockTarget(target: Target) {
-  const lock = await tryLock(target.lockFile);
+async function lockTarget(target: Target, options: MonitorOptions) {
+  const lock = await (options.lock ?? tryLock)(target.lockFile);
   if (lock === null) {
     logger.info("Another php-relaunch holds {lock}; this run does nothing.", {
       lock: target.lockFile,
@@ -665,7 +667,7 @@ export async function watchRun(
   // the watches of this run, whose counters the metrics take without reading them back
   const live = new Map<string, Watch>();
   const codes = await Promise.all(cfg.targets.map(async (target) => {
-    using lock = await lockTarget(target);
+    using lock = await lockTarget(target, options);
     return lock === null ? ExitCode.Ok : await watchTargetRun(cfg, target, deps, options, live);
   }));
   if (cfg.metricsFile !== null) await writeMetrics(cfg, options, live);
@@ -719,7 +721,7 @@ export async function probeOnce(
       codes.push(await checkTarget(cfg, target, deps));
       continue;
     }
-    using lock = await lockTarget(target);
+    using lock = await lockTarget(target, options);
     if (lock !== null) codes.push(await restartTargetOnce(cfg, target, deps, options));
   }
   return worstExit(codes);

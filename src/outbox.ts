@@ -9,7 +9,7 @@ import { describeError } from "./errors.ts";
 import { tryLock } from "./lock.ts";
 import { logger } from "./log.ts";
 import { writeFileAtomic } from "./safe_file.ts";
-import { keyPath, timestamp } from "./schema.ts";
+import { issueLine, timestamp } from "./schema.ts";
 
 /**
  * One delivery to one channel. A webhook's address is not part of it: it is a secret, and
@@ -85,8 +85,7 @@ export function parseQueued(json: string): QueuedDelivery | string {
   }
   const parsed = v.safeParse(queuedSchema, data);
   if (parsed.success) return parsed.output;
-  const issue = parsed.issues[0];
-  return `${keyPath(issue.path) || "top level"}: expected ${issue.expected ?? "another value"}`;
+  return issueLine(parsed.issues[0]);
 }
 
 /** At most this many queued deliveries; the oldest go first beyond it. */

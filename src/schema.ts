@@ -39,3 +39,14 @@ export const MAX_TIME = 8.64e15;
 
 /** A time in milliseconds since the epoch that a `Date` can show. */
 export const timestamp = v.pipe(v.number(), v.minValue(0), v.maxValue(MAX_TIME));
+
+/**
+ * A problem of data read back from a file (state, incident, queued alert) as "key: what was
+ * expected"; never the value found, which may be anything.
+ */
+export function issueLine(issue: v.BaseIssue<unknown>): string {
+  const key = keyPath(issue.path) || "top level";
+  return issue.input === undefined
+    ? `${key}: missing`
+    : `${key}: expected ${issue.expected ?? "another value"}`;
+}

@@ -4,7 +4,7 @@
  * rename): a SIGKILL at any moment leaves the old state or the new one, never half of either.
  */
 import * as v from "valibot";
-import { keyPath, timestamp } from "./schema.ts";
+import { issueLine, timestamp } from "./schema.ts";
 import { describeError } from "./errors.ts";
 import { readRegularText, writeFileAtomic } from "./safe_file.ts";
 import { logger } from "./log.ts";
@@ -84,8 +84,7 @@ export function parseState(text: string): TargetState | string {
     const { version: _, ...state } = parsed.output;
     return state;
   }
-  const issue = parsed.issues[0];
-  return `${keyPath(issue.path) || "top level"}: expected ${issue.expected ?? "another value"}`;
+  return issueLine(parsed.issues[0]);
 }
 
 /** Loads and saves one target's state. */

@@ -97,7 +97,8 @@ async function targetLoop(
   stop: AbortSignal,
   beat: (watch: Watch | null) => void,
 ): Promise<void> {
-  let lock = await tryLock(target.lockFile);
+  const tryLockFile = options.lock ?? tryLock;
+  let lock = await tryLockFile(target.lockFile);
   if (lock === null) {
     logger.info("Another php-relaunch holds {lock}; waiting for it.", {
       lock: target.lockFile,
@@ -107,7 +108,7 @@ async function targetLoop(
   while (lock === null && !stop.aborted) {
     beat(null);
     await deps.clock.sleep(target.policy.intervalMs, stop);
-    lock = await tryLock(target.lockFile);
+    lock = await tryLockFile(target.lockFile);
   }
   if (lock === null) return;
   using _held = lock;

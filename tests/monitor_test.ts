@@ -13,6 +13,7 @@ import {
   FakeRunner,
   fetchErrors,
   type HttpStep,
+  memoryLocks,
   psAnswer,
   scriptedHttp,
   testDeps,
@@ -53,7 +54,8 @@ async function setup(
   // the policy's memory stays in the test: nothing is shared through /var/lib
   const store = memoryStateStore();
   const incidents = memoryIncidentLog();
-  const options = { store, incidents, outbox: memoryOutbox() };
+  // and the lock: a real run's lock file is never touched
+  const options = { store, incidents, outbox: memoryOutbox(), lock: memoryLocks() };
   return {
     cfg,
     deps,
@@ -75,6 +77,7 @@ const fastRelaunch = (store = memoryStateStore()) => ({
   store,
   incidents: memoryIncidentLog(),
   outbox: memoryOutbox(),
+  lock: memoryLocks(),
   relaunch: {
     maxAttempts: 3,
     retryDelayMs: 2000,
@@ -296,6 +299,7 @@ Deno.test("php-cgi is relaunched too with the 4th argument", async () => {
       store: memoryStateStore(),
       incidents: memoryIncidentLog(),
       outbox: memoryOutbox(),
+      lock: memoryLocks(),
     }),
     ExitCode.Ok,
   );

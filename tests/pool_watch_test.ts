@@ -20,6 +20,7 @@ import {
   FakeRunner,
   type FcgiStep,
   fetchErrors,
+  memoryLocks,
   psAnswer,
   scriptedFcgi,
   testDeps,
@@ -110,6 +111,7 @@ async function run(opts: {
     store: memoryStateStore(),
     incidents,
     outbox: memoryOutbox(),
+    lock: memoryLocks(),
   });
   return { code, counts, runner, mailer, incidents, clock, actedAtPing };
 }

@@ -17,6 +17,7 @@ import type {
   RunResult,
 } from "../../src/deps.ts";
 import { MAX_TEXT_FILE } from "../../src/deps.ts";
+import type { HeldLock, TryLock } from "../../src/lock.ts";
 import { renderMessage } from "../../src/log.ts";
 
 /** One scripted FastCGI outcome: an answer, or what the client would throw, after `ms`. */
@@ -320,4 +321,20 @@ export function captureLogs(): { lines: () => string[]; records: LogRecord[] } {
     records,
     lines: () => records.filter((r) => r.level !== "debug").map(renderMessage),
   };
+}
+
+/**
+ * Locks in memory, so that unit tests never take a lock file of the host's: `held` are the
+ * paths another run holds; a lock taken here is held until disposed.
+ */
+export function memoryLocks(...held: string[]): TryLock & { held: Set<string>; taken: string[] } {
+  const locks = new Set(held);
+  const taken: string[] = [];
+  const take = (path: string): Promise<HeldLock | null> => {
+    if (locks.has(path)) return Promise.resolve(null);
+    locks.add(path);
+    taken.push(path);
+    return Promise.resolve({ path, [Symbol.dispose]: () => void locks.delete(path) });
+  };
+  return Object.assign(take, { held: locks, taken });
 }

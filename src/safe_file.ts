@@ -146,6 +146,11 @@ export async function ensurePrivateDir(dir: string, what: string): Promise<void>
  * or grew while being read; errors of opening unchanged.
  */
 export async function readRegularText(path: string, maxBytes: number): Promise<string> {
+  return new TextDecoder().decode(await readRegularBytes(path, maxBytes));
+}
+
+/** A regular file's bytes, at most `maxBytes`; throws as {@link readRegularText} does. */
+export async function readRegularBytes(path: string, maxBytes: number): Promise<Uint8Array> {
   using file = await Deno.open(path, { read: true });
   const info = await file.stat();
   if (!info.isFile) throw new Error("it is not a regular file");
@@ -161,5 +166,5 @@ export async function readRegularText(path: string, maxBytes: number): Promise<s
     at += n;
   }
   if (at > info.size) throw new Error("it grew while being read");
-  return new TextDecoder().decode(buffer.subarray(0, at));
+  return buffer.subarray(0, at);
 }

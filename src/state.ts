@@ -6,7 +6,7 @@
 import * as v from "valibot";
 import { issueLine, timestamp } from "./schema.ts";
 import { describeError } from "./errors.ts";
-import { readRegularText, writeFileAtomic } from "./safe_file.ts";
+import { readRegularBytes, writeFileAtomic } from "./safe_file.ts";
 import { logger } from "./log.ts";
 import { freshState, type TargetState } from "./policy.ts";
 import { freshCounters, LATENCY_BUCKETS } from "./metrics.ts";
@@ -115,9 +115,9 @@ export function statePath(dir: string, name: string): string {
 export function fileStateStore(path: string): StateStore {
   return {
     async load() {
-      let text: string;
+      let bytes: Uint8Array;
       try {
-        text = await readRegularText(path, MAX_STATE_FILE);
+        bytes = await readRegularBytes(path, MAX_STATE_FILE);
       } catch (err) {
         if (!(err instanceof Deno.errors.NotFound)) {
           logger.warn("Cannot read state file {path} ({error}): starting afresh.", {
@@ -127,11 +127,11 @@ export function fileStateStore(path: string): StateStore {
         }
         return freshState();
       }
-      const state = parseState(text);
+      const state = parseState(new TextDecoder().decode(bytes));
       if (typeof state !== "string") return state;
       logger.warn("State file {path} is corrupt ({error}): starting afresh.", {
         path,
-        error: `${new TextEncoder().encode(text).length} bytes: ${state}`,
+        error: `${bytes.length} bytes: ${state}`,
       });
       return freshState();
     },

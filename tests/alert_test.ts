@@ -218,3 +218,100 @@ Deno.test("a webhook's path (its secret, for Slack) is never logged", async () =
   await retryOutbox(outbox, () => Promise.resolve(), 2);
   assert.doesNotMatch(logs.lines().join("\n"), /T1\/B2/);
 });
+
+Deno.test("a queued webhook alert keeps no URL: it goes where the configuration says at retry time", async () => {
+  const logs = captureLogs();
+  const outbox = memoryOutbox();
+  const secret = "https://hooks.example.com/services/T1/B2/SECRET";
+  const failing = channels(
+    {
+      mailer: fakeMailer(),
+      webhookPost: (url) =>
+        Promise.reject(
+          new TypeError("fetch failed", {
+            cause: new Error(`error sending request for url (${url.href}): connection refused`),
+          }),
+        ),
+    },
+    SMTP,
+    new URL(secret),
+  );
+  const queue = new AlertQueue(failing, outbox, { ...SETTINGS, to: [] }, () => 1000);
+  queue.send(ALERT);
+  await queue.flush();
+  const stored = JSON.stringify([...outbox.items.values()]);
+  assert.ok(!stored.includes("SECRET"), stored);
+  assert.match(
+    stored,
+    /"lastError":"fetch failed: error sending request for url \(https:\/\/hooks\.example\.com\/…\)/,
+  );
+  assert.ok(!logs.lines().join("\n").includes("SECRET"));
+
+  const posted: string[] = [];
+  const moved = channels(
+    {
+      mailer: fakeMailer(),
+      webhookPost: (url) => {
+        posted.push(url.href);
+        return Promise.resolve(204);
+      },
+    },
+    SMTP,
+    new URL("https://hooks.example.com/new/URL"),
+  );
+  await retryOutbox(outbox, moved, 2000);
+  assert.deepEqual(posted, ["https://hooks.example.com/new/URL"]);
+  assert.equal(outbox.items.size, 0);
+
+  queue.send(ALERT);
+  await queue.flush();
+  await retryOutbox(
+    outbox,
+    channels({ mailer: fakeMailer(), webhookPost: () => Promise.resolve(204) }, SMTP, null),
+    3000,
+  );
+  assert.equal(
+    outbox.items.size,
+    0,
+    "no webhook configured any more: dropped, not retried for days",
+  );
+  assert.match(
+    logs.lines().join("\n"),
+    /Dropping webhook "web1 PHP restart", queued since .*: no webhook is configured any more/,
+  );
+});
+
+Deno.test("a queued file is checked whole; a webhook URL an older version queued is forgotten", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const logs = captureLogs();
+    const outbox = fileOutbox(dir);
+    const body = { text: "t", host: "web1", subject: "s", line: "l", details: [] };
+    await Deno.writeTextFile(
+      `${dir}/1-1-0.json`,
+      JSON.stringify({
+        delivery: { channel: "webhook", url: "https://hooks.example.com/SECRET", body },
+        queuedAt: 1,
+        attempts: 1,
+        lastError: "x",
+      }),
+    );
+    await Deno.writeTextFile(
+      `${dir}/2-1-0.json`,
+      JSON.stringify({ delivery: { channel: "mail" } }),
+    );
+    await Deno.writeTextFile(`${dir}/3-1-0.json`, "\x1b[2J not json");
+    const listed = await outbox.list();
+    assert.equal(listed.length, 1);
+    assert.deepEqual(listed[0]?.item.delivery, { channel: "webhook", body });
+    await outbox.update(listed[0]!.id, listed[0]!.item);
+    assert.ok(!(await Deno.readTextFile(`${dir}/1-1-0.json`)).includes("SECRET"));
+    const dropped = logs.lines().filter((l) => /Dropping unreadable/.test(l));
+    assert.deepEqual(dropped, [
+      "Dropping unreadable queued alert 2-1-0: delivery.mail: missing",
+      "Dropping unreadable queued alert 3-1-0: not JSON (a syntax error)",
+    ]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

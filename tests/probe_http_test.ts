@@ -182,3 +182,65 @@ Deno.test("real HTTP: proxies from the environment are ignored; the URL's host i
     else Deno.env.set("HTTP_PROXY", saved);
   }
 });
+
+Deno.test("classifyError: a reset connection is 'closed'; fetch's URL and its token are cut", () => {
+  for (
+    const cause of [
+      "error sending request for url (http://127.0.0.1:8889/hb?token=T0K): client error (SendRequest): connection error: Connection reset by peer (os error 104)",
+      "error sending request from 127.0.0.1:1 for http://127.0.0.1:8889/hb?token=T0K (127.0.0.1:8889): client error (SendRequest): connection reset",
+    ]
+  ) {
+    const c = classifyError(new TypeError("fetch failed", { cause: new Error(cause) }));
+    assert.equal(c.kind, "closed", cause);
+    assert.ok(!c.detail.includes("T0K"), c.detail);
+  }
+});
+
+/** A raw TCP server that answers every connection with `reply` and then closes it. */
+async function withRawServer(reply: string, fn: (base: string) => Promise<void>) {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const served = (async () => {
+    for await (const conn of listener) {
+      await conn.read(new Uint8Array(4096));
+      await conn.write(new TextEncoder().encode(reply));
+      await new Promise((r) => setTimeout(r, 20));
+      conn.close();
+    }
+  })().catch(() => {});
+  try {
+    await fn(`http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`);
+  } finally {
+    listener.close();
+    await served;
+  }
+}
+
+Deno.test("real HTTP: an answer cut short is a php-fpm failure, not a setup error", async () => {
+  await withRawServer("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n127.0.0.1", async (base) => {
+    const r = await probe(`${base}/hb?token=T0K`);
+    assert.equal(r.kind, "cut");
+    assert.equal(verdictOf(r), "php_down");
+    assert.match(r.detail, /^the answer was cut short: /);
+    assert.ok(!r.detail.includes("T0K"));
+  });
+});
+
+Deno.test("real HTTP: expect holds for HTTP too: a 200 with another body is not health", async () => {
+  await withServer((req) => {
+    const path = new URL(req.url).pathname;
+    if (path === "/fatal") return new Response("<b>Fatal error</b>: Uncaught Error in hb.php");
+    if (path === "/down") return new Response("Bad Gateway", { status: 502 });
+    return new Response("\nok 127.0.0.1\n");
+  }, async (base) => {
+    const fatal = await probe(`${base}/fatal`, 2000, "ok");
+    assert.equal(fatal.kind, "unexpected");
+    assert.equal(verdictOf(fatal), "misconfigured");
+    assert.match(
+      fatal.detail,
+      /^answered "<b>Fatal error<\/b>: Uncaught Error in hb", expected "ok"$/,
+    );
+    assert.equal(verdictOf(await probe(`${base}/ok`, 2000, "ok")), "healthy");
+    assert.equal(verdictOf(await probe(`${base}/fatal`)), "healthy", "no expect: any 2xx");
+    assert.equal(verdictOf(await probe(`${base}/down`, 2000, "ok")), "php_down");
+  });
+});

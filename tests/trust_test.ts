@@ -165,7 +165,7 @@ Deno.test("trust: a path through a symbolic link is refused by its real folder, 
         ),
       );
       assert.deepEqual(
-        [...Deno.readDirSync(`${dir}/elsewhere`)].map((e) => e.name),
+        await Array.fromAsync(Deno.readDir(`${dir}/elsewhere`), (e) => e.name),
         [],
         `${what}: nothing created through the link (${name})`,
       );
@@ -489,7 +489,9 @@ Deno.test("trust: a binary state file is reported by its size and the parser's r
         log,
         /State file .*php8\.2-fpm\.json is corrupt \(8 bytes: not JSON\): starting afresh\./,
       );
-      assert.ok(!/[\x00\x1b\r]/.test(log), "no control byte reaches the log");
+      for (const byte of ["\x00", "\x1b", "\r"]) {
+        assert.ok(!log.includes(byte), "no control byte reaches the log");
+      }
     });
   });
 });

@@ -106,3 +106,64 @@ Deno.test("log: JSON lines carry the same event as the text line, with its field
     target: "php8.2-fpm",
   });
 });
+
+Deno.test("lock: a run killed with SIGKILL while holding it leaves it free for the next", async () => {
+  const dir = await tempDir();
+  const path = `${dir}/run.lock`;
+  const lockModule = new URL("../src/lock.ts", import.meta.url).href;
+  // another php-relaunch: takes the lock through our own code, says so, and waits to be killed
+  const holder = new Deno.Command(Deno.execPath(), {
+    args: [
+      "eval",
+      "--ext=ts",
+      `const { tryLock } = await import(${JSON.stringify(lockModule)});
+       const held = await tryLock(${JSON.stringify(path)});
+       console.log(held ? "held" : "busy");
+       await new Promise((r) => setTimeout(r, 60_000));`,
+    ],
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  try {
+    const reader = holder.stdout.getReader();
+    const { value } = await reader.read();
+    reader.releaseLock();
+    assert.equal(new TextDecoder().decode(value).trim(), "held");
+    assert.equal(await tryLock(path), null, "busy while the other run lives");
+    holder.kill("SIGKILL");
+    await holder.status;
+    const next = await tryLock(path);
+    assert.ok(next, "free once the holder is gone, with the file still there");
+    next[Symbol.dispose]();
+  } finally {
+    try {
+      holder.kill("SIGKILL");
+    } catch { /* already dead */ }
+    await holder.status;
+    await holder.stdout.cancel().catch(() => {});
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("lock: its folder is made for us alone; one that others can write is refused", async () => {
+  const dir = await tempDir();
+  try {
+    const held = await tryLock(`${dir}/locks/run.lock`);
+    assert.ok(held);
+    held[Symbol.dispose]();
+    assert.equal((await Deno.lstat(`${dir}/locks`)).mode! & 0o7777, 0o700);
+    await Deno.chmod(`${dir}/locks`, 0o1777);
+    await assert.rejects(
+      () => tryLock(`${dir}/locks/run.lock`),
+      /Refusing lock folder ".*\/locks": its mode 1777 lets others write to it/,
+    );
+    await Deno.chmod(`${dir}/locks`, 0o700);
+    await Deno.chown(`${dir}/locks/run.lock`, 65534, 65534);
+    await assert.rejects(
+      () => tryLock(`${dir}/locks/run.lock`),
+      /Refusing lock file ".*run\.lock": it is owned by uid 65534, not root/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { parseCommandLine } from "../src/cli.ts";
 import { loadConfig } from "../src/config.ts";
-import { ExitCode } from "../src/errors.ts";
+import type { Mail, Mailer } from "../src/deps.ts";
 import { probeOnce, watchRun } from "../src/monitor.ts";
 import { memoryStateStore } from "../src/state.ts";
 import { memoryIncidentLog } from "../src/incidents.ts";
@@ -12,11 +12,13 @@ import {
   fakeMailer,
   FakeRunner,
   fetchErrors,
+  hangingMailer,
   type HttpStep,
   memoryLocks,
   psAnswer,
   scriptedHttp,
   testDeps,
+  until,
 } from "./support/fakes.ts";
 
 const URI = "http://127.0.0.1:8889/php-heartbeat.php";
@@ -39,12 +41,12 @@ function fpmHost(startWorks = true) {
 async function setup(
   argv: string[],
   script: HttpStep[],
-  opts: { mailFails?: boolean; startWorks?: boolean } = {},
+  opts: { mailFails?: boolean; startWorks?: boolean; mailer?: Mailer & { sent: Mail[] } } = {},
 ) {
   const clock = new FakeClock();
   const http = scriptedHttp(clock, script);
   const runner = fpmHost(opts.startWorks ?? true);
-  const mailer = fakeMailer(
+  const mailer = opts.mailer ?? fakeMailer(
     opts.mailFails ? new Error("connect ECONNREFUSED 127.0.0.1:25") : undefined,
   );
   const deps = testDeps({ clock, httpGet: http, runner, mailer });
@@ -91,7 +93,7 @@ const fastRelaunch = (store = memoryStateStore()) => ({
 
 Deno.test("healthy minute: 12 probes 5 s apart, nothing run, nothing mailed, exit 0", async () => {
   const s = await setup([URI, "5", "ops@example.com"], [ok]);
-  assert.equal(await watchRun(s.cfg, s.deps, s.options), ExitCode.Ok);
+  assert.equal(await watchRun(s.cfg, s.deps, s.options), 0);
   assert.equal(s.http.calls.length, 12);
   assert.equal(s.runner.calls.length, 0);
   assert.equal(s.mailer.sent.length, 0);
@@ -101,7 +103,7 @@ Deno.test("healthy minute: 12 probes 5 s apart, nothing run, nothing mailed, exi
 
 Deno.test("a single stray 502 is confirmed 1 s later and restarts nothing", async () => {
   const s = await setup([URI, "5", "ops@example.com"], [ok, { status: 502 }, ok]);
-  assert.equal(await watchRun(s.cfg, s.deps, s.options), ExitCode.Ok);
+  assert.equal(await watchRun(s.cfg, s.deps, s.options), 0);
   assert.equal(s.runner.calls.length, 0);
   assert.equal(s.mailer.sent.length, 0);
   assert.deepEqual(s.logs.lines(), []);
@@ -111,7 +113,7 @@ Deno.test("a single stray 502 is confirmed 1 s later and restarts nothing", asyn
 Deno.test("two 502s (a crash): restart once, one log line, one mail, then settle 10 s and keep watching", async () => {
   const bad = { status: 502, body: "<h1>502 Bad Gateway</h1>" };
   const s = await setup([URI, "5", "ops@example.com,dev@example.com"], [ok, ok, bad, bad, ok]);
-  assert.equal(await watchRun(s.cfg, s.deps, s.options), ExitCode.Ok);
+  assert.equal(await watchRun(s.cfg, s.deps, s.options), 0);
   assert.deepEqual(s.logs.lines(), ["502 PHP restarted."]);
   assert.equal(
     s.runner.lines().filter((l) => l === "/usr/sbin/service php8.2-fpm start").length,
@@ -141,7 +143,7 @@ Deno.test("--metrics-file: the run's probes and its restart, for node_exporter's
       [URI, "5", "", "--metrics-file", `${dir}/php-relaunch.prom`],
       [ok, bad, bad, ok],
     );
-    assert.equal(await watchRun(s.cfg, s.deps, s.options), ExitCode.Ok);
+    assert.equal(await watchRun(s.cfg, s.deps, s.options), 0);
     const text = await Deno.readTextFile(`${dir}/php-relaunch.prom`);
     const value = (line: string) =>
       new RegExp(`^${line.replace(/[{}.+]/g, "\\$&")} (\\S+)$`, "m").exec(text)?.[1];
@@ -166,7 +168,7 @@ Deno.test("--metrics-file: the run's probes and its restart, for node_exporter's
 
 Deno.test("no answer within the timeout: restart", async () => {
   const s = await setup([URI, "5", ""], [{ error: fetchErrors.timeout(), ms: 5000 }, ok]);
-  assert.equal(await watchRun(s.cfg, s.deps, s.options), ExitCode.Ok);
+  assert.equal(await watchRun(s.cfg, s.deps, s.options), 0);
   assert.deepEqual(s.logs.lines(), ["timeout PHP restarted."]);
   assert.equal(s.mailer.sent.length, 0, "'' means no mail");
 });
@@ -176,36 +178,36 @@ for (
     [
       "refused",
       { error: fetchErrors.refused() },
-      ExitCode.Unreachable,
+      7,
       "PHP heartbeat unreachable",
       /nginx or the address is down/,
     ],
     [
       "unknown host",
       { error: fetchErrors.dns() },
-      ExitCode.Unreachable,
+      7,
       "PHP heartbeat unreachable",
       /does not resolve/,
     ],
     [
       "444 (closed)",
       { error: fetchErrors.closed() },
-      ExitCode.Misconfigured,
+      4,
       "PHP heartbeat misconfigured",
       /444/,
     ],
-    ["404", { status: 404 }, ExitCode.Misconfigured, "PHP heartbeat misconfigured", /404/],
+    ["404", { status: 404 }, 4, "PHP heartbeat misconfigured", /404/],
     [
       "302",
       { status: 302, location: "/login" },
-      ExitCode.Misconfigured,
+      4,
       "PHP heartbeat misconfigured",
       /not redirect/,
     ],
     [
       "TLS on a plain port",
       { error: fetchErrors.tls() },
-      ExitCode.Misconfigured,
+      4,
       "PHP heartbeat misconfigured",
       /scheme and port/,
     ],
@@ -226,7 +228,7 @@ for (
 
 Deno.test("php-fpm that will not come back: 3 restarts, then one 'given up' alert, exit 3", async () => {
   const s = await setup([URI, "5", "ops@example.com"], [{ status: 502 }], { startWorks: false });
-  assert.equal(await watchRun(s.cfg, s.deps, fastRelaunch()), ExitCode.PhpDown);
+  assert.equal(await watchRun(s.cfg, s.deps, fastRelaunch()), 3);
   // 3 restarts of 3 start attempts each
   assert.equal(s.runner.lines().filter((l) => l.endsWith(" start")).length, 9);
   assert.match(s.logs.lines()[0]!, /^502 PHP restart failed \(php8\.2-fpm: no php-fpm8\.2 process/);
@@ -247,7 +249,7 @@ Deno.test("the memory carries over to the next cron run: given up stays given up
   const before = s.runner.calls.length;
   s.mailer.sent.length = 0;
   s.clock.advance(60_000);
-  assert.equal(await watchRun(s.cfg, s.deps, options), ExitCode.PhpDown);
+  assert.equal(await watchRun(s.cfg, s.deps, options), 3);
   assert.equal(s.runner.calls.length, before, "no restart in the next run");
   assert.deepEqual(s.mailer.sent, [], "no second 'given up'");
 });
@@ -256,7 +258,7 @@ Deno.test("a failed mail is logged and queued, and changes nothing else", async 
   const s = await setup([URI, "5", "ops@example.com"], [{ status: 503 }, { status: 503 }, ok], {
     mailFails: true,
   });
-  assert.equal(await watchRun(s.cfg, s.deps, s.options), ExitCode.Ok);
+  assert.equal(await watchRun(s.cfg, s.deps, s.options), 0);
   const lines = s.logs.lines();
   assert.equal(lines[0], "503 PHP restarted.");
   assert.match(
@@ -272,7 +274,7 @@ Deno.test("a failed mail is logged and queued, and changes nothing else", async 
 
 Deno.test("--run-for 10 (mcron every 10 s): two probes", async () => {
   const s = await setup([URI, "5", "", "--run-for", "10"], [ok]);
-  assert.equal(await watchRun(s.cfg, s.deps, s.options), ExitCode.Ok);
+  assert.equal(await watchRun(s.cfg, s.deps, s.options), 0);
   assert.equal(s.http.calls.length, 2);
 });
 
@@ -301,7 +303,7 @@ Deno.test("php-cgi is relaunched too with the 4th argument", async () => {
       outbox: memoryOutbox(),
       lock: memoryLocks(),
     }),
-    ExitCode.Ok,
+    0,
   );
   const lines = runner.lines();
   assert.ok(lines.includes("/usr/bin/pkill -KILL -x php-cgi8.2"));
@@ -315,11 +317,11 @@ Deno.test("php-cgi is relaunched too with the 4th argument", async () => {
 Deno.test("--once: the verdict is the exit code; no restart, no mail", async (t) => {
   for (
     const [step, code] of [
-      [ok, ExitCode.Ok],
-      [{ status: 502 }, ExitCode.PhpDown],
-      [{ error: fetchErrors.timeout(), ms: 5000 }, ExitCode.PhpDown],
-      [{ error: fetchErrors.refused() }, ExitCode.Unreachable],
-      [{ error: fetchErrors.closed() }, ExitCode.Misconfigured],
+      [ok, 0],
+      [{ status: 502 }, 3],
+      [{ error: fetchErrors.timeout(), ms: 5000 }, 3],
+      [{ error: fetchErrors.refused() }, 7],
+      [{ error: fetchErrors.closed() }, 4],
     ] as const
   ) {
     await t.step(`exit ${code}`, async () => {
@@ -338,7 +340,42 @@ Deno.test("--once --restart: restarts and mails what it did", async () => {
     { status: 502 },
     ok,
   ]);
-  assert.equal(await probeOnce(s.cfg, s.deps, s.options), ExitCode.Ok);
+  assert.equal(await probeOnce(s.cfg, s.deps, s.options), 0);
   assert.ok(s.runner.lines().includes("/usr/sbin/service php8.2-fpm start"));
   assert.deepEqual(s.mailer.sent.map((m) => m.subject), ["web1 PHP restart"]);
+});
+
+Deno.test("cron run: another run's lock means nothing is probed, restarted or written; exit 0", async () => {
+  const s = await setup([URI, "5", "ops@example.com"], [{ status: 502 }]);
+  const held = memoryLocks(s.cfg.targets[0]!.lockFile);
+  assert.equal(await watchRun(s.cfg, s.deps, { ...s.options, lock: held }), 0);
+  assert.equal(s.http.calls.length, 0);
+  assert.equal(s.runner.calls.length, 0);
+  assert.deepEqual(s.logs.lines(), [
+    `Another php-relaunch holds ${s.cfg.targets[0]!.lockFile}; this run does nothing.`,
+  ]);
+  const free = memoryLocks();
+  assert.equal(await watchRun(s.cfg, s.deps, { ...s.options, lock: free }), 3);
+  assert.deepEqual(free.taken, [s.cfg.targets[0]!.lockFile], "the same lock, taken this time");
+});
+
+Deno.test("cron run: a mail server that never answers delays neither the next probe nor the next restart", async () => {
+  const bad = { status: 502 };
+  const mailer = hangingMailer();
+  const s = await setup(
+    [URI, "5", "ops@example.com"],
+    [ok, bad, bad, ok, ok, ok, bad, bad, ok],
+    { mailer },
+  );
+  const starts = () => s.runner.lines().filter((l) => l.endsWith(" start")).length;
+  const run = watchRun(s.cfg, s.deps, s.options);
+  try {
+    assert.ok(
+      await until(() => starts() === 2 && mailer.sent.length === 2 && s.http.calls.length >= 10),
+      `on time while the mail hangs: ${starts()} restarts, ${mailer.sent.length} mails, ${s.http.calls.length} probes`,
+    );
+  } finally {
+    mailer.release();
+  }
+  assert.equal(await run, 0);
 });

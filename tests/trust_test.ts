@@ -61,6 +61,8 @@ function closedPort(): number {
   return port;
 }
 
+const exists = (path: string) => Deno.lstat(path).then(() => true, () => false);
+
 /** Every file's text below `dir`, for grepping. */
 async function allText(dir: string): Promise<string> {
   let text = "";
@@ -118,6 +120,7 @@ Deno.test("trust: a lock folder or file another user made or can write is refuse
         assert.equal(r.code, 2, `${name}: ${r.stderr}`);
         assert.match(oneLine(r.stderr), expected, name);
         assert.equal(hits(), 0, `${name}: nothing probed`);
+        assert.ok(!(await exists(`${dir}/log`)), `${name}: refused before the log was made`);
       }
       // a missing lock folder is made, for root alone
       await Deno.remove(`${dir}/locks`, { recursive: true });

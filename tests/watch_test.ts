@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { parseCommandLine } from "../src/cli.ts";
 import { type Config, loadConfig } from "../src/config.ts";
 import type { HttpGet } from "../src/deps.ts";
-import { ConfigError, ExitCode } from "../src/errors.ts";
+import { ConfigError } from "../src/errors.ts";
 import type { Notifier } from "../src/notify.ts";
 import { memoryStateStore } from "../src/state.ts";
 import { type SignalSource, watchForever, type WatchSignal } from "../src/watch.ts";
@@ -13,8 +13,11 @@ import {
   fakeHost,
   fakeMailer,
   FakeRunner,
+  hangingMailer,
+  memoryLocks,
   psAnswer,
   testDeps,
+  until,
 } from "./support/fakes.ts";
 
 /** Signals the test sends itself. */
@@ -124,7 +127,7 @@ Deno.test("watch: two targets on two php-fpm versions restart independently; SIG
   });
   try {
     const code = await watchForever(s.cfg, s.deps, { signals: s.signals.source });
-    assert.equal(code, ExitCode.Ok);
+    assert.equal(code, 0);
     const lines = s.runner.lines();
     assert.ok(lines.includes("/usr/bin/pkill -KILL -x php-fpm7.4"));
     assert.ok(lines.includes("/usr/sbin/service php7.4-fpm start"));
@@ -175,7 +178,7 @@ Deno.test("watch: SIGHUP with an invalid config keeps running on the old one", a
         );
       },
     });
-    assert.equal(code, ExitCode.Ok);
+    assert.equal(code, 0);
     assert.equal(reloads, 1);
     assert.match(
       s.logs.lines().join("\n"),
@@ -257,7 +260,7 @@ Deno.test("watch: SIGTERM during a restart lets the restart finish, then exits 0
     return original(cmd, args, opts);
   };
   try {
-    assert.equal(await watchForever(s.cfg, s.deps, { signals: s.signals.source }), ExitCode.Ok);
+    assert.equal(await watchForever(s.cfg, s.deps, { signals: s.signals.source }), 0);
     assert.ok(signalled);
     const lines = runner.lines();
     const killed = lines.indexOf("/usr/bin/pkill -KILL -x php-fpm8.2");
@@ -299,6 +302,144 @@ Deno.test("watch: a long restart is slow, not hung: systemd's watchdog keeps bei
     await watchForever(s.cfg, s.deps, { signals: s.signals.source, notifier });
     assert.ok(pingsDuringRestart.length > 0, "pinged while restarting");
   } finally {
+    await s.cleanup();
+  }
+});
+
+/** The given-up memory of a target: three failed restarts, alerts sent. */
+function givenUp(now: number) {
+  return {
+    version: 1,
+    failures: 0,
+    timeouts: 0,
+    failingSince: null,
+    successes: 0,
+    healthySince: null,
+    incident: {
+      kind: "php_down",
+      since: now - 60_000,
+      label: "502",
+      restarts: 3,
+      lastAlertAt: now,
+    },
+    restarts: [1, 2, 3].map((i) => ({ at: now - i * 1000, ok: false, label: "502", detail: "x" })),
+    givenUpAt: now - 1000,
+    graceUntil: 0,
+  };
+}
+
+Deno.test("watch: a valid SIGHUP re-arms a target that gave up", async () => {
+  const s: Awaited<ReturnType<typeof setup>> = await setup((url, n) => {
+    if (url.port === "8889" && n === 5) s.signals.send("SIGHUP");
+    if (url.port === "8889" && n === 12) s.signals.send("SIGTERM");
+    return 200;
+  });
+  try {
+    const main = s.cfg.targets.find((t) => t.name === "main")!;
+    await Deno.mkdir(main.stateFile.slice(0, main.stateFile.lastIndexOf("/")), { recursive: true });
+    await Deno.writeTextFile(main.stateFile, JSON.stringify(givenUp(s.deps.clock.now())));
+    const code = await watchForever(s.cfg, s.deps, {
+      signals: s.signals.source,
+      reload: () => Promise.resolve(s.cfg),
+    });
+    assert.equal(code, 0);
+    const after = JSON.parse(await Deno.readTextFile(main.stateFile));
+    assert.equal(after.givenUpAt, null, "re-armed");
+    assert.deepEqual(after.restarts, [], "the restart history is forgotten");
+  } finally {
+    await s.cleanup();
+  }
+});
+
+Deno.test("watch: a lock held by a cron run is waited for; nothing is probed until it is free", async () => {
+  const s: Awaited<ReturnType<typeof setup>> = await setup(() => 200);
+  try {
+    const main = s.cfg.targets.find((t) => t.name === "main")!;
+    const legacy = s.cfg.targets.find((t) => t.name === "legacy")!;
+    const locks = memoryLocks(main.lockFile);
+    const run = watchForever(s.cfg, s.deps, { signals: s.signals.source, lock: locks });
+    const start = s.deps.clock.now();
+    assert.ok(await until(() => s.deps.clock.now() - start > 30_000), "time goes on");
+    assert.equal(s.calls.get("8889") ?? 0, 0, "the held target is not probed");
+    assert.ok((s.calls.get("8874") ?? 0) > 10, "the other target is");
+    assert.match(s.logs.lines().join("\n"), /Another php-relaunch holds .*; waiting for it\./);
+    locks.held.delete(main.lockFile);
+    assert.ok(await until(() => (s.calls.get("8889") ?? 0) > 3), "probed once the lock is free");
+    assert.ok(locks.held.has(main.lockFile) && locks.held.has(legacy.lockFile), "both held now");
+    s.signals.send("SIGTERM");
+    assert.equal(await run, 0);
+  } finally {
+    await s.cleanup();
+  }
+});
+
+Deno.test("watch: a target loop that hangs stops systemd's watchdog pings", async () => {
+  const pings: number[] = [];
+  const notifier: Notifier = {
+    watchdogEveryMs: 1000,
+    send: (state) => {
+      if (state === "WATCHDOG=1") pings.push(s.deps.clock.now());
+      return Promise.resolve();
+    },
+  };
+  let hang = false;
+  const hung: (() => void)[] = [];
+  const release = () => hung.splice(0).forEach((resolve) => resolve());
+  const s: Awaited<ReturnType<typeof setup>> = await setup(() => 200);
+  const healthy = s.deps.httpGet;
+  // a probe that hangs past every deadline, as a wedged event loop task would
+  s.deps.httpGet = (url, signal) =>
+    hang
+      ? new Promise((resolve) => {
+        hung.push(() => resolve({ status: 200, location: null, body: "" }));
+      })
+      : healthy(url, signal);
+  try {
+    const run = watchForever(s.cfg, s.deps, { signals: s.signals.source, notifier });
+    assert.ok(await until(() => pings.length >= 3), "pinged while probing");
+    hang = true;
+    const hungAt = s.deps.clock.now();
+    assert.ok(await until(() => s.deps.clock.now() - hungAt > 60_000), "the watchdog's clock runs");
+    const late = pings.filter((at) => at > hungAt + 4 * 1000 + 1000 + 1000);
+    assert.deepEqual(late, [], "no ping once the loop was silent for 4 periods and a timeout");
+    s.signals.send("SIGTERM");
+    release();
+    assert.equal(await run, 0);
+  } finally {
+    release();
+    await s.cleanup();
+  }
+});
+
+Deno.test("watch: a mail server that never answers delays neither probes nor restarts", async () => {
+  const mailer = hangingMailer();
+  const s: Awaited<ReturnType<typeof setup>> = await setup((url, n) => {
+    const restarts = s.runner.lines().filter((l) => l.includes("php8.2-fpm start")).length;
+    // main crashes at its 5th probe, and again 20 probes after it came back
+    const crashed = url.port === "8889" &&
+      ((n >= 5 && restarts === 0) || (n >= 30 && restarts === 1));
+    return crashed ? 502 : 200;
+  });
+  s.deps.mailer = mailer;
+  const cfg = {
+    ...s.cfg,
+    targets: s.cfg.targets.map((t) => ({ ...t, mailTo: ["ops@example.com"] })),
+  };
+  const run = watchForever(cfg, s.deps, { signals: s.signals.source });
+  try {
+    const starts = () => s.runner.lines().filter((l) => l.includes("php8.2-fpm start")).length;
+    assert.ok(
+      await until(() =>
+        starts() === 2 && mailer.sent.length === 2 && (s.calls.get("8889") ?? 0) > 40
+      ),
+      `on time while the mail hangs: ${starts()} restarts, ${mailer.sent.length} mails, ${
+        s.calls.get("8889")
+      } probes`,
+    );
+  } finally {
+    s.signals.send("SIGTERM");
+    mailer.release();
+    assert.equal(await run, 0);
     await s.cleanup();
   }
 });

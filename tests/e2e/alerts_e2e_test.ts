@@ -5,7 +5,6 @@
  * next run. The TLS certificate is made by the test; the servers are on loopback.
  */
 import assert from "node:assert/strict";
-import { ExitCode } from "../../src/errors.ts";
 import { ROOT, runCli, runDir } from "../support/cli.ts";
 import { freePort, listening, sh, SmtpSink } from "./stack.ts";
 
@@ -143,7 +142,7 @@ Deno.test({
               ),
             );
             const r = await runCli([heartbeat, "5", "ops@example.com", "--config", config]);
-            assert.equal(r.code, ExitCode.Unreachable, r.stderr);
+            assert.equal(r.code, 7, r.stderr);
             const mails = await smtp.mails();
             assert.equal(
               mails.length,
@@ -180,7 +179,7 @@ Deno.test({
             configFile(dir, "open", `user = "alice"\npassword_file = "${dir}/password"`),
           );
           const r = await runCli([heartbeat, "5", "ops@example.com", "--config", config]);
-          assert.equal(r.code, ExitCode.Usage);
+          assert.equal(r.code, 2);
           assert.match(
             r.stderr,
             /Refusing SMTP password file .* mode 0644 lets others read it; chmod 600/,
@@ -217,7 +216,7 @@ Deno.test({
               ],
               { env: { XDG_CONFIG_HOME: home } },
             );
-            assert.equal(r.code, ExitCode.Unreachable, r.stderr);
+            assert.equal(r.code, 7, r.stderr);
             const mails = await sink.messages();
             assert.equal(mails.length, 1, await Deno.readTextFile(`${dir}/sm.log`));
             assert.deepEqual(mails[0]!.rcptTo, ["ops@example.com"]);
@@ -242,7 +241,7 @@ Deno.test({
             "--state-dir",
             `${dir}/wh-state`,
           ]);
-          assert.equal(r.code, ExitCode.Unreachable, r.stderr);
+          assert.equal(r.code, 7, r.stderr);
           assert.equal(hook.bodies.length, 1);
           const body = hook.bodies[0]!;
           assert.match(String(body.text), /PHP heartbeat unreachable/);
@@ -278,7 +277,7 @@ Deno.test({
             const first = await runCli(args);
             assert.equal(
               first.code,
-              ExitCode.Unreachable,
+              7,
               "the verdict is not changed by a dead channel",
             );
             const queued = await outboxFiles(`${dir}/q-state/outbox`);
@@ -298,7 +297,7 @@ Deno.test({
             const sink = await SmtpSink.startOn(smtpPort);
             try {
               const second = await runCli(args);
-              assert.equal(second.code, ExitCode.Unreachable);
+              assert.equal(second.code, 7);
               // the same incident goes on: no new alert, only the queued ones
               const mails = await sink.messages();
               assert.equal(mails.length, 1, "the queued mail");

@@ -19,6 +19,23 @@ import {
   waitFor,
 } from "./stack.ts";
 
+/** The commands of the kill rung, as the kernel names their processes. */
+const RESTART_COMMANDS = new Set(["pkill", "pgrep", "service", "php8.2-fpm", "start-stop-daem"]);
+
+/** The names of `pid`'s child processes, from /proc. */
+async function childrenOf(pid: number): Promise<string[]> {
+  const names: string[] = [];
+  for await (const e of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    const stat = await Deno.readTextFile(`/proc/${e.name}/stat`).catch(() => "");
+    // pid (comm) state ppid ...: comm may hold spaces and parentheses, so split at the last ")"
+    const end = stat.lastIndexOf(")");
+    const ppid = Number(stat.slice(end + 2).split(" ")[1]);
+    if (ppid === pid) names.push(stat.slice(stat.indexOf("(") + 1, end));
+  }
+  return names;
+}
+
 const BROKEN_POOL = "/etc/php/8.2/fpm/pool.d/zz-php-relaunch-test-broken.conf";
 
 const TARGET_A = `
@@ -226,11 +243,25 @@ Deno.test({
           const first = WatchProcess.start(config, `${dir}/watch.log`);
           try {
             assert.ok(await first.waitForLine(/Watching 1 targets/, 30_000));
-            // freeze the pool so the restart has to kill it, then kill the watchdog during it
+            // freeze the pool so the restart has to kill it, then kill the watchdog during it:
+            // while it runs one of the restart's commands (pkill, service)
             const frozen = await killFirstPool("SIGSTOP");
-            await new Promise((r) => setTimeout(r, 2500));
+            let seen: string[] = [];
+            const underWay = await waitFor(
+              async () => {
+                seen = await childrenOf(first.child.pid);
+                return seen.some((name) => RESTART_COMMANDS.has(name));
+              },
+              30_000,
+              5,
+            );
             first.child.kill("SIGKILL");
             await first.child.status;
+            assert.notEqual(underWay, null, `no restart command seen (children: ${seen})`);
+            assert.ok(
+              !(await first.lines()).some((l) => /PHP restart/.test(l)),
+              "the restart had not ended when the kill landed",
+            );
             for (const pid of frozen) {
               try {
                 Deno.kill(pid, "SIGCONT");

@@ -338,3 +338,30 @@ export function memoryLocks(...held: string[]): TryLock & { held: Set<string>; t
   };
   return Object.assign(take, { held: locks, taken });
 }
+
+/**
+ * A mailer whose server takes the connection and never answers: every send waits until
+ * `release()`, as nodemailer would until its timeouts.
+ */
+export function hangingMailer(): Mailer & { sent: Mail[]; release(): void } {
+  const sent: Mail[] = [];
+  const waiting: (() => void)[] = [];
+  let released = false;
+  const mailer: Mailer = (mail) => {
+    sent.push(mail);
+    return released ? Promise.resolve() : new Promise((resolve) => waiting.push(resolve));
+  };
+  return Object.assign(mailer, {
+    sent,
+    release: () => {
+      released = true;
+      for (const resolve of waiting.splice(0)) resolve();
+    },
+  });
+}
+
+/** Lets other tasks run until `done()` holds, at most `rounds` times; whether it came to hold. */
+export async function until(done: () => boolean, rounds = 5000): Promise<boolean> {
+  for (let i = 0; i < rounds && !done(); i++) await new Promise((r) => setTimeout(r, 0));
+  return done();
+}

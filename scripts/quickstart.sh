@@ -32,9 +32,9 @@ echo "== heartbeat samples"
 "$here/samples.sh" install
 
 echo "== php-relaunch check-config $url 5 ''"
-"$here/deno" task start check-config "$url" 5 ''
+"$here/deno" task -q start check-config "$url" 5 ''
 echo "== php-relaunch --once $url 5 ''"
-"$here/deno" task start --once "$url" 5 '' || true
+"$here/deno" task -q start --once "$url" 5 '' || true
 echo "== php-relaunch $url 5 '' --verbose   (one minute, as cron would run it; Ctrl-C to stop)"
 echo "   try from another shell: pkill -KILL -x php-fpm8.2, or pkill -STOP -x php-fpm8.2"
-exec "$here/deno" task start --verbose "$url" 5 ''
+exec "$here/deno" task -q start --verbose "$url" 5 ''

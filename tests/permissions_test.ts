@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import meta from "../deno.json" with { type: "json" };
 import { toolPaths } from "../src/service.ts";
 import { SENDMAIL_PATHS } from "../src/config.ts";
+import { startCommand } from "./support/cli.ts";
 
 Deno.test("permission set: run access to every tool path, by absolute path only", () => {
   const run = meta.permissions["php-relaunch"].run;
@@ -53,4 +54,13 @@ Deno.test("permission set: reads and writes only the folders php-relaunch uses, 
   assert.ok(read.includes("/etc") && read.includes("/usr/local/etc"), "reads configurations");
   assert.ok(!write.some((p: string) => p.startsWith("/etc")), "never writes /etc");
   assert.deepEqual(sys, ["hostname", "uid", "systemMemoryInfo"]);
+});
+
+Deno.test("deno task start: only the program speaks (no warning of Deno's about config permissions)", async () => {
+  assert.match(meta.tasks.start, /^deno run -q /);
+  const [cmd, args] = startCommand(["--version"]);
+  const out = await new Deno.Command(cmd, { args, stdin: "null" }).output();
+  assert.equal(out.code, 0);
+  assert.equal(new TextDecoder().decode(out.stderr), "");
+  assert.match(new TextDecoder().decode(out.stdout), /^php-relaunch \d/);
 });

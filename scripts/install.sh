@@ -101,6 +101,14 @@ if [ "$uninstall" = no ]; then
     want "$bin_path" 755 < "$binary"
   fi
   want /etc/logrotate.d/php-relaunch 644 < "$repo/packaging/php-relaunch.logrotate"
+  case "$schedule" in cron|mcron|mcron+cron)
+    # root's lock folder (the watch unit has RuntimeDirectory= for it), made at boot where
+    # systemd-tmpfiles runs; php-relaunch makes it too, and refuses one others can write
+    want /etc/tmpfiles.d/php-relaunch.conf 644 <<EOF
+# php-relaunch's locks, shared by cron, mcron and watch runs: root's alone ($started_by)
+d /run/php-relaunch 0700 root root -
+EOF
+  esac
   case "$schedule" in
     cron)
       want /etc/cron.d/php-relaunch 644 <<EOF

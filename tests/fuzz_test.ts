@@ -113,6 +113,9 @@ function mutate(rng: Rng, base: string): string {
   return s;
 }
 
+// deno-lint-ignore no-control-regex -- control characters are what is looked for
+const BREAKS = /[\x00-\x1f\x7f-\x9f\u2028\u2029]/;
+
 /**
  * One line as it is printed or logged (control characters escaped, as every sink does): no line
  * break of any kind and no escape sequence, and something said.
@@ -120,9 +123,8 @@ function mutate(rng: Rng, base: string): string {
 function assertOneLine(line: string, where: string) {
   assert.ok(line.length > 0, `${where}: an empty message`);
   const printed = escapeControl(line);
-  // deno-lint-ignore no-control-regex -- control characters are what is looked for
   assert.ok(
-    !/[\x00-\x1f\x7f-\x9f\u2028\u2029]/.test(printed),
+    !BREAKS.test(printed),
     `${where}: ${JSON.stringify(line)} is not one line`,
   );
 }

@@ -47,10 +47,11 @@ async function withRoot(fn: (root: string, binary: string) => Promise<void>) {
 
 const COMMON = ["--mail-to", "ops@example.com,dev@example.com", "--service", "php8.2-fpm"];
 
+const TMPFILES = "/etc/tmpfiles.d/php-relaunch.conf";
 const SCHEDULES: Record<string, string[]> = {
-  cron: ["/etc/cron.d/php-relaunch"],
-  mcron: ["/etc/cron.d/php-relaunch", "/root/.cron/job.guile"],
-  "mcron+cron": ["/etc/cron.d/php-relaunch", "/root/.cron/job.guile"],
+  cron: ["/etc/cron.d/php-relaunch", TMPFILES],
+  mcron: ["/etc/cron.d/php-relaunch", "/root/.cron/job.guile", TMPFILES],
+  "mcron+cron": ["/etc/cron.d/php-relaunch", "/root/.cron/job.guile", TMPFILES],
   systemd: ["/etc/systemd/system/php-relaunch.service"],
   none: [],
 };
@@ -94,6 +95,11 @@ Deno.test("install: the schedules run php-relaunch with the installed configurat
     await install(root, "--binary", binary, "--schedule", "mcron+cron", ...COMMON);
     const cron = await Deno.readTextFile(`${root}/etc/cron.d/php-relaunch`);
     assert.match(cron, /^@reboot root mcron -d$/m);
+    // root's lock folder, made at boot for root alone: the one the program uses
+    assert.match(
+      await Deno.readTextFile(`${root}${TMPFILES}`),
+      /^d \/run\/php-relaunch 0700 root root -$/m,
+    );
     assert.match(
       cron,
       /^\* \* \* \* \* root pgrep -x mcron >\/dev\/null \|\| \/usr\/local\/bin\/php-relaunch --config \/etc\/php-relaunch\/config\.toml >\/dev\/null 2>&1$/m,
@@ -153,7 +159,7 @@ Deno.test("install --dry-run says what it would do and changes nothing", async (
     await install(root, "--binary", binary);
     const dryGone = await install(root, "--uninstall", "--dry-run");
     assert.match(dryGone.out, /would remove \/etc\/cron\.d\/php-relaunch/);
-    assert.equal((await tree(root)).length, 5, "still installed");
+    assert.equal((await tree(root)).length, 6, "still installed");
   });
 });
 

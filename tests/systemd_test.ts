@@ -17,6 +17,11 @@ Deno.test("systemd unit: watch mode, notify with a watchdog, restart on failure,
   assert.match(value("CapabilityBoundingSet") ?? "", /CAP_KILL/, "must be able to kill php-fpm");
   assert.equal(value("ProtectSystem"), "strict");
   assert.match(value("ReadWritePaths") ?? "", /\/var\/log/);
+  // root's locks: /run/php-relaunch, 0700, kept while cron runs may hold them; never /run/lock
+  assert.equal(value("RuntimeDirectory"), "php-relaunch");
+  assert.equal(value("RuntimeDirectoryMode"), "0700");
+  assert.equal(value("RuntimeDirectoryPreserve"), "yes");
+  assert.doesNotMatch(value("ReadWritePaths") ?? "", /\/run\/lock/);
 });
 
 Deno.test("the example config is valid and names its defaults truthfully", async () => {

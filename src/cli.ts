@@ -86,7 +86,8 @@ Options:
   --restart              with --once: restart php-fpm if it failed
   --log-file PATH        default /var/log/php-relaunch.log (root),
                          ~/.local/state/php-relaunch.log (others)
-  --lock-file PATH       default /run/lock/php-relaunch-<service>.lock (root),
+  --lock-file PATH       default /run/php-relaunch/php-relaunch-<service>.lock (root;
+                         the folder is made 0700, and one others can write is refused),
                          $XDG_RUNTIME_DIR/php-relaunch-<service>.lock (others)
   --state-dir DIR        failure counts and restart history between runs (default
                          /var/lib/php-relaunch as root, ~/.local/state/php-relaunch others)
@@ -117,7 +118,8 @@ Exit codes:
   2  bad arguments, configuration or environment; nothing was probed or restarted
   3  php-fpm failed and is still down (restart failed or given up, failure being confirmed
      at the end of the run, an overloaded pool left alone, or --once without --restart)
-  4  the heartbeat answered, but not as a heartbeat (444, 3xx, 4xx): fix the setup
+  4  the heartbeat answered, but not as a heartbeat (444, 3xx, 4xx, a 2xx without --expect):
+     fix the setup
   7  the heartbeat's host refused the connection or did not resolve (nginx down)
 `;
 

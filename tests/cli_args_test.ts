@@ -375,3 +375,15 @@ Deno.test("sendmail transport: one of the paths the run permission allows, prese
   const cfg = await config([URI, "--mail-transport", "sendmail"], deps);
   assert.deepEqual(cfg.mail, { transport: "sendmail", path: "/usr/sbin/sendmail" });
 });
+
+Deno.test("exit codes: --help, README and the program say the same numbers", async () => {
+  const { ExitCode } = await import("../src/errors.ts");
+  const help = [...(USAGE.split("Exit codes:")[1] ?? "").matchAll(/^ {2}(\d+) {2}/gm)].map((m) =>
+    Number(m[1])
+  );
+  assert.deepEqual(help, [0, 1, 2, 3, 4, 7]);
+  const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
+  const table = readme.split("## Exit codes")[1]?.split("\n## ")[0] ?? "";
+  assert.deepEqual([...table.matchAll(/^\| (\d+) +\|/gm)].map((m) => Number(m[1])), help);
+  assert.deepEqual(Object.values(ExitCode).sort((a, b) => a - b), help);
+});

@@ -2,22 +2,30 @@
 import { dirname } from "node:path";
 import { parseArgs } from "node:util";
 import meta from "../deno.json" with { type: "json" };
-import { type Config, loadConfig, type Mode, type RawSettings } from "./config.ts";
-import type { Deps } from "./deps.ts";
-import { ConfigError, describeError, ExitCode } from "./errors.ts";
-import { tryLock } from "./lock.ts";
-import { rearm } from "./policy.ts";
-import { fileStateStore, statePath } from "./state.ts";
-import { systemdNotifier } from "./notify.ts";
-import { watchForever, type WatchOptions } from "./watch.ts";
-import { logger, openAppendNoFollow, setupLogging } from "./log.ts";
-import { type MonitorOptions, probeOnce, watchRun } from "./monitor.ts";
-import { incidentsPath, readIncidents } from "./incidents.ts";
-import { buildReport, renderReport } from "./report.ts";
-import { describeRoute } from "./mail.ts";
-import { describeFcgiTarget } from "./probe_fcgi.ts";
+import { loadConfig } from "./config/load.ts";
+import {
+  type Config,
+  incidentsPath,
+  lockPath,
+  type Mode,
+  type RawSettings,
+  statePath,
+} from "./config/settings.ts";
+import type { Deps } from "./shared/deps.ts";
+import { ConfigError, describeError, ExitCode } from "./shared/errors.ts";
+import { tryLock } from "./shared/lock.ts";
+import { rearm } from "./run/policy.ts";
+import { fileStateStore } from "./run/state.ts";
+import { systemdNotifier } from "./run/notify.ts";
+import { watchForever, type WatchOptions } from "./run/watch.ts";
+import { logger, openAppendNoFollow, setupLogging } from "./shared/log.ts";
+import { type MonitorOptions, probeOnce, watchRun } from "./run/cron.ts";
+import { readIncidents } from "./record/incidents.ts";
+import { buildReport, renderReport } from "./record/report.ts";
+import { describeRoute } from "./alert/mail.ts";
+import { describeFcgiTarget } from "./probe/fcgi.ts";
 import { revision } from "./revision.ts";
-import { escapeControl, publicUrl, webhookName } from "./redact.ts";
+import { escapeControl, publicUrl, webhookName } from "./shared/redact.ts";
 
 /** The program's version. */
 export const VERSION: string = meta.version;
@@ -485,7 +493,7 @@ async function resetTargets(cfg: Config, deps: Deps): Promise<ExitCode> {
   let code: ExitCode = ExitCode.Ok;
   for (const name of names) {
     // the cron form names its target after the service, as its lock
-    const lockFile = lockOf.get(name) ?? `${cfg.lockDir}/php-relaunch-${name}.lock`;
+    const lockFile = lockOf.get(name) ?? lockPath(cfg.lockDir, name);
     const until = deps.clock.now() + RESET_LOCK_WAIT_MS;
     let lock = await tryLock(lockFile);
     while (lock === null && deps.clock.now() < until) {

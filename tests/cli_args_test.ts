@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { parseCommandLine, run, USAGE } from "../src/cli.ts";
-import { loadConfig } from "../src/config.ts";
-import { ConfigError } from "../src/errors.ts";
+import { loadConfig } from "../src/config/load.ts";
+import { ConfigError } from "../src/shared/errors.ts";
 import { debianFs, fakeFs, fakeHost, FakeRunner, smtpRoute, testDeps } from "./support/fakes.ts";
 
 const URI = "http://heartbeat.no-ip:8889/php-heartbeat.php";
@@ -268,7 +268,7 @@ Deno.test("ConfigError keeps every issue", () => {
 Deno.test("reset waits for the target's lock, and says so when a watch process keeps it", async () => {
   const dir = await Deno.makeTempDir({ prefix: "php-relaunch-reset-" });
   try {
-    const { tryLock } = await import("../src/lock.ts");
+    const { tryLock } = await import("../src/shared/lock.ts");
     const held = await tryLock(`${dir}/php-relaunch-php8.2-fpm.lock`);
     assert.ok(held);
     const deps = testDeps({
@@ -377,7 +377,7 @@ Deno.test("sendmail transport: one of the paths the run permission allows, prese
 });
 
 Deno.test("exit codes: --help, README and the program say the same numbers", async () => {
-  const { ExitCode } = await import("../src/errors.ts");
+  const { ExitCode } = await import("../src/shared/errors.ts");
   const help = [...(USAGE.split("Exit codes:")[1] ?? "").matchAll(/^ {2}(\d+) {2}/gm)].map((m) =>
     Number(m[1])
   );

@@ -1,7 +1,7 @@
 /** Black-box tests of the CLI under cron's environment, with the shipped permission set. */
 import assert from "node:assert/strict";
 import { VERSION } from "../src/cli.ts";
-import { tryLock } from "../src/lock.ts";
+import { tryLock } from "../src/shared/lock.ts";
 import { ROOT, runCli, runDir } from "./support/cli.ts";
 
 // named, as on a host with several PHP versions; nothing here starts or stops a service

@@ -7,20 +7,26 @@
  */
 import assert from "node:assert/strict";
 import { parseCommandLine } from "../src/cli.ts";
-import { loadConfig } from "../src/config.ts";
-import { parseConfigFile } from "../src/config_file.ts";
-import { ConfigError } from "../src/errors.ts";
-import { AnswerReader, encodeRecord, parseCgiResponse, RecordType } from "../src/fcgi_protocol.ts";
-import { FcgiProtocolError } from "../src/fcgi_protocol.ts";
-import { parseIncident } from "../src/incidents.ts";
-import { misconfigurationHint } from "../src/monitor.ts";
-import { decide, freshState } from "../src/policy.ts";
-import { classifyError, probeHttp, verdictOf } from "../src/probe_http.ts";
-import { buildReport, renderReport } from "../src/report.ts";
-import { cronPolicy } from "../src/config.ts";
-import { parseState } from "../src/state.ts";
-import { parseQueued } from "../src/outbox.ts";
-import { escapeControl } from "../src/redact.ts";
+import { loadConfig } from "../src/config/load.ts";
+import { parseConfigFile } from "../src/config/file.ts";
+import { ConfigError } from "../src/shared/errors.ts";
+import {
+  AnswerReader,
+  encodeRecord,
+  parseCgiResponse,
+  RecordType,
+} from "../src/probe/fcgi_protocol.ts";
+import { FcgiProtocolError } from "../src/probe/fcgi_protocol.ts";
+import { parseIncident } from "../src/record/incidents.ts";
+import { misconfigurationHint } from "../src/run/cron.ts";
+import { decide, freshState } from "../src/run/policy.ts";
+import { classifyError, probeHttp } from "../src/probe/http.ts";
+import { verdictOf } from "../src/probe/result.ts";
+import { buildReport, renderReport } from "../src/record/report.ts";
+import { cronPolicy } from "../src/config/policy.ts";
+import { parseState } from "../src/run/state.ts";
+import { parseQueued } from "../src/alert/outbox.ts";
+import { escapeControl } from "../src/shared/redact.ts";
 import { debianFs, testDeps } from "./support/fakes.ts";
 
 const SEED = 20261127;

@@ -1,7 +1,7 @@
 /** The fleet files stay in step with the metrics: every metric they name is one php-relaunch writes. */
 import assert from "node:assert/strict";
 import { parse } from "yaml";
-import { families, freshCounters } from "../src/metrics.ts";
+import { families, freshCounters } from "../src/record/metrics.ts";
 import { ROOT } from "./support/cli.ts";
 
 /** Every series name php-relaunch exposes, histogram suffixes included. */

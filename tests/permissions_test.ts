@@ -1,8 +1,8 @@
 /** The permission set that `start` runs with and `compile` embeds covers every program we run. */
 import assert from "node:assert/strict";
 import meta from "../deno.json" with { type: "json" };
-import { toolPaths } from "../src/service.ts";
-import { SENDMAIL_PATHS } from "../src/config.ts";
+import { toolPaths } from "../src/act/service.ts";
+import { SENDMAIL_PATHS } from "../src/config/mail.ts";
 import { startCommand } from "./support/cli.ts";
 
 Deno.test("permission set: run access to every tool path, by absolute path only", () => {

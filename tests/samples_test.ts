@@ -1,7 +1,8 @@
 /** The shipped samples stay valid: the mcron job, and every crontab line in README and --help. */
 import assert from "node:assert/strict";
 import { parseCommandLine, USAGE } from "../src/cli.ts";
-import { loadConfig, type Mode } from "../src/config.ts";
+import { loadConfig } from "../src/config/load.ts";
+import type { Mode } from "../src/config/settings.ts";
 import { ROOT } from "./support/cli.ts";
 import { debianFs, testDeps } from "./support/fakes.ts";
 
@@ -91,8 +92,8 @@ Deno.test({
       assert.match(text, /pm\.status_listen = 127\.0\.0\.1:9001/);
       assert.match(text, /ping\.path = \/ping/);
       assert.match(text, /request_slowlog_timeout = 5s/);
-      const { readFpmConfig } = await import("../src/fpm_config.ts");
-      const { realDeps } = await import("../src/deps.ts");
+      const { readFpmConfig } = await import("../src/fpm/config.ts");
+      const { realDeps } = await import("../src/real.ts");
       const c = await readFpmConfig(realDeps().fs, `${dir}/php-fpm.conf`);
       assert.deepEqual(
         c?.pools.map((p) => [p.pool, p.statusListen, p.statusPath, p.pingPath, p.slowlog]),

@@ -1,6 +1,6 @@
 /** The shipped service files: the unit runs watch mode as Type=notify, the example config is valid. */
 import assert from "node:assert/strict";
-import { parseConfigFile } from "../src/config_file.ts";
+import { parseConfigFile } from "../src/config/file.ts";
 import { ROOT } from "./support/cli.ts";
 
 Deno.test("systemd unit: watch mode, notify with a watchdog, restart on failure, reload by SIGHUP", async () => {
@@ -28,7 +28,7 @@ Deno.test("the example config is valid and names its defaults truthfully", async
   const text = await Deno.readTextFile(`${ROOT}/systemd/config.example.toml`);
   const file = parseConfigFile("config.example.toml", text);
   assert.ok(!Array.isArray(file), Array.isArray(file) ? file.join("\n") : "");
-  const { WATCH_DEFAULTS } = await import("../src/config_file.ts");
+  const { WATCH_DEFAULTS } = await import("../src/config/file.ts");
   const d = file.defaults;
   assert.equal(d.interval, WATCH_DEFAULTS.interval);
   assert.equal(d.failure_threshold, WATCH_DEFAULTS.failure_threshold);

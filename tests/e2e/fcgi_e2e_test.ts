@@ -6,8 +6,8 @@
  */
 import assert from "node:assert/strict";
 import parse from "parse-prometheus-text-format";
-import { directFcgiGet } from "../../src/probe_fcgi.ts";
-import type { IncidentRecord } from "../../src/incidents.ts";
+import { directFcgiGet } from "../../src/probe/fcgi.ts";
+import type { IncidentRecord } from "../../src/record/incidents.ts";
 import { runCli, runDir } from "../support/cli.ts";
 import { ExtraPool, FPM_PROCESS, freePort, SmtpSink, waitFor } from "./stack.ts";
 import { configToml, WatchProcess } from "./watch_process.ts";

@@ -15,10 +15,10 @@ import type {
   MailRoute,
   ProcessRunner,
   RunResult,
-} from "../../src/deps.ts";
-import { MAX_TEXT_FILE } from "../../src/deps.ts";
-import type { HeldLock, TryLock } from "../../src/lock.ts";
-import { renderMessage } from "../../src/log.ts";
+} from "../../src/shared/deps.ts";
+import { MAX_TEXT_FILE } from "../../src/shared/deps.ts";
+import type { HeldLock, TryLock } from "../../src/shared/lock.ts";
+import { renderMessage } from "../../src/shared/log.ts";
 
 /** One scripted FastCGI outcome: an answer, or what the client would throw, after `ms`. */
 export type FcgiStep =

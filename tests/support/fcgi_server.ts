@@ -1,5 +1,5 @@
 /** Loopback FastCGI responders for tests: well-behaved, hung, closing, or sending garbage. */
-import { concat, decodeParams, encodeRecord, RecordType } from "../../src/fcgi_protocol.ts";
+import { concat, decodeParams, encodeRecord, RecordType } from "../../src/probe/fcgi_protocol.ts";
 
 const encoder = new TextEncoder();
 

@@ -1,0 +1,93 @@
+/** The real {@link ProcessRunner}: `Deno.Command` with a deadline that takes the whole process group down. */
+import type { ProcessRunner, RunResult } from "../shared/deps.ts";
+
+/** Where init scripts and our helpers are found, whatever PATH cron gave us. */
+export const SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/** How long a TERM'd process group gets before KILL. */
+const KILL_GRACE_MS = 2000;
+/** Output beyond this is dropped: we only quote it in logs. */
+const MAX_OUTPUT_BYTES = 64 * 1024;
+/**
+ * A daemon started by an init script can inherit our pipes and keep them open for its whole
+ * life; once the command itself has exited we only wait this long for the rest of its output.
+ */
+const DRAIN_AFTER_EXIT_MS = 300;
+
+async function readCapped(
+  stream: ReadableStream<Uint8Array>,
+  exited: Promise<unknown>,
+): Promise<string> {
+  const reader = stream.getReader();
+  const decoder = new TextDecoder();
+  let text = "";
+  let size = 0;
+  let finished = false;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = exited.then(() =>
+    new Promise<"late">((resolve) => {
+      if (!finished) timer = setTimeout(() => resolve("late"), DRAIN_AFTER_EXIT_MS);
+    })
+  );
+  try {
+    while (true) {
+      const next = await Promise.race([reader.read(), late]);
+      if (next === "late") {
+        await reader.cancel();
+        break;
+      }
+      if (next.done) break;
+      if (size < MAX_OUTPUT_BYTES) {
+        text += decoder.decode(next.value.subarray(0, MAX_OUTPUT_BYTES - size), { stream: true });
+      }
+      size += next.value.length;
+    }
+  } finally {
+    finished = true;
+    clearTimeout(timer);
+    reader.releaseLock();
+  }
+  return (text + decoder.decode()).trim();
+}
+
+function killGroup(pid: number, signal: Deno.Signal): void {
+  try {
+    // detached children lead their own process group, so -pid reaches the grandchildren too
+    Deno.kill(-pid, signal);
+  } catch {
+    // already gone
+  }
+}
+
+/** Runs commands detached in their own process group; on timeout TERM, then KILL, the whole group. */
+export const realRunner: ProcessRunner = {
+  async run(cmd, args, { timeoutMs }): Promise<RunResult> {
+    const child = new Deno.Command(cmd, {
+      args: [...args],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+      detached: true,
+      env: { PATH: SYSTEM_PATH, LC_ALL: "C" },
+    }).spawn();
+    let timedOut = false;
+    let killTimer: ReturnType<typeof setTimeout> | undefined;
+    const termTimer = setTimeout(() => {
+      timedOut = true;
+      killGroup(child.pid, "SIGTERM");
+      killTimer = setTimeout(() => killGroup(child.pid, "SIGKILL"), KILL_GRACE_MS);
+    }, timeoutMs);
+    const status = child.status;
+    try {
+      const [stdout, stderr, result] = await Promise.all([
+        readCapped(child.stdout, status),
+        readCapped(child.stderr, status),
+        status,
+      ]);
+      return { code: result.code, signal: result.signal, stdout, stderr, timedOut };
+    } finally {
+      clearTimeout(termTimer);
+      clearTimeout(killTimer);
+    }
+  },
+};

@@ -1,0 +1,218 @@
+/**
+ * Alerts that could not be sent, kept on disk in <state>/outbox/ and retried on later runs, so
+ * that a mail server or webhook being down loses nothing (monit drops them). One JSON file per
+ * delivery, written atomically; bounded in number and age.
+ */
+import * as v from "valibot";
+import type { Mail } from "../shared/deps.ts";
+import { describeError } from "../shared/errors.ts";
+import { tryLock } from "../shared/lock.ts";
+import { logger } from "../shared/log.ts";
+import { writeFileAtomic } from "../shared/safe_file.ts";
+import { issueLine, timestamp } from "../shared/schema.ts";
+
+/**
+ * One delivery to one channel. A webhook's address is not part of it: it is a secret, and
+ * queued deliveries are files.
+ */
+export type Delivery =
+  | { channel: "mail"; mail: Mail }
+  | { channel: "webhook"; body: WebhookBody };
+
+/** A delivery that can never succeed (its channel is gone): dropped, not retried. */
+export class Undeliverable extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "Undeliverable";
+  }
+}
+
+/** What the webhook receives: Slack's `text`, and the same alert in fields. */
+export interface WebhookBody {
+  text: string;
+  host: string;
+  subject: string;
+  line: string;
+  details: readonly string[];
+}
+
+/** A queued delivery and its history. */
+export interface QueuedDelivery {
+  delivery: Delivery;
+  queuedAt: number;
+  attempts: number;
+  lastError: string;
+}
+
+/** The queue's storage: files, or memory in tests. */
+export interface Outbox {
+  put(item: QueuedDelivery): Promise<void>;
+  /** Every queued item, oldest first, with an id for `remove`/`update`. */
+  list(): Promise<{ id: string; item: QueuedDelivery }[]>;
+  remove(id: string): Promise<void>;
+  update(id: string, item: QueuedDelivery): Promise<void>;
+  /** Runs `work` unless another process is retrying the queue right now. */
+  exclusive(work: () => Promise<void>): Promise<void>;
+}
+
+const text = v.string();
+const lines = v.array(v.string());
+
+/** A queued file, checked whole; unknown keys (a webhook URL queued by an older version) go. */
+const queuedSchema = v.object({
+  delivery: v.variant("channel", [
+    v.object({
+      channel: v.literal("mail"),
+      mail: v.object({ from: text, to: v.pipe(lines, v.minLength(1)), subject: text, text }),
+    }),
+    v.object({
+      channel: v.literal("webhook"),
+      body: v.object({ text, host: text, subject: text, line: text, details: lines }),
+    }),
+  ]),
+  queuedAt: timestamp,
+  attempts: v.pipe(v.number(), v.integer(), v.minValue(0)),
+  lastError: text,
+});
+
+/** A queued file's text as a delivery, or why it is not one (never echoing its bytes). */
+export function parseQueued(json: string): QueuedDelivery | string {
+  let data: unknown;
+  try {
+    data = JSON.parse(json);
+  } catch (err) {
+    return `not JSON (${err instanceof SyntaxError ? "a syntax error" : describeError(err)})`;
+  }
+  const parsed = v.safeParse(queuedSchema, data);
+  if (parsed.success) return parsed.output;
+  return issueLine(parsed.issues[0]);
+}
+
+/** At most this many queued deliveries; the oldest go first beyond it. */
+export const OUTBOX_MAX_ITEMS = 200;
+/** A delivery still failing after this long is dropped (and logged). */
+export const OUTBOX_MAX_AGE_MS = 2 * 86_400_000;
+
+let sequence = 0;
+
+/** The outbox in folder `dir` (created 0700 when first needed). */
+export function fileOutbox(dir: string): Outbox {
+  const pathOf = (id: string) => `${dir}/${id}.json`;
+  return {
+    async put(item) {
+      await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+      const id = `${item.queuedAt}-${Deno.pid}-${sequence++}`;
+      await writeFileAtomic(pathOf(id), JSON.stringify(item), 0o600);
+    },
+    async list() {
+      const ids: string[] = [];
+      try {
+        for await (const e of Deno.readDir(dir)) {
+          if (e.isFile && e.name.endsWith(".json")) ids.push(e.name.slice(0, -5));
+        }
+      } catch (err) {
+        if (err instanceof Deno.errors.NotFound) return [];
+        throw err;
+      }
+      const out: { id: string; item: QueuedDelivery }[] = [];
+      for (const id of ids.sort((a, b) => parseInt(a) - parseInt(b) || a.localeCompare(b))) {
+        const item = await Deno.readTextFile(pathOf(id)).then(parseQueued, describeError);
+        if (typeof item !== "string") {
+          out.push({ id, item });
+          continue;
+        }
+        logger.warn("Dropping unreadable queued alert {id}: {error}", { id, error: item });
+        await Deno.remove(pathOf(id)).catch(() => {});
+      }
+      return out;
+    },
+    remove: (id) => Deno.remove(pathOf(id)).catch(() => {}),
+    update: (id, item) => writeFileAtomic(pathOf(id), JSON.stringify(item), 0o600),
+    async exclusive(work) {
+      // no outbox yet: nothing was ever queued, and nothing is created just to find that out
+      if (!(await Deno.stat(dir).then(() => true, () => false))) return;
+      using lock = await tryLock(`${dir}/.lock`);
+      if (lock !== null) await work();
+    },
+  };
+}
+
+/** An outbox in memory, for tests. */
+export function memoryOutbox(): Outbox & { items: Map<string, QueuedDelivery> } {
+  const items = new Map<string, QueuedDelivery>();
+  return {
+    items,
+    put: (item) => {
+      items.set(`${item.queuedAt}-${sequence++}`, item);
+      return Promise.resolve();
+    },
+    list: () => Promise.resolve([...items].map(([id, item]) => ({ id, item }))),
+    remove: (id) => Promise.resolve(void items.delete(id)),
+    update: (id, item) => Promise.resolve(void items.set(id, item)),
+    exclusive: (work) => work(),
+  };
+}
+
+/** What a delivery attempt does: the real channels, or fakes. */
+export type Deliver = (delivery: Delivery) => Promise<void>;
+
+function describeDelivery(d: Delivery): string {
+  return d.channel === "mail"
+    ? `mail "${d.mail.subject}" to ${d.mail.to.join(",")}`
+    : `webhook "${d.body.subject}"`;
+}
+
+/**
+ * Retries every queued delivery once: delivered ones leave the queue, failing ones stay with one
+ * more attempt, and ones older than {@link OUTBOX_MAX_AGE_MS} or beyond
+ * {@link OUTBOX_MAX_ITEMS} are dropped with an error in the log. Never throws.
+ */
+export async function retryOutbox(outbox: Outbox, deliver: Deliver, now: number): Promise<void> {
+  try {
+    await outbox.exclusive(async () => {
+      const queued = await outbox.list();
+      const excess = Math.max(0, queued.length - OUTBOX_MAX_ITEMS);
+      for (const [i, { id, item }] of queued.entries()) {
+        const what = describeDelivery(item.delivery);
+        if (i < excess || now - item.queuedAt > OUTBOX_MAX_AGE_MS) {
+          logger.error(
+            "Dropping {what}, queued since {since}, after {attempts} attempts: {error}",
+            {
+              what,
+              since: new Date(item.queuedAt).toISOString(),
+              attempts: item.attempts,
+              error: item.lastError,
+            },
+          );
+          await outbox.remove(id);
+          continue;
+        }
+        try {
+          await deliver(item.delivery);
+          await outbox.remove(id);
+          logger.info("Delivered {what}, queued since {since}.", {
+            what,
+            since: new Date(item.queuedAt).toISOString(),
+          });
+        } catch (err) {
+          if (err instanceof Undeliverable) {
+            logger.error("Dropping {what}, queued since {since}: {error}", {
+              what,
+              since: new Date(item.queuedAt).toISOString(),
+              error: err.message,
+            });
+            await outbox.remove(id);
+            continue;
+          }
+          await outbox.update(id, {
+            ...item,
+            attempts: item.attempts + 1,
+            lastError: describeError(err),
+          });
+        }
+      }
+    });
+  } catch (err) {
+    logger.error("Cannot retry queued alerts: {error}", { error: describeError(err) });
+  }
+}

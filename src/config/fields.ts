@@ -1,0 +1,456 @@
+/**
+ * The command line's settings (and the environment's, for mail): each flag's check, in valibot
+ * schemas whose problems are whole sentences naming the value. URLs are checked here for every
+ * form: length, scheme, userinfo, the ports fetch refuses, FastCGI paths.
+ */
+import { resolve } from "node:path";
+import { parse as parseDuration } from "@lukeed/ms";
+import * as v from "valibot";
+import { INIT_SYSTEMS } from "../act/service.ts";
+import { fcgiTargetOf, isFcgiUrl } from "../probe/fcgi.ts";
+import type { Host } from "../shared/deps.ts";
+import { ConfigError } from "../shared/errors.ts";
+import { publicUrl, webhookName, withoutUserinfo } from "../shared/redact.ts";
+import { custom, transform } from "../shared/schema.ts";
+import { isEmailAddress, MAX_ADDRESS_LENGTH, MAX_RECIPIENTS } from "./file.ts";
+import { ENV, type Mode, type RawSettings } from "./settings.ts";
+
+const YES = new Set(["1", "yes", "true", "on", "y"]);
+const NO = new Set(["0", "no", "false", "off", "n", ""]);
+
+/**
+ * The ports `fetch` refuses to use (the Fetch standard's "bad ports"): a heartbeat or webhook on
+ * one of them can never be reached, so it is refused when the configuration is read.
+ */
+export const BAD_PORTS: ReadonlySet<number> = new Set([
+  1,
+  7,
+  9,
+  11,
+  13,
+  15,
+  17,
+  19,
+  20,
+  21,
+  22,
+  23,
+  25,
+  37,
+  42,
+  43,
+  53,
+  69,
+  77,
+  79,
+  87,
+  95,
+  101,
+  102,
+  103,
+  104,
+  109,
+  110,
+  111,
+  113,
+  115,
+  117,
+  119,
+  123,
+  135,
+  137,
+  139,
+  143,
+  161,
+  179,
+  389,
+  427,
+  465,
+  512,
+  513,
+  514,
+  515,
+  526,
+  530,
+  531,
+  532,
+  540,
+  548,
+  554,
+  556,
+  563,
+  587,
+  601,
+  636,
+  989,
+  990,
+  993,
+  995,
+  1719,
+  1720,
+  1723,
+  2049,
+  3659,
+  4045,
+  5060,
+  5061,
+  6000,
+  6566,
+  6665,
+  6666,
+  6667,
+  6668,
+  6669,
+  6697,
+  10080,
+]);
+
+/** The longest URL taken; nginx refuses a longer request line anyway. */
+export const MAX_URL_LENGTH = 8192;
+
+/** Why `url` (http or https) cannot be fetched, or null. */
+function fetchProblem(url: URL): string | null {
+  const port = url.port === "" ? null : Number(url.port);
+  return port !== null && BAD_PORTS.has(port)
+    ? `port ${port} is one that fetch refuses to use (the Fetch standard's "bad ports"): choose another port`
+    : null;
+}
+
+/** Checks a heartbeat URI; a sentence saying what is wrong, or the URL. */
+export function checkUrl(value: string, fcgiOnly: boolean): URL | string {
+  if (value.length > MAX_URL_LENGTH) {
+    return `Cannot use URI "${
+      withoutUserinfo(value)
+    }": it has ${value.length} characters, at most ${MAX_URL_LENGTH}`;
+  }
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return `Cannot parse URI "${
+      withoutUserinfo(value)
+    }": expected an http://, https://, fcgi:// or fcgi+unix:// URL`;
+  }
+  if (url.username !== "" || url.password !== "") {
+    // credentials would end up in logs and mails
+    return `Cannot use URI "${publicUrl(url)}": credentials in the URI are not supported`;
+  }
+  if (isFcgiUrl(url)) {
+    const target = fcgiTargetOf(url);
+    return typeof target === "string" ? `Cannot use URI "${publicUrl(url)}": ${target}` : url;
+  }
+  if (fcgiOnly) {
+    return `Cannot use status URI "${
+      publicUrl(url)
+    }": expected fcgi://HOST:PORT/PATH or fcgi+unix:///SOCKET.sock/PATH`;
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    return `Cannot use URI "${
+      publicUrl(url)
+    }": expected the scheme http://, https://, fcgi:// or fcgi+unix://`;
+  }
+  if (url.hostname === "") return `Cannot use URI "${publicUrl(url)}": expected a host name`;
+  const problem = fetchProblem(url);
+  return problem === null ? url : `Cannot use URI "${publicUrl(url)}": ${problem}`;
+}
+
+const urlField = (fcgiOnly: boolean) =>
+  transform(v.string(), (value, ctx) => {
+    const url = checkUrl(value, fcgiOnly);
+    return typeof url === "string" ? custom(ctx, url) : url;
+  });
+
+const timeoutField = transform(v.string(), (value, ctx) => {
+  const n = /^\d+$/.test(value.trim()) ? Number(value.trim()) : NaN;
+  if (!Number.isInteger(n) || n < 1 || n > 60) {
+    return custom(
+      ctx,
+      `Cannot parse timeout "${value}": expected a whole number of seconds from 1 to 60`,
+    );
+  }
+  return n * 1000;
+});
+
+const runForField = transform(v.string(), (value, ctx) => {
+  const n = /^\d+$/.test(value.trim()) ? Number(value.trim()) : NaN;
+  if (!Number.isInteger(n) || n < 1 || n > 3600) {
+    return custom(
+      ctx,
+      `Cannot parse run-for "${value}": expected the scheduler's period in whole seconds, 1 to 3600`,
+    );
+  }
+  return n * 1000;
+});
+
+const mailToField = transform(v.string(), (value, ctx) => {
+  const addresses = value.split(",").map((a) => a.trim()).filter((a) => a !== "");
+  const bad = addresses.filter((a) => !isEmailAddress(a));
+  if (bad.length > 0) {
+    const shown = bad[0]!.length > 60 ? `${bad[0]!.slice(0, 60)}…` : bad[0];
+    return custom(
+      ctx,
+      `Cannot use email address "${shown}": expected user@host of at most ${MAX_ADDRESS_LENGTH} characters, several separated by commas, or '' for none`,
+    );
+  }
+  const unique = [...new Set(addresses)];
+  if (unique.length > MAX_RECIPIENTS) {
+    return custom(
+      ctx,
+      `Cannot mail ${unique.length} recipients: at most ${MAX_RECIPIENTS} (use a mailing list)`,
+    );
+  }
+  return unique;
+});
+
+const restartCgiField = transform(v.union([v.boolean(), v.string()]), (value, ctx) => {
+  if (typeof value === "boolean") return value;
+  const word = value.trim().toLowerCase();
+  if (YES.has(word)) return true;
+  if (NO.has(word)) return false;
+  return custom(
+    ctx,
+    `Cannot parse restart-cgi "${value}": expected 1 (also restart php-cgi) or 0 (do not)`,
+  );
+});
+
+const portField = (name: string) =>
+  transform(v.string(), (value, ctx) => {
+    const n = /^\d+$/.test(value.trim()) ? Number(value.trim()) : NaN;
+    if (!Number.isInteger(n) || n < 1 || n > 65535) {
+      return custom(ctx, `Cannot parse ${name} "${value}": expected a port number from 1 to 65535`);
+    }
+    return n;
+  });
+
+const nameField = (name: string) =>
+  transform(v.string(), (value, ctx) => {
+    // a service or process name is passed as one argument to service/pgrep: keep it plain
+    if (!/^[A-Za-z0-9][A-Za-z0-9@._+-]{0,63}$/.test(value)) {
+      return custom(
+        ctx,
+        `Cannot use ${name} "${value}": expected a plain name such as php8.2-fpm (letters, digits, . _ + - @)`,
+      );
+    }
+    return value;
+  });
+
+const pathField = (name: string) =>
+  transform(v.string(), (value, ctx) => {
+    if (!value.startsWith("/")) {
+      return custom(ctx, `Cannot use ${name} "${value}": expected an absolute path`);
+    }
+    return value;
+  });
+
+const hostField = transform(v.string(), (value, ctx) => {
+  if (!/^[A-Za-z0-9.:[\]-]+$/.test(value)) {
+    return custom(ctx, `Cannot use SMTP host "${value}": expected a host name or address`);
+  }
+  return value;
+});
+
+const fromField = transform(v.string(), (value, ctx) => {
+  if (!isEmailAddress(value)) {
+    return custom(ctx, `Cannot use sender "${value}": expected user@host`);
+  }
+  return value;
+});
+
+const initField = transform(v.string(), (value, ctx) => {
+  const init = INIT_SYSTEMS.find((i) => i === value);
+  if (init === undefined) {
+    return custom(
+      ctx,
+      `Cannot use init system "${value}": expected one of ${INIT_SYSTEMS.join(", ")}`,
+    );
+  }
+  return init;
+});
+
+const intervalField = transform(v.string(), (value, ctx) => {
+  const n = /^\d+(\.\d+)?$/.test(value.trim()) ? Number(value.trim()) : NaN;
+  if (!(n >= 0.1 && n <= 3600)) {
+    return custom(
+      ctx,
+      `Cannot parse interval "${value}": expected seconds from 0.1 to 3600 (0.5 allowed)`,
+    );
+  }
+  return Math.round(n * 1000);
+});
+
+/** How far back `report` may look. */
+const MAX_SINCE_MS = 100 * 365.25 * 86_400_000;
+
+const sinceField = transform(v.string(), (value, ctx) => {
+  const out = /^\d+(\.\d+)?\s*[a-z]+$/i.test(value.trim()) ? parseDuration(value.trim()) : NaN;
+  if (typeof out !== "number" || !(out > 0 && out <= MAX_SINCE_MS)) {
+    return custom(
+      ctx,
+      `Cannot parse since "${value}": expected a duration such as 24h, 7d or 30d, at most 100y`,
+    );
+  }
+  return out;
+});
+
+const reportFormatField = transform(v.string(), (value, ctx) => {
+  if (value !== "text" && value !== "json") {
+    return custom(ctx, `Cannot use report format "${value}": expected text or json`);
+  }
+  return value;
+});
+
+const choice = <T extends string>(name: string, allowed: readonly T[]) =>
+  transform(v.string(), (value, ctx) => {
+    const found = allowed.find((a) => a === value);
+    if (found === undefined) {
+      return custom(ctx, `Cannot use ${name} "${value}": expected ${allowed.join(", ")}`);
+    }
+    return found;
+  });
+
+/** Checks a webhook URL without ever echoing its path: a sentence, or the URL. */
+export function checkWebhook(value: string): URL | string {
+  let url: URL;
+  try {
+    if (value.length > MAX_URL_LENGTH) throw new RangeError("too long");
+    url = new URL(value);
+  } catch {
+    // not shown: a webhook's path is its secret, and a URL that does not parse has no path to cut
+    return `Cannot parse the webhook URL (${value.length} characters, not shown: it holds a secret): expected an http:// or https:// URL of at most ${MAX_URL_LENGTH} characters`;
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    return `Cannot use webhook URL ${webhookName(url)}: expected http:// or https://`;
+  }
+  const problem = fetchProblem(url);
+  return problem === null ? url : `Cannot use webhook URL ${webhookName(url)}: ${problem}`;
+}
+
+const webhookField = transform(v.string(), (value, ctx) => {
+  const url = checkWebhook(value);
+  return typeof url === "string" ? custom(ctx, url) : url;
+});
+
+/** host:port on loopback: the endpoint must not be reachable from the network. */
+export function parseListen(value: string): { hostname: string; port: number } | string {
+  const m = /^(127(?:\.\d{1,3}){3}|localhost|\[::1\]):(\d{1,5})$/.exec(value.trim());
+  const port = Number(m?.[2]);
+  if (m === null || !(port >= 1 && port <= 65535)) {
+    return `Cannot use metrics address "${value}": expected 127.0.0.1:PORT, localhost:PORT or [::1]:PORT (loopback only)`;
+  }
+  return { hostname: m[1]!.replace(/^\[|\]$/g, ""), port };
+}
+
+const listenField = transform(v.string(), (value, ctx) => {
+  const listen = parseListen(value);
+  return typeof listen === "string" ? custom(ctx, listen) : listen;
+});
+
+const logFormatField = transform(v.string(), (value, ctx) => {
+  if (value !== "text" && value !== "json") {
+    return custom(ctx, `Cannot use log format "${value}": expected text or json`);
+  }
+  return value;
+});
+
+const settingsSchema = v.object({
+  url: v.optional(urlField(false)),
+  statusUrl: v.optional(urlField(true)),
+  expect: v.optional(
+    v.pipe(v.string(), v.maxLength(200, "Cannot use expect: at most 200 characters")),
+  ),
+  since: v.optional(sinceField),
+  mailTransport: v.optional(choice("mail transport", ["smtp", "sendmail"] as const)),
+  smtpTls: v.optional(choice("SMTP TLS mode", ["auto", "starttls", "tls", "none"] as const)),
+  smtpUser: v.optional(
+    v.pipe(v.string(), v.regex(/^\S{1,200}$/, "Cannot use SMTP user: expected a user name")),
+  ),
+  smtpPasswordFile: v.optional(pathField("SMTP password file")),
+  webhook: v.optional(webhookField),
+  metricsFile: v.optional(pathField("metrics file")),
+  metricsListen: v.optional(listenField),
+  format: v.optional(reportFormatField),
+  timeout: v.optional(timeoutField),
+  interval: v.optional(intervalField),
+  runFor: runForField,
+  mailTo: v.optional(mailToField),
+  restartCgi: v.optional(restartCgiField),
+  service: v.optional(nameField("service")),
+  processName: v.optional(nameField("process name")),
+  cgiService: v.optional(nameField("php-cgi service")),
+  cgiProcessName: v.optional(nameField("php-cgi process name")),
+  // a file to read, unlike the paths we write, may be named relative to where we stand
+  config: v.optional(v.pipe(v.string(), v.transform((value) => resolve(value)))),
+  logFile: v.optional(pathField("log file")),
+  logFormat: v.optional(logFormatField),
+  lockFile: v.optional(pathField("lock file")),
+  stateDir: v.optional(pathField("state folder")),
+  init: v.optional(initField),
+  smtpHost: v.optional(hostField),
+  smtpPort: v.optional(portField("SMTP port")),
+  mailFrom: v.optional(fromField),
+  resetTarget: v.optional(nameField("target")),
+});
+
+/** The command line's settings, validated. */
+export type Settings = v.InferOutput<typeof settingsSchema>;
+
+const DEFAULT_RUN_FOR = "60";
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/**
+ * Step 1: the command line (flags merged with positionals) and, for mail, the environment; with
+ * the problems that do not keep the next steps from going on.
+ * @throws {ConfigError} with every problem of the flags when they cannot be read.
+ */
+export function parseSettings(
+  mode: Mode,
+  raw: RawSettings,
+  host: Host,
+): { settings: Settings; problems: string[] } {
+  const issues: string[] = [];
+  if (raw.restart && mode !== "once") {
+    issues.push("Cannot use --restart without --once: a normal run restarts php-fpm anyway");
+  }
+  const parsed = v.safeParse(settingsSchema, {
+    runFor: raw.runFor ?? DEFAULT_RUN_FOR,
+    ...stripUndefined({
+      url: raw.url,
+      timeout: raw.timeout,
+      interval: raw.interval,
+      mailTo: raw.mailTo,
+      restartCgi: raw.restartCgi,
+      service: raw.service,
+      processName: raw.processName,
+      cgiService: raw.cgiService,
+      cgiProcessName: raw.cgiProcessName,
+      config: raw.config,
+      logFile: raw.logFile,
+      logFormat: raw.logFormat,
+      lockFile: raw.lockFile,
+      stateDir: raw.stateDir,
+      init: raw.init,
+      smtpHost: raw.smtpHost ?? host.env(ENV.smtpHost),
+      smtpPort: raw.smtpPort ?? host.env(ENV.smtpPort),
+      mailFrom: raw.mailFrom ?? host.env(ENV.mailFrom),
+      resetTarget: raw.resetTarget,
+      statusUrl: raw.statusUrl,
+      expect: raw.expect,
+      since: raw.since,
+      format: raw.format,
+      mailTransport: raw.mailTransport,
+      smtpTls: raw.smtpTls,
+      smtpUser: raw.smtpUser ?? host.env(ENV.smtpUser),
+      smtpPasswordFile: raw.smtpPasswordFile,
+      webhook: raw.webhook ?? host.env(ENV.webhook),
+      metricsFile: raw.metricsFile,
+      metricsListen: raw.metricsListen,
+    }),
+  });
+  if (!parsed.success) {
+    throw new ConfigError([...issues, ...parsed.issues.map((i) => i.message)]);
+  }
+  return { settings: parsed.output, problems: issues };
+}

@@ -1,0 +1,455 @@
+/**
+ * Loading the configuration: a short pipeline of named steps, each collecting every problem it
+ * finds into one {@link ConfigError}. Parse the command line → read the file → merge into target
+ * settings (the original's positional form is a one-target file) → discover the environment
+ * (init system, tools, services) → check paths and permissions → freeze.
+ */
+import type { Rung } from "../act/restart.ts";
+import { detectInit, findTools, type InitSystem, SEARCH_DIRS, type Tools } from "../act/service.ts";
+import type { ServiceTarget } from "../act/service.ts";
+import { defaultFpmConfig } from "../fpm/config.ts";
+import { describeFcgiTarget, fcgiTargetOf, isFcgiUrl } from "../probe/fcgi.ts";
+import type { Deps, MailRoute } from "../shared/deps.ts";
+import { ConfigError, describeError } from "../shared/errors.ts";
+import { chooseService, defaultLockDir, defaultPidFile, userStateHome } from "./environment.ts";
+import { checkUrl, checkWebhook, parseListen, parseSettings, type Settings } from "./fields.ts";
+import {
+  type ConfigFile,
+  defaultConfigFile,
+  type FilePolicy,
+  type FileTarget,
+  parseConfigFile,
+  WATCH_DEFAULTS,
+} from "./file.ts";
+import { mailRouteOf } from "./mail.ts";
+import { pathProblems, permissionProblems } from "./paths.ts";
+import { cronDefaults, type Policy, policyOf } from "./policy.ts";
+import {
+  type Config,
+  lockPath,
+  type Mode,
+  type RawSettings,
+  statePath,
+  type Target,
+} from "./settings.ts";
+
+/** The largest configuration file read: a few targets take a few KiB. */
+export const MAX_CONFIG_FILE = 1024 * 1024;
+
+const DEFAULT_TIMEOUT_MS = 5000;
+
+/** Problems found so far; a step that cannot go on without its input throws them all. */
+class Issues {
+  readonly list: string[] = [];
+  add(...issues: string[]): void {
+    this.list.push(...issues);
+  }
+  throwIfAny(): void {
+    if (this.list.length > 0) throw new ConfigError(this.list);
+  }
+}
+
+/**
+ * Validates `raw` (flags already merged with positionals) against the configuration file and the
+ * environment: URLs, timeouts, addresses, services and tools, log, lock and state paths.
+ * @throws {ConfigError} listing every problem found.
+ */
+export async function loadConfig(mode: Mode, raw: RawSettings, deps: Deps): Promise<Config> {
+  const { settings: s, problems } = parseSettings(mode, raw, deps.host);
+  const issues = new Issues();
+  issues.add(...problems);
+  const { path: configPath, file } = await readFileStep(mode, s, deps, issues);
+  issues.throwIfAny();
+  const specs = targetSpecs(mode, s, file, configPath, issues);
+  const place = await discoverEnvironment(deps, s, file, specs.length, issues);
+  const targets = await resolveTargets(deps, s, specs, place, issues);
+  issues.throwIfAny();
+  await checkPaths(mode, deps, s, file, place, targets, issues);
+  const extras = await channelsAndEndpoints(mode, deps, s, file, configPath, place.isRoot, issues);
+  issues.throwIfAny();
+  return freeze(mode, raw, deps, s, file, configPath, place, targets, extras);
+}
+
+/** The configuration file, when this mode and the flags want one. */
+async function readFileStep(
+  mode: Mode,
+  s: Settings,
+  deps: Deps,
+  issues: Issues,
+): Promise<{ path: string | null; file: ConfigFile | null }> {
+  // named with --config; watch, reset and report also read the default one, and reset and
+  // report work without it (on the state folder alone)
+  const fileOptional = mode === "reset" || mode === "report";
+  const wantsFile = s.config !== undefined ||
+    ((mode === "watch" || fileOptional) && s.url === undefined);
+  const path = wantsFile ? s.config ?? defaultConfigFile(deps.host.os()) : null;
+  let file: ConfigFile | null = null;
+  if (path !== null) {
+    const read = await readConfigFile(path, deps);
+    if (Array.isArray(read)) {
+      if (!fileOptional || s.config !== undefined) issues.add(...read);
+    } else file = read;
+  }
+  if (s.url === undefined && path === null && !fileOptional) {
+    issues.add("Missing the heartbeat URI: give it as the first argument or with --url");
+  }
+  const timeoutMs = s.timeout ?? DEFAULT_TIMEOUT_MS;
+  if (s.runFor < timeoutMs) {
+    issues.add(
+      `Cannot run for ${s.runFor / 1000} s with a timeout of ${
+        timeoutMs / 1000
+      } s: a run must fit at least one probe`,
+    );
+  }
+  return { path, file };
+}
+
+async function readConfigFile(path: string, deps: Deps): Promise<ConfigFile | string[]> {
+  let text: string;
+  try {
+    text = await deps.fs.readTextFile(path, MAX_CONFIG_FILE);
+  } catch (err) {
+    return [`Cannot read config file "${path}": ${describeError(err)}`];
+  }
+  return parseConfigFile(path, text);
+}
+
+/** A target as written, before its service is resolved. */
+interface TargetSpec {
+  name: string | null;
+  url: URL;
+  policy: Policy;
+  timeoutMs: number;
+  rungs: Rung[];
+  startTimeoutMs: number;
+  mailTo: string[];
+  cgi: boolean;
+  service?: string | undefined;
+  processName?: string | undefined;
+  cgiService?: string | undefined;
+  cgiProcessName?: string | undefined;
+  pidFile?: string | undefined;
+  status: URL | null;
+  fpmConfig?: string | undefined;
+  expect?: string | undefined;
+  extra: FilePolicy;
+}
+
+/**
+ * Step 3: the targets to watch, from the file's [[target]]s, or from the original's positional
+ * form read as a file of one target (named after its service) whose settings the cron form
+ * fixes, as the original did. Flags override both.
+ */
+function targetSpecs(
+  mode: Mode,
+  s: Settings,
+  file: ConfigFile | null,
+  configPath: string | null,
+  issues: Issues,
+): TargetSpec[] {
+  // what the file's [defaults] do not say, watch mode's defaults do
+  const defaults: FilePolicy = { ...WATCH_DEFAULTS, ...file?.defaults };
+  if (s.url === undefined) {
+    return (file?.target ?? []).flatMap((t) =>
+      specOf(t.name, t, { ...defaults, ...stripUndefined(t) }, s, `${configPath}: `, issues)
+    );
+  }
+  // the positional form: its timeout is the command line's, not the file's [defaults]
+  const timeoutMs = s.timeout ?? DEFAULT_TIMEOUT_MS;
+  const one: FileTarget = { name: "", url: s.url.href, timeout: timeoutMs, php_cgi: false };
+  const settings: FilePolicy = mode === "watch"
+    ? { ...defaults, ...stripUndefined(one) }
+    : { ...defaults, ...stripUndefined(one), ...cronDefaults(timeoutMs) };
+  // the cron form probes every timeout, as the original did, whatever --interval says
+  const flags = mode === "watch" ? s : { ...s, interval: undefined };
+  return specOf(null, { ...one, url: s.url }, settings, flags, "", issues);
+}
+
+/** One target's settings, the flags laid over them; none when its URLs are refused. */
+function specOf(
+  name: string | null,
+  t: Omit<FileTarget, "name" | "url"> & { url: string | URL },
+  p: FilePolicy,
+  s: Settings,
+  where: string,
+  issues: Issues,
+): TargetSpec[] {
+  const url = typeof t.url === "string" ? checkUrl(t.url, false) : t.url;
+  const status = t.status_url === undefined ? null : checkUrl(t.status_url, true);
+  if (typeof url === "string" || typeof status === "string") {
+    for (const bad of [url, status]) {
+      if (typeof bad === "string") issues.add(`${where}target "${name}": ${bad}`);
+    }
+    return [];
+  }
+  return [{
+    name,
+    url,
+    timeoutMs: s.timeout ?? p.timeout,
+    policy: policyOf({ ...p, interval: s.interval ?? p.interval }),
+    rungs: p.rungs,
+    startTimeoutMs: p.start_timeout,
+    mailTo: s.mailTo ?? p.mail_to,
+    cgi: s.restartCgi ?? p.php_cgi,
+    service: s.service ?? t.service,
+    processName: s.processName ?? t.process_name,
+    cgiService: s.cgiService ?? t.cgi_service,
+    cgiProcessName: s.cgiProcessName ?? t.cgi_process_name,
+    pidFile: t.pid_file,
+    status: s.statusUrl ?? status,
+    fpmConfig: t.fpm_config,
+    expect: s.expect ?? t.expect,
+    extra: p,
+  }];
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/** Where a run lives on this host: its init system and tools, and its files' folders. */
+interface Place {
+  init: InitSystem;
+  tools: Tools;
+  uid: number | null;
+  isRoot: boolean;
+  logFile: string | null;
+  stateDir: string | null;
+  lockDir: string | null;
+}
+
+/** Step 4: the init system, its tools, and the default log, state and lock places. */
+async function discoverEnvironment(
+  deps: Deps,
+  s: Settings,
+  file: ConfigFile | null,
+  targetCount: number,
+  issues: Issues,
+): Promise<Place> {
+  const init = s.init ?? file?.init ?? await detectInit(deps.fs, deps.host);
+  const { tools, missing } = await findTools(deps.fs, init);
+  for (const name of missing) {
+    issues.add(
+      `Cannot find "${name}" in ${
+        SEARCH_DIRS.join(", ")
+      }: install it (procps, init-system-helpers)`,
+    );
+  }
+  const uid = deps.host.uid();
+  const isRoot = uid === 0;
+  const stateHome = userStateHome(deps);
+  const logFile = s.logFile ?? file?.log.file ??
+    (isRoot ? "/var/log/php-relaunch.log" : stateHome && `${stateHome}/php-relaunch.log`);
+  if (!logFile) issues.add("Cannot choose a log file: set HOME or give --log-file");
+  const stateDir = s.stateDir ?? file?.state.dir ??
+    (isRoot
+      ? deps.host.os() === "freebsd" ? "/var/db/php-relaunch" : "/var/lib/php-relaunch"
+      : stateHome && `${stateHome}/php-relaunch`);
+  if (!stateDir) issues.add("Cannot choose a state folder: set HOME or give --state-dir");
+  const lockDir = file?.state.lock_dir ?? await defaultLockDir(deps, isRoot);
+  if (s.lockFile === undefined && lockDir === null) {
+    issues.add("Cannot choose a lock file: set XDG_RUNTIME_DIR or give --lock-file");
+  }
+  if (s.lockFile !== undefined && targetCount > 1) {
+    issues.add("Cannot use one --lock-file for several targets: each has its own lock");
+  }
+  return { init, tools, uid, isRoot, logFile, stateDir, lockDir };
+}
+
+/** Step 4, continued: each target's services, and what the target is made of them. */
+async function resolveTargets(
+  deps: Deps,
+  s: Settings,
+  specs: TargetSpec[],
+  place: Place,
+  issues: Issues,
+): Promise<Target[]> {
+  const targets: Target[] = [];
+  for (const spec of specs) {
+    const where = spec.name === null ? "" : `target "${spec.name}": `;
+    const fpm = await chooseService(deps, "php-fpm", spec.service, spec.processName, "--service");
+    if (typeof fpm === "string") {
+      issues.add(where + fpm);
+      continue;
+    }
+    let cgi: ServiceTarget | null = null;
+    if (spec.cgi) {
+      const found = await chooseService(
+        deps,
+        "php-cgi",
+        spec.cgiService,
+        spec.cgiProcessName,
+        "--cgi-service",
+      );
+      if (typeof found === "string") {
+        issues.add(where + found);
+        continue;
+      }
+      cgi = found;
+    }
+    targets.push(
+      targetOf(spec, fpm, cgi, s.lockFile ?? lockPath(place.lockDir ?? "", fpm.service), place),
+    );
+  }
+  const byService = new Map<string, string>();
+  for (const t of targets) {
+    const other = byService.get(t.fpm.service);
+    if (other !== undefined) {
+      issues.add(
+        `Targets "${other}" and "${t.name}" both restart ${t.fpm.service}: one target per service`,
+      );
+    }
+    byService.set(t.fpm.service, t.name);
+  }
+  return targets;
+}
+
+function targetOf(
+  spec: TargetSpec,
+  fpm: ServiceTarget,
+  cgi: ServiceTarget | null,
+  lockFile: string,
+  place: Place,
+): Target {
+  const name = spec.name ?? fpm.service;
+  return Object.freeze({
+    name,
+    url: spec.url,
+    timeoutMs: spec.timeoutMs,
+    policy: Object.freeze(spec.policy),
+    rungs: Object.freeze([...spec.rungs]),
+    startTimeoutMs: spec.startTimeoutMs,
+    fpm: Object.freeze(fpm),
+    cgi: cgi && Object.freeze(cgi),
+    pidFile: spec.pidFile ?? defaultPidFile(fpm.service),
+    mailTo: Object.freeze([...spec.mailTo]),
+    lockFile,
+    stateFile: statePath(place.stateDir ?? "", name),
+    ...fcgiSettings(spec),
+    fpmConfig: spec.fpmConfig ?? defaultFpmConfig(fpm.service),
+    stuckAfterMs: spec.extra.stuck_after || spec.timeoutMs,
+    warn: Object.freeze({
+      listenQueue: spec.extra.warn_listen_queue,
+      slowRequests: spec.extra.warn_slow_requests,
+      maxChildren: spec.extra.warn_max_children,
+    }),
+    warnEveryMs: spec.extra.warn_every,
+  });
+}
+
+/** The FastCGI side of a target: the probe's and the status page's addresses. */
+function fcgiSettings(spec: TargetSpec) {
+  const fcgi = isFcgiUrl(spec.url) ? fcgiTargetOf(spec.url) : null;
+  const status = spec.status === null ? null : fcgiTargetOf(spec.status);
+  // both were checked by checkUrl: a string here cannot happen
+  const probe = typeof fcgi === "string" ? null : fcgi;
+  const page = typeof status === "string" ? null : status;
+  return {
+    fcgi: probe,
+    expect: spec.expect ?? (probe === null ? "" : "pong"),
+    status: page,
+    statusOnPool: probe !== null && page !== null &&
+      describeFcgiTarget(probe) === describeFcgiTarget(page),
+  };
+}
+
+/** Step 5: what the permissions allow, and what another user could have planted. */
+async function checkPaths(
+  mode: Mode,
+  deps: Deps,
+  s: Settings,
+  file: ConfigFile | null,
+  place: Place,
+  targets: readonly Target[],
+  issues: Issues,
+): Promise<void> {
+  const { logFile, stateDir, lockDir } = place;
+  const metricsFile = s.metricsFile ?? file?.metrics.file ?? null;
+  // the compiled binary's permissions name the folders it may use: say so before anything runs
+  issues.add(...permissionProblems(deps, [
+    ["log file", "write", logFile],
+    ["state folder", "write", stateDir],
+    ["lock file", "write", s.lockFile ?? (lockDir && `${lockDir}/php-relaunch.lock`)],
+    ["metrics file", "write", metricsFile],
+    ["CA file", "read", file?.mail.ca_file],
+  ]));
+  // report only reads; every other mode writes (check-config says what they would refuse)
+  if (mode === "report") return;
+  issues.add(
+    ...await pathProblems(deps, place.uid, {
+      logFile,
+      stateDir,
+      stateFiles: targets.map((t) => t.stateFile),
+      lockFiles: targets.map((t) => t.lockFile),
+      metricsFile,
+    }),
+  );
+}
+
+/** Where alerts go and where metrics are served: mail, webhook, /metrics. */
+async function channelsAndEndpoints(
+  mode: Mode,
+  deps: Deps,
+  s: Settings,
+  file: ConfigFile | null,
+  configPath: string | null,
+  isRoot: boolean,
+  issues: Issues,
+) {
+  const mail = await mailRouteOf(s, file, deps, isRoot);
+  if (typeof mail === "string") issues.add(mail);
+  let webhook = s.webhook ?? null;
+  if (webhook === null && file?.webhook.url !== undefined) {
+    const url = checkWebhook(file.webhook.url);
+    if (typeof url === "string") issues.add(`${configPath}: webhook.url: ${url}`);
+    else webhook = url;
+  }
+  let metricsListen = s.metricsListen ?? null;
+  if (metricsListen === null && file?.metrics.listen !== undefined) {
+    const listen = parseListen(file.metrics.listen);
+    if (typeof listen === "string") issues.add(`${configPath}: metrics.listen: ${listen}`);
+    else metricsListen = listen;
+  }
+  // check-config shows a watch configuration; the cron form has no process to serve from
+  if (metricsListen !== null && mode !== "watch" && mode !== "check") {
+    issues.add("Cannot serve /metrics outside watch mode: use --metrics-file with cron");
+  }
+  return { mail: mail as MailRoute, webhook, metricsListen };
+}
+
+/** Step 6: the configuration, frozen. */
+function freeze(
+  mode: Mode,
+  raw: RawSettings,
+  deps: Deps,
+  s: Settings,
+  file: ConfigFile | null,
+  configPath: string | null,
+  place: Place,
+  targets: Target[],
+  extras: Awaited<ReturnType<typeof channelsAndEndpoints>>,
+): Config {
+  const hostname = deps.host.hostname();
+  return Object.freeze({
+    mode,
+    targets: Object.freeze(targets),
+    runMs: s.runFor,
+    restartOnOnce: raw.restart === true,
+    configFile: file === null ? null : configPath,
+    init: place.init,
+    tools: Object.freeze(place.tools),
+    logFile: place.logFile ?? "",
+    logFormat: s.logFormat ?? file?.log.format ?? "text",
+    stateDir: place.stateDir ?? "",
+    lockDir: place.lockDir ?? "",
+    mailFrom: s.mailFrom ?? file?.mail.from ?? `php-relaunch@${hostname}`,
+    mail: Object.freeze(extras.mail),
+    webhook: extras.webhook,
+    metricsFile: s.metricsFile ?? file?.metrics.file ?? null,
+    metricsListen: extras.metricsListen && Object.freeze(extras.metricsListen),
+    verbose: raw.verbose === true,
+    hostname,
+    resetTarget: s.resetTarget ?? null,
+    report: Object.freeze({ sinceMs: s.since ?? 7 * 86_400_000, format: s.format ?? "text" }),
+  });
+}

@@ -1,0 +1,130 @@
+/**
+ * Reading php-fpm's own configuration (php-fpm.conf and the pool files it includes): where its
+ * logs are and the pool settings that explain an outage. Read-only and forgiving: a file that
+ * cannot be read leaves its settings out.
+ */
+import type { Fs } from "../shared/deps.ts";
+
+/** The pool settings that matter when tuning, as written (null when not set). */
+export interface PoolSettings {
+  pool: string;
+  pm: string | null;
+  maxChildren: number | null;
+  requestTerminateTimeout: string | null;
+  requestSlowlogTimeout: string | null;
+  listen: string | null;
+  statusPath: string | null;
+  statusListen: string | null;
+  pingPath: string | null;
+  slowlog: string | null;
+}
+
+/** php-fpm's error log and the pools it defines. */
+export interface FpmConfig {
+  errorLog: string | null;
+  pools: PoolSettings[];
+}
+
+/** php-fpm.conf of a service: Debian's /etc/php/X.Y/fpm, RHEL's /etc, FreeBSD's /usr/local/etc. */
+export function defaultFpmConfig(service: string): string | null {
+  const debian = /^php(\d+\.\d+)-fpm$/.exec(service);
+  if (debian) return `/etc/php/${debian[1]}/fpm/php-fpm.conf`;
+  if (service === "php-fpm") return "/etc/php-fpm.conf";
+  if (service === "php_fpm") return "/usr/local/etc/php-fpm.conf";
+  return null;
+}
+
+type Sections = Map<string, Map<string, string>>;
+
+/** INI sections and keys, with `;` and `#` comments and quoted values. */
+function parseIni(text: string, into: Sections, start: string): string {
+  let section = start;
+  for (const raw of text.split("\n")) {
+    const line = raw.trim();
+    if (line === "" || line.startsWith(";") || line.startsWith("#")) continue;
+    const head = /^\[(.+)\]$/.exec(line);
+    if (head) {
+      section = head[1]!.trim();
+      if (!into.has(section)) into.set(section, new Map());
+      continue;
+    }
+    const eq = line.indexOf("=");
+    if (eq <= 0) continue;
+    const key = line.slice(0, eq).trim();
+    const value = line.slice(eq + 1).trim().replace(/^"(.*)"$/, "$1");
+    if (!into.has(section)) into.set(section, new Map());
+    into.get(section)!.set(key, value);
+  }
+  return section;
+}
+
+/** The files an `include=` names: a path, or a folder with one `*` pattern in the file name. */
+async function expandInclude(fs: Fs, pattern: string): Promise<string[]> {
+  const slash = pattern.lastIndexOf("/");
+  const dir = pattern.slice(0, slash);
+  const name = pattern.slice(slash + 1);
+  if (!name.includes("*")) return [pattern];
+  const re = new RegExp(
+    `^${name.split("*").map((p) => p.replace(/[.+?^${}()|[\]\\]/g, "\\$&")).join(".*")}$`,
+  );
+  return (await fs.listDir(dir)).filter((n) => re.test(n)).sort().map((n) => `${dir}/${n}`);
+}
+
+/** Reads `path` and its includes (one level, as Debian and RHEL use them). */
+export async function readFpmConfig(fs: Fs, path: string): Promise<FpmConfig | null> {
+  const sections: Sections = new Map([["global", new Map()]]);
+  let text: string;
+  try {
+    text = await fs.readTextFile(path);
+  } catch {
+    return null;
+  }
+  let section = parseIni(text, sections, "global");
+  const includes = [...text.matchAll(/^\s*include\s*=\s*"?([^"\n]+?)"?\s*$/gm)].map((m) => m[1]!);
+  for (const pattern of includes) {
+    for (const file of await expandInclude(fs, pattern)) {
+      const included = await fs.readTextFile(file).catch(() => null);
+      if (included !== null) section = parseIni(included, sections, section);
+    }
+  }
+  const pools: PoolSettings[] = [];
+  for (const [name, keys] of sections) {
+    if (name === "global") continue;
+    const get = (key: string) => keys.get(key)?.replaceAll("$pool", name) ?? null;
+    const children = Number(get("pm.max_children"));
+    pools.push({
+      pool: name,
+      pm: get("pm"),
+      maxChildren: Number.isInteger(children) && children > 0 ? children : null,
+      requestTerminateTimeout: get("request_terminate_timeout"),
+      requestSlowlogTimeout: get("request_slowlog_timeout"),
+      listen: get("listen"),
+      statusPath: get("pm.status_path"),
+      statusListen: get("pm.status_listen"),
+      pingPath: get("ping.path"),
+      slowlog: get("slowlog"),
+    });
+  }
+  return { errorLog: sections.get("global")?.get("error_log") ?? null, pools };
+}
+
+/**
+ * The pool a target watches: the one the status page names, else the one whose `listen` is the
+ * probe's address, else the only one.
+ */
+export function choosePool(
+  config: FpmConfig,
+  statusPool: string | null,
+  listen: string | null,
+): PoolSettings | null {
+  const byName = config.pools.find((p) => p.pool === statusPool);
+  if (byName) return byName;
+  const byListen = config.pools.find((p) => listen !== null && p.listen === listen);
+  if (byListen) return byListen;
+  return config.pools.length === 1 ? config.pools[0]! : null;
+}
+
+/** Whether a duration setting of php-fpm ("0", "30s", "5m", "300") is off. */
+export function isOff(value: string | null): boolean {
+  return value === null || /^0+[smhd]?$/.test(value.trim());
+}

@@ -1,0 +1,127 @@
+/**
+ * The real adapters of every port of `shared/deps.ts`, assembled where the program starts: the
+ * clock, processes, network (HTTP, FastCGI, mail, webhook), filesystem and host.
+ */
+import { realRunner } from "./act/process.ts";
+import { nodeMailer } from "./alert/mail.ts";
+import { directWebhookPost } from "./alert/webhook.ts";
+import { directFcgiGet } from "./probe/fcgi.ts";
+import { directHttpGet } from "./probe/http.ts";
+import { type Clock, type Deps, type Fs, type Host, MAX_TEXT_FILE } from "./shared/deps.ts";
+import { writeAllSync } from "./shared/log.ts";
+import { readRegularText } from "./shared/safe_file.ts";
+
+const realClock: Clock = {
+  now: () => Date.now(),
+  sleep: (ms, signal) =>
+    new Promise((resolve) => {
+      if (signal?.aborted) return resolve();
+      const done = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", done);
+        resolve();
+      };
+      const timer = setTimeout(done, Math.max(0, ms));
+      signal?.addEventListener("abort", done, { once: true });
+    }),
+};
+
+const realFs: Fs = {
+  async exists(path) {
+    try {
+      await Deno.stat(path);
+      return true;
+    } catch {
+      return false;
+    }
+  },
+  async isExecutable(path) {
+    try {
+      const info = await Deno.stat(path);
+      return info.isFile && ((info.mode ?? 0) & 0o111) !== 0;
+    } catch {
+      return false;
+    }
+  },
+  async info(path) {
+    try {
+      const i = await Deno.lstat(path);
+      return {
+        isFile: i.isFile,
+        isDirectory: i.isDirectory,
+        isSymlink: i.isSymlink,
+        mode: (i.mode ?? 0) & 0o7777,
+        uid: i.uid,
+        size: i.size,
+      };
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound) return null;
+      throw err;
+    }
+  },
+  readTextFile: (path, maxBytes = MAX_TEXT_FILE) => readRegularText(path, maxBytes),
+  async readTail(path, maxBytes) {
+    try {
+      using file = await Deno.open(path, { read: true });
+      const size = (await file.stat()).size;
+      const start = Math.max(0, size - maxBytes);
+      await file.seek(start, Deno.SeekMode.Start);
+      const buffer = new Uint8Array(size - start);
+      let at = 0;
+      while (at < buffer.length) {
+        const n = await file.read(buffer.subarray(at));
+        if (n === null) break;
+        at += n;
+      }
+      const text = new TextDecoder().decode(buffer.subarray(0, at));
+      // a cut first line is half a record: drop it
+      return start > 0 ? text.slice(text.indexOf("\n") + 1) : text;
+    } catch {
+      return "";
+    }
+  },
+  async listDir(path) {
+    const names: string[] = [];
+    try {
+      for await (const entry of Deno.readDir(path)) names.push(entry.name);
+    } catch (err) {
+      if (!(err instanceof Deno.errors.NotFound)) throw err;
+    }
+    return names;
+  },
+};
+
+const realHost: Host = {
+  hostname: () => Deno.hostname(),
+  uid: () => Deno.uid(),
+  env: (name) => Deno.env.get(name),
+  os: () => Deno.build.os,
+  stderrIsTerminal: () => Deno.stderr.isTerminal(),
+  allows: (access, path) => Deno.permissions.querySync({ name: access, path }).state === "granted",
+  memory: () => {
+    try {
+      const m = Deno.systemMemoryInfo();
+      return { total: m.total, available: m.available };
+    } catch {
+      return null;
+    }
+  },
+};
+
+const encoder = new TextEncoder();
+
+/** The real clock, processes, network, mail, filesystem and host. */
+export function realDeps(): Deps {
+  return {
+    clock: realClock,
+    runner: realRunner,
+    httpGet: directHttpGet,
+    fcgiGet: directFcgiGet,
+    mailer: nodeMailer,
+    webhookPost: directWebhookPost,
+    fs: realFs,
+    host: realHost,
+    stdout: (text) => writeAllSync(Deno.stdout, encoder.encode(text)),
+    stderr: (text) => writeAllSync(Deno.stderr, encoder.encode(text)),
+  };
+}

@@ -1,0 +1,194 @@
+/**
+ * Prometheus metrics: what each target counts (kept in its state file, so cron runs add up), and
+ * their exposition through prom-client's registry, loaded only when metrics are asked for: as a
+ * node_exporter textfile (written atomically) or on a loopback /metrics endpoint in watch mode.
+ */
+import type { PoolStatus } from "../fpm/status.ts";
+import { writeFileAtomic } from "../shared/safe_file.ts";
+
+/** Upper bounds of the probe latency histogram, in seconds. */
+export const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+/** A target's counters, as kept between runs. */
+export interface Counters {
+  /** Probes by "<verdict> <label>" (e.g. "healthy 200", "php_down timeout"). */
+  probes: Record<string, number>;
+  /** Cumulative counts per bucket of {@link LATENCY_BUCKETS}, then the sum and the count. */
+  latency: { buckets: number[]; sum: number; count: number };
+  restarts: { ok: number; failed: number };
+  giveUps: number;
+  lastRestartAt: number | null;
+  /** The pool's last status read (the gauges, and what early warnings compare), or null. */
+  pool: {
+    active: number;
+    idle: number;
+    total: number;
+    listenQueue: number;
+    maxChildrenReached: number;
+    slowRequests: number;
+    acceptedConn: number;
+  } | null;
+}
+
+/** Counters with nothing counted. */
+export function freshCounters(): Counters {
+  return {
+    probes: {},
+    latency: { buckets: LATENCY_BUCKETS.map(() => 0), sum: 0, count: 0 },
+    restarts: { ok: 0, failed: 0 },
+    giveUps: 0,
+    lastRestartAt: null,
+    pool: null,
+  };
+}
+
+/** Counts one probe. */
+export function countProbe(c: Counters, verdict: string, label: string, ms: number): Counters {
+  const key = `${verdict} ${label}`;
+  const seconds = ms / 1000;
+  return {
+    ...c,
+    probes: { ...c.probes, [key]: (c.probes[key] ?? 0) + 1 },
+    latency: {
+      buckets: c.latency.buckets.map((n, i) => n + (seconds <= LATENCY_BUCKETS[i]! ? 1 : 0)),
+      sum: c.latency.sum + seconds,
+      count: c.latency.count + 1,
+    },
+  };
+}
+
+/** Counts one restart. */
+export function countRestart(c: Counters, ok: boolean, at: number): Counters {
+  return {
+    ...c,
+    restarts: { ok: c.restarts.ok + (ok ? 1 : 0), failed: c.restarts.failed + (ok ? 0 : 1) },
+    lastRestartAt: at,
+  };
+}
+
+/** Counts one giving up. */
+export function countGiveUp(c: Counters): Counters {
+  return { ...c, giveUps: c.giveUps + 1 };
+}
+
+/** Keeps the pool's numbers for the gauges. */
+export function countPool(c: Counters, s: PoolStatus): Counters {
+  return {
+    ...c,
+    pool: {
+      active: s.active,
+      idle: s.idle,
+      total: s.total,
+      listenQueue: s.listenQueue,
+      maxChildrenReached: s.maxChildrenReached,
+      slowRequests: s.slowRequests,
+      acceptedConn: s.acceptedConn,
+    },
+  };
+}
+
+type Value = { value: number; labels: Record<string, string>; metricName?: string };
+type Family = {
+  name: string;
+  help: string;
+  type: "counter" | "gauge" | "histogram";
+  values: Value[];
+};
+
+/** The metric families of some targets (exported for tests). */
+export function families(targets: readonly { name: string; counters: Counters }[]): Family[] {
+  const f = (name: string, type: Family["type"], help: string): Family => ({
+    name: `php_relaunch_${name}`,
+    help,
+    type,
+    values: [],
+  });
+  const probes = f("probes_total", "counter", "Heartbeat probes by verdict and answer.");
+  const latency = f("probe_duration_seconds", "histogram", "How long heartbeat probes took.");
+  const restarts = f("restarts_total", "counter", "php-fpm restarts by result.");
+  const giveUps = f("give_ups_total", "counter", "Times restarting was given up.");
+  const last = f(
+    "last_restart_timestamp_seconds",
+    "gauge",
+    "When php-fpm was last restarted (0: never).",
+  );
+  const pool = {
+    active: f("pool_active_processes", "gauge", "Busy workers at the last status read."),
+    idle: f("pool_idle_processes", "gauge", "Idle workers at the last status read."),
+    total: f("pool_total_processes", "gauge", "Workers at the last status read."),
+    listenQueue: f("pool_listen_queue", "gauge", "Requests waiting for a worker (TCP only)."),
+    maxChildrenReached: f(
+      "pool_max_children_reached",
+      "gauge",
+      "php-fpm's count of pm.max_children reached since it started.",
+    ),
+    slowRequests: f("pool_slow_requests", "gauge", "php-fpm's count of slow requests."),
+    acceptedConn: f("pool_accepted_connections", "gauge", "php-fpm's accepted connections."),
+  };
+  for (const { name: target, counters: c } of targets) {
+    for (const [key, value] of Object.entries(c.probes)) {
+      const [verdict = "", answer = ""] = key.split(" ");
+      probes.values.push({ value, labels: { target, verdict, answer } });
+    }
+    LATENCY_BUCKETS.forEach((le, i) => {
+      latency.values.push({
+        value: c.latency.buckets[i] ?? 0,
+        labels: { target, le: String(le) },
+        metricName: `${latency.name}_bucket`,
+      });
+    });
+    latency.values.push(
+      {
+        value: c.latency.count,
+        labels: { target, le: "+Inf" },
+        metricName: `${latency.name}_bucket`,
+      },
+      { value: c.latency.sum, labels: { target }, metricName: `${latency.name}_sum` },
+      { value: c.latency.count, labels: { target }, metricName: `${latency.name}_count` },
+    );
+    restarts.values.push(
+      { value: c.restarts.ok, labels: { target, result: "ok" } },
+      { value: c.restarts.failed, labels: { target, result: "failed" } },
+    );
+    giveUps.values.push({ value: c.giveUps, labels: { target } });
+    last.values.push({ value: (c.lastRestartAt ?? 0) / 1000, labels: { target } });
+    if (c.pool !== null) {
+      for (const [key, family] of Object.entries(pool)) {
+        family.values.push({ value: c.pool[key as keyof typeof pool], labels: { target } });
+      }
+    }
+  }
+  return [probes, latency, restarts, giveUps, last, ...Object.values(pool)];
+}
+
+/** The Prometheus text exposition of some targets' counters, made by prom-client. */
+export async function renderMetrics(
+  targets: readonly { name: string; counters: Counters }[],
+): Promise<string> {
+  const { Registry } = (await import("prom-client")).default;
+  const registry = new Registry();
+  for (const family of families(targets)) {
+    // prom-client formats whatever a metric's get() gives: names, escaped labels, numbers
+    registry.registerMetric(
+      {
+        name: family.name,
+        help: family.help,
+        type: family.type,
+        get: () => Promise.resolve({ ...family, aggregator: "sum" }),
+      } as unknown as Parameters<typeof registry.registerMetric>[0],
+    );
+  }
+  return await registry.metrics();
+}
+
+/**
+ * Writes the metrics file atomically, as node_exporter's textfile collector wants: it never
+ * reads half a file. World-readable, like the collector's other files.
+ */
+export async function writeMetricsFile(path: string, text: string): Promise<void> {
+  const target = await Deno.lstat(path).catch(() => null);
+  if (target?.isSymlink) {
+    throw new Error(`Refusing to write metrics file "${path}": it is a symbolic link`);
+  }
+  await writeFileAtomic(path, text, 0o644);
+}

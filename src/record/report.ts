@@ -1,0 +1,278 @@
+/**
+ * `php-relaunch report`: what the incident log says, for tuning php-fpm. Counts by cause and by
+ * hour, the scripts found in stuck workers and in the slowlog, and tuning hints that each name the
+ * setting and the measured reason. Pure: incidents in, a report out.
+ */
+import { isOff } from "../fpm/config.ts";
+import { isBusy } from "../fpm/status.ts";
+import type { IncidentRecord } from "./incidents.ts";
+
+/** A script and how often (in how many incidents) it was seen, with the longest request. */
+export interface ScriptCount {
+  script: string;
+  incidents: number;
+  longestSeconds: number;
+}
+
+/** One tuning hint: the setting, what to do, and the measured reason. */
+export interface Hint {
+  setting: string;
+  advice: string;
+}
+
+/** The whole report, also its JSON form. */
+export interface Report {
+  since: string;
+  until: string;
+  incidents: number;
+  restartsFailed: number;
+  byCause: Record<string, number>;
+  /** Incidents per hour of the day (0-23, the host's local time). */
+  byHour: number[];
+  byRung: Record<string, number>;
+  stuckScripts: ScriptCount[];
+  slowlogScripts: ScriptCount[];
+  hints: Hint[];
+  /** Lines of the log that could not be read (cut by a crash, foreign). */
+  skipped: number;
+}
+
+function causeOf(i: IncidentRecord): string {
+  return i.pool === null ? i.label : `${i.label}, pool ${i.pool}`;
+}
+
+function count(map: Record<string, number>, key: string): void {
+  map[key] = (map[key] ?? 0) + 1;
+}
+
+function scripts(
+  incidents: readonly IncidentRecord[],
+  pick: (i: IncidentRecord) => { script: string; seconds: number }[],
+): ScriptCount[] {
+  const seen = new Map<string, ScriptCount>();
+  for (const incident of incidents) {
+    const here = new Map<string, number>();
+    for (const { script, seconds } of pick(incident)) {
+      here.set(script, Math.max(here.get(script) ?? 0, seconds));
+    }
+    for (const [script, seconds] of here) {
+      const s = seen.get(script) ?? { script, incidents: 0, longestSeconds: 0 };
+      s.incidents++;
+      s.longestSeconds = Math.max(s.longestSeconds, seconds);
+      seen.set(script, s);
+    }
+  }
+  return [...seen.values()].sort((a, b) =>
+    b.incidents - a.incidents || b.longestSeconds - a.longestSeconds
+  );
+}
+
+/** The scripts the slowlog names (php-fpm writes `script_filename = /path` per entry). */
+function slowlogScripts(i: IncidentRecord): { script: string; seconds: number }[] {
+  return i.evidence.slowlog.flatMap((line) => {
+    const m = /script_filename = (\S+)/.exec(line);
+    return m ? [{ script: m[1]!, seconds: 0 }] : [];
+  });
+}
+
+function stuckScripts(i: IncidentRecord): { script: string; seconds: number }[] {
+  return (i.evidence.status?.workers ?? []).filter(isBusy).map((w) => ({
+    script: w.script !== "-" ? w.script : w.uri,
+    seconds: Math.round(w.durationMs / 1000),
+  }));
+}
+
+/** Every worker was busy: the pool had reached pm.max_children. */
+function atMaxChildren(i: IncidentRecord): boolean {
+  const s = i.evidence.status;
+  if (s === null) return false;
+  const max = i.evidence.settings?.maxChildren ?? s.total;
+  return s.idle === 0 && s.active >= max;
+}
+
+const MB = 2 ** 20;
+
+function hintsOf(incidents: readonly IncidentRecord[], stuck: ScriptCount[]): Hint[] {
+  const hints: Hint[] = [];
+  const n = incidents.length;
+  const latest = incidents[n - 1];
+  if (latest === undefined) return hints;
+  const settings = [...incidents].reverse().find((i) => i.evidence.settings !== null)?.evidence
+    .settings ?? null;
+
+  const full = incidents.filter(atMaxChildren);
+  if (full.length > 0 && full.length * 2 >= n) {
+    const workers = full.flatMap((i) => i.evidence.processes.filter((p) => p.pid !== p.pgid));
+    const avgRss = workers.length === 0
+      ? 0
+      : workers.reduce((sum, p) => sum + p.rssKb * 1024, 0) / workers.length;
+    const available = [...incidents].reverse().find((i) => i.evidence.memory !== null)?.evidence
+      .memory?.available ?? null;
+    const now = settings?.maxChildren ?? latest.evidence.status?.total ?? null;
+    let advice = `max children reached in ${full.length} of ${n} incidents`;
+    if (avgRss > 0 && available !== null && now !== null) {
+      // half the memory available at the time, so the host keeps room for everything else;
+      // and no more than four times as many at once, since CPU and the database share the load
+      const fits = now + Math.floor((available * 0.5) / avgRss);
+      const step = Math.min(fits, now * 4);
+      advice += `; average worker RSS ${Math.round(avgRss / MB)} MB and ${
+        Math.round(available / MB)
+      } MB available: pm.max_children could go from ${now} to ${step}`;
+      if (fits > step) advice += ` (memory would allow ${fits}; raise it in steps)`;
+      else if (fits <= now) {
+        advice = `max children reached in ${full.length} of ${n} incidents, but ${
+          Math.round(available / MB)
+        } MB available leave no room for more ${
+          Math.round(avgRss / MB)
+        } MB workers: lower the memory per request or add memory`;
+      }
+    } else {
+      advice += now !== null ? `: raise pm.max_children (now ${now})` : ": raise pm.max_children";
+    }
+    if (stuck[0] !== undefined && stuck[0].incidents * 2 >= n) {
+      advice += `, but first see why ${stuck[0].script} runs so long`;
+    }
+    hints.push({ setting: "pm.max_children", advice });
+  }
+
+  const terminateOff = settings === null || isOff(settings.requestTerminateTimeout);
+  const long = stuck.filter((s) => s.longestSeconds >= 30);
+  if (long[0] !== undefined && terminateOff) {
+    const s = long[0];
+    hints.push({
+      setting: "request_terminate_timeout",
+      advice:
+        `workers stuck up to ${s.longestSeconds} s in ${s.script} (${s.incidents} of ${n} incidents): set request_terminate_timeout (e.g. ${
+          Math.max(30, Math.min(300, Math.round(s.longestSeconds / 2)))
+        }s) so that php-fpm ends such requests itself`,
+    });
+  }
+
+  if (settings !== null && isOff(settings.requestSlowlogTimeout)) {
+    hints.push({
+      setting: "request_slowlog_timeout",
+      advice:
+        "request_slowlog_timeout is off: set it (e.g. 5s) with slowlog, so that each incident names the slow scripts and their PHP stack",
+    });
+  }
+
+  const blind = incidents.filter((i) => i.evidence.status === null).length;
+  if (blind > 0) {
+    hints.push({
+      setting: "pm.status_listen",
+      advice:
+        `${blind} of ${n} incidents have no pool status: set pm.status_path = /status and pm.status_listen = 127.0.0.1:9001 in the pool, and status_url = "fcgi://127.0.0.1:9001/status" in php-relaunch, so that incidents show each worker's request`,
+    });
+  }
+
+  const segfaults =
+    incidents.filter((i) =>
+      i.evidence.errorLog.some((l) => /exited on signal (11|6|7)\b|SIGSEGV/.test(l))
+    ).length;
+  if (segfaults > 0) {
+    hints.push({
+      setting: "php extensions",
+      advice:
+        `workers crashed (SIGSEGV/SIGABRT in the error log) in ${segfaults} of ${n} incidents: a PHP extension or opcache is failing; see php-fpm's error log and the core dumps`,
+    });
+  }
+
+  // SIGUSR2 keeps the listening socket: requests queued in its backlog take the new workers
+  const reloadInVain = incidents.filter((i) =>
+    i.restart !== null && i.restart.rung !== "reload" &&
+    i.restart.steps.some((step) => /^reload: .*\(still failing\)$/.test(step))
+  ).length;
+  if (reloadInVain > 0) {
+    hints.push({
+      setting: "rungs",
+      advice:
+        `the reload rung did not bring the heartbeat back in ${reloadInVain} of ${n} incidents, and each waited start_timeout before the next rung: a reload keeps the listening socket, so requests queued in its backlog take the new workers; put "restart" before "reload" in rungs (a restart closes the socket and drops them), or lower start_timeout`,
+    });
+  }
+
+  const dState = incidents.filter((i) => i.evidence.processes.some((p) => p.state === "D")).length;
+  if (dState > 0) {
+    hints.push({
+      setting: "storage",
+      advice:
+        `php-fpm processes were waiting on I/O (state D) in ${dState} of ${n} incidents: a slow disk or network file system holds them, and no restart can end that`,
+    });
+  }
+  return hints;
+}
+
+/** The report on `incidents` between `since` and `until`. */
+export function buildReport(
+  incidents: readonly IncidentRecord[],
+  since: number,
+  until: number,
+  skipped = 0,
+): Report {
+  const byCause: Record<string, number> = {};
+  const byRung: Record<string, number> = {};
+  const byHour = Array.from({ length: 24 }, () => 0);
+  for (const i of incidents) {
+    count(byCause, causeOf(i));
+    count(byRung, i.restart === null ? "none" : i.restart.ok ? i.restart.rung ?? "?" : "failed");
+    byHour[new Date(i.at).getHours()]!++;
+  }
+  const stuck = scripts(incidents, stuckScripts);
+  return {
+    since: new Date(since).toISOString(),
+    until: new Date(until).toISOString(),
+    incidents: incidents.length,
+    restartsFailed: incidents.filter((i) => i.restart !== null && !i.restart.ok).length,
+    byCause,
+    byHour,
+    byRung,
+    stuckScripts: stuck,
+    slowlogScripts: scripts(incidents, slowlogScripts),
+    hints: hintsOf(incidents, stuck),
+    skipped,
+  };
+}
+
+function table(map: Record<string, number>): string[] {
+  return Object.entries(map).sort((a, b) => b[1] - a[1]).map(([k, v]) =>
+    `  ${String(v).padStart(4)}  ${k}`
+  );
+}
+
+/** The report for people. */
+export function renderReport(r: Report): string {
+  const lines = [
+    `php-relaunch report: ${r.incidents} incidents from ${r.since} to ${r.until}` +
+    (r.skipped > 0 ? ` (${r.skipped} unreadable lines skipped)` : ""),
+  ];
+  if (r.incidents === 0) return lines.join("\n") + "\nNothing to report.\n";
+  lines.push("", "By cause:", ...table(r.byCause));
+  lines.push("", "Recovered by:", ...table(r.byRung));
+  const peak = Math.max(...r.byHour);
+  lines.push("", "By hour of day (local time):");
+  r.byHour.forEach((n, hour) => {
+    if (n > 0) {
+      lines.push(
+        `  ${String(hour).padStart(2, "0")}:00 ${String(n).padStart(4)}  ${
+          "#".repeat(Math.ceil((n / peak) * 30))
+        }`,
+      );
+    }
+  });
+  const list = (title: string, items: ScriptCount[]) => {
+    if (items.length === 0) return;
+    lines.push("", title);
+    for (const s of items.slice(0, 10)) {
+      lines.push(
+        `  ${String(s.incidents).padStart(4)}  ${s.script}${
+          s.longestSeconds > 0 ? ` (up to ${s.longestSeconds} s)` : ""
+        }`,
+      );
+    }
+  };
+  list("Scripts in busy workers at the restart (incidents):", r.stuckScripts);
+  list("Scripts in the slowlog (incidents):", r.slowlogScripts);
+  lines.push("", "Tuning hints:");
+  if (r.hints.length === 0) lines.push("  none: the evidence points at no setting");
+  for (const h of r.hints) lines.push(`  - ${h.setting}: ${h.advice}`);
+  return lines.join("\n") + "\n";
+}

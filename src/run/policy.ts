@@ -1,0 +1,270 @@
+/**
+ * The recovery policy: pure decisions from probe results and the clock, with no I/O. When to
+ * restart (thresholds), how soon to probe again (confirm delay, grace), when to stop restarting
+ * (flap protection) and when to tell someone (one alert per incident, not per probe).
+ */
+import { type Counters, freshCounters } from "../record/metrics.ts";
+import { labelOf, type ProbeResult, verdictOf } from "../probe/result.ts";
+import type { Policy } from "../config/policy.ts";
+
+/** What kind of trouble an incident is. */
+export type IncidentKind = "php_down" | "unreachable" | "misconfigured" | "overloaded";
+
+/** An incident: from the first failed probe to `successThreshold` healthy ones. */
+export interface Incident {
+  kind: IncidentKind;
+  since: number;
+  /** The first failure's label (502, timeout, refused...). */
+  label: string;
+  restarts: number;
+  lastAlertAt: number | null;
+}
+
+/** One restart in the history. */
+export interface RestartRecord {
+  at: number;
+  ok: boolean;
+  label: string;
+  detail: string;
+}
+
+/** Everything the policy remembers between probes (and between cron runs). */
+export interface TargetState {
+  /** Consecutive failed probes (5xx or timeout) that count. */
+  failures: number;
+  /** Of which timeouts. */
+  timeouts: number;
+  /** When the current run of failures started. */
+  failingSince: number | null;
+  /** Consecutive healthy probes. */
+  successes: number;
+  /** Healthy without a break since. */
+  healthySince: number | null;
+  incident: Incident | null;
+  /** Restarts within the window, oldest first. */
+  restarts: RestartRecord[];
+  givenUpAt: number | null;
+  /** Failures before this time do not count (php-fpm is starting). */
+  graceUntil: number;
+  /** When each kind of early warning was last sent. */
+  warnedAt: Record<string, number>;
+  /** What the metrics count (probes, latency, restarts), summed over runs. */
+  counters: Counters;
+}
+
+/** A state with nothing remembered. */
+export function freshState(): TargetState {
+  return {
+    failures: 0,
+    timeouts: 0,
+    failingSince: null,
+    successes: 0,
+    healthySince: null,
+    incident: null,
+    restarts: [],
+    givenUpAt: null,
+    graceUntil: 0,
+    warnedAt: {},
+    counters: freshCounters(),
+  };
+}
+
+/** Why an alert goes out. */
+export type AlertReason =
+  | "gave_up"
+  | "recovered"
+  | "unreachable"
+  | "misconfigured"
+  | "overloaded"
+  | "reminder";
+
+/** What the caller should do now, in order. */
+export type Action =
+  | { type: "restart" }
+  | { type: "alert"; reason: AlertReason; incident: Incident; downtimeMs?: number }
+  | { type: "log"; level: "debug" | "info" | "warn"; message: string };
+
+/** How soon the next probe is due. */
+export type NextProbe = "interval" | "confirm";
+
+/** A decision: the new state, what to do, and when to probe next. */
+export interface Decision {
+  state: TargetState;
+  actions: Action[];
+  next: NextProbe;
+}
+
+function pruneRestarts(restarts: RestartRecord[], now: number, policy: Policy): RestartRecord[] {
+  return restarts.filter((r) => now - r.at < policy.restartWindowMs);
+}
+
+function reminderDue(incident: Incident, now: number, policy: Policy): boolean {
+  return policy.reminderMs > 0 && incident.lastAlertAt !== null &&
+    now - incident.lastAlertAt >= policy.reminderMs;
+}
+
+/** Decides what a probe result calls for. */
+export function decide(
+  previous: TargetState,
+  result: ProbeResult,
+  now: number,
+  policy: Policy,
+): Decision {
+  const state: TargetState = {
+    ...previous,
+    restarts: pruneRestarts(previous.restarts, now, policy),
+    incident: previous.incident ? { ...previous.incident } : null,
+  };
+  const actions: Action[] = [];
+  const verdict = verdictOf(result);
+  const label = labelOf(result);
+
+  if (verdict === "healthy") {
+    state.failures = 0;
+    state.timeouts = 0;
+    state.failingSince = null;
+    state.successes++;
+    state.healthySince ??= now;
+    if (state.incident && state.successes >= policy.successThreshold) {
+      actions.push({
+        type: "alert",
+        reason: "recovered",
+        incident: state.incident,
+        downtimeMs: now - state.incident.since,
+      });
+      state.incident = null;
+    }
+    if (state.givenUpAt !== null && now - state.healthySince >= policy.rearmAfterMs) {
+      state.givenUpAt = null;
+      state.restarts = [];
+      actions.push({
+        type: "log",
+        level: "info",
+        message: `Healthy for ${
+          Math.round((now - state.healthySince) / 1000)
+        } s: restarting is armed again.`,
+      });
+    }
+    return { state, actions, next: "interval" };
+  }
+
+  state.successes = 0;
+  state.healthySince = null;
+
+  if (verdict === "unreachable" || verdict === "misconfigured") {
+    // a failure that a restart cannot fix breaks any run of php-fpm failures
+    state.failures = 0;
+    state.timeouts = 0;
+    state.failingSince = null;
+    if (state.incident?.kind !== verdict) {
+      state.incident = { kind: verdict, since: now, label, restarts: 0, lastAlertAt: now };
+      actions.push({ type: "alert", reason: verdict, incident: state.incident });
+    } else if (reminderDue(state.incident, now, policy)) {
+      state.incident.lastAlertAt = now;
+      actions.push({ type: "alert", reason: "reminder", incident: state.incident });
+    }
+    return { state, actions, next: "interval" };
+  }
+
+  // php_down
+  if (now < state.graceUntil) {
+    actions.push({
+      type: "log",
+      level: "debug",
+      message: `${label} during the grace period after a restart: not counted.`,
+    });
+    return { state, actions, next: "interval" };
+  }
+  if (result.pool?.verdict === "busy" && policy.onOverload === "alert") {
+    // overloaded, not dead: a restart would drop every request in flight and help nobody
+    state.failures = 0;
+    state.timeouts = 0;
+    state.failingSince = null;
+    if (state.incident?.kind !== "overloaded") {
+      state.incident = { kind: "overloaded", since: now, label, restarts: 0, lastAlertAt: now };
+      actions.push({ type: "alert", reason: "overloaded", incident: state.incident });
+    } else if (reminderDue(state.incident, now, policy)) {
+      state.incident.lastAlertAt = now;
+      actions.push({ type: "alert", reason: "reminder", incident: state.incident });
+    }
+    return { state, actions, next: "interval" };
+  }
+  state.failures++;
+  if (result.kind === "timeout" || result.kind === "overloaded") state.timeouts++;
+  // the failure began no later than the probe that saw it
+  state.failingSince ??= now - result.ms;
+  // the status page has confirmed the hang: a second timeout would only add downtime
+  const reached = state.failures >= policy.failureThreshold ||
+    state.timeouts >= policy.timeoutThreshold || result.pool?.verdict === "hung";
+  if (!reached) {
+    actions.push({
+      type: "log",
+      level: "debug",
+      message: `${label}: failure ${state.failures} of ${policy.failureThreshold}, confirming.`,
+    });
+    // a 5xx costs nothing to confirm; a timeout already cost a full timeout
+    return { state, actions, next: result.kind === "timeout" ? "interval" : "confirm" };
+  }
+  if (state.incident?.kind !== "php_down") {
+    state.incident = {
+      kind: "php_down",
+      since: state.failingSince,
+      label,
+      restarts: 0,
+      lastAlertAt: null,
+    };
+  }
+  if (state.givenUpAt !== null) {
+    if (reminderDue(state.incident, now, policy)) {
+      state.incident.lastAlertAt = now;
+      actions.push({ type: "alert", reason: "reminder", incident: state.incident });
+    }
+    return { state, actions, next: "interval" };
+  }
+  if (state.restarts.length >= policy.maxRestarts) {
+    state.givenUpAt = now;
+    state.incident.lastAlertAt = now;
+    actions.push({ type: "alert", reason: "gave_up", incident: state.incident });
+    return { state, actions, next: "interval" };
+  }
+  actions.push({ type: "restart" });
+  return { state, actions, next: "interval" };
+}
+
+/**
+ * Records a restart's outcome: history, grace period, and a fresh count of failures. A restart
+ * verified healthy ends the incident when one healthy probe is enough (`successThreshold` 1): the
+ * restart's own alert then tells the downtime, and no separate "recovered" alert follows.
+ */
+export function afterRestart(
+  previous: TargetState,
+  record: RestartRecord,
+  policy: Policy,
+): TargetState {
+  const incident = previous.incident ?? {
+    kind: "php_down" as const,
+    since: record.at,
+    label: record.label,
+    restarts: 0,
+    lastAlertAt: null,
+  };
+  const over = record.ok && policy.successThreshold <= 1;
+  return {
+    ...previous,
+    failures: 0,
+    timeouts: 0,
+    failingSince: null,
+    successes: record.ok ? 1 : 0,
+    healthySince: record.ok ? record.at : null,
+    restarts: [...pruneRestarts(previous.restarts, record.at, policy), record],
+    incident: over
+      ? null
+      : { ...incident, restarts: incident.restarts + 1, lastAlertAt: record.at },
+    graceUntil: record.at + policy.gracePeriodMs,
+  };
+}
+
+/** Forgets giving up and the restart history: `php-relaunch reset`, SIGHUP. */
+export function rearm(previous: TargetState): TargetState {
+  return { ...previous, givenUpAt: null, restarts: [] };
+}

@@ -1,0 +1,140 @@
+/**
+ * The policy's memory on disk, one JSON file per target in /var/lib/php-relaunch/, so that cron
+ * runs share failure counts, restart history and giving up. Written atomically (temp file, fsync,
+ * rename): a SIGKILL at any moment leaves the old state or the new one, never half of either.
+ */
+import * as v from "valibot";
+import { issueLine, timestamp } from "../shared/schema.ts";
+import { describeError } from "../shared/errors.ts";
+import { readRegularBytes, writeFileAtomic } from "../shared/safe_file.ts";
+import { logger } from "../shared/log.ts";
+import { freshState, type TargetState } from "./policy.ts";
+import { freshCounters, LATENCY_BUCKETS } from "../record/metrics.ts";
+
+const count = v.pipe(v.number(), v.integer(), v.minValue(0));
+
+const incidentSchema = v.object({
+  kind: v.picklist(["php_down", "unreachable", "misconfigured", "overloaded"]),
+  since: timestamp,
+  label: v.string(),
+  restarts: count,
+  lastAlertAt: v.nullable(timestamp),
+});
+
+const stateSchema = v.object({
+  version: v.literal(1),
+  failures: count,
+  timeouts: count,
+  failingSince: v.nullable(timestamp),
+  successes: count,
+  healthySince: v.nullable(timestamp),
+  incident: v.nullable(incidentSchema),
+  restarts: v.array(v.object({
+    at: timestamp,
+    ok: v.boolean(),
+    label: v.string(),
+    detail: v.string(),
+  })),
+  givenUpAt: v.nullable(timestamp),
+  graceUntil: timestamp,
+  // added with the status page: state files written before lack it
+  warnedAt: v.optional(v.record(v.string(), timestamp), () => ({})),
+  // counters that do not parse start again from zero, the rest of the state is kept
+  counters: v.fallback(
+    v.object({
+      probes: v.record(v.string(), v.number()),
+      latency: v.object({
+        buckets: v.pipe(v.array(v.number()), v.length(LATENCY_BUCKETS.length)),
+        sum: v.number(),
+        count: v.number(),
+      }),
+      restarts: v.object({ ok: v.number(), failed: v.number() }),
+      giveUps: v.number(),
+      lastRestartAt: v.nullable(timestamp),
+      pool: v.nullable(v.object({
+        active: v.number(),
+        idle: v.number(),
+        total: v.number(),
+        listenQueue: v.number(),
+        maxChildrenReached: v.number(),
+        slowRequests: v.number(),
+        acceptedConn: v.number(),
+      })),
+    }),
+    () => freshCounters(),
+  ),
+});
+
+/** The largest state file read: a target's memory takes a few KiB. */
+const MAX_STATE_FILE = 1024 * 1024;
+
+/**
+ * A state file's text as the policy's memory, validated whole, or the parser's reason; never
+ * the file's bytes, which may be anything.
+ */
+export function parseState(text: string): TargetState | string {
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch {
+    return "not JSON";
+  }
+  const parsed = v.safeParse(stateSchema, data);
+  if (parsed.success) {
+    const { version: _, ...state } = parsed.output;
+    return state;
+  }
+  return issueLine(parsed.issues[0]);
+}
+
+/** Loads and saves one target's state. */
+export interface StateStore {
+  /** The saved state; a fresh one when there is none, or it cannot be read (logged). */
+  load(): Promise<TargetState>;
+  save(state: TargetState): Promise<void>;
+}
+
+/** A state store that keeps nothing: for `--once` checks that must not disturb cron runs. */
+export function memoryStateStore(initial: TargetState = freshState()): StateStore {
+  let state = initial;
+  return {
+    load: () => Promise.resolve(state),
+    save: (next) => {
+      state = next;
+      return Promise.resolve();
+    },
+  };
+}
+
+/** A store backed by `path`; its folder is created (mode 0700) when missing. */
+export function fileStateStore(path: string): StateStore {
+  return {
+    async load() {
+      let bytes: Uint8Array;
+      try {
+        bytes = await readRegularBytes(path, MAX_STATE_FILE);
+      } catch (err) {
+        if (!(err instanceof Deno.errors.NotFound)) {
+          logger.warn("Cannot read state file {path} ({error}): starting afresh.", {
+            path,
+            error: describeError(err),
+          });
+        }
+        return freshState();
+      }
+      const state = parseState(new TextDecoder().decode(bytes));
+      if (typeof state !== "string") return state;
+      logger.warn("State file {path} is corrupt ({error}): starting afresh.", {
+        path,
+        error: `${bytes.length} bytes: ${state}`,
+      });
+      return freshState();
+    },
+    async save(state) {
+      const dir = path.slice(0, path.lastIndexOf("/")) || "/";
+      await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+      // the folder is root's (0700): a temporary file left in it by a killed run is ours
+      await writeFileAtomic(path, JSON.stringify({ version: 1, ...state }) + "\n", 0o600);
+    },
+  };
+}

@@ -1,0 +1,262 @@
+/**
+ * `php-relaunch watch`: the long-running service. Each target is probed in its own loop, at its
+ * own interval, under its own lock (so a cron run for the same service stands aside). SIGTERM and
+ * SIGINT stop it (an in-flight probe is abandoned, a restart is finished); SIGHUP reloads the
+ * configuration, keeping the old one if the new one is invalid, and re-arms every target.
+ */
+import { publicUrl } from "../shared/redact.ts";
+import type { Config, Target } from "../config/settings.ts";
+import type { Clock, Deps } from "../shared/deps.ts";
+import { ConfigError, describeError, ExitCode } from "../shared/errors.ts";
+import { tryLock } from "../shared/lock.ts";
+import { logger } from "../shared/log.ts";
+import {
+  loadWatch,
+  type MonitorOptions,
+  retryAlerts,
+  timingOf,
+  type Watch,
+  writeMetrics,
+} from "./cron.ts";
+import { freshCounters, renderMetrics } from "../record/metrics.ts";
+import { type Notifier, silentNotifier } from "./notify.ts";
+import { rearm } from "./policy.ts";
+import { nextDue } from "./schedule.ts";
+import { fileStateStore } from "./state.ts";
+
+/** The signals watch mode answers. */
+export type WatchSignal = "SIGTERM" | "SIGINT" | "SIGHUP";
+
+/** Subscribes to process signals; returns the function that unsubscribes. */
+export type SignalSource = (signal: WatchSignal, handler: () => void) => () => void;
+
+/** What watch mode needs beyond the monitor's options. */
+export interface WatchOptions {
+  /** Process signals (real ones by default). */
+  signals?: SignalSource;
+  /** Loads the configuration again, for SIGHUP. */
+  reload?: () => Promise<Config>;
+  /** systemd's notification socket, or nobody. */
+  notifier?: Notifier;
+}
+
+/** How often watch mode retries the alerts that could not be delivered. */
+const RETRY_ALERTS_MS = 60_000;
+/** How often watch mode rewrites the metrics file (node_exporter reads it when scraped). */
+const METRICS_FILE_MS = 15_000;
+
+/** Runs `work` when triggered, at most once per `everyMs` and never twice at the same time. */
+function throttled(clock: Clock, everyMs: number, work: () => Promise<void>) {
+  let last = -Infinity;
+  let running: Promise<void> | null = null;
+  return {
+    trigger(): void {
+      if (running !== null || clock.now() - last < everyMs) return;
+      last = clock.now();
+      running = work().finally(() => running = null);
+    },
+    /** Waits for a run under way, if any. */
+    settled: (): Promise<void> => running ?? Promise.resolve(),
+  };
+}
+
+/** Serves /metrics on loopback until `signal` aborts. */
+function serveMetrics(
+  listen: { hostname: string; port: number },
+  render: () => Promise<string>,
+  signal: AbortSignal,
+): Deno.HttpServer {
+  try {
+    return Deno.serve({ ...listen, signal, onListen: () => {} }, async (req) => {
+      if (new URL(req.url).pathname !== "/metrics") {
+        return new Response("php-relaunch: see /metrics\n", { status: 404 });
+      }
+      return new Response(await render(), {
+        headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
+      });
+    });
+  } catch (err) {
+    throw new ConfigError([
+      `Cannot serve metrics on ${listen.hostname}:${listen.port}: ${describeError(err)}`,
+    ]);
+  }
+}
+
+/** Real process signals. Listening replaces Deno's default exit, so we exit ourselves. */
+export const processSignals: SignalSource = (signal, handler) => {
+  Deno.addSignalListener(signal, handler);
+  return () => Deno.removeSignalListener(signal, handler);
+};
+
+/** Probes one target until `stop` aborts. `beat` is called after every probe, with the watch. */
+async function targetLoop(
+  cfg: Config,
+  target: Target,
+  deps: Deps,
+  options: MonitorOptions,
+  stop: AbortSignal,
+  beat: (watch: Watch | null) => void,
+): Promise<void> {
+  const tryLockFile = options.lock ?? tryLock;
+  let lock = await tryLockFile(target.lockFile);
+  if (lock === null) {
+    logger.info("Another php-relaunch holds {lock}; waiting for it.", {
+      lock: target.lockFile,
+      target: target.name,
+    });
+  }
+  while (lock === null && !stop.aborted) {
+    beat(null);
+    await deps.clock.sleep(target.policy.intervalMs, stop);
+    lock = await tryLockFile(target.lockFile);
+  }
+  if (lock === null) return;
+  using _held = lock;
+  const { watch, store } = await loadWatch(cfg, target, deps, options);
+  const timing = timingOf(target.policy);
+  let dueAt = deps.clock.now();
+  try {
+    while (!stop.aborted) {
+      beat(watch);
+      const step = await watch.step(target.policy, stop);
+      beat(watch);
+      if (step === null) break;
+      await store.save(watch.state);
+      const now = deps.clock.now();
+      // after a long stall (a restart), probe now rather than catch up on missed probes
+      dueAt = Math.max(nextDue({ dueAt, now, ...step }, timing), now);
+      await deps.clock.sleep(dueAt - now, stop);
+    }
+  } finally {
+    await watch.alerts.flush();
+  }
+}
+
+/** Re-arms every target's memory: SIGHUP forgets giving up. */
+async function rearmAll(cfg: Config, options: MonitorOptions): Promise<void> {
+  for (const target of cfg.targets) {
+    const store = options.store ?? fileStateStore(target.stateFile);
+    await store.save(rearm(await store.load()));
+  }
+}
+
+/** Runs until SIGTERM or SIGINT; resolves to exit code 0. */
+export async function watchForever(
+  initial: Config,
+  deps: Deps,
+  options: MonitorOptions & WatchOptions = {},
+): Promise<ExitCode> {
+  let cfg = initial;
+  // the live watches, for the metrics (the endpoint is bound once: a reload does not move it)
+  const live = new Map<string, Watch>();
+  const metricsStop = new AbortController();
+  const server = initial.metricsListen === null ? null : serveMetrics(
+    initial.metricsListen,
+    () =>
+      renderMetrics(cfg.targets.map((t) => ({
+        name: t.name,
+        counters: live.get(t.name)?.state.counters ?? freshCounters(),
+      }))),
+    metricsStop.signal,
+  );
+  const signals = options.signals ?? processSignals;
+  const notifier = options.notifier ?? silentNotifier;
+  let next: Config | null = null;
+  let stopping = false;
+  let generation = new AbortController();
+  const lastBeat = new Map<string, { at: number; watch: Watch | null }>();
+
+  const stop = () => {
+    if (!stopping) logger.info("Stopping: finishing what is under way.");
+    stopping = true;
+    generation.abort();
+  };
+  const reload = async () => {
+    if (!options.reload) return;
+    try {
+      next = await options.reload();
+      logger.info("SIGHUP: configuration reloaded ({n} targets); restarting re-armed.", {
+        n: next.targets.length,
+      });
+      void notifier.send("RELOADING=1");
+      generation.abort();
+    } catch (err) {
+      const why = err instanceof ConfigError ? err.issues.join("; ") : describeError(err);
+      logger.error("SIGHUP: the new configuration is invalid, keeping the old one: {why}", { why });
+    }
+  };
+  const unsubscribe = [
+    signals("SIGTERM", stop),
+    signals("SIGINT", stop),
+    signals("SIGHUP", () => void reload()),
+  ];
+
+  const watchdogStop = new AbortController();
+  const watchdog = (async () => {
+    const every = notifier.watchdogEveryMs;
+    if (every === null) return;
+    while (!watchdogStop.signal.aborted) {
+      await deps.clock.sleep(every, watchdogStop.signal);
+      const now = deps.clock.now();
+      // a loop silent for two watchdog periods plus its probe's timeout is hung (a relaunch
+      // is only slow: its commands have timeouts): let systemd see the missing ping
+      const hung = cfg.targets.some((t) => {
+        const beat = lastBeat.get(t.name);
+        return beat !== undefined && !beat.watch?.restarting &&
+          now - beat.at > 4 * every + t.timeoutMs;
+      });
+      if (!hung && !watchdogStop.signal.aborted) await notifier.send("WATCHDOG=1");
+    }
+  })();
+
+  // between probes, by whichever target loop comes first: the metrics file, and a retry of the
+  // alerts that could not be delivered
+  const metricsFile = throttled(
+    deps.clock,
+    METRICS_FILE_MS,
+    () => writeMetrics(cfg, options, live),
+  );
+  const retries = throttled(deps.clock, RETRY_ALERTS_MS, () => retryAlerts(cfg, deps, options));
+
+  try {
+    logger.info("Watching {n} targets: {names}.", {
+      n: cfg.targets.length,
+      names: cfg.targets.map((t) => `${t.name} (${publicUrl(t.url)})`).join(", "),
+    });
+    let ready = false;
+    while (!stopping) {
+      generation = new AbortController();
+      for (const t of cfg.targets) lastBeat.set(t.name, { at: deps.clock.now(), watch: null });
+      const loops = cfg.targets.map((t) =>
+        targetLoop(cfg, t, deps, options, generation.signal, (watch) => {
+          lastBeat.set(t.name, { at: deps.clock.now(), watch });
+          if (watch !== null) live.set(t.name, watch);
+          retries.trigger();
+          if (cfg.metricsFile !== null) metricsFile.trigger();
+        })
+      );
+      if (!ready) {
+        ready = true;
+        await notifier.send("READY=1");
+      }
+      await Promise.all(loops);
+      if (next !== null && !stopping) {
+        cfg = next;
+        next = null;
+        await rearmAll(cfg, options);
+        await notifier.send("READY=1");
+      }
+    }
+    await notifier.send("STOPPING=1");
+    logger.info("Stopped.");
+    return ExitCode.Ok;
+  } finally {
+    watchdogStop.abort();
+    await watchdog;
+    await retries.settled();
+    await metricsFile.settled();
+    metricsStop.abort();
+    await server?.finished;
+    for (const off of unsubscribe) off();
+  }
+}

@@ -1,0 +1,167 @@
+/**
+ * The ports through which every side effect enters: the decision logic takes a {@link Deps} and
+ * is unit-tested with fakes; `src/real.ts` assembles the real ones where the program starts.
+ * Types only (and one limit): this module imports nothing.
+ */
+
+/** Wall-clock time and waiting. */
+export interface Clock {
+  /** Milliseconds since the epoch. */
+  now(): number;
+  /** Resolves after `ms` milliseconds, or at once when `signal` aborts (never rejects). */
+  sleep(ms: number, signal?: AbortSignal): Promise<void>;
+}
+
+/** What a finished external command left behind. A non-zero exit is a result, not an error. */
+export interface RunResult {
+  code: number;
+  signal: Deno.Signal | null;
+  stdout: string;
+  stderr: string;
+  /** True when the command was killed because it outran its timeout. */
+  timedOut: boolean;
+}
+
+/** Runs an external program from an argument array (never through a shell). */
+export interface ProcessRunner {
+  /**
+   * Runs `cmd` (an absolute path) with `args`, killing it and its process group after `timeoutMs`.
+   * @throws {Deno.errors.NotFound} when `cmd` does not exist; other spawn errors unchanged.
+   */
+  run(cmd: string, args: readonly string[], opts: { timeoutMs: number }): Promise<RunResult>;
+}
+
+/** An HTTP answer, its body read in full (bounded) under the same deadline as the request. */
+export interface HttpAnswer {
+  status: number;
+  location: string | null;
+  body: string;
+}
+
+/**
+ * One GET without following redirects. Rejects the way `fetch` does: `TimeoutError` when `signal`
+ * fires, `TypeError` with the detail in `cause` for connection failures.
+ */
+export type HttpGet = (url: URL, signal: AbortSignal) => Promise<HttpAnswer>;
+
+/** A FastCGI responder's address: TCP or a unix socket. */
+export type FcgiAddress =
+  | { transport: "tcp"; hostname: string; port: number }
+  | { transport: "unix"; path: string };
+
+/** One FastCGI GET: where to, the script path (SCRIPT_NAME) and the query string. */
+export interface FcgiTarget {
+  address: FcgiAddress;
+  path: string;
+  query: string;
+}
+
+/** A FastCGI responder's answer (the CGI status, the body, what it wrote to STDERR). */
+export interface FcgiAnswer {
+  status: number;
+  body: string;
+  stderr: string;
+}
+
+/**
+ * One FastCGI request. Rejects with `TimeoutError` when `signal` fires, `Deno.errors.*` for
+ * connection failures, `FcgiProtocolError` for a peer that breaks the protocol.
+ */
+export type FcgiGet = (target: FcgiTarget, signal: AbortSignal) => Promise<FcgiAnswer>;
+
+/** How mail leaves this host: an SMTP server, or the local sendmail program. */
+export type MailRoute =
+  | {
+    transport: "smtp";
+    host: string;
+    port: number;
+    /** auto: STARTTLS when offered (not on loopback); starttls: required; tls: implicit (465). */
+    tls: "auto" | "starttls" | "tls" | "none";
+    user: string | null;
+    /** From the environment or a root-only file; never from the command line, never logged. */
+    password: string | null;
+    /** A CA certificate file to trust for the server (a private CA, a self-signed server). */
+    caFile: string | null;
+  }
+  | { transport: "sendmail"; path: string };
+
+/** One alert email. */
+export interface Mail {
+  from: string;
+  to: readonly string[];
+  subject: string;
+  text: string;
+}
+
+/** Delivers one mail; rejects when the server (or sendmail) does not take it. */
+export type Mailer = (mail: Mail, route: MailRoute) => Promise<void>;
+
+/** One JSON POST; resolves to the HTTP status, rejects as `fetch` does. */
+export type WebhookPost = (url: URL, json: string, signal: AbortSignal) => Promise<number>;
+
+/** What a path is, as `lstat` tells: a link is not followed. */
+export interface FileInfo {
+  isFile: boolean;
+  isDirectory: boolean;
+  isSymlink: boolean;
+  /** The permission bits (0o7777). */
+  mode: number;
+  uid: number | null;
+  size: number;
+}
+
+/** The most {@link Fs.readTextFile} reads unless told otherwise. */
+export const MAX_TEXT_FILE = 4 * 1024 * 1024;
+
+/** The few read-only filesystem questions php-relaunch asks. */
+export interface Fs {
+  /** Whether `path` exists (following links). */
+  exists(path: string): Promise<boolean>;
+  /** Whether `path` is a regular file with an execute bit. */
+  isExecutable(path: string): Promise<boolean>;
+  /**
+   * What `path` is (not following a final link), or null when it does not exist.
+   * @throws {Deno.errors.NotCapable} outside what the permissions let us read; others unchanged.
+   */
+  info(path: string): Promise<FileInfo | null>;
+  /** Entry names of a directory; empty when it does not exist. */
+  listDir(path: string): Promise<string[]>;
+  /**
+   * A regular file's contents, at most `maxBytes` (default {@link MAX_TEXT_FILE}).
+   * @throws {Error} when it is not a regular file (a folder, a device that never ends) or larger.
+   */
+  readTextFile(path: string, maxBytes?: number): Promise<string>;
+  /** The last `maxBytes` of a file, from a line start; empty when it cannot be read. */
+  readTail(path: string, maxBytes: number): Promise<string>;
+}
+
+/** Facts about this host and process. */
+export interface Host {
+  hostname(): string;
+  /** The effective user id, or null where the platform has none. */
+  uid(): number | null;
+  env(name: string): string | undefined;
+  /** The operating system, as `Deno.build.os` names it. */
+  os(): string;
+  /** Whether stderr is a terminal (a person is watching): log lines go there too. */
+  stderrIsTerminal(): boolean;
+  /** Total and available memory in bytes, or null when the platform does not say. */
+  memory(): { total: number; available: number } | null;
+  /** Whether the permissions this process runs with let it read or write `path`. */
+  allows(access: "read" | "write", path: string): boolean;
+}
+
+/** Everything with a side effect, passed down explicitly. */
+export interface Deps {
+  clock: Clock;
+  runner: ProcessRunner;
+  httpGet: HttpGet;
+  fcgiGet: FcgiGet;
+  mailer: Mailer;
+  webhookPost: WebhookPost;
+  fs: Fs;
+  host: Host;
+  /** Where one-line errors and `--help` go. */
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+}

@@ -1,0 +1,57 @@
+import assert from "node:assert/strict";
+import { realRunner } from "../../src/act/process.ts";
+
+Deno.test("runner: exit code, stdout and stderr; a non-zero exit is a result", async () => {
+  const r = await realRunner.run("/bin/sh", ["-c", "echo out; echo err >&2; exit 3"], {
+    timeoutMs: 5000,
+  });
+  assert.deepEqual(r, { code: 3, signal: null, stdout: "out", stderr: "err", timedOut: false });
+});
+
+Deno.test("runner: arguments are passed as they are, never through a shell", async () => {
+  const r = await realRunner.run("/bin/echo", ["a b", "$(id)", ";", "*"], { timeoutMs: 5000 });
+  assert.equal(r.stdout, "a b $(id) ; *");
+});
+
+Deno.test("runner: PATH is the system's, whatever cron gave us", async () => {
+  const r = await realRunner.run("/bin/sh", ["-c", "echo $PATH"], { timeoutMs: 5000 });
+  assert.match(r.stdout, /\/usr\/sbin/);
+});
+
+Deno.test("runner: a missing program throws NotFound", async () => {
+  await assert.rejects(
+    () => realRunner.run("/nonexistent/service", [], { timeoutMs: 1000 }),
+    Deno.errors.NotFound,
+  );
+});
+
+Deno.test("runner: on timeout the whole process group dies, TERM-ignoring children included", async () => {
+  // a unique duration lets pgrep -f find exactly this sleep
+  const marker = `30.${crypto.getRandomValues(new Uint32Array(1))[0]}`;
+  const started = Date.now();
+  const r = await realRunner.run(
+    "/bin/sh",
+    ["-c", `trap '' TERM; sleep ${marker} & wait`],
+    { timeoutMs: 300 },
+  );
+  assert.equal(r.timedOut, true);
+  assert.ok(Date.now() - started < 10_000);
+  const left = await new Deno.Command("pgrep", { args: ["-f", `sleep ${marker}`], stdout: "null" })
+    .output();
+  assert.equal(left.code, 1, "no grandchild survived");
+});
+
+Deno.test("runner: a daemon that keeps our pipes open does not hold us up", async () => {
+  const started = Date.now();
+  const r = await realRunner.run("/bin/sh", ["-c", "setsid sleep 20 & echo $!"], {
+    timeoutMs: 10_000,
+  });
+  const daemon = Number(r.stdout);
+  try {
+    assert.equal(r.code, 0);
+    assert.ok(daemon > 0, `daemon pid ${r.stdout}`);
+    assert.ok(Date.now() - started < 5000, `took ${Date.now() - started} ms`);
+  } finally {
+    if (daemon > 0) Deno.kill(daemon, "SIGKILL");
+  }
+});

@@ -1,0 +1,317 @@
+import assert from "node:assert/strict";
+import { AlertQueue, channels, deliveriesOf } from "../../src/alert/queue.ts";
+import type { Mail } from "../../src/shared/deps.ts";
+import { describeRoute, smtpOptions } from "../../src/alert/mail.ts";
+import {
+  type Delivery,
+  fileOutbox,
+  memoryOutbox,
+  OUTBOX_MAX_AGE_MS,
+  OUTBOX_MAX_ITEMS,
+  type QueuedDelivery,
+  retryOutbox,
+} from "../../src/alert/outbox.ts";
+import { captureLogs, fakeMailer, smtpRoute } from "../support/fakes.ts";
+
+const ALERT = {
+  subject: "PHP restart",
+  line: "2026-11-25T10:00:00Z web1 502 PHP restarted.",
+  details: ["Heartbeat: http://127.0.0.1:8889/php-heartbeat.php", "Down for 2 s"],
+};
+const SETTINGS = {
+  hostname: "web1",
+  from: "php-relaunch@web1",
+  to: ["ops@example.com"],
+  webhook: new URL("https://hooks.example.com/T1/B2"),
+  via: "localhost:25 (TLS auto)",
+};
+const SMTP = smtpRoute("mail.example.com", 587);
+
+Deno.test("an alert becomes a mail to the recipients and a webhook POST with Slack's text", () => {
+  const [mail, hook] = deliveriesOf(ALERT, SETTINGS);
+  assert.deepEqual(mail, {
+    channel: "mail",
+    mail: {
+      from: "php-relaunch@web1",
+      to: ["ops@example.com"],
+      subject: "web1 PHP restart",
+      text: `${ALERT.line}\n\n${ALERT.details.join("\n")}\n`,
+    },
+  });
+  assert.equal(hook?.channel, "webhook");
+  assert.ok(hook?.channel === "webhook");
+  assert.ok(!JSON.stringify(hook).includes("T1/B2"), "the webhook's secret path is not queued");
+  assert.equal(hook.body.text, `*web1 PHP restart*\n${ALERT.line}\n${ALERT.details.join("\n")}`);
+  assert.deepEqual(hook.body.details, ALERT.details);
+  assert.deepEqual(deliveriesOf(ALERT, { ...SETTINGS, to: [], webhook: null }), []);
+});
+
+Deno.test("channels: mail through the route, webhooks by POST; a non-2xx answer is a failure", async () => {
+  const mailer = fakeMailer();
+  const posts: string[] = [];
+  let status = 204;
+  const deliver = channels(
+    {
+      mailer,
+      webhookPost: (url, json) => {
+        posts.push(`${url.href} ${json}`);
+        return Promise.resolve(status);
+      },
+    },
+    SMTP,
+    SETTINGS.webhook,
+  );
+  for (const d of deliveriesOf(ALERT, SETTINGS)) await deliver(d);
+  assert.equal(mailer.sent.length, 1);
+  assert.equal(posts.length, 1);
+  assert.match(posts[0]!, /^https:\/\/hooks\.example\.com\/T1\/B2 \{"text":/);
+  status = 500;
+  await assert.rejects(
+    () => deliver(deliveriesOf(ALERT, { ...SETTINGS, to: [] })[0]!),
+    /the webhook answered HTTP 500/,
+  );
+});
+
+Deno.test("a failed delivery is logged and queued; the others go on", async () => {
+  const logs = captureLogs();
+  const outbox = memoryOutbox();
+  const delivered: Delivery[] = [];
+  const queue = new AlertQueue(
+    (d) =>
+      d.channel === "mail"
+        ? Promise.reject(new Error("connect ECONNREFUSED"))
+        : Promise.resolve(void delivered.push(d)),
+    outbox,
+    SETTINGS,
+    () => 1000,
+  );
+  queue.send(ALERT);
+  await queue.flush();
+  assert.equal(delivered.length, 1, "the webhook went out");
+  const queued = [...outbox.items.values()];
+  assert.deepEqual(queued.map((q) => [q.delivery.channel, q.queuedAt, q.attempts, q.lastError]), [
+    ["mail", 1000, 1, "connect ECONNREFUSED"],
+  ]);
+  assert.match(
+    logs.lines().join("\n"),
+    /Mail to ops@example\.com through localhost:25 \(TLS auto\) failed, queued for the next run: connect ECONNREFUSED/,
+  );
+});
+
+function queued(at: number, subject = "s"): QueuedDelivery {
+  const mail: Mail = { from: "a@b.c", to: ["ops@example.com"], subject, text: "t" };
+  return { delivery: { channel: "mail", mail }, queuedAt: at, attempts: 1, lastError: "down" };
+}
+
+Deno.test("retry: delivered ones leave the queue, failing ones count an attempt, old ones are dropped", async () => {
+  const logs = captureLogs();
+  const outbox = memoryOutbox();
+  const now = 10 * OUTBOX_MAX_AGE_MS;
+  await outbox.put(queued(now - 60_000, "ok"));
+  await outbox.put(queued(now - 60_000, "fails"));
+  await outbox.put(queued(now - OUTBOX_MAX_AGE_MS - 1, "too old"));
+  const tried: string[] = [];
+  await retryOutbox(outbox, (d) => {
+    const subject = d.channel === "mail" ? d.mail.subject : "";
+    tried.push(subject);
+    return subject === "fails" ? Promise.reject(new Error("still down")) : Promise.resolve();
+  }, now);
+  assert.deepEqual(tried, ["ok", "fails"], "the old one is not even tried");
+  const left = [...outbox.items.values()];
+  assert.equal(left.length, 1);
+  assert.equal(left[0]?.attempts, 2);
+  assert.equal(left[0]?.lastError, "still down");
+  assert.match(
+    logs.lines().join("\n"),
+    /Dropping mail "too old" to ops@example\.com, queued since/,
+  );
+});
+
+Deno.test("retry: the queue is bounded; the oldest beyond the limit are dropped", async () => {
+  captureLogs();
+  const outbox = memoryOutbox();
+  for (let i = 0; i < OUTBOX_MAX_ITEMS + 3; i++) await outbox.put(queued(1000 + i));
+  let tried = 0;
+  await retryOutbox(outbox, () => {
+    tried++;
+    return Promise.reject(new Error("down"));
+  }, 2000);
+  assert.equal(tried, OUTBOX_MAX_ITEMS);
+  assert.equal(outbox.items.size, OUTBOX_MAX_ITEMS);
+});
+
+Deno.test("the file outbox keeps deliveries as 0600 files across processes, one retrier at a time", async () => {
+  captureLogs();
+  const dir = await Deno.makeTempDir();
+  try {
+    const outbox = fileOutbox(`${dir}/outbox`);
+    // retrying an outbox that was never needed creates nothing
+    await retryOutbox(outbox, () => Promise.reject(new Error("nothing to send")), 1);
+    assert.equal(await Deno.stat(`${dir}/outbox`).then(() => true, () => false), false);
+    await outbox.put(queued(5));
+    await outbox.put(queued(6));
+    const files = [];
+    for await (const e of Deno.readDir(`${dir}/outbox`)) {
+      if (e.name.endsWith(".json")) files.push(e);
+    }
+    assert.equal(files.length, 2);
+    assert.equal(((await Deno.stat(`${dir}/outbox/${files[0]!.name}`)).mode ?? 0) & 0o777, 0o600);
+    const again = fileOutbox(`${dir}/outbox`);
+    assert.deepEqual((await again.list()).map((x) => x.item.queuedAt), [5, 6]);
+    // while one process retries, another skips
+    let inner = "not run";
+    await again.exclusive(async () => {
+      await fileOutbox(`${dir}/outbox`).exclusive(() => Promise.resolve(void (inner = "ran")));
+    });
+    assert.equal(inner, "not run");
+    await retryOutbox(again, () => Promise.resolve(), 10);
+    assert.deepEqual(await again.list(), []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("SMTP options per TLS mode; the password only in nodemailer's auth, never described", async () => {
+  assert.deepEqual(
+    [
+      await smtpOptions({ ...SMTP, tls: "auto" }),
+      await smtpOptions({ ...SMTP, tls: "starttls" }),
+      await smtpOptions({ ...SMTP, tls: "tls", port: 465 }),
+      await smtpOptions({ ...SMTP, tls: "none" }),
+      await smtpOptions({ ...SMTP, host: "127.0.0.1" }),
+    ].map((o) => [o.secure, o.requireTLS, o.ignoreTLS]),
+    [
+      [false, false, false],
+      [false, true, false],
+      [true, false, false],
+      [false, false, true],
+      [false, false, true],
+    ],
+  );
+  const auth = { ...SMTP, user: "alice", password: "s3cret" };
+  assert.deepEqual((await smtpOptions(auth)).auth, {
+    type: "login",
+    user: "alice",
+    pass: "s3cret",
+  });
+  assert.equal(describeRoute(auth), "mail.example.com:587 (TLS auto, as alice)");
+  assert.equal(
+    describeRoute({ transport: "sendmail", path: "/usr/sbin/sendmail" }),
+    "sendmail /usr/sbin/sendmail",
+  );
+});
+
+Deno.test("a webhook's path (its secret, for Slack) is never logged", async () => {
+  const logs = captureLogs();
+  const outbox = memoryOutbox();
+  const queue = new AlertQueue(
+    (d) => d.channel === "webhook" ? Promise.reject(new Error("HTTP 500")) : Promise.resolve(),
+    outbox,
+    SETTINGS,
+    () => 1,
+  );
+  queue.send(ALERT);
+  await queue.flush();
+  const text = logs.lines().join("\n");
+  assert.match(text, /Webhook https:\/\/hooks\.example\.com\/… failed, queued/);
+  assert.doesNotMatch(text, /T1\/B2/);
+  await retryOutbox(outbox, () => Promise.resolve(), 2);
+  assert.doesNotMatch(logs.lines().join("\n"), /T1\/B2/);
+});
+
+Deno.test("a queued webhook alert keeps no URL: it goes where the configuration says at retry time", async () => {
+  const logs = captureLogs();
+  const outbox = memoryOutbox();
+  const secret = "https://hooks.example.com/services/T1/B2/SECRET";
+  const failing = channels(
+    {
+      mailer: fakeMailer(),
+      webhookPost: (url) =>
+        Promise.reject(
+          new TypeError("fetch failed", {
+            cause: new Error(`error sending request for url (${url.href}): connection refused`),
+          }),
+        ),
+    },
+    SMTP,
+    new URL(secret),
+  );
+  const queue = new AlertQueue(failing, outbox, { ...SETTINGS, to: [] }, () => 1000);
+  queue.send(ALERT);
+  await queue.flush();
+  const stored = JSON.stringify([...outbox.items.values()]);
+  assert.ok(!stored.includes("SECRET"), stored);
+  assert.match(
+    stored,
+    /"lastError":"fetch failed: error sending request for url \(https:\/\/hooks\.example\.com\/…\)/,
+  );
+  assert.ok(!logs.lines().join("\n").includes("SECRET"));
+
+  const posted: string[] = [];
+  const moved = channels(
+    {
+      mailer: fakeMailer(),
+      webhookPost: (url) => {
+        posted.push(url.href);
+        return Promise.resolve(204);
+      },
+    },
+    SMTP,
+    new URL("https://hooks.example.com/new/URL"),
+  );
+  await retryOutbox(outbox, moved, 2000);
+  assert.deepEqual(posted, ["https://hooks.example.com/new/URL"]);
+  assert.equal(outbox.items.size, 0);
+
+  queue.send(ALERT);
+  await queue.flush();
+  await retryOutbox(
+    outbox,
+    channels({ mailer: fakeMailer(), webhookPost: () => Promise.resolve(204) }, SMTP, null),
+    3000,
+  );
+  assert.equal(
+    outbox.items.size,
+    0,
+    "no webhook configured any more: dropped, not retried for days",
+  );
+  assert.match(
+    logs.lines().join("\n"),
+    /Dropping webhook "web1 PHP restart", queued since .*: no webhook is configured any more/,
+  );
+});
+
+Deno.test("a queued file is checked whole; a webhook URL an older version queued is forgotten", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const logs = captureLogs();
+    const outbox = fileOutbox(dir);
+    const body = { text: "t", host: "web1", subject: "s", line: "l", details: [] };
+    await Deno.writeTextFile(
+      `${dir}/1-1-0.json`,
+      JSON.stringify({
+        delivery: { channel: "webhook", url: "https://hooks.example.com/SECRET", body },
+        queuedAt: 1,
+        attempts: 1,
+        lastError: "x",
+      }),
+    );
+    await Deno.writeTextFile(
+      `${dir}/2-1-0.json`,
+      JSON.stringify({ delivery: { channel: "mail" } }),
+    );
+    await Deno.writeTextFile(`${dir}/3-1-0.json`, "\x1b[2J not json");
+    const listed = await outbox.list();
+    assert.equal(listed.length, 1);
+    assert.deepEqual(listed[0]?.item.delivery, { channel: "webhook", body });
+    await outbox.update(listed[0]!.id, listed[0]!.item);
+    assert.ok(!(await Deno.readTextFile(`${dir}/1-1-0.json`)).includes("SECRET"));
+    const dropped = logs.lines().filter((l) => /Dropping unreadable/.test(l));
+    assert.deepEqual(dropped, [
+      "Dropping unreadable queued alert 2-1-0: delivery.mail: missing",
+      "Dropping unreadable queued alert 3-1-0: not JSON (a syntax error)",
+    ]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

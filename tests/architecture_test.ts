@@ -1,0 +1,117 @@
+/**
+ * The layout's rule, read from the import lines of src/: stages import only stages below them
+ * (or their own), no module takes part in an import circle, and the pure decisions import nothing
+ * that does I/O. README, "How the code is laid out", says the same in words.
+ */
+import assert from "node:assert/strict";
+import { dirname, join, normalize, relative } from "node:path";
+import { ROOT } from "./support/cli.ts";
+
+/** The stages from the bottom up; files directly in src/ are the top (main, cli, real). */
+export const STAGES = [
+  "shared",
+  "probe",
+  "act",
+  "fpm",
+  "config",
+  "record",
+  "alert",
+  "run",
+  "",
+] as const;
+
+/** Modules that must stay pure: no I/O in them or in anything they import (types aside). */
+const PURE = ["run/policy.ts", "run/schedule.ts", "probe/fcgi_protocol.ts", "probe/result.ts"];
+
+const SRC = join(ROOT, "src");
+
+interface Module {
+  path: string;
+  text: string;
+  /** Relative imports, resolved to paths below src/, and whether only types are taken. */
+  imports: { path: string; typeOnly: boolean }[];
+}
+
+async function modules(): Promise<Map<string, Module>> {
+  const found = new Map<string, Module>();
+  const walk = async (dir: string) => {
+    for await (const e of Deno.readDir(dir)) {
+      const full = join(dir, e.name);
+      if (e.isDirectory) await walk(full);
+      else if (e.name.endsWith(".ts")) {
+        const text = await Deno.readTextFile(full);
+        const path = relative(SRC, full);
+        const imports = [
+          ...text.matchAll(/^(import|export)\s+(type\s+)?[^;]*?from\s+"(\.[^"]+)"/gms),
+          ...text.matchAll(/()()import\(\s*"(\.[^"]+)"\s*\)/g),
+        ].flatMap((m) => {
+          const target = normalize(join(dirname(full), m[3]!));
+          // only modules of src/ (deno.json is data)
+          return target.startsWith(SRC + "/") && target.endsWith(".ts")
+            ? [{ path: relative(SRC, target), typeOnly: m[2] !== undefined && m[2] !== "" }]
+            : [];
+        });
+        found.set(path, { path, text, imports });
+      }
+    }
+  };
+  await walk(SRC);
+  return found;
+}
+
+function stageOf(path: string): number {
+  const folder = path.includes("/") ? path.split("/")[0]! : "";
+  const rank = STAGES.indexOf(folder as typeof STAGES[number]);
+  assert.ok(rank >= 0, `src/${path}: "${folder}" is not a stage (${STAGES.join(", ")})`);
+  return rank;
+}
+
+Deno.test("architecture: every module is in a stage, and imports only its own stage or lower ones", async () => {
+  const all = await modules();
+  assert.ok(all.size > 20, "src/ was read");
+  const upward: string[] = [];
+  for (const m of all.values()) {
+    for (const i of m.imports) {
+      assert.ok(all.has(i.path), `src/${m.path} imports src/${i.path}, which does not exist`);
+      if (stageOf(i.path) > stageOf(m.path)) upward.push(`src/${m.path} -> src/${i.path}`);
+    }
+  }
+  assert.deepEqual(upward, [], "imports that go up a stage");
+});
+
+Deno.test("architecture: no import circles, types included", async () => {
+  const all = await modules();
+  const state = new Map<string, "open" | "done">();
+  const circles: string[] = [];
+  const visit = (path: string, trail: string[]) => {
+    if (state.get(path) === "done") return;
+    if (state.get(path) === "open") {
+      circles.push([...trail.slice(trail.indexOf(path)), path].join(" -> "));
+      return;
+    }
+    state.set(path, "open");
+    for (const i of all.get(path)?.imports ?? []) visit(i.path, [...trail, path]);
+    state.set(path, "done");
+  };
+  for (const path of all.keys()) visit(path, []);
+  assert.deepEqual(circles, []);
+});
+
+Deno.test("architecture: the policy, the schedule and the FastCGI protocol do no I/O", async () => {
+  const all = await modules();
+  // Deno's error classes are names to compare with, not I/O
+  const io = /\bDeno\.(?!errors\b)\w+|\bfetch\(|\bconsole\./;
+  for (const pure of PURE) {
+    const seen = new Set<string>();
+    const queue = [pure];
+    while (queue.length > 0) {
+      const path = queue.pop()!;
+      if (seen.has(path)) continue;
+      seen.add(path);
+      const m = all.get(path);
+      assert.ok(m, `src/${path} exists`);
+      assert.doesNotMatch(m.text, io, `src/${path}, imported by src/${pure}, does I/O`);
+      queue.push(...m.imports.filter((i) => !i.typeOnly).map((i) => i.path));
+    }
+  }
+});

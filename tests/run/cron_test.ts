@@ -1,0 +1,381 @@
+import assert from "node:assert/strict";
+import { parseCommandLine } from "../../src/cli.ts";
+import { loadConfig } from "../../src/config/load.ts";
+import type { Mail, Mailer } from "../../src/shared/deps.ts";
+import { probeOnce, watchRun } from "../../src/run/cron.ts";
+import { memoryStateStore } from "../../src/run/state.ts";
+import { memoryIncidentLog } from "../../src/record/incidents.ts";
+import { memoryOutbox } from "../../src/alert/outbox.ts";
+import {
+  captureLogs,
+  FakeClock,
+  fakeMailer,
+  FakeRunner,
+  fetchErrors,
+  hangingMailer,
+  type HttpStep,
+  memoryLocks,
+  psAnswer,
+  scriptedHttp,
+  testDeps,
+  until,
+} from "../support/fakes.ts";
+
+const URI = "http://127.0.0.1:8889/php-heartbeat.php";
+
+/** php-fpm as the relaunch sees it: pgrep finds it once started; `startWorks` false keeps it down. */
+function fpmHost(startWorks = true) {
+  let running = true;
+  return new FakeRunner((call) => {
+    if (call.cmd.endsWith("/ps")) return psAnswer(call);
+    if (call.cmd.endsWith("pgrep")) return running ? { code: 0, stdout: "101\n102" } : { code: 1 };
+    if (call.cmd.endsWith("pkill")) {
+      running = false;
+      return { code: 0 };
+    }
+    if (startWorks) running = true;
+    return { code: 0 };
+  });
+}
+
+async function setup(
+  argv: string[],
+  script: HttpStep[],
+  opts: { mailFails?: boolean; startWorks?: boolean; mailer?: Mailer & { sent: Mail[] } } = {},
+) {
+  const clock = new FakeClock();
+  const http = scriptedHttp(clock, script);
+  const runner = fpmHost(opts.startWorks ?? true);
+  const mailer = opts.mailer ?? fakeMailer(
+    opts.mailFails ? new Error("connect ECONNREFUSED 127.0.0.1:25") : undefined,
+  );
+  const deps = testDeps({ clock, httpGet: http, runner, mailer });
+  const { mode, raw } = parseCommandLine(argv);
+  const cfg = await loadConfig(mode as "minute", raw, deps);
+  const logs = captureLogs();
+  // the policy's memory stays in the test: nothing is shared through /var/lib
+  const store = memoryStateStore();
+  const incidents = memoryIncidentLog();
+  // and the lock: a real run's lock file is never touched
+  const options = { store, incidents, outbox: memoryOutbox(), lock: memoryLocks() };
+  return {
+    cfg,
+    deps,
+    clock,
+    http,
+    runner,
+    mailer,
+    logs,
+    store,
+    incidents,
+    options,
+    start: clock.now(),
+  };
+}
+
+const ok = { status: 200, body: "127.0.0.1\n127.0.0.1\n", ms: 4 };
+/** Three quick start attempts, with the policy's memory in `store`. */
+const fastRelaunch = (store = memoryStateStore()) => ({
+  store,
+  incidents: memoryIncidentLog(),
+  outbox: memoryOutbox(),
+  lock: memoryLocks(),
+  relaunch: {
+    maxAttempts: 3,
+    retryDelayMs: 2000,
+    killRounds: 3,
+    killPollMs: 100,
+    startTimeoutMs: 30_000,
+    toolTimeoutMs: 5000,
+    verifyEveryMs: 500,
+  },
+});
+
+Deno.test("healthy minute: 12 probes 5 s apart, nothing run, nothing mailed, exit 0", async () => {
+  const s = await setup([URI, "5", "ops@example.com"], [ok]);
+  assert.equal(await watchRun(s.cfg, s.deps, s.options), 0);
+  assert.equal(s.http.calls.length, 12);
+  assert.equal(s.runner.calls.length, 0);
+  assert.equal(s.mailer.sent.length, 0);
+  assert.deepEqual(s.logs.lines(), []);
+  assert.ok(s.clock.now() - s.start <= 60_000);
+});
+
+Deno.test("a single stray 502 is confirmed 1 s later and restarts nothing", async () => {
+  const s = await setup([URI, "5", "ops@example.com"], [ok, { status: 502 }, ok]);
+  assert.equal(await watchRun(s.cfg, s.deps, s.options), 0);
+  assert.equal(s.runner.calls.length, 0);
+  assert.equal(s.mailer.sent.length, 0);
+  assert.deepEqual(s.logs.lines(), []);
+  assert.ok(s.clock.sleeps.includes(1000), `confirm delay of 1 s in ${s.clock.sleeps}`);
+});
+
+Deno.test("two 502s (a crash): restart once, one log line, one mail, then settle 10 s and keep watching", async () => {
+  const bad = { status: 502, body: "<h1>502 Bad Gateway</h1>" };
+  const s = await setup([URI, "5", "ops@example.com,dev@example.com"], [ok, ok, bad, bad, ok]);
+  assert.equal(await watchRun(s.cfg, s.deps, s.options), 0);
+  assert.deepEqual(s.logs.lines(), ["502 PHP restarted."]);
+  assert.equal(
+    s.runner.lines().filter((l) => l === "/usr/sbin/service php8.2-fpm start").length,
+    1,
+  );
+  assert.ok(s.runner.lines().includes("/usr/bin/pkill -KILL -x php-fpm8.2"));
+  assert.equal(s.mailer.sent.length, 1);
+  const mail = s.mailer.sent[0]!;
+  assert.equal(mail.subject, "web1 PHP restart");
+  assert.deepEqual(mail.to, ["ops@example.com", "dev@example.com"]);
+  assert.match(mail.text, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ web1 502 PHP restarted\.\n/);
+  assert.match(mail.text, /Probe: HTTP 502/);
+  assert.match(
+    mail.text,
+    /php8\.2-fpm \(sysv\): running again after the kill rung; 2 processes killed, 1 start attempts/,
+  );
+  assert.match(mail.text, /Down for 1 s/);
+  assert.ok(s.clock.sleeps.includes(10_000), `settle of 10 s in ${s.clock.sleeps}`);
+  assert.ok(s.clock.now() - s.start <= 60_000);
+});
+
+Deno.test("--metrics-file: the run's probes and its restart, for node_exporter's textfile collector", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const bad = { status: 502 };
+    const s = await setup(
+      [URI, "5", "", "--metrics-file", `${dir}/php-relaunch.prom`],
+      [ok, bad, bad, ok],
+    );
+    assert.equal(await watchRun(s.cfg, s.deps, s.options), 0);
+    const text = await Deno.readTextFile(`${dir}/php-relaunch.prom`);
+    const value = (line: string) =>
+      new RegExp(`^${line.replace(/[{}.+]/g, "\\$&")} (\\S+)$`, "m").exec(text)?.[1];
+    assert.equal(value('php_relaunch_restarts_total{target="php8.2-fpm",result="ok"}'), "1");
+    assert.equal(
+      value('php_relaunch_probes_total{target="php8.2-fpm",verdict="php_down",answer="502"}'),
+      "2",
+    );
+    assert.ok(
+      Number(
+        value('php_relaunch_probes_total{target="php8.2-fpm",verdict="healthy",answer="200"}'),
+      ) >= 2,
+      "the restart's own verification probe is not counted, the loop's are",
+    );
+    assert.ok(
+      Number(value('php_relaunch_last_restart_timestamp_seconds{target="php8.2-fpm"}')) > 0,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("no answer within the timeout: restart", async () => {
+  const s = await setup([URI, "5", ""], [{ error: fetchErrors.timeout(), ms: 5000 }, ok]);
+  assert.equal(await watchRun(s.cfg, s.deps, s.options), 0);
+  assert.deepEqual(s.logs.lines(), ["timeout PHP restarted."]);
+  assert.equal(s.mailer.sent.length, 0, "'' means no mail");
+});
+
+for (
+  const [name, step, code, subject, pattern] of [
+    [
+      "refused",
+      { error: fetchErrors.refused() },
+      7,
+      "PHP heartbeat unreachable",
+      /nginx or the address is down/,
+    ],
+    [
+      "unknown host",
+      { error: fetchErrors.dns() },
+      7,
+      "PHP heartbeat unreachable",
+      /does not resolve/,
+    ],
+    [
+      "444 (closed)",
+      { error: fetchErrors.closed() },
+      4,
+      "PHP heartbeat misconfigured",
+      /444/,
+    ],
+    ["404", { status: 404 }, 4, "PHP heartbeat misconfigured", /404/],
+    [
+      "302",
+      { status: 302, location: "/login" },
+      4,
+      "PHP heartbeat misconfigured",
+      /not redirect/,
+    ],
+    [
+      "TLS on a plain port",
+      { error: fetchErrors.tls() },
+      4,
+      "PHP heartbeat misconfigured",
+      /scheme and port/,
+    ],
+  ] as const
+) {
+  Deno.test(`${name}: never restarts, logs why, mails once, exit ${code}`, async () => {
+    const s = await setup([URI, "5", "ops@example.com"], [ok, step as HttpStep]);
+    assert.equal(await watchRun(s.cfg, s.deps, s.options), code);
+    assert.equal(s.runner.calls.length, 0);
+    assert.equal(s.http.calls.length, 2, "the run stops at the problem");
+    const lines = s.logs.lines();
+    assert.equal(lines.length, 1);
+    assert.match(lines[0]!, /PHP not restarted/);
+    assert.match(lines[0]!, pattern);
+    assert.deepEqual(s.mailer.sent.map((m) => m.subject), [`web1 ${subject}`]);
+  });
+}
+
+Deno.test("php-fpm that will not come back: 3 restarts, then one 'given up' alert, exit 3", async () => {
+  const s = await setup([URI, "5", "ops@example.com"], [{ status: 502 }], { startWorks: false });
+  assert.equal(await watchRun(s.cfg, s.deps, fastRelaunch()), 3);
+  // 3 restarts of 3 start attempts each
+  assert.equal(s.runner.lines().filter((l) => l.endsWith(" start")).length, 9);
+  assert.match(s.logs.lines()[0]!, /^502 PHP restart failed \(php8\.2-fpm: no php-fpm8\.2 process/);
+  assert.deepEqual(s.mailer.sent.map((m) => m.subject), [
+    "web1 PHP restart failed",
+    "web1 PHP restart failed",
+    "web1 PHP restart failed",
+    "web1 PHP restart given up",
+  ]);
+  assert.match(s.mailer.sent[3]!.text, /3 restarts in 15 min did not keep it up/);
+  assert.equal(s.mailer.sent[3]!.text.match(/^Restart at /gm)?.length, 3, "the history");
+});
+
+Deno.test("the memory carries over to the next cron run: given up stays given up", async () => {
+  const s = await setup([URI, "5", "ops@example.com"], [{ status: 502 }], { startWorks: false });
+  const options = fastRelaunch();
+  await watchRun(s.cfg, s.deps, options);
+  const before = s.runner.calls.length;
+  s.mailer.sent.length = 0;
+  s.clock.advance(60_000);
+  assert.equal(await watchRun(s.cfg, s.deps, options), 3);
+  assert.equal(s.runner.calls.length, before, "no restart in the next run");
+  assert.deepEqual(s.mailer.sent, [], "no second 'given up'");
+});
+
+Deno.test("a failed mail is logged and queued, and changes nothing else", async () => {
+  const s = await setup([URI, "5", "ops@example.com"], [{ status: 503 }, { status: 503 }, ok], {
+    mailFails: true,
+  });
+  assert.equal(await watchRun(s.cfg, s.deps, s.options), 0);
+  const lines = s.logs.lines();
+  assert.equal(lines[0], "503 PHP restarted.");
+  assert.match(
+    lines[1]!,
+    /Mail to ops@example\.com through localhost:25 \(TLS auto\) failed, queued for the next run: connect ECONNREFUSED/,
+  );
+  assert.ok(s.http.calls.length > 3, "probing went on after the failed mail");
+  const queued = [...s.options.outbox.items.values()];
+  assert.equal(queued.length, 1);
+  assert.equal(queued[0]?.delivery.channel, "mail");
+  assert.equal(queued[0]?.attempts, 1);
+});
+
+Deno.test("--run-for 10 (mcron every 10 s): two probes", async () => {
+  const s = await setup([URI, "5", "", "--run-for", "10"], [ok]);
+  assert.equal(await watchRun(s.cfg, s.deps, s.options), 0);
+  assert.equal(s.http.calls.length, 2);
+});
+
+Deno.test("php-cgi is relaunched too with the 4th argument", async () => {
+  const clock = new FakeClock();
+  const http = scriptedHttp(clock, [{ status: 502 }, { status: 502 }, ok]);
+  const runner = fpmHost();
+  const { fs } = testDeps();
+  const deps = testDeps({
+    clock,
+    httpGet: http,
+    runner,
+    fs: {
+      ...fs,
+      listDir: (p) => Promise.resolve(p === "/etc/init.d" ? ["php8.2-fpm", "php8.2-cgi"] : []),
+      isExecutable: (p) => p === "/usr/bin/php-cgi8.2" ? Promise.resolve(true) : fs.isExecutable(p),
+    },
+  });
+  const { mode, raw } = parseCommandLine([URI, "5", "", "1"]);
+  const cfg = await loadConfig(mode as "minute", raw, deps);
+  captureLogs();
+  assert.equal(
+    await watchRun(cfg, deps, {
+      store: memoryStateStore(),
+      incidents: memoryIncidentLog(),
+      outbox: memoryOutbox(),
+      lock: memoryLocks(),
+    }),
+    0,
+  );
+  const lines = runner.lines();
+  assert.ok(lines.includes("/usr/bin/pkill -KILL -x php-cgi8.2"));
+  assert.ok(lines.includes("/usr/sbin/service php8.2-cgi start"));
+  assert.ok(
+    lines.indexOf("/usr/sbin/service php8.2-fpm start") <
+      lines.indexOf("/usr/sbin/service php8.2-cgi start"),
+  );
+});
+
+Deno.test("--once: the verdict is the exit code; no restart, no mail", async (t) => {
+  for (
+    const [step, code] of [
+      [ok, 0],
+      [{ status: 502 }, 3],
+      [{ error: fetchErrors.timeout(), ms: 5000 }, 3],
+      [{ error: fetchErrors.refused() }, 7],
+      [{ error: fetchErrors.closed() }, 4],
+    ] as const
+  ) {
+    await t.step(`exit ${code}`, async () => {
+      const s = await setup(["--once", URI, "5", "ops@example.com"], [step as HttpStep]);
+      assert.equal(await probeOnce(s.cfg, s.deps, s.options), code);
+      assert.equal(s.http.calls.length, 1);
+      assert.equal(s.runner.calls.length, 0);
+      assert.equal(s.mailer.sent.length, 0);
+      assert.equal(s.deps.out.length, 1);
+    });
+  }
+});
+
+Deno.test("--once --restart: restarts and mails what it did", async () => {
+  const s = await setup(["--once", "--restart", URI, "5", "ops@example.com"], [
+    { status: 502 },
+    ok,
+  ]);
+  assert.equal(await probeOnce(s.cfg, s.deps, s.options), 0);
+  assert.ok(s.runner.lines().includes("/usr/sbin/service php8.2-fpm start"));
+  assert.deepEqual(s.mailer.sent.map((m) => m.subject), ["web1 PHP restart"]);
+});
+
+Deno.test("cron run: another run's lock means nothing is probed, restarted or written; exit 0", async () => {
+  const s = await setup([URI, "5", "ops@example.com"], [{ status: 502 }]);
+  const held = memoryLocks(s.cfg.targets[0]!.lockFile);
+  assert.equal(await watchRun(s.cfg, s.deps, { ...s.options, lock: held }), 0);
+  assert.equal(s.http.calls.length, 0);
+  assert.equal(s.runner.calls.length, 0);
+  assert.deepEqual(s.logs.lines(), [
+    `Another php-relaunch holds ${s.cfg.targets[0]!.lockFile}; this run does nothing.`,
+  ]);
+  const free = memoryLocks();
+  assert.equal(await watchRun(s.cfg, s.deps, { ...s.options, lock: free }), 3);
+  assert.deepEqual(free.taken, [s.cfg.targets[0]!.lockFile], "the same lock, taken this time");
+});
+
+Deno.test("cron run: a mail server that never answers delays neither the next probe nor the next restart", async () => {
+  const bad = { status: 502 };
+  const mailer = hangingMailer();
+  const s = await setup(
+    [URI, "5", "ops@example.com"],
+    [ok, bad, bad, ok, ok, ok, bad, bad, ok],
+    { mailer },
+  );
+  const starts = () => s.runner.lines().filter((l) => l.endsWith(" start")).length;
+  const run = watchRun(s.cfg, s.deps, s.options);
+  try {
+    assert.ok(
+      await until(() => starts() === 2 && mailer.sent.length === 2 && s.http.calls.length >= 10),
+      `on time while the mail hangs: ${starts()} restarts, ${mailer.sent.length} mails, ${s.http.calls.length} probes`,
+    );
+  } finally {
+    mailer.release();
+  }
+  assert.equal(await run, 0);
+});

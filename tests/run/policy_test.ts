@@ -1,0 +1,219 @@
+import assert from "node:assert/strict";
+import {
+  type Action,
+  afterRestart,
+  decide,
+  freshState,
+  rearm,
+  type TargetState,
+} from "../../src/run/policy.ts";
+import type { ProbeResult } from "../../src/probe/result.ts";
+import type { Policy } from "../../src/config/policy.ts";
+
+const S = 1000;
+const MIN = 60 * S;
+
+/** The watch-mode defaults. */
+const policy: Policy = {
+  failureThreshold: 2,
+  timeoutThreshold: 2,
+  successThreshold: 1,
+  confirmDelayMs: 1 * S,
+  intervalMs: 5 * S,
+  gracePeriodMs: 10 * S,
+  maxRestarts: 3,
+  restartWindowMs: 15 * MIN,
+  rearmAfterMs: 15 * MIN,
+  reminderMs: 0,
+  onOverload: "alert",
+};
+
+const ok: ProbeResult = { kind: "status", status: 200, detail: "", ms: 3 };
+const e502: ProbeResult = { kind: "status", status: 502, detail: "", ms: 3 };
+const timeout: ProbeResult = { kind: "timeout", detail: "", ms: 5000 };
+const refused: ProbeResult = { kind: "refused", detail: "", ms: 1 };
+const closed: ProbeResult = { kind: "closed", detail: "", ms: 1 };
+
+/** Feeds probe results at the given times; restarts succeed unless said otherwise. */
+function play(
+  steps: Array<[number, ProbeResult]>,
+  p: Policy = policy,
+  opts: { restartOk?: boolean; start?: TargetState } = {},
+) {
+  let state = opts.start ?? freshState();
+  const log: Array<{ at: number; actions: Action[]; next: string }> = [];
+  for (const [at, result] of steps) {
+    const d = decide(state, result, at, p);
+    state = d.state;
+    log.push({ at, actions: d.actions, next: d.next });
+    if (d.actions.some((a) => a.type === "restart")) {
+      state = afterRestart(state, {
+        at,
+        ok: opts.restartOk ?? true,
+        label: "502",
+        detail: "",
+      }, p);
+    }
+  }
+  const kinds = (type: string) =>
+    log.flatMap((l) =>
+      l.actions.filter((a) => a.type === type).map((a) =>
+        a.type === "alert" ? `${l.at}:${a.reason}` : `${l.at}`
+      )
+    );
+  return { state, log, restarts: kinds("restart"), alerts: kinds("alert") };
+}
+
+Deno.test("a single stray 5xx restarts nothing; it is confirmed after confirm_delay", () => {
+  const r = play([[0, e502], [1 * S, ok], [6 * S, ok]]);
+  assert.deepEqual(r.restarts, []);
+  assert.deepEqual(r.alerts, [], "no incident, no recovery alert");
+  assert.equal(r.log[0]!.next, "confirm");
+});
+
+Deno.test("two 5xx in a row (a crash): restart at the confirming probe", () => {
+  const r = play([[0, e502], [1 * S, e502]], { ...policy, successThreshold: 2 });
+  assert.deepEqual(r.restarts, [`${1 * S}`]);
+  assert.equal(
+    r.state.incident?.since,
+    0 - e502.ms,
+    "downtime counts from the start of the first failed probe",
+  );
+});
+
+Deno.test("timeouts: confirmed after the interval, threshold of their own", () => {
+  const r = play([[0, timeout], [10 * S, timeout]]);
+  assert.equal(r.log[0]!.next, "interval");
+  assert.deepEqual(r.restarts, [`${10 * S}`]);
+  const original = play([[0, timeout]], { ...policy, timeoutThreshold: 1 });
+  assert.deepEqual(original.restarts, ["0"], "the positional form: one timeout is enough");
+});
+
+Deno.test("a healthy probe resets the count", () => {
+  const r = play([[0, e502], [1 * S, ok], [6 * S, e502], [7 * S, ok]]);
+  assert.deepEqual(r.restarts, []);
+});
+
+Deno.test("grace period after a restart: failures do not count", () => {
+  const r = play([[0, e502], [1 * S, e502], [5 * S, e502], [8 * S, e502], [12 * S, e502], [
+    13 * S,
+    e502,
+  ]]);
+  // restart at 1 s; 5 s and 8 s fall in the grace (until 11 s); 12 s and 13 s count again
+  assert.deepEqual(r.restarts, [`${1 * S}`, `${13 * S}`]);
+});
+
+Deno.test("a verified restart ends the incident when one healthy probe is enough: no second alert", () => {
+  const r = play([[0, e502], [1 * S, e502], [12 * S, ok], [17 * S, ok]]);
+  assert.deepEqual(r.restarts, [`${1 * S}`]);
+  assert.deepEqual(r.alerts, []);
+  assert.equal(r.state.incident, null);
+  assert.equal(r.state.restarts.length, 1, "still counts for flap protection");
+});
+
+Deno.test("recovered: one alert with the downtime once success_threshold is met", () => {
+  const p = { ...policy, successThreshold: 2 };
+  // the restart's own verification is the first healthy probe
+  const r = play([[0, e502], [1 * S, e502], [12 * S, ok], [17 * S, ok], [22 * S, ok]], p);
+  assert.deepEqual(r.alerts, [`${12 * S}:recovered`]);
+  const alert = r.log[2]!.actions.find((a) => a.type === "alert");
+  assert.equal(alert?.type === "alert" && alert.downtimeMs, 12 * S + e502.ms);
+  assert.equal(r.state.incident, null);
+});
+
+Deno.test("flap protection: at most max_restarts in the window, then one 'giving up' alert", () => {
+  const steps: Array<[number, ProbeResult]> = [];
+  for (let t = 0; t < 10 * MIN; t += 5 * S) steps.push([t, e502]);
+  const r = play(steps, policy, { restartOk: false });
+  assert.equal(r.restarts.length, 3);
+  assert.equal(r.alerts.filter((a) => a.endsWith(":gave_up")).length, 1);
+  assert.ok(r.state.givenUpAt !== null);
+  assert.equal(r.state.restarts.length, 3, "the history is kept for the alert");
+});
+
+Deno.test("given up: keeps probing, re-arms after a healthy window", () => {
+  const steps: Array<[number, ProbeResult]> = [];
+  let t = 0;
+  for (; t < 2 * MIN; t += 5 * S) steps.push([t, e502]);
+  for (; t < 20 * MIN; t += 5 * S) steps.push([t, ok]);
+  steps.push([t, e502], [t + S, e502]);
+  const r = play(steps, policy, { restartOk: false });
+  assert.equal(r.restarts.length, 4, "3 before giving up, 1 after re-arming");
+  assert.ok(
+    r.log.some((l) => l.actions.some((a) => a.type === "log" && /armed again/.test(a.message))),
+  );
+  assert.equal(r.alerts.filter((a) => a.endsWith(":recovered")).length, 1);
+});
+
+Deno.test("restarts outside the window do not count", () => {
+  const steps: Array<[number, ProbeResult]> = [];
+  for (const start of [0, 10 * MIN, 20 * MIN, 30 * MIN]) {
+    steps.push([start, e502], [start + S, e502], [start + 20 * S, ok]);
+  }
+  const r = play(steps);
+  assert.equal(r.restarts.length, 4);
+  assert.equal(r.alerts.filter((a) => a.endsWith(":gave_up")).length, 0);
+});
+
+Deno.test("rearm (reset, SIGHUP) forgets giving up and the history", () => {
+  const s = {
+    ...freshState(),
+    givenUpAt: 5,
+    restarts: [{ at: 1, ok: false, label: "502", detail: "" }],
+  };
+  assert.deepEqual(rearm(s), { ...s, givenUpAt: null, restarts: [] });
+});
+
+Deno.test("nginx down or misconfigured: one alert per incident, never a restart", () => {
+  const r = play([[0, refused], [5 * S, refused], [10 * S, refused], [15 * S, ok]]);
+  assert.deepEqual(r.restarts, []);
+  assert.deepEqual(r.alerts, ["0:unreachable", `${15 * S}:recovered`]);
+  const m = play([[0, closed], [5 * S, closed], [10 * S, refused]]);
+  assert.deepEqual(m.alerts, ["0:misconfigured", `${10 * S}:unreachable`]);
+});
+
+Deno.test("reminders only when configured", () => {
+  const steps: Array<[number, ProbeResult]> = [];
+  for (let t = 0; t <= 30 * MIN; t += MIN) steps.push([t, refused]);
+  assert.equal(play(steps).alerts.length, 1);
+  const reminded = play(steps, { ...policy, reminderMs: 10 * MIN });
+  assert.deepEqual(reminded.alerts, [
+    "0:unreachable",
+    `${10 * MIN}:reminder`,
+    `${20 * MIN}:reminder`,
+    `${30 * MIN}:reminder`,
+  ]);
+});
+
+Deno.test("nginx going down breaks a run of php failures", () => {
+  const r = play([[0, e502], [1 * S, refused], [6 * S, e502], [7 * S, ok]]);
+  assert.deepEqual(r.restarts, []);
+});
+
+const busyTimeout: ProbeResult = {
+  ...timeout,
+  pool: { verdict: "busy", why: "all 5 workers busy, yet 12 new requests were taken" },
+};
+const hungTimeout: ProbeResult = {
+  ...timeout,
+  pool: { verdict: "hung", why: "none took a new request" },
+};
+
+Deno.test("busy is not hung: an overloaded pool gets one alert and no restart", () => {
+  const r = play([[0, busyTimeout], [10 * S, busyTimeout], [20 * S, busyTimeout], [30 * S, ok]]);
+  assert.deepEqual(r.restarts, []);
+  assert.deepEqual(r.alerts, ["0:overloaded", `${30 * S}:recovered`]);
+  assert.equal(r.state.failures, 0, "an overloaded pool's timeouts do not add up to a restart");
+});
+
+Deno.test("on_overload = restart: an overloaded pool's timeouts count as usual", () => {
+  const r = play([[0, busyTimeout], [10 * S, busyTimeout]], { ...policy, onOverload: "restart" });
+  assert.deepEqual(r.restarts, [`${10 * S}`]);
+});
+
+Deno.test("a hang confirmed by the status page restarts at the first timeout", () => {
+  const r = play([[0, hungTimeout]], { ...policy, timeoutThreshold: 2 });
+  assert.deepEqual(r.restarts, ["0"]);
+  // without the status page's word the second timeout is still needed
+  assert.deepEqual(play([[0, timeout]], { ...policy, timeoutThreshold: 2 }).restarts, []);
+});

@@ -1,0 +1,232 @@
+/**
+ * The status page in the watch loop, with fakes: a hang confirmed in about a second and fixed by
+ * killing only the stuck workers, an overloaded pool left alone, early warnings rate-limited, and
+ * the thresholds kept when the status page has never answered.
+ */
+import assert from "node:assert/strict";
+import { parseCommandLine } from "../../src/cli.ts";
+import { loadConfig } from "../../src/config/load.ts";
+import type { FcgiTarget, HttpGet } from "../../src/shared/deps.ts";
+import { memoryIncidentLog } from "../../src/record/incidents.ts";
+import { memoryOutbox } from "../../src/alert/outbox.ts";
+import { watchRun } from "../../src/run/cron.ts";
+import { memoryStateStore } from "../../src/run/state.ts";
+import {
+  captureLogs,
+  debianFs,
+  FakeClock,
+  fakeMailer,
+  FakeRunner,
+  type FcgiStep,
+  fetchErrors,
+  memoryLocks,
+  psAnswer,
+  scriptedFcgi,
+  testDeps,
+} from "../support/fakes.ts";
+import { statusJson, statusOf } from "../support/pool.ts";
+
+const CONFIG = `
+[defaults]
+interval = 1
+timeout = 5
+warn_slow_requests = 2
+mail_to = ["ops@example.com"]
+
+[[target]]
+name = "www"
+url = "fcgi+unix:///run/php/php8.2-fpm.sock/ping"
+status_url = "fcgi://127.0.0.1:9001/status"
+service = "php8.2-fpm"
+`;
+
+const PONG: FcgiStep = { status: 200, body: "pong", ms: 3 };
+const TIMEOUT: FcgiStep = {
+  error: new DOMException("no answer", "TimeoutError"),
+  ms: 5000,
+};
+
+/** A pool whose master is 100 and workers 200, 201; `kill` of the workers heals the ping. */
+function poolHost(onKill: () => void, onAct: () => void) {
+  return new FakeRunner((call) => {
+    if (/\/(kill|pkill|service)$/.test(call.cmd)) onAct();
+    if (call.cmd.endsWith("/ps") && call.args[1] === "pid=,pgid=,comm=") {
+      return { stdout: " 200   100 php-fpm8.2\n 201   100 php-fpm8.2" };
+    }
+    if (call.cmd.endsWith("/ps") && call.args.includes("-C")) {
+      return { stdout: "  100 1 100 Ss 00:00:01 20480 600\n  200 100 100 S 00:00:09 51200 500" };
+    }
+    if (call.cmd.endsWith("/ps")) return psAnswer(call);
+    if (call.cmd.endsWith("/kill")) onKill();
+    if (call.cmd.endsWith("pgrep")) return { code: 0, stdout: "100\n200\n201" };
+    return { code: 0 };
+  });
+}
+
+/**
+ * Runs the cron form for `runFor` seconds; `ping(call)` and `status(call)` answer by call number
+ * of each path.
+ */
+async function run(opts: {
+  ping: (n: number, healed: boolean) => FcgiStep;
+  status: (n: number, healed: boolean) => FcgiStep;
+  runFor?: number;
+  config?: string;
+  http?: HttpGet;
+}) {
+  captureLogs();
+  const clock = new FakeClock();
+  let healed = false;
+  const counts = { ping: 0, status: 0 };
+  const fcgi = scriptedFcgi(clock, (target: FcgiTarget) => {
+    const kind = target.path === "/ping" ? "ping" : "status";
+    return opts[kind](counts[kind]++, healed);
+  });
+  let actedAtPing: number | null = null;
+  const runner = poolHost(() => healed = true, () => actedAtPing ??= counts.ping);
+  const mailer = fakeMailer();
+  const deps = testDeps({
+    clock,
+    ...(opts.http ? { httpGet: opts.http } : {}),
+    fcgiGet: fcgi,
+    runner,
+    mailer,
+    fs: debianFs({
+      files: {
+        "/etc/php-relaunch/config.toml": opts.config ?? CONFIG,
+        "/run/php/php8.2-fpm.pid": "100\n",
+      },
+    }),
+  });
+  const { mode, raw } = parseCommandLine([
+    "--config",
+    "/etc/php-relaunch/config.toml",
+    "--run-for",
+    String(opts.runFor ?? 30),
+  ]);
+  const cfg = await loadConfig(mode as "minute", raw, deps);
+  const incidents = memoryIncidentLog();
+  const code = await watchRun(cfg, deps, {
+    store: memoryStateStore(),
+    incidents,
+    outbox: memoryOutbox(),
+    lock: memoryLocks(),
+  });
+  return { code, counts, runner, mailer, incidents, clock, actedAtPing };
+}
+
+const idle = statusJson(statusOf({ busy: 0, idleWorkers: 2 }));
+const stuck = statusJson(statusOf({ busy: 2, seconds: 30 }));
+
+Deno.test("a hang confirmed by the status page: restart after ONE timeout, only the stuck workers killed", async () => {
+  const r = await run({
+    ping: (n, healed) => (n < 3 || healed ? PONG : TIMEOUT),
+    status: (n, healed) => ({ status: 200, body: n < 3 || healed ? idle : stuck, ms: 2 }),
+  });
+  assert.equal(r.code, 0);
+  assert.equal(r.actedAtPing, 4, "the first timeout (ping 4) was enough");
+  assert.deepEqual(
+    r.runner.lines().filter((l) => /\/(kill|pkill|service) /.test(l)),
+    ["/usr/bin/kill -KILL 200 201"],
+    "no reload, no restart: the smallest remedy worked",
+  );
+  const subjects = r.mailer.sent.map((m) => m.subject);
+  assert.deepEqual(subjects, ["web1 PHP restart"]);
+  const text = r.mailer.sent[0]!.text;
+  assert.match(text, /^[^\n]* timeout PHP restarted\./);
+  assert.match(text, /Pool judged hung: all 2 workers busy and none took a new request/);
+  assert.match(text, /worker 200 Running for 30\.0 s: GET \/slow\.php \(\/var\/www\/slow\.php\)/);
+  assert.match(text, /kill_stuck: SIGKILL to stuck workers 200, 201/);
+  const [incident] = r.incidents.records;
+  assert.equal(r.incidents.records.length, 1);
+  assert.equal(incident?.pool, "hung");
+  assert.equal(incident?.label, "timeout");
+  assert.equal(incident?.restart?.rung, "kill_stuck");
+  assert.equal(incident?.evidence.status?.workers[0]?.script, "/var/www/slow.php");
+  assert.equal(incident?.evidence.processes.length, 2);
+});
+
+Deno.test("busy is not hung: timeouts while requests still complete give one alert, no restart", async () => {
+  let served = 10;
+  const r = await run({
+    ping: (n) => (n < 2 ? PONG : TIMEOUT),
+    status: (n) => {
+      // every worker busy, but each read finds more requests taken: overloaded, not dead
+      const s = statusOf({ busy: 2, seconds: 3 });
+      served += 5;
+      for (const w of s.workers) w.requests = served;
+      return { status: 200, body: n < 2 ? idle : statusJson(s), ms: 2 };
+    },
+  });
+  assert.equal(r.code, 3, "still failing at the end of the run");
+  assert.deepEqual(r.runner.lines().filter((l) => /\/(kill|pkill|service) /.test(l)), []);
+  assert.deepEqual(r.mailer.sent.map((m) => m.subject), ["web1 PHP pool overloaded"]);
+  assert.match(
+    r.mailer.sent[0]!.text,
+    /PHP overloaded, not restarted: all 2 workers busy, yet 10 new requests/,
+  );
+  assert.match(r.mailer.sent[0]!.text, /on_overload = "restart"/);
+  assert.equal(r.incidents.records.length, 0);
+});
+
+Deno.test("early warning: slow requests jump while the heartbeat is healthy; once per warn_every", async () => {
+  const r = await run({
+    ping: () => PONG,
+    status: (n) => ({
+      status: 200,
+      body: statusJson(statusOf({ busy: 1, idleWorkers: 1, seconds: 8, slowRequests: n * 3 })),
+      ms: 2,
+    }),
+  });
+  assert.equal(r.code, 0);
+  assert.deepEqual(r.mailer.sent.map((m) => m.subject), ["web1 PHP pool warning"]);
+  const text = r.mailer.sent[0]!.text;
+  assert.match(text, /PHP pool warning: 3 new slow requests \(now 3\)\./);
+  assert.match(text, /worker 200 Running for 8\.0 s/);
+  assert.match(text, /Nothing was restarted/);
+  assert.ok(r.counts.status > 10, "read with every healthy probe");
+});
+
+Deno.test("a status page that never answered proves nothing: the timeout threshold still applies", async () => {
+  const r = await run({
+    ping: (n, healed) => (n < 2 || healed ? PONG : TIMEOUT),
+    status: () => ({ status: 404, body: "File not found.", ms: 2 }),
+    config: CONFIG.replace("warn_slow_requests = 2", 'rungs = ["reload"]'),
+  });
+  assert.ok(r.runner.lines().some((l) => l.includes("-USR2")), "restarted");
+  // two timeouts (pings 3 and 4) before acting, as without a status page
+  assert.equal(r.actedAtPing, 4);
+  const [incident] = r.incidents.records;
+  assert.equal(incident?.pool, null);
+  assert.match(incident?.evidence.statusError ?? "", /answered 404/);
+});
+
+Deno.test("nginx refused: the status page tells 'nginx down' from 'both down'; nothing restarted", async () => {
+  const config = CONFIG.replace(
+    'url = "fcgi+unix:///run/php/php8.2-fpm.sock/ping"',
+    'url = "http://127.0.0.1:8889/php-heartbeat.php"',
+  );
+  const refused: HttpGet = () => Promise.reject(fetchErrors.refused());
+  const up = await run({
+    ping: () => PONG,
+    status: () => ({ status: 200, body: idle }),
+    config,
+    http: refused,
+  });
+  assert.equal(up.code, 7);
+  assert.match(
+    up.mailer.sent[0]!.text,
+    /restarting php-fpm cannot help\. php-fpm itself answers its status page \(pool www \(static\): 0 active, 2 idle of 2;.*\): the fault is nginx's\./,
+  );
+  const down = await run({
+    ping: () => PONG,
+    status: () => ({ error: new Deno.errors.ConnectionRefused("refused") }),
+    config,
+    http: refused,
+  });
+  assert.match(
+    down.mailer.sent[0]!.text,
+    /php-fpm does not answer its status page either \(the status page failed: refused\)/,
+  );
+  assert.deepEqual(down.runner.lines().filter((l) => /\/(kill|pkill|service) /.test(l)), []);
+});

@@ -1,0 +1,73 @@
+import assert from "node:assert/strict";
+import { freshState } from "../../src/run/policy.ts";
+import { fileStateStore } from "../../src/run/state.ts";
+import { statePath } from "../../src/config/settings.ts";
+import { captureLogs } from "../support/fakes.ts";
+
+async function withDir(fn: (dir: string) => Promise<void>) {
+  const dir = await Deno.makeTempDir({ prefix: "php-relaunch-state-" });
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+const busy = {
+  ...freshState(),
+  failures: 1,
+  failingSince: 1000,
+  givenUpAt: 5000,
+  restarts: [{ at: 2000, ok: false, label: "502", detail: "no php-fpm8.2 process" }],
+  incident: {
+    kind: "php_down" as const,
+    since: 1000,
+    label: "502",
+    restarts: 1,
+    lastAlertAt: 2000,
+  },
+};
+
+Deno.test("state: saved and loaded back; the folder is made 0700", async () => {
+  await withDir(async (dir) => {
+    const path = statePath(`${dir}/lib/php-relaunch`, "php8.2-fpm");
+    const store = fileStateStore(path);
+    assert.deepEqual(await store.load(), freshState(), "missing: fresh, silently");
+    await store.save(busy);
+    assert.deepEqual(await fileStateStore(path).load(), busy);
+    assert.equal((await Deno.stat(`${dir}/lib/php-relaunch`)).mode! & 0o777, 0o700);
+    assert.equal((await Deno.stat(path)).mode! & 0o777, 0o600);
+  });
+});
+
+Deno.test("state: corrupt or unreadable is logged and reset, never a crash", async () => {
+  await withDir(async (dir) => {
+    const path = `${dir}/t.json`;
+    for (const bad of ["{not json", '{"version":1,"failures":-3}', '{"version":9}', ""]) {
+      await Deno.writeTextFile(path, bad);
+      const logs = captureLogs();
+      assert.deepEqual(await fileStateStore(path).load(), freshState(), bad);
+      assert.match(logs.lines().join("\n"), /is corrupt .*starting afresh/, bad);
+    }
+  });
+});
+
+Deno.test("state: a temp file left by a killed run does not block the next save", async () => {
+  await withDir(async (dir) => {
+    const path = `${dir}/t.json`;
+    await Deno.writeTextFile(`${path}.tmp`, "half a sta");
+    await fileStateStore(path).save(busy);
+    assert.deepEqual(await fileStateStore(path).load(), busy);
+    await assert.rejects(() => Deno.stat(`${path}.tmp`), Deno.errors.NotFound);
+  });
+});
+
+Deno.test("state: a link planted at the temp path is not followed", async () => {
+  await withDir(async (dir) => {
+    const path = `${dir}/t.json`;
+    await Deno.writeTextFile(`${dir}/victim`, "keep\n");
+    await Deno.symlink(`${dir}/victim`, `${path}.tmp`);
+    await fileStateStore(path).save(busy);
+    assert.equal(await Deno.readTextFile(`${dir}/victim`), "keep\n");
+  });
+});

@@ -1,0 +1,446 @@
+import assert from "node:assert/strict";
+import { parseCommandLine } from "../../src/cli.ts";
+import { loadConfig } from "../../src/config/load.ts";
+import type { Config } from "../../src/config/settings.ts";
+import type { HttpGet } from "../../src/shared/deps.ts";
+import { ConfigError } from "../../src/shared/errors.ts";
+import type { Notifier } from "../../src/run/notify.ts";
+import { memoryStateStore } from "../../src/run/state.ts";
+import { type SignalSource, watchForever, type WatchSignal } from "../../src/run/watch.ts";
+import {
+  captureLogs,
+  debianFs,
+  FakeClock,
+  fakeHost,
+  fakeMailer,
+  FakeRunner,
+  hangingMailer,
+  memoryLocks,
+  psAnswer,
+  testDeps,
+  until,
+} from "../support/fakes.ts";
+
+/** Signals the test sends itself. */
+function fakeSignals() {
+  const handlers = new Map<WatchSignal, Set<() => void>>();
+  const source: SignalSource = (signal, handler) => {
+    const set = handlers.get(signal) ?? new Set();
+    set.add(handler);
+    handlers.set(signal, set);
+    return () => set.delete(handler);
+  };
+  return {
+    source,
+    send: (signal: WatchSignal) => handlers.get(signal)?.forEach((h) => h()),
+    listeners: () => [...handlers.values()].reduce((n, s) => n + s.size, 0),
+  };
+}
+
+/** Two PHP versions; pgrep/pkill/start per process name, recorded. */
+function twoPools() {
+  const running = new Map([["php-fpm7.4", true], ["php-fpm8.2", true]]);
+  return new FakeRunner((call) => {
+    if (call.cmd.endsWith("/ps")) return psAnswer(call);
+    const name = call.args.at(-1) ?? "";
+    if (call.cmd.endsWith("pgrep")) {
+      return running.get(name) ? { code: 0, stdout: "1" } : { code: 1 };
+    }
+    if (call.cmd.endsWith("pkill")) {
+      running.set(name, false);
+      return { code: 0 };
+    }
+    const service = call.args[0] ?? "";
+    running.set(service.replace(/^php([\d.]+)-fpm$/, "php-fpm$1"), true);
+    return { code: 0 };
+  });
+}
+
+const CONFIG = `
+[defaults]
+interval = 1
+timeout = 1
+grace_period = 0
+
+[[target]]
+name = "legacy"
+url = "http://127.0.0.1:8874/hb.php"
+service = "php7.4-fpm"
+
+[[target]]
+name = "main"
+url = "http://127.0.0.1:8889/hb.php"
+service = "php8.2-fpm"
+`;
+
+async function setup(
+  http: (url: URL, n: number) => number,
+  files = { "/etc/php-relaunch/config.toml": CONFIG },
+) {
+  const dir = await Deno.makeTempDir({ prefix: "php-relaunch-watch-" });
+  const clock = new FakeClock();
+  const calls = new Map<string, number>();
+  const httpGet: HttpGet = (url) => {
+    const n = (calls.get(url.port) ?? 0) + 1;
+    calls.set(url.port, n);
+    clock.advance(2);
+    return Promise.resolve({ status: http(url, n), location: null, body: "" });
+  };
+  const runner = twoPools();
+  const deps = testDeps({
+    clock,
+    httpGet,
+    runner,
+    mailer: fakeMailer(),
+    // not root: locks go to our own runtime folder, not /run/lock
+    host: fakeHost(1000, { HOME: dir, XDG_RUNTIME_DIR: dir }),
+    fs: debianFs({
+      dirs: { "/etc/init.d": ["php7.4-fpm", "php8.2-fpm"] },
+      executables: ["/usr/sbin/php-fpm7.4"],
+      files,
+    }),
+  });
+  const { mode, raw } = parseCommandLine(["watch"]);
+  const cfg = await loadConfig(mode as "watch", raw, deps);
+  const logs = captureLogs();
+  const signals = fakeSignals();
+  const stores = new Map<string, ReturnType<typeof memoryStateStore>>();
+  return {
+    dir,
+    cfg,
+    deps,
+    runner,
+    calls,
+    logs,
+    signals,
+    raw,
+    stores,
+    cleanup: () => Deno.remove(dir, { recursive: true }),
+  };
+}
+
+Deno.test("watch: two targets on two php-fpm versions restart independently; SIGTERM stops it", async () => {
+  const s: Awaited<ReturnType<typeof setup>> = await setup((url, n) => {
+    if (url.port === "8889" && n === 30) s.signals.send("SIGTERM");
+    // the legacy pool crashes at its 5th probe and stays down until restarted
+    const restarted = s.runner.lines().some((l) => l.includes("php7.4-fpm start"));
+    return url.port === "8874" && n >= 5 && !restarted ? 502 : 200;
+  });
+  try {
+    const code = await watchForever(s.cfg, s.deps, { signals: s.signals.source });
+    assert.equal(code, 0);
+    const lines = s.runner.lines();
+    assert.ok(lines.includes("/usr/bin/pkill -KILL -x php-fpm7.4"));
+    assert.ok(lines.includes("/usr/sbin/service php7.4-fpm start"));
+    assert.ok(!lines.some((l) => l.includes("8.2")), "the other version is never touched");
+    assert.ok((s.calls.get("8874") ?? 0) > 10, "the restarted target is still watched");
+    assert.deepEqual(s.logs.lines().filter((l) => /PHP restart/.test(l)), ["502 PHP restarted."]);
+    assert.equal(s.signals.listeners(), 0, "signal handlers removed");
+    // the locks are free again
+    const { tryLock } = await import("../../src/shared/lock.ts");
+    for (const t of s.cfg.targets) {
+      const lock = await tryLock(t.lockFile);
+      assert.ok(lock, t.lockFile);
+      lock[Symbol.dispose]();
+    }
+  } finally {
+    await s.cleanup();
+  }
+});
+
+Deno.test("watch: a single stray 502 restarts nothing; confirmed 1 s later", async () => {
+  const s: Awaited<ReturnType<typeof setup>> = await setup((url, n) => {
+    if (n === 20) s.signals.send("SIGTERM");
+    return url.port === "8889" && n === 3 ? 502 : 200;
+  });
+  try {
+    await watchForever(s.cfg, s.deps, { signals: s.signals.source });
+    assert.equal(s.runner.calls.length, 0);
+    assert.ok(s.deps.clock.sleeps.includes(1000));
+  } finally {
+    await s.cleanup();
+  }
+});
+
+Deno.test("watch: SIGHUP with an invalid config keeps running on the old one", async () => {
+  let reloads = 0;
+  const s: Awaited<ReturnType<typeof setup>> = await setup((url, n) => {
+    if (url.port === "8889" && n === 5) s.signals.send("SIGHUP");
+    if (url.port === "8889" && n === 15) s.signals.send("SIGTERM");
+    return 200;
+  });
+  try {
+    const code = await watchForever(s.cfg, s.deps, {
+      signals: s.signals.source,
+      reload: () => {
+        reloads++;
+        return Promise.reject(
+          new ConfigError(["/etc/php-relaunch/config.toml: target[0].url: missing"]),
+        );
+      },
+    });
+    assert.equal(code, 0);
+    assert.equal(reloads, 1);
+    assert.match(
+      s.logs.lines().join("\n"),
+      /SIGHUP: the new configuration is invalid, keeping the old one: .*url: missing/,
+    );
+    assert.ok((s.calls.get("8889") ?? 0) >= 15, "probing went on");
+  } finally {
+    await s.cleanup();
+  }
+});
+
+Deno.test("watch: SIGHUP with a valid config switches to it and re-arms", async () => {
+  let next!: Config;
+  const s: Awaited<ReturnType<typeof setup>> = await setup((url, n) => {
+    if (url.port === "8889" && n === 5) s.signals.send("SIGHUP");
+    if (url.port === "8889" && n === 12) s.signals.send("SIGTERM");
+    return 200;
+  });
+  try {
+    // the new file drops the legacy target
+    const files = {
+      "/etc/php-relaunch/config.toml": CONFIG.split('[[target]]\nname = "legacy"')[0] +
+        CONFIG.split('\n\n[[target]]\nname = "main"')[1]!.replace(/^/, '[[target]]\nname = "main"'),
+    };
+    next = await loadConfig("watch", s.raw, {
+      ...s.deps,
+      fs: debianFs({ dirs: { "/etc/init.d": ["php7.4-fpm", "php8.2-fpm"] }, files }),
+    });
+    assert.deepEqual(next.targets.map((t) => t.name), ["main"]);
+    const legacyBefore = () => s.calls.get("8874") ?? 0;
+    await watchForever(s.cfg, s.deps, {
+      signals: s.signals.source,
+      reload: () => Promise.resolve(next),
+    });
+    assert.match(s.logs.lines().join("\n"), /SIGHUP: configuration reloaded \(1 targets\)/);
+    assert.ok(legacyBefore() <= 7, `the dropped target stopped being probed (${legacyBefore()})`);
+  } finally {
+    await s.cleanup();
+  }
+});
+
+Deno.test("watch: systemd hears READY, WATCHDOG and STOPPING", async () => {
+  const sent: string[] = [];
+  const notifier: Notifier = {
+    watchdogEveryMs: 2000,
+    send: (state) => {
+      sent.push(state);
+      return Promise.resolve();
+    },
+  };
+  const s: Awaited<ReturnType<typeof setup>> = await setup((url, n) => {
+    if (url.port === "8889" && n === 20) s.signals.send("SIGTERM");
+    return 200;
+  });
+  try {
+    await watchForever(s.cfg, s.deps, { signals: s.signals.source, notifier });
+    assert.equal(sent[0], "READY=1");
+    assert.ok(sent.includes("WATCHDOG=1"));
+    assert.equal(sent.at(-1), "STOPPING=1");
+  } finally {
+    await s.cleanup();
+  }
+});
+
+Deno.test("watch: SIGTERM during a restart lets the restart finish, then exits 0", async () => {
+  let signalled = false;
+  const s: Awaited<ReturnType<typeof setup>> = await setup((url, n) => {
+    const restarted = s.runner.lines().some((l) => l.includes("php8.2-fpm start"));
+    return url.port === "8889" && n >= 3 && !restarted ? 502 : 200;
+  });
+  // the signal arrives while the kill rung is between SIGKILL and start
+  const runner = s.runner;
+  const original = runner.run.bind(runner);
+  runner.run = (cmd, args, opts) => {
+    if (cmd.endsWith("pkill") && args.includes("php-fpm8.2") && !signalled) {
+      signalled = true;
+      s.signals.send("SIGTERM");
+    }
+    return original(cmd, args, opts);
+  };
+  try {
+    assert.equal(await watchForever(s.cfg, s.deps, { signals: s.signals.source }), 0);
+    assert.ok(signalled);
+    const lines = runner.lines();
+    const killed = lines.indexOf("/usr/bin/pkill -KILL -x php-fpm8.2");
+    assert.ok(killed >= 0, lines.join("\n"));
+    assert.ok(lines.slice(killed).includes("/usr/sbin/service php8.2-fpm start"), "started again");
+    assert.deepEqual(s.logs.lines().filter((l) => /PHP restart/.test(l)), ["502 PHP restarted."]);
+  } finally {
+    await s.cleanup();
+  }
+});
+
+Deno.test("watch: a long restart is slow, not hung: systemd's watchdog keeps being pinged", async () => {
+  let inRestart = false;
+  const pingsDuringRestart: number[] = [];
+  const notifier: Notifier = {
+    watchdogEveryMs: 2000,
+    send: (state) => {
+      if (state === "WATCHDOG=1" && inRestart) pingsDuringRestart.push(s.deps.clock.now());
+      return Promise.resolve();
+    },
+  };
+  const s: Awaited<ReturnType<typeof setup>> = await setup((url, n) => {
+    if (url.port === "8889" && n === 40) s.signals.send("SIGTERM");
+    const restarted = s.runner.lines().some((l) => l.includes("php8.2-fpm start"));
+    return url.port === "8889" && n >= 3 && !restarted ? 502 : 200;
+  });
+  const runner = s.runner;
+  const original = runner.run.bind(runner);
+  runner.run = async (cmd, args, opts) => {
+    if (cmd.endsWith("pkill") && args.includes("-KILL")) inRestart = true;
+    if (inRestart && args.includes("start")) {
+      // a start that takes two minutes, in slices, as a slow init script would
+      for (let i = 0; i < 60; i++) await s.deps.clock.sleep(2000);
+      inRestart = false;
+    }
+    return await original(cmd, args, opts);
+  };
+  try {
+    await watchForever(s.cfg, s.deps, { signals: s.signals.source, notifier });
+    assert.ok(pingsDuringRestart.length > 0, "pinged while restarting");
+  } finally {
+    await s.cleanup();
+  }
+});
+
+/** The given-up memory of a target: three failed restarts, alerts sent. */
+function givenUp(now: number) {
+  return {
+    version: 1,
+    failures: 0,
+    timeouts: 0,
+    failingSince: null,
+    successes: 0,
+    healthySince: null,
+    incident: {
+      kind: "php_down",
+      since: now - 60_000,
+      label: "502",
+      restarts: 3,
+      lastAlertAt: now,
+    },
+    restarts: [1, 2, 3].map((i) => ({ at: now - i * 1000, ok: false, label: "502", detail: "x" })),
+    givenUpAt: now - 1000,
+    graceUntil: 0,
+  };
+}
+
+Deno.test("watch: a valid SIGHUP re-arms a target that gave up", async () => {
+  const s: Awaited<ReturnType<typeof setup>> = await setup((url, n) => {
+    if (url.port === "8889" && n === 5) s.signals.send("SIGHUP");
+    if (url.port === "8889" && n === 12) s.signals.send("SIGTERM");
+    return 200;
+  });
+  try {
+    const main = s.cfg.targets.find((t) => t.name === "main")!;
+    await Deno.mkdir(main.stateFile.slice(0, main.stateFile.lastIndexOf("/")), { recursive: true });
+    await Deno.writeTextFile(main.stateFile, JSON.stringify(givenUp(s.deps.clock.now())));
+    const code = await watchForever(s.cfg, s.deps, {
+      signals: s.signals.source,
+      reload: () => Promise.resolve(s.cfg),
+    });
+    assert.equal(code, 0);
+    const after = JSON.parse(await Deno.readTextFile(main.stateFile));
+    assert.equal(after.givenUpAt, null, "re-armed");
+    assert.deepEqual(after.restarts, [], "the restart history is forgotten");
+  } finally {
+    await s.cleanup();
+  }
+});
+
+Deno.test("watch: a lock held by a cron run is waited for; nothing is probed until it is free", async () => {
+  const s: Awaited<ReturnType<typeof setup>> = await setup(() => 200);
+  try {
+    const main = s.cfg.targets.find((t) => t.name === "main")!;
+    const legacy = s.cfg.targets.find((t) => t.name === "legacy")!;
+    const locks = memoryLocks(main.lockFile);
+    const run = watchForever(s.cfg, s.deps, { signals: s.signals.source, lock: locks });
+    const start = s.deps.clock.now();
+    assert.ok(await until(() => s.deps.clock.now() - start > 30_000), "time goes on");
+    assert.equal(s.calls.get("8889") ?? 0, 0, "the held target is not probed");
+    assert.ok((s.calls.get("8874") ?? 0) > 10, "the other target is");
+    assert.match(s.logs.lines().join("\n"), /Another php-relaunch holds .*; waiting for it\./);
+    locks.held.delete(main.lockFile);
+    assert.ok(await until(() => (s.calls.get("8889") ?? 0) > 3), "probed once the lock is free");
+    assert.ok(locks.held.has(main.lockFile) && locks.held.has(legacy.lockFile), "both held now");
+    s.signals.send("SIGTERM");
+    assert.equal(await run, 0);
+  } finally {
+    await s.cleanup();
+  }
+});
+
+Deno.test("watch: a target loop that hangs stops systemd's watchdog pings", async () => {
+  const pings: number[] = [];
+  const notifier: Notifier = {
+    watchdogEveryMs: 1000,
+    send: (state) => {
+      if (state === "WATCHDOG=1") pings.push(s.deps.clock.now());
+      return Promise.resolve();
+    },
+  };
+  let hang = false;
+  const hung: (() => void)[] = [];
+  const release = () => hung.splice(0).forEach((resolve) => resolve());
+  const s: Awaited<ReturnType<typeof setup>> = await setup(() => 200);
+  const healthy = s.deps.httpGet;
+  // a probe that hangs past every deadline, as a wedged event loop task would
+  s.deps.httpGet = (url, signal) =>
+    hang
+      ? new Promise((resolve) => {
+        hung.push(() => resolve({ status: 200, location: null, body: "" }));
+      })
+      : healthy(url, signal);
+  try {
+    const run = watchForever(s.cfg, s.deps, { signals: s.signals.source, notifier });
+    assert.ok(await until(() => pings.length >= 3), "pinged while probing");
+    hang = true;
+    const hungAt = s.deps.clock.now();
+    assert.ok(await until(() => s.deps.clock.now() - hungAt > 60_000), "the watchdog's clock runs");
+    const late = pings.filter((at) => at > hungAt + 4 * 1000 + 1000 + 1000);
+    assert.deepEqual(late, [], "no ping once the loop was silent for 4 periods and a timeout");
+    s.signals.send("SIGTERM");
+    release();
+    assert.equal(await run, 0);
+  } finally {
+    release();
+    await s.cleanup();
+  }
+});
+
+Deno.test("watch: a mail server that never answers delays neither probes nor restarts", async () => {
+  const mailer = hangingMailer();
+  const s: Awaited<ReturnType<typeof setup>> = await setup((url, n) => {
+    const restarts = s.runner.lines().filter((l) => l.includes("php8.2-fpm start")).length;
+    // main crashes at its 5th probe, and again 20 probes after it came back
+    const crashed = url.port === "8889" &&
+      ((n >= 5 && restarts === 0) || (n >= 30 && restarts === 1));
+    return crashed ? 502 : 200;
+  });
+  s.deps.mailer = mailer;
+  const cfg = {
+    ...s.cfg,
+    targets: s.cfg.targets.map((t) => ({ ...t, mailTo: ["ops@example.com"] })),
+  };
+  const run = watchForever(cfg, s.deps, { signals: s.signals.source });
+  try {
+    const starts = () => s.runner.lines().filter((l) => l.includes("php8.2-fpm start")).length;
+    assert.ok(
+      await until(() =>
+        starts() === 2 && mailer.sent.length === 2 && (s.calls.get("8889") ?? 0) > 40
+      ),
+      `on time while the mail hangs: ${starts()} restarts, ${mailer.sent.length} mails, ${
+        s.calls.get("8889")
+      } probes`,
+    );
+  } finally {
+    s.signals.send("SIGTERM");
+    mailer.release();
+    assert.equal(await run, 0);
+    await s.cleanup();
+  }
+});

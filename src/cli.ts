@@ -14,12 +14,12 @@ import {
 import type { Deps } from "./shared/deps.ts";
 import { ConfigError, describeError, ExitCode } from "./shared/errors.ts";
 import { tryLock } from "./shared/lock.ts";
-import { rearm } from "./run/policy.ts";
-import { fileStateStore } from "./run/state.ts";
+import { fileStateStore, rearmStored } from "./run/state.ts";
 import { systemdNotifier } from "./run/notify.ts";
 import { watchForever, type WatchOptions } from "./run/watch.ts";
 import { logger, openAppendNoFollow, setupLogging } from "./shared/log.ts";
-import { type MonitorOptions, probeOnce, watchRun } from "./run/cron.ts";
+import { probeOnce, watchRun } from "./run/cron.ts";
+import type { MonitorOptions } from "./run/context.ts";
 import { readIncidents } from "./record/incidents.ts";
 import { buildReport, renderReport } from "./record/report.ts";
 import { describeRoute } from "./alert/mail.ts";
@@ -508,8 +508,7 @@ async function resetTargets(cfg: Config, deps: Deps): Promise<ExitCode> {
       continue;
     }
     using _held = lock;
-    const store = fileStateStore(statePath(cfg.stateDir, name));
-    await store.save(rearm(await store.load()));
+    await rearmStored(fileStateStore(statePath(cfg.stateDir, name)));
     logger.info("Re-armed {name}: restart history and giving up forgotten.", { name });
     deps.stdout(`re-armed ${name}\n`);
   }

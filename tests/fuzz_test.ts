@@ -18,7 +18,7 @@ import {
 } from "../src/probe/fcgi_protocol.ts";
 import { FcgiProtocolError } from "../src/probe/fcgi_protocol.ts";
 import { parseIncident } from "../src/record/incidents.ts";
-import { misconfigurationHint } from "../src/run/cron.ts";
+import { misconfigurationHint } from "../src/run/teller.ts";
 import { decide, freshState } from "../src/run/policy.ts";
 import { classifyError, probeHttp } from "../src/probe/http.ts";
 import { verdictOf } from "../src/probe/result.ts";
@@ -387,7 +387,7 @@ Deno.test("fuzz: state files and queued alerts: the memory or a one-line reason;
       assert.ok(!state.includes(json.slice(0, 12)) || json.length < 12, "the bytes are not echoed");
     } else {
       const d = decide(
-        state,
+        state.state,
         { kind: "status", status: 502, detail: "", ms: 1 },
         1_700_000_100_000,
         policy,

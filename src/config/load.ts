@@ -156,7 +156,7 @@ function targetSpecs(
   }
   // the positional form: its timeout is the command line's, not the file's [defaults]
   const timeoutMs = s.timeout ?? DEFAULT_TIMEOUT_MS;
-  const one: FileTarget = { name: "", url: s.url.href, timeout: timeoutMs, php_cgi: false };
+  const one: FileTarget = { name: "", url: s.url.href, timeout: timeoutMs, "php_cgi": false };
   const settings: FilePolicy = mode === "watch"
     ? { ...defaults, ...stripUndefined(one) }
     : { ...defaults, ...stripUndefined(one), ...cronDefaults(timeoutMs) };

@@ -1,4 +1,3 @@
-// deno-lint-ignore-file camelcase -- the file's keys are snake_case, as TOML files' usually are
 /**
  * The recovery policy's numbers, as configured: the file's settings made into a {@link Policy},
  * and the fixed policy of the original's command line. Pure.

@@ -3,7 +3,6 @@
  * restart (thresholds), how soon to probe again (confirm delay, grace), when to stop restarting
  * (flap protection) and when to tell someone (one alert per incident, not per probe).
  */
-import { type Counters, freshCounters } from "../record/metrics.ts";
 import { labelOf, type ProbeResult, verdictOf } from "../probe/result.ts";
 import type { Policy } from "../config/policy.ts";
 
@@ -48,8 +47,6 @@ export interface TargetState {
   graceUntil: number;
   /** When each kind of early warning was last sent. */
   warnedAt: Record<string, number>;
-  /** What the metrics count (probes, latency, restarts), summed over runs. */
-  counters: Counters;
 }
 
 /** A state with nothing remembered. */
@@ -65,7 +62,6 @@ export function freshState(): TargetState {
     givenUpAt: null,
     graceUntil: 0,
     warnedAt: {},
-    counters: freshCounters(),
   };
 }
 

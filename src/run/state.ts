@@ -8,8 +8,8 @@ import { issueLine, timestamp } from "../shared/schema.ts";
 import { describeError } from "../shared/errors.ts";
 import { readRegularBytes, writeFileAtomic } from "../shared/safe_file.ts";
 import { logger } from "../shared/log.ts";
-import { freshState, type TargetState } from "./policy.ts";
-import { freshCounters, LATENCY_BUCKETS } from "../record/metrics.ts";
+import { freshState, rearm, type TargetState } from "./policy.ts";
+import { type Counters, freshCounters, LATENCY_BUCKETS } from "../record/metrics.ts";
 
 const count = v.pipe(v.number(), v.integer(), v.minValue(0));
 
@@ -69,10 +69,24 @@ const stateSchema = v.object({
 const MAX_STATE_FILE = 1024 * 1024;
 
 /**
- * A state file's text as the policy's memory, validated whole, or the parser's reason; never
- * the file's bytes, which may be anything.
+ * What a target remembers between runs: the policy's state, and beside it (not inside it) the
+ * metrics' counters, summed over runs. One file holds both.
  */
-export function parseState(text: string): TargetState | string {
+export interface Memory {
+  state: TargetState;
+  counters: Counters;
+}
+
+/** A memory of nothing. */
+export function freshMemory(): Memory {
+  return { state: freshState(), counters: freshCounters() };
+}
+
+/**
+ * A state file's text as a target's memory, validated whole, or the parser's reason; never the
+ * file's bytes, which may be anything.
+ */
+export function parseState(text: string): Memory | string {
   let data: unknown;
   try {
     data = JSON.parse(text);
@@ -81,26 +95,32 @@ export function parseState(text: string): TargetState | string {
   }
   const parsed = v.safeParse(stateSchema, data);
   if (parsed.success) {
-    const { version: _, ...state } = parsed.output;
-    return state;
+    const { version: _, counters, ...state } = parsed.output;
+    return { state, counters };
   }
   return issueLine(parsed.issues[0]);
 }
 
-/** Loads and saves one target's state. */
+/** Loads and saves one target's memory. */
 export interface StateStore {
-  /** The saved state; a fresh one when there is none, or it cannot be read (logged). */
-  load(): Promise<TargetState>;
-  save(state: TargetState): Promise<void>;
+  /** The saved memory; a fresh one when there is none, or it cannot be read (logged). */
+  load(): Promise<Memory>;
+  save(memory: Memory): Promise<void>;
+}
+
+/** Forgets the stored target's giving up and restart history (SIGHUP, `reset`). */
+export async function rearmStored(store: StateStore): Promise<void> {
+  const memory = await store.load();
+  await store.save({ ...memory, state: rearm(memory.state) });
 }
 
 /** A state store that keeps nothing: for `--once` checks that must not disturb cron runs. */
-export function memoryStateStore(initial: TargetState = freshState()): StateStore {
-  let state = initial;
+export function memoryStateStore(initial: Memory = freshMemory()): StateStore {
+  let memory = initial;
   return {
-    load: () => Promise.resolve(state),
+    load: () => Promise.resolve(memory),
     save: (next) => {
-      state = next;
+      memory = next;
       return Promise.resolve();
     },
   };
@@ -120,21 +140,25 @@ export function fileStateStore(path: string): StateStore {
             error: describeError(err),
           });
         }
-        return freshState();
+        return freshMemory();
       }
-      const state = parseState(new TextDecoder().decode(bytes));
-      if (typeof state !== "string") return state;
+      const memory = parseState(new TextDecoder().decode(bytes));
+      if (typeof memory !== "string") return memory;
       logger.warn("State file {path} is corrupt ({error}): starting afresh.", {
         path,
-        error: `${bytes.length} bytes: ${state}`,
+        error: `${bytes.length} bytes: ${memory}`,
       });
-      return freshState();
+      return freshMemory();
     },
-    async save(state) {
+    async save({ state, counters }) {
       const dir = path.slice(0, path.lastIndexOf("/")) || "/";
       await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
       // the folder is root's (0700): a temporary file left in it by a killed run is ours
-      await writeFileAtomic(path, JSON.stringify({ version: 1, ...state }) + "\n", 0o600);
+      await writeFileAtomic(
+        path,
+        JSON.stringify({ version: 1, ...state, counters }) + "\n",
+        0o600,
+      );
     },
   };
 }

@@ -10,19 +10,12 @@ import type { Clock, Deps } from "../shared/deps.ts";
 import { ConfigError, describeError, ExitCode } from "../shared/errors.ts";
 import { tryLock } from "../shared/lock.ts";
 import { logger } from "../shared/log.ts";
-import {
-  loadWatch,
-  type MonitorOptions,
-  retryAlerts,
-  timingOf,
-  type Watch,
-  writeMetrics,
-} from "./cron.ts";
+import type { MonitorOptions } from "./context.ts";
+import { loadWatch, retryAlerts, type TargetWatch, timingOf, writeMetrics } from "./target.ts";
 import { freshCounters, renderMetrics } from "../record/metrics.ts";
 import { type Notifier, silentNotifier } from "./notify.ts";
-import { rearm } from "./policy.ts";
 import { nextDue } from "./schedule.ts";
-import { fileStateStore } from "./state.ts";
+import { fileStateStore, rearmStored } from "./state.ts";
 
 /** The signals watch mode answers. */
 export type WatchSignal = "SIGTERM" | "SIGINT" | "SIGHUP";
@@ -95,7 +88,7 @@ async function targetLoop(
   deps: Deps,
   options: MonitorOptions,
   stop: AbortSignal,
-  beat: (watch: Watch | null) => void,
+  beat: (watch: TargetWatch | null) => void,
 ): Promise<void> {
   const tryLockFile = options.lock ?? tryLock;
   let lock = await tryLockFile(target.lockFile);
@@ -121,22 +114,21 @@ async function targetLoop(
       const step = await watch.step(target.policy, stop);
       beat(watch);
       if (step === null) break;
-      await store.save(watch.state);
+      await store.save(watch.memory);
       const now = deps.clock.now();
       // after a long stall (a restart), probe now rather than catch up on missed probes
       dueAt = Math.max(nextDue({ dueAt, now, ...step }, timing), now);
       await deps.clock.sleep(dueAt - now, stop);
     }
   } finally {
-    await watch.alerts.flush();
+    await watch.teller.alerts.flush();
   }
 }
 
 /** Re-arms every target's memory: SIGHUP forgets giving up. */
 async function rearmAll(cfg: Config, options: MonitorOptions): Promise<void> {
   for (const target of cfg.targets) {
-    const store = options.store ?? fileStateStore(target.stateFile);
-    await store.save(rearm(await store.load()));
+    await rearmStored(options.store ?? fileStateStore(target.stateFile));
   }
 }
 
@@ -148,14 +140,14 @@ export async function watchForever(
 ): Promise<ExitCode> {
   let cfg = initial;
   // the live watches, for the metrics (the endpoint is bound once: a reload does not move it)
-  const live = new Map<string, Watch>();
+  const live = new Map<string, TargetWatch>();
   const metricsStop = new AbortController();
   const server = initial.metricsListen === null ? null : serveMetrics(
     initial.metricsListen,
     () =>
       renderMetrics(cfg.targets.map((t) => ({
         name: t.name,
-        counters: live.get(t.name)?.state.counters ?? freshCounters(),
+        counters: live.get(t.name)?.memory.counters ?? freshCounters(),
       }))),
     metricsStop.signal,
   );
@@ -164,7 +156,7 @@ export async function watchForever(
   let next: Config | null = null;
   let stopping = false;
   let generation = new AbortController();
-  const lastBeat = new Map<string, { at: number; watch: Watch | null }>();
+  const lastBeat = new Map<string, { at: number; watch: TargetWatch | null }>();
 
   const stop = () => {
     if (!stopping) logger.info("Stopping: finishing what is under way.");
@@ -202,7 +194,7 @@ export async function watchForever(
       // is only slow: its commands have timeouts): let systemd see the missing ping
       const hung = cfg.targets.some((t) => {
         const beat = lastBeat.get(t.name);
-        return beat !== undefined && !beat.watch?.restarting &&
+        return beat !== undefined && !beat.watch?.responder.restarting &&
           now - beat.at > 4 * every + t.timeoutMs;
       });
       if (!hung && !watchdogStop.signal.aborted) await notifier.send("WATCHDOG=1");

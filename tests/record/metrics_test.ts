@@ -120,8 +120,8 @@ Deno.test("counters live in the state file: cron runs add up; missing or corrupt
   const dir = await Deno.makeTempDir();
   try {
     const store = fileStateStore(`${dir}/www.json`);
-    const state = await store.load();
-    await store.save({ ...state, counters: countProbe(state.counters, "healthy", "200", 5) });
+    const memory = await store.load();
+    await store.save({ ...memory, counters: countProbe(memory.counters, "healthy", "200", 5) });
     assert.equal((await store.load()).counters.probes["healthy 200"], 1);
     // a state file from before the metrics: everything else is kept
     const saved = JSON.parse(await Deno.readTextFile(`${dir}/www.json`));
@@ -129,7 +129,7 @@ Deno.test("counters live in the state file: cron runs add up; missing or corrupt
     saved.failures = 1;
     await Deno.writeTextFile(`${dir}/www.json`, JSON.stringify(saved));
     const old = await store.load();
-    assert.equal(old.failures, 1);
+    assert.equal(old.state.failures, 1);
     assert.deepEqual(old.counters, freshCounters());
     saved.counters = { probes: "garbage" };
     await Deno.writeTextFile(`${dir}/www.json`, JSON.stringify(saved));

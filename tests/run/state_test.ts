@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { freshState } from "../../src/run/policy.ts";
-import { fileStateStore } from "../../src/run/state.ts";
+import { fileStateStore, freshMemory } from "../../src/run/state.ts";
+import { freshCounters } from "../../src/record/metrics.ts";
 import { statePath } from "../../src/config/settings.ts";
 import { captureLogs } from "../support/fakes.ts";
 
@@ -14,17 +15,20 @@ async function withDir(fn: (dir: string) => Promise<void>) {
 }
 
 const busy = {
-  ...freshState(),
-  failures: 1,
-  failingSince: 1000,
-  givenUpAt: 5000,
-  restarts: [{ at: 2000, ok: false, label: "502", detail: "no php-fpm8.2 process" }],
-  incident: {
-    kind: "php_down" as const,
-    since: 1000,
-    label: "502",
-    restarts: 1,
-    lastAlertAt: 2000,
+  counters: freshCounters(),
+  state: {
+    ...freshState(),
+    failures: 1,
+    failingSince: 1000,
+    givenUpAt: 5000,
+    restarts: [{ at: 2000, ok: false, label: "502", detail: "no php-fpm8.2 process" }],
+    incident: {
+      kind: "php_down" as const,
+      since: 1000,
+      label: "502",
+      restarts: 1,
+      lastAlertAt: 2000,
+    },
   },
 };
 
@@ -32,7 +36,7 @@ Deno.test("state: saved and loaded back; the folder is made 0700", async () => {
   await withDir(async (dir) => {
     const path = statePath(`${dir}/lib/php-relaunch`, "php8.2-fpm");
     const store = fileStateStore(path);
-    assert.deepEqual(await store.load(), freshState(), "missing: fresh, silently");
+    assert.deepEqual(await store.load(), freshMemory(), "missing: fresh, silently");
     await store.save(busy);
     assert.deepEqual(await fileStateStore(path).load(), busy);
     assert.equal((await Deno.stat(`${dir}/lib/php-relaunch`)).mode! & 0o777, 0o700);
@@ -46,7 +50,7 @@ Deno.test("state: corrupt or unreadable is logged and reset, never a crash", asy
     for (const bad of ["{not json", '{"version":1,"failures":-3}', '{"version":9}', ""]) {
       await Deno.writeTextFile(path, bad);
       const logs = captureLogs();
-      assert.deepEqual(await fileStateStore(path).load(), freshState(), bad);
+      assert.deepEqual(await fileStateStore(path).load(), freshMemory(), bad);
       assert.match(logs.lines().join("\n"), /is corrupt .*starting afresh/, bad);
     }
   });

@@ -1,0 +1,42 @@
+/**
+ * What the parts of one target's watch share (its settings, its memory, the last pool view), and
+ * the options tests use to shorten and replace what a run touches.
+ */
+import { fileOutbox, type Outbox } from "../alert/outbox.ts";
+import type { RelaunchOptions } from "../act/restart.ts";
+import { type Config, outboxPath, type Target } from "../config/settings.ts";
+import type { PoolStatus } from "../fpm/status.ts";
+import type { IncidentLog } from "../record/incidents.ts";
+import type { Deps } from "../shared/deps.ts";
+import type { TryLock } from "../shared/lock.ts";
+import type { Memory, StateStore } from "./state.ts";
+
+/** Tuning that tests shorten, and the state store they replace; production uses the defaults. */
+export interface MonitorOptions {
+  relaunch?: RelaunchOptions;
+  store?: StateStore;
+  /** Where incidents are recorded; by default the state folder's incidents.jsonl. */
+  incidents?: IncidentLog;
+  /** Where undelivered alerts wait; by default the state folder's outbox/. */
+  outbox?: Outbox;
+  /** How a target's lock is taken; by default its lock file. */
+  lock?: TryLock;
+}
+
+/** What the parts of one target's watch share: its settings, its memory, the last pool view. */
+export interface TargetContext {
+  readonly cfg: Config;
+  readonly target: Target;
+  readonly deps: Deps;
+  readonly options: MonitorOptions;
+  readonly outbox: Outbox;
+  /** The policy's state and the metrics' counters, saved after every step. */
+  memory: Memory;
+  /** The last status read by the hang check, reused as evidence when fresh. */
+  lastStatus: { at: number; status: PoolStatus | string } | null;
+}
+
+/** The outbox of undelivered alerts. */
+export function outboxOf(cfg: Config, options: MonitorOptions): Outbox {
+  return options.outbox ?? fileOutbox(outboxPath(cfg.stateDir));
+}

@@ -1,0 +1,152 @@
+/**
+ * Probing a target: its heartbeat (HTTP or FastCGI) and, when it has one, php-fpm's status page,
+ * which warns early on a healthy pool, tells a busy pool from a hung one after a timeout, and
+ * says whether php-fpm answers while nginx fails.
+ */
+import type { Policy } from "../config/policy.ts";
+import {
+  assessPool,
+  isBusy,
+  poolLine,
+  type PoolStatus,
+  readStatus,
+  warningsOf,
+} from "../fpm/status.ts";
+import { describeFcgiTarget, probeFcgi } from "../probe/fcgi.ts";
+import { probeHttp } from "../probe/http.ts";
+import { type ProbeResult, verdictOf } from "../probe/result.ts";
+import { countPool } from "../record/metrics.ts";
+import { logger } from "../shared/log.ts";
+import type { TargetContext } from "./context.ts";
+import type { Teller } from "./teller.ts";
+
+/** The most one read of the status page may take (pm.status_listen answers in milliseconds). */
+const STATUS_LIMIT_MS = 1500;
+
+/** A target's eyes: the heartbeat, and the pool's own view. */
+export class Prober {
+  constructor(private readonly ctx: TargetContext, private readonly teller: Teller) {}
+
+  /** One probe of the heartbeat; `stop` abandons it. */
+  probe(stop?: AbortSignal): Promise<ProbeResult> {
+    const { target, deps } = this.ctx;
+    if (target.fcgi !== null) {
+      return probeFcgi(
+        target.fcgi,
+        target.timeoutMs,
+        target.expect,
+        deps.fcgiGet,
+        deps.clock.now,
+        stop,
+      );
+    }
+    return probeHttp(
+      target.url,
+      target.timeoutMs,
+      target.expect,
+      deps.httpGet,
+      deps.clock.now,
+      stop,
+    );
+  }
+
+  /** One read of the status page (the target has one). */
+  readStatus(): Promise<PoolStatus | string> {
+    const { target, deps } = this.ctx;
+    const limit = Math.min(target.timeoutMs, STATUS_LIMIT_MS);
+    return readStatus(target.status!, limit, deps.fcgiGet);
+  }
+
+  /** Adds what the status page says to a probe result (and warns early on healthy ones). */
+  async withPoolView(
+    result: ProbeResult,
+    policy: Policy,
+    stop?: AbortSignal,
+  ): Promise<ProbeResult> {
+    const { target, deps, memory } = this.ctx;
+    if (target.status === null) return result;
+    const verdict = verdictOf(result);
+    if (verdict === "healthy") {
+      await this.checkPool();
+      return result;
+    }
+    if (verdict === "unreachable" || verdict === "misconfigured") {
+      // nginx failed: is php-fpm behind it up? It tells the operator where to look
+      const s = await this.readStatus();
+      const fpm = typeof s === "string"
+        ? { answers: false, detail: s }
+        : { answers: true, detail: poolLine(s) };
+      return { ...result, fpm };
+    }
+    const slow = result.kind === "timeout" || result.kind === "overloaded";
+    const counts = deps.clock.now() >= memory.state.graceUntil &&
+      memory.state.givenUpAt === null;
+    return slow && counts ? await this.assessTimeout(result, policy, stop) : result;
+  }
+
+  /**
+   * After a timeout, tells an overloaded pool from a hung one with two status reads about a
+   * second apart, instead of waiting for another timeout. Only when the status page has answered
+   * before: a status URL that never worked proves nothing.
+   */
+  private async assessTimeout(
+    result: ProbeResult,
+    policy: Policy,
+    stop?: AbortSignal,
+  ): Promise<ProbeResult> {
+    const { ctx } = this;
+    const first = await this.readStatus();
+    let second = first;
+    if (typeof first !== "string") {
+      await ctx.deps.clock.sleep(Math.max(policy.confirmDelayMs, 500), stop);
+      second = await this.readStatus();
+    }
+    ctx.lastStatus = { at: ctx.deps.clock.now(), status: second };
+    if (typeof first === "string" && ctx.memory.counters.pool === null) return result;
+    if (typeof second !== "string") this.remember(second);
+    const pool = assessPool(first, second, ctx.target.statusOnPool ? 1 : 0);
+    logger.debug("Heartbeat timed out; the pool is {verdict}: {why}.", {
+      verdict: pool.verdict,
+      why: pool.why,
+      target: ctx.target.name,
+    });
+    return { ...result, pool };
+  }
+
+  private remember(s: PoolStatus): void {
+    this.ctx.memory.counters = countPool(this.ctx.memory.counters, s);
+  }
+
+  /** Reads the status page of a healthy pool and warns of what comes before an outage. */
+  private async checkPool(): Promise<void> {
+    const { target, deps, memory } = this.ctx;
+    const s = await this.readStatus();
+    if (typeof s === "string") {
+      logger.debug("Status page: {why}.", { why: s, target: target.name });
+      return;
+    }
+    const previous = memory.counters.pool;
+    this.remember(s);
+    if (previous === null) return;
+    const now = deps.clock.now();
+    for (const warning of warningsOf(previous, s, target.warn)) {
+      const last = memory.state.warnedAt[warning.kind];
+      if (last !== undefined && now - last < target.warnEveryMs) continue;
+      memory.state = {
+        ...memory.state,
+        warnedAt: { ...memory.state.warnedAt, [warning.kind]: now },
+      };
+      const busy = s.workers.filter(isBusy).sort((a, b) => b.durationMs - a.durationMs);
+      this.teller.event("warn", `PHP pool warning: ${warning.message}.`, "PHP pool warning", [
+        `Pool: ${poolLine(s)}`,
+        ...busy.slice(0, 10).map((w) =>
+          `  worker ${w.pid} ${w.state} for ${
+            (w.durationMs / 1000).toFixed(1)
+          } s: ${w.method} ${w.uri} (${w.script})`
+        ),
+        `Status page: ${describeFcgiTarget(target.status!)}${target.status!.path}`,
+        "Nothing was restarted: this is an early warning.",
+      ]);
+    }
+  }
+}

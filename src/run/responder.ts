@@ -1,0 +1,197 @@
+/**
+ * Responding to a failure the policy says to act on: the evidence first (within ~2 s), then the
+ * restart ladder (php-fpm, and php-cgi when asked), then the incident record, the policy's
+ * memory of the restart, and one alert that says what was done and what was seen.
+ */
+import { DEFAULT_RELAUNCH, readPidFile, relaunch, type RelaunchReport } from "../act/restart.ts";
+import type { Policy } from "../config/policy.ts";
+import { incidentsPath } from "../config/settings.ts";
+import { captureEvidence, type Evidence, evidenceLines } from "../fpm/evidence.ts";
+import { type PoolStatus, stuckWorkers } from "../fpm/status.ts";
+import { describeFcgiTarget } from "../probe/fcgi.ts";
+import { labelOf, type ProbeResult, verdictOf } from "../probe/result.ts";
+import { fileIncidentLog } from "../record/incidents.ts";
+import { countRestart } from "../record/metrics.ts";
+import { describeError } from "../shared/errors.ts";
+import { logger } from "../shared/log.ts";
+import { afterRestart } from "./policy.ts";
+import type { Prober } from "./prober.ts";
+import type { TargetContext } from "./context.ts";
+import { seconds, type Teller } from "./teller.ts";
+
+/** The most the evidence may delay a restart. */
+const EVIDENCE_LIMIT_MS = 2000;
+/** A status read younger than this is evidence enough; older, it is read again. */
+const STATUS_FRESH_MS = 3000;
+
+/** A target's hands: the restart, and its record. */
+export class Responder {
+  /** True while a relaunch runs: slow (bounded by its commands' timeouts), not hung. */
+  restarting = false;
+
+  constructor(
+    private readonly ctx: TargetContext,
+    private readonly prober: Prober,
+    private readonly teller: Teller,
+  ) {}
+
+  /** Restarts php-fpm (and php-cgi when asked); true when the heartbeat is healthy again. */
+  async restart(first: ProbeResult, policy: Policy): Promise<boolean> {
+    this.restarting = true;
+    try {
+      const { memory, deps, target } = this.ctx;
+      logger.debug("{label} PHP failed ({detail}); relaunching {service}.", {
+        label: labelOf(first),
+        detail: first.detail,
+        service: target.fpm.service,
+      });
+      const since = memory.state.incident?.since ?? memory.state.failingSince ?? deps.clock.now();
+      const evidence = await this.captureEvidence();
+      const reports = await this.relaunchAll(evidence);
+      await this.recordIncident(first, evidence, reports[0]!);
+      return this.report(first, policy, since, evidence, reports);
+    } finally {
+      this.restarting = false;
+    }
+  }
+
+  /** The ladder for php-fpm, then php-cgi's kill rung when it is relaunched too. */
+  private async relaunchAll(evidence: Evidence): Promise<RelaunchReport[]> {
+    const { cfg, deps, target, options } = this.ctx;
+    const tools = {
+      init: cfg.init,
+      tools: cfg.tools,
+      runner: deps.runner,
+      clock: deps.clock,
+      fs: deps.fs,
+      options: options.relaunch ?? { ...DEFAULT_RELAUNCH, startTimeoutMs: target.startTimeoutMs },
+    };
+    const stuck = evidence.status === null
+      ? []
+      : stuckWorkers(evidence.status, target.stuckAfterMs).map((w) => w.pid);
+    const reports = [
+      await relaunch(
+        {
+          ...target.fpm,
+          pidFile: target.pidFile,
+          rungs: target.rungs,
+          stuck,
+          ...(target.status === null ? {} : {
+            poolHasRoom: async () => {
+              const s = await this.prober.readStatus();
+              return typeof s === "string" ? null : s.idle > 0;
+            },
+          }),
+        },
+        tools,
+        async () => verdictOf(await this.prober.probe()) === "healthy",
+      ),
+    ];
+    // php-cgi is a fallback behind the same heartbeat: its processes running is all we can check
+    if (target.cgi !== null) {
+      reports.push(
+        await relaunch(
+          { ...target.cgi, pidFile: null, rungs: ["kill"] },
+          tools,
+          () => Promise.resolve(true),
+        ),
+      );
+    }
+    return reports;
+  }
+
+  /** Remembers the restart and tells what was done; true when every service is back. */
+  private report(
+    first: ProbeResult,
+    policy: Policy,
+    since: number,
+    evidence: Evidence,
+    reports: RelaunchReport[],
+  ): boolean {
+    const { cfg, deps, memory } = this.ctx;
+    const failed = reports.filter((r) => !r.ok);
+    const label = labelOf(first);
+    const now = deps.clock.now();
+    const why = failed.map((r) => `${r.service}: ${r.reason}`).join("; ");
+    memory.state = afterRestart(
+      memory.state,
+      { at: now, ok: failed.length === 0, label, detail: why },
+      policy,
+    );
+    memory.counters = countRestart(memory.counters, failed.length === 0, now);
+    const details = [
+      ...this.teller.probeDetails(first),
+      ...reports.flatMap((r) => [
+        `Service ${r.service} (${cfg.init}): ${
+          r.ok ? `running again after the ${r.rung} rung` : `FAILED: ${r.reason}`
+        }; ${r.killed} processes killed, ${r.attempts} start attempts`,
+        ...r.steps.map((step) => `  ${step}`),
+      ]),
+      `Restarts in the last ${
+        seconds(policy.restartWindowMs)
+      }: ${memory.state.restarts.length} of at most ${policy.maxRestarts}`,
+      "",
+      "Before the restart:",
+      ...(first.pool ? [`Pool judged ${first.pool.verdict}: ${first.pool.why}`] : []),
+      ...evidenceLines(evidence),
+    ];
+    if (failed.length === 0) {
+      details.push(`Down for ${seconds(now - since)} (since ${new Date(since).toISOString()})`);
+      this.teller.event("info", `${label} PHP restarted.`, "PHP restart", details);
+      return true;
+    }
+    this.teller.event(
+      "error",
+      `${label} PHP restart failed (${why}).`,
+      "PHP restart failed",
+      details,
+    );
+    return false;
+  }
+
+  private async captureEvidence(): Promise<Evidence> {
+    const { target, deps, cfg, lastStatus } = this.ctx;
+    const fresh = lastStatus !== null && deps.clock.now() - lastStatus.at < STATUS_FRESH_MS &&
+      typeof lastStatus.status !== "string";
+    const known = fresh ? lastStatus!.status as PoolStatus : null;
+    const source = {
+      status: target.status,
+      processName: target.fpm.processName,
+      masterPid: await readPidFile(deps.fs, target.pidFile),
+      fpmConfig: target.fpmConfig,
+      listen: target.fcgi === null ? null : describeFcgiTarget(target.fcgi),
+      tools: cfg.tools,
+    };
+    return await captureEvidence(source, deps, EVIDENCE_LIMIT_MS, known);
+  }
+
+  /** Appends the incident to the incident log; a failure is logged, never thrown. */
+  private async recordIncident(
+    first: ProbeResult,
+    evidence: Evidence,
+    report: RelaunchReport,
+  ): Promise<void> {
+    const { cfg, deps, target, options } = this.ctx;
+    const path = incidentsPath(cfg.stateDir);
+    const log = options.incidents ?? fileIncidentLog(path);
+    try {
+      await log.append({
+        version: 1,
+        at: deps.clock.now(),
+        host: cfg.hostname,
+        target: target.name,
+        label: labelOf(first),
+        pool: first.pool?.verdict ?? null,
+        why: first.pool?.why ?? first.detail,
+        evidence,
+        restart: { ok: report.ok, rung: report.rung, steps: report.steps },
+      });
+    } catch (err) {
+      logger.error("Cannot write the incident log {path}: {error}", {
+        path,
+        error: describeError(err),
+        target: target.name,
+      });
+    }
+  }
+}

@@ -1,0 +1,179 @@
+/**
+ * run/ owns running the watch: the cron form and watch mode, one target's loop step (probe →
+ * decide → act → tell → remember), the pure policy and schedule, the policy's memory on disk
+ * and systemd's notifications. It is the top stage below the command line: it may import every
+ * other stage.
+ *
+ * This module: one watched target, made of a prober, a responder and a teller that share its
+ * memory; the cron form and watch mode both step it.
+ */
+import { retryOutbox } from "../alert/outbox.ts";
+import { channels } from "../alert/queue.ts";
+import type { Policy } from "../config/policy.ts";
+import type { Config, Target } from "../config/settings.ts";
+import { labelOf, type ProbeResult, type Verdict, verdictOf } from "../probe/result.ts";
+import { countProbe, renderMetrics, writeMetricsFile } from "../record/metrics.ts";
+import type { Deps } from "../shared/deps.ts";
+import { describeError, ExitCode } from "../shared/errors.ts";
+import { logger } from "../shared/log.ts";
+import { decide } from "./policy.ts";
+import { Prober } from "./prober.ts";
+import { Responder } from "./responder.ts";
+import type { Timing } from "./schedule.ts";
+import { type MonitorOptions, outboxOf, type TargetContext } from "./context.ts";
+import { fileStateStore, type Memory, type StateStore } from "./state.ts";
+import { Teller } from "./teller.ts";
+
+/** What one step did, for the schedule and the exit code. */
+export interface Step {
+  verdict: Verdict;
+  /** The probe asks for a quick confirmation. */
+  confirm: boolean;
+  /** When a restart ended, or null when none was made. */
+  restartEndedAt: number | null;
+  restartOk: boolean;
+}
+
+/** Retries the alerts earlier runs could not deliver. Never throws. */
+export async function retryAlerts(
+  cfg: Config,
+  deps: Deps,
+  options: MonitorOptions,
+): Promise<void> {
+  await retryOutbox(
+    outboxOf(cfg, options),
+    channels(deps, cfg.mail, cfg.webhook),
+    deps.clock.now(),
+  );
+}
+
+/** One watched target: its memory, and the prober, responder and teller that act on it. */
+export class TargetWatch {
+  readonly ctx: TargetContext;
+  readonly prober: Prober;
+  readonly responder: Responder;
+  readonly teller: Teller;
+
+  constructor(cfg: Config, target: Target, deps: Deps, options: MonitorOptions, memory: Memory) {
+    this.ctx = {
+      cfg,
+      target,
+      deps,
+      options,
+      outbox: outboxOf(cfg, options),
+      memory,
+      lastStatus: null,
+    };
+    this.teller = new Teller(this.ctx);
+    this.prober = new Prober(this.ctx, this.teller);
+    this.responder = new Responder(this.ctx, this.prober, this.teller);
+  }
+
+  /** What to save: the policy's state and the counters. */
+  get memory(): Memory {
+    return this.ctx.memory;
+  }
+
+  /** Probes once and carries out the policy's decision; null when `stop` abandoned the probe. */
+  async step(policy: Policy, stop?: AbortSignal): Promise<Step | null> {
+    const probed = await this.prober.probe(stop);
+    // stopping: the probe was abandoned, and its result means nothing
+    if (stop?.aborted) return null;
+    logger.debug("Probe: {label} in {ms} ms.", { label: labelOf(probed), ms: probed.ms });
+    const memory = this.ctx.memory;
+    memory.counters = countProbe(memory.counters, verdictOf(probed), labelOf(probed), probed.ms);
+    const result = await this.prober.withPoolView(probed, policy, stop);
+    if (stop?.aborted) return null;
+    return await this.carryOut(result, policy);
+  }
+
+  /** Decides what `result` calls for under `policy` and does it: log, alert, restart. */
+  async carryOut(result: ProbeResult, policy: Policy): Promise<Step> {
+    const { memory, deps } = this.ctx;
+    const decision = decide(memory.state, result, deps.clock.now(), policy);
+    memory.state = decision.state;
+    let restartEndedAt: number | null = null;
+    let restartOk = false;
+    for (const action of decision.actions) {
+      if (action.type === "log") logger[action.level]("{message}", { message: action.message });
+      else if (action.type === "alert") this.teller.alert(action, result, policy);
+      else {
+        restartOk = await this.responder.restart(result, policy);
+        restartEndedAt = deps.clock.now();
+      }
+    }
+    return {
+      verdict: verdictOf(result),
+      confirm: decision.next === "confirm",
+      restartEndedAt,
+      restartOk,
+    };
+  }
+}
+
+/** A target's watch, with its memory loaded from the store it will be saved to. */
+export async function loadWatch(
+  cfg: Config,
+  target: Target,
+  deps: Deps,
+  options: MonitorOptions,
+): Promise<{ watch: TargetWatch; store: StateStore }> {
+  const store = options.store ?? fileStateStore(target.stateFile);
+  return { store, watch: new TargetWatch(cfg, target, deps, options, await store.load()) };
+}
+
+/** The pauses of a target's policy, for nextDue; after a restart the grace period is waited. */
+export function timingOf(policy: Policy): Timing {
+  return {
+    intervalMs: policy.intervalMs,
+    confirmDelayMs: policy.confirmDelayMs,
+    settleMs: policy.gracePeriodMs,
+  };
+}
+
+/** The exit code for the last probe of a run. */
+export function exitFor(last: { verdict: Verdict; restartOk: boolean }): ExitCode {
+  switch (last.verdict) {
+    case "healthy":
+      return ExitCode.Ok;
+    case "php_down":
+      return last.restartOk ? ExitCode.Ok : ExitCode.PhpDown;
+    case "unreachable":
+      return ExitCode.Unreachable;
+    case "misconfigured":
+      return ExitCode.Misconfigured;
+  }
+}
+
+/** The worst of several targets' exit codes: php-fpm down first, then nginx, then setup. */
+export function worstExit(codes: readonly ExitCode[]): ExitCode {
+  for (const code of [ExitCode.PhpDown, ExitCode.Unreachable, ExitCode.Misconfigured]) {
+    if (codes.includes(code)) return code;
+  }
+  return codes.find((c) => c !== ExitCode.Ok) ?? ExitCode.Ok;
+}
+
+/**
+ * Writes every target's metrics, from the state each has on disk (a target another run holds
+ * is included as last saved). A failure is logged: metrics never change the run's outcome.
+ */
+export async function writeMetrics(
+  cfg: Config,
+  options: MonitorOptions,
+  live: ReadonlyMap<string, TargetWatch> = new Map(),
+): Promise<void> {
+  if (cfg.metricsFile === null) return;
+  try {
+    const targets = await Promise.all(cfg.targets.map(async (t) => ({
+      name: t.name,
+      counters: live.get(t.name)?.memory.counters ??
+        (await (options.store ?? fileStateStore(t.stateFile)).load()).counters,
+    })));
+    await writeMetricsFile(cfg.metricsFile, await renderMetrics(targets));
+  } catch (err) {
+    logger.error("Cannot write the metrics file {path}: {error}", {
+      path: cfg.metricsFile,
+      error: describeError(err),
+    });
+  }
+}

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { parseCommandLine, run, USAGE } from "../src/cli.ts";
+import { parseCommandLine, run } from "../src/cli.ts";
+import { USAGE } from "../src/usage.ts";
 import { loadConfig } from "../src/config/load.ts";
 import { ConfigError } from "../src/shared/errors.ts";
 import { debianFs, fakeFs, fakeHost, FakeRunner, smtpRoute, testDeps } from "./support/fakes.ts";

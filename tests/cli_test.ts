@@ -1,6 +1,6 @@
 /** Black-box tests of the CLI under cron's environment, with the shipped permission set. */
 import assert from "node:assert/strict";
-import { VERSION } from "../src/cli.ts";
+import { VERSION } from "../src/usage.ts";
 import { tryLock } from "../src/shared/lock.ts";
 import { ROOT, runCli, runDir } from "./support/cli.ts";
 

@@ -1,6 +1,7 @@
 /** The shipped samples stay valid: the mcron job, and every crontab line in README and --help. */
 import assert from "node:assert/strict";
-import { parseCommandLine, USAGE } from "../src/cli.ts";
+import { parseCommandLine } from "../src/cli.ts";
+import { USAGE } from "../src/usage.ts";
 import { loadConfig } from "../src/config/load.ts";
 import type { Mode } from "../src/config/settings.ts";
 import { ROOT } from "./support/cli.ts";

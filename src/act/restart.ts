@@ -1,9 +1,13 @@
 /**
- * Relaunching php-fpm, as a ladder that stops at the first rung that brings the heartbeat back:
- * `reload` (SIGUSR2 to the master: graceful), `restart` (through the init system, with a stop
- * timeout), `kill` (SIGKILL of this service's processes, then start: the original's way, because
- * hung or stopped workers can block a polite stop). Only the target's own pool is touched: its
- * master's process group when the pid file names it, else its processes by exact name.
+ * act/ owns changing the world: the restart ladder, the init system's and the process tools
+ * (service, systemctl, pgrep, pkill, ps, kill), each run from an argument array with a timeout.
+ * It may import only probe/ and shared/.
+ *
+ * This module: relaunching php-fpm, as a ladder that stops at the first rung that brings the
+ * heartbeat back: `reload` (SIGUSR2 to the master: graceful), `restart` (through the init system,
+ * with a stop timeout), `kill` (SIGKILL of this service's processes, then start: the original's
+ * way, because hung or stopped workers can block a polite stop). Only the target's own pool is
+ * touched: its master's process group when the pid file names it, else its processes by exact name.
  */
 import type { Clock, Fs, ProcessRunner, RunResult } from "../shared/deps.ts";
 import { describeError } from "../shared/errors.ts";

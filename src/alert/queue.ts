@@ -1,7 +1,10 @@
 /**
- * Alerts: what they say, and their delivery to every channel (mail, webhook) in the background,
- * so that a slow or dead channel never delays a probe or a restart. What cannot be delivered is
- * queued in the outbox and retried on later runs.
+ * alert/ owns telling people: the alert queue, mail, webhooks and the outbox of what could not
+ * be delivered. It may import every stage but run/.
+ *
+ * This module: alerts: what they say, and their delivery to every channel (mail, webhook) in the
+ * background, so that a slow or dead channel never delays a probe or a restart. What cannot be
+ * delivered is queued in the outbox and retried on later runs.
  */
 import type { Deps, MailRoute } from "../shared/deps.ts";
 import { describeError } from "../shared/errors.ts";

@@ -4,7 +4,6 @@
  * settings (the original's positional form is a one-target file) → discover the environment
  * (init system, tools, services) → check paths and permissions → freeze.
  */
-import type { Rung } from "../act/restart.ts";
 import { detectInit, findTools, type InitSystem, SEARCH_DIRS, type Tools } from "../act/service.ts";
 import type { ServiceTarget } from "../act/service.ts";
 import { defaultFpmConfig } from "../fpm/config.ts";
@@ -12,18 +11,12 @@ import { describeFcgiTarget, fcgiTargetOf, isFcgiUrl } from "../probe/fcgi.ts";
 import type { Deps, MailRoute } from "../shared/deps.ts";
 import { ConfigError, describeError } from "../shared/errors.ts";
 import { chooseService, defaultLockDir, defaultPidFile, userStateHome } from "./environment.ts";
-import { checkUrl, checkWebhook, parseListen, parseSettings, type Settings } from "./fields.ts";
-import {
-  type ConfigFile,
-  defaultConfigFile,
-  type FilePolicy,
-  type FileTarget,
-  parseConfigFile,
-  WATCH_DEFAULTS,
-} from "./file.ts";
+import { parseSettings, type Settings } from "./fields.ts";
+import { checkWebhook, parseListen } from "./urls.ts";
+import { type ConfigFile, defaultConfigFile, parseConfigFile } from "./file.ts";
 import { mailRouteOf } from "./mail.ts";
+import { DEFAULT_TIMEOUT_MS, type TargetSpec, targetSpecs } from "./targets.ts";
 import { pathProblems, permissionProblems } from "./paths.ts";
-import { cronDefaults, type Policy, policyOf } from "./policy.ts";
 import {
   type Config,
   lockPath,
@@ -35,8 +28,6 @@ import {
 
 /** The largest configuration file read: a few targets take a few KiB. */
 export const MAX_CONFIG_FILE = 1024 * 1024;
-
-const DEFAULT_TIMEOUT_MS = 5000;
 
 /** Problems found so far; a step that cannot go on without its input throws them all. */
 class Issues {
@@ -112,99 +103,6 @@ async function readConfigFile(path: string, deps: Deps): Promise<ConfigFile | st
     return [`Cannot read config file "${path}": ${describeError(err)}`];
   }
   return parseConfigFile(path, text);
-}
-
-/** A target as written, before its service is resolved. */
-interface TargetSpec {
-  name: string | null;
-  url: URL;
-  policy: Policy;
-  timeoutMs: number;
-  rungs: Rung[];
-  startTimeoutMs: number;
-  mailTo: string[];
-  cgi: boolean;
-  service?: string | undefined;
-  processName?: string | undefined;
-  cgiService?: string | undefined;
-  cgiProcessName?: string | undefined;
-  pidFile?: string | undefined;
-  status: URL | null;
-  fpmConfig?: string | undefined;
-  expect?: string | undefined;
-  extra: FilePolicy;
-}
-
-/**
- * Step 3: the targets to watch, from the file's [[target]]s, or from the original's positional
- * form read as a file of one target (named after its service) whose settings the cron form
- * fixes, as the original did. Flags override both.
- */
-function targetSpecs(
-  mode: Mode,
-  s: Settings,
-  file: ConfigFile | null,
-  configPath: string | null,
-  issues: Issues,
-): TargetSpec[] {
-  // what the file's [defaults] do not say, watch mode's defaults do
-  const defaults: FilePolicy = { ...WATCH_DEFAULTS, ...file?.defaults };
-  if (s.url === undefined) {
-    return (file?.target ?? []).flatMap((t) =>
-      specOf(t.name, t, { ...defaults, ...stripUndefined(t) }, s, `${configPath}: `, issues)
-    );
-  }
-  // the positional form: its timeout is the command line's, not the file's [defaults]
-  const timeoutMs = s.timeout ?? DEFAULT_TIMEOUT_MS;
-  const one: FileTarget = { name: "", url: s.url.href, timeout: timeoutMs, "php_cgi": false };
-  const settings: FilePolicy = mode === "watch"
-    ? { ...defaults, ...stripUndefined(one) }
-    : { ...defaults, ...stripUndefined(one), ...cronDefaults(timeoutMs) };
-  // the cron form probes every timeout, as the original did, whatever --interval says
-  const flags = mode === "watch" ? s : { ...s, interval: undefined };
-  return specOf(null, { ...one, url: s.url }, settings, flags, "", issues);
-}
-
-/** One target's settings, the flags laid over them; none when its URLs are refused. */
-function specOf(
-  name: string | null,
-  t: Omit<FileTarget, "name" | "url"> & { url: string | URL },
-  p: FilePolicy,
-  s: Settings,
-  where: string,
-  issues: Issues,
-): TargetSpec[] {
-  const url = typeof t.url === "string" ? checkUrl(t.url, false) : t.url;
-  const status = t.status_url === undefined ? null : checkUrl(t.status_url, true);
-  if (typeof url === "string" || typeof status === "string") {
-    for (const bad of [url, status]) {
-      if (typeof bad === "string") issues.add(`${where}target "${name}": ${bad}`);
-    }
-    return [];
-  }
-  return [{
-    name,
-    url,
-    timeoutMs: s.timeout ?? p.timeout,
-    policy: policyOf({ ...p, interval: s.interval ?? p.interval }),
-    rungs: p.rungs,
-    startTimeoutMs: p.start_timeout,
-    mailTo: s.mailTo ?? p.mail_to,
-    cgi: s.restartCgi ?? p.php_cgi,
-    service: s.service ?? t.service,
-    processName: s.processName ?? t.process_name,
-    cgiService: s.cgiService ?? t.cgi_service,
-    cgiProcessName: s.cgiProcessName ?? t.cgi_process_name,
-    pidFile: t.pid_file,
-    status: s.statusUrl ?? status,
-    fpmConfig: t.fpm_config,
-    expect: s.expect ?? t.expect,
-    extra: p,
-  }];
-}
-
-function stripUndefined<T extends object>(o: T): Partial<T> {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
 /** Where a run lives on this host: its init system and tools, and its files' folders. */

@@ -1,6 +1,10 @@
 /**
- * php-fpm's status page (`pm.status_path`, `?json&full`): the pool's counters and each worker's
- * request, read over FastCGI, and what they say: overloaded or hung, early warnings, stuck workers.
+ * fpm/ owns what php-fpm says about itself: its status page, its configuration files, and the
+ * evidence taken before a restart. It may import act/, probe/ and shared/.
+ *
+ * This module: php-fpm's status page (`pm.status_path`, `?json&full`): the pool's counters and each
+ * worker's request, read over FastCGI, and what they say: overloaded or hung, early warnings, stuck
+ * workers.
  */
 import * as v from "valibot";
 import { keyPath } from "../shared/schema.ts";

@@ -1,7 +1,10 @@
 /**
- * The incident log, /var/lib/php-relaunch/incidents.jsonl: one JSON object per restart with the
- * evidence taken before it. Bounded: past `maxBytes` the file becomes incidents.jsonl.1 (the
- * previous .1 is dropped). Never written through a link.
+ * record/ owns what is kept for later: the incident log, the metrics and the report built from
+ * them. It may import config/, fpm/, act/, probe/ and shared/.
+ *
+ * This module: the incident log, /var/lib/php-relaunch/incidents.jsonl: one JSON object per restart
+ * with the evidence taken before it. Bounded: past `maxBytes` the file becomes incidents.jsonl.1
+ * (the previous .1 is dropped). Never written through a link.
  */
 import * as v from "valibot";
 import type { Evidence } from "../fpm/evidence.ts";

@@ -3,7 +3,7 @@
  * hour, the scripts found in stuck workers and in the slowlog, and tuning hints that each name the
  * setting and the measured reason. Pure: incidents in, a report out.
  */
-import { isOff } from "../fpm/config.ts";
+import { isOff, type PoolSettings } from "../fpm/config.ts";
 import { isBusy } from "../fpm/status.ts";
 import type { IncidentRecord } from "./incidents.ts";
 
@@ -92,6 +92,52 @@ function atMaxChildren(i: IncidentRecord): boolean {
 
 const MB = 2 ** 20;
 
+/**
+ * pm.max_children, when most incidents found every worker busy: how far memory lets it grow, or
+ * why it cannot, and the script to look at first.
+ */
+function maxChildrenHint(
+  incidents: readonly IncidentRecord[],
+  settings: PoolSettings | null,
+  stuck: ScriptCount[],
+): Hint | null {
+  const n = incidents.length;
+  const latest = incidents[n - 1];
+  const full = incidents.filter(atMaxChildren);
+  if (latest === undefined || full.length === 0 || full.length * 2 < n) return null;
+  const workers = full.flatMap((i) => i.evidence.processes.filter((p) => p.pid !== p.pgid));
+  const avgRss = workers.length === 0
+    ? 0
+    : workers.reduce((sum, p) => sum + p.rssKb * 1024, 0) / workers.length;
+  const available = [...incidents].reverse().find((i) => i.evidence.memory !== null)?.evidence
+    .memory?.available ?? null;
+  const now = settings?.maxChildren ?? latest.evidence.status?.total ?? null;
+  let advice = `max children reached in ${full.length} of ${n} incidents`;
+  if (avgRss > 0 && available !== null && now !== null) {
+    // half the memory available at the time, so the host keeps room for everything else;
+    // and no more than four times as many at once, since CPU and the database share the load
+    const fits = now + Math.floor((available * 0.5) / avgRss);
+    const step = Math.min(fits, now * 4);
+    advice += `; average worker RSS ${Math.round(avgRss / MB)} MB and ${
+      Math.round(available / MB)
+    } MB available: pm.max_children could go from ${now} to ${step}`;
+    if (fits > step) advice += ` (memory would allow ${fits}; raise it in steps)`;
+    else if (fits <= now) {
+      advice = `max children reached in ${full.length} of ${n} incidents, but ${
+        Math.round(available / MB)
+      } MB available leave no room for more ${
+        Math.round(avgRss / MB)
+      } MB workers: lower the memory per request or add memory`;
+    }
+  } else {
+    advice += now !== null ? `: raise pm.max_children (now ${now})` : ": raise pm.max_children";
+  }
+  if (stuck[0] !== undefined && stuck[0].incidents * 2 >= n) {
+    advice += `, but first see why ${stuck[0].script} runs so long`;
+  }
+  return { setting: "pm.max_children", advice };
+}
+
 function hintsOf(incidents: readonly IncidentRecord[], stuck: ScriptCount[]): Hint[] {
   const hints: Hint[] = [];
   const n = incidents.length;
@@ -100,40 +146,8 @@ function hintsOf(incidents: readonly IncidentRecord[], stuck: ScriptCount[]): Hi
   const settings = [...incidents].reverse().find((i) => i.evidence.settings !== null)?.evidence
     .settings ?? null;
 
-  const full = incidents.filter(atMaxChildren);
-  if (full.length > 0 && full.length * 2 >= n) {
-    const workers = full.flatMap((i) => i.evidence.processes.filter((p) => p.pid !== p.pgid));
-    const avgRss = workers.length === 0
-      ? 0
-      : workers.reduce((sum, p) => sum + p.rssKb * 1024, 0) / workers.length;
-    const available = [...incidents].reverse().find((i) => i.evidence.memory !== null)?.evidence
-      .memory?.available ?? null;
-    const now = settings?.maxChildren ?? latest.evidence.status?.total ?? null;
-    let advice = `max children reached in ${full.length} of ${n} incidents`;
-    if (avgRss > 0 && available !== null && now !== null) {
-      // half the memory available at the time, so the host keeps room for everything else;
-      // and no more than four times as many at once, since CPU and the database share the load
-      const fits = now + Math.floor((available * 0.5) / avgRss);
-      const step = Math.min(fits, now * 4);
-      advice += `; average worker RSS ${Math.round(avgRss / MB)} MB and ${
-        Math.round(available / MB)
-      } MB available: pm.max_children could go from ${now} to ${step}`;
-      if (fits > step) advice += ` (memory would allow ${fits}; raise it in steps)`;
-      else if (fits <= now) {
-        advice = `max children reached in ${full.length} of ${n} incidents, but ${
-          Math.round(available / MB)
-        } MB available leave no room for more ${
-          Math.round(avgRss / MB)
-        } MB workers: lower the memory per request or add memory`;
-      }
-    } else {
-      advice += now !== null ? `: raise pm.max_children (now ${now})` : ": raise pm.max_children";
-    }
-    if (stuck[0] !== undefined && stuck[0].incidents * 2 >= n) {
-      advice += `, but first see why ${stuck[0].script} runs so long`;
-    }
-    hints.push({ setting: "pm.max_children", advice });
-  }
+  const full = maxChildrenHint(incidents, settings, stuck);
+  if (full !== null) hints.push(full);
 
   const terminateOff = settings === null || isOff(settings.requestTerminateTimeout);
   const long = stuck.filter((s) => s.longestSeconds >= 30);

@@ -111,58 +111,82 @@ export function decide(
     restarts: pruneRestarts(previous.restarts, now, policy),
     incident: previous.incident ? { ...previous.incident } : null,
   };
-  const actions: Action[] = [];
   const verdict = verdictOf(result);
-  const label = labelOf(result);
-
-  if (verdict === "healthy") {
-    state.failures = 0;
-    state.timeouts = 0;
-    state.failingSince = null;
-    state.successes++;
-    state.healthySince ??= now;
-    if (state.incident && state.successes >= policy.successThreshold) {
-      actions.push({
-        type: "alert",
-        reason: "recovered",
-        incident: state.incident,
-        downtimeMs: now - state.incident.since,
-      });
-      state.incident = null;
-    }
-    if (state.givenUpAt !== null && now - state.healthySince >= policy.rearmAfterMs) {
-      state.givenUpAt = null;
-      state.restarts = [];
-      actions.push({
-        type: "log",
-        level: "info",
-        message: `Healthy for ${
-          Math.round((now - state.healthySince) / 1000)
-        } s: restarting is armed again.`,
-      });
-    }
-    return { state, actions, next: "interval" };
-  }
-
+  if (verdict === "healthy") return healthy(state, now, policy);
   state.successes = 0;
   state.healthySince = null;
-
+  // a failure that a restart cannot fix breaks any run of php-fpm failures
   if (verdict === "unreachable" || verdict === "misconfigured") {
-    // a failure that a restart cannot fix breaks any run of php-fpm failures
-    state.failures = 0;
-    state.timeouts = 0;
-    state.failingSince = null;
-    if (state.incident?.kind !== verdict) {
-      state.incident = { kind: verdict, since: now, label, restarts: 0, lastAlertAt: now };
-      actions.push({ type: "alert", reason: verdict, incident: state.incident });
-    } else if (reminderDue(state.incident, now, policy)) {
-      state.incident.lastAlertAt = now;
-      actions.push({ type: "alert", reason: "reminder", incident: state.incident });
-    }
-    return { state, actions, next: "interval" };
+    return notForRestart(state, verdict, labelOf(result), now, policy);
   }
+  return phpDown(state, result, now, policy);
+}
 
-  // php_down
+/** A healthy probe: counts towards the end of an incident and towards re-arming. */
+function healthy(state: TargetState, now: number, policy: Policy): Decision {
+  const actions: Action[] = [];
+  state.failures = 0;
+  state.timeouts = 0;
+  state.failingSince = null;
+  state.successes++;
+  state.healthySince ??= now;
+  if (state.incident && state.successes >= policy.successThreshold) {
+    actions.push({
+      type: "alert",
+      reason: "recovered",
+      incident: state.incident,
+      downtimeMs: now - state.incident.since,
+    });
+    state.incident = null;
+  }
+  if (state.givenUpAt !== null && now - state.healthySince >= policy.rearmAfterMs) {
+    state.givenUpAt = null;
+    state.restarts = [];
+    actions.push({
+      type: "log",
+      level: "info",
+      message: `Healthy for ${
+        Math.round((now - state.healthySince) / 1000)
+      } s: restarting is armed again.`,
+    });
+  }
+  return { state, actions, next: "interval" };
+}
+
+/**
+ * A failure a restart cannot mend (nginx down, a setup problem, an overloaded pool): an incident
+ * of its own kind, one alert when it opens and reminders after; the run of failures ends.
+ */
+function notForRestart(
+  state: TargetState,
+  kind: "unreachable" | "misconfigured" | "overloaded",
+  label: string,
+  now: number,
+  policy: Policy,
+): Decision {
+  const actions: Action[] = [];
+  state.failures = 0;
+  state.timeouts = 0;
+  state.failingSince = null;
+  if (state.incident?.kind !== kind) {
+    state.incident = { kind, since: now, label, restarts: 0, lastAlertAt: now };
+    actions.push({ type: "alert", reason: kind, incident: state.incident });
+  } else if (reminderDue(state.incident, now, policy)) {
+    state.incident.lastAlertAt = now;
+    actions.push({ type: "alert", reason: "reminder", incident: state.incident });
+  }
+  return { state, actions, next: "interval" };
+}
+
+/** php-fpm failed (5xx, timeout): confirm, then restart within the limit, then give up. */
+function phpDown(
+  state: TargetState,
+  result: ProbeResult,
+  now: number,
+  policy: Policy,
+): Decision {
+  const actions: Action[] = [];
+  const label = labelOf(result);
   if (now < state.graceUntil) {
     actions.push({
       type: "log",
@@ -173,17 +197,7 @@ export function decide(
   }
   if (result.pool?.verdict === "busy" && policy.onOverload === "alert") {
     // overloaded, not dead: a restart would drop every request in flight and help nobody
-    state.failures = 0;
-    state.timeouts = 0;
-    state.failingSince = null;
-    if (state.incident?.kind !== "overloaded") {
-      state.incident = { kind: "overloaded", since: now, label, restarts: 0, lastAlertAt: now };
-      actions.push({ type: "alert", reason: "overloaded", incident: state.incident });
-    } else if (reminderDue(state.incident, now, policy)) {
-      state.incident.lastAlertAt = now;
-      actions.push({ type: "alert", reason: "reminder", incident: state.incident });
-    }
-    return { state, actions, next: "interval" };
+    return notForRestart(state, "overloaded", label, now, policy);
   }
   state.failures++;
   if (result.kind === "timeout" || result.kind === "overloaded") state.timeouts++;

@@ -1,4 +1,7 @@
 /**
+ * shared/ holds what every stage uses: the ports (this module), the error vocabulary, logging,
+ * redaction, schema helpers, safe file primitives and locks. It imports no stage.
+ *
  * The ports through which every side effect enters: the decision logic takes a {@link Deps} and
  * is unit-tested with fakes; `src/real.ts` assembles the real ones where the program starts.
  * Types only (and one limit): this module imports nothing.

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { VERSION } from "../src/usage.ts";
 import { tryLock } from "../src/shared/lock.ts";
-import { ROOT, runCli, runDir } from "./support/cli.ts";
+import { ROOT, runCli, runDir, withServer } from "./support/cli.ts";
 
 // named, as on a host with several PHP versions; nothing here starts or stops a service
 const SERVICE = ["--service", "php8.2-fpm", "--process-name", "php-fpm8.2"];
@@ -19,21 +19,10 @@ const isolated = (dir: string) => [
 ];
 
 async function withHeartbeat(fn: (url: string, hits: () => number) => Promise<void>) {
-  let hits = 0;
-  const ac = new AbortController();
-  const server = Deno.serve(
-    { hostname: "127.0.0.1", port: 0, signal: ac.signal, onListen: () => {} },
-    () => {
-      hits++;
-      return new Response("127.0.0.1\n127.0.0.1\n");
-    },
+  await withServer(
+    () => new Response("127.0.0.1\n127.0.0.1\n"),
+    (base, hits) => fn(`${base}/php-heartbeat.php`, hits),
   );
-  try {
-    await fn(`http://127.0.0.1:${server.addr.port}/php-heartbeat.php`, () => hits);
-  } finally {
-    ac.abort();
-    await server.finished;
-  }
 }
 
 async function withTempDir(fn: (dir: string) => Promise<void>) {

@@ -4,7 +4,7 @@
  * crash it. Every refusal is exit 2 and one line; nothing is probed, created or leaked.
  */
 import assert from "node:assert/strict";
-import { runCli, runDir } from "./support/cli.ts";
+import { runCli, runDir, withServer } from "./support/cli.ts";
 
 const SERVICE = ["--service", "php8.2-fpm", "--process-name", "php-fpm8.2"];
 /** Another user's uid and gid (nobody, nogroup on Debian). */
@@ -28,28 +28,6 @@ async function withDir(fn: (dir: string) => Promise<void>) {
     await fn(dir.path);
   } finally {
     await dir.remove();
-  }
-}
-
-/** A loopback heartbeat that counts its hits and answers `answer()`. */
-async function withServer(
-  answer: () => Response,
-  fn: (base: string, hits: () => number) => Promise<void>,
-) {
-  let hits = 0;
-  const ac = new AbortController();
-  const server = Deno.serve(
-    { hostname: "127.0.0.1", port: 0, signal: ac.signal, onListen: () => {} },
-    () => {
-      hits++;
-      return answer();
-    },
-  );
-  try {
-    await fn(`http://127.0.0.1:${server.addr.port}`, () => hits);
-  } finally {
-    ac.abort();
-    await server.finished;
   }
 }
 

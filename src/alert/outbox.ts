@@ -9,7 +9,7 @@ import { describeError } from "../shared/errors.ts";
 import { tryLock } from "../shared/lock.ts";
 import { logger } from "../shared/log.ts";
 import { writeFileAtomic } from "../shared/safe_file.ts";
-import { issueLine, timestamp } from "../shared/schema.ts";
+import { parseJsonWith, timestamp } from "../shared/schema.ts";
 
 /**
  * One delivery to one channel. A webhook's address is not part of it: it is a secret, and
@@ -77,15 +77,7 @@ const queuedSchema = v.object({
 
 /** A queued file's text as a delivery, or why it is not one (never echoing its bytes). */
 export function parseQueued(json: string): QueuedDelivery | string {
-  let data: unknown;
-  try {
-    data = JSON.parse(json);
-  } catch (err) {
-    return `not JSON (${err instanceof SyntaxError ? "a syntax error" : describeError(err)})`;
-  }
-  const parsed = v.safeParse(queuedSchema, data);
-  if (parsed.success) return parsed.output;
-  return issueLine(parsed.issues[0]);
+  return parseJsonWith(queuedSchema, json, "not JSON (a syntax error)");
 }
 
 /** At most this many queued deliveries; the oldest go first beyond it. */

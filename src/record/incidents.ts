@@ -9,7 +9,7 @@
 import * as v from "valibot";
 import type { Evidence } from "../fpm/evidence.ts";
 import { openRegularFile, readRegularText } from "../shared/safe_file.ts";
-import { issueLine, timestamp } from "../shared/schema.ts";
+import { parseJsonWith, timestamp } from "../shared/schema.ts";
 
 const num = v.number();
 const int = v.pipe(v.number(), v.integer());
@@ -92,15 +92,9 @@ const recordSchema = v.object({
 
 /** A line of the incident log as a record, or why it is not one (never echoing the line). */
 export function parseIncident(line: string): IncidentRecord | string {
-  let data: unknown;
-  try {
-    data = JSON.parse(line);
-  } catch {
-    return "not JSON (cut by a crash mid-write?)";
-  }
-  const parsed = v.safeParse(recordSchema, data);
-  if (parsed.success) return parsed.output as IncidentRecord;
-  return issueLine(parsed.issues[0]);
+  return parseJsonWith(recordSchema, line, "not JSON (cut by a crash mid-write?)") as
+    | IncidentRecord
+    | string;
 }
 
 /** One incident as stored. */

@@ -4,7 +4,7 @@
  * rename): a SIGKILL at any moment leaves the old state or the new one, never half of either.
  */
 import * as v from "valibot";
-import { issueLine, timestamp } from "../shared/schema.ts";
+import { parseJsonWith, timestamp } from "../shared/schema.ts";
 import { describeError } from "../shared/errors.ts";
 import { readRegularBytes, writeFileAtomic } from "../shared/safe_file.ts";
 import { logger } from "../shared/log.ts";
@@ -87,18 +87,10 @@ export function freshMemory(): Memory {
  * file's bytes, which may be anything.
  */
 export function parseState(text: string): Memory | string {
-  let data: unknown;
-  try {
-    data = JSON.parse(text);
-  } catch {
-    return "not JSON";
-  }
-  const parsed = v.safeParse(stateSchema, data);
-  if (parsed.success) {
-    const { version: _, counters, ...state } = parsed.output;
-    return { state, counters };
-  }
-  return issueLine(parsed.issues[0]);
+  const parsed = parseJsonWith(stateSchema, text, "not JSON");
+  if (typeof parsed === "string") return parsed;
+  const { version: _, counters, ...state } = parsed;
+  return { state, counters };
 }
 
 /** Loads and saves one target's memory. */

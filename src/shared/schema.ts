@@ -50,3 +50,22 @@ export function issueLine(issue: v.BaseIssue<unknown>): string {
     ? `${key}: missing`
     : `${key}: expected ${issue.expected ?? "another value"}`;
 }
+
+/**
+ * JSON text read back from a file, checked whole by `schema`: the value, or why it is not one
+ * (`notJson`, or "key: expected …"); never the text itself, which may be anything.
+ */
+export function parseJsonWith<T>(
+  schema: v.GenericSchema<unknown, T>,
+  text: string,
+  notJson: string,
+): T | string {
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch {
+    return notJson;
+  }
+  const parsed = v.safeParse(schema, data);
+  return parsed.success ? parsed.output : issueLine(parsed.issues[0]);
+}

@@ -213,6 +213,8 @@ Deno.test({
                 `${dir}/sm.log`,
                 "--state-dir",
                 `${dir}/sm-state`,
+                "--lock-file",
+                `${dir}/sm.lock`,
               ],
               { env: { XDG_CONFIG_HOME: home } },
             );
@@ -240,6 +242,8 @@ Deno.test({
             `${dir}/wh.log`,
             "--state-dir",
             `${dir}/wh-state`,
+            "--lock-file",
+            `${dir}/wh.lock`,
           ]);
           assert.equal(r.code, 7, r.stderr);
           assert.equal(hook.bodies.length, 1);
@@ -272,6 +276,8 @@ Deno.test({
             `${dir}/q.log`,
             "--state-dir",
             `${dir}/q-state`,
+            "--lock-file",
+            `${dir}/q.lock`,
           ];
           try {
             const first = await runCli(args);

@@ -273,6 +273,11 @@ Deno.test({
             await killFirstPool();
             const second = WatchProcess.start(config, `${dir}/watch.log`);
             try {
+              // the killed run's `service start` may bring php-fpm back by itself: wait for the
+              // new run to be up (its signal handlers in place) before judging or stopping it
+              const started = async () =>
+                (await second.lines()).filter((l) => /Watching 1 targets/.test(l)).length === 2;
+              assert.notEqual(await waitFor(started, 30_000, 100), null, "the second run started");
               assert.notEqual(
                 await waitFor(async () => (await heartbeat(1000)) === "200", 40_000, 200),
                 null,

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { VERSION } from "../src/usage.ts";
 import { tryLock } from "../src/shared/lock.ts";
 import { ROOT, runCli, runDir, withServer } from "./support/cli.ts";
+import { givenUpState } from "./support/fixtures.ts";
 
 // named, as on a host with several PHP versions; nothing here starts or stops a service
 const SERVICE = ["--service", "php8.2-fpm", "--process-name", "php-fpm8.2"];
@@ -149,18 +150,7 @@ Deno.test("cli: a log file path that is a symlink is refused with exit 2", async
 Deno.test("cli: reset re-arms a target that gave up; --log-format json writes JSON lines", async () => {
   await withTempDir(async (dir) => {
     await Deno.mkdir(`${dir}/state`);
-    const gaveUp = {
-      version: 1,
-      failures: 0,
-      timeouts: 0,
-      failingSince: null,
-      successes: 0,
-      healthySince: null,
-      incident: { kind: "php_down", since: 1, label: "502", restarts: 3, lastAlertAt: 2 },
-      restarts: [{ at: 1, ok: false, label: "502", detail: "x" }],
-      givenUpAt: 2,
-      graceUntil: 0,
-    };
+    const gaveUp = givenUpState(2);
     await Deno.writeTextFile(`${dir}/state/php8.2-fpm.json`, JSON.stringify(gaveUp));
     // only to keep the lock in the test's folder
     await Deno.writeTextFile(

@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { runCli, runDir, withServer } from "./support/cli.ts";
+import { incidentRecord } from "./support/fixtures.ts";
 
 const SERVICE = ["--service", "php8.2-fpm", "--process-name", "php-fpm8.2"];
 /** Another user's uid and gid (nobody, nogroup on Debian). */
@@ -237,40 +238,21 @@ Deno.test("trust: a secret in a webhook URL, an SMTP password or a bad URL is fo
       assert.match(log, /Webhook http:\/\/127\.0\.0\.1:\d+\/… failed, queued/);
       const state = await allText(`${dir}/state`);
       assert.match(state, /"channel":"webhook"/, "the webhook alert is queued");
-      const bad = [
-        await runCli([
-          "--once",
-          "http://127.0.0.1:8889/hb",
-          "5",
-          "",
-          ...isolated(dir),
-          "--webhook",
-          `https//hooks.example.com/services/${secret}`,
-        ]),
-        await runCli([
-          "--once",
-          `http://alice:${secret}@127.0.0.1:8889/hb`,
-          "5",
-          "",
-          ...isolated(dir),
-        ]),
-        await runCli([
-          "--once",
-          `http//alice:${secret}@127.0.0.1:8889/hb`,
-          "5",
-          "",
-          ...isolated(dir),
-        ]),
-        await runCli([
-          "--once",
-          "http://127.0.0.1:8889/hb",
-          "5",
-          "",
-          ...isolated(dir),
-          "--webhook",
-          `ftp://h/${secret}`,
-        ]),
-      ];
+      const bad = [];
+      for (
+        const argv of [
+          ["--webhook", `https//hooks.example.com/services/${secret}`],
+          ["--url", `http://alice:${secret}@127.0.0.1:8889/hb`],
+          ["--url", `http//alice:${secret}@127.0.0.1:8889/hb`],
+          ["--webhook", `ftp://h/${secret}`],
+        ]
+      ) {
+        const url = argv[0] === "--url" ? [] : ["--url", "http://127.0.0.1:8889/hb"];
+        const r = await runCli(["--once", ...url, ...argv, "--timeout", "5", ...isolated(dir)]);
+        // refused for the URL, not for the way it was given
+        assert.match(r.stderr, /(URI|webhook URL)/, r.stderr);
+        bad.push(r);
+      }
       await Deno.writeTextFile(
         `${dir}/config.toml`,
         `[webhook]\nurl = "hooks.example.com/${secret}"\n[[target]]\nname = "x"\nurl = "http://u:${secret}@127.0.0.1/"\n`,
@@ -402,29 +384,8 @@ Deno.test("trust: bad incident records are skipped with one line each; the repor
   await withDir(async (dir) => {
     await Deno.mkdir(`${dir}/state`);
     const now = Date.now();
-    const evidence = {
-      at: now,
-      status: null,
-      statusError: null,
-      processes: [],
-      configFile: null,
-      settings: null,
-      errorLogFile: null,
-      slowlog: [],
-      errorLog: [],
-      memory: null,
-    };
-    const good = {
-      version: 1,
-      at: now,
-      host: "h",
-      target: "t",
-      label: "502",
-      pool: null,
-      why: "x",
-      evidence,
-      restart: { ok: true, rung: "kill", steps: [] },
-    };
+    const good = { ...incidentRecord(now), pool: null };
+    const evidence = good.evidence;
     await Deno.writeTextFile(
       `${dir}/state/incidents.jsonl`,
       [

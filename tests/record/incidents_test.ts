@@ -1,32 +1,10 @@
 import assert from "node:assert/strict";
-import { appendIncident, type IncidentRecord, readIncidents } from "../../src/record/incidents.ts";
+import { appendIncident, readIncidents } from "../../src/record/incidents.ts";
+import { incidentRecord } from "../support/fixtures.ts";
 import { incidentsPath } from "../../src/config/settings.ts";
 import { ConfigError } from "../../src/shared/errors.ts";
 
-function record(at: number, label = "timeout"): IncidentRecord {
-  return {
-    version: 1,
-    at,
-    host: "web1",
-    target: "www",
-    label,
-    pool: "hung",
-    why: "all 5 workers busy",
-    evidence: {
-      at,
-      status: null,
-      statusError: "not read",
-      processes: [],
-      configFile: null,
-      settings: null,
-      errorLogFile: null,
-      slowlog: [],
-      errorLog: [],
-      memory: null,
-    },
-    restart: { ok: true, rung: "kill_stuck", steps: ["kill_stuck: SIGKILL to stuck workers 12"] },
-  };
-}
+const record = incidentRecord;
 
 Deno.test("incidents are appended as JSON lines (0600) and read back since a time", async () => {
   const dir = await Deno.makeTempDir();

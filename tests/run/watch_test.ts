@@ -20,6 +20,7 @@ import {
   testDeps,
   until,
 } from "../support/fakes.ts";
+import { givenUpState } from "../support/fixtures.ts";
 
 /** Signals the test sends itself. */
 function fakeSignals() {
@@ -307,28 +308,6 @@ Deno.test("watch: a long restart is slow, not hung: systemd's watchdog keeps bei
   }
 });
 
-/** The given-up memory of a target: three failed restarts, alerts sent. */
-function givenUp(now: number) {
-  return {
-    version: 1,
-    failures: 0,
-    timeouts: 0,
-    failingSince: null,
-    successes: 0,
-    healthySince: null,
-    incident: {
-      kind: "php_down",
-      since: now - 60_000,
-      label: "502",
-      restarts: 3,
-      lastAlertAt: now,
-    },
-    restarts: [1, 2, 3].map((i) => ({ at: now - i * 1000, ok: false, label: "502", detail: "x" })),
-    givenUpAt: now - 1000,
-    graceUntil: 0,
-  };
-}
-
 Deno.test("watch: a valid SIGHUP re-arms a target that gave up", async () => {
   const s: Awaited<ReturnType<typeof setup>> = await setup((url, n) => {
     if (url.port === "8889" && n === 5) s.signals.send("SIGHUP");
@@ -338,7 +317,10 @@ Deno.test("watch: a valid SIGHUP re-arms a target that gave up", async () => {
   try {
     const main = s.cfg.targets.find((t) => t.name === "main")!;
     await Deno.mkdir(main.stateFile.slice(0, main.stateFile.lastIndexOf("/")), { recursive: true });
-    await Deno.writeTextFile(main.stateFile, JSON.stringify(givenUp(s.deps.clock.now())));
+    await Deno.writeTextFile(
+      main.stateFile,
+      JSON.stringify(givenUpState(s.deps.clock.now() - 1000, 3)),
+    );
     const code = await watchForever(s.cfg, s.deps, {
       signals: s.signals.source,
       reload: () => Promise.resolve(s.cfg),

@@ -18,6 +18,7 @@ import { systemdNotifier } from "./run/notify.ts";
 import { watchForever, type WatchOptions } from "./run/watch.ts";
 import { logger, openAppendNoFollow, setupLogging } from "./shared/log.ts";
 import { probeOnce, watchRun } from "./run/cron.ts";
+import { readStatus, renderStatus, statusExit } from "./run/status.ts";
 import type { MonitorOptions } from "./run/context.ts";
 import { readIncidents } from "./record/incidents.ts";
 import { buildReport, renderReport } from "./record/report.ts";
@@ -72,6 +73,7 @@ const SUBCOMMANDS: Record<string, Mode> = {
   watch: "watch",
   reset: "reset",
   report: "report",
+  status: "status",
 };
 
 /** Parses argv into the mode and raw settings. @throws {ConfigError} on a usage error. */
@@ -106,8 +108,11 @@ export function parseCommandLine(
       "Too many arguments: php-relaunch report [--since DURATION] [--format text|json]",
     ]);
   }
-  if ((v.since !== undefined || v.format !== undefined) && mode !== "report") {
-    throw new ConfigError(["Cannot use --since or --format without report"]);
+  if (v.since !== undefined && mode !== "report") {
+    throw new ConfigError(["Cannot use --since without report"]);
+  }
+  if (v.format !== undefined && mode !== "report" && mode !== "status") {
+    throw new ConfigError(["Cannot use --format without report or status"]);
   }
   if (mode === "reset") {
     if (positionals.length > 1) {
@@ -302,6 +307,7 @@ async function runCommand(
     return ExitCode.Ok;
   }
   if (cfg.mode === "report") return await printReport(cfg, deps);
+  if (cfg.mode === "status") return await printStatus(cfg, deps);
   return await runWithConfig(cfg, deps, options);
 }
 
@@ -346,6 +352,17 @@ async function runWithConfig(
   } finally {
     logFile.close();
   }
+}
+
+/** `status`: every target's standing, from the state files (no log, no lock, no wait). */
+async function printStatus(cfg: Config, deps: Deps): Promise<ExitCode> {
+  const list = await readStatus(cfg, deps.fs);
+  deps.stdout(
+    cfg.report.format === "json"
+      ? JSON.stringify(list, null, 2) + "\n"
+      : renderStatus(list, deps.clock.now()),
+  );
+  return statusExit(list);
 }
 
 /** How many skipped records `report` names one by one. */

@@ -17,6 +17,7 @@ Usage:
   php-relaunch watch <URI> [--interval S] [options]       (long-running, one target)
   php-relaunch reset [target]                             (re-arm restarting after giving up)
   php-relaunch report [--since 7d] [--format text|json]   (incidents, causes, tuning hints)
+  php-relaunch status [--format text|json]                (each target now; exit 0 or 3)
 
 One run watches for one minute, so that cron can start it every minute: it probes every
 <timeout> seconds (floor(60 / timeout) probes; see --run-for for mcron). On 500/502/503/504
@@ -60,7 +61,7 @@ Options:
                          every run (e.g. /var/lib/prometheus/node-exporter/php-relaunch.prom)
   --metrics-listen ADDR  watch mode: serve /metrics on 127.0.0.1:PORT (loopback only)
   --since DURATION       report: how far back (default 7d; 24h, 30d...)
-  --format FORMAT        report: text (default) or json
+  --format FORMAT        report and status: text (default) or json
   --log-format FORMAT    text (default) or json, one object per line
   --run-for S            how long one run lasts: the scheduler's period (default 60 for
                          cron; 10 for mcron every 10 s). It probes floor(S / timeout) times

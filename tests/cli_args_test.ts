@@ -137,7 +137,12 @@ Deno.test("every bad input: exit 2, one clear line, nothing probed, run or maile
     ["status page over HTTP", [URI, "--status-url", "http://127.0.0.1/status"], /status URI/],
     ["bad --since", ["report", "--since", "a week"], /since "a week".*7d/],
     ["bad --format", ["report", "--format", "xml"], /report format "xml"/],
-    ["--since without report", [URI, "--since", "7d"], /--since or --format without report/],
+    ["--since without report", [URI, "--since", "7d"], /Cannot use --since without report\n$/],
+    [
+      "--format without report or status",
+      [URI, "--format", "json"],
+      /--format without report or status/,
+    ],
     [
       "unknown TLS mode",
       [URI, "--smtp-tls", "ssl"],

@@ -255,3 +255,40 @@ Deno.test("cli: a log or state path outside what the permissions allow is a one-
   assert.equal(state.code, 2);
   assert.match(state.stderr, /Cannot use state folder "\/srv\/relaunch"/);
 });
+
+Deno.test("cli: status reads the state files beside a run that holds the lock; 0 healthy, 3 given up", async () => {
+  await withTempDir(async (dir) => {
+    await withHeartbeat(async (url) => {
+      // a cron run leaves its memory, the last probe included
+      const run = await runCli([url, "1", "", ...isolated(dir), "--run-for", "1"]);
+      assert.equal(run.code, 0, run.stderr);
+      const lock = await tryLock(`${dir}/lock`);
+      assert.ok(lock, "the run is over");
+      try {
+        const healthy = await runCli(["status", "--state-dir", `${dir}/state`]);
+        assert.equal(healthy.code, 0, healthy.stderr);
+        assert.match(
+          healthy.stdout,
+          /^php8\.2-fpm: healthy\n {2}last probe {3}200 \(healthy\) in \d+ ms, \d+ s ago\n/,
+        );
+        await Deno.writeTextFile(
+          `${dir}/state/php7.4-fpm.json`,
+          JSON.stringify(givenUpState(Date.now() - 5000)),
+        );
+        const down = await runCli(["status", "--state-dir", `${dir}/state`, "--format", "json"]);
+        assert.equal(down.code, 3, down.stderr);
+        const list = JSON.parse(down.stdout);
+        assert.deepEqual(
+          list.map((t: { target: string; standing: string }) => [t.target, t.standing]),
+          [
+            ["php7.4-fpm", "given_up"],
+            ["php8.2-fpm", "healthy"],
+          ],
+        );
+        assert.equal(list[1].lastProbe.label, "200");
+      } finally {
+        lock[Symbol.dispose]();
+      }
+    });
+  });
+});

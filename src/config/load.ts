@@ -70,7 +70,7 @@ async function readFileStep(
 ): Promise<{ path: string | null; file: ConfigFile | null }> {
   // named with --config; watch, reset and report also read the default one, and reset and
   // report work without it (on the state folder alone)
-  const fileOptional = mode === "reset" || mode === "report";
+  const fileOptional = mode === "reset" || mode === "report" || mode === "status";
   const wantsFile = s.config !== undefined ||
     ((mode === "watch" || fileOptional) && s.url === undefined);
   const path = wantsFile ? s.config ?? defaultConfigFile(deps.host.os()) : null;
@@ -271,8 +271,9 @@ async function checkPaths(
     ["metrics file", "write", metricsFile],
     ["CA file", "read", file?.mail.ca_file],
   ]));
-  // report only reads; every other mode writes (check-config says what they would refuse)
-  if (mode === "report") return;
+  // report and status only read; every other mode writes (check-config says what they would
+  // refuse)
+  if (mode === "report" || mode === "status") return;
   issues.add(
     ...await pathProblems(deps, place.uid, {
       logFile,

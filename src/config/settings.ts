@@ -24,7 +24,9 @@ export type Mode =
   /** Forget giving up and the restart history. */
   | "reset"
   /** Summarise the incident log. */
-  | "report";
+  | "report"
+  /** What each target is doing now, from the state files. */
+  | "status";
 
 /** The settings as the command line gave them, before validation (all strings). */
 export interface RawSettings {
@@ -131,7 +133,7 @@ export interface Config {
   readonly hostname: string;
   /** `reset`: the target to re-arm, or null for all. */
   readonly resetTarget: string | null;
-  /** `report`: how far back, and text or JSON. */
+  /** `report`: how far back, and text or JSON (`status` too). */
   readonly report: { readonly sinceMs: number; readonly format: "text" | "json" };
 }
 

@@ -9,6 +9,7 @@ import { describeError } from "../shared/errors.ts";
 import { readRegularBytes, writeFileAtomic } from "../shared/safe_file.ts";
 import { logger } from "../shared/log.ts";
 import { freshState, rearm, type TargetState } from "./policy.ts";
+import type { Verdict } from "../probe/result.ts";
 import { type Counters, freshCounters, LATENCY_BUCKETS } from "../record/metrics.ts";
 
 const count = v.pipe(v.number(), v.integer(), v.minValue(0));
@@ -39,6 +40,16 @@ const stateSchema = v.object({
   graceUntil: timestamp,
   // added with the status page: state files written before lack it
   warnedAt: v.optional(v.record(v.string(), timestamp), () => ({})),
+  // added with `status`: state files written before lack it
+  lastProbe: v.optional(
+    v.nullable(v.object({
+      at: timestamp,
+      label: v.string(),
+      verdict: v.picklist(["healthy", "php_down", "unreachable", "misconfigured"]),
+      ms: v.pipe(v.number(), v.minValue(0)),
+    })),
+    null,
+  ),
   // counters that do not parse start again from zero, the rest of the state is kept
   counters: v.fallback(
     v.object({
@@ -75,11 +86,22 @@ const MAX_STATE_FILE = 1024 * 1024;
 export interface Memory {
   state: TargetState;
   counters: Counters;
+  /** The last probe, for `status`. */
+  lastProbe: LastProbe | null;
+}
+
+/** What the last probe found, and when. */
+export interface LastProbe {
+  at: number;
+  /** The HTTP status or the failure kind. */
+  label: string;
+  verdict: Verdict;
+  ms: number;
 }
 
 /** A memory of nothing. */
 export function freshMemory(): Memory {
-  return { state: freshState(), counters: freshCounters() };
+  return { state: freshState(), counters: freshCounters(), lastProbe: null };
 }
 
 /**
@@ -89,8 +111,8 @@ export function freshMemory(): Memory {
 export function parseState(text: string): Memory | string {
   const parsed = parseJsonWith(stateSchema, text, "not JSON");
   if (typeof parsed === "string") return parsed;
-  const { version: _, counters, ...state } = parsed;
-  return { state, counters };
+  const { version: _, counters, lastProbe, ...state } = parsed;
+  return { state, counters, lastProbe };
 }
 
 /** Loads and saves one target's memory. */
@@ -142,13 +164,13 @@ export function fileStateStore(path: string): StateStore {
       });
       return freshMemory();
     },
-    async save({ state, counters }) {
+    async save({ state, counters, lastProbe }) {
       const dir = path.slice(0, path.lastIndexOf("/")) || "/";
       await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
       // the folder is root's (0700): a temporary file left in it by a killed run is ours
       await writeFileAtomic(
         path,
-        JSON.stringify({ version: 1, ...state, counters }) + "\n",
+        JSON.stringify({ version: 1, ...state, counters, lastProbe }) + "\n",
         0o600,
       );
     },

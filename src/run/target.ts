@@ -81,7 +81,9 @@ export class TargetWatch {
     if (stop?.aborted) return null;
     logger.debug("Probe: {label} in {ms} ms.", { label: labelOf(probed), ms: probed.ms });
     const memory = this.ctx.memory;
-    memory.counters = countProbe(memory.counters, verdictOf(probed), labelOf(probed), probed.ms);
+    const [verdict, label] = [verdictOf(probed), labelOf(probed)];
+    memory.counters = countProbe(memory.counters, verdict, label, probed.ms);
+    memory.lastProbe = { at: this.ctx.deps.clock.now(), label, verdict, ms: probed.ms };
     const result = await this.prober.withPoolView(probed, policy, stop);
     if (stop?.aborted) return null;
     return await this.carryOut(result, policy);

@@ -16,6 +16,7 @@ async function withDir(fn: (dir: string) => Promise<void>) {
 
 const busy = {
   counters: freshCounters(),
+  lastProbe: { at: 1500, label: "502", verdict: "php_down" as const, ms: 12 },
   state: {
     ...freshState(),
     failures: 1,

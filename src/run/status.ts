@@ -1,0 +1,141 @@
+/**
+ * `php-relaunch status`: what each target is doing, read from the state files that cron runs,
+ * mcron runs and watch mode keep. It never takes their locks and never waits: the files are
+ * replaced whole (rename), so a read sees the last complete save.
+ */
+import type { Policy } from "../config/policy.ts";
+import { cronPolicy } from "../config/policy.ts";
+import { type Config, statePath } from "../config/settings.ts";
+import { DEFAULT_TIMEOUT_MS } from "../config/targets.ts";
+import type { Fs } from "../shared/deps.ts";
+import { ExitCode } from "../shared/errors.ts";
+import type { LastProbe, Memory } from "./state.ts";
+import { fileStateStore } from "./state.ts";
+import { seconds } from "./teller.ts";
+
+/** Where a target stands. */
+export type Standing =
+  /** No state file yet: nothing has probed it. */
+  | "unknown"
+  | "healthy"
+  /** Failed probes not yet confirmed (n of the threshold). */
+  | "failing"
+  /** An incident is open: php-fpm down, nginx unreachable, a setup problem, an overloaded pool. */
+  | "incident"
+  /** Restarting was given up until re-armed. */
+  | "given_up";
+
+/** One target's status, also its JSON form. */
+export interface TargetStatus {
+  target: string;
+  standing: Standing;
+  /** Consecutive failed probes, of the threshold that restarts. */
+  failures: { count: number; of: number };
+  incident: { kind: string; label: string; since: string } | null;
+  givenUpAt: string | null;
+  lastProbe: { at: string; label: string; verdict: string; ms: number } | null;
+  restarts: { used: number; max: number; windowMinutes: number };
+  lastRestart: { at: string; ok: boolean; cause: string } | null;
+}
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
+/** A target's status from its memory (null: no state file) under its policy. Pure. */
+export function statusOf(target: string, memory: Memory | null, policy: Policy): TargetStatus {
+  const state = memory?.state;
+  const last = state?.restarts.at(-1);
+  const standing: Standing = memory === null
+    ? "unknown"
+    : state!.givenUpAt !== null
+    ? "given_up"
+    : state!.incident !== null
+    ? "incident"
+    : state!.failures > 0
+    ? "failing"
+    : "healthy";
+  return {
+    target,
+    standing,
+    failures: { count: state?.failures ?? 0, of: policy.failureThreshold },
+    incident: state?.incident
+      ? { kind: state.incident.kind, label: state.incident.label, since: iso(state.incident.since) }
+      : null,
+    givenUpAt: state?.givenUpAt == null ? null : iso(state.givenUpAt),
+    lastProbe: memory?.lastProbe ? probeOf(memory.lastProbe) : null,
+    restarts: {
+      used: state?.restarts.length ?? 0,
+      max: policy.maxRestarts,
+      windowMinutes: policy.restartWindowMs / 60_000,
+    },
+    lastRestart: last
+      ? {
+        at: iso(last.at),
+        ok: last.ok,
+        cause: last.ok ? last.label : `${last.label}: ${last.detail}`,
+      }
+      : null,
+  };
+}
+
+function probeOf(p: LastProbe) {
+  return { at: iso(p.at), label: p.label, verdict: p.verdict, ms: p.ms };
+}
+
+/** Exit 0 when every target is healthy (or not probed yet), 3 when one is not. */
+export function statusExit(list: readonly TargetStatus[]): ExitCode {
+  const down = list.some((t) => t.standing !== "healthy" && t.standing !== "unknown");
+  return down ? ExitCode.PhpDown : ExitCode.Ok;
+}
+
+/** The status for people: a line per target, then its details. */
+export function renderStatus(list: readonly TargetStatus[], now: number): string {
+  if (list.length === 0) return "no target has a state file yet\n";
+  const ago = (at: string) => `${seconds(Math.max(0, now - Date.parse(at)))} ago`;
+  return list.map((t) => {
+    const head = {
+      unknown: "not probed yet",
+      healthy: "healthy",
+      failing: `failing (${t.failures.count} of ${t.failures.of})`,
+      incident: `incident since ${t.incident?.since} (${t.incident?.kind}, ${t.incident?.label})`,
+      "given_up": `given up at ${t.givenUpAt} (until healthy again, SIGHUP or reset)`,
+    }[t.standing];
+    const lines = [`${t.target}: ${head}`];
+    if (t.lastProbe) {
+      lines.push(
+        `  last probe   ${t.lastProbe.label} (${t.lastProbe.verdict}) in ${t.lastProbe.ms} ms, ${
+          ago(t.lastProbe.at)
+        }`,
+      );
+    }
+    lines.push(
+      `  restarts     ${t.restarts.used} of at most ${t.restarts.max} in ${t.restarts.windowMinutes} min`,
+    );
+    if (t.lastRestart) {
+      lines.push(
+        `  last restart ${t.lastRestart.at}, ${
+          t.lastRestart.ok ? "healthy again" : "failed"
+        } (${t.lastRestart.cause})`,
+      );
+    }
+    return lines.join("\n") + "\n";
+  }).join("");
+}
+
+/**
+ * Every target's status: the configured ones, or, with none, every state file in the state
+ * folder (named after its service, as the cron form names them, under the cron form's policy).
+ */
+export async function readStatus(cfg: Config, fs: Fs): Promise<TargetStatus[]> {
+  const targets = cfg.targets.length > 0
+    ? cfg.targets.map((t) => ({ name: t.name, file: t.stateFile, policy: t.policy }))
+    : (await fs.listDir(cfg.stateDir)).filter((n) => n.endsWith(".json")).sort().map((n) => ({
+      name: n.slice(0, -5),
+      file: statePath(cfg.stateDir, n.slice(0, -5)),
+      policy: cronPolicy(DEFAULT_TIMEOUT_MS),
+    }));
+  return await Promise.all(targets.map(async (t) => {
+    const exists = await fs.info(t.file).catch(() => null);
+    const memory = exists === null ? null : await fileStateStore(t.file).load();
+    return statusOf(t.name, memory, t.policy);
+  }));
+}

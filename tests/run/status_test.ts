@@ -1,0 +1,85 @@
+import assert from "node:assert/strict";
+import { cronPolicy } from "../../src/config/policy.ts";
+import { freshCounters } from "../../src/record/metrics.ts";
+import { freshState } from "../../src/run/policy.ts";
+import { type Memory } from "../../src/run/state.ts";
+import { renderStatus, statusExit, statusOf } from "../../src/run/status.ts";
+
+const T = Date.UTC(2026, 10, 27, 12, 0, 0);
+const policy = cronPolicy(5000);
+
+function memory(over: Partial<Memory["state"]> = {}): Memory {
+  return {
+    state: { ...freshState(), ...over },
+    counters: freshCounters(),
+    lastProbe: { at: T - 4000, label: "200", verdict: "healthy", ms: 7 },
+  };
+}
+
+Deno.test("status: each standing from the memory, with the policy's limits", () => {
+  assert.equal(statusOf("a", null, policy).standing, "unknown");
+  assert.equal(statusOf("a", memory(), policy).standing, "healthy");
+  const failing = statusOf("a", memory({ failures: 1, failingSince: T - 1000 }), policy);
+  assert.equal(failing.standing, "failing");
+  assert.deepEqual(failing.failures, { count: 1, of: 2 });
+  const incident = statusOf(
+    "a",
+    memory({
+      incident: {
+        kind: "unreachable",
+        since: T - 60_000,
+        label: "refused",
+        restarts: 0,
+        lastAlertAt: T,
+      },
+    }),
+    policy,
+  );
+  assert.equal(incident.standing, "incident");
+  assert.deepEqual(incident.incident, {
+    kind: "unreachable",
+    label: "refused",
+    since: "2026-11-27T11:59:00.000Z",
+  });
+  const gaveUp = statusOf(
+    "a",
+    memory({
+      givenUpAt: T - 1000,
+      incident: { kind: "php_down", since: T - 90_000, label: "502", restarts: 3, lastAlertAt: T },
+      restarts: [
+        { at: T - 80_000, ok: false, label: "502", detail: "no php-fpm8.2 process" },
+        { at: T - 40_000, ok: false, label: "502", detail: "start timed out" },
+      ],
+    }),
+    policy,
+  );
+  assert.equal(gaveUp.standing, "given_up");
+  assert.deepEqual(gaveUp.restarts, { used: 2, max: 3, windowMinutes: 15 });
+  assert.deepEqual(gaveUp.lastRestart, {
+    at: "2026-11-27T11:59:20.000Z",
+    ok: false,
+    cause: "502: start timed out",
+  });
+  assert.equal(statusExit([statusOf("a", memory(), policy), statusOf("b", null, policy)]), 0);
+  assert.equal(statusExit([statusOf("a", memory(), policy), failing]), 3);
+  assert.equal(statusExit([gaveUp]), 3);
+});
+
+Deno.test("status: the text says the standing, the last probe and the restarts", () => {
+  const text = renderStatus([
+    statusOf("php8.2-fpm", memory(), policy),
+    statusOf("legacy", null, policy),
+  ], T);
+  assert.equal(
+    text,
+    [
+      "php8.2-fpm: healthy",
+      "  last probe   200 (healthy) in 7 ms, 4 s ago",
+      "  restarts     0 of at most 3 in 15 min",
+      "legacy: not probed yet",
+      "  restarts     0 of at most 3 in 15 min",
+      "",
+    ].join("\n"),
+  );
+  assert.equal(renderStatus([], T), "no target has a state file yet\n");
+});

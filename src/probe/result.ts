@@ -46,6 +46,11 @@ export interface ProbeResult {
    * answers, which tells "nginx down" from "both down".
    */
   fpm?: { answers: boolean; detail: string };
+  /**
+   * Set when the process table makes a php-fpm failure certain: its master gone (`crash`) or
+   * every process of the pool stopped (`hang`). No confirmation can change it.
+   */
+  certain?: { kind: "crash" | "hang"; why: string };
 }
 
 /** What a probe result calls for. */

@@ -203,9 +203,11 @@ function phpDown(
   if (result.kind === "timeout" || result.kind === "overloaded") state.timeouts++;
   // the failure began no later than the probe that saw it
   state.failingSince ??= now - result.ms;
-  // the status page has confirmed the hang: a second timeout would only add downtime
+  // the status page or the process table has made it certain (a hang, a master gone): a second
+  // probe would only add downtime
   const reached = state.failures >= policy.failureThreshold ||
-    state.timeouts >= policy.timeoutThreshold || result.pool?.verdict === "hung";
+    state.timeouts >= policy.timeoutThreshold || result.pool?.verdict === "hung" ||
+    result.certain !== undefined;
   if (!reached) {
     actions.push({
       type: "log",

@@ -16,6 +16,8 @@ import { describeFcgiTarget, probeFcgi } from "../probe/fcgi.ts";
 import { probeHttp } from "../probe/http.ts";
 import { type ProbeResult, verdictOf } from "../probe/result.ts";
 import { countPool } from "../record/metrics.ts";
+import { certainty } from "../act/process_table.ts";
+import { readPidFile } from "../act/restart.ts";
 import { logger } from "../shared/log.ts";
 import type { TargetContext } from "./context.ts";
 import type { Teller } from "./teller.ts";
@@ -55,6 +57,28 @@ export class Prober {
     const { target, deps } = this.ctx;
     const limit = Math.min(target.timeoutMs, STATUS_LIMIT_MS);
     return readStatus(target.status!, limit, deps.fcgiGet);
+  }
+
+  /**
+   * Adds what the process table says to a php-fpm failure that counts: a master gone after a 5xx
+   * or a refused socket, every process stopped after a timeout. Certain, it is acted on at once.
+   */
+  async withProcessTable(result: ProbeResult): Promise<ProbeResult> {
+    const { target, deps, cfg, memory } = this.ctx;
+    if (verdictOf(result) !== "php_down" || result.pool !== undefined) return result;
+    if (deps.clock.now() < memory.state.graceUntil || memory.state.givenUpAt !== null) {
+      return result;
+    }
+    const kind = result.kind === "timeout" || result.kind === "overloaded" ? "hang" : "crash";
+    const master = await readPidFile(deps.fs, target.pidFile);
+    const certain = await certainty(deps.runner, cfg.tools, target.fpm.processName, master, kind);
+    if (certain === null) return result;
+    logger.debug("{label} is certain: {why}.", {
+      label: result.kind === "status" ? String(result.status) : result.kind,
+      why: certain.why,
+      target: target.name,
+    });
+    return { ...result, certain };
   }
 
   /** Adds what the status page says to a probe result (and warns early on healthy ones). */

@@ -84,8 +84,9 @@ export class TargetWatch {
     const [verdict, label] = [verdictOf(probed), labelOf(probed)];
     memory.counters = countProbe(memory.counters, verdict, label, probed.ms);
     memory.lastProbe = { at: this.ctx.deps.clock.now(), label, verdict, ms: probed.ms };
-    const result = await this.prober.withPoolView(probed, policy, stop);
+    const viewed = await this.prober.withPoolView(probed, policy, stop);
     if (stop?.aborted) return null;
+    const result = await this.prober.withProcessTable(viewed);
     return await this.carryOut(result, policy);
   }
 

@@ -65,6 +65,7 @@ export class Teller {
       `Heartbeat: ${publicUrl(target.url)}`,
       `Probe: ${what} after ${result.ms} ms (timeout ${target.timeoutMs / 1000} s)`,
       ...(result.detail ? [`Detail: ${result.detail.split("\n")[0]}`] : []),
+      ...(result.certain ? [`Certain ${result.certain.kind}: ${result.certain.why}`] : []),
     ];
   }
 

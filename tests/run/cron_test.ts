@@ -8,6 +8,7 @@ import { memoryIncidentLog } from "../../src/record/incidents.ts";
 import { memoryOutbox } from "../../src/alert/outbox.ts";
 import {
   captureLogs,
+  debianFs,
   FakeClock,
   fakeMailer,
   FakeRunner,
@@ -378,4 +379,55 @@ Deno.test("cron run: a mail server that never answers delays neither the next pr
     mailer.release();
   }
   assert.equal(await run, 0);
+});
+
+Deno.test("a 502 with php-fpm's master gone is a certain crash: restarted at once, no confirmation", async () => {
+  const clock = new FakeClock();
+  let masterAlive = false;
+  let running = true;
+  // ps -e: the process table, with or without php-fpm's master
+  const answers = new FakeRunner((call) => {
+    if (call.cmd.endsWith("/ps") && call.args.includes("-e")) {
+      const rows = ["1 1 Ss init", ...(masterAlive ? ["100 100 Ss php-fpm8.2"] : [])];
+      return { code: 0, stdout: rows.join("\n") };
+    }
+    if (call.cmd.endsWith("/ps")) return psAnswer(call);
+    if (call.cmd.endsWith("pgrep")) return running ? { code: 0, stdout: "101" } : { code: 1 };
+    if (call.cmd.endsWith("pkill")) {
+      running = false;
+      return { code: 0 };
+    }
+    running = true;
+    return { code: 0 };
+  });
+  const http = scriptedHttp(clock, [{ status: 502 }, ok]);
+  const deps = testDeps({
+    clock,
+    httpGet: http,
+    runner: answers,
+    fs: debianFs({ files: { "/run/php/php8.2-fpm.pid": "100\n" } }),
+  });
+  const { mode, raw } = parseCommandLine([URI, "5", "ops@example.com"]);
+  const cfg = await loadConfig(mode as "minute", raw, deps);
+  const logs = captureLogs();
+  const options = {
+    store: memoryStateStore(),
+    incidents: memoryIncidentLog(),
+    outbox: memoryOutbox(),
+    lock: memoryLocks(),
+  };
+  assert.equal(await watchRun(cfg, deps, options), 0);
+  assert.deepEqual(logs.lines(), ["502 PHP restarted."]);
+  assert.ok(!clock.sleeps.includes(1000), `no 1 s confirmation in ${clock.sleeps}`);
+  assert.ok(answers.lines().includes("/usr/sbin/service php8.2-fpm start"));
+
+  // the master alive: the same 502 is confirmed first, as a stray one would be
+  masterAlive = true;
+  const again = scriptedHttp(clock, [{ status: 502 }, ok]);
+  const calm = captureLogs();
+  assert.equal(
+    await watchRun(cfg, { ...deps, httpGet: again }, { ...options, store: memoryStateStore() }),
+    0,
+  );
+  assert.deepEqual(calm.lines(), [], "a single 502 while the master lives restarts nothing");
 });

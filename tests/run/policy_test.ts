@@ -217,3 +217,15 @@ Deno.test("a hang confirmed by the status page restarts at the first timeout", (
   // without the status page's word the second timeout is still needed
   assert.deepEqual(play([[0, timeout]], { ...policy, timeoutThreshold: 2 }).restarts, []);
 });
+
+Deno.test("certain by the process table: a crash or a hang restarts at the first failure, not in grace", () => {
+  const crash: ProbeResult = { ...e502, certain: { kind: "crash", why: "master 100 is gone" } };
+  const hang: ProbeResult = { ...timeout, certain: { kind: "hang", why: "all stopped" } };
+  assert.deepEqual(play([[0, crash]]).restarts, ["0"]);
+  assert.deepEqual(play([[0, hang]]).restarts, ["0"]);
+  // uncertain, the same failures are confirmed first
+  assert.deepEqual(play([[0, e502]]).restarts, []);
+  // within the grace after a restart, even a certain failure waits
+  const r = play([[0, crash], [5 * S, crash], [11 * S, crash]]);
+  assert.deepEqual(r.restarts, ["0", `${11 * S}`]);
+});

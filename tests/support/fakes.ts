@@ -172,6 +172,8 @@ export class FakeRunner implements ProcessRunner {
 
 /** What `ps -o pid=,stat= -p PIDS` prints when every one of PIDS is in `state`. */
 export function psAnswer(call: RunCall, state = "S"): Partial<RunResult> {
+  // the whole table (`ps -e`) is not faked here: a test of certainty answers it itself
+  if (call.args.includes("-e")) return { code: 1, stderr: "ps -e: not in this fake" };
   const pids = (call.args[call.args.indexOf("-p") + 1] ?? "").split(",").filter(Boolean);
   return { code: pids.length ? 0 : 1, stdout: pids.map((p) => `${p} ${state}`).join("\n") };
 }

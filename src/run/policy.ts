@@ -47,6 +47,10 @@ export interface TargetState {
   graceUntil: number;
   /** When each kind of early warning was last sent. */
   warnedAt: Record<string, number>;
+  /** The pool's master as last seen in its pid file: one we did not start means someone else did. */
+  masterPid: number | null;
+  /** Given up, then php-fpm was started by someone else: healthy again re-arms at once. */
+  rearmWhenHealthy: boolean;
 }
 
 /** A state with nothing remembered. */
@@ -62,6 +66,8 @@ export function freshState(): TargetState {
     givenUpAt: null,
     graceUntil: 0,
     warnedAt: {},
+    masterPid: null,
+    rearmWhenHealthy: false,
   };
 }
 
@@ -97,6 +103,35 @@ function pruneRestarts(restarts: RestartRecord[], now: number, policy: Policy): 
 function reminderDue(incident: Incident, now: number, policy: Policy): boolean {
   return policy.reminderMs > 0 && incident.lastAlertAt !== null &&
     now - incident.lastAlertAt >= policy.reminderMs;
+}
+
+/**
+ * What the pid file says of the pool's master, before a probe is judged. A master that changed
+ * without us (a deploy's reload or restart, the init system's own restart, an operator) opens the
+ * grace period: its few failed probes are the change, not a failure to act on. While given up,
+ * it also means someone repaired php-fpm: healthy again, restarting is armed again at once.
+ */
+export function noticeMaster(
+  previous: TargetState,
+  pid: number | null,
+  now: number,
+  policy: Policy,
+): { state: TargetState; actions: Extract<Action, { type: "log" }>[] } {
+  if (pid === null || pid === previous.masterPid) return { state: previous, actions: [] };
+  const state = { ...previous, masterPid: pid };
+  if (previous.masterPid === null) return { state, actions: [] };
+  state.graceUntil = Math.max(state.graceUntil, now + policy.gracePeriodMs);
+  if (state.givenUpAt !== null) state.rearmWhenHealthy = true;
+  return {
+    state,
+    actions: [{
+      type: "log",
+      level: "info",
+      message: `php-fpm's master changed without us (${previous.masterPid} -> ${pid}): ${
+        Math.round(policy.gracePeriodMs / 1000)
+      } s of grace${state.givenUpAt !== null ? "; healthy again, restarting is armed again" : ""}.`,
+    }],
+  };
 }
 
 /** Decides what a probe result calls for. */
@@ -139,15 +174,20 @@ function healthy(state: TargetState, now: number, policy: Policy): Decision {
     });
     state.incident = null;
   }
-  if (state.givenUpAt !== null && now - state.healthySince >= policy.rearmAfterMs) {
+  // healthy for long, or fixed by someone else (who started its master): armed again
+  const fixed = state.rearmWhenHealthy && state.successes >= policy.successThreshold;
+  if (state.givenUpAt !== null && (now - state.healthySince >= policy.rearmAfterMs || fixed)) {
     state.givenUpAt = null;
     state.restarts = [];
+    state.rearmWhenHealthy = false;
     actions.push({
       type: "log",
       level: "info",
-      message: `Healthy for ${
-        Math.round((now - state.healthySince) / 1000)
-      } s: restarting is armed again.`,
+      message: fixed
+        ? "Healthy again on a master started by someone else: restarting is armed again."
+        : `Healthy for ${
+          Math.round((now - state.healthySince) / 1000)
+        } s: restarting is armed again.`,
     });
   }
   return { state, actions, next: "interval" };
@@ -278,5 +318,5 @@ export function afterRestart(
 
 /** Forgets giving up and the restart history: `php-relaunch reset`, SIGHUP. */
 export function rearm(previous: TargetState): TargetState {
-  return { ...previous, givenUpAt: null, restarts: [] };
+  return { ...previous, givenUpAt: null, restarts: [], rearmWhenHealthy: false };
 }

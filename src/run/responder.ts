@@ -48,6 +48,9 @@ export class Responder {
       const since = memory.state.incident?.since ?? memory.state.failingSince ?? deps.clock.now();
       const evidence = await this.captureEvidence();
       const reports = await this.relaunchAll(evidence);
+      // the master we started, so that one started by someone else later is told apart
+      const master = await readPidFile(deps.fs, target.pidFile);
+      memory.state = { ...memory.state, masterPid: master ?? memory.state.masterPid };
       await this.recordIncident(first, evidence, reports[0]!);
       return this.report(first, policy, since, evidence, reports);
     } finally {

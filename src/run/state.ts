@@ -40,6 +40,9 @@ const stateSchema = v.object({
   graceUntil: timestamp,
   // added with the status page: state files written before lack it
   warnedAt: v.optional(v.record(v.string(), timestamp), () => ({})),
+  // added with the master's watch: state files written before lack them
+  masterPid: v.optional(v.nullable(v.pipe(v.number(), v.integer(), v.minValue(1))), null),
+  rearmWhenHealthy: v.optional(v.boolean(), false),
   // added with `status`: state files written before lack it
   lastProbe: v.optional(
     v.nullable(v.object({

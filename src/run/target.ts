@@ -16,7 +16,8 @@ import { countProbe, renderMetrics, writeMetricsFile } from "../record/metrics.t
 import type { Deps } from "../shared/deps.ts";
 import { describeError, ExitCode } from "../shared/errors.ts";
 import { logger } from "../shared/log.ts";
-import { decide } from "./policy.ts";
+import { type Action, decide, noticeMaster } from "./policy.ts";
+import { readPidFile } from "../act/restart.ts";
 import { Prober } from "./prober.ts";
 import { Responder } from "./responder.ts";
 import type { Timing } from "./schedule.ts";
@@ -92,13 +93,18 @@ export class TargetWatch {
 
   /** Decides what `result` calls for under `policy` and does it: log, alert, restart. */
   async carryOut(result: ProbeResult, policy: Policy): Promise<Step> {
-    const { memory, deps } = this.ctx;
+    const { memory, deps, target } = this.ctx;
+    // a master someone else started changes what the failures mean: look before judging
+    const master = await readPidFile(deps.fs, target.pidFile);
+    const seen = noticeMaster(memory.state, master, deps.clock.now(), policy);
+    memory.state = seen.state;
+    for (const a of seen.actions) this.log(a);
     const decision = decide(memory.state, result, deps.clock.now(), policy);
     memory.state = decision.state;
     let restartEndedAt: number | null = null;
     let restartOk = false;
     for (const action of decision.actions) {
-      if (action.type === "log") logger[action.level]("{message}", { message: action.message });
+      if (action.type === "log") this.log(action);
       else if (action.type === "alert") this.teller.alert(action, result, policy);
       else {
         restartOk = await this.responder.restart(result, policy);
@@ -111,6 +117,10 @@ export class TargetWatch {
       restartEndedAt,
       restartOk,
     };
+  }
+
+  private log(action: Extract<Action, { type: "log" }>): void {
+    logger[action.level]("{message}", { message: action.message, target: this.ctx.target.name });
   }
 }
 

@@ -4,6 +4,7 @@ import {
   afterRestart,
   decide,
   freshState,
+  noticeMaster,
   rearm,
   type TargetState,
 } from "../../src/run/policy.ts";
@@ -228,4 +229,59 @@ Deno.test("certain by the process table: a crash or a hang restarts at the first
   // within the grace after a restart, even a certain failure waits
   const r = play([[0, crash], [5 * S, crash], [11 * S, crash]]);
   assert.deepEqual(r.restarts, ["0", `${11 * S}`]);
+});
+
+Deno.test("a master that changes without us opens the grace: a deploy's 502s restart nothing", () => {
+  let state = noticeMaster(freshState(), 100, 0, policy).state;
+  assert.equal(state.masterPid, 100, "first seen: remembered, no grace");
+  assert.equal(state.graceUntil, 0);
+  assert.deepEqual(noticeMaster(state, 100, 1000, policy).actions, [], "the same master: nothing");
+  assert.deepEqual(noticeMaster(state, null, 1000, policy).state, state, "no pid file: nothing");
+  const seen = noticeMaster(state, 200, 60 * S, policy);
+  state = seen.state;
+  assert.equal(state.graceUntil, 70 * S);
+  assert.match(seen.actions[0]!.message, /master changed without us \(100 -> 200\): 10 s of grace/);
+  // the deploy's 502s, then healthy: no restart
+  const r = play([[61 * S, e502], [62 * S, e502], [66 * S, ok]], policy, { start: state });
+  assert.deepEqual(r.restarts, []);
+  // past the grace a crash is restarted as usual
+  assert.deepEqual(play([[71 * S, e502], [72 * S, e502]], policy, { start: state }).restarts, [
+    `${72 * S}`,
+  ]);
+});
+
+Deno.test("given up, then php-fpm started by someone else and healthy: armed again at once", () => {
+  const gaveUp = play(
+    [
+      [0, e502],
+      [1 * S, e502],
+      [20 * S, e502],
+      [21 * S, e502],
+      [40 * S, e502],
+      [
+        41 * S,
+        e502,
+      ],
+      [60 * S, e502],
+      [61 * S, e502],
+    ],
+    policy,
+    { restartOk: false },
+  ).state;
+  assert.notEqual(gaveUp.givenUpAt, null);
+  const fixed = noticeMaster({ ...gaveUp, masterPid: 100 }, 300, 70 * S, policy).state;
+  assert.equal(fixed.rearmWhenHealthy, true);
+  const d = decide(fixed, ok, 71 * S, policy);
+  assert.equal(
+    d.state.givenUpAt,
+    null,
+    "re-armed by the first healthy probe (success_threshold 1)",
+  );
+  assert.deepEqual(d.state.restarts, []);
+  assert.match(
+    (d.actions.find((a) => a.type === "log") as { message: string }).message,
+    /master started by someone else: restarting is armed again/,
+  );
+  // without a master of someone else, healthy alone waits for rearm_after
+  assert.notEqual(decide(gaveUp, ok, 71 * S, policy).state.givenUpAt, null);
 });

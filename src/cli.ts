@@ -18,7 +18,7 @@ import { systemdNotifier } from "./run/notify.ts";
 import { watchForever, type WatchOptions } from "./run/watch.ts";
 import { logger, openAppendNoFollow, setupLogging } from "./shared/log.ts";
 import { probeOnce, watchRun } from "./run/cron.ts";
-import { readStatus, renderStatus, statusExit } from "./run/status.ts";
+import { readTargetStatuses, renderStatus, statusExit } from "./run/status.ts";
 import type { MonitorOptions } from "./run/context.ts";
 import { readIncidents } from "./record/incidents.ts";
 import { buildReport, renderReport } from "./record/report.ts";
@@ -356,7 +356,7 @@ async function runWithConfig(
 
 /** `status`: every target's standing, from the state files (no log, no lock, no wait). */
 async function printStatus(cfg: Config, deps: Deps): Promise<ExitCode> {
-  const list = await readStatus(cfg, deps.fs);
+  const list = await readTargetStatuses(cfg, deps.fs);
   deps.stdout(
     cfg.report.format === "json"
       ? JSON.stringify(list, null, 2) + "\n"

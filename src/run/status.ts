@@ -125,7 +125,7 @@ export function renderStatus(list: readonly TargetStatus[], now: number): string
  * Every target's status: the configured ones, or, with none, every state file in the state
  * folder (named after its service, as the cron form names them, under the cron form's policy).
  */
-export async function readStatus(cfg: Config, fs: Fs): Promise<TargetStatus[]> {
+export async function readTargetStatuses(cfg: Config, fs: Fs): Promise<TargetStatus[]> {
   const targets = cfg.targets.length > 0
     ? cfg.targets.map((t) => ({ name: t.name, file: t.stateFile, policy: t.policy }))
     : (await fs.listDir(cfg.stateDir)).filter((n) => n.endsWith(".json")).sort().map((n) => ({

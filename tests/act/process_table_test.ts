@@ -1,17 +1,8 @@
 import assert from "node:assert/strict";
 import { certainty } from "../../src/act/process_table.ts";
-import type { Tools } from "../../src/act/service.ts";
-import { FakeRunner } from "../support/fakes.ts";
+import { DEBIAN_TOOLS, FakeRunner } from "../support/fakes.ts";
 
-const TOOLS: Tools = {
-  service: "/usr/sbin/service",
-  systemctl: null,
-  rcService: null,
-  pgrep: "/usr/bin/pgrep",
-  pkill: "/usr/bin/pkill",
-  ps: "/usr/bin/ps",
-  kill: "/usr/bin/kill",
-};
+const TOOLS = DEBIAN_TOOLS;
 
 /** A runner whose `ps -e` prints `rows` ("pid pgid stat comm"), or fails with `code`. */
 function table(rows: string[], code = 0) {

@@ -1,18 +1,16 @@
 import assert from "node:assert/strict";
 import { captureEvidence, evidenceLines, parseCpuTime } from "../../src/fpm/evidence.ts";
-import type { Tools } from "../../src/act/service.ts";
 import { REAL_STATUS, statusOf } from "../support/pool.ts";
-import { FakeClock, fakeFs, FakeRunner, scriptedFcgi, testDeps } from "../support/fakes.ts";
+import {
+  DEBIAN_TOOLS,
+  FakeClock,
+  fakeFs,
+  FakeRunner,
+  scriptedFcgi,
+  testDeps,
+} from "../support/fakes.ts";
 
-const tools: Tools = {
-  service: "/usr/sbin/service",
-  systemctl: null,
-  rcService: null,
-  pgrep: "/usr/bin/pgrep",
-  pkill: "/usr/bin/pkill",
-  ps: "/usr/bin/ps",
-  kill: "/usr/bin/kill",
-};
+const tools = DEBIAN_TOOLS;
 
 /** ps -o pid=,ppid=,pgid=,stat=,time=,rss=,etimes= for a master (100), two workers and another pool's. */
 const PS = [

@@ -18,6 +18,7 @@ import type {
 } from "../../src/shared/deps.ts";
 import { MAX_TEXT_FILE } from "../../src/shared/deps.ts";
 import type { HeldLock, TryLock } from "../../src/shared/lock.ts";
+import type { Tools } from "../../src/act/service.ts";
 import { renderMessage } from "../../src/shared/log.ts";
 
 /** One scripted FastCGI outcome: an answer, or what the client would throw, after `ms`. */
@@ -367,3 +368,14 @@ export async function until(done: () => boolean, rounds = 5000): Promise<boolean
   for (let i = 0; i < rounds && !done(); i++) await new Promise((r) => setTimeout(r, 0));
   return done();
 }
+
+/** The tools of a Debian 12 host without systemd, where they are found. */
+export const DEBIAN_TOOLS: Tools = {
+  service: "/usr/sbin/service",
+  systemctl: null,
+  rcService: null,
+  pgrep: "/usr/bin/pgrep",
+  pkill: "/usr/bin/pkill",
+  ps: "/usr/bin/ps",
+  kill: "/usr/bin/kill",
+};

@@ -3,7 +3,13 @@
  * restart ladder (php-fpm, and php-cgi when asked), then the incident record, the policy's
  * memory of the restart, and one alert that says what was done and what was seen.
  */
-import { DEFAULT_RELAUNCH, readPidFile, relaunch, type RelaunchReport } from "../act/restart.ts";
+import {
+  DEFAULT_RELAUNCH,
+  readPidFile,
+  relaunch,
+  type RelaunchReport,
+  type Rung,
+} from "../act/restart.ts";
 import type { Policy } from "../config/policy.ts";
 import { incidentsPath } from "../config/settings.ts";
 import { captureEvidence, type Evidence, evidenceLines } from "../fpm/evidence.ts";
@@ -18,6 +24,15 @@ import { afterRestart } from "./policy.ts";
 import type { Prober } from "./prober.ts";
 import type { TargetContext } from "./context.ts";
 import { seconds, type Teller } from "./teller.ts";
+
+/**
+ * The rungs for this failure. A certain crash or hang leaves nothing for the gentle rungs to
+ * work on (no master to signal, nothing that answers a stop): the `kill` rung (the pool's
+ * leftovers killed, then start) is what they would end on, so it goes first when it is there.
+ */
+export function rungsFor(first: ProbeResult, rungs: readonly Rung[]): readonly Rung[] {
+  return first.certain !== undefined && rungs.includes("kill") ? ["kill"] : rungs;
+}
 
 /** The most the evidence may delay a restart. */
 const EVIDENCE_LIMIT_MS = 2000;
@@ -47,7 +62,7 @@ export class Responder {
       });
       const since = memory.state.incident?.since ?? memory.state.failingSince ?? deps.clock.now();
       const evidence = await this.captureEvidence();
-      const reports = await this.relaunchAll(evidence);
+      const reports = await this.relaunchAll(evidence, rungsFor(first, target.rungs));
       // the master we started, so that one started by someone else later is told apart
       const master = await readPidFile(deps.fs, target.pidFile);
       memory.state = { ...memory.state, masterPid: master ?? memory.state.masterPid };
@@ -59,7 +74,10 @@ export class Responder {
   }
 
   /** The ladder for php-fpm, then php-cgi's kill rung when it is relaunched too. */
-  private async relaunchAll(evidence: Evidence): Promise<RelaunchReport[]> {
+  private async relaunchAll(
+    evidence: Evidence,
+    rungs: readonly Rung[],
+  ): Promise<RelaunchReport[]> {
     const { cfg, deps, target, options } = this.ctx;
     const tools = {
       init: cfg.init,
@@ -77,7 +95,7 @@ export class Responder {
         {
           ...target.fpm,
           pidFile: target.pidFile,
-          rungs: target.rungs,
+          rungs,
           stuck,
           ...(target.status === null ? {} : {
             poolHasRoom: async () => {

@@ -3,6 +3,7 @@
  * line) with the policy's memory kept on disk between runs; and `--once`, one probe whose
  * verdict is the exit code.
  */
+import { readPidFile } from "../act/restart.ts";
 import type { Policy } from "../config/policy.ts";
 import type { Config, Target } from "../config/settings.ts";
 import { labelOf, type Verdict, verdictOf } from "../probe/result.ts";
@@ -148,7 +149,8 @@ async function restartTargetOnce(
     const result = await watch.prober.probe();
     const verdict = verdictOf(result);
     deps.stdout(`${labelOf(result)} ${verdict} in ${result.ms} ms: ${publicUrl(target.url)}\n`);
-    const { restartOk } = await watch.carryOut(result, policy);
+    const master = await readPidFile(deps.fs, target.pidFile);
+    const { restartOk } = await watch.carryOut(result, policy, master);
     await store.save(watch.memory);
     return exitFor({ verdict, restartOk });
   } finally {

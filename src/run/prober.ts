@@ -17,7 +17,6 @@ import { probeHttp } from "../probe/http.ts";
 import { type ProbeResult, verdictOf } from "../probe/result.ts";
 import { countPool } from "../record/metrics.ts";
 import { certainty } from "../act/process_table.ts";
-import { readPidFile } from "../act/restart.ts";
 import { logger } from "../shared/log.ts";
 import type { TargetContext } from "./context.ts";
 import type { Teller } from "./teller.ts";
@@ -63,14 +62,13 @@ export class Prober {
    * Adds what the process table says to a php-fpm failure that counts: a master gone after a 5xx
    * or a refused socket, every process stopped after a timeout. Certain, it is acted on at once.
    */
-  async withProcessTable(result: ProbeResult): Promise<ProbeResult> {
+  async withProcessTable(result: ProbeResult, master: number | null): Promise<ProbeResult> {
     const { target, deps, cfg, memory } = this.ctx;
     if (verdictOf(result) !== "php_down" || result.pool !== undefined) return result;
     if (deps.clock.now() < memory.state.graceUntil || memory.state.givenUpAt !== null) {
       return result;
     }
     const kind = result.kind === "timeout" || result.kind === "overloaded" ? "hang" : "crash";
-    const master = await readPidFile(deps.fs, target.pidFile);
     const certain = await certainty(deps.runner, cfg.tools, target.fpm.processName, master, kind);
     if (certain === null) return result;
     logger.debug("{label} is certain: {why}.", {

@@ -87,15 +87,20 @@ export class TargetWatch {
     memory.lastProbe = { at: this.ctx.deps.clock.now(), label, verdict, ms: probed.ms };
     const viewed = await this.prober.withPoolView(probed, policy, stop);
     if (stop?.aborted) return null;
-    const result = await this.prober.withProcessTable(viewed);
-    return await this.carryOut(result, policy);
+    // the pool's master, read once: for the process table, and to notice one started by others
+    const master = await readPidFile(this.ctx.deps.fs, this.ctx.target.pidFile);
+    const result = await this.prober.withProcessTable(viewed, master);
+    return await this.carryOut(result, policy, master);
   }
 
   /** Decides what `result` calls for under `policy` and does it: log, alert, restart. */
-  async carryOut(result: ProbeResult, policy: Policy): Promise<Step> {
-    const { memory, deps, target } = this.ctx;
+  async carryOut(
+    result: ProbeResult,
+    policy: Policy,
+    master: number | null,
+  ): Promise<Step> {
+    const { memory, deps } = this.ctx;
     // a master someone else started changes what the failures mean: look before judging
-    const master = await readPidFile(deps.fs, target.pidFile);
     const seen = noticeMaster(memory.state, master, deps.clock.now(), policy);
     memory.state = seen.state;
     for (const a of seen.actions) this.log(a);

@@ -232,7 +232,8 @@ export type Settings = v.InferOutput<typeof settingsSchema>;
 
 const DEFAULT_RUN_FOR = "60";
 
-function stripUndefined<T extends object>(o: T): Partial<T> {
+/** `o` without its undefined properties: what a spread must not lay over defaults. */
+export function stripUndefined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 

@@ -3,6 +3,7 @@
  * permissions the binary embeds, and against what another local user could have planted: a link
  * anywhere in a path, a lock or state folder that is not root's alone.
  */
+import { dirname } from "node:path";
 import type { Deps } from "../shared/deps.ts";
 import { linkProblem, privateProblem } from "../shared/safe_file.ts";
 import { incidentsPath, outboxPath } from "./settings.ts";
@@ -89,7 +90,7 @@ export async function pathProblems(
   }
   for (const lock of new Set(paths.lockFiles)) {
     if (!(await checkLinks("lock file", lock))) continue;
-    await checkPrivate("lock folder", lock.slice(0, lock.lastIndexOf("/")) || "/", "folder");
+    await checkPrivate("lock folder", dirname(lock), "folder");
     await checkPrivate("lock file", lock, "file");
   }
   return [...new Set(problems)];

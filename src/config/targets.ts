@@ -3,7 +3,7 @@
  * [[target]]s, or the original's positional form read as a file of one target.
  */
 import type { Rung } from "../act/restart.ts";
-import type { Settings } from "./fields.ts";
+import { type Settings, stripUndefined } from "./fields.ts";
 import { type ConfigFile, type FilePolicy, type FileTarget, WATCH_DEFAULTS } from "./file.ts";
 import { cronDefaults, type Policy, policyOf } from "./policy.ts";
 import type { Mode } from "./settings.ts";
@@ -99,8 +99,4 @@ function specOf(
     expect: s.expect ?? t.expect,
     extra: p,
   }];
-}
-
-function stripUndefined<T extends object>(o: T): Partial<T> {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }

@@ -1,4 +1,5 @@
 /** Single-instance runs: an exclusive `flock` on a lock file, held for the life of the process. */
+import { dirname } from "node:path";
 import { ConfigError } from "./errors.ts";
 import { ensurePrivateDir, openRegularFile, privateProblem } from "./safe_file.ts";
 
@@ -20,7 +21,7 @@ export type TryLock = (path: string) => Promise<HeldLock | null>;
  * other errors of opening unchanged.
  */
 export async function tryLock(path: string): Promise<HeldLock | null> {
-  await ensurePrivateDir(path.slice(0, path.lastIndexOf("/")) || "/", "lock folder");
+  await ensurePrivateDir(dirname(path), "lock folder");
   // no truncate: opening never changes what is in the file
   const file = await openRegularFile(
     path,

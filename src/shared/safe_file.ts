@@ -1,4 +1,5 @@
 /** Opening files as root without following a link planted at the path. */
+import type { FileInfo } from "./deps.ts";
 import { ConfigError } from "./errors.ts";
 
 /**
@@ -55,11 +56,11 @@ export async function writeFileAtomic(path: string, text: string, mode: number):
   await Deno.rename(tmp, path);
 }
 
-/** What {@link linkProblem} and {@link privateDirProblem} ask of a path: `lstat`'s answer. */
-export type Lstat = (path: string) => Promise<
-  | { isFile: boolean; isDirectory: boolean; isSymlink: boolean; mode: number; uid: number | null }
-  | null
->;
+/** What {@link linkProblem} and {@link privateProblem} know of a path: `lstat`'s answer. */
+type PathKind = Pick<FileInfo, "isFile" | "isDirectory" | "isSymlink" | "mode" | "uid">;
+
+/** `lstat` of a path, or null when it does not exist. */
+export type Lstat = (path: string) => Promise<PathKind | null>;
 
 /**
  * Why `path` cannot be written by its spelling, or null: a symbolic link in it (a planted link
@@ -102,13 +103,7 @@ function ownerName(uid: number | null): string {
  * Otherwise another user could hold our lock or write our memory.
  */
 export function privateProblem(
-  info: {
-    isFile: boolean;
-    isDirectory: boolean;
-    isSymlink: boolean;
-    mode: number;
-    uid: number | null;
-  },
+  info: PathKind,
   uid: number | null,
   kind: "folder" | "file",
 ): string | null {

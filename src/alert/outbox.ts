@@ -17,7 +17,16 @@ import { parseJsonWith, timestamp } from "../shared/schema.ts";
  */
 export type Delivery =
   | { channel: "mail"; mail: Mail }
-  | { channel: "webhook"; body: WebhookBody };
+  | { channel: "webhook"; body: WebhookBody }
+  | { channel: "alertmanager"; alerts: AlertmanagerAlert[] };
+
+/** One alert as Alertmanager's `POST /api/v2/alerts` takes it. */
+export interface AlertmanagerAlert {
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+  startsAt: string;
+  endsAt: string;
+}
 
 /** A delivery that can never succeed (its channel is gone): dropped, not retried. */
 export class Undeliverable extends Error {
@@ -34,6 +43,11 @@ export interface WebhookBody {
   subject: string;
   line: string;
   details: readonly string[];
+  /** The incident, when the alert belongs to one. */
+  "incident_id"?: string | undefined;
+  status?: "firing" | "resolved" | undefined;
+  target?: string | undefined;
+  kind?: string | undefined;
 }
 
 /** A queued delivery and its history. */
@@ -67,7 +81,29 @@ const queuedSchema = v.object({
     }),
     v.object({
       channel: v.literal("webhook"),
-      body: v.object({ text, host: text, subject: text, line: text, details: lines }),
+      body: v.object({
+        text,
+        host: text,
+        subject: text,
+        line: text,
+        details: lines,
+        "incident_id": v.optional(text),
+        status: v.optional(v.picklist(["firing", "resolved"])),
+        target: v.optional(text),
+        kind: v.optional(text),
+      }),
+    }),
+    v.object({
+      channel: v.literal("alertmanager"),
+      alerts: v.pipe(
+        v.array(v.object({
+          labels: v.record(v.string(), text),
+          annotations: v.record(v.string(), text),
+          startsAt: text,
+          endsAt: text,
+        })),
+        v.minLength(1),
+      ),
     }),
   ]),
   queuedAt: timestamp,
@@ -149,9 +185,9 @@ export function memoryOutbox(): Outbox & { items: Map<string, QueuedDelivery> } 
 export type Deliver = (delivery: Delivery) => Promise<void>;
 
 function describeDelivery(d: Delivery): string {
-  return d.channel === "mail"
-    ? `mail "${d.mail.subject}" to ${d.mail.to.join(",")}`
-    : `webhook "${d.body.subject}"`;
+  if (d.channel === "mail") return `mail "${d.mail.subject}" to ${d.mail.to.join(",")}`;
+  if (d.channel === "webhook") return `webhook "${d.body.subject}"`;
+  return `Alertmanager alert "${d.alerts[0]?.annotations["summary"] ?? ""}"`;
 }
 
 /**

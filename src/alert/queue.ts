@@ -9,11 +9,37 @@
 import type { Deps, MailRoute } from "../shared/deps.ts";
 import { describeError } from "../shared/errors.ts";
 import { logger } from "../shared/log.ts";
-import { type Deliver, type Delivery, type Outbox, Undeliverable } from "./outbox.ts";
+import {
+  type AlertmanagerAlert,
+  type Deliver,
+  type Delivery,
+  type Outbox,
+  Undeliverable,
+} from "./outbox.ts";
 import { escapeControl, webhookName } from "../shared/redact.ts";
 
-/** How long a webhook may take. */
+/** How long a webhook or Alertmanager may take. */
 const WEBHOOK_TIMEOUT_MS = 10_000;
+
+/**
+ * A firing alert tells Alertmanager it ends by itself this long after it was sent, unless it is
+ * sent again: so a watchdog that dies does not leave it firing for ever. Repeats come every
+ * {@link ALERTMANAGER_REPEAT_MS}, well within it (Prometheus sends every minute and holds 4).
+ */
+export const ALERTMANAGER_HOLD_MS = 4 * 60_000;
+/** How often a firing incident is sent to Alertmanager again. */
+export const ALERTMANAGER_REPEAT_MS = 60_000;
+
+/** The incident an alert belongs to, so that receivers thread its alerts and close it. */
+export interface AlertIncident {
+  id: string;
+  target: string;
+  kind: string;
+  status: "firing" | "resolved";
+  since: number;
+  /** When it ended; only when resolved. */
+  endedAt?: number;
+}
 
 /** One alert to send: the subject's tail and the body lines after the log line. */
 export interface Alert {
@@ -23,6 +49,9 @@ export interface Alert {
   line: string;
   /** Probe and restart details, one per line. */
   details: readonly string[];
+  incident?: AlertIncident;
+  /** Only Alertmanager's periodic resend of a firing incident; people were told already. */
+  repeat?: boolean;
 }
 
 /** Where a target's alerts go. */
@@ -31,8 +60,48 @@ export interface AlertSettings {
   from: string;
   to: readonly string[];
   webhook: URL | null;
+  /** Alertmanager's base URL, when incidents go there too. */
+  alertmanager: URL | null;
   /** How mail leaves, for log lines ("localhost:25 (TLS auto)"). */
   via: string;
+}
+
+/** Alertmanager's alertname for each kind of incident. */
+const ALERT_NAMES: Record<string, string> = {
+  "php_down": "PhpFpmDown",
+  unreachable: "PhpHeartbeatUnreachable",
+  misconfigured: "PhpHeartbeatMisconfigured",
+  overloaded: "PhpPoolOverloaded",
+};
+
+/**
+ * The alert as Alertmanager's API v2 takes it. The incident id is a label: each incident is an
+ * alert of its own, so a late "resolved" can never close the next incident.
+ */
+export function alertmanagerAlert(
+  alert: Alert & { incident: AlertIncident },
+  hostname: string,
+  now: number,
+): AlertmanagerAlert {
+  const i = alert.incident;
+  return {
+    labels: {
+      alertname: ALERT_NAMES[i.kind] ?? "PhpRelaunch",
+      host: hostname,
+      target: i.target,
+      kind: i.kind,
+      incident: i.id,
+      severity: i.kind === "overloaded" ? "warning" : "critical",
+    },
+    annotations: {
+      summary: `${hostname} ${alert.subject}`,
+      description: [alert.line, ...alert.details].join("\n"),
+    },
+    startsAt: new Date(i.since).toISOString(),
+    endsAt: new Date(
+      i.status === "resolved" ? i.endedAt ?? now : now + ALERTMANAGER_HOLD_MS,
+    ).toISOString(),
+  };
 }
 
 /**
@@ -41,14 +110,30 @@ export interface AlertSettings {
  * taken from the configuration when the POST is made. Every line is one line: a value echoed
  * from outside cannot add a header or a line of its own.
  */
-export function deliveriesOf(given: Alert, s: AlertSettings): Delivery[] {
+export function deliveriesOf(given: Alert, s: AlertSettings, now: number): Delivery[] {
+  const incident = given.incident;
   const alert = {
     subject: escapeControl(given.subject),
     line: escapeControl(given.line),
-    details: given.details.map(escapeControl),
+    details: [
+      ...given.details.map(escapeControl),
+      ...(incident === undefined ? [] : [
+        `Incident: ${incident.id} (${incident.target}, ${incident.kind}, ${incident.status})`,
+      ]),
+    ],
   };
-  const subject = `${s.hostname} ${alert.subject}`;
   const out: Delivery[] = [];
+  if (s.alertmanager !== null && incident !== undefined) {
+    out.push({
+      channel: "alertmanager",
+      alerts: [alertmanagerAlert({ ...alert, incident }, s.hostname, now)],
+    });
+  }
+  if (given.repeat) return out;
+  // the incident in the subject: mail clients and chat tools thread on it
+  const subject = `${s.hostname} ${alert.subject}${
+    incident === undefined ? "" : ` [${incident.target} #${incident.id}]`
+  }`;
   if (s.to.length > 0) {
     out.push({
       channel: "mail",
@@ -70,30 +155,50 @@ export function deliveriesOf(given: Alert, s: AlertSettings): Delivery[] {
         subject,
         line: alert.line,
         details: alert.details,
+        ...(incident === undefined ? {} : {
+          "incident_id": incident.id,
+          status: incident.status,
+          target: incident.target,
+          kind: incident.kind,
+        }),
       },
     });
   }
   return out;
 }
 
+/** Where Alertmanager takes alerts, below its base URL (which may have a path prefix). */
+export function alertmanagerEndpoint(base: URL): URL {
+  return new URL(`${base.pathname.replace(/\/+$/, "")}/api/v2/alerts`, base);
+}
+
+/** Where the real channels deliver: as configured now, not as it was when an alert was queued. */
+export interface ChannelSettings {
+  mail: MailRoute;
+  webhook: URL | null;
+  alertmanager: URL | null;
+}
+
 /**
- * The real channels: mail by `route`, webhooks by POST to `webhook` as configured now (a queued
- * webhook alert goes where the configuration says at retry time, or nowhere).
+ * The real channels: mail by its route, webhooks and Alertmanager by POST to the URLs configured
+ * now (a queued alert goes where the configuration says at retry time, or nowhere).
  */
 export function channels(
   deps: Pick<Deps, "mailer" | "webhookPost">,
-  route: MailRoute,
-  webhook: URL | null,
+  to: ChannelSettings,
 ): Deliver {
   return async (d) => {
-    if (d.channel === "mail") return await deps.mailer(d.mail, route);
-    if (webhook === null) throw new Undeliverable("no webhook is configured any more");
+    if (d.channel === "mail") return await deps.mailer(d.mail, to.mail);
+    const [url, body, what] = d.channel === "webhook"
+      ? [to.webhook, d.body, "the webhook"]
+      : [to.alertmanager && alertmanagerEndpoint(to.alertmanager), d.alerts, "Alertmanager"];
+    if (url === null) throw new Undeliverable(`no ${d.channel} is configured any more`);
     const status = await deps.webhookPost(
-      webhook,
-      JSON.stringify(d.body),
+      url,
+      JSON.stringify(body),
       AbortSignal.timeout(WEBHOOK_TIMEOUT_MS),
     );
-    if (status < 200 || status > 299) throw new Error(`the webhook answered HTTP ${status}`);
+    if (status < 200 || status > 299) throw new Error(`${what} answered HTTP ${status}`);
   };
 }
 
@@ -113,15 +218,17 @@ export class AlertQueue {
 
   /** Queues `alert` for every channel; does nothing when there are none. */
   send(alert: Alert): void {
-    for (const delivery of deliveriesOf(alert, this.settings)) {
+    for (const delivery of deliveriesOf(alert, this.settings, this.now())) {
       this.#pending.push(this.#attempt(delivery));
     }
   }
 
   #describe(d: Delivery): string {
-    return d.channel === "mail"
-      ? `Mail to ${d.mail.to.join(",")} through ${this.settings.via}`
-      : `Webhook ${this.settings.webhook === null ? "" : webhookName(this.settings.webhook)}`;
+    if (d.channel === "mail") return `Mail to ${d.mail.to.join(",")} through ${this.settings.via}`;
+    const url = d.channel === "webhook" ? this.settings.webhook : this.settings.alertmanager;
+    return `${d.channel === "webhook" ? "Webhook" : "Alertmanager"} ${
+      url === null ? "" : webhookName(url)
+    }`;
   }
 
   async #attempt(delivery: Delivery): Promise<void> {

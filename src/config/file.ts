@@ -123,6 +123,12 @@ const policyKeys = {
   "restart_window": duration(1000, 7 * 86_400_000),
   "rearm_after": duration(1000, 7 * 86_400_000),
   reminder: duration(60_000, 7 * 86_400_000, true),
+  "retry_after": v.pipe(
+    v.array(duration(1000, 7 * 86_400_000)),
+    v.maxLength(20, "too many delays: expected at most 20 (the last one repeats)"),
+  ),
+  "pause_default": duration(1000, 7 * 86_400_000),
+  "pause_max": duration(1000, 30 * 86_400_000),
   "start_timeout": duration(1000, 600_000),
   rungs: v.pipe(
     v.array(oneOf(RUNGS, `rungs from ${RUNGS.join(", ")}`)),
@@ -158,6 +164,7 @@ const REQUIRED: Record<string, string> = {
   "target.name": "a plain name (letters, digits, . _ - +)",
   "target.url": "an http://, https://, fcgi://HOST:PORT/PATH or fcgi+unix:///SOCKET.sock/PATH URL",
   "webhook.url": "an http:// or https:// URL",
+  "alertmanager.url": "Alertmanager's http:// or https:// base URL, e.g. http://127.0.0.1:9093",
 };
 
 const targetSchema = v.strictObject({
@@ -209,6 +216,10 @@ export interface FilePolicy {
   "restart_window": number;
   "rearm_after": number;
   reminder: number;
+  /** Given up, the delays before each single retry; the last repeats; [] never retries. */
+  "retry_after": number[];
+  "pause_default": number;
+  "pause_max": number;
   "start_timeout": number;
   rungs: Rung[];
   "mail_to": string[];
@@ -239,6 +250,9 @@ const fileSchema = v.strictObject({
   })),
   webhook: v.optional(v.strictObject({
     url: text(REQUIRED["webhook.url"]!, /^https?:\/\/[^/\s]+/, shownSecret),
+  })),
+  alertmanager: v.optional(v.strictObject({
+    url: text(REQUIRED["alertmanager.url"]!, /^https?:\/\/[^/\s]+/, shownSecret),
   })),
   metrics: v.optional(v.strictObject({
     file: v.optional(absolutePath),
@@ -273,6 +287,7 @@ export interface ConfigFile {
     from?: string | undefined;
   };
   webhook: { url?: string | undefined };
+  alertmanager: { url?: string | undefined };
   metrics: { file?: string | undefined; listen?: string | undefined };
   log: { file?: string | undefined; format?: "text" | "json" | undefined };
   state: { dir?: string | undefined; lock_dir?: string | undefined };
@@ -326,6 +341,7 @@ export function parseConfigFile(path: string, text: string): ConfigFile | string
     defaults: (valid.defaults ?? {}) as Partial<FilePolicy>,
     mail: valid.mail ?? {},
     webhook: valid.webhook ?? {},
+    alertmanager: valid.alertmanager ?? {},
     metrics: valid.metrics ?? {},
     log: valid.log ?? {},
     state: valid.state ?? {},
@@ -347,6 +363,9 @@ export const WATCH_DEFAULTS: FilePolicy = {
   "restart_window": 15 * 60_000,
   "rearm_after": 15 * 60_000,
   reminder: 0,
+  "retry_after": [5 * 60_000, 15 * 60_000, 3_600_000],
+  "pause_default": 30 * 60_000,
+  "pause_max": 4 * 3_600_000,
   "start_timeout": 10_000,
   rungs: ["kill_stuck", "reload", "restart", "kill"],
   "mail_to": [],

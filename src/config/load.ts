@@ -285,7 +285,7 @@ async function checkPaths(
   );
 }
 
-/** Where alerts go and where metrics are served: mail, webhook, /metrics. */
+/** Where alerts go and where metrics are served: mail, webhook, Alertmanager, /metrics. */
 async function channelsAndEndpoints(
   mode: Mode,
   deps: Deps,
@@ -303,6 +303,12 @@ async function channelsAndEndpoints(
     if (typeof url === "string") issues.add(`${configPath}: webhook.url: ${url}`);
     else webhook = url;
   }
+  let alertmanager: URL | null = null;
+  if (file?.alertmanager.url !== undefined) {
+    const url = checkWebhook(file.alertmanager.url);
+    if (typeof url === "string") issues.add(`${configPath}: alertmanager.url: ${url}`);
+    else alertmanager = url;
+  }
   let metricsListen = s.metricsListen ?? null;
   if (metricsListen === null && file?.metrics.listen !== undefined) {
     const listen = parseListen(file.metrics.listen);
@@ -313,7 +319,7 @@ async function channelsAndEndpoints(
   if (metricsListen !== null && mode !== "watch" && mode !== "check") {
     issues.add("Cannot serve /metrics outside watch mode: use --metrics-file with cron");
   }
-  return { mail: mail as MailRoute, webhook, metricsListen };
+  return { mail: mail as MailRoute, webhook, alertmanager, metricsListen };
 }
 
 /** Step 6: the configuration, frozen. */
@@ -344,6 +350,7 @@ function freeze(
     mailFrom: s.mailFrom ?? file?.mail.from ?? `php-relaunch@${hostname}`,
     mail: Object.freeze(extras.mail),
     webhook: extras.webhook,
+    alertmanager: extras.alertmanager,
     metricsFile: s.metricsFile ?? file?.metrics.file ?? null,
     metricsListen: extras.metricsListen && Object.freeze(extras.metricsListen),
     verbose: raw.verbose === true,

@@ -25,6 +25,11 @@ export interface Policy {
   rearmAfterMs: number;
   /** Repeat the alert of an open incident this often; 0 for never. */
   reminderMs: number;
+  /** Given up, wait this long before each single retry; the last repeats; [] for never. */
+  retryAfterMs: readonly number[];
+  /** A pause without --for lasts this long; none may last longer than the maximum. */
+  pauseDefaultMs: number;
+  pauseMaxMs: number;
   /** A pool the status page shows overloaded but moving: alert only, or restart anyway. */
   onOverload: "alert" | "restart";
 }
@@ -77,6 +82,9 @@ export function policyOf(p: FilePolicy): Policy {
     restartWindowMs: p.restart_window,
     rearmAfterMs: p.rearm_after,
     reminderMs: p.reminder,
+    retryAfterMs: p.retry_after,
+    pauseDefaultMs: p.pause_default,
+    pauseMaxMs: p.pause_max,
     onOverload: p.on_overload,
   };
 }

@@ -125,6 +125,8 @@ export interface Config {
   readonly mail: MailRoute;
   /** Every alert is also POSTed here as JSON (Slack-compatible `text`), when set. */
   readonly webhook: URL | null;
+  /** Incidents are also posted to this Alertmanager (its base URL), when set. */
+  readonly alertmanager: URL | null;
   /** A node_exporter textfile written after every run (cron) or every 15 s (watch). */
   readonly metricsFile: string | null;
   /** Watch mode's /metrics endpoint, on loopback only. */

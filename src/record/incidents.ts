@@ -83,6 +83,8 @@ const recordSchema = v.object({
   at: timestamp,
   host: str,
   target: str,
+  // added with incident ids: records written before lack it
+  incident: v.optional(str),
   label: str,
   pool: v.nullable(v.picklist(["hung", "busy"])),
   why: str,
@@ -103,6 +105,8 @@ export interface IncidentRecord {
   at: number;
   host: string;
   target: string;
+  /** The incident's id, as its alerts carry it. */
+  incident?: string | undefined;
   /** The failure that led to the restart: 502, timeout, refused... */
   label: string;
   /** "hung" or "busy" when the status page was read, else null. */

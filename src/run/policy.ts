@@ -11,6 +11,8 @@ export type IncidentKind = "php_down" | "unreachable" | "misconfigured" | "overl
 
 /** An incident: from the first failed probe to `successThreshold` healthy ones. */
 export interface Incident {
+  /** Stable for the incident's life: its alerts carry it, so that receivers thread and close them. */
+  id: string;
   kind: IncidentKind;
   since: number;
   /** The first failure's label (502, timeout, refused...). */
@@ -51,6 +53,32 @@ export interface TargetState {
   masterPid: number | null;
   /** Given up, then php-fpm was started by someone else: healthy again re-arms at once. */
   rearmWhenHealthy: boolean;
+  /** Given up: when the next single restart is tried (`retry_after`), or null for never. */
+  retryAt: number | null;
+  /** Restarts tried since giving up. */
+  retries: number;
+}
+
+/**
+ * An incident's id, from when it began: unique for a target (two incidents of one target never
+ * begin in the same millisecond), readable, and the same in every run that sees the incident.
+ */
+export function incidentId(since: number): string {
+  const iso = new Date(since).toISOString();
+  return `${iso.slice(0, 10).replaceAll("-", "")}-${iso.slice(11, 19).replaceAll(":", "")}-${
+    iso.slice(20, 23)
+  }`;
+}
+
+function openIncident(kind: IncidentKind, since: number, label: string): Incident {
+  return { id: incidentId(since), kind, since, label, restarts: 0, lastAlertAt: null };
+}
+
+/** When the retry after `retries` retries is due, `from` the last attempt; null for never. */
+export function nextRetry(retries: number, from: number, policy: Policy): number | null {
+  const delays = policy.retryAfterMs;
+  if (delays.length === 0) return null;
+  return from + delays[Math.min(retries, delays.length - 1)]!;
 }
 
 /** A state with nothing remembered. */
@@ -68,6 +96,8 @@ export function freshState(): TargetState {
     warnedAt: {},
     masterPid: null,
     rearmWhenHealthy: false,
+    retryAt: null,
+    retries: 0,
   };
 }
 
@@ -82,7 +112,8 @@ export type AlertReason =
 
 /** What the caller should do now, in order. */
 export type Action =
-  | { type: "restart" }
+  /** `retry`: one attempt after giving up, on the ladder's last rung. */
+  | { type: "restart"; retry?: boolean }
   | { type: "alert"; reason: AlertReason; incident: Incident; downtimeMs?: number }
   | { type: "log"; level: "debug" | "info" | "warn"; message: string };
 
@@ -177,9 +208,7 @@ function healthy(state: TargetState, now: number, policy: Policy): Decision {
   // healthy for long, or fixed by someone else (who started its master): armed again
   const fixed = state.rearmWhenHealthy && state.successes >= policy.successThreshold;
   if (state.givenUpAt !== null && (now - state.healthySince >= policy.rearmAfterMs || fixed)) {
-    state.givenUpAt = null;
-    state.restarts = [];
-    state.rearmWhenHealthy = false;
+    Object.assign(state, rearm(state));
     actions.push({
       type: "log",
       level: "info",
@@ -209,7 +238,7 @@ function notForRestart(
   state.timeouts = 0;
   state.failingSince = null;
   if (state.incident?.kind !== kind) {
-    state.incident = { kind, since: now, label, restarts: 0, lastAlertAt: now };
+    state.incident = { ...openIncident(kind, now, label), lastAlertAt: now };
     actions.push({ type: "alert", reason: kind, incident: state.incident });
   } else if (reminderDue(state.incident, now, policy)) {
     state.incident.lastAlertAt = now;
@@ -258,16 +287,19 @@ function phpDown(
     return { state, actions, next: result.kind === "timeout" ? "interval" : "confirm" };
   }
   if (state.incident?.kind !== "php_down") {
-    state.incident = {
-      kind: "php_down",
-      since: state.failingSince,
-      label,
-      restarts: 0,
-      lastAlertAt: null,
-    };
+    state.incident = openIncident("php_down", state.failingSince, label);
   }
   if (state.givenUpAt !== null) {
-    if (reminderDue(state.incident, now, policy)) {
+    // retry_after as configured now: a state from before it, or a changed configuration
+    state.retryAt = policy.retryAfterMs.length === 0
+      ? null
+      : state.retryAt ?? nextRetry(state.retries, state.givenUpAt, policy);
+    if (state.retryAt !== null && now >= state.retryAt) {
+      // giving up is not forever: one attempt, then a longer wait
+      state.retries++;
+      state.retryAt = nextRetry(state.retries, now, policy);
+      actions.push({ type: "restart", retry: true });
+    } else if (reminderDue(state.incident, now, policy)) {
       state.incident.lastAlertAt = now;
       actions.push({ type: "alert", reason: "reminder", incident: state.incident });
     }
@@ -275,6 +307,8 @@ function phpDown(
   }
   if (state.restarts.length >= policy.maxRestarts) {
     state.givenUpAt = now;
+    state.retries = 0;
+    state.retryAt = nextRetry(0, now, policy);
     state.incident.lastAlertAt = now;
     actions.push({ type: "alert", reason: "gave_up", incident: state.incident });
     return { state, actions, next: "interval" };
@@ -293,22 +327,18 @@ export function afterRestart(
   record: RestartRecord,
   policy: Policy,
 ): TargetState {
-  const incident = previous.incident ?? {
-    kind: "php_down" as const,
-    since: record.at,
-    label: record.label,
-    restarts: 0,
-    lastAlertAt: null,
-  };
+  const incident = previous.incident ?? openIncident("php_down", record.at, record.label);
   const over = record.ok && policy.successThreshold <= 1;
+  // a retry after giving up that works: armed again, this restart the first of a new window
+  const rearmed = record.ok && previous.givenUpAt !== null;
   return {
-    ...previous,
+    ...(rearmed ? rearm(previous) : previous),
     failures: 0,
     timeouts: 0,
     failingSince: null,
     successes: record.ok ? 1 : 0,
     healthySince: record.ok ? record.at : null,
-    restarts: [...pruneRestarts(previous.restarts, record.at, policy), record],
+    restarts: [...(rearmed ? [] : pruneRestarts(previous.restarts, record.at, policy)), record],
     incident: over
       ? null
       : { ...incident, restarts: incident.restarts + 1, lastAlertAt: record.at },
@@ -318,5 +348,12 @@ export function afterRestart(
 
 /** Forgets giving up and the restart history: `php-relaunch reset`, SIGHUP. */
 export function rearm(previous: TargetState): TargetState {
-  return { ...previous, givenUpAt: null, restarts: [], rearmWhenHealthy: false };
+  return {
+    ...previous,
+    givenUpAt: null,
+    restarts: [],
+    rearmWhenHealthy: false,
+    retryAt: null,
+    retries: 0,
+  };
 }

@@ -23,14 +23,20 @@ import { logger } from "../shared/log.ts";
 import { afterRestart } from "./policy.ts";
 import type { Prober } from "./prober.ts";
 import type { TargetContext } from "./context.ts";
-import { seconds, type Teller } from "./teller.ts";
+import { seconds, type Teller, type Thread } from "./teller.ts";
 
 /**
  * The rungs for this failure. A certain crash or hang leaves nothing for the gentle rungs to
  * work on (no master to signal, nothing that answers a stop): the `kill` rung (the pool's
  * leftovers killed, then start) is what they would end on, so it goes first when it is there.
  */
-export function rungsFor(first: ProbeResult, rungs: readonly Rung[]): readonly Rung[] {
+export function rungsFor(
+  first: ProbeResult,
+  rungs: readonly Rung[],
+  retry = false,
+): readonly Rung[] {
+  // a retry after giving up: the gentle rungs already failed, so one attempt, the ladder's last
+  if (retry) return rungs.slice(-1);
   return first.certain !== undefined && rungs.includes("kill") ? ["kill"] : rungs;
 }
 
@@ -50,8 +56,11 @@ export class Responder {
     private readonly teller: Teller,
   ) {}
 
-  /** Restarts php-fpm (and php-cgi when asked); true when the heartbeat is healthy again. */
-  async restart(first: ProbeResult, policy: Policy): Promise<boolean> {
+  /**
+   * Restarts php-fpm (and php-cgi when asked); true when the heartbeat is healthy again. `retry`:
+   * a single attempt after giving up.
+   */
+  async restart(first: ProbeResult, policy: Policy, retry = false): Promise<boolean> {
     this.restarting = true;
     try {
       const { memory, deps, target } = this.ctx;
@@ -62,12 +71,12 @@ export class Responder {
       });
       const since = memory.state.incident?.since ?? memory.state.failingSince ?? deps.clock.now();
       const evidence = await this.captureEvidence();
-      const reports = await this.relaunchAll(evidence, rungsFor(first, target.rungs));
+      const reports = await this.relaunchAll(evidence, rungsFor(first, target.rungs, retry));
       // the master we started, so that one started by someone else later is told apart
       const master = await readPidFile(deps.fs, target.pidFile);
       memory.state = { ...memory.state, masterPid: master ?? memory.state.masterPid };
       await this.recordIncident(first, evidence, reports[0]!);
-      return this.report(first, policy, since, evidence, reports);
+      return this.report(first, policy, since, evidence, reports, retry);
     } finally {
       this.restarting = false;
     }
@@ -128,12 +137,15 @@ export class Responder {
     since: number,
     evidence: Evidence,
     reports: RelaunchReport[],
+    retry: boolean,
   ): boolean {
     const { cfg, deps, memory } = this.ctx;
+    const retries = memory.state.retries;
     const failed = reports.filter((r) => !r.ok);
     const label = labelOf(first);
     const now = deps.clock.now();
     const why = failed.map((r) => `${r.service}: ${r.reason}`).join("; ");
+    const before = memory.state.incident;
     memory.state = afterRestart(
       memory.state,
       { at: now, ok: failed.length === 0, label, detail: why },
@@ -156,16 +168,37 @@ export class Responder {
       ...(first.pool ? [`Pool judged ${first.pool.verdict}: ${first.pool.why}`] : []),
       ...evidenceLines(evidence),
     ];
+    // a restart that ended the incident closes it where alerts are threaded
+    const thread: Thread | null = memory.state.incident !== null
+      ? { incident: memory.state.incident, status: "firing" }
+      : before !== null
+      ? { incident: before, status: "resolved" }
+      : null;
     if (failed.length === 0) {
       details.push(`Down for ${seconds(now - since)} (since ${new Date(since).toISOString()})`);
-      this.teller.event("info", `${label} PHP restarted.`, "PHP restart", details);
+      if (retry) {
+        this.teller.event(
+          "info",
+          `${label} PHP restarted by retry ${retries} after giving up: healthy again, restarting is armed again.`,
+          // the incident is over when one healthy probe is enough; else "recovered" comes later
+          memory.state.incident === null ? "PHP recovered" : "PHP restart",
+          details,
+          thread,
+        );
+      } else this.teller.event("info", `${label} PHP restarted.`, "PHP restart", details, thread);
       return true;
     }
+    const next = memory.state.retryAt;
     this.teller.event(
       "error",
-      `${label} PHP restart failed (${why}).`,
-      "PHP restart failed",
+      retry
+        ? `${label} PHP retry ${retries} after giving up failed (${why}); ${
+          next === null ? "no more retries" : `next retry at ${new Date(next).toISOString()}`
+        }.`
+        : `${label} PHP restart failed (${why}).`,
+      retry ? "PHP retry failed" : "PHP restart failed",
       details,
+      thread,
     );
     return false;
   }
@@ -201,6 +234,7 @@ export class Responder {
         at: deps.clock.now(),
         host: cfg.hostname,
         target: target.name,
+        ...(this.ctx.memory.state.incident ? { incident: this.ctx.memory.state.incident.id } : {}),
         label: labelOf(first),
         pool: first.pool?.verdict ?? null,
         why: first.pool?.why ?? first.detail,

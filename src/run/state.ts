@@ -8,13 +8,15 @@ import { parseJsonWith, timestamp } from "../shared/schema.ts";
 import { describeError } from "../shared/errors.ts";
 import { readRegularBytes, writeFileAtomic } from "../shared/safe_file.ts";
 import { logger } from "../shared/log.ts";
-import { freshState, rearm, type TargetState } from "./policy.ts";
+import { freshState, incidentId, rearm, type TargetState } from "./policy.ts";
 import type { Verdict } from "../probe/result.ts";
 import { type Counters, freshCounters, LATENCY_BUCKETS } from "../record/metrics.ts";
 
 const count = v.pipe(v.number(), v.integer(), v.minValue(0));
 
 const incidentSchema = v.object({
+  // added with alerts that resolve themselves: older files' incidents get one from `since`
+  id: v.optional(v.pipe(v.string(), v.regex(/^[0-9-]{1,40}$/))),
   kind: v.picklist(["php_down", "unreachable", "misconfigured", "overloaded"]),
   since: timestamp,
   label: v.string(),
@@ -43,6 +45,9 @@ const stateSchema = v.object({
   // added with the master's watch: state files written before lack them
   masterPid: v.optional(v.nullable(v.pipe(v.number(), v.integer(), v.minValue(1))), null),
   rearmWhenHealthy: v.optional(v.boolean(), false),
+  // added with retry_after: a file written before gave up for good
+  retryAt: v.optional(v.nullable(timestamp), null),
+  retries: v.optional(count, 0),
   // added with `status`: state files written before lack it
   lastProbe: v.optional(
     v.nullable(v.object({
@@ -53,6 +58,8 @@ const stateSchema = v.object({
     })),
     null,
   ),
+  // added with Alertmanager: state files written before lack it
+  alertmanagerAt: v.optional(v.nullable(timestamp), null),
   // counters that do not parse start again from zero, the rest of the state is kept
   counters: v.fallback(
     v.object({
@@ -91,6 +98,8 @@ export interface Memory {
   counters: Counters;
   /** The last probe, for `status`. */
   lastProbe: LastProbe | null;
+  /** When the open incident was last sent to Alertmanager, which needs it repeated. */
+  alertmanagerAt: number | null;
 }
 
 /** What the last probe found, and when. */
@@ -104,7 +113,7 @@ export interface LastProbe {
 
 /** A memory of nothing. */
 export function freshMemory(): Memory {
-  return { state: freshState(), counters: freshCounters(), lastProbe: null };
+  return { state: freshState(), counters: freshCounters(), lastProbe: null, alertmanagerAt: null };
 }
 
 /**
@@ -114,8 +123,14 @@ export function freshMemory(): Memory {
 export function parseState(text: string): Memory | string {
   const parsed = parseJsonWith(stateSchema, text, "not JSON");
   if (typeof parsed === "string") return parsed;
-  const { version: _, counters, lastProbe, ...state } = parsed;
-  return { state, counters, lastProbe };
+  const { version: _, counters, lastProbe, alertmanagerAt, incident, ...rest } = parsed;
+  const state = {
+    ...rest,
+    incident: incident === null
+      ? null
+      : { ...incident, id: incident.id ?? incidentId(incident.since) },
+  };
+  return { state, counters, lastProbe, alertmanagerAt };
 }
 
 /** Loads and saves one target's memory. */
@@ -167,13 +182,13 @@ export function fileStateStore(path: string): StateStore {
       });
       return freshMemory();
     },
-    async save({ state, counters, lastProbe }) {
+    async save({ state, counters, lastProbe, alertmanagerAt }) {
       const dir = path.slice(0, path.lastIndexOf("/")) || "/";
       await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
       // the folder is root's (0700): a temporary file left in it by a killed run is ours
       await writeFileAtomic(
         path,
-        JSON.stringify({ version: 1, ...state, counters, lastProbe }) + "\n",
+        JSON.stringify({ version: 1, ...state, counters, lastProbe, alertmanagerAt }) + "\n",
         0o600,
       );
     },

@@ -43,7 +43,7 @@ export async function retryAlerts(
 ): Promise<void> {
   await retryOutbox(
     outboxOf(cfg, options),
-    channels(deps, cfg.mail, cfg.webhook),
+    channels(deps, cfg),
     deps.clock.now(),
   );
 }
@@ -112,10 +112,11 @@ export class TargetWatch {
       if (action.type === "log") this.log(action);
       else if (action.type === "alert") this.teller.alert(action, result, policy);
       else {
-        restartOk = await this.responder.restart(result, policy);
+        restartOk = await this.responder.restart(result, policy, action.retry === true);
         restartEndedAt = deps.clock.now();
       }
     }
+    this.teller.repeatOpenIncident();
     return {
       verdict: verdictOf(result),
       confirm: decision.next === "confirm",

@@ -4,7 +4,12 @@
  * loop all tell through one teller.
  */
 import { describeRoute } from "../alert/mail.ts";
-import { AlertQueue, channels } from "../alert/queue.ts";
+import {
+  type AlertIncident,
+  ALERTMANAGER_REPEAT_MS,
+  AlertQueue,
+  channels,
+} from "../alert/queue.ts";
 import type { Policy } from "../config/policy.ts";
 import { publicUrl } from "../shared/redact.ts";
 import { formatLine, logger } from "../shared/log.ts";
@@ -20,6 +25,12 @@ export function seconds(ms: number): string {
   return ms < 120_000 ? `${Math.round(ms / 1000)} s` : `${Math.round(ms / 60_000)} min`;
 }
 
+/** The incident an alert is about, and whether the alert opens or continues it, or closes it. */
+export interface Thread {
+  incident: Incident;
+  status: "firing" | "resolved";
+}
+
 /** A target's voice: log lines, alerts, and the details they carry. */
 export class Teller {
   readonly alerts: AlertQueue;
@@ -27,35 +38,84 @@ export class Teller {
   constructor(private readonly ctx: TargetContext) {
     const { cfg, target, deps } = ctx;
     this.alerts = new AlertQueue(
-      channels(deps, cfg.mail, cfg.webhook),
+      channels(deps, cfg),
       ctx.outbox,
       {
         hostname: cfg.hostname,
         from: cfg.mailFrom,
         to: target.mailTo,
         webhook: cfg.webhook,
+        alertmanager: cfg.alertmanager,
         via: describeRoute(cfg.mail),
       },
       deps.clock.now,
     );
   }
 
-  /** Logs `message` as one line and, when `subject` is given, alerts with `details`. */
+  /**
+   * Logs `message` as one line and, when `subject` is given, alerts with `details`, as part of
+   * `thread` (by default the open incident, firing).
+   */
   event(
     level: "info" | "warn" | "error",
     message: string,
     subject: string | null,
     details: string[],
+    thread: Thread | null = this.openThread(),
   ): void {
     const { cfg, target, deps } = this.ctx;
     logger[level]("{message}", { message, target: target.name });
-    if (subject !== null) {
-      this.alerts.send({
-        subject,
-        line: formatLine(deps.clock.now(), cfg.hostname, message),
-        details,
-      });
+    if (subject === null) return;
+    const now = deps.clock.now();
+    this.alerts.send({
+      subject,
+      line: formatLine(now, cfg.hostname, message),
+      details,
+      ...(thread === null ? {} : { incident: this.alertIncident(thread, now) }),
+    });
+    if (thread !== null) this.ctx.memory.alertmanagerAt = now;
+  }
+
+  private openThread(): Thread | null {
+    const incident = this.ctx.memory.state.incident;
+    return incident === null ? null : { incident, status: "firing" };
+  }
+
+  private alertIncident({ incident, status }: Thread, now: number): AlertIncident {
+    return {
+      id: incident.id,
+      target: this.ctx.target.name,
+      kind: incident.kind,
+      status,
+      since: incident.since,
+      ...(status === "resolved" ? { endedAt: now } : {}),
+    };
+  }
+
+  /**
+   * Sends the open incident to Alertmanager again when it was last sent a while ago: a firing
+   * alert there ends by itself unless it is repeated. People are not told again.
+   */
+  repeatOpenIncident(): void {
+    const { cfg, deps, memory } = this.ctx;
+    const incident = memory.state.incident;
+    const now = deps.clock.now();
+    if (cfg.alertmanager === null || incident === null) return;
+    if (memory.alertmanagerAt !== null && now - memory.alertmanagerAt < ALERTMANAGER_REPEAT_MS) {
+      return;
     }
+    memory.alertmanagerAt = now;
+    this.alerts.send({
+      subject: incident.kind === "php_down" ? "PHP still failing" : `PHP ${incident.kind}`,
+      line: formatLine(
+        now,
+        cfg.hostname,
+        `${incident.label} ${incident.kind} since ${new Date(incident.since).toISOString()}.`,
+      ),
+      details: this.historyDetails(),
+      incident: this.alertIncident({ incident, status: "firing" }, now),
+      repeat: true,
+    });
   }
 
   probeDetails(result: ProbeResult): string[] {
@@ -128,7 +188,11 @@ export class Teller {
             seconds(policy.restartWindowMs)
           } did not keep it up; giving up until it is healthy for ${
             seconds(policy.rearmAfterMs)
-          }, SIGHUP or php-relaunch reset.`,
+          }, SIGHUP or php-relaunch reset; ${
+            memory.state.retryAt === null
+              ? "no retries (retry_after = [])"
+              : `next single attempt at ${new Date(memory.state.retryAt).toISOString()}`
+          }.`,
           "PHP restart given up",
           [
             ...this.probeDetails(result),
@@ -155,6 +219,7 @@ export class Teller {
           } (${incident.label} since ${new Date(incident.since).toISOString()}).`,
           "PHP recovered",
           [...this.probeDetails(result), `Restarts during the incident: ${incident.restarts}`],
+          { incident, status: "resolved" },
         );
         return;
     }

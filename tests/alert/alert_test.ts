@@ -23,12 +23,13 @@ const SETTINGS = {
   from: "php-relaunch@web1",
   to: ["ops@example.com"],
   webhook: new URL("https://hooks.example.com/T1/B2"),
+  alertmanager: null,
   via: "localhost:25 (TLS auto)",
 };
 const SMTP = smtpRoute("mail.example.com", 587);
 
 Deno.test("an alert becomes a mail to the recipients and a webhook POST with Slack's text", () => {
-  const [mail, hook] = deliveriesOf(ALERT, SETTINGS);
+  const [mail, hook] = deliveriesOf(ALERT, SETTINGS, 0);
   assert.deepEqual(mail, {
     channel: "mail",
     mail: {
@@ -43,7 +44,7 @@ Deno.test("an alert becomes a mail to the recipients and a webhook POST with Sla
   assert.ok(!JSON.stringify(hook).includes("T1/B2"), "the webhook's secret path is not queued");
   assert.equal(hook.body.text, `*web1 PHP restart*\n${ALERT.line}\n${ALERT.details.join("\n")}`);
   assert.deepEqual(hook.body.details, ALERT.details);
-  assert.deepEqual(deliveriesOf(ALERT, { ...SETTINGS, to: [], webhook: null }), []);
+  assert.deepEqual(deliveriesOf(ALERT, { ...SETTINGS, to: [], webhook: null }, 0), []);
 });
 
 Deno.test("channels: mail through the route, webhooks by POST; a non-2xx answer is a failure", async () => {
@@ -58,16 +59,15 @@ Deno.test("channels: mail through the route, webhooks by POST; a non-2xx answer 
         return Promise.resolve(status);
       },
     },
-    SMTP,
-    SETTINGS.webhook,
+    { mail: SMTP, webhook: SETTINGS.webhook, alertmanager: null },
   );
-  for (const d of deliveriesOf(ALERT, SETTINGS)) await deliver(d);
+  for (const d of deliveriesOf(ALERT, SETTINGS, 0)) await deliver(d);
   assert.equal(mailer.sent.length, 1);
   assert.equal(posts.length, 1);
   assert.match(posts[0]!, /^https:\/\/hooks\.example\.com\/T1\/B2 \{"text":/);
   status = 500;
   await assert.rejects(
-    () => deliver(deliveriesOf(ALERT, { ...SETTINGS, to: [] })[0]!),
+    () => deliver(deliveriesOf(ALERT, { ...SETTINGS, to: [] }, 0)[0]!),
     /the webhook answered HTTP 500/,
   );
 });
@@ -233,8 +233,7 @@ Deno.test("a queued webhook alert keeps no URL: it goes where the configuration 
           }),
         ),
     },
-    SMTP,
-    new URL(secret),
+    { mail: SMTP, webhook: new URL(secret), alertmanager: null },
   );
   const queue = new AlertQueue(failing, outbox, { ...SETTINGS, to: [] }, () => 1000);
   queue.send(ALERT);
@@ -256,8 +255,7 @@ Deno.test("a queued webhook alert keeps no URL: it goes where the configuration 
         return Promise.resolve(204);
       },
     },
-    SMTP,
-    new URL("https://hooks.example.com/new/URL"),
+    { mail: SMTP, webhook: new URL("https://hooks.example.com/new/URL"), alertmanager: null },
   );
   await retryOutbox(outbox, moved, 2000);
   assert.deepEqual(posted, ["https://hooks.example.com/new/URL"]);
@@ -267,7 +265,11 @@ Deno.test("a queued webhook alert keeps no URL: it goes where the configuration 
   await queue.flush();
   await retryOutbox(
     outbox,
-    channels({ mailer: fakeMailer(), webhookPost: () => Promise.resolve(204) }, SMTP, null),
+    channels({ mailer: fakeMailer(), webhookPost: () => Promise.resolve(204) }, {
+      mail: SMTP,
+      webhook: null,
+      alertmanager: null,
+    }),
     3000,
   );
   assert.equal(

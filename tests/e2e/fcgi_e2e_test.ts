@@ -164,7 +164,7 @@ rungs = ["kill_stuck", "reload", "kill"]
             const messages = await smtp.messages();
             const subjects = messages.map((m) => m.subject);
             assert.ok(subjects.some((s) => /PHP pool warning/.test(s)), subjects.join(", "));
-            const restartMail = messages.find((m) => /PHP restart$/.test(m.subject));
+            const restartMail = messages.find((m) => /PHP restart \[/.test(m.subject));
             assert.ok(restartMail, subjects.join(", "));
             assert.match(restartMail.body, /Pool judged hung/);
             assert.match(restartMail.body, /sleep\.php/);

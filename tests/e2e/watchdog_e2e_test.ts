@@ -98,7 +98,7 @@ Deno.test({
           await waitFor(async () => (await smtp.messages()).length > mailsBefore, 10_000);
           const mails = (await smtp.messages()).slice(mailsBefore);
           assert.equal(mails.length, 1);
-          assert.match(mails[0]!.subject, /^\S+ PHP restart$/);
+          assert.match(mails[0]!.subject, /^\S+ PHP restart \[\S+ #\d{8}-\d{6}-\d{3}\]$/);
           assert.deepEqual(mails[0]!.rcptTo.sort(), RECIPIENTS.split(",").sort());
           assert.equal(mails[0]!.mailFrom, "php-relaunch@example.org");
           assert.match(mails[0]!.body, /502 PHP restarted\./);

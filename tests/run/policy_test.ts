@@ -27,6 +27,10 @@ const policy: Policy = {
   rearmAfterMs: 15 * MIN,
   reminderMs: 0,
   onOverload: "alert",
+  // the tests of giving up before retry_after; retries have their own
+  retryAfterMs: [],
+  pauseDefaultMs: 30 * MIN,
+  pauseMaxMs: 240 * MIN,
 };
 
 const ok: ProbeResult = { kind: "status", status: 200, detail: "", ms: 3 };
@@ -39,7 +43,7 @@ const closed: ProbeResult = { kind: "closed", detail: "", ms: 1 };
 function play(
   steps: Array<[number, ProbeResult]>,
   p: Policy = policy,
-  opts: { restartOk?: boolean; start?: TargetState } = {},
+  opts: { restartOk?: boolean | ((at: number) => boolean); start?: TargetState } = {},
 ) {
   let state = opts.start ?? freshState();
   const log: Array<{ at: number; actions: Action[]; next: string }> = [];
@@ -50,7 +54,7 @@ function play(
     if (d.actions.some((a) => a.type === "restart")) {
       state = afterRestart(state, {
         at,
-        ok: opts.restartOk ?? true,
+        ok: typeof opts.restartOk === "function" ? opts.restartOk(at) : opts.restartOk ?? true,
         label: "502",
         detail: "",
       }, p);
@@ -59,7 +63,11 @@ function play(
   const kinds = (type: string) =>
     log.flatMap((l) =>
       l.actions.filter((a) => a.type === type).map((a) =>
-        a.type === "alert" ? `${l.at}:${a.reason}` : `${l.at}`
+        a.type === "alert"
+          ? `${l.at}:${a.reason}`
+          : a.type === "restart" && a.retry
+          ? `${l.at}:retry`
+          : `${l.at}`
       )
     );
   return { state, log, restarts: kinds("restart"), alerts: kinds("alert") };
@@ -146,6 +154,62 @@ Deno.test("given up: keeps probing, re-arms after a healthy window", () => {
   assert.equal(r.alerts.filter((a) => a.endsWith(":recovered")).length, 1);
 });
 
+const RETRY = { ...policy, retryAfterMs: [5 * MIN, 15 * MIN, 60 * MIN] };
+
+/** 502s every 5 s from 0 until `until`; restarts fail. */
+function downFor(until: number, p: Policy = RETRY, ok: (at: number) => boolean = () => false) {
+  const steps: Array<[number, ProbeResult]> = [];
+  for (let t = 0; t < until; t += 5 * S) steps.push([t, e502]);
+  return play(steps, p, { restartOk: ok });
+}
+
+Deno.test("retry_after: given up, one retry after 5 min, 15 min, 1 h, then hourly", () => {
+  const r = downFor(4 * 60 * MIN);
+  const gaveUpAt = Number(r.alerts.find((a) => a.endsWith(":gave_up"))!.split(":")[0]);
+  const retries = r.restarts.filter((x) => x.endsWith(":retry")).map((x) =>
+    (Number(x.split(":")[0]) - gaveUpAt) / MIN
+  );
+  // each delay counts from the attempt before, on the next probe (every 5 s) at or after it
+  assert.deepEqual(retries, [5, 20, 80, 140, 200]);
+  assert.equal(r.restarts.filter((x) => !x.endsWith(":retry")).length, 3);
+  assert.equal(r.state.retries, 5);
+  assert.ok(r.state.givenUpAt !== null, "failed retries stay given up");
+  assert.equal(r.alerts.filter((a) => a.endsWith(":gave_up")).length, 1);
+});
+
+Deno.test("retry_after: the gave_up decision plans the first retry; [] never retries", () => {
+  const r = downFor(3 * MIN);
+  assert.ok(r.state.givenUpAt !== null);
+  assert.equal(r.state.retryAt, r.state.givenUpAt + 5 * MIN);
+  const never = downFor(4 * 60 * MIN, { ...RETRY, retryAfterMs: [] });
+  assert.equal(never.restarts.length, 3, "today's behaviour: given up until re-armed");
+  assert.equal(never.state.retryAt, null);
+});
+
+Deno.test("retry_after: a retry that works re-arms; the next crash is restarted as usual", () => {
+  const gaveUp = downFor(3 * MIN).state.givenUpAt!;
+  const steps: Array<[number, ProbeResult]> = [];
+  let t = 0;
+  for (; t <= gaveUp + 5 * MIN; t += 5 * S) steps.push([t, e502]);
+  for (const end = t + MIN; t < end; t += 5 * S) steps.push([t, ok]);
+  steps.push([t, e502], [t + S, e502]);
+  const r = play(steps, RETRY, { restartOk: (at) => at > gaveUp });
+  assert.deepEqual(r.restarts.slice(3), [`${gaveUp + 5 * MIN}:retry`, `${t + S}`]);
+  assert.equal(r.state.givenUpAt, null, "armed again");
+  assert.equal(r.state.retryAt, null);
+  assert.equal(r.state.retries, 0);
+  assert.equal(r.state.restarts.length, 2, "the retry began the new window");
+});
+
+Deno.test("retry_after: a state from before it gets a retry planned from giving up", () => {
+  const start = { ...freshState(), givenUpAt: 0, incident: null };
+  const r = play([[4 * MIN, e502], [4 * MIN + S, e502], [5 * MIN, e502]], RETRY, {
+    start,
+    restartOk: false,
+  });
+  assert.deepEqual(r.restarts, [`${5 * MIN}:retry`]);
+});
+
 Deno.test("restarts outside the window do not count", () => {
   const steps: Array<[number, ProbeResult]> = [];
   for (const start of [0, 10 * MIN, 20 * MIN, 30 * MIN]) {
@@ -162,7 +226,13 @@ Deno.test("rearm (reset, SIGHUP) forgets giving up and the history", () => {
     givenUpAt: 5,
     restarts: [{ at: 1, ok: false, label: "502", detail: "" }],
   };
-  assert.deepEqual(rearm(s), { ...s, givenUpAt: null, restarts: [] });
+  assert.deepEqual(rearm({ ...s, retryAt: 9, retries: 2 }), {
+    ...s,
+    givenUpAt: null,
+    restarts: [],
+    retryAt: null,
+    retries: 0,
+  });
 });
 
 Deno.test("nginx down or misconfigured: one alert per incident, never a restart", () => {

@@ -23,6 +23,7 @@ import {
   psAnswer,
   scriptedFcgi,
   testDeps,
+  untagged,
 } from "../support/fakes.ts";
 import { statusJson, statusOf } from "../support/pool.ts";
 
@@ -130,7 +131,7 @@ Deno.test("a hang confirmed by the status page: restart after ONE timeout, only 
     ["/usr/bin/kill -KILL 200 201"],
     "no reload, no restart: the smallest remedy worked",
   );
-  const subjects = r.mailer.sent.map((m) => m.subject);
+  const subjects = untagged(r.mailer.sent);
   assert.deepEqual(subjects, ["web1 PHP restart"]);
   const text = r.mailer.sent[0]!.text;
   assert.match(text, /^[^\n]* timeout PHP restarted\./);
@@ -160,7 +161,7 @@ Deno.test("busy is not hung: timeouts while requests still complete give one ale
   });
   assert.equal(r.code, 3, "still failing at the end of the run");
   assert.deepEqual(r.runner.lines().filter((l) => /\/(kill|pkill|service) /.test(l)), []);
-  assert.deepEqual(r.mailer.sent.map((m) => m.subject), ["web1 PHP pool overloaded"]);
+  assert.deepEqual(untagged(r.mailer.sent), ["web1 PHP pool overloaded"]);
   assert.match(
     r.mailer.sent[0]!.text,
     /PHP overloaded, not restarted: all 2 workers busy, yet 10 new requests/,

@@ -17,6 +17,7 @@ async function withDir(fn: (dir: string) => Promise<void>) {
 const busy = {
   counters: freshCounters(),
   lastProbe: { at: 1500, label: "502", verdict: "php_down" as const, ms: 12 },
+  alertmanagerAt: 1600,
   state: {
     ...freshState(),
     failures: 1,
@@ -24,6 +25,7 @@ const busy = {
     givenUpAt: 5000,
     restarts: [{ at: 2000, ok: false, label: "502", detail: "no php-fpm8.2 process" }],
     incident: {
+      id: "19700101-000001-000",
       kind: "php_down" as const,
       since: 1000,
       label: "502",
@@ -42,6 +44,19 @@ Deno.test("state: saved and loaded back; the folder is made 0700", async () => {
     assert.deepEqual(await fileStateStore(path).load(), busy);
     assert.equal((await Deno.stat(`${dir}/lib/php-relaunch`)).mode! & 0o777, 0o700);
     assert.equal((await Deno.stat(path)).mode! & 0o777, 0o600);
+  });
+});
+
+Deno.test("state: a file written before incident ids and retries gets them", async () => {
+  await withDir(async (dir) => {
+    const path = `${dir}/t.json`;
+    const { id: _, ...incident } = busy.state.incident;
+    const { retryAt: _r, retries: _n, ...state } = busy.state;
+    await Deno.writeTextFile(path, JSON.stringify({ version: 1, ...state, incident }));
+    const loaded = await fileStateStore(path).load();
+    assert.equal(loaded.state.incident?.id, "19700101-000001-000");
+    assert.equal(loaded.state.retryAt, null, "given up before retry_after: no retry planned");
+    assert.equal(loaded.state.retries, 0);
   });
 });
 

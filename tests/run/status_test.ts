@@ -13,6 +13,7 @@ function memory(over: Partial<Memory["state"]> = {}): Memory {
     state: { ...freshState(), ...over },
     counters: freshCounters(),
     lastProbe: { at: T - 4000, label: "200", verdict: "healthy", ms: 7 },
+    alertmanagerAt: null,
   };
 }
 
@@ -26,6 +27,7 @@ Deno.test("status: each standing from the memory, with the policy's limits", () 
     "a",
     memory({
       incident: {
+        id: "20261127-115900-000",
         kind: "unreachable",
         since: T - 60_000,
         label: "refused",
@@ -45,7 +47,14 @@ Deno.test("status: each standing from the memory, with the policy's limits", () 
     "a",
     memory({
       givenUpAt: T - 1000,
-      incident: { kind: "php_down", since: T - 90_000, label: "502", restarts: 3, lastAlertAt: T },
+      incident: {
+        id: "20261127-115830-000",
+        kind: "php_down",
+        since: T - 90_000,
+        label: "502",
+        restarts: 3,
+        lastAlertAt: T,
+      },
       restarts: [
         { at: T - 80_000, ok: false, label: "502", detail: "no php-fpm8.2 process" },
         { at: T - 40_000, ok: false, label: "502", detail: "start timed out" },

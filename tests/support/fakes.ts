@@ -379,3 +379,14 @@ export const DEBIAN_TOOLS: Tools = {
   ps: "/usr/bin/ps",
   kill: "/usr/bin/kill",
 };
+
+/** An alert subject's incident tag, " [target #20261127-193012-345]". */
+export const INCIDENT_TAG = / \[[A-Za-z0-9._+-]+ #\d{8}-\d{6}-\d{3}\]$/;
+
+/** The subjects of `mails`, each without its incident tag, which must be there. */
+export function untagged(mails: readonly { subject: string }[]): string[] {
+  return mails.map((m) => {
+    if (!INCIDENT_TAG.test(m.subject)) throw new Error(`no incident tag: ${m.subject}`);
+    return m.subject.replace(INCIDENT_TAG, "");
+  });
+}

@@ -36,7 +36,14 @@ export function givenUpState(at: number, restarts = 1) {
     failingSince: null,
     successes: 0,
     healthySince: null,
-    incident: { kind: "php_down", since: at - 1, label: "502", restarts, lastAlertAt: at },
+    incident: {
+      id: "20261127-000000-000",
+      kind: "php_down",
+      since: at - 1,
+      label: "502",
+      restarts,
+      lastAlertAt: at,
+    },
     restarts: Array.from({ length: restarts }, (_, i) => ({
       at: at - 1 - i,
       ok: false,

@@ -8,6 +8,7 @@ import {
   memoryOutbox,
   OUTBOX_MAX_AGE_MS,
   OUTBOX_MAX_ITEMS,
+  parseQueued,
   type QueuedDelivery,
   retryOutbox,
 } from "../../src/alert/outbox.ts";
@@ -45,6 +46,105 @@ Deno.test("an alert becomes a mail to the recipients and a webhook POST with Sla
   assert.equal(hook.body.text, `*web1 PHP restart*\n${ALERT.line}\n${ALERT.details.join("\n")}`);
   assert.deepEqual(hook.body.details, ALERT.details);
   assert.deepEqual(deliveriesOf(ALERT, { ...SETTINGS, to: [], webhook: null }, 0), []);
+});
+
+const INCIDENT = {
+  id: "20261125-095958-000",
+  target: "web",
+  kind: "php_down",
+  status: "firing" as const,
+  since: Date.UTC(2026, 10, 25, 9, 59, 58),
+};
+
+Deno.test("an incident's alerts carry its id: subject tag, body line, webhook fields", () => {
+  const [mail, hook] = deliveriesOf({ ...ALERT, incident: INCIDENT }, SETTINGS, 0);
+  assert.ok(mail?.channel === "mail" && hook?.channel === "webhook");
+  assert.equal(mail.mail.subject, "web1 PHP restart [web #20261125-095958-000]");
+  assert.match(mail.mail.text, /\nIncident: 20261125-095958-000 \(web, php_down, firing\)\n$/);
+  assert.equal(hook.body["incident_id"], "20261125-095958-000");
+  assert.equal(hook.body.status, "firing");
+  assert.equal(hook.body.target, "web");
+  const resolved = deliveriesOf(
+    { ...ALERT, incident: { ...INCIDENT, status: "resolved", endedAt: 5 } },
+    SETTINGS,
+    0,
+  )[1];
+  assert.ok(resolved?.channel === "webhook");
+  assert.equal(resolved.body.status, "resolved");
+  const [plain] = deliveriesOf(ALERT, { ...SETTINGS, to: [] }, 0);
+  assert.ok(plain?.channel === "webhook" && plain.body["incident_id"] === undefined);
+});
+
+Deno.test("Alertmanager: an incident is one alert, firing until endsAt, resolved with endsAt", () => {
+  const am = { ...SETTINGS, alertmanager: new URL("http://127.0.0.1:9093") };
+  const now = INCIDENT.since + 2000;
+  const [first] = deliveriesOf({ ...ALERT, incident: INCIDENT }, am, now);
+  assert.ok(first?.channel === "alertmanager");
+  assert.deepEqual(first.alerts, [{
+    labels: {
+      alertname: "PhpFpmDown",
+      host: "web1",
+      target: "web",
+      kind: "php_down",
+      incident: "20261125-095958-000",
+      severity: "critical",
+    },
+    annotations: {
+      summary: "web1 PHP restart",
+      description: `${ALERT.line}\n${
+        ALERT.details.join("\n")
+      }\nIncident: 20261125-095958-000 (web, php_down, firing)`,
+    },
+    startsAt: "2026-11-25T09:59:58.000Z",
+    endsAt: new Date(now + 4 * 60_000).toISOString(),
+  }]);
+  const ended = deliveriesOf(
+    { ...ALERT, incident: { ...INCIDENT, status: "resolved", endedAt: now } },
+    am,
+    now + 9,
+  )[0];
+  assert.ok(ended?.channel === "alertmanager");
+  assert.equal(ended.alerts[0]!.endsAt, new Date(now).toISOString());
+  const repeat = deliveriesOf({ ...ALERT, incident: INCIDENT, repeat: true }, am, now);
+  assert.deepEqual(repeat.map((d) => d.channel), ["alertmanager"], "people are not told again");
+  assert.deepEqual(deliveriesOf(ALERT, am, now).map((d) => d.channel), ["mail", "webhook"]);
+});
+
+Deno.test("Alertmanager: POSTed to <base>/api/v2/alerts; unset since queued: dropped", async () => {
+  const posts: string[] = [];
+  let status = 200;
+  const deliver = channels(
+    {
+      mailer: fakeMailer(),
+      webhookPost: (url) => Promise.resolve(void posts.push(url.href)).then(() => status),
+    },
+    { mail: SMTP, webhook: null, alertmanager: new URL("https://am.example.com/prefix/") },
+  );
+  const [d] = deliveriesOf(
+    { ...ALERT, incident: INCIDENT },
+    { ...SETTINGS, to: [], webhook: null, alertmanager: new URL("http://x") },
+    0,
+  );
+  await deliver(d!);
+  assert.deepEqual(posts, ["https://am.example.com/prefix/api/v2/alerts"]);
+  status = 400;
+  await assert.rejects(() => deliver(d!), /Alertmanager answered HTTP 400/);
+  const gone = channels({ mailer: fakeMailer(), webhookPost: () => Promise.resolve(200) }, {
+    mail: SMTP,
+    webhook: null,
+    alertmanager: null,
+  });
+  await assert.rejects(() => gone(d!), /no alertmanager is configured any more/);
+  assert.equal(
+    typeof parseQueued(JSON.stringify({
+      delivery: d,
+      queuedAt: 1,
+      attempts: 1,
+      lastError: "x",
+    })),
+    "object",
+    "a queued Alertmanager alert reads back",
+  );
 });
 
 Deno.test("channels: mail through the route, webhooks by POST; a non-2xx answer is a failure", async () => {

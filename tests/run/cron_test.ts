@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import type { AlertmanagerAlert } from "../../src/alert/outbox.ts";
 import { parseCommandLine } from "../../src/cli.ts";
 import { loadConfig } from "../../src/config/load.ts";
 import type { Mail, Mailer } from "../../src/shared/deps.ts";
@@ -255,6 +256,76 @@ Deno.test("the memory carries over to the next cron run: given up stays given up
   assert.equal(await watchRun(s.cfg, s.deps, options), 3);
   assert.equal(s.runner.calls.length, before, "no restart in the next run");
   assert.deepEqual(s.mailer.sent, [], "no second 'given up'");
+});
+
+Deno.test("given up is not forever: a cron run 5 min later makes one attempt on the last rung", async () => {
+  const s = await setup([URI, "5", "ops@example.com"], [{ status: 502 }], { startWorks: false });
+  const options = fastRelaunch();
+  await watchRun(s.cfg, s.deps, options);
+  assert.match(s.mailer.sent[3]!.text, /next single attempt at \d{4}-\d\d-\d\dT/);
+  s.mailer.sent.length = 0;
+  s.clock.advance(5 * 60_000);
+  const runner = fpmHost(true);
+  const deps = { ...s.deps, runner, httpGet: scriptedHttp(s.clock, [{ status: 502 }, ok]) };
+  assert.equal(await watchRun(s.cfg, deps, options), 0);
+  assert.equal(runner.lines().filter((l) => l.endsWith(" start")).length, 1, "one attempt");
+  assert.deepEqual(untagged(s.mailer.sent), ["web1 PHP recovered"]);
+  assert.match(s.mailer.sent[0]!.text, /restarted by retry 1 after giving up: healthy again/);
+  const { state } = await options.store.load();
+  assert.equal(state.givenUpAt, null, "armed again");
+  assert.equal(state.retryAt, null);
+});
+
+Deno.test("Alertmanager: a given-up incident fires, repeats, and resolves; one alert per incident", async () => {
+  const s = await setup([URI, "5", "ops@example.com"], [{ status: 502 }], { startWorks: false });
+  const posts: { url: string; at: number; alerts: AlertmanagerAlert[] }[] = [];
+  const deps = {
+    ...s.deps,
+    webhookPost: (url: URL, json: string) => {
+      posts.push({ url: url.href, at: s.clock.now(), alerts: JSON.parse(json) });
+      return Promise.resolve(200);
+    },
+  };
+  const cfg = { ...s.cfg, alertmanager: new URL("http://127.0.0.1:9093/am/") };
+  const options = { ...fastRelaunch(), relaunch: { ...fastRelaunch().relaunch, maxAttempts: 1 } };
+  await watchRun(cfg, deps, options);
+  assert.ok(posts.length >= 2, `posts: ${posts.length}`);
+  assert.ok(posts.every((p) => p.url === "http://127.0.0.1:9093/am/api/v2/alerts"));
+  const alerts = posts.flatMap((p) => p.alerts.map((a) => ({ ...a, at: p.at })));
+  const ids = new Set(alerts.map((a) => a.labels["incident"]));
+  assert.equal(ids.size, 1, "every post is the same incident");
+  assert.deepEqual(
+    { ...alerts[0]!.labels, incident: "" },
+    {
+      alertname: "PhpFpmDown",
+      host: "web1",
+      target: "php8.2-fpm",
+      kind: "php_down",
+      incident: "",
+      severity: "critical",
+    },
+  );
+  for (const a of alerts) {
+    assert.ok(Date.parse(a.endsAt) > a.at, "firing: ends in the future unless repeated");
+    assert.ok(Date.parse(a.startsAt) <= a.at);
+  }
+  // given up: the next cron runs repeat it, at most once a minute, and tell nobody else
+  const mails = s.mailer.sent.length;
+  const before = posts.length;
+  s.clock.advance(30_000);
+  await watchRun(cfg, deps, options);
+  assert.ok(posts.length > before, "repeated while firing");
+  assert.equal(s.mailer.sent.length, mails, "repeats are for Alertmanager only");
+  const repeats = posts.slice(before).map((p) => p.at);
+  repeats.slice(1).forEach((at, i) => assert.ok(at - repeats[i]! >= 60_000));
+  // healthy again (fixed by hand): resolved, endsAt now
+  s.clock.advance(60_000);
+  const healthy = { ...deps, httpGet: scriptedHttp(s.clock, [ok]) };
+  await watchRun(cfg, healthy, options);
+  const last = posts.at(-1)!.alerts[0]!;
+  assert.equal(last.labels["incident"], [...ids][0]);
+  assert.ok(Date.parse(last.endsAt) <= posts.at(-1)!.at, "resolved");
+  assert.match(last.annotations["summary"]!, /PHP recovered/);
 });
 
 Deno.test("a failed mail is logged and queued, and changes nothing else", async () => {

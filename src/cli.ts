@@ -26,6 +26,7 @@ import { describeRoute } from "./alert/mail.ts";
 import { describeFcgiTarget } from "./probe/fcgi.ts";
 import { revision } from "./revision.ts";
 import { USAGE, VERSION } from "./usage.ts";
+import { pauseTargets, resumeTargets } from "./pause.ts";
 import { escapeControl, publicUrl, webhookName } from "./shared/redact.ts";
 
 const OPTIONS = {
@@ -60,6 +61,8 @@ const OPTIONS = {
   "metrics-listen": { type: "string" },
   expect: { type: "string" },
   since: { type: "string" },
+  for: { type: "string" },
+  reason: { type: "string" },
   format: { type: "string" },
   verbose: { type: "boolean", short: "v" },
   help: { type: "boolean", short: "h" },
@@ -74,6 +77,8 @@ const SUBCOMMANDS: Record<string, Mode> = {
   reset: "reset",
   report: "report",
   status: "status",
+  pause: "pause",
+  resume: "resume",
 };
 
 /** Parses argv into the mode and raw settings. @throws {ConfigError} on a usage error. */
@@ -102,7 +107,7 @@ export function parseCommandLine(
       throw new ConfigError([`Cannot use --once with ${mode === "check" ? "check-config" : mode}`]);
     }
   }
-  let resetTarget: string | undefined;
+  let commandTarget: string | undefined;
   if (mode === "report" && positionals.length > 0) {
     throw new ConfigError([
       "Too many arguments: php-relaunch report [--since DURATION] [--format text|json]",
@@ -114,11 +119,17 @@ export function parseCommandLine(
   if (v.format !== undefined && mode !== "report" && mode !== "status") {
     throw new ConfigError(["Cannot use --format without report or status"]);
   }
-  if (mode === "reset") {
+  if (v.for !== undefined && mode !== "pause") {
+    throw new ConfigError(["Cannot use --for without pause"]);
+  }
+  if (v.reason !== undefined && mode !== "pause" && mode !== "resume") {
+    throw new ConfigError(["Cannot use --reason without pause or resume"]);
+  }
+  if (mode === "reset" || mode === "pause" || mode === "resume") {
     if (positionals.length > 1) {
-      throw new ConfigError(["Too many arguments: php-relaunch reset [target]"]);
+      throw new ConfigError([`Too many arguments: php-relaunch ${mode} [target]`]);
     }
-    resetTarget = positionals.shift();
+    commandTarget = positionals.shift();
   }
   if (argv.length === 0) {
     throw new ConfigError([
@@ -132,7 +143,7 @@ export function parseCommandLine(
       } extra), expected at most <URI> <timeout> <emails> [restart-cgi]`,
     ]);
   }
-  return { mode, raw: rawSettings(v, positionals, resetTarget) };
+  return { mode, raw: rawSettings(v, positionals, commandTarget) };
 }
 
 /** The parsed flags and positionals as settings; a positional and its flag together refused. */
@@ -141,7 +152,7 @@ function rawSettings(
     typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true; strict: true }>
   >["values"],
   positionals: readonly string[],
-  resetTarget: string | undefined,
+  commandTarget: string | undefined,
 ): RawSettings {
   const flags: RawSettings = {
     url: v.url,
@@ -162,7 +173,9 @@ function rawSettings(
     config: v.config,
     interval: v.interval,
     logFormat: v["log-format"],
-    resetTarget,
+    commandTarget,
+    pauseFor: v.for,
+    reason: v.reason,
     init: v.init,
     smtpHost: v["smtp-host"],
     smtpPort: v["smtp-port"],
@@ -342,6 +355,10 @@ async function runWithConfig(
         return await watchForever(cfg, deps, options);
       case "reset":
         return await resetTargets(cfg, deps);
+      case "pause":
+        return await pauseTargets(cfg, deps, options);
+      case "resume":
+        return await resumeTargets(cfg, deps, options);
       default:
         return await watchRun(cfg, deps, options);
     }
@@ -356,7 +373,7 @@ async function runWithConfig(
 
 /** `status`: every target's standing, from the state files (no log, no lock, no wait). */
 async function printStatus(cfg: Config, deps: Deps): Promise<ExitCode> {
-  const list = await readTargetStatuses(cfg, deps.fs);
+  const list = await readTargetStatuses(cfg, deps.fs, deps.clock.now());
   deps.stdout(
     cfg.report.format === "json"
       ? JSON.stringify(list, null, 2) + "\n"
@@ -407,8 +424,8 @@ const RESET_LOCK_WAIT_MS = 75_000;
  */
 async function resetTargets(cfg: Config, deps: Deps): Promise<ExitCode> {
   const lockOf = new Map(cfg.targets.map((t) => [t.name, t.lockFile]));
-  const names = cfg.resetTarget !== null
-    ? [cfg.resetTarget]
+  const names = cfg.commandTarget !== null
+    ? [cfg.commandTarget]
     : cfg.targets.length > 0
     ? cfg.targets.map((t) => t.name)
     : (await deps.fs.listDir(cfg.stateDir)).filter((n) => n.endsWith(".json")).map((n) =>

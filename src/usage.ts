@@ -18,6 +18,8 @@ Usage:
   php-relaunch reset [target]                             (re-arm restarting after giving up)
   php-relaunch report [--since 7d] [--format text|json]   (incidents, causes, tuning hints)
   php-relaunch status [--format text|json]                (each target now; exit 0 or 3)
+  php-relaunch pause [target] [--for 30m] [--reason TEXT] (hold restarts and alerts: deploys)
+  php-relaunch resume [target] [--reason TEXT]            (end a pause before its time)
 
 One run watches for one minute, so that cron can start it every minute: it probes every
 <timeout> seconds (floor(60 / timeout) probes; see --run-for for mcron). On 500/502/503/504
@@ -25,7 +27,8 @@ or no answer within the timeout it kills php-fpm's processes, starts the service
 (10 attempts, each verified), logs one line, mails the recipients and waits max(timeout, 10) s
 before probing again.
 A 5xx is confirmed by a second one 1 s later; one timeout is enough, as in the original.
-At most 3 restarts in 15 min: then it gives up (one mail) until healthy for 15 min.
+At most 3 restarts in 15 min: then it gives up (one mail) until healthy for 15 min, and
+tries one restart again after 5 min, 15 min, 1 h, then every hour (retry_after).
 Connection refused or an unknown host (nginx down) and non-heartbeat answers (444, 3xx, 4xx)
 never restart php-fpm: they are logged and mailed, and the run stops.
 
@@ -62,6 +65,9 @@ Options:
   --metrics-listen ADDR  watch mode: serve /metrics on 127.0.0.1:PORT (loopback only)
   --since DURATION       report: how far back (default 7d; 24h, 30d...)
   --format FORMAT        report and status: text (default) or json
+  --for DURATION         pause: how long (default pause_default, 30m; at most pause_max,
+                         4h); the pause ends by itself then
+  --reason TEXT          pause and resume: why, one line (in the log and the alert)
   --log-format FORMAT    text (default) or json, one object per line
   --run-for S            how long one run lasts: the scheduler's period (default 60 for
                          cron; 10 for mcron every 10 s). It probes floor(S / timeout) times

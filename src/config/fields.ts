@@ -155,6 +155,25 @@ const sinceField = transform(v.string(), (value, ctx) => {
   return out;
 });
 
+/** The longest pause --for may ask; each target's pause_max may allow less. */
+const MAX_PAUSE_MS = 30 * 86_400_000;
+
+const pauseForField = transform(v.string(), (value, ctx) => {
+  const out = /^\d+(\.\d+)?\s*[a-z]+$/i.test(value.trim()) ? parseDuration(value.trim()) : NaN;
+  if (typeof out !== "number" || !(out >= 1000 && out <= MAX_PAUSE_MS)) {
+    return custom(
+      ctx,
+      `Cannot pause for "${value}": expected a duration such as 90s, 30m or 2h, at most 30d`,
+    );
+  }
+  return out;
+});
+
+const reasonField = v.pipe(
+  v.string(),
+  v.regex(/^[^\p{Cc}]{1,200}$/u, "Cannot use the reason: expected one line of 1 to 200 characters"),
+);
+
 const reportFormatField = transform(v.string(), (value, ctx) => {
   if (value !== "text" && value !== "json") {
     return custom(ctx, `Cannot use report format "${value}": expected text or json`);
@@ -224,7 +243,9 @@ const settingsSchema = v.object({
   smtpHost: v.optional(hostField),
   smtpPort: v.optional(portField("SMTP port")),
   mailFrom: v.optional(fromField),
-  resetTarget: v.optional(nameField("target")),
+  commandTarget: v.optional(nameField("target")),
+  pauseFor: v.optional(pauseForField),
+  reason: v.optional(reasonField),
 });
 
 /** The command line's settings, validated. */
@@ -272,7 +293,9 @@ export function parseSettings(
       smtpHost: raw.smtpHost ?? host.env(ENV.smtpHost),
       smtpPort: raw.smtpPort ?? host.env(ENV.smtpPort),
       mailFrom: raw.mailFrom ?? host.env(ENV.mailFrom),
-      resetTarget: raw.resetTarget,
+      commandTarget: raw.commandTarget,
+      pauseFor: raw.pauseFor,
+      reason: raw.reason,
       statusUrl: raw.statusUrl,
       expect: raw.expect,
       since: raw.since,

@@ -68,9 +68,10 @@ async function readFileStep(
   deps: Deps,
   issues: Issues,
 ): Promise<{ path: string | null; file: ConfigFile | null }> {
-  // named with --config; watch, reset and report also read the default one, and reset and
-  // report work without it (on the state folder alone)
-  const fileOptional = mode === "reset" || mode === "report" || mode === "status";
+  // named with --config; watch and the commands on targets also read the default one, and the
+  // commands work without it (on the state folder alone)
+  const fileOptional = mode === "reset" || mode === "report" || mode === "status" ||
+    mode === "pause" || mode === "resume";
   const wantsFile = s.config !== undefined ||
     ((mode === "watch" || fileOptional) && s.url === undefined);
   const path = wantsFile ? s.config ?? defaultConfigFile(deps.host.os()) : null;
@@ -355,7 +356,8 @@ function freeze(
     metricsListen: extras.metricsListen && Object.freeze(extras.metricsListen),
     verbose: raw.verbose === true,
     hostname,
-    resetTarget: s.resetTarget ?? null,
+    commandTarget: s.commandTarget ?? null,
+    pause: Object.freeze({ forMs: s.pauseFor ?? null, reason: s.reason ?? null }),
     report: Object.freeze({ sinceMs: s.since ?? 7 * 86_400_000, format: s.format ?? "text" }),
   });
 }

@@ -26,7 +26,11 @@ export type Mode =
   /** Summarise the incident log. */
   | "report"
   /** What each target is doing now, from the state files. */
-  | "status";
+  | "status"
+  /** Hold restarts and alerts for a while (a deploy, a repair by hand). */
+  | "pause"
+  /** End a pause. */
+  | "resume";
 
 /** The settings as the command line gave them, before validation (all strings). */
 export interface RawSettings {
@@ -52,7 +56,9 @@ export interface RawSettings {
   mailFrom?: string | undefined;
   verbose?: boolean | undefined;
   /** `reset [target]`. */
-  resetTarget?: string | undefined;
+  commandTarget?: string | undefined;
+  pauseFor?: string | undefined;
+  reason?: string | undefined;
   statusUrl?: string | undefined;
   expect?: string | undefined;
   mailTransport?: string | undefined;
@@ -134,7 +140,9 @@ export interface Config {
   readonly verbose: boolean;
   readonly hostname: string;
   /** `reset`: the target to re-arm, or null for all. */
-  readonly resetTarget: string | null;
+  readonly commandTarget: string | null;
+  /** `pause`: how long (null: the target's pause_default), and why. `resume`: why. */
+  readonly pause: { readonly forMs: number | null; readonly reason: string | null };
   /** `report`: how far back, and text or JSON (`status` too). */
   readonly report: { readonly sinceMs: number; readonly format: "text" | "json" };
 }
@@ -153,6 +161,11 @@ export const ENV = {
 /** The state file of target `name` in the state folder `dir`. */
 export function statePath(dir: string, name: string): string {
   return `${dir}/${name}.json`;
+}
+
+/** The pause of target `name`, beside its state: written by `pause`, read by every run. */
+export function pausePath(dir: string, name: string): string {
+  return `${dir}/${name}.pause`;
 }
 
 /** The incident log of a state folder. */

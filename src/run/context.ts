@@ -10,6 +10,7 @@ import type { IncidentLog } from "../record/incidents.ts";
 import type { Deps } from "../shared/deps.ts";
 import type { TryLock } from "../shared/lock.ts";
 import type { Memory, StateStore } from "./state.ts";
+import { filePauses, type Pauses } from "./pause.ts";
 
 /** Tuning that tests shorten, and the state store they replace; production uses the defaults. */
 export interface MonitorOptions {
@@ -21,6 +22,8 @@ export interface MonitorOptions {
   outbox?: Outbox;
   /** How a target's lock is taken; by default its lock file. */
   lock?: TryLock;
+  /** Where pauses are read; by default the state folder's <target>.pause files. */
+  pauses?: Pauses;
 }
 
 /** What the parts of one target's watch share: its settings, its memory, the last pool view. */
@@ -32,8 +35,15 @@ export interface TargetContext {
   readonly outbox: Outbox;
   /** The policy's state and the metrics' counters, saved after every step. */
   memory: Memory;
+  /** Saves the memory now, mid-step (a restart under way, for `status`); null: nowhere to. */
+  save: (() => Promise<void>) | null;
   /** The last status read by the hang check, reused as evidence when fresh. */
   lastStatus: { at: number; status: PoolStatus | string } | null;
+}
+
+/** Where targets' pauses are. */
+export function pausesOf(cfg: Config, options: MonitorOptions): Pauses {
+  return options.pauses ?? filePauses(cfg.stateDir);
 }
 
 /** The outbox of undelivered alerts. */

@@ -149,6 +149,10 @@ async function restartTargetOnce(
     const result = await watch.prober.probe();
     const verdict = verdictOf(result);
     deps.stdout(`${labelOf(result)} ${verdict} in ${result.ms} ms: ${publicUrl(target.url)}\n`);
+    if (await watch.paused(verdict, labelOf(result))) {
+      deps.stdout(`${target.name} is paused: not restarted\n`);
+      return exitFor({ verdict, restartOk: false });
+    }
     const master = await readPidFile(deps.fs, target.pidFile);
     const { restartOk } = await watch.carryOut(result, policy, master);
     await store.save(watch.memory);

@@ -62,6 +62,9 @@ export class Responder {
    */
   async restart(first: ProbeResult, policy: Policy, retry = false): Promise<boolean> {
     this.restarting = true;
+    // said on disk before the first command, so that `status` shows it while it lasts
+    this.ctx.memory.restartingSince = this.ctx.deps.clock.now();
+    await this.checkpoint();
     try {
       const { memory, deps, target } = this.ctx;
       logger.debug("{label} PHP failed ({detail}); relaunching {service}.", {
@@ -79,6 +82,19 @@ export class Responder {
       return this.report(first, policy, since, evidence, reports, retry);
     } finally {
       this.restarting = false;
+      this.ctx.memory.restartingSince = null;
+    }
+  }
+
+  /** Saves the memory mid-step; a failure is logged: the restart matters more. */
+  private async checkpoint(): Promise<void> {
+    try {
+      await this.ctx.save?.();
+    } catch (err) {
+      logger.warn("Cannot save the state before the restart: {error}", {
+        error: describeError(err),
+        target: this.ctx.target.name,
+      });
     }
   }
 

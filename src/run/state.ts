@@ -60,6 +60,7 @@ const stateSchema = v.object({
   ),
   // added with Alertmanager: state files written before lack it
   alertmanagerAt: v.optional(v.nullable(timestamp), null),
+  restartingSince: v.optional(v.nullable(timestamp), null),
   // counters that do not parse start again from zero, the rest of the state is kept
   counters: v.fallback(
     v.object({
@@ -100,6 +101,8 @@ export interface Memory {
   lastProbe: LastProbe | null;
   /** When the open incident was last sent to Alertmanager, which needs it repeated. */
   alertmanagerAt: number | null;
+  /** When the restart under way began, or null: for `status`. */
+  restartingSince: number | null;
 }
 
 /** What the last probe found, and when. */
@@ -113,7 +116,13 @@ export interface LastProbe {
 
 /** A memory of nothing. */
 export function freshMemory(): Memory {
-  return { state: freshState(), counters: freshCounters(), lastProbe: null, alertmanagerAt: null };
+  return {
+    state: freshState(),
+    counters: freshCounters(),
+    lastProbe: null,
+    alertmanagerAt: null,
+    restartingSince: null,
+  };
 }
 
 /**
@@ -123,14 +132,15 @@ export function freshMemory(): Memory {
 export function parseState(text: string): Memory | string {
   const parsed = parseJsonWith(stateSchema, text, "not JSON");
   if (typeof parsed === "string") return parsed;
-  const { version: _, counters, lastProbe, alertmanagerAt, incident, ...rest } = parsed;
+  const { version: _, counters, lastProbe, alertmanagerAt, restartingSince, incident, ...rest } =
+    parsed;
   const state = {
     ...rest,
     incident: incident === null
       ? null
       : { ...incident, id: incident.id ?? incidentId(incident.since) },
   };
-  return { state, counters, lastProbe, alertmanagerAt };
+  return { state, counters, lastProbe, alertmanagerAt, restartingSince };
 }
 
 /** Loads and saves one target's memory. */
@@ -182,13 +192,13 @@ export function fileStateStore(path: string): StateStore {
       });
       return freshMemory();
     },
-    async save({ state, counters, lastProbe, alertmanagerAt }) {
+    async save({ state, counters, ...rest }) {
       const dir = path.slice(0, path.lastIndexOf("/")) || "/";
       await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
       // the folder is root's (0700): a temporary file left in it by a killed run is ours
       await writeFileAtomic(
         path,
-        JSON.stringify({ version: 1, ...state, counters, lastProbe, alertmanagerAt }) + "\n",
+        JSON.stringify({ version: 1, ...state, counters, ...rest }) + "\n",
         0o600,
       );
     },

@@ -12,6 +12,7 @@ import { ExitCode } from "../shared/errors.ts";
 import type { LastProbe, Memory } from "./state.ts";
 import { fileStateStore } from "./state.ts";
 import { seconds } from "./teller.ts";
+import { filePauses, type Pause, type Pauses } from "./pause.ts";
 
 /** Where a target stands. */
 export type Standing =
@@ -31,8 +32,14 @@ export interface TargetStatus {
   standing: Standing;
   /** Consecutive failed probes, of the threshold that restarts. */
   failures: { count: number; of: number };
-  incident: { kind: string; label: string; since: string } | null;
+  incident: { id: string; kind: string; label: string; since: string } | null;
   givenUpAt: string | null;
+  /** Given up: when the next single restart is tried, or null for never. */
+  nextRetryAt: string | null;
+  /** Restarts and alerts held until `until`. */
+  paused: { until: string; by: string; reason: string } | null;
+  /** A restart under way since then (it is bounded by its commands' timeouts). */
+  restartingSince: string | null;
   lastProbe: { at: string; label: string; verdict: string; ms: number } | null;
   restarts: { used: number; max: number; windowMinutes: number };
   lastRestart: { at: string; ok: boolean; cause: string } | null;
@@ -41,7 +48,13 @@ export interface TargetStatus {
 const iso = (ms: number) => new Date(ms).toISOString();
 
 /** A target's status from its memory (null: no state file) under its policy. Pure. */
-export function statusOf(target: string, memory: Memory | null, policy: Policy): TargetStatus {
+export function statusOf(
+  target: string,
+  memory: Memory | null,
+  policy: Policy,
+  pause: Pause | null = null,
+  now = 0,
+): TargetStatus {
   const state = memory?.state;
   const last = state?.restarts.at(-1);
   const standing: Standing = memory === null
@@ -58,9 +71,19 @@ export function statusOf(target: string, memory: Memory | null, policy: Policy):
     standing,
     failures: { count: state?.failures ?? 0, of: policy.failureThreshold },
     incident: state?.incident
-      ? { kind: state.incident.kind, label: state.incident.label, since: iso(state.incident.since) }
+      ? {
+        id: state.incident.id,
+        kind: state.incident.kind,
+        label: state.incident.label,
+        since: iso(state.incident.since),
+      }
       : null,
     givenUpAt: state?.givenUpAt == null ? null : iso(state.givenUpAt),
+    nextRetryAt: state?.givenUpAt == null || state.retryAt === null ? null : iso(state.retryAt),
+    paused: pause !== null && pause.until > now
+      ? { until: iso(pause.until), by: pause.by, reason: pause.reason }
+      : null,
+    restartingSince: memory?.restartingSince == null ? null : iso(memory.restartingSince),
     lastProbe: memory?.lastProbe ? probeOf(memory.lastProbe) : null,
     restarts: {
       used: state?.restarts.length ?? 0,
@@ -97,9 +120,16 @@ export function renderStatus(list: readonly TargetStatus[], now: number): string
       healthy: "healthy",
       failing: `failing (${t.failures.count} of ${t.failures.of})`,
       incident: `incident since ${t.incident?.since} (${t.incident?.kind}, ${t.incident?.label})`,
-      "given_up": `given up at ${t.givenUpAt} (until healthy again, SIGHUP or reset)`,
+      "given_up": `given up at ${t.givenUpAt} (${
+        t.nextRetryAt === null ? "no retries" : `next retry at ${t.nextRetryAt}`
+      }; or healthy again, SIGHUP, reset)`,
     }[t.standing];
     const lines = [`${t.target}: ${head}`];
+    if (t.paused) {
+      lines.push(`  paused       until ${t.paused.until} by ${t.paused.by}: ${t.paused.reason}`);
+    }
+    if (t.restartingSince) lines.push(`  restarting   since ${t.restartingSince}`);
+    if (t.incident) lines.push(`  incident     #${t.incident.id}`);
     if (t.lastProbe) {
       lines.push(
         `  last probe   ${t.lastProbe.label} (${t.lastProbe.verdict}) in ${t.lastProbe.ms} ms, ${
@@ -125,7 +155,12 @@ export function renderStatus(list: readonly TargetStatus[], now: number): string
  * Every target's status: the configured ones, or, with none, every state file in the state
  * folder (named after its service, as the cron form names them, under the cron form's policy).
  */
-export async function readTargetStatuses(cfg: Config, fs: Fs): Promise<TargetStatus[]> {
+export async function readTargetStatuses(
+  cfg: Config,
+  fs: Fs,
+  now: number,
+  pauses: Pauses = filePauses(cfg.stateDir),
+): Promise<TargetStatus[]> {
   const targets = cfg.targets.length > 0
     ? cfg.targets.map((t) => ({ name: t.name, file: t.stateFile, policy: t.policy }))
     : (await fs.listDir(cfg.stateDir)).filter((n) => n.endsWith(".json")).sort().map((n) => ({
@@ -136,6 +171,6 @@ export async function readTargetStatuses(cfg: Config, fs: Fs): Promise<TargetSta
   return await Promise.all(targets.map(async (t) => {
     const exists = await fs.info(t.file).catch(() => null);
     const memory = exists === null ? null : await fileStateStore(t.file).load();
-    return statusOf(t.name, memory, t.policy);
+    return statusOf(t.name, memory, t.policy, await pauses.read(t.name), now);
   }));
 }

@@ -21,7 +21,7 @@ import { readPidFile } from "../act/restart.ts";
 import { Prober } from "./prober.ts";
 import { Responder } from "./responder.ts";
 import type { Timing } from "./schedule.ts";
-import { type MonitorOptions, outboxOf, type TargetContext } from "./context.ts";
+import { type MonitorOptions, outboxOf, pausesOf, type TargetContext } from "./context.ts";
 import { fileStateStore, type Memory, type StateStore } from "./state.ts";
 import { Teller } from "./teller.ts";
 
@@ -55,7 +55,14 @@ export class TargetWatch {
   readonly responder: Responder;
   readonly teller: Teller;
 
-  constructor(cfg: Config, target: Target, deps: Deps, options: MonitorOptions, memory: Memory) {
+  constructor(
+    cfg: Config,
+    target: Target,
+    deps: Deps,
+    options: MonitorOptions,
+    memory: Memory,
+    store: StateStore | null = null,
+  ) {
     this.ctx = {
       cfg,
       target,
@@ -63,6 +70,7 @@ export class TargetWatch {
       options,
       outbox: outboxOf(cfg, options),
       memory,
+      save: store && (() => store.save(this.ctx.memory)),
       lastStatus: null,
     };
     this.teller = new Teller(this.ctx);
@@ -85,6 +93,9 @@ export class TargetWatch {
     const [verdict, label] = [verdictOf(probed), labelOf(probed)];
     memory.counters = countProbe(memory.counters, verdict, label, probed.ms);
     memory.lastProbe = { at: this.ctx.deps.clock.now(), label, verdict, ms: probed.ms };
+    if (await this.paused(verdict, label)) {
+      return { verdict, confirm: false, restartEndedAt: null, restartOk: false };
+    }
     const viewed = await this.prober.withPoolView(probed, policy, stop);
     if (stop?.aborted) return null;
     // the pool's master, read once: for the process table, and to notice one started by others
@@ -125,6 +136,43 @@ export class TargetWatch {
     };
   }
 
+  /**
+   * True while the target is paused: the probe is logged and counted, and nothing else happens
+   * (no restart, no alert, no early warning). A pause found expired is removed and its end told.
+   */
+  async paused(verdict: Verdict, label: string): Promise<boolean> {
+    const { cfg, target, deps, memory, options } = this.ctx;
+    const pauses = pausesOf(cfg, options);
+    const pause = await pauses.read(target.name);
+    if (pause === null) return false;
+    const now = deps.clock.now();
+    if (now < pause.until) {
+      // a run of failures while paused is not one to act on when the pause ends
+      memory.state = { ...memory.state, failures: 0, timeouts: 0, failingSince: null };
+      const level = verdict === "healthy" ? "debug" : "info";
+      logger[level]("{label} while paused until {until} ({reason}): not acted on.", {
+        label,
+        until: new Date(pause.until).toISOString(),
+        reason: pause.reason,
+        target: target.name,
+      });
+      return true;
+    }
+    // the first run to find it expired tells it; a run racing it finds nothing to remove
+    if (await pauses.remove(target.name).catch(() => false)) {
+      this.teller.event(
+        "info",
+        `Pause by ${pause.by} (${pause.reason}) expired: watching and restarting again.`,
+        "PHP watchdog resumed",
+        [`Paused at ${new Date(pause.at).toISOString()} until ${
+          new Date(pause.until).toISOString()
+        }`],
+        null,
+      );
+    }
+    return false;
+  }
+
   private log(action: Extract<Action, { type: "log" }>): void {
     logger[action.level]("{message}", { message: action.message, target: this.ctx.target.name });
   }
@@ -138,7 +186,10 @@ export async function loadWatch(
   options: MonitorOptions,
 ): Promise<{ watch: TargetWatch; store: StateStore }> {
   const store = options.store ?? fileStateStore(target.stateFile);
-  return { store, watch: new TargetWatch(cfg, target, deps, options, await store.load()) };
+  return {
+    store,
+    watch: new TargetWatch(cfg, target, deps, options, await store.load(), store),
+  };
 }
 
 /** The pauses of a target's policy, for nextDue; after a restart the grace period is waited. */

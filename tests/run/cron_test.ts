@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
 import type { AlertmanagerAlert } from "../../src/alert/outbox.ts";
+import { memoryPauses } from "../../src/run/pause.ts";
 import { parseCommandLine } from "../../src/cli.ts";
 import { loadConfig } from "../../src/config/load.ts";
 import type { Mail, Mailer } from "../../src/shared/deps.ts";
 import { probeOnce, watchRun } from "../../src/run/cron.ts";
-import { memoryStateStore } from "../../src/run/state.ts";
+import { fileStateStore, memoryStateStore } from "../../src/run/state.ts";
 import { memoryIncidentLog } from "../../src/record/incidents.ts";
 import { memoryOutbox } from "../../src/alert/outbox.ts";
 import {
@@ -21,6 +22,7 @@ import {
   scriptedHttp,
   testDeps,
   untagged,
+  untaggedOrPlain,
   until,
 } from "../support/fakes.ts";
 
@@ -60,7 +62,13 @@ async function setup(
   const store = memoryStateStore();
   const incidents = memoryIncidentLog();
   // and the lock: a real run's lock file is never touched
-  const options = { store, incidents, outbox: memoryOutbox(), lock: memoryLocks() };
+  const options = {
+    store,
+    incidents,
+    outbox: memoryOutbox(),
+    lock: memoryLocks(),
+    pauses: memoryPauses(),
+  };
   return {
     cfg,
     deps,
@@ -83,6 +91,7 @@ const fastRelaunch = (store = memoryStateStore()) => ({
   incidents: memoryIncidentLog(),
   outbox: memoryOutbox(),
   lock: memoryLocks(),
+  pauses: memoryPauses(),
   relaunch: {
     maxAttempts: 3,
     retryDelayMs: 2000,
@@ -328,6 +337,62 @@ Deno.test("Alertmanager: a given-up incident fires, repeats, and resolves; one a
   assert.match(last.annotations["summary"]!, /PHP recovered/);
 });
 
+Deno.test("paused: a crash is probed and logged, never restarted or alerted; the pause's end is told once", async () => {
+  const s = await setup([URI, "5", "ops@example.com"], [{ status: 502 }]);
+  const pauses = s.options.pauses;
+  const until = s.clock.now() + 90_000;
+  await pauses.write("php8.2-fpm", { at: s.clock.now(), until, by: "alice", reason: "deploy 42" });
+  assert.equal(await watchRun(s.cfg, s.deps, s.options), 3, "still down: the exit code says so");
+  assert.equal(s.runner.calls.length, 0, "nothing restarted");
+  assert.equal(s.mailer.sent.length, 0, "nothing alerted");
+  assert.ok(s.http.calls.length >= 10, "probes go on");
+  assert.match(s.logs.lines()[0]!, /^502 while paused until .* \(deploy 42\): not acted on\.$/);
+  const { state, counters, lastProbe } = await s.options.store.load();
+  assert.equal(state.failures, 0, "no run of failures is carried past the pause");
+  assert.equal(lastProbe?.label, "502", "status sees the probes");
+  assert.ok((counters.probes["php_down 502"] ?? 0) >= 10, JSON.stringify(counters.probes));
+  // the next run finds it expired: the end is told, the crash is restarted as usual
+  s.clock.advance(60_000);
+  const deps = {
+    ...s.deps,
+    httpGet: scriptedHttp(s.clock, [{ status: 502 }, { status: 502 }, ok]),
+  };
+  assert.equal(await watchRun(s.cfg, deps, s.options), 0);
+  assert.equal(pauses.items.size, 0, "the expired pause is removed");
+  assert.deepEqual(untaggedOrPlain(s.mailer.sent), [
+    "web1 PHP watchdog resumed",
+    "web1 PHP restart",
+  ]);
+  assert.match(s.mailer.sent[0]!.text, /Pause by alice \(deploy 42\) expired/);
+});
+
+Deno.test("a restart under way is on disk for `status` while it lasts, and cleared after", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "php-relaunch-restarting-" });
+  try {
+    const s = await setup([URI, "5", "ops@example.com"], [{ status: 502 }, { status: 502 }, ok]);
+    const store = fileStateStore(`${dir}/php8.2-fpm.json`);
+    const seen: (number | null)[] = [];
+    const runner = fpmHost(true);
+    const deps = {
+      ...s.deps,
+      runner: {
+        run: (cmd: string, args: readonly string[], opts: { timeoutMs: number }) => {
+          if (cmd.endsWith("service")) {
+            const saved = JSON.parse(Deno.readTextFileSync(`${dir}/php8.2-fpm.json`));
+            seen.push(saved.restartingSince);
+          }
+          return runner.run(cmd, args, opts);
+        },
+      },
+    };
+    assert.equal(await watchRun(s.cfg, deps, { ...s.options, store }), 0);
+    assert.ok(seen.length > 0 && seen.every((at) => typeof at === "number"), String(seen));
+    assert.equal((await store.load()).restartingSince, null);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("a failed mail is logged and queued, and changes nothing else", async () => {
   const s = await setup([URI, "5", "ops@example.com"], [{ status: 503 }, { status: 503 }, ok], {
     mailFails: true,
@@ -376,6 +441,7 @@ Deno.test("php-cgi is relaunched too with the 4th argument", async () => {
       incidents: memoryIncidentLog(),
       outbox: memoryOutbox(),
       lock: memoryLocks(),
+      pauses: memoryPauses(),
     }),
     0,
   );
@@ -488,6 +554,7 @@ Deno.test("a 502 with php-fpm's master gone is a certain crash: restarted at onc
     incidents: memoryIncidentLog(),
     outbox: memoryOutbox(),
     lock: memoryLocks(),
+    pauses: memoryPauses(),
   };
   assert.equal(await watchRun(cfg, deps, options), 0);
   assert.deepEqual(logs.lines(), ["502 PHP restarted."]);

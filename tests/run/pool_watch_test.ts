@@ -4,6 +4,7 @@
  * the thresholds kept when the status page has never answered.
  */
 import assert from "node:assert/strict";
+import { memoryPauses } from "../../src/run/pause.ts";
 import { parseCommandLine } from "../../src/cli.ts";
 import { loadConfig } from "../../src/config/load.ts";
 import type { FcgiTarget, HttpGet } from "../../src/shared/deps.ts";
@@ -112,6 +113,7 @@ async function run(opts: {
     incidents,
     outbox: memoryOutbox(),
     lock: memoryLocks(),
+    pauses: memoryPauses(),
   });
   return { code, counts, runner, mailer, incidents, clock, actedAtPing };
 }

@@ -18,6 +18,7 @@ const busy = {
   counters: freshCounters(),
   lastProbe: { at: 1500, label: "502", verdict: "php_down" as const, ms: 12 },
   alertmanagerAt: 1600,
+  restartingSince: null,
   state: {
     ...freshState(),
     failures: 1,

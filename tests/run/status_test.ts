@@ -8,12 +8,14 @@ import { renderStatus, statusExit, statusOf } from "../../src/run/status.ts";
 const T = Date.UTC(2026, 10, 27, 12, 0, 0);
 const policy = cronPolicy(5000);
 
-function memory(over: Partial<Memory["state"]> = {}): Memory {
+function memory(over: Partial<Memory["state"]> = {}, more: Partial<Memory> = {}): Memory {
   return {
     state: { ...freshState(), ...over },
     counters: freshCounters(),
     lastProbe: { at: T - 4000, label: "200", verdict: "healthy", ms: 7 },
     alertmanagerAt: null,
+    restartingSince: null,
+    ...more,
   };
 }
 
@@ -39,6 +41,7 @@ Deno.test("status: each standing from the memory, with the policy's limits", () 
   );
   assert.equal(incident.standing, "incident");
   assert.deepEqual(incident.incident, {
+    id: "20261127-115900-000",
     kind: "unreachable",
     label: "refused",
     since: "2026-11-27T11:59:00.000Z",
@@ -91,4 +94,47 @@ Deno.test("status: the text says the standing, the last probe and the restarts",
     ].join("\n"),
   );
   assert.equal(renderStatus([], T), "no target has a state file yet\n");
+});
+
+Deno.test("status: paused, restarting, the next retry and the incident's id", () => {
+  const pause = { at: T - 60_000, until: T + 600_000, by: "alice", reason: "deploy 42" };
+  const gaveUp = statusOf(
+    "web",
+    memory(
+      {
+        givenUpAt: T - 1000,
+        retryAt: T + 299_000,
+        incident: {
+          id: "20261127-115830-000",
+          kind: "php_down",
+          since: T - 90_000,
+          label: "502",
+          restarts: 3,
+          lastAlertAt: T,
+        },
+      },
+      { restartingSince: T - 2000 },
+    ),
+    policy,
+    pause,
+    T,
+  );
+  assert.equal(gaveUp.nextRetryAt, "2026-11-27T12:04:59.000Z");
+  assert.deepEqual(gaveUp.paused, {
+    until: "2026-11-27T12:10:00.000Z",
+    by: "alice",
+    reason: "deploy 42",
+  });
+  assert.equal(gaveUp.restartingSince, "2026-11-27T11:59:58.000Z");
+  assert.equal(gaveUp.incident?.id, "20261127-115830-000");
+  const text = renderStatus([gaveUp], T);
+  assert.match(
+    text,
+    /^web: given up at 2026-11-27T11:59:59\.000Z \(next retry at 2026-11-27T12:04:59\.000Z;/,
+  );
+  assert.match(text, /\n {2}paused {7}until 2026-11-27T12:10:00\.000Z by alice: deploy 42\n/);
+  assert.match(text, /\n {2}restarting {3}since 2026-11-27T11:59:58\.000Z\n/);
+  assert.match(text, /\n {2}incident {5}#20261127-115830-000\n/);
+  const expired = statusOf("web", memory(), policy, { ...pause, until: T - 1 }, T);
+  assert.equal(expired.paused, null, "a pause past its time is over, even before a run removes it");
 });

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { memoryPauses } from "../../src/run/pause.ts";
 import { parseCommandLine } from "../../src/cli.ts";
 import { loadConfig } from "../../src/config/load.ts";
 import type { Config } from "../../src/config/settings.ts";
@@ -144,6 +145,37 @@ Deno.test("watch: two targets on two php-fpm versions restart independently; SIG
       assert.ok(lock, t.lockFile);
       lock[Symbol.dispose]();
     }
+  } finally {
+    await s.cleanup();
+  }
+});
+
+Deno.test("watch: a pause is honoured at the next probe, and so is its end, without SIGHUP", async () => {
+  const pauses = memoryPauses();
+  let restartsWhilePaused = 0;
+  const s: Awaited<ReturnType<typeof setup>> = await setup((url, n) => {
+    if (url.port === "8889" && n === 40) s.signals.send("SIGTERM");
+    if (url.port !== "8874") return 200;
+    const now = s.deps.clock.now();
+    if (n === 3) {
+      pauses.items.set("legacy", { at: now, until: now + 3_600_000, by: "bob", reason: "deploy" });
+    }
+    const restarted = s.runner.lines().some((l) => l.includes("php7.4-fpm start"));
+    if (n === 15) {
+      restartsWhilePaused = s.runner.calls.length;
+      pauses.items.delete("legacy");
+    }
+    // crashed from its 5th probe, while paused, and down until restarted
+    return n >= 5 && !restarted ? 502 : 200;
+  });
+  try {
+    assert.equal(await watchForever(s.cfg, s.deps, { signals: s.signals.source, pauses }), 0);
+    assert.equal(restartsWhilePaused, 0, "nothing run while paused");
+    assert.ok(
+      s.runner.lines().includes("/usr/sbin/service php7.4-fpm start"),
+      "resumed: restarted",
+    );
+    assert.ok(s.logs.lines().some((l) => /^502 while paused until .* \(deploy\)/.test(l)));
   } finally {
     await s.cleanup();
   }

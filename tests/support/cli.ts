@@ -90,16 +90,16 @@ export async function runDir(prefix: string): Promise<{ path: string; remove(): 
 
 /** A loopback HTTP server for one test that answers `answer()` and counts its requests. */
 export async function withServer(
-  answer: () => Response,
+  answer: (request: Request) => Response | Promise<Response>,
   fn: (base: string, hits: () => number) => Promise<void>,
 ): Promise<void> {
   let hits = 0;
   const ac = new AbortController();
   const server = Deno.serve(
     { hostname: "127.0.0.1", port: 0, signal: ac.signal, onListen: () => {} },
-    () => {
+    (request) => {
       hits++;
-      return answer();
+      return answer(request);
     },
   );
   try {

@@ -390,3 +390,8 @@ export function untagged(mails: readonly { subject: string }[]): string[] {
     return m.subject.replace(INCIDENT_TAG, "");
   });
 }
+
+/** The subjects of `mails`, without the incident tag of those that have one. */
+export function untaggedOrPlain(mails: readonly { subject: string }[]): string[] {
+  return mails.map((m) => m.subject.replace(INCIDENT_TAG, ""));
+}

@@ -110,19 +110,34 @@ Deno.test("cli: nothing listening: exit 7 and a log line saying why", async () =
   });
 });
 
-Deno.test("cli: a second invocation while one holds the lock exits 0 at once and probes nothing", async () => {
+Deno.test("cli: a run finding watch mode's lock exits 0 at once; another cron run's, it waits", async () => {
   await withTempDir(async (dir) => {
     await withHeartbeat(async (url, hits) => {
       const lock = await tryLock(`${dir}/lock`);
       assert.ok(lock);
+      let released = false;
       try {
+        await lock.say("watch 1");
         const r = await runCli([url, "5", "", ...isolated(dir)]);
         assert.equal(r.code, 0, r.stderr);
         assert.ok(r.ms < 20_000, `took ${r.ms} ms`);
         assert.equal(hits(), 0);
-        assert.match(await Deno.readTextFile(`${dir}/log`), /Another php-relaunch holds/);
-      } finally {
+        assert.match(await Deno.readTextFile(`${dir}/log`), /php-relaunch watch holds/);
+
+        // a cron run still under way: this one (mcron, every 10 s) waits, then probes
+        await lock.say("cron 1");
+        const run = runCli([url, "2", "", "--run-for", "10", ...isolated(dir)]);
+        await new Promise((resolve) => setTimeout(resolve, 3000));
+        assert.equal(hits(), 0, "nothing probed while the other run holds it");
+        released = true;
         lock[Symbol.dispose]();
+        const waited = await run;
+        assert.equal(waited.code, 0, waited.stderr);
+        assert.ok(hits() >= 1, "probed once the lock was free");
+        assert.ok(waited.ms < 30_000, `took ${waited.ms} ms`);
+        assert.match(await Deno.readTextFile(`${dir}/log`), /Another run holds .*; waiting for it/);
+      } finally {
+        if (!released) lock[Symbol.dispose]();
       }
     });
   });

@@ -35,7 +35,19 @@ export interface RelaunchOptions {
   toolTimeoutMs: number;
   /** Re-probing a gentle rung's result this often, until `startTimeoutMs`. */
   verifyEveryMs: number;
+  /**
+   * No rung or start attempt begins that could not end by then (a cron run's period, plus a
+   * little): the next run goes on with it, instead of overlapping this one.
+   */
+  deadline?: number;
 }
+
+/** Whether one more command, of up to `startTimeoutMs`, would end after the deadline. */
+function outOfTime(ctx: RelaunchContext, opts: RelaunchOptions): boolean {
+  return opts.deadline !== undefined && ctx.clock.now() + opts.startTimeoutMs > opts.deadline;
+}
+
+const OUT_OF_TIME = "no time left in this run for another attempt (the next run goes on)";
 
 /** The original's 10 attempts, about 2 s apart. */
 export const DEFAULT_RELAUNCH: RelaunchOptions = {
@@ -307,6 +319,9 @@ async function killRung(
       : `${target.processName} runs but the heartbeat is still failing`;
     if (attempt < opts.maxAttempts) await ctx.clock.sleep(opts.retryDelayMs);
     else return { ok: false, step, attempts: attempt, killed };
+    if (outOfTime(ctx, opts)) {
+      return { ok: false, step: `${step}; ${OUT_OF_TIME}`, attempts: attempt, killed };
+    }
   }
   return { ok: false, step, attempts: 0, killed };
 }
@@ -342,6 +357,10 @@ export async function relaunch(
   };
   try {
     for (const rung of target.rungs) {
+      if (report.rung !== null && outOfTime(ctx, opts)) {
+        report.steps.push(`${rung}: not begun: ${OUT_OF_TIME}`);
+        break;
+      }
       const result = await RUNG[rung](target, ctx, verify, opts);
       if (result === null) {
         const why = rung === "kill_stuck" ? "no stuck worker known" : "master gone or stopped";

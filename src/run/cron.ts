@@ -9,7 +9,7 @@ import type { Config, Target } from "../config/settings.ts";
 import { labelOf, type Verdict, verdictOf } from "../probe/result.ts";
 import type { Deps } from "../shared/deps.ts";
 import { ExitCode } from "../shared/errors.ts";
-import { tryLock } from "../shared/lock.ts";
+import { type HeldLock, sayHolder, tryLock } from "../shared/lock.ts";
 import { logger } from "../shared/log.ts";
 import { publicUrl } from "../shared/redact.ts";
 import { fitsInRun, nextDue } from "./schedule.ts";
@@ -38,6 +38,46 @@ async function lockTarget(target: Target, options: MonitorOptions) {
   return lock;
 }
 
+/** How often a cron run looks whether the run before it has let go of the lock. */
+const LOCK_POLL_MS = 500;
+/** How far past its period a cron run's last restart may go. */
+export const CRON_OVERRUN_MS = 5000;
+
+/**
+ * Takes the target's lock for a cron run. Held by watch mode (which never lets go): null at
+ * once. Held by another cron or mcron run (one still restarting, past its minute): waits for
+ * it, while a probe still fits in this run's period, so that no period goes unwatched.
+ */
+async function lockForRun(
+  target: Target,
+  deps: Deps,
+  options: MonitorOptions,
+  endsAt: number,
+): Promise<HeldLock | null> {
+  const take = options.lock ?? tryLock;
+  const holder = () => take.holder?.(target.lockFile) ?? Promise.resolve(null);
+  const fields = { lock: target.lockFile, target: target.name };
+  let lock = await take(target.lockFile);
+  if (lock === null && (await holder())?.startsWith("watch")) {
+    logger.info("php-relaunch watch holds {lock}; this run does nothing.", fields);
+    return null;
+  }
+  if (lock === null) logger.info("Another run holds {lock}; waiting for it.", fields);
+  while (lock === null && deps.clock.now() + target.timeoutMs <= endsAt) {
+    await deps.clock.sleep(Math.min(LOCK_POLL_MS, endsAt - deps.clock.now()));
+    lock = await take(target.lockFile);
+  }
+  if (lock === null) {
+    logger.warn(
+      "Another run still holds {lock} at the end of this run's period; this run does nothing.",
+      fields,
+    );
+    return null;
+  }
+  await sayHolder(lock, "cron");
+  return lock;
+}
+
 /**
  * The cron form: probes every `timeout` seconds for one run period (a minute by default),
  * following the policy, with its memory kept on disk between runs. Stops at once, without
@@ -52,9 +92,12 @@ export async function watchRun(
   await retryAlerts(cfg, deps, options);
   // the watches of this run, whose counters the metrics take without reading them back
   const live = new Map<string, TargetWatch>();
+  const run = { startedAt: deps.clock.now(), runMs: cfg.runMs };
   const codes = await Promise.all(cfg.targets.map(async (target) => {
-    using lock = await lockTarget(target, options);
-    return lock === null ? ExitCode.Ok : await watchTargetRun(cfg, target, deps, options, live);
+    using lock = await lockForRun(target, deps, options, run.startedAt + run.runMs);
+    return lock === null
+      ? ExitCode.Ok
+      : await watchTargetRun(cfg, target, deps, options, live, run);
   }));
   if (cfg.metricsFile !== null) await writeMetrics(cfg, options, live);
   return worstExit(codes);
@@ -66,12 +109,15 @@ async function watchTargetRun(
   deps: Deps,
   options: MonitorOptions,
   live: Map<string, TargetWatch>,
+  run: { startedAt: number; runMs: number },
 ): Promise<ExitCode> {
   const { watch, store } = await loadWatch(cfg, target, deps, options);
   live.set(target.name, watch);
-  const run = { startedAt: deps.clock.now(), runMs: cfg.runMs };
+  // a restart must not overlap the next run much: it would wait for this one
+  watch.ctx.deadline = run.startedAt + run.runMs + CRON_OVERRUN_MS;
   const timing = timingOf(target.policy);
-  let dueAt = run.startedAt;
+  // after waiting for the lock, the first probe is now
+  let dueAt = deps.clock.now();
   let last: { verdict: Verdict; restartOk: boolean } = { verdict: "healthy", restartOk: false };
   try {
     while (true) {

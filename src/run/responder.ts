@@ -110,7 +110,10 @@ export class Responder {
       runner: deps.runner,
       clock: deps.clock,
       fs: deps.fs,
-      options: options.relaunch ?? { ...DEFAULT_RELAUNCH, startTimeoutMs: target.startTimeoutMs },
+      options: {
+        ...(options.relaunch ?? { ...DEFAULT_RELAUNCH, startTimeoutMs: target.startTimeoutMs }),
+        ...(this.ctx.deadline === null ? {} : { deadline: this.ctx.deadline }),
+      },
     };
     const stuck = evidence.status === null
       ? []

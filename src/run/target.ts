@@ -71,6 +71,7 @@ export class TargetWatch {
       outbox: outboxOf(cfg, options),
       memory,
       save: store && (() => store.save(this.ctx.memory)),
+      deadline: null,
       lastStatus: null,
     };
     this.teller = new Teller(this.ctx);
@@ -122,7 +123,13 @@ export class TargetWatch {
     for (const action of decision.actions) {
       if (action.type === "log") this.log(action);
       else if (action.type === "alert") this.teller.alert(action, result, policy);
-      else {
+      else if (this.noTimeToRestart()) {
+        // the failure stays counted: the next run's first failed probe restarts at once
+        logger.info("{label} PHP failed near the end of this run: the next run restarts it.", {
+          label: labelOf(result),
+          target: this.ctx.target.name,
+        });
+      } else {
         restartOk = await this.responder.restart(result, policy, action.retry === true);
         restartEndedAt = deps.clock.now();
       }
@@ -134,6 +141,12 @@ export class TargetWatch {
       restartEndedAt,
       restartOk,
     };
+  }
+
+  /** Whether a restart begun now could overrun the cron run's period (and its successor). */
+  private noTimeToRestart(): boolean {
+    const { deadline, deps, target } = this.ctx;
+    return deadline !== null && deps.clock.now() + target.startTimeoutMs > deadline;
   }
 
   /**

@@ -8,7 +8,7 @@ import { publicUrl } from "../shared/redact.ts";
 import type { Config, Target } from "../config/settings.ts";
 import type { Clock, Deps } from "../shared/deps.ts";
 import { ConfigError, describeError, ExitCode } from "../shared/errors.ts";
-import { tryLock } from "../shared/lock.ts";
+import { sayHolder, tryLock } from "../shared/lock.ts";
 import { logger } from "../shared/log.ts";
 import type { MonitorOptions } from "./context.ts";
 import { loadWatch, retryAlerts, type TargetWatch, timingOf, writeMetrics } from "./target.ts";
@@ -105,6 +105,7 @@ async function targetLoop(
   }
   if (lock === null) return;
   using _held = lock;
+  await sayHolder(lock, "watch");
   const { watch, store } = await loadWatch(cfg, target, deps, options);
   const timing = timingOf(target.policy);
   let dueAt = deps.clock.now();

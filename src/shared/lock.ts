@@ -1,15 +1,36 @@
 /** Single-instance runs: an exclusive `flock` on a lock file, held for the life of the process. */
 import { dirname } from "node:path";
-import { ConfigError } from "./errors.ts";
-import { ensurePrivateDir, openRegularFile, privateProblem } from "./safe_file.ts";
+import { ConfigError, describeError } from "./errors.ts";
+import { logger } from "./log.ts";
+import { ensurePrivateDir, openRegularFile, privateProblem, readRegularText } from "./safe_file.ts";
 
 /** A held lock; closing the file releases it (so does the process dying, even by SIGKILL). */
 export interface HeldLock extends Disposable {
   readonly path: string;
+  /**
+   * Writes who holds it ("watch 1234", "cron 1234") into the file, for runs that find it held:
+   * a cron run waits for another cron run, not for watch mode, which never lets go.
+   */
+  say(holder: string): Promise<void>;
 }
 
-/** Takes a lock without waiting: {@link tryLock}, or a fake in tests. */
-export type TryLock = (path: string) => Promise<HeldLock | null>;
+/** Takes a lock without waiting: {@link tryLock}, or a fake in tests; `holder` reads who has it. */
+export type TryLock = ((path: string) => Promise<HeldLock | null>) & {
+  holder?: (path: string) => Promise<string | null>;
+};
+
+/** A holder's line is short; more is not ours. */
+const MAX_HOLDER = 64;
+
+/** Who last said they hold the lock at `path` (see {@link HeldLock.say}), or null. */
+export async function lockHolder(path: string): Promise<string | null> {
+  try {
+    const text = await readRegularText(path, MAX_HOLDER);
+    return text.trim() || null;
+  } catch {
+    return null;
+  }
+}
 
 /**
  * Takes the exclusive lock on `path` without waiting, creating the file (and its folder, mode
@@ -46,8 +67,29 @@ export async function tryLock(path: string): Promise<HeldLock | null> {
   }
   return {
     path,
+    async say(holder) {
+      await file.truncate(0);
+      await file.seek(0, Deno.SeekMode.Start);
+      await file.write(new TextEncoder().encode(`${holder}\n`));
+    },
     [Symbol.dispose]() {
       file.close();
     },
   };
+}
+tryLock.holder = lockHolder;
+
+/**
+ * Says in `lock` that a run of `kind` (cron, watch) of this process holds it. A failure is
+ * logged, not thrown: the lock is held all the same, and other runs then wait as for cron.
+ */
+export async function sayHolder(lock: HeldLock, kind: "cron" | "watch"): Promise<void> {
+  try {
+    await lock.say(`${kind} ${Deno.pid}`);
+  } catch (err) {
+    logger.warn("Cannot write the holder into {lock}: {error}", {
+      lock: lock.path,
+      error: describeError(err),
+    });
+  }
 }

@@ -131,6 +131,28 @@ Deno.test("never comes up: 10 attempts and a reason naming the start command", a
   );
 });
 
+Deno.test("a deadline (a cron run's period): no attempt or rung begins that could end after it", async () => {
+  captureLogs();
+  const runner = host({ startsToComeUp: 99 });
+  const c = ctx(runner);
+  // 10 s start timeout, attempts 2 s apart: the first at 0, the second at 2 s, none after 5 s
+  const options = { ...DEFAULT_RELAUNCH, startTimeoutMs: 10_000, deadline: c.clock.now() + 15_000 };
+  const report = await relaunch(fpm, { ...c, options }, () => Promise.resolve(true));
+  assert.equal(report.ok, false);
+  assert.equal(report.attempts, 3);
+  assert.match(
+    report.reason,
+    /no time left in this run for another attempt \(the next run goes on\)$/,
+  );
+
+  const h = ladderHost("S", "restart");
+  const c2 = ctx(h.runner, "sysv", h.fs);
+  const late = { ...quick, deadline: c2.clock.now() + quick.startTimeoutMs + 100 };
+  const laddered = await relaunch(ladder, { ...c2, options: late }, h.verify);
+  assert.equal(laddered.rung, "reload", "the restart rung was not begun");
+  assert.match(laddered.steps.at(-1)!, /^restart: not begun: no time left in this run/);
+});
+
 Deno.test("zombies do not count as running: a killed master its parent has not reaped yet", async () => {
   captureLogs();
   let killed = false;

@@ -97,7 +97,7 @@ const fastRelaunch = (store = memoryStateStore()) => ({
     retryDelayMs: 2000,
     killRounds: 3,
     killPollMs: 100,
-    startTimeoutMs: 30_000,
+    startTimeoutMs: 10_000,
     toolTimeoutMs: 5000,
     verifyEveryMs: 500,
   },
@@ -485,18 +485,68 @@ Deno.test("--once --restart: restarts and mails what it did", async () => {
   assert.deepEqual(untagged(s.mailer.sent), ["web1 PHP restart"]);
 });
 
-Deno.test("cron run: another run's lock means nothing is probed, restarted or written; exit 0", async () => {
+Deno.test("cron run: a lock watch mode holds means nothing is probed, restarted or written; exit 0", async () => {
   const s = await setup([URI, "5", "ops@example.com"], [{ status: 502 }]);
-  const held = memoryLocks(s.cfg.targets[0]!.lockFile);
+  const lockFile = s.cfg.targets[0]!.lockFile;
+  const held = memoryLocks(lockFile);
+  held.holders.set(lockFile, "watch 4242");
   assert.equal(await watchRun(s.cfg, s.deps, { ...s.options, lock: held }), 0);
   assert.equal(s.http.calls.length, 0);
   assert.equal(s.runner.calls.length, 0);
+  assert.equal(s.clock.now(), s.start, "at once: watch mode never lets go");
   assert.deepEqual(s.logs.lines(), [
-    `Another php-relaunch holds ${s.cfg.targets[0]!.lockFile}; this run does nothing.`,
+    `php-relaunch watch holds ${lockFile}; this run does nothing.`,
   ]);
   const free = memoryLocks();
   assert.equal(await watchRun(s.cfg, s.deps, { ...s.options, lock: free }), 3);
-  assert.deepEqual(free.taken, [s.cfg.targets[0]!.lockFile], "the same lock, taken this time");
+  assert.deepEqual(free.taken, [lockFile], "the same lock, taken this time");
+  assert.equal(free.holders.get(lockFile), `cron ${Deno.pid}`, "a cron run says it holds it");
+});
+
+Deno.test("cron run: a lock another cron run holds is waited for; the rest of the minute is watched", async () => {
+  const s = await setup([URI, "5", "ops@example.com"], [{ status: 502 }, { status: 502 }, ok]);
+  const lockFile = s.cfg.targets[0]!.lockFile;
+  const held = memoryLocks(lockFile);
+  held.holders.set(lockFile, "cron 4242");
+  // the run before, still restarting, lets go 20 s into this run's minute
+  const clock = s.clock;
+  const sleep = clock.sleep.bind(clock);
+  clock.sleep = async (ms: number, signal?: AbortSignal) => {
+    await sleep(ms, signal);
+    if (clock.now() - s.start >= 20_000) held.held.delete(lockFile);
+  };
+  assert.equal(await watchRun(s.cfg, s.deps, { ...s.options, lock: held }), 0);
+  assert.ok(s.http.calls.length >= 3, "probed once the lock was free");
+  assert.ok(s.runner.lines().includes("/usr/sbin/service php8.2-fpm start"), "and restarted");
+  assert.ok(clock.now() - s.start <= 60_000 + 10_000, "within its own minute (and a restart)");
+  assert.match(s.logs.lines()[0]!, /^Another run holds .*; waiting for it\.$/);
+
+  // held for the whole minute: this run gives up at its end, with one line
+  const s2 = await setup([URI, "5", "ops@example.com"], [{ status: 502 }]);
+  const stuck = memoryLocks(lockFile);
+  assert.equal(await watchRun(s2.cfg, s2.deps, { ...s2.options, lock: stuck }), 0);
+  assert.equal(s2.http.calls.length, 0);
+  assert.ok(s2.clock.now() - s2.start <= 60_000, "never past its own period");
+  assert.match(s2.logs.lines().at(-1)!, /still holds .* at the end of this run's period/);
+});
+
+Deno.test("cron run: no restart begins that would overrun the run's period", async () => {
+  // hung from the last probe of the minute: its timeout (one is enough) ends at 60 s, and a
+  // restart begun then could take until 70 s (start_timeout 10 s), past the run's 65 s
+  const s = await setup([URI, "5", "ops@example.com"], [ok]);
+  const late = scriptedHttp(s.clock, [
+    ...Array.from({ length: 11 }, () => ok),
+    { error: fetchErrors.timeout(), ms: 5000 },
+  ]);
+  const deps = { ...s.deps, httpGet: late };
+  await watchRun(s.cfg, deps, s.options);
+  assert.equal(s.runner.calls.filter((c) => c.cmd.endsWith("service")).length, 0);
+  assert.ok(
+    s.logs.lines().some((l) => /the next run restarts it/.test(l)),
+    s.logs.lines().join("\n"),
+  );
+  const { state } = await s.options.store.load();
+  assert.ok(state.failures >= 1, "the failure stays counted for the next run");
 });
 
 Deno.test("cron run: a mail server that never answers delays neither the next probe nor the next restart", async () => {

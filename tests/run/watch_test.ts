@@ -141,6 +141,8 @@ Deno.test("watch: two targets on two php-fpm versions restart independently; SIG
     // the locks are free again
     const { tryLock } = await import("../../src/shared/lock.ts");
     for (const t of s.cfg.targets) {
+      // cron runs read who held it: watch mode, which they do not wait for
+      assert.equal(await Deno.readTextFile(t.lockFile), `watch ${Deno.pid}\n`);
       const lock = await tryLock(t.lockFile);
       assert.ok(lock, t.lockFile);
       lock[Symbol.dispose]();

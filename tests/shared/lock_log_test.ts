@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { tryLock } from "../../src/shared/lock.ts";
+import { lockHolder, tryLock } from "../../src/shared/lock.ts";
 import { formatLine, jsonLine, openAppendNoFollow } from "../../src/shared/log.ts";
 
 async function tempDir(): Promise<string> {
@@ -18,6 +18,22 @@ Deno.test("lock: exclusive while held, free again when released, file kept", asy
     assert.ok(again);
     again[Symbol.dispose]();
     assert.ok((await Deno.lstat(path)).isFile);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("lock: its holder says who it is; a run that finds it held reads that", async () => {
+  const dir = await tempDir();
+  try {
+    const path = `${dir}/run.lock`;
+    const held = await tryLock(path);
+    assert.ok(held);
+    await held.say("watch 123456");
+    await held.say("cron 7");
+    assert.equal(await tryLock.holder!(path), "cron 7", "rewritten whole, nothing left over");
+    assert.equal(await lockHolder(`${dir}/none.lock`), null);
+    held[Symbol.dispose]();
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -330,16 +330,28 @@ export function captureLogs(): { lines: () => string[]; records: LogRecord[] } {
  * Locks in memory, so that unit tests never take a lock file of the host's: `held` are the
  * paths another run holds; a lock taken here is held until disposed.
  */
-export function memoryLocks(...held: string[]): TryLock & { held: Set<string>; taken: string[] } {
+export function memoryLocks(
+  ...held: string[]
+): TryLock & { held: Set<string>; taken: string[]; holders: Map<string, string> } {
   const locks = new Set(held);
   const taken: string[] = [];
+  const holders = new Map<string, string>();
   const take = (path: string): Promise<HeldLock | null> => {
     if (locks.has(path)) return Promise.resolve(null);
     locks.add(path);
     taken.push(path);
-    return Promise.resolve({ path, [Symbol.dispose]: () => void locks.delete(path) });
+    return Promise.resolve({
+      path,
+      say: (holder: string) => Promise.resolve(void holders.set(path, holder)),
+      [Symbol.dispose]: () => void locks.delete(path),
+    });
   };
-  return Object.assign(take, { held: locks, taken });
+  return Object.assign(take, {
+    held: locks,
+    taken,
+    holders,
+    holder: (path: string) => Promise.resolve(holders.get(path) ?? null),
+  });
 }
 
 /**

@@ -14,18 +14,23 @@ export RUST_BACKTRACE=0 NO_COLOR=1 DEBIAN_FRONTEND=noninteractive
 running() { pgrep -x "$1" >/dev/null 2>&1 && echo yes || echo no; }
 nginx_before=$(running nginx)
 fpm_before=$(running php-fpm8.2)
+# (the kernel keeps 15 characters of a process name)
+am_before=$(running prometheus-aler)
 
 restore() {
   # leave nginx and php-fpm as they were before this script
   [ "$nginx_before" = no ] && [ "$(running nginx)" = yes ] && service nginx stop >/dev/null 2>&1 || true
   [ "$fpm_before" = no ] && [ "$(running php-fpm8.2)" = yes ] && service php8.2-fpm stop >/dev/null 2>&1 || true
+  # installing the package may start its service: the tests run their own instance
+  [ "$am_before" = no ] && [ "$(running prometheus-aler)" = yes ] && service prometheus-alertmanager stop >/dev/null 2>&1 || true
 }
 trap restore EXIT
 
 # msmtp-mta satisfies mcron's need for an MTA without a mail daemon on port 25, and is the
 # sendmail of the alert tests; openssl makes their TLS certificate; logrotate checks ours;
 # systemd runs the unit's test (as a user manager: PID 1 here is not systemd)
-packages="nginx php8.2-fpm python3-aiosmtpd mcron msmtp-mta procps util-linux openssl logrotate systemd"
+# prometheus-alertmanager is the Alertmanager channel's (the tests start their own instance)
+packages="nginx php8.2-fpm python3-aiosmtpd mcron msmtp-mta procps util-linux openssl logrotate systemd prometheus-alertmanager"
 missing=""
 for p in $packages; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -393,3 +393,82 @@ export async function heartbeatOf(url: string, timeoutMs = 2000): Promise<string
     return err instanceof DOMException ? "timeout" : "error";
   }
 }
+
+/** One alert as Alertmanager's `GET /api/v2/alerts` lists it. */
+export interface ListedAlert {
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+  startsAt: string;
+  endsAt: string;
+  status: { state: string };
+}
+
+/**
+ * Debian's prometheus-alertmanager on a free loopback port, with its own configuration and
+ * storage in a temporary folder (not the package's service, which is left alone).
+ */
+export class Alertmanager {
+  private constructor(
+    readonly port: number,
+    private readonly dir: string,
+    private readonly child: Deno.ChildProcess,
+  ) {}
+
+  static async start(): Promise<Alertmanager> {
+    const port = freePort();
+    const dir = await Deno.makeTempDir({ prefix: "php-relaunch-am-" });
+    await Deno.writeTextFile(
+      `${dir}/alertmanager.yml`,
+      'route:\n  receiver: "null"\n  group_wait: 1s\nreceivers:\n  - name: "null"\n',
+    );
+    const child = new Deno.Command("/usr/bin/prometheus-alertmanager", {
+      args: [
+        `--config.file=${dir}/alertmanager.yml`,
+        `--storage.path=${dir}/data`,
+        `--web.listen-address=127.0.0.1:${port}`,
+        // a single instance: no gossip port
+        "--cluster.listen-address=",
+      ],
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    const am = new Alertmanager(port, dir, child);
+    const ready = await waitFor(
+      async () => {
+        try {
+          const r = await fetch(`${am.url}/-/ready`, { signal: AbortSignal.timeout(1000) });
+          await r.body?.cancel();
+          return r.ok;
+        } catch {
+          return false;
+        }
+      },
+      20_000,
+      200,
+    );
+    if (ready === null) {
+      await am.stop();
+      throw new Error("Alertmanager did not start: apt-get install prometheus-alertmanager");
+    }
+    return am;
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  /** The alerts it holds now: active ones (resolved alerts are not listed). */
+  async alerts(): Promise<ListedAlert[]> {
+    const r = await fetch(`${this.url}/api/v2/alerts`, { signal: AbortSignal.timeout(5000) });
+    return await r.json() as ListedAlert[];
+  }
+
+  async stop(): Promise<void> {
+    try {
+      this.child.kill("SIGTERM");
+    } catch { /* already gone */ }
+    await this.child.status;
+    await Deno.remove(this.dir, { recursive: true }).catch(() => {});
+  }
+}

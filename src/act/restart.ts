@@ -36,8 +36,8 @@ export interface RelaunchOptions {
   /** Re-probing a gentle rung's result this often, until `startTimeoutMs`. */
   verifyEveryMs: number;
   /**
-   * No rung or start attempt begins that could not end by then (a cron run's period, plus a
-   * little): the next run goes on with it, instead of overlapping this one.
+   * After the first, no rung or start attempt begins that could not end by then (a cron run's
+   * period, plus a little): the next run goes on with it, instead of overlapping this one.
    */
   deadline?: number;
 }

@@ -35,8 +35,11 @@ export interface TargetContext {
   readonly outbox: Outbox;
   /** The policy's state and the metrics' counters, saved after every step. */
   memory: Memory;
-  /** A cron run's end, plus a little: no restart begins that could not end by then; null in watch mode. */
-  deadline: number | null;
+  /**
+   * A cron run's period: a failure seen after its end is left to the next run (already due), and
+   * no further restart attempt begins that could not end by `deadline`. Null in watch mode.
+   */
+  cronRun: { endsAt: number; deadline: number } | null;
   /** Saves the memory now, mid-step (a restart under way, for `status`); null: nowhere to. */
   save: (() => Promise<void>) | null;
   /** The last status read by the hang check, reused as evidence when fresh. */

@@ -114,10 +114,13 @@ async function watchTargetRun(
   const { watch, store } = await loadWatch(cfg, target, deps, options);
   live.set(target.name, watch);
   // a restart must not overlap the next run much: it would wait for this one
-  watch.ctx.deadline = run.startedAt + run.runMs + CRON_OVERRUN_MS;
+  const endsAt = run.startedAt + run.runMs;
+  watch.ctx.cronRun = { endsAt, deadline: endsAt + CRON_OVERRUN_MS };
   const timing = timingOf(target.policy);
-  // after waiting for the lock, the first probe is now
-  let dueAt = deps.clock.now();
+  // the first probe is due at the run's start (on its grid of probes), or now after waiting for
+  // the lock (which took at least one poll)
+  const waited = deps.clock.now() - run.startedAt >= LOCK_POLL_MS;
+  let dueAt = waited ? deps.clock.now() : run.startedAt;
   let last: { verdict: Verdict; restartOk: boolean } = { verdict: "healthy", restartOk: false };
   try {
     while (true) {

@@ -112,7 +112,7 @@ export class Responder {
       fs: deps.fs,
       options: {
         ...(options.relaunch ?? { ...DEFAULT_RELAUNCH, startTimeoutMs: target.startTimeoutMs }),
-        ...(this.ctx.deadline === null ? {} : { deadline: this.ctx.deadline }),
+        ...(this.ctx.cronRun === null ? {} : { deadline: this.ctx.cronRun.deadline }),
       },
     };
     const stuck = evidence.status === null

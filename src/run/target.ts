@@ -71,7 +71,7 @@ export class TargetWatch {
       outbox: outboxOf(cfg, options),
       memory,
       save: store && (() => store.save(this.ctx.memory)),
-      deadline: null,
+      cronRun: null,
       lastStatus: null,
     };
     this.teller = new Teller(this.ctx);
@@ -143,10 +143,13 @@ export class TargetWatch {
     };
   }
 
-  /** Whether a restart begun now could overrun the cron run's period (and its successor). */
+  /**
+   * Whether the cron run's period is over: the next run, already due, restarts at its first
+   * failed probe, instead of this one overlapping it.
+   */
   private noTimeToRestart(): boolean {
-    const { deadline, deps, target } = this.ctx;
-    return deadline !== null && deps.clock.now() + target.startTimeoutMs > deadline;
+    const { cronRun, deps } = this.ctx;
+    return cronRun !== null && deps.clock.now() >= cronRun.endsAt;
   }
 
   /**

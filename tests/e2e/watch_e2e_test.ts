@@ -231,6 +231,62 @@ Deno.test({
       );
 
       await t.step(
+        "given up is not forever: fixed without a signal, the retry after retry_after brings it back",
+        async () => {
+          await stack.healthy();
+          const dir = await newDir();
+          const config = `${dir}/config.toml`;
+          await Deno.writeTextFile(
+            config,
+            configToml({
+              dir,
+              smtpPort: smtp.port,
+              targets: TARGET_A,
+              defaults: 'max_restarts = 1\nretry_after = ["6s"]',
+            }).replace('rungs = ["kill"]', 'rungs = ["restart"]').replace(
+              "start_timeout = 5",
+              "start_timeout = 2",
+            ),
+          );
+          const mailsBefore = (await smtp.messages()).length;
+          const watch = WatchProcess.start(config, `${dir}/watch.log`);
+          try {
+            assert.ok(await watch.waitForLine(/Watching 1 targets/, 30_000));
+            await Deno.writeTextFile(BROKEN_POOL, "this is not a pool configuration\n");
+            await killFirstPool();
+            assert.ok(await watch.waitForLine(/next single attempt at /, 60_000), "gave up");
+            // the operator repairs the pool, and sends nothing
+            await Deno.remove(BROKEN_POOL);
+            assert.notEqual(
+              await waitFor(async () => (await heartbeat(1000)) === "200", 40_000, 200),
+              null,
+              "the retry restarted it",
+            );
+            assert.ok(await watch.waitForLine(/restarted by retry 1 after giving up/, 10_000));
+            await waitFor(async () => (await smtp.messages()).length >= mailsBefore + 3, 10_000);
+            const subjects = (await smtp.messages()).slice(mailsBefore).map((m) =>
+              m.subject.replace(/^\S+ /, "").replace(/ \[[^\]]+\]$/, "")
+            );
+            assert.deepEqual(subjects, [
+              "PHP restart failed",
+              "PHP restart given up",
+              "PHP recovered",
+            ]);
+            // armed again: the next crash is restarted at once, as usual
+            await killFirstPool();
+            assert.notEqual(
+              await waitFor(async () => (await heartbeat(1000)) === "200", 30_000, 200),
+              null,
+            );
+            assert.equal(await watch.stop(), 0);
+          } finally {
+            await Deno.remove(BROKEN_POOL).catch(() => {});
+            await watch.stop();
+          }
+        },
+      );
+
+      await t.step(
         "SIGKILL of the watchdog in the middle of a restart: the next start recovers",
         async () => {
           await stack.healthy();

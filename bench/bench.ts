@@ -315,6 +315,24 @@ async function restartCount(
   return await dog.restarts();
 }
 
+/**
+ * The recovery medians of the full run before this one, from results.md, shown beside this
+ * run's so that a change's effect is on one line.
+ */
+async function previousMedians(): Promise<{ at: string; medians: Map<string, string> }> {
+  const text = await Deno.readTextFile(`${ROOT}/bench/results.md`).catch(() => "");
+  const at = /^(\d{4}-\d\d-\d\d)T/m.exec(text)?.[1] ?? "none";
+  const medians = new Map<string, string>();
+  for (const line of text.split("\n")) {
+    // | mode | fault | runs | min | median | ...
+    const cells = line.split("|").map((c) => c.trim());
+    if (cells.length >= 9 && /^\d+$/.test(cells[3] ?? "") && /^[\d.]+$/.test(cells[5] ?? "")) {
+      medians.set(`${cells[1]} | ${cells[2]}`, cells[5]!);
+    }
+  }
+  return { at, medians };
+}
+
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length === 0
@@ -403,6 +421,7 @@ async function main() {
   const [cmd, warm] = startCommand(["--version"]);
   await new Deno.Command(cmd, { args: warm, cwd: ROOT, stdout: "null", stderr: "null" }).output();
   const want = (name: string) => !args.only || name.includes(args.only);
+  const before = await previousMedians();
   try {
     for (const mode of ["watch", "cron", "watch+status"] as const) {
       // the status pool serves every watch+status scenario, --only picking one of them too
@@ -419,7 +438,9 @@ async function main() {
         rows.push(
           `| ${mode} | ${fault} | ${r.figures.length} | ${secs(Math.min(...r.figures))} | ${
             secs(median(r.figures))
-          } | ${secs(Math.max(...r.figures))} | ${median(r.restarts)} | ${r.failed} |`,
+          } | ${secs(Math.max(...r.figures))} | ${median(r.restarts)} | ${r.failed} | ${
+            before.medians.get(`${mode} | ${fault}`) ?? "-"
+          } |`,
         );
       }
       // the status page changes what happens on timeouts; the counts below have none of those
@@ -530,11 +551,13 @@ cron); the heartbeat sampled every 0.1 s.
 
 ## Recovery: fault to the first 200 (seconds)
 
-| mode | fault | runs | min | median | max | restarts (median) | not recovered |
-|---|---|---|---|---|---|---|---|
+| mode | fault | runs | min | median | max | restarts (median) | not recovered | median, run before (${before.at}) |
+|---|---|---|---|---|---|---|---|---|
 ${rows.join("\n")}
 
-Targets: SIGKILL <= interval + confirm_delay + 1 s (3 s in watch mode); SIGSTOP or exhaustion
+Targets: SIGKILL <= 1.0 s median in watch mode (the process table makes the crash certain: the
+master is gone, so no confirming probe; the kill rung starts the pool); SIGSTOP <= 7 s median
+(every process of the pool stopped makes the hang certain at the first timeout); exhaustion
 <= timeout x timeout_threshold + interval + 2 s (13 s in watch mode); with the status page, a hang
 approaches timeout + interval + the restart (about 8 s). The cron form waits for the
 next minute's run when the fault falls between runs. "A pool's worth more queued": ${DEEP} more

@@ -43,5 +43,8 @@ Deno.test("the example config is valid and names its defaults truthfully", async
   assert.equal(d.warn_slow_requests, WATCH_DEFAULTS.warn_slow_requests);
   assert.equal(d.warn_max_children, WATCH_DEFAULTS.warn_max_children);
   assert.equal(d.warn_every, WATCH_DEFAULTS.warn_every);
+  assert.deepEqual(d.retry_after, WATCH_DEFAULTS.retry_after);
+  assert.equal(d.pause_default, WATCH_DEFAULTS.pause_default);
+  assert.equal(d.pause_max, WATCH_DEFAULTS.pause_max);
   assert.equal(file.target[0]?.service, "php8.2-fpm");
 });

@@ -172,6 +172,36 @@ url = "http://127.0.0.1/ping"
   assert.equal(off.defaults.reminder, 0);
 });
 
+Deno.test("config file: retry_after, pause_default, pause_max and [alertmanager]", () => {
+  const ok = parseConfigFile(
+    FILE,
+    `[defaults]\nretry_after = ["2m", 600]\npause_default = "10m"\npause_max = "2h"
+[alertmanager]\nurl = "http://127.0.0.1:9093"
+[[target]]\nname = "a"\nurl = "http://x/"\nretry_after = []\n`,
+  );
+  assert.ok(!Array.isArray(ok), Array.isArray(ok) ? ok.join("\n") : "");
+  assert.deepEqual(ok.defaults.retry_after, [120_000, 600_000]);
+  assert.deepEqual(ok.target[0]!.retry_after, [], "[]: never retry, as before");
+  assert.equal(ok.defaults.pause_max, 7_200_000);
+  assert.equal(ok.alertmanager.url, "http://127.0.0.1:9093");
+  const bad = parseConfigFile(
+    FILE,
+    `[defaults]\nretry_after = ["0s"]\npause_max = "60d"\n[alertmanager]\nurl = "am:9093"
+[[target]]\nname = "a"\nurl = "http://x/"\n`,
+  );
+  assert.ok(Array.isArray(bad));
+  const all = bad.join("\n");
+  assert.match(
+    all,
+    /defaults\.retry_after\[0\]: "0s" is not allowed: expected a duration from 1s to 7 days/,
+  );
+  assert.match(all, /defaults\.pause_max: "60d" is not allowed: expected a duration/);
+  assert.match(
+    all,
+    /alertmanager\.url: .* expected Alertmanager's http:\/\/ or https:\/\/ base URL/,
+  );
+});
+
 Deno.test("config file: a missing key says what it expects", () => {
   const none = parseConfigFile(FILE, `[defaults]\ntimeout = 5\n`);
   assert.deepEqual(none, [

@@ -14,3 +14,8 @@ Deno.test("a certain crash or hang goes to the kill rung: nothing is left for th
   // a ladder without kill is the operator's choice, kept
   assert.deepEqual(rungsFor(crash, ["reload", "restart"]), ["reload", "restart"]);
 });
+
+Deno.test("a retry after giving up is one attempt on the ladder's last rung", () => {
+  assert.deepEqual(rungsFor(e502, LADDER, true), ["kill"]);
+  assert.deepEqual(rungsFor(e502, ["reload", "restart"], true), ["restart"]);
+});

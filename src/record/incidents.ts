@@ -90,6 +90,8 @@ const recordSchema = v.object({
   why: str,
   evidence: evidenceSchema,
   restart: v.nullable(v.object({ ok: v.boolean(), rung: v.nullable(str), steps: v.array(str) })),
+  // added with php-fpm's configuration test: records written before lack it
+  cannotStart: v.optional(v.array(str)),
 });
 
 /** A line of the incident log as a record, or why it is not one (never echoing the line). */
@@ -115,6 +117,8 @@ export interface IncidentRecord {
   why: string;
   evidence: Evidence;
   restart: { ok: boolean; rung: string | null; steps: string[] } | null;
+  /** A start failed: the errors of php-fpm's configuration test, which say why. */
+  cannotStart?: string[] | undefined;
 }
 
 /** Where incidents go: the file, or memory in tests. */

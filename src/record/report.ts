@@ -26,6 +26,8 @@ export interface Report {
   until: string;
   incidents: number;
   restartsFailed: number;
+  /** Failed starts by the first error of php-fpm's configuration test. */
+  cannotStart: Record<string, number>;
   byCause: Record<string, number>;
   /** Incidents per hour of the day (0-23, the host's local time). */
   byHour: number[];
@@ -236,6 +238,7 @@ export function buildReport(
     until: new Date(until).toISOString(),
     incidents: incidents.length,
     restartsFailed: incidents.filter((i) => i.restart !== null && !i.restart.ok).length,
+    cannotStart: cannotStartOf(incidents),
     byCause,
     byHour,
     byRung,
@@ -244,6 +247,16 @@ export function buildReport(
     hints: hintsOf(incidents, stuck),
     skipped,
   };
+}
+
+/** Why starts failed, by php-fpm's first configuration error, as incidents recorded it. */
+function cannotStartOf(incidents: readonly IncidentRecord[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const i of incidents) {
+    const first = i.cannotStart?.[0];
+    if (first !== undefined) count(out, first);
+  }
+  return out;
 }
 
 function table(map: Record<string, number>): string[] {
@@ -261,6 +274,9 @@ export function renderReport(r: Report): string {
   if (r.incidents === 0) return lines.join("\n") + "\nNothing to report.\n";
   lines.push("", "By cause:", ...table(r.byCause));
   lines.push("", "Recovered by:", ...table(r.byRung));
+  if (Object.keys(r.cannotStart).length > 0) {
+    lines.push("", "Why php-fpm could not start (its configuration test):", ...table(r.cannotStart));
+  }
   const peak = Math.max(...r.byHour);
   lines.push("", "By hour of day (local time):");
   r.byHour.forEach((n, hour) => {

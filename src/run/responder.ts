@@ -13,6 +13,7 @@ import {
 import type { Policy } from "../config/policy.ts";
 import { incidentsPath } from "../config/settings.ts";
 import { captureEvidence, type Evidence, evidenceLines } from "../fpm/evidence.ts";
+import { type ConfigTest, testFpmConfig } from "../fpm/selftest.ts";
 import { type PoolStatus, stuckWorkers } from "../fpm/status.ts";
 import { describeFcgiTarget } from "../probe/fcgi.ts";
 import { labelOf, type ProbeResult, verdictOf } from "../probe/result.ts";
@@ -78,8 +79,13 @@ export class Responder {
       // the master we started, so that one started by someone else later is told apart
       const master = await readPidFile(deps.fs, target.pidFile);
       memory.state = { ...memory.state, masterPid: master ?? memory.state.masterPid };
-      await this.recordIncident(first, evidence, reports[0]!);
-      return this.report(first, policy, since, evidence, reports, retry);
+      // a start that failed: php-fpm's own test says which file and line stop it
+      const test = reports[0]!.ok
+        ? null
+        : await testFpmConfig(target.fpm.processName, target.fpmConfig, deps);
+      const cannotStart = test?.ok === false ? test : null;
+      await this.recordIncident(first, evidence, reports[0]!, cannotStart);
+      return this.report(first, policy, since, evidence, reports, retry, cannotStart);
     } finally {
       this.restarting = false;
       this.ctx.memory.restartingSince = null;
@@ -157,13 +163,19 @@ export class Responder {
     evidence: Evidence,
     reports: RelaunchReport[],
     retry: boolean,
+    cannotStart: ConfigTest | null,
   ): boolean {
-    const { cfg, deps, memory } = this.ctx;
+    const { cfg, deps, memory, target } = this.ctx;
     const retries = memory.state.retries;
     const failed = reports.filter((r) => !r.ok);
     const label = labelOf(first);
     const now = deps.clock.now();
-    const why = failed.map((r) => `${r.service}: ${r.reason}`).join("; ");
+    const why = [
+      ...failed.map((r) => `${r.service}: ${r.reason}`),
+      ...(cannotStart === null
+        ? []
+        : [`${target.fpm.processName} cannot start: ${cannotStart.errors[0]}`]),
+    ].join("; ");
     const before = memory.state.incident;
     memory.state = afterRestart(
       memory.state,
@@ -182,6 +194,10 @@ export class Responder {
       `Restarts in the last ${
         seconds(policy.restartWindowMs)
       }: ${memory.state.restarts.length} of at most ${policy.maxRestarts}`,
+      ...(cannotStart === null ? [] : [
+        `Configuration test (${cannotStart.command}):`,
+        ...cannotStart.errors.map((e) => `  ${e}`),
+      ]),
       "",
       "Before the restart:",
       ...(first.pool ? [`Pool judged ${first.pool.verdict}: ${first.pool.why}`] : []),
@@ -243,6 +259,7 @@ export class Responder {
     first: ProbeResult,
     evidence: Evidence,
     report: RelaunchReport,
+    cannotStart: ConfigTest | null,
   ): Promise<void> {
     const { cfg, deps, target, options } = this.ctx;
     const path = incidentsPath(cfg.stateDir);
@@ -259,6 +276,7 @@ export class Responder {
         why: first.pool?.why ?? first.detail,
         evidence,
         restart: { ok: report.ok, rung: report.rung, steps: report.steps },
+        ...(cannotStart === null ? {} : { cannotStart: cannotStart.errors }),
       });
     } catch (err) {
       logger.error("Cannot write the incident log {path}: {error}", {

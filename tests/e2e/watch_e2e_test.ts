@@ -203,6 +203,12 @@ Deno.test({
               2,
               lines.join("\n"),
             );
+            // php-fpm's own configuration test names the file and line that stop it
+            const failure = lines.find((l) => /PHP restart failed/.test(l)) ?? "";
+            assert.match(
+              failure,
+              /php-fpm8\.2 cannot start: \[\/etc\/php\/8\.2\/fpm\/pool\.d\/zz-php-relaunch-test-broken\.conf:1\] /,
+            );
             await waitFor(async () => (await smtp.messages()).length >= mailsBefore + 3, 10_000);
             const subjects = (await smtp.messages()).slice(mailsBefore).map((m) =>
               m.subject.replace(/^\S+ /, "").replace(/ \[[^\]]+\]$/, "")

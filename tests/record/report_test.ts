@@ -100,6 +100,29 @@ Deno.test("report: counts by cause, by rung and by hour of day", () => {
   assert.equal(r.byHour.reduce((a, b) => a + b, 0), 10);
 });
 
+Deno.test("report: why php-fpm could not start, by its configuration test's first error", () => {
+  const broken = (at: number) => ({
+    ...incident(at, { label: "502", ok: false }),
+    cannotStart: ["[/etc/php/8.2/fpm/pool.d/www.conf:2] unknown entry 'foo'", "Unable to include"],
+  });
+  const r = buildReport(
+    [broken(NIGHT), broken(NIGHT + HOUR), ...TEN],
+    NIGHT - HOUR,
+    NIGHT + 10 * 24 * HOUR,
+  );
+  assert.deepEqual(r.cannotStart, {
+    "[/etc/php/8.2/fpm/pool.d/www.conf:2] unknown entry 'foo'": 2,
+  });
+  assert.match(
+    renderReport(r),
+    /\nWhy php-fpm could not start \(its configuration test\):\n {5}2 {2}\[\/etc\/php\/8\.2\/fpm\/pool\.d\/www\.conf:2\] unknown entry 'foo'\n/,
+  );
+  assert.doesNotMatch(
+    renderReport(buildReport(TEN, NIGHT - HOUR, NIGHT + 10 * 24 * HOUR)),
+    /could not start/,
+  );
+});
+
 Deno.test("report: the scripts in stuck workers and in the slowlog, most frequent first", () => {
   const r = buildReport(
     [...TEN, incident(NIGHT + 30 * HOUR, { script: "/var/www/report.php", seconds: 40 })],

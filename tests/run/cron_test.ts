@@ -28,11 +28,26 @@ import {
 
 const URI = "http://127.0.0.1:8889/php-heartbeat.php";
 
-/** php-fpm as the relaunch sees it: pgrep finds it once started; `startWorks` false keeps it down. */
+/** What php-fpm8.2 -t prints about a broken pool file (Debian 12, PHP 8.2). */
+const BROKEN_TEST = [
+  "[27-Nov-2026 20:03:52] ERROR: [/etc/php/8.2/fpm/pool.d/www.conf:2] unknown entry 'foo'",
+  "[27-Nov-2026 20:03:52] ERROR: Unable to include /etc/php/8.2/fpm/pool.d/www.conf from /etc/php/8.2/fpm/php-fpm.conf at line 2",
+  "[27-Nov-2026 20:03:52] ERROR: failed to load configuration file '/etc/php/8.2/fpm/php-fpm.conf'",
+  "[27-Nov-2026 20:03:52] ERROR: FPM initialization failed",
+  "",
+].join("\n");
+
+/**
+ * php-fpm as the relaunch sees it: pgrep finds it once started; `startWorks` false keeps it down,
+ * with a pool file its configuration test refuses.
+ */
 function fpmHost(startWorks = true) {
   let running = true;
   return new FakeRunner((call) => {
     if (call.cmd.endsWith("/ps")) return psAnswer(call);
+    if (call.cmd === "/usr/sbin/php-fpm8.2") {
+      return startWorks ? { code: 0 } : { code: 78, stderr: BROKEN_TEST };
+    }
     if (call.cmd.endsWith("pgrep")) return running ? { code: 0, stdout: "101\n102" } : { code: 1 };
     if (call.cmd.endsWith("pkill")) {
       running = false;
@@ -241,10 +256,28 @@ for (
 
 Deno.test("php-fpm that will not come back: 3 restarts, then one 'given up' alert, exit 3", async () => {
   const s = await setup([URI, "5", "ops@example.com"], [{ status: 502 }], { startWorks: false });
-  assert.equal(await watchRun(s.cfg, s.deps, fastRelaunch()), 3);
+  const options = fastRelaunch();
+  assert.equal(await watchRun(s.cfg, s.deps, options), 3);
+  assert.deepEqual(options.incidents.records[0]?.cannotStart, [
+    "[/etc/php/8.2/fpm/pool.d/www.conf:2] unknown entry 'foo'",
+    "Unable to include /etc/php/8.2/fpm/pool.d/www.conf from /etc/php/8.2/fpm/php-fpm.conf at line 2",
+  ], "the test's generic last lines are left out");
   // 3 restarts of 3 start attempts each
   assert.equal(s.runner.lines().filter((l) => l.endsWith(" start")).length, 9);
   assert.match(s.logs.lines()[0]!, /^502 PHP restart failed \(php8\.2-fpm: no php-fpm8\.2 process/);
+  // php-fpm's own test says why, in the log line, the alert and the incident
+  assert.match(
+    s.logs.lines()[0]!,
+    /; php-fpm8\.2 cannot start: \[\/etc\/php\/8\.2\/fpm\/pool\.d\/www\.conf:2\] unknown entry 'foo'\)\.$/,
+  );
+  assert.ok(
+    s.runner.lines().includes("/usr/sbin/php-fpm8.2 -t -y /etc/php/8.2/fpm/php-fpm.conf"),
+    s.runner.lines().join("\n"),
+  );
+  assert.match(
+    s.mailer.sent[0]!.text,
+    /Configuration test \(\/usr\/sbin\/php-fpm8\.2 -t -y \/etc\/php\/8\.2\/fpm\/php-fpm\.conf\):\n {2}\[\/etc\/php\/8\.2\/fpm\/pool\.d\/www\.conf:2\] unknown entry 'foo'\n {2}Unable to include/,
+  );
   assert.deepEqual(untagged(s.mailer.sent), [
     "web1 PHP restart failed",
     "web1 PHP restart failed",

@@ -17,6 +17,8 @@ export interface Tools {
   ps: string;
   /** procps' or the base system's kill, for single workers (Deno.kill needs every run right). */
   kill: string;
+  /** iproute2's ss, for a unix socket's accept queue (Linux only; null: not there). */
+  ss: string | null;
 }
 
 /** One service we may relaunch: its name for the init system and its processes' name. */
@@ -91,8 +93,8 @@ export async function findTools(
   fs: Fs,
   init: InitSystem,
 ): Promise<{ tools: Tools; missing: string[] }> {
-  const [service, systemctl, rcService, pgrep, pkill, ps, kill] = await Promise.all(
-    ["service", "systemctl", "rc-service", "pgrep", "pkill", "ps", "kill"].map((name) =>
+  const [service, systemctl, rcService, pgrep, pkill, ps, kill, ss] = await Promise.all(
+    ["service", "systemctl", "rc-service", "pgrep", "pkill", "ps", "kill", "ss"].map((name) =>
       findTool(fs, name)
     ),
   );
@@ -104,6 +106,7 @@ export async function findTools(
     pkill: pkill ?? "",
     ps: ps ?? "",
     kill: kill ?? "",
+    ss: ss ?? null,
   };
   const missing: string[] = [];
   const initTool = INIT_TOOL[init];

@@ -16,6 +16,8 @@ import { describeFcgiTarget, probeFcgi } from "../probe/fcgi.ts";
 import { probeHttp } from "../probe/http.ts";
 import { type ProbeResult, verdictOf } from "../probe/result.ts";
 import { countPool } from "../record/metrics.ts";
+import { choosePool, readFpmConfig } from "../fpm/config.ts";
+import { unixSocketQueue } from "../fpm/socket_queue.ts";
 import { certainty } from "../act/process_table.ts";
 import { logger } from "../shared/log.ts";
 import type { TargetContext } from "./context.ts";
@@ -51,11 +53,36 @@ export class Prober {
     );
   }
 
-  /** One read of the status page (the target has one). */
-  readStatus(): Promise<PoolStatus | string> {
-    const { target, deps } = this.ctx;
+  /**
+   * One read of the status page (the target has one). For a pool on a unix socket, whose listen
+   * queue php-fpm always reports as 0, the kernel's count of waiting connections replaces it.
+   */
+  async readStatus(): Promise<PoolStatus | string> {
+    const { target, deps, cfg } = this.ctx;
     const limit = Math.min(target.timeoutMs, STATUS_LIMIT_MS);
-    return readStatus(target.status!, limit, deps.fcgiGet);
+    const s = await readStatus(target.status!, limit, deps.fcgiGet);
+    if (typeof s === "string" || cfg.tools.ss === null) return s;
+    const socket = await this.listenSocket(s.pool);
+    const queue = socket === null ? null : await unixSocketQueue(cfg.tools.ss, socket, deps.runner);
+    return queue === null ? s : {
+      ...s,
+      listenQueue: queue.queued,
+      listenQueueLen: queue.backlog,
+      maxListenQueue: Math.max(s.maxListenQueue, queue.queued),
+    };
+  }
+
+  /** The unix socket the pool named `pool` listens on, from its configuration (read once). */
+  private async listenSocket(pool: string): Promise<string | null> {
+    const { ctx } = this;
+    if (ctx.listenSocket?.pool === pool) return ctx.listenSocket.path;
+    const config = ctx.target.fpmConfig === null
+      ? null
+      : await readFpmConfig(ctx.deps.fs, ctx.target.fpmConfig);
+    const listen = config === null ? null : choosePool(config, pool, null)?.listen ?? null;
+    const path = listen !== null && listen.startsWith("/") ? listen : null;
+    ctx.listenSocket = { pool, path };
+    return path;
   }
 
   /**

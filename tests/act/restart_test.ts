@@ -18,6 +18,7 @@ const tools: Tools = {
   pkill: "/usr/bin/pkill",
   ps: "/usr/bin/ps",
   kill: "/usr/bin/kill",
+  ss: null,
 };
 /** The positional form's target: the kill rung only, no pid file (selected by name). */
 const fpm: RelaunchTarget = {

@@ -17,6 +17,7 @@ const tools: Tools = {
   pkill: "/usr/bin/pkill",
   ps: "/usr/bin/ps",
   kill: "/usr/bin/kill",
+  ss: null,
 };
 
 const lines = (cmds: readonly (readonly [string, readonly string[]])[]) =>

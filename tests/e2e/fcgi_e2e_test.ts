@@ -87,6 +87,95 @@ Deno.test({
       });
 
       await t.step(
+        "a unix-socket pool's queued requests: the kernel's count, where php-fpm says 0",
+        async () => {
+          const stop = new AbortController();
+          // both workers busy for a while, three more requests waiting for accept()
+          const requests = Array.from({ length: 5 }, () => occupy(8, stop.signal));
+          try {
+            const queued = await waitFor(
+              async () => {
+                const out = await new Deno.Command("/usr/bin/ss", {
+                  args: ["-xlH", "src", pool.socket],
+                }).output();
+                return /LISTEN\s+3\s/.test(new TextDecoder().decode(out.stdout));
+              },
+              10_000,
+              100,
+            );
+            assert.notEqual(queued, null, "three requests wait in the socket's backlog");
+            const said = await directFcgiGet(
+              {
+                address: { transport: "tcp", hostname: "127.0.0.1", port: STATUS_PORT },
+                path: "/status",
+                query: "json",
+              },
+              AbortSignal.timeout(5000),
+            );
+            assert.equal(JSON.parse(said.body)["listen queue"], 0, "php-fpm's own figure");
+            // the heartbeat is the status listener's ping (healthy while the pool is full), so
+            // the run only reads the status page, twice
+            const config = `${dir}/queue.toml`;
+            await Deno.writeTextFile(
+              config,
+              [
+                "[defaults]",
+                "warn_listen_queue = 1",
+                `[state]\ndir = "${dir}/queue-state"\nlock_dir = "${dir}"`,
+                "[[target]]",
+                'name = "c"',
+                `url = "${PING_TCP}"`,
+                `status_url = "${STATUS_TCP}"`,
+                `service = "${pool.service}"`,
+                `process_name = "${FPM_PROCESS}"`,
+                `pid_file = "${pool.pidFile}"`,
+                `fpm_config = "${pool.files.conf}"`,
+                "",
+              ].join("\n"),
+            );
+            const r = await runCli([
+              "--config",
+              config,
+              "--run-for",
+              "4",
+              "--timeout",
+              "2",
+              "--metrics-file",
+              `${dir}/queue.prom`,
+              "--log-file",
+              `${dir}/queue.log`,
+            ]);
+            assert.equal(r.code, 0, r.stderr);
+            const metrics = await Deno.readTextFile(`${dir}/queue.prom`);
+            assert.match(metrics, /^php_relaunch_pool_listen_queue\{target="c"\} 3$/m);
+            assert.match(
+              await Deno.readTextFile(`${dir}/queue.log`),
+              /PHP pool warning: listen queue 3 \(limit 1, max seen 3, backlog \d+\)/,
+            );
+          } finally {
+            stop.abort();
+            await Promise.all(requests);
+            // the sleepers end by themselves: wait for an idle pool before the next step
+            await waitFor(
+              async () => {
+                const r = await directFcgiGet(
+                  {
+                    address: { transport: "tcp", hostname: "127.0.0.1", port: STATUS_PORT },
+                    path: "/status",
+                    query: "json",
+                  },
+                  AbortSignal.timeout(2000),
+                ).catch(() => null);
+                return r !== null && JSON.parse(r.body)["idle processes"] === 2;
+              },
+              30_000,
+              500,
+            );
+          }
+        },
+      );
+
+      await t.step(
         "an exhausted pool: an early warning, then only the stuck workers killed, with an incident record that names the script",
         async () => {
           const config = `${dir}/config.toml`;

@@ -49,8 +49,9 @@ const TIMEOUT: FcgiStep = {
 };
 
 /** A pool whose master is 100 and workers 200, 201; `kill` of the workers heals the ping. */
-function poolHost(onKill: () => void, onAct: () => void) {
+function poolHost(onKill: () => void, onAct: () => void, ss?: () => string) {
   return new FakeRunner((call) => {
+    if (call.cmd === "/usr/bin/ss" && ss) return { stdout: ss() };
     if (/\/(kill|pkill|service)$/.test(call.cmd)) onAct();
     if (call.cmd.endsWith("/ps") && call.args[1] === "pid=,pgid=,comm=") {
       return { stdout: " 200   100 php-fpm8.2\n 201   100 php-fpm8.2" };
@@ -75,6 +76,9 @@ async function run(opts: {
   runFor?: number;
   config?: string;
   http?: HttpGet;
+  /** php-fpm's configuration files, and what `ss -xlH` prints (ss is installed when given). */
+  files?: Record<string, string>;
+  ss?: () => string;
 }) {
   captureLogs();
   const clock = new FakeClock();
@@ -85,7 +89,7 @@ async function run(opts: {
     return opts[kind](counts[kind]++, healed);
   });
   let actedAtPing: number | null = null;
-  const runner = poolHost(() => healed = true, () => actedAtPing ??= counts.ping);
+  const runner = poolHost(() => healed = true, () => actedAtPing ??= counts.ping, opts.ss);
   const mailer = fakeMailer();
   const deps = testDeps({
     clock,
@@ -97,7 +101,9 @@ async function run(opts: {
       files: {
         "/etc/php-relaunch/config.toml": opts.config ?? CONFIG,
         "/run/php/php8.2-fpm.pid": "100\n",
+        ...opts.files,
       },
+      executables: opts.ss ? ["/usr/bin/ss"] : [],
     }),
   });
   const { mode, raw } = parseCommandLine([
@@ -115,7 +121,7 @@ async function run(opts: {
     lock: memoryLocks(),
     pauses: memoryPauses(),
   });
-  return { code, counts, runner, mailer, incidents, clock, actedAtPing };
+  return { code, counts, runner, mailer, incidents, clock, actedAtPing, cfg };
 }
 
 const idle = statusJson(statusOf({ busy: 0, idleWorkers: 2 }));
@@ -188,6 +194,34 @@ Deno.test("early warning: slow requests jump while the heartbeat is healthy; onc
   assert.match(text, /worker 200 Running for 8\.0 s/);
   assert.match(text, /Nothing was restarted/);
   assert.ok(r.counts.status > 10, "read with every healthy probe");
+});
+
+Deno.test("a unix-socket pool's listen queue comes from the kernel, where php-fpm says 0", async () => {
+  let queued = 0;
+  const r = await run({
+    ping: () => PONG,
+    status: (n) => {
+      // requests start to queue behind busy workers from the 4th read on
+      queued = n >= 3 ? 9 : 0;
+      return {
+        status: 200,
+        body: statusJson(statusOf({ busy: 2, idleWorkers: 0, seconds: 3 })),
+        ms: 2,
+      };
+    },
+    files: {
+      "/etc/php/8.2/fpm/php-fpm.conf":
+        "[global]\npid = /run/php/php8.2-fpm.pid\n[www]\nlisten = /run/php/php8.2-fpm.sock\n",
+    },
+    ss: () => `u_str LISTEN ${queued}      4096   /run/php/php8.2-fpm.sock 360184 * 0\n`,
+  });
+  assert.ok(
+    r.runner.lines().includes("/usr/bin/ss -xlH src /run/php/php8.2-fpm.sock"),
+    r.runner.lines().join("\n"),
+  );
+  const warnings = r.mailer.sent.filter((m) => /pool warning/.test(m.subject));
+  assert.equal(warnings.length, 1, r.mailer.sent.map((m) => m.subject).join(", "));
+  assert.match(warnings[0]!.text, /listen queue 9 \(limit 5, max seen 9, backlog 4096\)/);
 });
 
 Deno.test("a status page that never answered proves nothing: the timeout threshold still applies", async () => {

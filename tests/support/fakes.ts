@@ -390,6 +390,7 @@ export const DEBIAN_TOOLS: Tools = {
   pkill: "/usr/bin/pkill",
   ps: "/usr/bin/ps",
   kill: "/usr/bin/kill",
+  ss: null,
 };
 
 /** An alert subject's incident tag, " [target #20261127-193012-345]". */

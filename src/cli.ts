@@ -27,6 +27,7 @@ import { describeFcgiTarget } from "./probe/fcgi.ts";
 import { revision } from "./revision.ts";
 import { USAGE, VERSION } from "./usage.ts";
 import { pauseTargets, resumeTargets } from "./pause.ts";
+import { discover } from "./discover.ts";
 import { escapeControl, publicUrl, webhookName } from "./shared/redact.ts";
 
 const OPTIONS = {
@@ -79,7 +80,21 @@ const SUBCOMMANDS: Record<string, Mode> = {
   status: "status",
   pause: "pause",
   resume: "resume",
+  discover: "discover",
 };
+
+/**
+ * `discover --config` (no file after it) asks for the configuration as TOML: `--format toml`.
+ * Anywhere else `--config` names a file, as always.
+ */
+function discoverArgs(argv: readonly string[]): string[] {
+  if (argv[0] !== "discover") return [...argv];
+  return argv.map((arg, i) =>
+    arg === "--config" && (argv[i + 1] === undefined || argv[i + 1]!.startsWith("-"))
+      ? "--format=toml"
+      : arg
+  );
+}
 
 /** Parses argv into the mode and raw settings. @throws {ConfigError} on a usage error. */
 export function parseCommandLine(
@@ -87,7 +102,12 @@ export function parseCommandLine(
 ): { mode: Mode | "help" | "version"; raw: RawSettings } {
   let parsed;
   try {
-    parsed = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: true });
+    parsed = parseArgs({
+      args: discoverArgs(argv),
+      options: OPTIONS,
+      allowPositionals: true,
+      strict: true,
+    });
   } catch (err) {
     // node's messages name the flag; drop its advice about "--" which does not apply here
     const message = err instanceof Error ? err.message.split(". To specify")[0] : String(err);
@@ -116,8 +136,11 @@ export function parseCommandLine(
   if (v.since !== undefined && mode !== "report") {
     throw new ConfigError(["Cannot use --since without report"]);
   }
-  if (v.format !== undefined && mode !== "report" && mode !== "status") {
-    throw new ConfigError(["Cannot use --format without report or status"]);
+  if (v.format !== undefined && mode !== "report" && mode !== "status" && mode !== "discover") {
+    throw new ConfigError(["Cannot use --format without report, status or discover"]);
+  }
+  if (mode === "discover" && positionals.length > 0) {
+    throw new ConfigError(["Too many arguments: php-relaunch discover [--config]"]);
   }
   if (v.for !== undefined && mode !== "pause") {
     throw new ConfigError(["Cannot use --for without pause"]);
@@ -307,6 +330,8 @@ async function runCommand(
     );
     return ExitCode.Ok;
   }
+  // discovery needs no configuration: it is how one is written
+  if (mode === "discover") return await discover(raw.format, deps);
   const cfg = await loadConfig(mode, raw, deps);
   if (mode === "watch") {
     options = {

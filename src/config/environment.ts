@@ -1,6 +1,6 @@
 /**
  * What the host offers: its init system and tools, the php-fpm (and php-cgi) service a target
- * restarts, php-fpm's pid file, and where a run keeps its log, state and locks by default.
+ * restarts, and where a run keeps its log, state and locks by default.
  */
 import {
   findCgiServices,
@@ -73,12 +73,4 @@ export async function defaultLockDir(deps: Deps, isRoot: boolean): Promise<strin
   const uid = deps.host.uid();
   const userRun = `/run/user/${uid}`;
   return uid !== null && await deps.fs.exists(userRun) ? userRun : null;
-}
-
-/** Where the usual packages keep php-fpm's pid file (Debian, RHEL, FreeBSD). */
-export function defaultPidFile(service: string): string | null {
-  if (/^php\d+(\.\d+)?-fpm$/.test(service)) return `/run/php/${service}.pid`;
-  if (service === "php-fpm") return "/run/php-fpm/php-fpm.pid";
-  if (service === "php_fpm") return "/var/run/php-fpm.pid";
-  return null;
 }

@@ -6,11 +6,11 @@
  */
 import { detectInit, findTools, type InitSystem, SEARCH_DIRS, type Tools } from "../act/service.ts";
 import type { ServiceTarget } from "../act/service.ts";
-import { defaultFpmConfig } from "../fpm/config.ts";
+import { defaultFpmConfig, defaultPidFile } from "../fpm/config.ts";
 import { describeFcgiTarget, fcgiTargetOf, isFcgiUrl } from "../probe/fcgi.ts";
 import type { Deps, MailRoute } from "../shared/deps.ts";
 import { ConfigError, describeError } from "../shared/errors.ts";
-import { chooseService, defaultLockDir, defaultPidFile, userStateHome } from "./environment.ts";
+import { chooseService, defaultLockDir, userStateHome } from "./environment.ts";
 import { parseSettings, type Settings } from "./fields.ts";
 import { checkWebhook, parseListen } from "./urls.ts";
 import { type ConfigFile, defaultConfigFile, parseConfigFile } from "./file.ts";

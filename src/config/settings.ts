@@ -30,7 +30,9 @@ export type Mode =
   /** Hold restarts and alerts for a while (a deploy, a repair by hand). */
   | "pause"
   /** End a pause. */
-  | "resume";
+  | "resume"
+  /** Find every php-fpm and its pools; print them, or a configuration for them. */
+  | "discover";
 
 /** The settings as the command line gave them, before validation (all strings). */
 export interface RawSettings {

@@ -17,11 +17,14 @@ export interface PoolSettings {
   statusListen: string | null;
   pingPath: string | null;
   slowlog: string | null;
+  /** The file that defines the pool's section, where a setting is to be added. */
+  file?: string | null;
 }
 
-/** php-fpm's error log and the pools it defines. */
+/** php-fpm's error log, its master's pid file and the pools it defines. */
 export interface FpmConfig {
   errorLog: string | null;
+  pid?: string | null;
   pools: PoolSettings[];
 }
 
@@ -34,10 +37,24 @@ export function defaultFpmConfig(service: string): string | null {
   return null;
 }
 
+/** Where the usual packages keep php-fpm's pid file (Debian, RHEL, FreeBSD). */
+export function defaultPidFile(service: string): string | null {
+  if (/^php\d+(\.\d+)?-fpm$/.test(service)) return `/run/php/${service}.pid`;
+  if (service === "php-fpm") return "/run/php-fpm/php-fpm.pid";
+  if (service === "php_fpm") return "/var/run/php-fpm.pid";
+  return null;
+}
+
 type Sections = Map<string, Map<string, string>>;
 
-/** INI sections and keys, with `;` and `#` comments and quoted values. */
-function parseIni(text: string, into: Sections, start: string): string {
+/** INI sections and keys, with `;` and `#` comments and quoted values; `files`: where each began. */
+function parseIni(
+  text: string,
+  into: Sections,
+  start: string,
+  file: string,
+  files: Map<string, string>,
+): string {
   let section = start;
   for (const raw of text.split("\n")) {
     const line = raw.trim();
@@ -46,6 +63,7 @@ function parseIni(text: string, into: Sections, start: string): string {
     if (head) {
       section = head[1]!.trim();
       if (!into.has(section)) into.set(section, new Map());
+      if (!files.has(section)) files.set(section, file);
       continue;
     }
     const eq = line.indexOf("=");
@@ -79,12 +97,13 @@ export async function readFpmConfig(fs: Fs, path: string): Promise<FpmConfig | n
   } catch {
     return null;
   }
-  let section = parseIni(text, sections, "global");
+  const files = new Map<string, string>([["global", path]]);
+  let section = parseIni(text, sections, "global", path, files);
   const includes = [...text.matchAll(/^\s*include\s*=\s*"?([^"\n]+?)"?\s*$/gm)].map((m) => m[1]!);
   for (const pattern of includes) {
     for (const file of await expandInclude(fs, pattern)) {
       const included = await fs.readTextFile(file).catch(() => null);
-      if (included !== null) section = parseIni(included, sections, section);
+      if (included !== null) section = parseIni(included, sections, section, file, files);
     }
   }
   const pools: PoolSettings[] = [];
@@ -103,9 +122,11 @@ export async function readFpmConfig(fs: Fs, path: string): Promise<FpmConfig | n
       statusListen: get("pm.status_listen"),
       pingPath: get("ping.path"),
       slowlog: get("slowlog"),
+      file: files.get(name) ?? null,
     });
   }
-  return { errorLog: sections.get("global")?.get("error_log") ?? null, pools };
+  const global = sections.get("global");
+  return { errorLog: global?.get("error_log") ?? null, pid: global?.get("pid") ?? null, pools };
 }
 
 /**

@@ -99,7 +99,7 @@ Deno.test("process names from service names", () => {
 });
 
 Deno.test("pid files where the usual packages keep them", async () => {
-  const { defaultPidFile } = await import("../../src/config/environment.ts");
+  const { defaultPidFile } = await import("../../src/fpm/config.ts");
   assert.equal(defaultPidFile("php8.2-fpm"), "/run/php/php8.2-fpm.pid");
   assert.equal(defaultPidFile("php-fpm"), "/run/php-fpm/php-fpm.pid");
   assert.equal(defaultPidFile("php_fpm"), "/var/run/php-fpm.pid");

@@ -40,6 +40,7 @@ Deno.test("php-fpm.conf and its included pool files: error log and each pool's s
   const c = await readFpmConfig(debian, "/etc/php/8.2/fpm/php-fpm.conf");
   assert.ok(c);
   assert.equal(c.errorLog, "/var/log/php8.2-fpm.log");
+  assert.equal(c.pid, "/run/php/php8.2-fpm.pid");
   assert.deepEqual(c.pools.map((p) => p.pool), ["www", "api"].sort());
   const www = c.pools.find((p) => p.pool === "www")!;
   assert.deepEqual(www, {
@@ -53,6 +54,7 @@ Deno.test("php-fpm.conf and its included pool files: error log and each pool's s
     statusListen: "127.0.0.1:9001",
     pingPath: "/ping",
     slowlog: "/var/log/php-fpm/www.slow.log",
+    file: "/etc/php/8.2/fpm/pool.d/www.conf",
   });
 });
 

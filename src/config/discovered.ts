@@ -4,7 +4,7 @@
  * the watch better, and the line to add to which pool file.
  */
 import { stringify } from "smol-toml";
-import { type FoundService, fcgiUrl } from "../fpm/discover.ts";
+import { fcgiUrl, type FoundService } from "../fpm/discover.ts";
 import type { PoolSettings } from "../fpm/config.ts";
 
 /** The repo's nginx heartbeat (nginx/php-heartbeat.conf): the probe when no pool has a ping. */
@@ -37,7 +37,15 @@ export function renderDiscovery(found: readonly FoundService[]): string {
       dash(p.statusListen),
       dash(p.slowlog),
     ]);
-    const head = ["pool", "listen", "pm/max", "ping.path", "status_path", "status_listen", "slowlog"];
+    const head = [
+      "pool",
+      "listen",
+      "pm/max",
+      "ping.path",
+      "status_path",
+      "status_listen",
+      "slowlog",
+    ];
     const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
     if (rows.length > 0) {
       for (const row of [head, ...rows]) {

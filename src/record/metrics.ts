@@ -116,7 +116,11 @@ export function families(targets: readonly { name: string; counters: Counters }[
     active: f("pool_active_processes", "gauge", "Busy workers at the last status read."),
     idle: f("pool_idle_processes", "gauge", "Idle workers at the last status read."),
     total: f("pool_total_processes", "gauge", "Workers at the last status read."),
-    listenQueue: f("pool_listen_queue", "gauge", "Requests waiting for a worker (a unix socket's from the kernel, with ss)."),
+    listenQueue: f(
+      "pool_listen_queue",
+      "gauge",
+      "Requests waiting for a worker (a unix socket's from the kernel, with ss).",
+    ),
     maxChildrenReached: f(
       "pool_max_children_reached",
       "gauge",

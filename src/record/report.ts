@@ -275,7 +275,11 @@ export function renderReport(r: Report): string {
   lines.push("", "By cause:", ...table(r.byCause));
   lines.push("", "Recovered by:", ...table(r.byRung));
   if (Object.keys(r.cannotStart).length > 0) {
-    lines.push("", "Why php-fpm could not start (its configuration test):", ...table(r.cannotStart));
+    lines.push(
+      "",
+      "Why php-fpm could not start (its configuration test):",
+      ...table(r.cannotStart),
+    );
   }
   const peak = Math.max(...r.byHour);
   lines.push("", "By hour of day (local time):");

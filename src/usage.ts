@@ -20,6 +20,7 @@ Usage:
   php-relaunch status [--format text|json]                (each target now; exit 0 or 3)
   php-relaunch pause [target] [--for 30m] [--reason TEXT] (hold restarts and alerts: deploys)
   php-relaunch resume [target] [--reason TEXT]            (end a pause before its time)
+  php-relaunch discover [--config]                        (every php-fpm and pool; a config)
 
 One run watches for one minute, so that cron can start it every minute: it probes every
 <timeout> seconds (floor(60 / timeout) probes; see --run-for for mcron). On 500/502/503/504
@@ -64,7 +65,7 @@ Options:
                          every run (e.g. /var/lib/prometheus/node-exporter/php-relaunch.prom)
   --metrics-listen ADDR  watch mode: serve /metrics on 127.0.0.1:PORT (loopback only)
   --since DURATION       report: how far back (default 7d; 24h, 30d...)
-  --format FORMAT        report and status: text (default) or json
+  --format FORMAT        report and status: text (default) or json; discover: text or toml
   --for DURATION         pause: how long (default pause_default, 30m; at most pause_max,
                          4h); the pause ends by itself then
   --reason TEXT          pause and resume: why, one line (in the log and the alert)

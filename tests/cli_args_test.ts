@@ -139,9 +139,9 @@ Deno.test("every bad input: exit 2, one clear line, nothing probed, run or maile
     ["bad --format", ["report", "--format", "xml"], /report format "xml"/],
     ["--since without report", [URI, "--since", "7d"], /Cannot use --since without report\n$/],
     [
-      "--format without report or status",
+      "--format without report, status or discover",
       [URI, "--format", "json"],
-      /--format without report or status/,
+      /--format without report, status or discover/,
     ],
     [
       "unknown TLS mode",

@@ -83,6 +83,32 @@ Deno.test({
       await Deno.mkdir(dir);
       return dir;
     };
+    /**
+     * Watch mode on the first pool with the restart rung only and `defaults`, then a pool file
+     * php-fpm refuses and a crash: every restart fails until the file goes.
+     */
+    const watchBrokenPool = async (defaults: string) => {
+      await stack.healthy();
+      const dir = await newDir();
+      const config = `${dir}/config.toml`;
+      await Deno.writeTextFile(
+        config,
+        configToml({ dir, smtpPort: smtp.port, targets: TARGET_A, defaults })
+          .replace('rungs = ["kill"]', 'rungs = ["restart"]')
+          .replace("start_timeout = 5", "start_timeout = 2"),
+      );
+      const mailsBefore = (await smtp.messages()).length;
+      const watch = WatchProcess.start(config, `${dir}/watch.log`);
+      try {
+        assert.ok(await watch.waitForLine(/Watching 1 targets/, 30_000));
+        await Deno.writeTextFile(BROKEN_POOL, "this is not a pool configuration\n");
+        await killFirstPool();
+      } catch (err) {
+        await watch.stop();
+        throw err;
+      }
+      return { watch, mailsBefore };
+    };
     try {
       await t.step(
         "two targets on two php-fpm instances restart independently; crash and hang recovered; a 0.5 s stall restarts nothing; an invalid SIGHUP keeps it running",
@@ -174,27 +200,10 @@ Deno.test({
       await t.step(
         "a pool that cannot start: exactly max_restarts restarts, one 'giving up' mail, re-armed by SIGHUP after the fix",
         async () => {
-          await stack.healthy();
-          const dir = await newDir();
-          const config = `${dir}/config.toml`;
-          await Deno.writeTextFile(
-            config,
-            configToml({
-              dir,
-              smtpPort: smtp.port,
-              targets: TARGET_A,
-              defaults: 'max_restarts = 2\nrestart_window = "15m"',
-            }).replace('rungs = ["kill"]', 'rungs = ["restart"]').replace(
-              "start_timeout = 5",
-              "start_timeout = 2",
-            ),
+          const { watch, mailsBefore } = await watchBrokenPool(
+            'max_restarts = 2\nrestart_window = "15m"',
           );
-          const mailsBefore = (await smtp.messages()).length;
-          const watch = WatchProcess.start(config, `${dir}/watch.log`);
           try {
-            assert.ok(await watch.waitForLine(/Watching 1 targets/, 30_000));
-            await Deno.writeTextFile(BROKEN_POOL, "this is not a pool configuration\n");
-            await killFirstPool();
             assert.ok(await watch.waitForLine(/giving up until/, 60_000), "gave up");
             await new Promise((r) => setTimeout(r, 3000));
             const lines = await watch.lines();
@@ -239,27 +248,10 @@ Deno.test({
       await t.step(
         "given up is not forever: fixed without a signal, the retry after retry_after brings it back",
         async () => {
-          await stack.healthy();
-          const dir = await newDir();
-          const config = `${dir}/config.toml`;
-          await Deno.writeTextFile(
-            config,
-            configToml({
-              dir,
-              smtpPort: smtp.port,
-              targets: TARGET_A,
-              defaults: 'max_restarts = 1\nretry_after = ["6s"]',
-            }).replace('rungs = ["kill"]', 'rungs = ["restart"]').replace(
-              "start_timeout = 5",
-              "start_timeout = 2",
-            ),
+          const { watch, mailsBefore } = await watchBrokenPool(
+            'max_restarts = 1\nretry_after = ["6s"]',
           );
-          const mailsBefore = (await smtp.messages()).length;
-          const watch = WatchProcess.start(config, `${dir}/watch.log`);
           try {
-            assert.ok(await watch.waitForLine(/Watching 1 targets/, 30_000));
-            await Deno.writeTextFile(BROKEN_POOL, "this is not a pool configuration\n");
-            await killFirstPool();
             assert.ok(await watch.waitForLine(/next single attempt at /, 60_000), "gave up");
             // the operator repairs the pool, and sends nothing
             await Deno.remove(BROKEN_POOL);

@@ -8,6 +8,16 @@ import { renderStatus, statusExit, statusOf } from "../../src/run/status.ts";
 const T = Date.UTC(2026, 10, 27, 12, 0, 0);
 const policy = cronPolicy(5000);
 
+/** php-fpm down since 11:58:30, three restarts in. */
+const DOWN_SINCE_1158 = {
+  id: "20261127-115830-000",
+  kind: "php_down" as const,
+  since: T - 90_000,
+  label: "502",
+  restarts: 3,
+  lastAlertAt: T,
+};
+
 function memory(over: Partial<Memory["state"]> = {}, more: Partial<Memory> = {}): Memory {
   return {
     state: { ...freshState(), ...over },
@@ -50,14 +60,7 @@ Deno.test("status: each standing from the memory, with the policy's limits", () 
     "a",
     memory({
       givenUpAt: T - 1000,
-      incident: {
-        id: "20261127-115830-000",
-        kind: "php_down",
-        since: T - 90_000,
-        label: "502",
-        restarts: 3,
-        lastAlertAt: T,
-      },
+      incident: DOWN_SINCE_1158,
       restarts: [
         { at: T - 80_000, ok: false, label: "502", detail: "no php-fpm8.2 process" },
         { at: T - 40_000, ok: false, label: "502", detail: "start timed out" },
@@ -104,14 +107,7 @@ Deno.test("status: paused, restarting, the next retry and the incident's id", ()
       {
         givenUpAt: T - 1000,
         retryAt: T + 299_000,
-        incident: {
-          id: "20261127-115830-000",
-          kind: "php_down",
-          since: T - 90_000,
-          label: "502",
-          restarts: 3,
-          lastAlertAt: T,
-        },
+        incident: DOWN_SINCE_1158,
       },
       { restartingSince: T - 2000 },
     ),

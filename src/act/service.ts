@@ -19,6 +19,9 @@ export interface Tools {
   kill: string;
   /** iproute2's ss, for a unix socket's accept queue (Linux only; null: not there). */
   ss: string | null;
+  /** The kernel log, for deaths by the OOM killer (null: not there). */
+  journalctl: string | null;
+  dmesg: string | null;
 }
 
 /** One service we may relaunch: its name for the init system and its processes' name. */
@@ -93,11 +96,20 @@ export async function findTools(
   fs: Fs,
   init: InitSystem,
 ): Promise<{ tools: Tools; missing: string[] }> {
-  const [service, systemctl, rcService, pgrep, pkill, ps, kill, ss] = await Promise.all(
-    ["service", "systemctl", "rc-service", "pgrep", "pkill", "ps", "kill", "ss"].map((name) =>
-      findTool(fs, name)
-    ),
-  );
+  const names = [
+    "service",
+    "systemctl",
+    "rc-service",
+    "pgrep",
+    "pkill",
+    "ps",
+    "kill",
+    "ss",
+    "journalctl",
+    "dmesg",
+  ];
+  const [service, systemctl, rcService, pgrep, pkill, ps, kill, ss, journalctl, dmesg] =
+    await Promise.all(names.map((name) => findTool(fs, name)));
   const tools = {
     service: service ?? null,
     systemctl: systemctl ?? null,
@@ -107,6 +119,8 @@ export async function findTools(
     ps: ps ?? "",
     kill: kill ?? "",
     ss: ss ?? null,
+    journalctl: journalctl ?? null,
+    dmesg: dmesg ?? null,
   };
   const missing: string[] = [];
   const initTool = INIT_TOOL[init];

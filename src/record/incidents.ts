@@ -92,6 +92,8 @@ const recordSchema = v.object({
   restart: v.nullable(v.object({ ok: v.boolean(), rung: v.nullable(str), steps: v.array(str) })),
   // added with php-fpm's configuration test: records written before lack it
   cannotStart: v.optional(v.array(str)),
+  // added with the kernel log's OOM kills: records written before lack it
+  oomKills: v.optional(v.array(v.object({ pid: int, rssKb: num, at: v.nullable(timestamp) }))),
 });
 
 /** A line of the incident log as a record, or why it is not one (never echoing the line). */
@@ -119,6 +121,8 @@ export interface IncidentRecord {
   restart: { ok: boolean; rung: string | null; steps: string[] } | null;
   /** A start failed: the errors of php-fpm's configuration test, which say why. */
   cannotStart?: string[] | undefined;
+  /** The pool's processes the kernel's OOM killer ended since a minute before the failure. */
+  oomKills?: { pid: number; rssKb: number; at: number | null }[] | undefined;
 }
 
 /** Where incidents go: the file, or memory in tests. */

@@ -26,6 +26,8 @@ export interface Report {
   until: string;
   incidents: number;
   restartsFailed: number;
+  /** Incidents in which the OOM killer ended php-fpm processes. */
+  oomDeaths: number;
   /** Failed starts by the first error of php-fpm's configuration test. */
   cannotStart: Record<string, number>;
   byCause: Record<string, number>;
@@ -151,6 +153,18 @@ function hintsOf(incidents: readonly IncidentRecord[], stuck: ScriptCount[]): Hi
   const full = maxChildrenHint(incidents, settings, stuck);
   if (full !== null) hints.push(full);
 
+  const oom = incidents.filter((i) => (i.oomKills?.length ?? 0) > 0);
+  if (oom.length > 0) {
+    const largest = Math.max(...oom.flatMap((i) => i.oomKills!.map((k) => k.rssKb)));
+    hints.push({
+      setting: "memory",
+      advice:
+        `the kernel's OOM killer ended php-fpm processes in ${oom.length} of ${n} incidents (the largest ${
+          Math.round(largest / 1024)
+        } MB resident): lower pm.max_children or PHP's memory_limit until pm.max_children x the largest worker fits in the host's memory, or give the host more`,
+    });
+  }
+
   const terminateOff = settings === null || isOff(settings.requestTerminateTimeout);
   const long = stuck.filter((s) => s.longestSeconds >= 30);
   if (long[0] !== undefined && terminateOff) {
@@ -239,6 +253,7 @@ export function buildReport(
     incidents: incidents.length,
     restartsFailed: incidents.filter((i) => i.restart !== null && !i.restart.ok).length,
     cannotStart: cannotStartOf(incidents),
+    oomDeaths: incidents.filter((i) => (i.oomKills?.length ?? 0) > 0).length,
     byCause,
     byHour,
     byRung,
@@ -274,6 +289,9 @@ export function renderReport(r: Report): string {
   if (r.incidents === 0) return lines.join("\n") + "\nNothing to report.\n";
   lines.push("", "By cause:", ...table(r.byCause));
   lines.push("", "Recovered by:", ...table(r.byRung));
+  if (r.oomDeaths > 0) {
+    lines.push("", `Killed by the kernel's OOM killer: ${r.oomDeaths} incidents`);
+  }
   if (Object.keys(r.cannotStart).length > 0) {
     lines.push(
       "",

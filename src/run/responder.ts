@@ -14,6 +14,7 @@ import type { Policy } from "../config/policy.ts";
 import { incidentsPath } from "../config/settings.ts";
 import { captureEvidence, type Evidence, evidenceLines } from "../fpm/evidence.ts";
 import { type ConfigTest, testFpmConfig } from "../fpm/selftest.ts";
+import { findOomKills, formatKb, type OomKill } from "../fpm/oom.ts";
 import { type PoolStatus, stuckWorkers } from "../fpm/status.ts";
 import { describeFcgiTarget } from "../probe/fcgi.ts";
 import { labelOf, type ProbeResult, verdictOf } from "../probe/result.ts";
@@ -41,6 +42,15 @@ export function rungsFor(
   return first.certain !== undefined && rungs.includes("kill") ? ["kill"] : rungs;
 }
 
+/** What was learnt after the restart of why php-fpm failed or would not start. */
+interface Findings {
+  cannotStart: ConfigTest | null;
+  oom: OomKill[];
+}
+
+/** How long before the first failed probe an OOM kill may have caused it. */
+const OOM_LOOKBACK_MS = 60_000;
+
 /** The most the evidence may delay a restart. */
 const EVIDENCE_LIMIT_MS = 2000;
 /** A status read younger than this is evidence enough; older, it is read again. */
@@ -67,7 +77,7 @@ export class Responder {
     this.ctx.memory.restartingSince = this.ctx.deps.clock.now();
     await this.checkpoint();
     try {
-      const { memory, deps, target } = this.ctx;
+      const { memory, deps, target, cfg } = this.ctx;
       logger.debug("{label} PHP failed ({detail}); relaunching {service}.", {
         label: labelOf(first),
         detail: first.detail,
@@ -84,8 +94,13 @@ export class Responder {
         ? null
         : await testFpmConfig(target.fpm.processName, target.fpmConfig, deps);
       const cannotStart = test?.ok === false ? test : null;
-      await this.recordIncident(first, evidence, reports[0]!, cannotStart);
-      return this.report(first, policy, since, evidence, reports, retry, cannotStart);
+      // the kernel's word on what ended the pool's processes, from a minute before the failure
+      const oom = await findOomKills(target.fpm.processName, since - OOM_LOOKBACK_MS, {
+        journalctl: cfg.init === "systemd" ? cfg.tools.journalctl : null,
+        dmesg: cfg.tools.dmesg,
+      }, deps);
+      await this.recordIncident(first, evidence, reports[0]!, { cannotStart, oom });
+      return this.report(first, policy, since, evidence, reports, retry, { cannotStart, oom });
     } finally {
       this.restarting = false;
       this.ctx.memory.restartingSince = null;
@@ -163,13 +178,18 @@ export class Responder {
     evidence: Evidence,
     reports: RelaunchReport[],
     retry: boolean,
-    cannotStart: ConfigTest | null,
+    { cannotStart, oom }: Findings,
   ): boolean {
     const { cfg, deps, memory, target } = this.ctx;
     const retries = memory.state.retries;
     const failed = reports.filter((r) => !r.ok);
     const label = labelOf(first);
     const now = deps.clock.now();
+    const oomLines = oom.map((k) =>
+      `${target.fpm.processName} pid ${k.pid} killed by the OOM killer${
+        k.at === null ? "" : ` at ${new Date(k.at).toISOString()}`
+      }, ${formatKb(k.rssKb)} resident`
+    );
     const why = [
       ...failed.map((r) => `${r.service}: ${r.reason}`),
       ...(cannotStart === null
@@ -185,6 +205,7 @@ export class Responder {
     memory.counters = countRestart(memory.counters, failed.length === 0, now);
     const details = [
       ...this.teller.probeDetails(first),
+      ...oomLines,
       ...reports.flatMap((r) => [
         `Service ${r.service} (${cfg.init}): ${
           r.ok ? `running again after the ${r.rung} rung` : `FAILED: ${r.reason}`
@@ -220,7 +241,18 @@ export class Responder {
           details,
           thread,
         );
-      } else this.teller.event("info", `${label} PHP restarted.`, "PHP restart", details, thread);
+      } else {
+        const cause = oom.length === 0
+          ? ""
+          : ` (${oomLines[0]}${oom.length > 1 ? ", and more" : ""})`;
+        this.teller.event(
+          "info",
+          `${label} PHP restarted${cause}.`,
+          "PHP restart",
+          details,
+          thread,
+        );
+      }
       return true;
     }
     const next = memory.state.retryAt;
@@ -259,7 +291,7 @@ export class Responder {
     first: ProbeResult,
     evidence: Evidence,
     report: RelaunchReport,
-    cannotStart: ConfigTest | null,
+    { cannotStart, oom }: Findings,
   ): Promise<void> {
     const { cfg, deps, target, options } = this.ctx;
     const path = incidentsPath(cfg.stateDir);
@@ -277,6 +309,7 @@ export class Responder {
         evidence,
         restart: { ok: report.ok, rung: report.rung, steps: report.steps },
         ...(cannotStart === null ? {} : { cannotStart: cannotStart.errors }),
+        ...(oom.length === 0 ? {} : { oomKills: oom }),
       });
     } catch (err) {
       logger.error("Cannot write the incident log {path}: {error}", {

@@ -19,6 +19,8 @@ const tools: Tools = {
   ps: "/usr/bin/ps",
   kill: "/usr/bin/kill",
   ss: null,
+  journalctl: null,
+  dmesg: null,
 };
 /** The positional form's target: the kill rung only, no pid file (selected by name). */
 const fpm: RelaunchTarget = {

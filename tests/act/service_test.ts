@@ -18,6 +18,8 @@ const tools: Tools = {
   ps: "/usr/bin/ps",
   kill: "/usr/bin/kill",
   ss: null,
+  journalctl: null,
+  dmesg: null,
 };
 
 const lines = (cmds: readonly (readonly [string, readonly string[]])[]) =>

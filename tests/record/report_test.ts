@@ -123,6 +123,21 @@ Deno.test("report: why php-fpm could not start, by its configuration test's firs
   );
 });
 
+Deno.test("report: deaths by the OOM killer are counted, with a memory hint", () => {
+  const killed = {
+    ...incident(NIGHT, { label: "502" }),
+    oomKills: [{ pid: 48214, rssKb: 2_000_000, at: NIGHT }],
+  };
+  const r = buildReport([killed, ...TEN], NIGHT - HOUR, NIGHT + 10 * 24 * HOUR);
+  assert.equal(r.oomDeaths, 1);
+  const text = renderReport(r);
+  assert.match(text, /\nKilled by the kernel's OOM killer: 1 incidents\n/);
+  assert.match(
+    text,
+    /- memory: the kernel's OOM killer ended php-fpm processes in 1 of 11 incidents \(the largest 1953 MB resident\)/,
+  );
+});
+
 Deno.test("report: the scripts in stuck workers and in the slowlog, most frequent first", () => {
   const r = buildReport(
     [...TEN, incident(NIGHT + 30 * HOUR, { script: "/var/www/report.php", seconds: 40 })],

@@ -426,6 +426,23 @@ Deno.test("a restart under way is on disk for `status` while it lasts, and clear
   }
 });
 
+Deno.test("a crash by the OOM killer: the kernel's line is in the log line, the mail and the incident", async () => {
+  const s = await setup([URI, "5", "ops@example.com"], [{ status: 502 }, { status: 502 }, ok]);
+  const at = new Date(s.clock.now() - 2000).toISOString().replace("Z", "+00:00");
+  const kern =
+    `${at} web1 kernel: [81234.567890] Out of memory: Killed process 48214 (php-fpm8.2) total-vm:2271044kB, anon-rss:1987360kB, file-rss:13376kB, shmem-rss:1024kB, UID:33 pgtables:4052kB oom_score_adj:0\n`;
+  const deps = { ...s.deps, fs: debianFs({ files: { "/var/log/kern.log": kern } }) };
+  assert.equal(await watchRun(s.cfg, deps, s.options), 0);
+  assert.match(
+    s.logs.lines()[0]!,
+    /^502 PHP restarted \(php-fpm8\.2 pid 48214 killed by the OOM killer at \S+, 1\.9 GiB resident\)\.$/,
+  );
+  assert.match(s.mailer.sent[0]!.text, /\nphp-fpm8\.2 pid 48214 killed by the OOM killer at /);
+  assert.deepEqual(s.incidents.records[0]?.oomKills?.map((k) => [k.pid, k.rssKb]), [
+    [48214, 1987360 + 13376 + 1024],
+  ]);
+});
+
 Deno.test("a failed mail is logged and queued, and changes nothing else", async () => {
   const s = await setup([URI, "5", "ops@example.com"], [{ status: 503 }, { status: 503 }, ok], {
     mailFails: true,

@@ -391,6 +391,8 @@ export const DEBIAN_TOOLS: Tools = {
   ps: "/usr/bin/ps",
   kill: "/usr/bin/kill",
   ss: null,
+  journalctl: null,
+  dmesg: null,
 };
 
 /** An alert subject's incident tag, " [target #20261127-193012-345]". */

@@ -1,0 +1,101 @@
+/**
+ * Deaths by the kernel's OOM killer: php-fpm cannot tell of them (its processes are gone), and
+ * they are seen only in the kernel log. After a crash this reads that log (the journal where
+ * systemd runs, else /var/log/kern.log, else dmesg) for the pool's processes killed since the
+ * incident began.
+ */
+import type { Fs, ProcessRunner } from "../shared/deps.ts";
+
+/** One process the OOM killer ended. */
+export interface OomKill {
+  pid: number;
+  /** Its resident memory when killed: anon + file + shmem, in KiB. */
+  rssKb: number;
+  /** When, as the log says (ms), or null when the line has no time we can read. */
+  at: number | null;
+}
+
+/** Where the kernel log is read from, in order. */
+export interface KernelLogTools {
+  journalctl: string | null;
+  dmesg: string | null;
+}
+
+const LOG_TIMEOUT_MS = 5000;
+/** The most of kern.log read: its end, where the last minutes are. */
+const KERN_LOG_TAIL = 512 * 1024;
+const KERN_LOG = "/var/log/kern.log";
+
+const KILLED =
+  /(?:Out of memory|Memory cgroup out of memory): Killed process (\d+) \(([^)]+)\)(.*)$/;
+
+/** The time at the start of a log line: ISO 8601 (journal, rsyslog, dmesg --time-format iso). */
+function timeOf(line: string): number | null {
+  const iso = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?)/.exec(line);
+  if (iso === null) return null;
+  const t = Date.parse(iso[1]!.replace(",", ".").replace(/([+-]\d\d)(\d\d)$/, "$1:$2"));
+  return Number.isNaN(t) ? null : t;
+}
+
+/**
+ * The OOM kills of processes named `processName` in kernel log `text`, at or after `since` when
+ * the lines carry a time (lines without one are kept: the tool was asked for recent lines).
+ */
+export function parseOomKills(text: string, processName: string, since: number): OomKill[] {
+  const kills: OomKill[] = [];
+  for (const line of text.split("\n")) {
+    const m = KILLED.exec(line);
+    if (m === null || m[2] !== processName) continue;
+    const at = timeOf(line);
+    if (at !== null && at < since) continue;
+    const kb = (key: string) => Number(new RegExp(`${key}:(\\d+)kB`).exec(m[3]!)?.[1] ?? 0);
+    kills.push({ pid: Number(m[1]), rssKb: kb("anon-rss") + kb("file-rss") + kb("shmem-rss"), at });
+  }
+  return kills;
+}
+
+/** Memory for people: "1.9 GiB", "512 MiB". */
+export function formatKb(kb: number): string {
+  return kb >= 1024 * 1024
+    ? `${(kb / 1024 / 1024).toFixed(1)} GiB`
+    : `${Math.round(kb / 1024)} MiB`;
+}
+
+/**
+ * The kernel log's lines since `since`: the journal's kernel messages when journalctl is there,
+ * else the end of /var/log/kern.log, else dmesg. Empty when none can be read (never throws).
+ */
+async function kernelLog(
+  since: number,
+  tools: KernelLogTools,
+  deps: { runner: ProcessRunner; fs: Pick<Fs, "readTail"> },
+): Promise<string> {
+  const run = async (cmd: string, args: string[]) => {
+    try {
+      const r = await deps.runner.run(cmd, args, { timeoutMs: LOG_TIMEOUT_MS });
+      return r.code === 0 ? r.stdout : null;
+    } catch {
+      return null;
+    }
+  };
+  if (tools.journalctl !== null) {
+    const from = `@${Math.floor(since / 1000)}`;
+    const args = ["-k", "--since", from, "-o", "short-iso", "--no-pager", "-q"];
+    const out = await run(tools.journalctl, args);
+    if (out !== null) return out;
+  }
+  const kern = await deps.fs.readTail(KERN_LOG, KERN_LOG_TAIL);
+  if (kern !== "") return kern;
+  if (tools.dmesg !== null) return await run(tools.dmesg, ["--time-format", "iso"]) ?? "";
+  return "";
+}
+
+/** The OOM kills of the pool's processes since `since`, from whatever kernel log can be read. */
+export async function findOomKills(
+  processName: string,
+  since: number,
+  tools: KernelLogTools,
+  deps: { runner: ProcessRunner; fs: Pick<Fs, "readTail"> },
+): Promise<OomKill[]> {
+  return parseOomKills(await kernelLog(since, tools, deps), processName, since);
+}

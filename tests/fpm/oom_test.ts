@@ -1,0 +1,70 @@
+import assert from "node:assert/strict";
+import { findOomKills, formatKb, parseOomKills } from "../../src/fpm/oom.ts";
+import { fakeFs, FakeRunner } from "../support/fakes.ts";
+
+const T = Date.parse("2026-11-27T20:03:52Z");
+
+/**
+ * Kernel lines as Debian 12's kernel writes them (journal short-iso, rsyslog's kern.log and
+ * dmesg --time-format iso), around an OOM kill of a php-fpm worker and of another program.
+ */
+const JOURNAL =
+  `2026-11-27T20:03:51+0000 web1 kernel: php-fpm8.2 invoked oom-killer: gfp_mask=0x140cca(GFP_HIGHUSER_MOVABLE|__GFP_COMP), order=0, oom_score_adj=0
+2026-11-27T20:03:51+0000 web1 kernel: oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=/system.slice/php8.2-fpm.service,task_memcg=/system.slice/php8.2-fpm.service,task=php-fpm8.2,pid=48213,uid=33
+2026-11-27T20:03:52+0000 web1 kernel: Memory cgroup out of memory: Killed process 48213 (php-fpm8.2) total-vm:2271044kB, anon-rss:1987360kB, file-rss:13376kB, shmem-rss:1024kB, UID:33 pgtables:4052kB oom_score_adj:0
+2026-11-27T20:03:55+0000 web1 kernel: Out of memory: Killed process 51000 (mysqld) total-vm:4000000kB, anon-rss:3000000kB, file-rss:0kB, shmem-rss:0kB, UID:106 pgtables:6000kB oom_score_adj:0
+2026-11-27T19:50:00+0000 web1 kernel: Out of memory: Killed process 47000 (php-fpm8.2) total-vm:900000kB, anon-rss:800000kB, file-rss:0kB, shmem-rss:0kB, UID:33 pgtables:2000kB oom_score_adj:0
+`;
+const KERN_LOG =
+  `2026-11-27T20:03:52.123456+00:00 web1 kernel: [81234.567890] Out of memory: Killed process 48214 (php-fpm8.2) total-vm:524288kB, anon-rss:400000kB, file-rss:12000kB, shmem-rss:0kB, UID:33 pgtables:1000kB oom_score_adj:0
+`;
+
+Deno.test("OOM kills: the pool's processes, since the incident, with their resident memory", () => {
+  assert.deepEqual(parseOomKills(JOURNAL, "php-fpm8.2", T - 60_000), [
+    { pid: 48213, rssKb: 1987360 + 13376 + 1024, at: T },
+  ]);
+  assert.deepEqual(parseOomKills(KERN_LOG, "php-fpm8.2", T - 60_000), [
+    { pid: 48214, rssKb: 412000, at: Date.parse("2026-11-27T20:03:52.123Z") },
+  ]);
+  assert.deepEqual(parseOomKills(JOURNAL, "php-fpm7.4", 0), [], "another version's pool");
+  assert.equal(formatKb(2001760), "1.9 GiB");
+  assert.equal(formatKb(412000), "402 MiB");
+});
+
+Deno.test("OOM kills: the journal where systemd runs, else kern.log's end, else dmesg", async () => {
+  const calls: string[] = [];
+  const runner = new FakeRunner((call) => {
+    calls.push([call.cmd, ...call.args].join(" "));
+    return { code: 0, stdout: call.cmd.endsWith("journalctl") ? JOURNAL : KERN_LOG };
+  });
+  const tools = { journalctl: "/usr/bin/journalctl", dmesg: "/usr/bin/dmesg" };
+  const none = fakeFs({});
+  const fromJournal = await findOomKills("php-fpm8.2", T - 60_000, tools, { runner, fs: none });
+  assert.deepEqual(fromJournal.map((k) => k.pid), [48213]);
+  assert.deepEqual(calls, [
+    `/usr/bin/journalctl -k --since @${(T - 60_000) / 1000} -o short-iso --no-pager -q`,
+  ]);
+  calls.length = 0;
+  const kern = fakeFs({ files: { "/var/log/kern.log": KERN_LOG } });
+  const noJournal = { journalctl: null, dmesg: "/usr/bin/dmesg" };
+  assert.deepEqual(
+    (await findOomKills("php-fpm8.2", T - 60_000, noJournal, { runner, fs: kern })).map((k) =>
+      k.pid
+    ),
+    [48214],
+  );
+  assert.deepEqual(calls, [], "kern.log read, dmesg not run");
+  assert.deepEqual(
+    (await findOomKills("php-fpm8.2", T - 60_000, noJournal, { runner, fs: none })).map((k) =>
+      k.pid
+    ),
+    [48214],
+  );
+  assert.deepEqual(calls, ["/usr/bin/dmesg --time-format iso"]);
+  const failing = new FakeRunner(() => new Error("not allowed"));
+  assert.deepEqual(
+    await findOomKills("php-fpm8.2", 0, tools, { runner: failing, fs: none }),
+    [],
+    "no kernel log: no finding, no error",
+  );
+});

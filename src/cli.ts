@@ -64,6 +64,7 @@ const OPTIONS = {
   since: { type: "string" },
   for: { type: "string" },
   reason: { type: "string" },
+  auto: { type: "boolean" },
   format: { type: "string" },
   verbose: { type: "boolean", short: "v" },
   help: { type: "boolean", short: "h" },
@@ -139,6 +140,12 @@ export function parseCommandLine(
   if (v.format !== undefined && mode !== "report" && mode !== "status" && mode !== "discover") {
     throw new ConfigError(["Cannot use --format without report, status or discover"]);
   }
+  if (v.auto && mode !== "watch" && mode !== "check") {
+    throw new ConfigError(["Cannot use --auto without watch or check-config"]);
+  }
+  if (v.auto && (positionals.length > 0 || v.url !== undefined)) {
+    throw new ConfigError(["Cannot use --auto with a URI: --auto watches what discovery finds"]);
+  }
   if (mode === "discover" && positionals.length > 0) {
     throw new ConfigError(["Too many arguments: php-relaunch discover [--config]"]);
   }
@@ -199,6 +206,7 @@ function rawSettings(
     commandTarget,
     pauseFor: v.for,
     reason: v.reason,
+    auto: v.auto,
     init: v.init,
     smtpHost: v["smtp-host"],
     smtpPort: v["smtp-port"],

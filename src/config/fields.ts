@@ -246,6 +246,7 @@ const settingsSchema = v.object({
   commandTarget: v.optional(nameField("target")),
   pauseFor: v.optional(pauseForField),
   reason: v.optional(reasonField),
+  auto: v.optional(v.boolean()),
 });
 
 /** The command line's settings, validated. */
@@ -296,6 +297,7 @@ export function parseSettings(
       commandTarget: raw.commandTarget,
       pauseFor: raw.pauseFor,
       reason: raw.reason,
+      auto: raw.auto,
       statusUrl: raw.statusUrl,
       expect: raw.expect,
       since: raw.since,

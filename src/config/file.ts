@@ -269,7 +269,11 @@ const fileSchema = v.strictObject({
   init: v.optional(
     oneOf(["systemd", "sysv", "openrc", "freebsd"], "systemd, sysv, openrc or freebsd"),
   ),
-  target: v.pipe(v.array(targetSchema), v.minLength(1, "expected at least one [[target]]")),
+  // the targets `discover` finds, instead of (or beside none of) [[target]]
+  auto: v.optional(v.boolean()),
+  target: v.optional(
+    v.pipe(v.array(targetSchema), v.minLength(1, "expected at least one [[target]]")),
+  ),
 });
 
 /** The file's contents, validated. */
@@ -292,6 +296,8 @@ export interface ConfigFile {
   log: { file?: string | undefined; format?: "text" | "json" | undefined };
   state: { dir?: string | undefined; lock_dir?: string | undefined };
   init?: "systemd" | "sysv" | "openrc" | "freebsd";
+  /** Watch what `discover` finds; the file's [[target]]s, if any, are not used. */
+  auto: boolean;
   target: FileTarget[];
 }
 
@@ -334,7 +340,11 @@ export function parseConfigFile(path: string, text: string): ConfigFile | string
   const result = v.safeParse(fileSchema, data);
   if (!result.success) return result.issues.map((issue) => describeIssue(path, issue));
   const valid = result.output;
-  const names = valid.target.map((t) => t.name);
+  if (valid.target === undefined && valid.auto !== true) {
+    return [`${path}: target: missing: expected ${REQUIRED["target"]} (or auto = true)`];
+  }
+  const targets = valid.target ?? [];
+  const names = targets.map((t) => t.name);
   const twice = names.filter((n, i) => names.indexOf(n) !== i);
   if (twice.length > 0) return [`${path}: target: the name "${twice[0]}" is used twice`];
   return {
@@ -346,7 +356,8 @@ export function parseConfigFile(path: string, text: string): ConfigFile | string
     log: valid.log ?? {},
     state: valid.state ?? {},
     ...(valid.init ? { init: valid.init } : {}),
-    target: valid.target,
+    auto: valid.auto === true,
+    target: targets,
   };
 }
 

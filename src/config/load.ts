@@ -7,6 +7,8 @@
 import { detectInit, findTools, type InitSystem, SEARCH_DIRS, type Tools } from "../act/service.ts";
 import type { ServiceTarget } from "../act/service.ts";
 import { defaultFpmConfig, defaultPidFile } from "../fpm/config.ts";
+import { discoverFpm } from "../fpm/discover.ts";
+import { discoveryToml } from "./discovered.ts";
 import { describeFcgiTarget, fcgiTargetOf, isFcgiUrl } from "../probe/fcgi.ts";
 import type { Deps, MailRoute } from "../shared/deps.ts";
 import { ConfigError, describeError } from "../shared/errors.ts";
@@ -49,7 +51,7 @@ export async function loadConfig(mode: Mode, raw: RawSettings, deps: Deps): Prom
   const { settings: s, problems } = parseSettings(mode, raw, deps.host);
   const issues = new Issues();
   issues.add(...problems);
-  const { path: configPath, file } = await readFileStep(mode, s, deps, issues);
+  const { path: configPath, file, discovered } = await readFileStep(mode, s, deps, issues);
   issues.throwIfAny();
   const specs = targetSpecs(mode, s, file, configPath, issues);
   const place = await discoverEnvironment(deps, s, file, specs.length, issues);
@@ -58,7 +60,7 @@ export async function loadConfig(mode: Mode, raw: RawSettings, deps: Deps): Prom
   await checkPaths(mode, deps, s, file, place, targets, issues);
   const extras = await channelsAndEndpoints(mode, deps, s, file, configPath, place.isRoot, issues);
   issues.throwIfAny();
-  return freeze(mode, raw, deps, s, file, configPath, place, targets, extras);
+  return freeze(mode, raw, deps, s, file, configPath, place, targets, { ...extras, discovered });
 }
 
 /** The configuration file, when this mode and the flags want one. */
@@ -67,11 +69,11 @@ async function readFileStep(
   s: Settings,
   deps: Deps,
   issues: Issues,
-): Promise<{ path: string | null; file: ConfigFile | null }> {
+): Promise<{ path: string | null; file: ConfigFile | null; discovered: string | null }> {
   // named with --config; watch and the commands on targets also read the default one, and the
   // commands work without it (on the state folder alone)
   const fileOptional = mode === "reset" || mode === "report" || mode === "status" ||
-    mode === "pause" || mode === "resume";
+    mode === "pause" || mode === "resume" || s.auto === true;
   const wantsFile = s.config !== undefined ||
     ((mode === "watch" || fileOptional) && s.url === undefined);
   const path = wantsFile ? s.config ?? defaultConfigFile(deps.host.os()) : null;
@@ -81,6 +83,12 @@ async function readFileStep(
     if (Array.isArray(read)) {
       if (!fileOptional || s.config !== undefined) issues.add(...read);
     } else file = read;
+  }
+  let discovered: string | null = null;
+  if (s.auto === true || file?.auto === true) {
+    const found = await discoverTargets(deps, issues);
+    discovered = found?.text ?? null;
+    if (found !== null) file = { ...(file ?? found.file), target: found.file.target };
   }
   if (s.url === undefined && path === null && !fileOptional) {
     issues.add("Missing the heartbeat URI: give it as the first argument or with --url");
@@ -93,7 +101,34 @@ async function readFileStep(
       } s: a run must fit at least one probe`,
     );
   }
-  return { path, file };
+  return { path, file, discovered };
+}
+
+/** A title that does not change between discoveries, so that a change of pools shows. */
+const DISCOVERED = "discovered by php-relaunch watch --auto";
+
+/** The targets `discover` finds, as a configuration file, and its text. */
+async function discoverTargets(
+  deps: Deps,
+  issues: Issues,
+): Promise<{ file: ConfigFile; text: string } | null> {
+  const found = await discoverFpm(deps.fs);
+  if (found.length === 0) {
+    issues.add("--auto: no php-fpm service found to watch (php-relaunch discover shows what is seen)");
+    return null;
+  }
+  const text = discoveryToml(found, DISCOVERED);
+  const file = parseConfigFile("(discovered)", text);
+  if (Array.isArray(file)) {
+    issues.add(...file);
+    return null;
+  }
+  return { file, text };
+}
+
+/** The configuration discovery would write now, for watch mode to tell a change of pools. */
+export async function rediscover(deps: Deps): Promise<string> {
+  return discoveryToml(await discoverFpm(deps.fs), DISCOVERED);
 }
 
 async function readConfigFile(path: string, deps: Deps): Promise<ConfigFile | string[]> {
@@ -333,7 +368,7 @@ function freeze(
   configPath: string | null,
   place: Place,
   targets: Target[],
-  extras: Awaited<ReturnType<typeof channelsAndEndpoints>>,
+  extras: Awaited<ReturnType<typeof channelsAndEndpoints>> & { discovered: string | null },
 ): Config {
   const hostname = deps.host.hostname();
   return Object.freeze({
@@ -352,6 +387,7 @@ function freeze(
     mail: Object.freeze(extras.mail),
     webhook: extras.webhook,
     alertmanager: extras.alertmanager,
+    discovered: extras.discovered,
     metricsFile: s.metricsFile ?? file?.metrics.file ?? null,
     metricsListen: extras.metricsListen && Object.freeze(extras.metricsListen),
     verbose: raw.verbose === true,

@@ -61,6 +61,7 @@ export interface RawSettings {
   commandTarget?: string | undefined;
   pauseFor?: string | undefined;
   reason?: string | undefined;
+  auto?: boolean | undefined;
   statusUrl?: string | undefined;
   expect?: string | undefined;
   mailTransport?: string | undefined;
@@ -133,6 +134,11 @@ export interface Config {
   readonly mail: MailRoute;
   /** Every alert is also POSTed here as JSON (Slack-compatible `text`), when set. */
   readonly webhook: URL | null;
+  /**
+   * The configuration `discover` wrote for `--auto` (or `auto = true`), to tell when php-fpm's
+   * pools change; null without discovery.
+   */
+  readonly discovered: string | null;
   /** Incidents are also posted to this Alertmanager (its base URL), when set. */
   readonly alertmanager: URL | null;
   /** A node_exporter textfile written after every run (cron) or every 15 s (watch). */

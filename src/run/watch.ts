@@ -7,6 +7,7 @@
 import { publicUrl } from "../shared/redact.ts";
 import type { Config, Target } from "../config/settings.ts";
 import type { Clock, Deps } from "../shared/deps.ts";
+import { rediscover } from "../config/load.ts";
 import { ConfigError, describeError, ExitCode } from "../shared/errors.ts";
 import { sayHolder, tryLock } from "../shared/lock.ts";
 import { logger } from "../shared/log.ts";
@@ -35,6 +36,8 @@ export interface WatchOptions {
 
 /** How often watch mode retries the alerts that could not be delivered. */
 const RETRY_ALERTS_MS = 60_000;
+/** How often `--auto` looks whether php-fpm's services and pools changed. */
+const REDISCOVER_MS = 30_000;
 /** How often watch mode rewrites the metrics file (node_exporter reads it when scraped). */
 const METRICS_FILE_MS = 15_000;
 
@@ -164,18 +167,22 @@ export async function watchForever(
     stopping = true;
     generation.abort();
   };
-  const reload = async () => {
+  const reload = async (why = "SIGHUP") => {
     if (!options.reload) return;
     try {
       next = await options.reload();
-      logger.info("SIGHUP: configuration reloaded ({n} targets); restarting re-armed.", {
+      logger.info("{why}: configuration reloaded ({n} targets); restarting re-armed.", {
+        why,
         n: next.targets.length,
       });
       void notifier.send("RELOADING=1");
       generation.abort();
     } catch (err) {
-      const why = err instanceof ConfigError ? err.issues.join("; ") : describeError(err);
-      logger.error("SIGHUP: the new configuration is invalid, keeping the old one: {why}", { why });
+      const problem = err instanceof ConfigError ? err.issues.join("; ") : describeError(err);
+      logger.error("{how}: the new configuration is invalid, keeping the old one: {why}", {
+        how: why,
+        why: problem,
+      });
     }
   };
   const unsubscribe = [
@@ -210,6 +217,13 @@ export async function watchForever(
     () => writeMetrics(cfg, options, live),
   );
   const retries = throttled(deps.clock, RETRY_ALERTS_MS, () => retryAlerts(cfg, deps, options));
+  // --auto: a service or pool added, removed or changed is watched as discovery now finds it
+  const pools = throttled(deps.clock, REDISCOVER_MS, async () => {
+    if (cfg.discovered === null || next !== null || stopping) return;
+    if ((await rediscover(deps)) === cfg.discovered) return;
+    logger.info("php-fpm's services or pools changed: discovering them again.");
+    await reload("--auto");
+  });
 
   try {
     logger.info("Watching {n} targets: {names}.", {
@@ -225,6 +239,7 @@ export async function watchForever(
           lastBeat.set(t.name, { at: deps.clock.now(), watch });
           if (watch !== null) live.set(t.name, watch);
           retries.trigger();
+          pools.trigger();
           if (cfg.metricsFile !== null) metricsFile.trigger();
         })
       );
@@ -247,6 +262,7 @@ export async function watchForever(
     watchdogStop.abort();
     await watchdog;
     await retries.settled();
+    await pools.settled();
     await metricsFile.settled();
     metricsStop.abort();
     await server?.finished;

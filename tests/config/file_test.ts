@@ -205,8 +205,12 @@ Deno.test("config file: retry_after, pause_default, pause_max and [alertmanager]
 Deno.test("config file: a missing key says what it expects", () => {
   const none = parseConfigFile(FILE, `[defaults]\ntimeout = 5\n`);
   assert.deepEqual(none, [
-    `${FILE}: target: missing: expected at least one [[target]] with a name and a url`,
+    `${FILE}: target: missing: expected at least one [[target]] with a name and a url (or auto = true)`,
   ]);
+  const auto = parseConfigFile(FILE, `auto = true\n[defaults]\ntimeout = 5\n`);
+  assert.ok(!Array.isArray(auto), Array.isArray(auto) ? auto.join("\n") : "");
+  assert.equal(auto.auto, true);
+  assert.deepEqual(auto.target, [], "the targets come from discovery");
   const r = parseConfigFile(FILE, `[webhook]\n[[target]]\nname = "a"\n`);
   assert.ok(Array.isArray(r));
   assert.deepEqual([...r].sort(), [

@@ -18,6 +18,7 @@ import {
   hangingMailer,
   memoryLocks,
   psAnswer,
+  scriptedFcgi,
   testDeps,
   until,
 } from "../support/fakes.ts";
@@ -463,4 +464,85 @@ Deno.test("watch: a mail server that never answers delays neither probes nor res
     assert.equal(await run, 0);
     await s.cleanup();
   }
+});
+
+Deno.test("watch --auto: the targets discovery finds; a pool changed on disk is found again, without SIGHUP", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "php-relaunch-auto-" });
+  const clock = new FakeClock();
+  const conf = (listen: string) =>
+    `[global]\npid = /run/php/php8.2-fpm.pid\n[www]\nlisten = ${listen}\nping.path = /ping\n`;
+  const files: Record<string, string> = {
+    "/etc/php/8.2/fpm/php-fpm.conf": conf("/run/php/php8.2-fpm.sock"),
+  };
+  const fcgiGet = scriptedFcgi(clock, [{ status: 200, body: "pong", ms: 2 }]);
+  const signals = fakeSignals();
+  const deps = testDeps({
+    clock,
+    fcgiGet,
+    runner: new FakeRunner((call) => psAnswer(call)),
+    host: fakeHost(1000, { HOME: dir, XDG_RUNTIME_DIR: dir }),
+    fs: debianFs({ files }),
+  });
+  const { mode, raw } = parseCommandLine(["watch", "--auto"]);
+  const logs = captureLogs();
+  try {
+    const cfg = await loadConfig(mode as "watch", raw, deps);
+    assert.deepEqual(cfg.targets.map((t) => [t.name, t.url.href]), [
+      ["php8.2-fpm", "fcgi+unix:///run/php/php8.2-fpm.sock/ping"],
+    ]);
+    const run = watchForever(cfg, deps, {
+      signals: signals.source,
+      reload: () => loadConfig("watch", raw, deps),
+      lock: memoryLocks(),
+      pauses: memoryPauses(),
+    });
+    assert.ok(await until(() => fcgiGet.calls.length >= 3), "probing the discovered pool");
+    // the operator moves the pool to TCP: watched there within a minute, with no signal
+    files["/etc/php/8.2/fpm/php-fpm.conf"] = conf("127.0.0.1:9000");
+    assert.ok(
+      await until(() => fcgiGet.calls.some((c) => c.address.transport === "tcp")),
+      logs.lines().join("\n"),
+    );
+    signals.send("SIGTERM");
+    assert.equal(await run, 0);
+    assert.ok(
+      logs.lines().includes("php-fpm's services or pools changed: discovering them again."),
+    );
+    assert.ok(logs.lines().some((l) => /^--auto: configuration reloaded \(1 targets\)/.test(l)));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("--auto: only with watch or check-config, never with a URI; no php-fpm is one line", async () => {
+  for (
+    const [args, expected] of [
+      [
+        ["--auto", "http://127.0.0.1/hb", "5", ""],
+        /Cannot use --auto without watch or check-config/,
+      ],
+      [["watch", "--auto", "http://127.0.0.1/hb"], /Cannot use --auto with a URI/],
+    ] as const
+  ) {
+    assert.throws(() => parseCommandLine([...args]), expected);
+  }
+  // a file with auto = true: its settings, discovery's targets
+  const withFile = testDeps({
+    fs: debianFs({
+      files: {
+        "/etc/php-relaunch/config.toml": "auto = true\n[defaults]\ninterval = 2\n",
+        "/etc/php/8.2/fpm/php-fpm.conf":
+          "[www]\nlisten = /run/php/php8.2-fpm.sock\nping.path = /ping\n",
+      },
+    }),
+  });
+  const cfg = await loadConfig("watch", parseCommandLine(["watch"]).raw, withFile);
+  assert.deepEqual(cfg.targets.map((t) => [t.name, t.policy.intervalMs]), [["php8.2-fpm", 2000]]);
+  assert.notEqual(cfg.discovered, null);
+  const none = testDeps({ fs: debianFs({ dirs: { "/etc/init.d": ["nginx"] } }) });
+  const { raw } = parseCommandLine(["check-config", "--auto"]);
+  await assert.rejects(
+    () => loadConfig("check", raw, none),
+    (err: ConfigError) => err.issues.some((i) => /--auto: no php-fpm service found/.test(i)),
+  );
 });

@@ -114,7 +114,9 @@ async function discoverTargets(
 ): Promise<{ file: ConfigFile; text: string } | null> {
   const found = await discoverFpm(deps.fs);
   if (found.length === 0) {
-    issues.add("--auto: no php-fpm service found to watch (php-relaunch discover shows what is seen)");
+    issues.add(
+      "--auto: no php-fpm service found to watch (php-relaunch discover shows what is seen)",
+    );
     return null;
   }
   const text = discoveryToml(found, DISCOVERED);

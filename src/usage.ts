@@ -14,6 +14,7 @@ Usage:
   php-relaunch --once [--restart] --url URI ...           (one probe; exit code = verdict)
   php-relaunch check-config <same arguments>              (validate, print settings, exit 0 or 2)
   php-relaunch watch [--config FILE]                      (long-running service, every target)
+  php-relaunch watch --auto                               (every php-fpm discover finds)
   php-relaunch watch <URI> [--interval S] [options]       (long-running, one target)
   php-relaunch reset [target]                             (re-arm restarting after giving up)
   php-relaunch report [--since 7d] [--format text|json]   (incidents, causes, tuning hints)

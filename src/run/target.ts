@@ -54,6 +54,8 @@ export class TargetWatch {
   readonly prober: Prober;
   readonly responder: Responder;
   readonly teller: Teller;
+  /** The answers already logged during the current pause. */
+  private readonly pausedAnswers = new Set<string>();
 
   constructor(
     cfg: Config,
@@ -160,12 +162,18 @@ export class TargetWatch {
     const { cfg, target, deps, memory, options } = this.ctx;
     const pauses = pausesOf(cfg, options);
     const pause = await pauses.read(target.name);
-    if (pause === null) return false;
+    if (pause === null) {
+      this.pausedAnswers.clear();
+      return false;
+    }
     const now = deps.clock.now();
     if (now < pause.until) {
       // a run of failures while paused is not one to act on when the pause ends
       memory.state = { ...memory.state, failures: 0, timeouts: 0, failingSince: null };
-      const level = verdict === "healthy" ? "debug" : "info";
+      // each answer once, not once a probe: a long deploy is a few lines
+      const seen = this.pausedAnswers.has(label);
+      this.pausedAnswers.add(label);
+      const level = verdict === "healthy" || seen ? "debug" : "info";
       logger[level]("{label} while paused until {until} ({reason}): not acted on.", {
         label,
         until: new Date(pause.until).toISOString(),

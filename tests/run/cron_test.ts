@@ -380,6 +380,11 @@ Deno.test("paused: a crash is probed and logged, never restarted or alerted; the
   assert.equal(s.mailer.sent.length, 0, "nothing alerted");
   assert.ok(s.http.calls.length >= 10, "probes go on");
   assert.match(s.logs.lines()[0]!, /^502 while paused until .* \(deploy 42\): not acted on\.$/);
+  assert.equal(
+    s.logs.lines().filter((l) => /while paused/.test(l)).length,
+    1,
+    "each answer once, not once a probe",
+  );
   const { state, counters, lastProbe } = await s.options.store.load();
   assert.equal(state.failures, 0, "no run of failures is carried past the pause");
   assert.equal(lastProbe?.label, "502", "status sees the probes");

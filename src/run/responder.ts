@@ -232,42 +232,63 @@ export class Responder {
       : null;
     if (failed.length === 0) {
       details.push(`Down for ${seconds(now - since)} (since ${new Date(since).toISOString()})`);
-      if (retry) {
-        this.teller.event(
-          "info",
-          `${label} PHP restarted by retry ${retries} after giving up: healthy again, restarting is armed again.`,
-          // the incident is over when one healthy probe is enough; else "recovered" comes later
-          memory.state.incident === null ? "PHP recovered" : "PHP restart",
-          details,
-          thread,
-        );
-      } else {
-        const cause = oom.length === 0
-          ? ""
-          : ` (${oomLines[0]}${oom.length > 1 ? ", and more" : ""})`;
-        this.teller.event(
-          "info",
-          `${label} PHP restarted${cause}.`,
-          "PHP restart",
-          details,
-          thread,
-        );
-      }
-      return true;
     }
-    const next = memory.state.retryAt;
-    this.teller.event(
-      "error",
-      retry
-        ? `${label} PHP retry ${retries} after giving up failed (${why}); ${
-          next === null ? "no more retries" : `next retry at ${new Date(next).toISOString()}`
-        }.`
-        : `${label} PHP restart failed (${why}).`,
-      retry ? "PHP retry failed" : "PHP restart failed",
+    this.announce(
+      { label, ok: failed.length === 0, why, retry, retries, oomLines },
       details,
       thread,
     );
-    return false;
+    return failed.length === 0;
+  }
+
+  /** The restart's one log line and alert: a restart, a retry, and whether it worked. */
+  private announce(
+    r: {
+      label: string;
+      ok: boolean;
+      why: string;
+      retry: boolean;
+      retries: number;
+      oomLines: string[];
+    },
+    details: string[],
+    thread: Thread | null,
+  ): void {
+    const { memory } = this.ctx;
+    if (r.ok && r.retry) {
+      this.teller.event(
+        "info",
+        `${r.label} PHP restarted by retry ${r.retries} after giving up: healthy again, restarting is armed again.`,
+        // the incident is over when one healthy probe is enough; else "recovered" comes later
+        memory.state.incident === null ? "PHP recovered" : "PHP restart",
+        details,
+        thread,
+      );
+    } else if (r.ok) {
+      const cause = r.oomLines.length === 0
+        ? ""
+        : ` (${r.oomLines[0]}${r.oomLines.length > 1 ? ", and more" : ""})`;
+      this.teller.event(
+        "info",
+        `${r.label} PHP restarted${cause}.`,
+        "PHP restart",
+        details,
+        thread,
+      );
+    } else {
+      const next = memory.state.retryAt;
+      this.teller.event(
+        "error",
+        r.retry
+          ? `${r.label} PHP retry ${r.retries} after giving up failed (${r.why}); ${
+            next === null ? "no more retries" : `next retry at ${new Date(next).toISOString()}`
+          }.`
+          : `${r.label} PHP restart failed (${r.why}).`,
+        r.retry ? "PHP retry failed" : "PHP restart failed",
+        details,
+        thread,
+      );
+    }
   }
 
   private async captureEvidence(): Promise<Evidence> {

@@ -151,6 +151,9 @@ const policyKeys = {
   "warn_slow_requests": count(0, 100_000),
   "warn_max_children": v.boolean(),
   "warn_every": duration(0, 7 * 86_400_000),
+  // MiB; 0: off
+  "warn_pool_memory": count(0, 16 * 1024 * 1024),
+  "warn_worker_memory": count(0, 1024 * 1024),
 };
 
 const defaultsSchema = v.partial(v.strictObject(policyKeys));
@@ -231,6 +234,10 @@ export interface FilePolicy {
   "warn_slow_requests": number;
   "warn_max_children": boolean;
   "warn_every": number;
+  /** Warn when the pool's processes hold more than this many MiB resident; 0: off. */
+  "warn_pool_memory": number;
+  /** Warn when a worker holds more than this many MiB resident; 0: off. */
+  "warn_worker_memory": number;
 }
 
 const fileSchema = v.strictObject({
@@ -387,4 +394,6 @@ export const WATCH_DEFAULTS: FilePolicy = {
   "warn_slow_requests": 5,
   "warn_max_children": true,
   "warn_every": 15 * 60_000,
+  "warn_pool_memory": 0,
+  "warn_worker_memory": 0,
 };

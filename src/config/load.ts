@@ -269,6 +269,10 @@ function targetOf(
       slowRequests: spec.extra.warn_slow_requests,
       maxChildren: spec.extra.warn_max_children,
     }),
+    memoryWarn: Object.freeze({
+      poolKb: spec.extra.warn_pool_memory * 1024,
+      workerKb: spec.extra.warn_worker_memory * 1024,
+    }),
     warnEveryMs: spec.extra.warn_every,
   });
 }

@@ -8,6 +8,7 @@
 import type { InitSystem, ServiceTarget, Tools } from "../act/service.ts";
 import type { Rung } from "../act/restart.ts";
 import type { WarnLimits } from "../fpm/status.ts";
+import type { MemoryLimits } from "../fpm/memory.ts";
 import type { FcgiTarget, MailRoute } from "../shared/deps.ts";
 import type { Policy } from "./policy.ts";
 
@@ -109,6 +110,8 @@ export interface Target {
   /** A worker on one request this long, in a failing pool, is stuck (the kill_stuck rung). */
   readonly stuckAfterMs: number;
   readonly warn: WarnLimits;
+  /** The memory warnings' limits (KiB; 0: off). */
+  readonly memoryWarn: MemoryLimits;
   /** The same early warning is repeated at most this often. */
   readonly warnEveryMs: number;
 }

@@ -28,6 +28,8 @@ export interface Counters {
     slowRequests: number;
     acceptedConn: number;
   } | null;
+  /** The pool's resident memory at the last process read (KiB), or null. */
+  poolMemory: { sumKb: number; largestKb: number } | null;
 }
 
 /** Counters with nothing counted. */
@@ -39,6 +41,7 @@ export function freshCounters(): Counters {
     giveUps: 0,
     lastRestartAt: null,
     pool: null,
+    poolMemory: null,
   };
 }
 
@@ -162,7 +165,37 @@ export function families(targets: readonly { name: string; counters: Counters }[
       }
     }
   }
-  return [probes, latency, restarts, giveUps, last, ...Object.values(pool)];
+  return [
+    probes,
+    latency,
+    restarts,
+    giveUps,
+    last,
+    ...Object.values(pool),
+    ...memoryFamilies(targets),
+  ];
+}
+
+/** The pools' resident memory, where it was read. */
+function memoryFamilies(targets: readonly { name: string; counters: Counters }[]): Family[] {
+  const sum: Family = {
+    name: "php_relaunch_pool_resident_bytes",
+    help: "Resident memory of the pool's processes at the last read.",
+    type: "gauge",
+    values: [],
+  };
+  const largest: Family = {
+    name: "php_relaunch_pool_largest_worker_bytes",
+    help: "Resident memory of the pool's largest worker at the last read.",
+    type: "gauge",
+    values: [],
+  };
+  for (const { name: target, counters: c } of targets) {
+    if (c.poolMemory === null) continue;
+    sum.values.push({ value: c.poolMemory.sumKb * 1024, labels: { target } });
+    largest.values.push({ value: c.poolMemory.largestKb * 1024, labels: { target } });
+  }
+  return [sum, largest];
 }
 
 /** The Prometheus text exposition of some targets' counters, made by prom-client. */

@@ -153,6 +153,9 @@ function hintsOf(incidents: readonly IncidentRecord[], stuck: ScriptCount[]): Hi
   const full = maxChildrenHint(incidents, settings, stuck);
   if (full !== null) hints.push(full);
 
+  const over = overcommitHint(latest);
+  if (over !== null) hints.push(over);
+
   const oom = incidents.filter((i) => (i.oomKills?.length ?? 0) > 0);
   if (oom.length > 0) {
     const largest = Math.max(...oom.flatMap((i) => i.oomKills!.map((k) => k.rssKb)));
@@ -229,6 +232,29 @@ function hintsOf(incidents: readonly IncidentRecord[], stuck: ScriptCount[]): Hi
     });
   }
   return hints;
+}
+
+/**
+ * pm.max_children workers as large as the largest one seen would not fit in the host's memory:
+ * the pool can grow into the OOM killer.
+ */
+function overcommitHint(i: IncidentRecord): Hint | null {
+  const children = i.evidence.settings?.maxChildren ?? null;
+  const total = i.evidence.memory?.total ?? null;
+  const workers = i.evidence.processes.filter((p) => p.ppid !== 1);
+  if (children === null || total === null || workers.length === 0) return null;
+  const largestKb = Math.max(...workers.map((p) => p.rssKb));
+  const needed = children * largestKb * 1024;
+  if (needed <= total) return null;
+  const mb = (bytes: number) => Math.round(bytes / 1024 / 1024);
+  return {
+    setting: "pm.max_children",
+    advice: `${children} workers x the largest seen (${
+      mb(largestKb * 1024)
+    } MB) is ${mb(needed)} MB, more than the host's ${mb(total)} MB: at most ${
+      Math.max(1, Math.floor((total * 0.8) / (largestKb * 1024)))
+    } fit with room for the rest, or lower PHP's memory_limit`,
+  };
 }
 
 /** The report on `incidents` between `since` and `until`. */

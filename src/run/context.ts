@@ -42,6 +42,8 @@ export interface TargetContext {
   cronRun: { endsAt: number; deadline: number } | null;
   /** Saves the memory now, mid-step (a restart under way, for `status`); null: nowhere to. */
   save: (() => Promise<void>) | null;
+  /** When the pool's memory was last read from the process table. */
+  memoryReadAt?: number;
   /** The unix socket the status page's pool listens on, once looked up (path null: not one). */
   listenSocket?: { pool: string; path: string | null };
   /** The last status read by the hang check, reused as evidence when fresh. */

@@ -18,13 +18,18 @@ import { type ProbeResult, verdictOf } from "../probe/result.ts";
 import { countPool } from "../record/metrics.ts";
 import { choosePool, readFpmConfig } from "../fpm/config.ts";
 import { unixSocketQueue } from "../fpm/socket_queue.ts";
+import { memoryWarnings, poolMemory } from "../fpm/memory.ts";
+import { listProcesses } from "../fpm/evidence.ts";
 import { certainty } from "../act/process_table.ts";
+import { readPidFile } from "../act/restart.ts";
 import { logger } from "../shared/log.ts";
 import type { TargetContext } from "./context.ts";
 import type { Teller } from "./teller.ts";
 
 /** The most one read of the status page may take (pm.status_listen answers in milliseconds). */
 const STATUS_LIMIT_MS = 1500;
+/** The process table is read for the pool's memory at most this often. */
+const MEMORY_READ_MS = 15_000;
 
 /** A target's eyes: the heartbeat, and the pool's own view. */
 export class Prober {
@@ -166,6 +171,47 @@ export class Prober {
     this.ctx.memory.counters = countPool(this.ctx.memory.counters, s);
   }
 
+  /**
+   * Reads the pool's resident memory from the process table (at most every
+   * {@link MEMORY_READ_MS}), for its metrics and the memory warnings: only when one of those is
+   * asked for, so a plain watch runs no command while all is well.
+   */
+  async checkMemory(): Promise<void> {
+    const ctx = this.ctx;
+    const { target, deps, memory, cfg } = ctx;
+    const wanted = target.memoryWarn.poolKb > 0 || target.memoryWarn.workerKb > 0 ||
+      cfg.metricsFile !== null || cfg.metricsListen !== null;
+    const now = deps.clock.now();
+    if (!wanted || (ctx.memoryReadAt !== undefined && now - ctx.memoryReadAt < MEMORY_READ_MS)) {
+      return;
+    }
+    ctx.memoryReadAt = now;
+    const master = await readPidFile(deps.fs, target.pidFile);
+    const processes = await listProcesses(deps, cfg.tools, target.fpm.processName, master, 2000);
+    if (processes.length === 0) return;
+    const m = poolMemory(processes, master);
+    memory.counters = {
+      ...memory.counters,
+      poolMemory: { sumKb: m.sumKb, largestKb: m.largestKb },
+    };
+    for (const warning of memoryWarnings(m, target.memoryWarn)) {
+      this.warnOnce(warning, [
+        `Processes: ${processes.length}, the largest worker ${Math.round(m.largestKb / 1024)} MB`,
+        "Nothing was restarted: this is an early warning.",
+      ]);
+    }
+  }
+
+  /** An early warning, unless the same kind was sent within warn_every. */
+  private warnOnce(warning: { kind: string; message: string }, details: string[]): void {
+    const { target, deps, memory } = this.ctx;
+    const now = deps.clock.now();
+    const last = memory.state.warnedAt[warning.kind];
+    if (last !== undefined && now - last < target.warnEveryMs) return;
+    memory.state = { ...memory.state, warnedAt: { ...memory.state.warnedAt, [warning.kind]: now } };
+    this.teller.event("warn", `PHP pool warning: ${warning.message}.`, "PHP pool warning", details);
+  }
+
   /** Reads the status page of a healthy pool and warns of what comes before an outage. */
   private async checkPool(): Promise<void> {
     const { target, deps, memory } = this.ctx;
@@ -177,16 +223,9 @@ export class Prober {
     const previous = memory.counters.pool;
     this.remember(s);
     if (previous === null) return;
-    const now = deps.clock.now();
     for (const warning of warningsOf(previous, s, target.warn)) {
-      const last = memory.state.warnedAt[warning.kind];
-      if (last !== undefined && now - last < target.warnEveryMs) continue;
-      memory.state = {
-        ...memory.state,
-        warnedAt: { ...memory.state.warnedAt, [warning.kind]: now },
-      };
       const busy = s.workers.filter(isBusy).sort((a, b) => b.durationMs - a.durationMs);
-      this.teller.event("warn", `PHP pool warning: ${warning.message}.`, "PHP pool warning", [
+      this.warnOnce(warning, [
         `Pool: ${poolLine(s)}`,
         ...busy.slice(0, 10).map((w) =>
           `  worker ${w.pid} ${w.state} for ${

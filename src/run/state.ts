@@ -82,6 +82,11 @@ const stateSchema = v.object({
         slowRequests: v.number(),
         acceptedConn: v.number(),
       })),
+      // added with the memory warnings: counters saved before lack it
+      poolMemory: v.optional(
+        v.nullable(v.object({ sumKb: v.number(), largestKb: v.number() })),
+        null,
+      ),
     }),
     () => freshCounters(),
   ),

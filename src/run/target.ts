@@ -101,6 +101,7 @@ export class TargetWatch {
     }
     const viewed = await this.prober.withPoolView(probed, policy, stop);
     if (stop?.aborted) return null;
+    if (verdict === "healthy") await this.prober.checkMemory();
     // the pool's master, read once: for the process table, and to notice one started by others
     const master = await readPidFile(this.ctx.deps.fs, this.ctx.target.pidFile);
     const result = await this.prober.withProcessTable(viewed, master);

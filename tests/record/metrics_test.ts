@@ -38,12 +38,22 @@ Deno.test("metrics: probes by verdict and answer, a latency histogram, restarts,
   c = countRestart(c, false, 1_700_000_100_000);
   c = countGiveUp(c);
   c = countPool(c, statusOf({ busy: 3, idleWorkers: 2, maxChildrenReached: 7 }));
+  c = { ...c, poolMemory: { sumKb: 1000, largestKb: 300 } };
   const other = countProbe(freshCounters(), "unreachable", "refused", 1);
   const text = await renderMetrics([{ name: "www", counters: c }, {
     name: "api",
     counters: other,
   }]);
   const f = families(text);
+  assert.deepEqual(
+    f.get("php_relaunch_pool_resident_bytes")?.metrics.map((m) => [m.labels?.target, m.value]),
+    [["www", "1024000"]],
+    "the pool's memory where it was read, not for a target never read",
+  );
+  assert.equal(
+    f.get("php_relaunch_pool_largest_worker_bytes")?.metrics[0]?.value,
+    "307200",
+  );
 
   const probes = f.get("php_relaunch_probes_total")!;
   assert.equal(probes.type, "COUNTER");

@@ -138,6 +138,24 @@ Deno.test("report: deaths by the OOM killer are counted, with a memory hint", ()
   );
 });
 
+Deno.test("hint: pm.max_children x the largest worker beyond the host's memory", () => {
+  const tight = incident(NIGHT);
+  tight.evidence.memory = { total: 200 * 1024 * 1024, available: 50 * 1024 * 1024 };
+  const hints = buildReport([tight], NIGHT - HOUR, NIGHT + HOUR).hints;
+  const hint = hints.find((h) => /the largest seen/.test(h.advice));
+  assert.equal(hint?.setting, "pm.max_children");
+  assert.equal(
+    hint?.advice,
+    "5 workers x the largest seen (48 MB) is 240 MB, more than the host's 200 MB: at most 3 fit with room for the rest, or lower PHP's memory_limit",
+  );
+  assert.ok(
+    !buildReport(TEN, NIGHT - HOUR, NIGHT + HOUR).hints.some((h) =>
+      /the largest seen/.test(h.advice)
+    ),
+    "workers that fit: no such hint",
+  );
+});
+
 Deno.test("report: the scripts in stuck workers and in the slowlog, most frequent first", () => {
   const r = buildReport(
     [...TEN, incident(NIGHT + 30 * HOUR, { script: "/var/www/report.php", seconds: 40 })],

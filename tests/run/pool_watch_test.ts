@@ -114,14 +114,16 @@ async function run(opts: {
   ]);
   const cfg = await loadConfig(mode as "minute", raw, deps);
   const incidents = memoryIncidentLog();
+  const store = memoryStateStore();
   const code = await watchRun(cfg, deps, {
-    store: memoryStateStore(),
+    store,
     incidents,
     outbox: memoryOutbox(),
     lock: memoryLocks(),
     pauses: memoryPauses(),
   });
-  return { code, counts, runner, mailer, incidents, clock, actedAtPing, cfg };
+  const saved = await store.load();
+  return { code, counts, runner, mailer, incidents, clock, actedAtPing, cfg, memory: () => saved };
 }
 
 const idle = statusJson(statusOf({ busy: 0, idleWorkers: 2 }));
@@ -222,6 +224,28 @@ Deno.test("a unix-socket pool's listen queue comes from the kernel, where php-fp
   const warnings = r.mailer.sent.filter((m) => /pool warning/.test(m.subject));
   assert.equal(warnings.length, 1, r.mailer.sent.map((m) => m.subject).join(", "));
   assert.match(warnings[0]!.text, /listen queue 9 \(limit 5, max seen 9, backlog 4096\)/);
+});
+
+Deno.test("memory: a worker above warn_worker_memory is an early warning; the pool's memory is kept", async () => {
+  const r = await run({
+    ping: () => PONG,
+    status: () => ({
+      status: 200,
+      body: statusJson(statusOf({ busy: 1, idleWorkers: 1, seconds: 1 })),
+      ms: 2,
+    }),
+    config: CONFIG.replace("warn_slow_requests = 2", "warn_worker_memory = 40"),
+  });
+  // ps: the master (20 MB) and a worker of 50 MB, read once per 15 s, not once a probe
+  const reads = r.runner.lines().filter((l) => l.includes("-C php-fpm8.2"));
+  assert.ok(reads.length >= 2 && reads.length <= 3, reads.join("\n"));
+  const warnings = r.mailer.sent.filter((m) => /pool warning/.test(m.subject));
+  assert.equal(warnings.length, 1, "once per warn_every");
+  assert.match(
+    warnings[0]!.text,
+    /PHP pool warning: a worker holds 50 MB resident \(limit 40 MB\)\./,
+  );
+  assert.deepEqual(r.memory()?.counters.poolMemory, { sumKb: 20480 + 51200, largestKb: 51200 });
 });
 
 Deno.test("a status page that never answered proves nothing: the timeout threshold still applies", async () => {

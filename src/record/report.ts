@@ -249,9 +249,9 @@ function overcommitHint(i: IncidentRecord): Hint | null {
   const mb = (bytes: number) => Math.round(bytes / 1024 / 1024);
   return {
     setting: "pm.max_children",
-    advice: `${children} workers x the largest seen (${
-      mb(largestKb * 1024)
-    } MB) is ${mb(needed)} MB, more than the host's ${mb(total)} MB: at most ${
+    advice: `${children} workers x the largest seen (${mb(largestKb * 1024)} MB) is ${
+      mb(needed)
+    } MB, more than the host's ${mb(total)} MB: at most ${
       Math.max(1, Math.floor((total * 0.8) / (largestKb * 1024)))
     } fit with room for the rest, or lower PHP's memory_limit`,
   };

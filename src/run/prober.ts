@@ -209,7 +209,14 @@ export class Prober {
     const last = memory.state.warnedAt[warning.kind];
     if (last !== undefined && now - last < target.warnEveryMs) return;
     memory.state = { ...memory.state, warnedAt: { ...memory.state.warnedAt, [warning.kind]: now } };
-    this.teller.event("warn", `PHP pool warning: ${warning.message}.`, "PHP pool warning", details);
+    // an early warning is no incident's alert: it is threaded with none
+    this.teller.event(
+      "warn",
+      `PHP pool warning: ${warning.message}.`,
+      "PHP pool warning",
+      details,
+      null,
+    );
   }
 
   /** Reads the status page of a healthy pool and warns of what comes before an outage. */

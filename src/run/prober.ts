@@ -221,7 +221,7 @@ export class Prober {
 
   /** Reads the status page of a healthy pool and warns of what comes before an outage. */
   private async checkPool(): Promise<void> {
-    const { target, deps, memory } = this.ctx;
+    const { target, memory } = this.ctx;
     const s = await this.readStatus();
     if (typeof s === "string") {
       logger.debug("Status page: {why}.", { why: s, target: target.name });

@@ -34,6 +34,23 @@ const PING_UNIX = `fcgi+unix://${pool.socket}/ping`;
 const PING_TCP = `fcgi://127.0.0.1:${STATUS_PORT}/ping`;
 const STATUS_TCP = `fcgi://127.0.0.1:${STATUS_PORT}/status`;
 
+/** The pool's status page (JSON) over its own listener, or null when it does not answer. */
+async function poolStatus(): Promise<Record<string, number> | null> {
+  try {
+    const r = await directFcgiGet(
+      {
+        address: { transport: "tcp", hostname: "127.0.0.1", port: STATUS_PORT },
+        path: "/status",
+        query: "json",
+      },
+      AbortSignal.timeout(2000),
+    );
+    return JSON.parse(r.body);
+  } catch {
+    return null;
+  }
+}
+
 /** Occupies one worker with a request that sleeps `seconds`; abort() ends the wait. */
 function occupy(seconds: number, stop: AbortSignal): Promise<unknown> {
   return directFcgiGet(
@@ -90,9 +107,16 @@ Deno.test({
         "a unix-socket pool's queued requests: the kernel's count, where php-fpm says 0",
         async () => {
           const stop = new AbortController();
-          // both workers busy for a while, three more requests waiting for accept()
-          const requests = Array.from({ length: 5 }, () => occupy(8, stop.signal));
+          // both workers busy for a while, then three short requests wait for accept()
+          const requests = Array.from({ length: 2 }, () => occupy(12, stop.signal));
           try {
+            const busy = await waitFor(
+              async () => (await poolStatus())?.["active processes"] === 2,
+              10_000,
+              100,
+            );
+            assert.notEqual(busy, null, "both workers taken");
+            requests.push(...Array.from({ length: 3 }, () => occupy(1, stop.signal)));
             const queued = await waitFor(
               async () => {
                 const out = await new Deno.Command("/usr/bin/ss", {
@@ -104,22 +128,16 @@ Deno.test({
               100,
             );
             assert.notEqual(queued, null, "three requests wait in the socket's backlog");
-            const said = await directFcgiGet(
-              {
-                address: { transport: "tcp", hostname: "127.0.0.1", port: STATUS_PORT },
-                path: "/status",
-                query: "json",
-              },
-              AbortSignal.timeout(5000),
-            );
-            assert.equal(JSON.parse(said.body)["listen queue"], 0, "php-fpm's own figure");
+            assert.equal((await poolStatus())?.["listen queue"], 0, "php-fpm's own figure");
             // the heartbeat is the status listener's ping (healthy while the pool is full), so
-            // the run only reads the status page, twice
+            // the run only reads the status page, a probe a second
             const config = `${dir}/queue.toml`;
             await Deno.writeTextFile(
               config,
               [
                 "[defaults]",
+                "interval = 1",
+                "timeout = 2",
                 "warn_listen_queue = 1",
                 `[state]\ndir = "${dir}/queue-state"\nlock_dir = "${dir}"`,
                 "[[target]]",
@@ -137,9 +155,7 @@ Deno.test({
               "--config",
               config,
               "--run-for",
-              "4",
-              "--timeout",
-              "2",
+              "6",
               "--metrics-file",
               `${dir}/queue.prom`,
               "--log-file",
@@ -155,22 +171,8 @@ Deno.test({
           } finally {
             stop.abort();
             await Promise.all(requests);
-            // the sleepers end by themselves: wait for an idle pool before the next step
-            await waitFor(
-              async () => {
-                const r = await directFcgiGet(
-                  {
-                    address: { transport: "tcp", hostname: "127.0.0.1", port: STATUS_PORT },
-                    path: "/status",
-                    query: "json",
-                  },
-                  AbortSignal.timeout(2000),
-                ).catch(() => null);
-                return r !== null && JSON.parse(r.body)["idle processes"] === 2;
-              },
-              30_000,
-              500,
-            );
+            // the blockers end by themselves: wait for an idle pool before the next step
+            await waitFor(async () => (await poolStatus())?.["idle processes"] === 2, 60_000, 500);
           }
         },
       );

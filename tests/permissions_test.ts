@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import meta from "../deno.json" with { type: "json" };
 import { toolPaths } from "../src/act/service.ts";
 import { SENDMAIL_PATHS } from "../src/config/mail.ts";
+import { fpmBinaryCandidates } from "../src/fpm/selftest.ts";
 import { startCommand } from "./support/cli.ts";
 
 Deno.test("permission set: run access to every tool path, by absolute path only", () => {
@@ -17,11 +18,20 @@ Deno.test("permission set: run access to every tool path, by absolute path only"
       "ps",
       "kill",
       "systemd-notify",
+      "ss",
+      "journalctl",
+      "dmesg",
     ]
   ) {
     for (const path of toolPaths(tool)) assert.ok(run.includes(path), `missing ${path}`);
   }
   for (const path of SENDMAIL_PATHS) assert.ok(run.includes(path), `missing ${path}`);
+  // php-fpm's configuration test, for the versions Debian, Ubuntu and Sury's packages ship
+  for (const version of ["", "5.6", "7.0", "7.4", "8.0", "8.1", "8.2", "8.3", "8.4", "8.5"]) {
+    for (const path of fpmBinaryCandidates(`php-fpm${version}`)) {
+      assert.ok(run.includes(path), `missing ${path}`);
+    }
+  }
   for (const entry of run) assert.ok(entry.startsWith("/"), `${entry} would depend on PATH`);
 });
 

@@ -3,6 +3,7 @@ import { DEFAULT_RELAUNCH, relaunch, type RelaunchTarget } from "../../src/act/r
 import type { Tools } from "../../src/act/service.ts";
 import {
   captureLogs,
+  DEBIAN_TOOLS,
   FakeClock,
   fakeFs,
   FakeRunner,
@@ -10,18 +11,7 @@ import {
   type RunCall,
 } from "../support/fakes.ts";
 
-const tools: Tools = {
-  service: "/usr/sbin/service",
-  systemctl: "/usr/bin/systemctl",
-  rcService: null,
-  pgrep: "/usr/bin/pgrep",
-  pkill: "/usr/bin/pkill",
-  ps: "/usr/bin/ps",
-  kill: "/usr/bin/kill",
-  ss: null,
-  journalctl: null,
-  dmesg: null,
-};
+const tools: Tools = { ...DEBIAN_TOOLS, systemctl: "/usr/bin/systemctl" };
 /** The positional form's target: the kill rung only, no pid file (selected by name). */
 const fpm: RelaunchTarget = {
   service: "php8.2-fpm",

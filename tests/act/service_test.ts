@@ -7,19 +7,12 @@ import {
   serviceCommands,
   type Tools,
 } from "../../src/act/service.ts";
-import { fakeFs, fakeHost } from "../support/fakes.ts";
+import { DEBIAN_TOOLS, fakeFs, fakeHost } from "../support/fakes.ts";
 
 const tools: Tools = {
-  service: "/usr/sbin/service",
+  ...DEBIAN_TOOLS,
   systemctl: "/usr/bin/systemctl",
   rcService: "/sbin/rc-service",
-  pgrep: "/usr/bin/pgrep",
-  pkill: "/usr/bin/pkill",
-  ps: "/usr/bin/ps",
-  kill: "/usr/bin/kill",
-  ss: null,
-  journalctl: null,
-  dmesg: null,
 };
 
 const lines = (cmds: readonly (readonly [string, readonly string[]])[]) =>

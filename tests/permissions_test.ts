@@ -1,28 +1,14 @@
 /** The permission set that `start` runs with and `compile` embeds covers every program we run. */
 import assert from "node:assert/strict";
 import meta from "../deno.json" with { type: "json" };
-import { toolPaths } from "../src/act/service.ts";
+import { TOOL_PROGRAMS, toolPaths } from "../src/act/service.ts";
 import { SENDMAIL_PATHS } from "../src/config/mail.ts";
 import { fpmBinaryCandidates } from "../src/fpm/selftest.ts";
 import { startCommand } from "./support/cli.ts";
 
 Deno.test("permission set: run access to every tool path, by absolute path only", () => {
   const run = meta.permissions["php-relaunch"].run;
-  for (
-    const tool of [
-      "service",
-      "systemctl",
-      "rc-service",
-      "pgrep",
-      "pkill",
-      "ps",
-      "kill",
-      "systemd-notify",
-      "ss",
-      "journalctl",
-      "dmesg",
-    ]
-  ) {
+  for (const tool of [...TOOL_PROGRAMS, "systemd-notify"]) {
     for (const path of toolPaths(tool)) assert.ok(run.includes(path), `missing ${path}`);
   }
   for (const path of SENDMAIL_PATHS) assert.ok(run.includes(path), `missing ${path}`);

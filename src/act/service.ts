@@ -91,25 +91,27 @@ const INIT_TOOL: Record<InitSystem, keyof Tools & ("service" | "systemctl" | "rc
 
 const TOOL_NAME = { service: "service", systemctl: "systemctl", rcService: "rc-service" };
 
+/** The programs {@link findTools} looks for, in the order of {@link Tools}' fields. */
+export const TOOL_PROGRAMS = [
+  "service",
+  "systemctl",
+  "rc-service",
+  "pgrep",
+  "pkill",
+  "ps",
+  "kill",
+  "ss",
+  "journalctl",
+  "dmesg",
+] as const;
+
 /** Locates the programs we need; a missing one is named in `missing`. */
 export async function findTools(
   fs: Fs,
   init: InitSystem,
 ): Promise<{ tools: Tools; missing: string[] }> {
-  const names = [
-    "service",
-    "systemctl",
-    "rc-service",
-    "pgrep",
-    "pkill",
-    "ps",
-    "kill",
-    "ss",
-    "journalctl",
-    "dmesg",
-  ];
   const [service, systemctl, rcService, pgrep, pkill, ps, kill, ss, journalctl, dmesg] =
-    await Promise.all(names.map((name) => findTool(fs, name)));
+    await Promise.all(TOOL_PROGRAMS.map((name) => findTool(fs, name)));
   const tools = {
     service: service ?? null,
     systemctl: systemctl ?? null,

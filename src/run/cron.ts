@@ -57,15 +57,19 @@ async function lockForRun(
   const take = options.lock ?? tryLock;
   const holder = () => take.holder?.(target.lockFile) ?? Promise.resolve(null);
   const fields = { lock: target.lockFile, target: target.name };
-  let lock = await take(target.lockFile);
-  if (lock === null && (await holder())?.startsWith("watch")) {
+  const byWatch = async () => {
+    if (!(await holder())?.startsWith("watch")) return false;
     logger.info("php-relaunch watch holds {lock}; this run does nothing.", fields);
-    return null;
-  }
+    return true;
+  };
+  let lock = await take(target.lockFile);
+  if (lock === null && await byWatch()) return null;
   if (lock === null) logger.info("Another run holds {lock}; waiting for it.", fields);
   while (lock === null && deps.clock.now() + target.timeoutMs <= endsAt) {
     await deps.clock.sleep(Math.min(LOCK_POLL_MS, endsAt - deps.clock.now()));
     lock = await take(target.lockFile);
+    // watch mode started meanwhile, and never lets go
+    if (lock === null && await byWatch()) return null;
   }
   if (lock === null) {
     logger.warn(

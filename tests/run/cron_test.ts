@@ -589,6 +589,22 @@ Deno.test("cron run: a lock another cron run holds is waited for; the rest of th
   assert.equal(s2.http.calls.length, 0);
   assert.ok(s2.clock.now() - s2.start <= 60_000, "never past its own period");
   assert.match(s2.logs.lines().at(-1)!, /still holds .* at the end of this run's period/);
+
+  // watch mode takes it over while this run waits: this run stops waiting at once
+  const s3 = await setup([URI, "5", "ops@example.com"], [{ status: 502 }]);
+  const taken = memoryLocks(lockFile);
+  taken.holders.set(lockFile, "cron 4242");
+  const sleep3 = s3.clock.sleep.bind(s3.clock);
+  s3.clock.sleep = async (ms: number, signal?: AbortSignal) => {
+    await sleep3(ms, signal);
+    if (s3.clock.now() - s3.start >= 5000) taken.holders.set(lockFile, "watch 4343");
+  };
+  assert.equal(await watchRun(s3.cfg, s3.deps, { ...s3.options, lock: taken }), 0);
+  assert.ok(
+    s3.clock.now() - s3.start < 10_000,
+    `stopped waiting after ${s3.clock.now() - s3.start} ms`,
+  );
+  assert.match(s3.logs.lines().at(-1)!, /php-relaunch watch holds .*; this run does nothing\./);
 });
 
 Deno.test("cron run: a failure seen after the run's period is left to the next run, already due", async () => {

@@ -29,24 +29,44 @@ const KERN_LOG = "/var/log/kern.log";
 const KILLED =
   /(?:Out of memory|Memory cgroup out of memory): Killed process (\d+) \(([^)]+)\)(.*)$/;
 
-/** The time at the start of a log line: ISO 8601 (journal, rsyslog, dmesg --time-format iso). */
-function timeOf(line: string): number | null {
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+/**
+ * The time at the start of a log line: ISO 8601 (journal, rsyslog, dmesg --time-format iso), or
+ * syslog's traditional "Nov 27 20:03:52" (UTC assumed, in the year that puts it before `now`).
+ */
+function timeOf(line: string, now: number): number | null {
   const iso = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?)/.exec(line);
-  if (iso === null) return null;
-  const t = Date.parse(iso[1]!.replace(",", ".").replace(/([+-]\d\d)(\d\d)$/, "$1:$2"));
-  return Number.isNaN(t) ? null : t;
+  if (iso !== null) {
+    const t = Date.parse(iso[1]!.replace(",", ".").replace(/([+-]\d\d)(\d\d)$/, "$1:$2"));
+    return Number.isNaN(t) ? null : t;
+  }
+  const old = /^([A-Z][a-z]{2}) {1,2}(\d{1,2}) (\d\d):(\d\d):(\d\d)/.exec(line);
+  const month = old === null ? -1 : MONTHS.indexOf(old[1]!);
+  if (old === null || month < 0) return null;
+  const at = (year: number) =>
+    Date.UTC(year, month, Number(old[2]), Number(old[3]), Number(old[4]), Number(old[5]));
+  const year = new Date(now).getUTCFullYear();
+  // a day of slack: the host's zone may be ahead of UTC
+  return at(year) > now + 86_400_000 ? at(year - 1) : at(year);
 }
 
 /**
  * The OOM kills of processes named `processName` in kernel log `text`, at or after `since` when
- * the lines carry a time (lines without one are kept: the tool was asked for recent lines).
+ * the lines carry a time (lines without one are kept: the tool was asked for recent lines). A
+ * traditional syslog time is read in the year that puts it before `now`, less a day.
  */
-export function parseOomKills(text: string, processName: string, since: number): OomKill[] {
+export function parseOomKills(
+  text: string,
+  processName: string,
+  since: number,
+  now = since,
+): OomKill[] {
   const kills: OomKill[] = [];
   for (const line of text.split("\n")) {
     const m = KILLED.exec(line);
     if (m === null || m[2] !== processName) continue;
-    const at = timeOf(line);
+    const at = timeOf(line, now);
     if (at !== null && at < since) continue;
     const kb = (key: string) => Number(new RegExp(`${key}:(\\d+)kB`).exec(m[3]!)?.[1] ?? 0);
     kills.push({ pid: Number(m[1]), rssKb: kb("anon-rss") + kb("file-rss") + kb("shmem-rss"), at });
@@ -95,7 +115,7 @@ export async function findOomKills(
   processName: string,
   since: number,
   tools: KernelLogTools,
-  deps: { runner: ProcessRunner; fs: Pick<Fs, "readTail"> },
+  deps: { runner: ProcessRunner; fs: Pick<Fs, "readTail">; clock: { now(): number } },
 ): Promise<OomKill[]> {
-  return parseOomKills(await kernelLog(since, tools, deps), processName, since);
+  return parseOomKills(await kernelLog(since, tools, deps), processName, since, deps.clock.now());
 }

@@ -28,10 +28,32 @@ Deno.test("OOM kills: the pool's processes, since the incident, with their resid
   ]);
   assert.deepEqual(parseOomKills(JOURNAL, "php-fpm7.4", 0), [], "another version's pool");
   assert.equal(formatKb(2001760), "1.9 GiB");
+  // syslog's traditional time has no year: the one that puts it before now
+  const traditional = [
+    "Nov 27 20:03:52 web1 kernel: [81234.5] Out of memory: Killed process 7 (php-fpm8.2) total-vm:1kB, anon-rss:1024kB, file-rss:0kB, shmem-rss:0kB",
+    "Nov 20 09:00:00 web1 kernel: [1234.5] Out of memory: Killed process 6 (php-fpm8.2) total-vm:1kB, anon-rss:1024kB, file-rss:0kB, shmem-rss:0kB",
+  ].join("\n");
+  assert.deepEqual(
+    parseOomKills(traditional, "php-fpm8.2", T - 60_000, T + 5000).map((k) => [k.pid, k.at]),
+    [[7, T]],
+    "last week's kill is not this incident's",
+  );
+  const newYear = Date.parse("2027-01-01T00:00:10Z");
+  assert.deepEqual(
+    parseOomKills(
+      "Dec 31 23:59:50 h kernel: Out of memory: Killed process 5 (php-fpm8.2) anon-rss:1kB",
+      "php-fpm8.2",
+      newYear - 60_000,
+      newYear,
+    )
+      .map((k) => k.at),
+    [Date.parse("2026-12-31T23:59:50Z")],
+  );
   assert.equal(formatKb(412000), "402 MiB");
 });
 
 Deno.test("OOM kills: the journal where systemd runs, else kern.log's end, else dmesg", async () => {
+  const clock = { now: () => T + 5000 };
   const calls: string[] = [];
   const runner = new FakeRunner((call) => {
     calls.push([call.cmd, ...call.args].join(" "));
@@ -39,7 +61,11 @@ Deno.test("OOM kills: the journal where systemd runs, else kern.log's end, else 
   });
   const tools = { journalctl: "/usr/bin/journalctl", dmesg: "/usr/bin/dmesg" };
   const none = fakeFs({});
-  const fromJournal = await findOomKills("php-fpm8.2", T - 60_000, tools, { runner, fs: none });
+  const fromJournal = await findOomKills("php-fpm8.2", T - 60_000, tools, {
+    runner,
+    fs: none,
+    clock,
+  });
   assert.deepEqual(fromJournal.map((k) => k.pid), [48213]);
   assert.deepEqual(calls, [
     `/usr/bin/journalctl -k --since @${(T - 60_000) / 1000} -o short-iso --no-pager -q`,
@@ -48,22 +74,22 @@ Deno.test("OOM kills: the journal where systemd runs, else kern.log's end, else 
   const kern = fakeFs({ files: { "/var/log/kern.log": KERN_LOG } });
   const noJournal = { journalctl: null, dmesg: "/usr/bin/dmesg" };
   assert.deepEqual(
-    (await findOomKills("php-fpm8.2", T - 60_000, noJournal, { runner, fs: kern })).map((k) =>
-      k.pid
-    ),
+    (await findOomKills("php-fpm8.2", T - 60_000, noJournal, { runner, fs: kern, clock })).map((
+      k,
+    ) => k.pid),
     [48214],
   );
   assert.deepEqual(calls, [], "kern.log read, dmesg not run");
   assert.deepEqual(
-    (await findOomKills("php-fpm8.2", T - 60_000, noJournal, { runner, fs: none })).map((k) =>
-      k.pid
-    ),
+    (await findOomKills("php-fpm8.2", T - 60_000, noJournal, { runner, fs: none, clock })).map((
+      k,
+    ) => k.pid),
     [48214],
   );
   assert.deepEqual(calls, ["/usr/bin/dmesg --time-format iso"]);
   const failing = new FakeRunner(() => new Error("not allowed"));
   assert.deepEqual(
-    await findOomKills("php-fpm8.2", 0, tools, { runner: failing, fs: none }),
+    await findOomKills("php-fpm8.2", 0, tools, { runner: failing, fs: none, clock }),
     [],
     "no kernel log: no finding, no error",
   );

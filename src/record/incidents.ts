@@ -85,6 +85,8 @@ const recordSchema = v.object({
   target: str,
   // added with incident ids: records written before lack it
   incident: v.optional(str),
+  // added with the pool's name: records written before lack it
+  poolName: v.optional(str),
   label: str,
   pool: v.nullable(v.picklist(["hung", "busy"])),
   why: str,
@@ -111,6 +113,8 @@ export interface IncidentRecord {
   target: string;
   /** The incident's id, as its alerts carry it. */
   incident?: string | undefined;
+  /** The pool that failed, by its status page or its configuration, when known. */
+  poolName?: string | undefined;
   /** The failure that led to the restart: 502, timeout, refused... */
   label: string;
   /** "hung" or "busy" when the status page was read, else null. */

@@ -20,6 +20,8 @@ export interface Counters {
   lastRestartAt: number | null;
   /** The pool's last status read (the gauges, and what early warnings compare), or null. */
   pool: {
+    /** The pool's name, as its status page says it. */
+    name?: string | undefined;
     active: number;
     idle: number;
     total: number;
@@ -79,6 +81,7 @@ export function countPool(c: Counters, s: PoolStatus): Counters {
   return {
     ...c,
     pool: {
+      name: s.pool,
       active: s.active,
       idle: s.idle,
       total: s.total,
@@ -161,7 +164,9 @@ export function families(targets: readonly { name: string; counters: Counters }[
     last.values.push({ value: (c.lastRestartAt ?? 0) / 1000, labels: { target } });
     if (c.pool !== null) {
       for (const [key, family] of Object.entries(pool)) {
-        family.values.push({ value: c.pool[key as keyof typeof pool], labels: { target } });
+        // the pool's name beside the target's: which pool of the service the figures are of
+        const labels = c.pool.name ? { target, pool: c.pool.name } : { target };
+        family.values.push({ value: c.pool[key as keyof typeof pool], labels });
       }
     }
   }

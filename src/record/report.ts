@@ -26,6 +26,8 @@ export interface Report {
   until: string;
   incidents: number;
   restartsFailed: number;
+  /** Incidents by the pool that failed, where the record names it. */
+  byPool: Record<string, number>;
   /** Incidents in which the OOM killer ended php-fpm processes. */
   oomDeaths: number;
   /** Failed starts by the first error of php-fpm's configuration test. */
@@ -280,6 +282,10 @@ export function buildReport(
     restartsFailed: incidents.filter((i) => i.restart !== null && !i.restart.ok).length,
     cannotStart: cannotStartOf(incidents),
     oomDeaths: incidents.filter((i) => (i.oomKills?.length ?? 0) > 0).length,
+    byPool: incidents.reduce((by, i) => {
+      if (i.poolName !== undefined) count(by, `${i.target}/${i.poolName}`);
+      return by;
+    }, {} as Record<string, number>),
     byCause,
     byHour,
     byRung,
@@ -315,6 +321,7 @@ export function renderReport(r: Report): string {
   if (r.incidents === 0) return lines.join("\n") + "\nNothing to report.\n";
   lines.push("", "By cause:", ...table(r.byCause));
   lines.push("", "Recovered by:", ...table(r.byRung));
+  if (Object.keys(r.byPool).length > 0) lines.push("", "By pool:", ...table(r.byPool));
   if (r.oomDeaths > 0) {
     lines.push("", `Killed by the kernel's OOM killer: ${r.oomDeaths} incidents`);
   }

@@ -48,6 +48,12 @@ interface Findings {
   oom: OomKill[];
 }
 
+/** The failed pool's name, from its status page or its settings, for the incident record. */
+function poolNameOf(evidence: Evidence): { poolName?: string } {
+  const name = evidence.status?.pool ?? evidence.settings?.pool;
+  return name === undefined ? {} : { poolName: name };
+}
+
 /** How long before the first failed probe an OOM kill may have caused it. */
 const OOM_LOOKBACK_MS = 60_000;
 
@@ -324,6 +330,7 @@ export class Responder {
         host: cfg.hostname,
         target: target.name,
         ...(this.ctx.memory.state.incident ? { incident: this.ctx.memory.state.incident.id } : {}),
+        ...poolNameOf(evidence),
         label: labelOf(first),
         pool: first.pool?.verdict ?? null,
         why: first.pool?.why ?? first.detail,

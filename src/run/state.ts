@@ -74,6 +74,7 @@ const stateSchema = v.object({
       giveUps: v.number(),
       lastRestartAt: v.nullable(timestamp),
       pool: v.nullable(v.object({
+        name: v.optional(v.string()),
         active: v.number(),
         idle: v.number(),
         total: v.number(),

@@ -93,6 +93,11 @@ Deno.test("metrics: probes by verdict and answer, a latency histogram, restarts,
     "1700000100",
   );
   assert.equal(f.get("php_relaunch_pool_active_processes")!.metrics[0]?.value, "3");
+  assert.deepEqual(
+    f.get("php_relaunch_pool_active_processes")!.metrics[0]?.labels,
+    { target: "www", pool: "www" },
+    "which pool of the service",
+  );
   assert.equal(f.get("php_relaunch_pool_max_children_reached")!.metrics[0]?.value, "7");
   assert.deepEqual(
     f.get("php_relaunch_pool_idle_processes")!.metrics.map((m) => m.labels?.target),

@@ -90,6 +90,14 @@ const TEN = [
   incident(NIGHT + 2 * HOUR, { label: "502", busy: 1, status: false, rung: "kill" }),
 ];
 
+Deno.test("report: incidents by pool, where the record names it", () => {
+  const named = TEN.map((i, n) => n < 3 ? { ...i, poolName: "shop" } : i);
+  const r = buildReport(named, NIGHT - HOUR, NIGHT + 10 * 24 * HOUR);
+  assert.deepEqual(r.byPool, { "www/shop": 3 });
+  assert.match(renderReport(r), /\nBy pool:\n {5}3 {2}www\/shop\n/);
+  assert.doesNotMatch(renderReport(buildReport(TEN, NIGHT - HOUR, NIGHT + HOUR)), /By pool/);
+});
+
 Deno.test("report: counts by cause, by rung and by hour of day", () => {
   const r = buildReport(TEN, NIGHT - HOUR, NIGHT + 10 * 24 * HOUR);
   assert.equal(r.incidents, 10);

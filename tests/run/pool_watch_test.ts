@@ -151,6 +151,7 @@ Deno.test("a hang confirmed by the status page: restart after ONE timeout, only 
   const [incident] = r.incidents.records;
   assert.equal(r.incidents.records.length, 1);
   assert.equal(incident?.pool, "hung");
+  assert.equal(incident?.poolName, "www", "the pool's name, from its status page");
   assert.equal(incident?.label, "timeout");
   assert.equal(incident?.restart?.rung, "kill_stuck");
   assert.equal(incident?.evidence.status?.workers[0]?.script, "/var/www/slow.php");

@@ -163,7 +163,7 @@ Deno.test({
             ]);
             assert.equal(r.code, 0, r.stderr);
             const metrics = await Deno.readTextFile(`${dir}/queue.prom`);
-            assert.match(metrics, /^php_relaunch_pool_listen_queue\{target="c"\} 3$/m);
+            assert.match(metrics, /^php_relaunch_pool_listen_queue\{target="c",pool="c"\} 3$/m);
             assert.match(
               await Deno.readTextFile(`${dir}/queue.log`),
               /PHP pool warning: listen queue 3 \(limit 1, max seen 3, backlog \d+\)/,

@@ -13,7 +13,7 @@ import {
 import type { Deps } from "./shared/deps.ts";
 import { ConfigError, describeError, ExitCode } from "./shared/errors.ts";
 import { tryLock } from "./shared/lock.ts";
-import { fileStateStore, rearmStored } from "./run/state.ts";
+import { fileStateStore, rearmStored, storedTargets } from "./run/state.ts";
 import { systemdNotifier } from "./run/notify.ts";
 import { watchForever, type WatchOptions } from "./run/watch.ts";
 import { logger, openAppendNoFollow, setupLogging } from "./shared/log.ts";
@@ -461,9 +461,7 @@ async function resetTargets(cfg: Config, deps: Deps): Promise<ExitCode> {
     ? [cfg.commandTarget]
     : cfg.targets.length > 0
     ? cfg.targets.map((t) => t.name)
-    : (await deps.fs.listDir(cfg.stateDir)).filter((n) => n.endsWith(".json")).map((n) =>
-      n.slice(0, -5)
-    );
+    : await storedTargets(deps.fs, cfg.stateDir);
   let code: ExitCode = ExitCode.Ok;
   for (const name of names) {
     // the cron form names its target after the service, as its lock

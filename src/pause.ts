@@ -6,7 +6,7 @@
  */
 import { cronPolicy } from "./config/policy.ts";
 import type { Config, Target } from "./config/settings.ts";
-import { freshMemory } from "./run/state.ts";
+import { freshMemory, storedTargets } from "./run/state.ts";
 import { TargetWatch } from "./run/target.ts";
 import { type MonitorOptions, pausesOf } from "./run/context.ts";
 import type { Deps } from "./shared/deps.ts";
@@ -32,8 +32,8 @@ async function chosen(cfg: Config, deps: Deps): Promise<{ name: string; target?:
   }
   // the cron form has no file: its targets are named after their services, as their state
   if (name !== null) return [{ name }];
-  const known = (await deps.fs.listDir(cfg.stateDir).catch(() => [] as string[]))
-    .filter((n) => n.endsWith(".json")).map((n) => ({ name: n.slice(0, -5) }));
+  const known = (await storedTargets(deps.fs, cfg.stateDir).catch(() => [] as string[]))
+    .map((name) => ({ name }));
   if (known.length === 0) {
     throw new ConfigError([
       `No target to ${cfg.mode}: name one (php-relaunch ${cfg.mode} php8.2-fpm) or use --config`,

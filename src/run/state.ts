@@ -10,6 +10,7 @@ import { readRegularBytes, writeFileAtomic } from "../shared/safe_file.ts";
 import { logger } from "../shared/log.ts";
 import { freshState, incidentId, rearm, type TargetState } from "./policy.ts";
 import type { Verdict } from "../probe/result.ts";
+import type { Fs } from "../shared/deps.ts";
 import { type Counters, freshCounters, LATENCY_BUCKETS } from "../record/metrics.ts";
 
 const count = v.pipe(v.number(), v.integer(), v.minValue(0));
@@ -154,6 +155,15 @@ export interface StateStore {
   /** The saved memory; a fresh one when there is none, or it cannot be read (logged). */
   load(): Promise<Memory>;
   save(memory: Memory): Promise<void>;
+}
+
+/**
+ * The targets that have a state file in `stateDir`, by name, sorted: without a configuration file
+ * (the cron form names its targets after their services), these are the targets there are.
+ */
+export async function storedTargets(fs: Pick<Fs, "listDir">, stateDir: string): Promise<string[]> {
+  return (await fs.listDir(stateDir)).filter((n) => n.endsWith(".json")).map((n) => n.slice(0, -5))
+    .sort();
 }
 
 /** Forgets the stored target's giving up and restart history (SIGHUP, `reset`). */

@@ -10,7 +10,7 @@ import { DEFAULT_TIMEOUT_MS } from "../config/targets.ts";
 import type { Fs } from "../shared/deps.ts";
 import { ExitCode } from "../shared/errors.ts";
 import type { LastProbe, Memory } from "./state.ts";
-import { fileStateStore } from "./state.ts";
+import { fileStateStore, storedTargets } from "./state.ts";
 import { seconds } from "./teller.ts";
 import { filePauses, type Pause, type Pauses } from "./pause.ts";
 
@@ -163,9 +163,9 @@ export async function readTargetStatuses(
 ): Promise<TargetStatus[]> {
   const targets = cfg.targets.length > 0
     ? cfg.targets.map((t) => ({ name: t.name, file: t.stateFile, policy: t.policy }))
-    : (await fs.listDir(cfg.stateDir)).filter((n) => n.endsWith(".json")).sort().map((n) => ({
-      name: n.slice(0, -5),
-      file: statePath(cfg.stateDir, n.slice(0, -5)),
+    : (await storedTargets(fs, cfg.stateDir)).map((name) => ({
+      name,
+      file: statePath(cfg.stateDir, name),
       policy: cronPolicy(DEFAULT_TIMEOUT_MS),
     }));
   return await Promise.all(targets.map(async (t) => {

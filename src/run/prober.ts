@@ -21,7 +21,6 @@ import { unixSocketQueue } from "../fpm/socket_queue.ts";
 import { memoryWarnings, poolMemory } from "../fpm/memory.ts";
 import { listProcesses } from "../fpm/evidence.ts";
 import { certainty } from "../act/process_table.ts";
-import { readPidFile } from "../act/restart.ts";
 import { logger } from "../shared/log.ts";
 import type { TargetContext } from "./context.ts";
 import type { Teller } from "./teller.ts";
@@ -174,9 +173,9 @@ export class Prober {
   /**
    * Reads the pool's resident memory from the process table (at most every
    * {@link MEMORY_READ_MS}), for its metrics and the memory warnings: only when one of those is
-   * asked for, so a plain watch runs no command while all is well.
+   * asked for, so a plain watch runs no command while all is well. `master`: the pid file's.
    */
-  async checkMemory(): Promise<void> {
+  async checkMemory(master: number | null): Promise<void> {
     const ctx = this.ctx;
     const { target, deps, memory, cfg } = ctx;
     const wanted = target.memoryWarn.poolKb > 0 || target.memoryWarn.workerKb > 0 ||
@@ -186,7 +185,6 @@ export class Prober {
       return;
     }
     ctx.memoryReadAt = now;
-    const master = await readPidFile(deps.fs, target.pidFile);
     const processes = await listProcesses(deps, cfg.tools, target.fpm.processName, master, 2000);
     if (processes.length === 0) return;
     const m = poolMemory(processes, master);

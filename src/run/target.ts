@@ -101,9 +101,10 @@ export class TargetWatch {
     }
     const viewed = await this.prober.withPoolView(probed, policy, stop);
     if (stop?.aborted) return null;
-    if (verdict === "healthy") await this.prober.checkMemory();
-    // the pool's master, read once: for the process table, and to notice one started by others
+    // the pool's master, read once: for the memory, the process table, and to notice one
+    // started by others
     const master = await readPidFile(this.ctx.deps.fs, this.ctx.target.pidFile);
+    if (verdict === "healthy") await this.prober.checkMemory(master);
     const result = await this.prober.withProcessTable(viewed, master);
     return await this.carryOut(result, policy, master);
   }

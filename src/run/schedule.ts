@@ -14,7 +14,8 @@ export interface Timing {
 
 /**
  * When the next probe is due, as an absolute time. Due times are nominal (the previous due time
- * plus the interval), so a probe's own duration is taken off the wait and no drift accumulates.
+ * plus the interval), so a probe's own duration is taken off the wait and no drift accumulates;
+ * never earlier than now.
  * A failure being confirmed is probed again `confirmDelayMs` after it was seen; after a restart,
  * `settleMs` after the restart ended.
  */
@@ -24,7 +25,9 @@ export function nextDue(
 ): number {
   if (previous.restartEndedAt !== null) return previous.restartEndedAt + timing.settleMs;
   if (previous.confirm) return previous.now + timing.confirmDelayMs;
-  return previous.dueAt + timing.intervalMs;
+  // a probe that outlasted the interval makes the next one due now, not in the past: due times
+  // that fell behind would let a run of timeouts outlast the scheduler's period
+  return Math.max(previous.dueAt + timing.intervalMs, previous.now);
 }
 
 /** Whether a probe due at `due` can finish before the run's end, so runs never overlap. */

@@ -9,11 +9,17 @@ import { settleMs } from "../../src/config/policy.ts";
 function simulate(
   timeoutMs: number,
   probeMs: (i: number) => number,
-  opts: { restartAfter?: number; restartMs?: number; runMs?: number; confirmAfter?: number[] } = {},
+  opts: {
+    restartAfter?: number;
+    restartMs?: number;
+    runMs?: number;
+    confirmAfter?: number[];
+    intervalMs?: number;
+  } = {},
 ) {
   const run = { startedAt: 0, runMs: opts.runMs ?? 60_000 };
   const timing: Timing = {
-    intervalMs: timeoutMs,
+    intervalMs: opts.intervalMs ?? timeoutMs,
     confirmDelayMs: 1000,
     settleMs: settleMs(timeoutMs),
   };
@@ -62,6 +68,12 @@ Deno.test("a probe's duration is taken off the wait, without drift", () => {
 Deno.test("timeouts back to back still end within the minute", () => {
   const { starts, endedAt } = simulate(5000, () => 5000);
   assert.equal(starts.length, 12);
+  assert.equal(endedAt, 60_000);
+});
+
+Deno.test("timeouts longer than the interval (a file's interval = 1) still end within the minute", () => {
+  const { starts, endedAt } = simulate(5000, () => 5000, { intervalMs: 1000 });
+  assert.equal(starts.length, 12, "back to back, never catching up on due times in the past");
   assert.equal(endedAt, 60_000);
 });
 

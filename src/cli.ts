@@ -287,6 +287,16 @@ export function describeConfig(cfg: Config): string {
             t.warn.maxChildren ? ", max children reached" : ""
           }; overloaded: ${p.onOverload}; stuck after ${t.stuckAfterMs / 1000} s`
       }`,
+      ...(t.pools.length === 0 ? [] : [
+        `  pools        ${t.poolName} (the heartbeat's), ${
+          t.pools.map((p) => p.name).join(", ")
+        }: one failing while another answers has its stuck workers killed; the service is restarted only when none answers`,
+        ...t.pools.map((p) =>
+          `  pool ${p.name.padEnd(8)}${publicUrl(p.url)}; status page ${
+            p.status === null ? "none" : `${describeFcgiTarget(p.status)}${p.status.path}`
+          }; stuck after ${p.stuckAfterMs / 1000} s`
+        ),
+      ]),
       `  php-fpm conf ${t.fpmConfig ?? "unknown (set fpm_config)"}`,
       `  mail to      ${t.mailTo.length ? t.mailTo.join(", ") : "nobody"}`,
       `  lock, state  ${t.lockFile}, ${t.stateFile}`,

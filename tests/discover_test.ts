@@ -5,13 +5,16 @@ import { parseConfigFile } from "../src/config/file.ts";
 import { fcgiUrl } from "../src/fpm/discover.ts";
 import { debianFs, testDeps } from "./support/fakes.ts";
 
-/** Two PHP versions: 8.2 with a site pool that has a ping and a status listener, 7.4 bare. */
+/**
+ * Two PHP versions: 8.2 with a site pool that has a ping and a status listener, a shop pool with
+ * a ping and a status page on its own socket, and www with neither; 7.4 bare.
+ */
 function host() {
   return testDeps({
     fs: debianFs({
       dirs: {
         "/etc/init.d": ["nginx", "php7.4-fpm", "php8.2-fpm"],
-        "/etc/php/8.2/fpm/pool.d": ["site.conf", "www.conf"],
+        "/etc/php/8.2/fpm/pool.d": ["site.conf", "www.conf", "zshop.conf"],
       },
       executables: ["/usr/sbin/php-fpm7.4"],
       files: {
@@ -30,6 +33,8 @@ function host() {
           "slowlog = /var/log/site.slow.log",
           "",
         ].join("\n"),
+        "/etc/php/8.2/fpm/pool.d/zshop.conf":
+          "[shop]\nlisten = /run/php/shop.sock\nping.path = /ping\npm.status_path = /status\n",
       },
     }),
   });
@@ -66,16 +71,28 @@ Deno.test("discover --config: a valid configuration, one target per service, wit
   assert.equal(php82.status_url, "fcgi://127.0.0.1:9011/status", "on its own listener");
   assert.equal(php82.pid_file, "/run/php/php8.2-fpm.pid");
   assert.equal(php82.fpm_config, "/etc/php/8.2/fpm/php-fpm.conf");
+  assert.equal(php82.pool_name, "site", "the heartbeat's pool, by name");
+  assert.deepEqual(php82.pool, [{
+    name: "shop",
+    url: "fcgi+unix:///run/php/shop.sock/ping",
+    "status_url": "fcgi+unix:///run/php/shop.sock/status",
+  }], "the other pool with a ping, probed on its own with its own status page");
   assert.equal(file.target[0]!.url, "http://127.0.0.1:8889/php-heartbeat.php", "no ping: nginx");
   assert.match(
     toml,
-    /\n# add "ping\.path = \/ping" to \[www\] in \/etc\/php\/8\.2\/fpm\/pool\.d\/www\.conf: .*\(pool site is probed now\)\n/,
+    /\n# add "ping\.path = \/ping" to \[www\] in \/etc\/php\/8\.2\/fpm\/pool\.d\/www\.conf: .*, and the pool then watched on its own beside site\n/,
   );
   assert.match(
     toml,
     /\n# add "pm\.status_path = \/status" and "pm\.status_listen = 127\.0\.0\.1:9001" to \[www\] in \/etc\/php\/8\.2\/fpm\/pool\.d\/www\.conf/,
   );
   assert.doesNotMatch(toml, /to \[site\]/, "the site pool lacks nothing");
+  assert.match(toml, /\n\[\[target\.pool\]\]\nname = "shop"\n/);
+  assert.match(
+    toml,
+    /\n# add "pm\.status_listen = 127\.0\.0\.1:9002" to \[shop\] in \/etc\/php\/8\.2\/fpm\/pool\.d\/zshop\.conf/,
+    "a port of its own: two pools cannot share a status listener",
+  );
   // the same with --format toml, and a bad format or argument is one line
   const again = host();
   assert.equal(await run(["discover", "--format", "toml"], again), 0);

@@ -10,8 +10,25 @@ import type { PoolSettings } from "../fpm/config.ts";
 /** The repo's nginx heartbeat (nginx/php-heartbeat.conf): the probe when no pool has a ping. */
 export const NGINX_HEARTBEAT = "http://127.0.0.1:8889/php-heartbeat.php";
 
-/** A status listener's address suggested in comments: the sample pool's (nginx/php-fpm-pool.conf.sample). */
-const STATUS_LISTEN = "127.0.0.1:9001";
+/**
+ * The first status listener's port suggested in comments: the sample pool's
+ * (nginx/php-fpm-pool.conf.sample); each further pool gets the next port no pool uses.
+ */
+const STATUS_PORT = 9001;
+
+/** Suggests loopback ports for status listeners, none twice and none a pool already listens on. */
+function statusPorts(found: readonly FoundService[]): () => string {
+  const used = new Set(
+    found.flatMap((s) => s.pools.flatMap((p) => [p.listen, p.statusListen]))
+      .flatMap((l) => /(?:^|:)(\d+)$/.exec(l ?? "")?.[1] ?? []).map(Number),
+  );
+  let port = STATUS_PORT;
+  return () => {
+    while (used.has(port)) port++;
+    used.add(port);
+    return `127.0.0.1:${port}`;
+  };
+}
 
 const dash = (v: string | number | null) => v === null ? "-" : String(v);
 
@@ -65,41 +82,63 @@ function probeOf(s: FoundService): { url: string; pool: PoolSettings | null } {
   return { url: NGINX_HEARTBEAT, pool: null };
 }
 
-/** Its status page: the first pool with one, best on its own listener. */
-function statusOf(s: FoundService): string | null {
+/** A pool's own status page, best on its own listener; null: it has none. */
+function statusOf(p: PoolSettings): string | null {
+  return fcgiUrl(p.statusListen ?? p.listen, p.statusPath);
+}
+
+/** The status page of a service probed through nginx: the first pool's that has one. */
+function anyStatusOf(s: FoundService): string | null {
   for (const p of s.pools) {
-    const url = fcgiUrl(p.statusListen ?? p.listen, p.statusPath);
+    const url = statusOf(p);
     if (url !== null) return url;
   }
   return null;
 }
 
+/** The service's other pools with a ping: each probed, and freed, on its own. */
+function otherPools(s: FoundService, probe: PoolSettings): Record<string, string>[] {
+  return s.pools.flatMap((p) => {
+    const url = p === probe ? null : fcgiUrl(p.listen, p.pingPath);
+    if (url === null) return [];
+    const status = statusOf(p);
+    return [{ name: p.pool, url, ...(status === null ? {} : { "status_url": status }) }];
+  });
+}
+
 /** What each pool lacks for a better watch, as comments naming the line and the file. */
-function advice(s: FoundService, probe: PoolSettings | null): string[] {
+function advice(
+  s: FoundService,
+  probe: PoolSettings | null,
+  nextPort: () => string,
+): string[] {
   const out: string[] = [];
   for (const p of s.pools) {
     const where = `to [${p.pool}] in ${p.file ?? s.configFile ?? "its pool file"}`;
     if (p.pingPath === null) {
       out.push(
         `# add "ping.path = /ping" ${where}: a probe of php-fpm itself, without nginx${
-          probe === null ? "" : ` (pool ${probe.pool} is probed now)`
+          probe === null ? "" : `, and the pool then watched on its own beside ${probe.pool}`
         }`,
       );
     }
     if (p.statusPath === null) {
       out.push(
-        `# add "pm.status_path = /status" and "pm.status_listen = ${STATUS_LISTEN}" ${where}: early warnings, busy-or-hung in a second, the workers' requests in each incident`,
+        `# add "pm.status_path = /status" and "pm.status_listen = ${nextPort()}" ${where}: early warnings, busy-or-hung in a second, the workers' requests in each incident`,
       );
     } else if (p.statusListen === null) {
       out.push(
-        `# add "pm.status_listen = ${STATUS_LISTEN}" ${where}: its status page then answers even when every worker is busy`,
+        `# add "pm.status_listen = ${nextPort()}" ${where}: its status page then answers even when every worker is busy`,
       );
     }
   }
   return out;
 }
 
-/** A configuration file for `php-relaunch watch`, one target per service. */
+/**
+ * A configuration file for `php-relaunch watch`, one target per service: its first pool with a
+ * ping is the target's heartbeat, its other pools with one are its [[target.pool]]s.
+ */
 export function discoveryToml(found: readonly FoundService[], header: string): string {
   const parts = [
     `# ${header}`,
@@ -109,25 +148,30 @@ export function discoveryToml(found: readonly FoundService[], header: string): s
     '# mail_to = ["ops@example.com"]',
     "",
   ];
+  const nextPort = statusPorts(found);
   for (const s of found) {
     const probe = probeOf(s);
-    const status = statusOf(s);
-    const target: Record<string, string> = {
+    const status = probe.pool === null ? anyStatusOf(s) : statusOf(probe.pool);
+    const target: Record<string, string | Record<string, string>[]> = {
       name: s.service,
       url: probe.url,
       service: s.service,
       "process_name": s.processName,
     };
+    if (probe.pool !== null) target["pool_name"] = probe.pool.pool;
     if (s.pidFile !== null) target["pid_file"] = s.pidFile;
     if (s.configFile !== null) target["fpm_config"] = s.configFile;
     if (status !== null) target["status_url"] = status;
+    const others = probe.pool === null ? [] : otherPools(s, probe.pool);
+    // smol-toml writes a list of tables as [[target.pool]] after the target's own keys
+    if (others.length > 0) target["pool"] = others;
     if (probe.pool === null) {
       parts.push(
         "# no pool has a ping.path: the probe goes through nginx's heartbeat vhost",
         "# (nginx/php-heartbeat.conf and php-heartbeat.php from php-relaunch's repository)",
       );
     }
-    parts.push(...advice(s, probe.pool), stringify({ target: [target] }).trimEnd(), "");
+    parts.push(...advice(s, probe.pool, nextPort), stringify({ target: [target] }).trimEnd(), "");
   }
   return parts.join("\n");
 }

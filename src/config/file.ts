@@ -166,24 +166,47 @@ const REQUIRED: Record<string, string> = {
   "target": "at least one [[target]] with a name and a url",
   "target.name": "a plain name (letters, digits, . _ - +)",
   "target.url": "an http://, https://, fcgi://HOST:PORT/PATH or fcgi+unix:///SOCKET.sock/PATH URL",
+  "target.pool.name": "the pool's name, as in php-fpm's [section] (letters, digits, . _ - +)",
+  "target.pool.url":
+    "the pool's ping: fcgi://HOST:PORT/PATH or fcgi+unix:///SOCKET.sock/PATH (or an http:// heartbeat served by it)",
   "webhook.url": "an http:// or https:// URL",
   "alertmanager.url": "Alertmanager's http:// or https:// base URL, e.g. http://127.0.0.1:9093",
 };
 
+const heartbeatUrl = (expected: string) =>
+  text(expected, /^(https?:\/\/[^/\s]+|fcgi:\/\/[^/\s]+|fcgi\+unix:\/\/\/\S+)/, shownUrl);
+const statusUrl = text(
+  "fcgi://HOST:PORT/PATH or fcgi+unix:///SOCKET.sock/PATH (php-fpm's pm.status_path)",
+  /^(fcgi:\/\/[^/\s]+\/\S*|fcgi\+unix:\/\/\/\S+)$/,
+  shownUrl,
+);
+const expectText = text("a text of at most 200 characters", /^[\s\S]{0,200}$/);
+const poolName = (expected: string) => text(expected, /^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$/);
+
+/** The most pools one service's target probes on their own. */
+export const MAX_POOLS = 64;
+
+/** Another pool of the target's php-fpm, probed and handled on its own. */
+const poolSchema = v.strictObject({
+  name: poolName(REQUIRED["target.pool.name"]!),
+  url: heartbeatUrl(REQUIRED["target.pool.url"]!),
+  "status_url": v.optional(statusUrl),
+  expect: v.optional(expectText),
+  "stuck_after": v.optional(duration(1000, 86_400_000, true)),
+});
+
 const targetSchema = v.strictObject({
-  name: text(REQUIRED["target.name"]!, /^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$/),
-  url: text(
-    REQUIRED["target.url"]!,
-    /^(https?:\/\/[^/\s]+|fcgi:\/\/[^/\s]+|fcgi\+unix:\/\/\/\S+)/,
-    shownUrl,
-  ),
-  "status_url": v.optional(text(
-    "fcgi://HOST:PORT/PATH or fcgi+unix:///SOCKET.sock/PATH (php-fpm's pm.status_path)",
-    /^(fcgi:\/\/[^/\s]+\/\S*|fcgi\+unix:\/\/\/\S+)$/,
-    shownUrl,
+  name: poolName(REQUIRED["target.name"]!),
+  url: heartbeatUrl(REQUIRED["target.url"]!),
+  "status_url": v.optional(statusUrl),
+  // the pool `url` probes, by its name in php-fpm's configuration
+  "pool_name": v.optional(poolName("the pool's name, as in php-fpm's [section]")),
+  pool: v.optional(v.pipe(
+    v.array(poolSchema),
+    v.maxLength(MAX_POOLS, `too many pools: expected at most ${MAX_POOLS}`),
   )),
   "fpm_config": v.optional(absolutePath),
-  expect: v.optional(text("a text of at most 200 characters", /^[\s\S]{0,200}$/)),
+  expect: v.optional(expectText),
   service: v.optional(plainName),
   "process_name": v.optional(plainName),
   "cgi_service": v.optional(plainName),
@@ -192,10 +215,23 @@ const targetSchema = v.strictObject({
   ...v.partial(v.object(policyKeys)).entries,
 }) as v.GenericSchema<unknown, FileTarget>;
 
+/** One [[target.pool]] as written: another pool of the target's php-fpm. */
+export interface FilePool {
+  name: string;
+  url: string;
+  status_url?: string;
+  expect?: string;
+  stuck_after?: number;
+}
+
 /** One [[target]] as written (durations already in milliseconds). */
 export interface FileTarget extends Partial<FilePolicy> {
   name: string;
   url: string;
+  /** The name of the pool `url` probes. */
+  pool_name?: string;
+  /** The service's other pools, each probed and handled on its own. */
+  pool?: FilePool[];
   service?: string;
   process_name?: string;
   cgi_service?: string;
@@ -354,6 +390,15 @@ export function parseConfigFile(path: string, text: string): ConfigFile | string
   const names = targets.map((t) => t.name);
   const twice = names.filter((n, i) => names.indexOf(n) !== i);
   if (twice.length > 0) return [`${path}: target: the name "${twice[0]}" is used twice`];
+  const poolProblems = targets.flatMap((t) => {
+    if (t.pool === undefined) return [];
+    const pools = [t.pool_name ?? null, ...t.pool.map((p) => p.name)].filter((n) => n !== null);
+    const again = pools.find((n, i) => pools.indexOf(n) !== i);
+    return again === undefined
+      ? []
+      : [`${path}: target "${t.name}": the pool name "${again}" is used twice`];
+  });
+  if (poolProblems.length > 0) return poolProblems;
   return {
     defaults: (valid.defaults ?? {}) as Partial<FilePolicy>,
     mail: valid.mail ?? {},

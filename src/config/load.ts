@@ -261,7 +261,16 @@ function targetOf(
     mailTo: Object.freeze([...spec.mailTo]),
     lockFile,
     stateFile: statePath(place.stateDir ?? "", name),
-    ...fcgiSettings(spec),
+    ...fcgiSettings(spec.url, spec.status, spec.expect),
+    poolName: spec.poolName ?? DEFAULT_POOL_NAME,
+    pools: Object.freeze(spec.pools.map((p) =>
+      Object.freeze({
+        name: p.name,
+        url: p.url,
+        ...fcgiSettings(p.url, p.status, p.expect),
+        stuckAfterMs: p.stuckAfterMs || spec.extra.stuck_after || spec.timeoutMs,
+      })
+    )),
     fpmConfig: spec.fpmConfig ?? defaultFpmConfig(fpm.service),
     stuckAfterMs: spec.extra.stuck_after || spec.timeoutMs,
     warn: Object.freeze({
@@ -277,16 +286,19 @@ function targetOf(
   });
 }
 
-/** The FastCGI side of a target: the probe's and the status page's addresses. */
-function fcgiSettings(spec: TargetSpec) {
-  const fcgi = isFcgiUrl(spec.url) ? fcgiTargetOf(spec.url) : null;
-  const status = spec.status === null ? null : fcgiTargetOf(spec.status);
+/** The name of a target's own pool when its configuration does not give `pool_name`. */
+export const DEFAULT_POOL_NAME = "main";
+
+/** The FastCGI side of a pool's probe: the probe's and the status page's addresses. */
+function fcgiSettings(url: URL, statusUrl: URL | null, expect: string | undefined) {
+  const fcgi = isFcgiUrl(url) ? fcgiTargetOf(url) : null;
+  const status = statusUrl === null ? null : fcgiTargetOf(statusUrl);
   // both were checked by checkUrl: a string here cannot happen
   const probe = typeof fcgi === "string" ? null : fcgi;
   const page = typeof status === "string" ? null : status;
   return {
     fcgi: probe,
-    expect: spec.expect ?? (probe === null ? "" : "pong"),
+    expect: expect ?? (probe === null ? "" : "pong"),
     status: page,
     statusOnPool: probe !== null && page !== null &&
       describeFcgiTarget(probe) === describeFcgiTarget(page),

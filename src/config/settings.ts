@@ -78,6 +78,36 @@ export interface RawSettings {
   format?: string | undefined;
 }
 
+/** How one pool of a service is probed: its heartbeat, and its status page when it has one. */
+export interface PoolProbe {
+  /** The pool's name, as in php-fpm's [section]. */
+  readonly name: string;
+  readonly url: URL;
+  /** Set when the probe goes straight to php-fpm over FastCGI (`url` is fcgi:// or fcgi+unix://). */
+  readonly fcgi: FcgiTarget | null;
+  /** What a FastCGI probe's body must start with ("" for anything). */
+  readonly expect: string;
+  /** php-fpm's status page of this pool, read over FastCGI. */
+  readonly status: FcgiTarget | null;
+  /** True when the status page is served by the pool's own workers (no pm.status_listen). */
+  readonly statusOnPool: boolean;
+  /** A worker on one request this long, in a failing pool, is stuck (the kill_stuck rung). */
+  readonly stuckAfterMs: number;
+}
+
+/** The pool a target's own heartbeat probes, as one of its pools. */
+export function mainPool(t: Target): PoolProbe {
+  return {
+    name: t.poolName,
+    url: t.url,
+    fcgi: t.fcgi,
+    expect: t.expect,
+    status: t.status,
+    statusOnPool: t.statusOnPool,
+    stuckAfterMs: t.stuckAfterMs,
+  };
+}
+
 /** One watched heartbeat and the service it restarts. */
 export interface Target {
   /** Names the target in logs, its state file and `reset` (the service, in the cron form). */
@@ -105,6 +135,13 @@ export interface Target {
   readonly status: FcgiTarget | null;
   /** True when the status page is served by the pool's own workers (no pm.status_listen). */
   readonly statusOnPool: boolean;
+  /** The name of the pool `url` probes ("main" when the configuration does not say). */
+  readonly poolName: string;
+  /**
+   * The service's other pools: each is probed too, and one that fails while another answers is
+   * handled on its own (its stuck workers killed), the service restarted only when all fail.
+   */
+  readonly pools: readonly PoolProbe[];
   /** php-fpm.conf, for the pool's settings and logs in the evidence. */
   readonly fpmConfig: string | null;
   /** A worker on one request this long, in a failing pool, is stuck (the kill_stuck rung). */

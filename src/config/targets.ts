@@ -12,10 +12,24 @@ import { checkUrl } from "./urls.ts";
 /** The timeout of the positional form when the command line gives none. */
 export const DEFAULT_TIMEOUT_MS = 5000;
 
+/** Another pool of the target's service, as written, its URLs checked. */
+export interface PoolSpec {
+  name: string;
+  url: URL;
+  status: URL | null;
+  expect?: string | undefined;
+  /** 0 or unset: the target's. */
+  stuckAfterMs?: number | undefined;
+}
+
 /** A target as written, before its service is resolved. */
 export interface TargetSpec {
   name: string | null;
   url: URL;
+  /** The name of the pool `url` probes, when given. */
+  poolName?: string | undefined;
+  /** The service's other pools, probed and handled on their own. */
+  pools: PoolSpec[];
   policy: Policy;
   timeoutMs: number;
   rungs: Rung[];
@@ -74,15 +88,36 @@ function specOf(
 ): TargetSpec[] {
   const url = typeof t.url === "string" ? checkUrl(t.url, false) : t.url;
   const status = t.status_url === undefined ? null : checkUrl(t.status_url, true);
-  if (typeof url === "string" || typeof status === "string") {
-    for (const bad of [url, status]) {
-      if (typeof bad === "string") issues.add(`${where}target "${name}": ${bad}`);
-    }
+  const pools = (t.pool ?? []).map((p) => ({
+    p,
+    url: checkUrl(p.url, false),
+    status: p.status_url === undefined ? null : checkUrl(p.status_url, true),
+  }));
+  const bad = [
+    ...[url, status].filter((u) => typeof u === "string").map((u) =>
+      `${where}target "${name}": ${u}`
+    ),
+    ...pools.flatMap(({ p, url, status }) =>
+      [url, status].filter((u) => typeof u === "string").map((u) =>
+        `${where}target "${name}": pool "${p.name}": ${u}`
+      )
+    ),
+  ];
+  if (bad.length > 0 || typeof url === "string" || typeof status === "string") {
+    issues.add(...bad);
     return [];
   }
   return [{
     name,
     url,
+    poolName: t.pool_name,
+    pools: pools.map(({ p, url, status }) => ({
+      name: p.name,
+      url: url as URL,
+      status: status as URL | null,
+      expect: p.expect,
+      stuckAfterMs: p.stuck_after,
+    })),
     timeoutMs: s.timeout ?? p.timeout,
     policy: policyOf({ ...p, interval: s.interval ?? p.interval }),
     rungs: p.rungs,

@@ -32,6 +32,11 @@ export interface Counters {
   } | null;
   /** The pool's resident memory at the last process read (KiB), or null. */
   poolMemory: { sumKb: number; largestKb: number } | null;
+  /**
+   * With several pools: each pool's last probe (answered or not), and the kills of its stuck
+   * workers while another pool answered, by result.
+   */
+  pools: Record<string, { up: boolean; killsOk: number; killsFailed: number }>;
 }
 
 /** Counters with nothing counted. */
@@ -44,6 +49,28 @@ export function freshCounters(): Counters {
     lastRestartAt: null,
     pool: null,
     poolMemory: null,
+    pools: {},
+  };
+}
+
+/** Counts one probe of a pool among several; `kill`: a kill of its stuck workers, and its result. */
+export function countPoolProbe(
+  c: Counters,
+  pool: string,
+  up: boolean,
+  kill: boolean | null = null,
+): Counters {
+  const was = c.pools[pool] ?? { up, killsOk: 0, killsFailed: 0 };
+  return {
+    ...c,
+    pools: {
+      ...c.pools,
+      [pool]: {
+        up,
+        killsOk: was.killsOk + (kill === true ? 1 : 0),
+        killsFailed: was.killsFailed + (kill === false ? 1 : 0),
+      },
+    },
   };
 }
 
@@ -178,7 +205,34 @@ export function families(targets: readonly { name: string; counters: Counters }[
     last,
     ...Object.values(pool),
     ...memoryFamilies(targets),
+    ...poolFamilies(targets),
   ];
+}
+
+/** Each pool of a target with several: whether it answers, and the kills of its stuck workers. */
+function poolFamilies(targets: readonly { name: string; counters: Counters }[]): Family[] {
+  const up: Family = {
+    name: "php_relaunch_pool_up",
+    help: "Whether the pool's own probe answered at the last probe (targets with several pools).",
+    type: "gauge",
+    values: [],
+  };
+  const kills: Family = {
+    name: "php_relaunch_pool_kills_total",
+    help: "Kills of a pool's stuck workers while another pool of its service answered.",
+    type: "counter",
+    values: [],
+  };
+  for (const { name: target, counters: c } of targets) {
+    for (const [pool, p] of Object.entries(c.pools)) {
+      up.values.push({ value: p.up ? 1 : 0, labels: { target, pool } });
+      kills.values.push(
+        { value: p.killsOk, labels: { target, pool, result: "ok" } },
+        { value: p.killsFailed, labels: { target, pool, result: "failed" } },
+      );
+    }
+  }
+  return [up, kills];
 }
 
 /** The pools' resident memory, where it was read. */

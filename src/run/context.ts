@@ -4,9 +4,11 @@
  */
 import { fileOutbox, type Outbox } from "../alert/outbox.ts";
 import type { RelaunchOptions } from "../act/restart.ts";
-import { type Config, outboxPath, type Target } from "../config/settings.ts";
+import { type Config, incidentsPath, outboxPath, type Target } from "../config/settings.ts";
 import type { PoolStatus } from "../fpm/status.ts";
-import type { IncidentLog } from "../record/incidents.ts";
+import { fileIncidentLog, type IncidentLog, type IncidentRecord } from "../record/incidents.ts";
+import { describeError } from "../shared/errors.ts";
+import { logger } from "../shared/log.ts";
 import type { Deps } from "../shared/deps.ts";
 import type { TryLock } from "../shared/lock.ts";
 import type { Memory, StateStore } from "./state.ts";
@@ -44,10 +46,24 @@ export interface TargetContext {
   save: (() => Promise<void>) | null;
   /** When the pool's memory was last read from the process table. */
   memoryReadAt?: number;
-  /** The unix socket the status page's pool listens on, once looked up (path null: not one). */
-  listenSocket?: { pool: string; path: string | null };
+  /** The unix socket each pool listens on, by the pool's name, once looked up (null: not one). */
+  readonly listenSockets: Map<string, string | null>;
   /** The last status read by the hang check, reused as evidence when fresh. */
   lastStatus: { at: number; status: PoolStatus | string } | null;
+}
+
+/** Appends to the target's incident log; a failure is logged, never thrown. */
+export async function logIncident(ctx: TargetContext, record: IncidentRecord): Promise<void> {
+  const path = incidentsPath(ctx.cfg.stateDir);
+  try {
+    await (ctx.options.incidents ?? fileIncidentLog(path)).append(record);
+  } catch (err) {
+    logger.error("Cannot write the incident log {path}: {error}", {
+      path,
+      error: describeError(err),
+      target: ctx.target.name,
+    });
+  }
 }
 
 /** Where targets' pauses are. */

@@ -22,6 +22,8 @@ import { memoryWarnings, poolMemory } from "../fpm/memory.ts";
 import { listProcesses } from "../fpm/evidence.ts";
 import { certainty } from "../act/process_table.ts";
 import { logger } from "../shared/log.ts";
+import { mainPool, type PoolProbe } from "../config/settings.ts";
+import type { FcgiTarget } from "../shared/deps.ts";
 import type { TargetContext } from "./context.ts";
 import type { Teller } from "./teller.ts";
 
@@ -36,35 +38,34 @@ export class Prober {
 
   /** One probe of the heartbeat; `stop` abandons it. */
   probe(stop?: AbortSignal): Promise<ProbeResult> {
+    return this.probePool(mainPool(this.ctx.target), stop);
+  }
+
+  /** One probe of a pool's heartbeat (the target's own, or another pool's); `stop` abandons it. */
+  probePool(pool: PoolProbe, stop?: AbortSignal): Promise<ProbeResult> {
     const { target, deps } = this.ctx;
-    if (target.fcgi !== null) {
+    if (pool.fcgi !== null) {
       return probeFcgi(
-        target.fcgi,
+        pool.fcgi,
         target.timeoutMs,
-        target.expect,
+        pool.expect,
         deps.fcgiGet,
         deps.clock.now,
         stop,
       );
     }
-    return probeHttp(
-      target.url,
-      target.timeoutMs,
-      target.expect,
-      deps.httpGet,
-      deps.clock.now,
-      stop,
-    );
+    return probeHttp(pool.url, target.timeoutMs, pool.expect, deps.httpGet, deps.clock.now, stop);
   }
 
   /**
-   * One read of the status page (the target has one). For a pool on a unix socket, whose listen
-   * queue php-fpm always reports as 0, the kernel's count of waiting connections replaces it.
+   * One read of a status page (by default the target's, which it has). For a pool on a unix
+   * socket, whose listen queue php-fpm always reports as 0, the kernel's count of waiting
+   * connections replaces it.
    */
-  async readStatus(): Promise<PoolStatus | string> {
+  async readStatus(page: FcgiTarget = this.ctx.target.status!): Promise<PoolStatus | string> {
     const { target, deps, cfg } = this.ctx;
     const limit = Math.min(target.timeoutMs, STATUS_LIMIT_MS);
-    const s = await readStatus(target.status!, limit, deps.fcgiGet);
+    const s = await readStatus(page, limit, deps.fcgiGet);
     if (typeof s === "string" || cfg.tools.ss === null) return s;
     const socket = await this.listenSocket(s.pool);
     const queue = socket === null ? null : await unixSocketQueue(cfg.tools.ss, socket, deps.runner);
@@ -79,13 +80,14 @@ export class Prober {
   /** The unix socket the pool named `pool` listens on, from its configuration (read once). */
   private async listenSocket(pool: string): Promise<string | null> {
     const { ctx } = this;
-    if (ctx.listenSocket?.pool === pool) return ctx.listenSocket.path;
+    const known = ctx.listenSockets.get(pool);
+    if (known !== undefined) return known;
     const config = ctx.target.fpmConfig === null
       ? null
       : await readFpmConfig(ctx.deps.fs, ctx.target.fpmConfig);
     const listen = config === null ? null : choosePool(config, pool, null)?.listen ?? null;
     const path = listen !== null && listen.startsWith("/") ? listen : null;
-    ctx.listenSocket = { pool, path };
+    ctx.listenSockets.set(pool, path);
     return path;
   }
 

@@ -7,24 +7,24 @@ import {
   DEFAULT_RELAUNCH,
   readPidFile,
   relaunch,
+  type RelaunchContext,
   type RelaunchReport,
   type Rung,
 } from "../act/restart.ts";
 import type { Policy } from "../config/policy.ts";
-import { incidentsPath } from "../config/settings.ts";
+import { mainPool, type PoolProbe } from "../config/settings.ts";
 import { captureEvidence, type Evidence, evidenceLines } from "../fpm/evidence.ts";
 import { type ConfigTest, testFpmConfig } from "../fpm/selftest.ts";
 import { findOomKills, formatKb, type OomKill } from "../fpm/oom.ts";
 import { type PoolStatus, stuckWorkers } from "../fpm/status.ts";
 import { describeFcgiTarget } from "../probe/fcgi.ts";
 import { labelOf, type ProbeResult, verdictOf } from "../probe/result.ts";
-import { fileIncidentLog } from "../record/incidents.ts";
 import { countRestart } from "../record/metrics.ts";
 import { describeError } from "../shared/errors.ts";
 import { logger } from "../shared/log.ts";
 import { afterRestart } from "./policy.ts";
 import type { Prober } from "./prober.ts";
-import type { TargetContext } from "./context.ts";
+import { logIncident, type TargetContext } from "./context.ts";
 import { seconds, type Teller, type Thread } from "./teller.ts";
 
 /**
@@ -40,6 +40,42 @@ export function rungsFor(
   // a retry after giving up: the gentle rungs already failed, so one attempt, the ladder's last
   if (retry) return rungs.slice(-1);
   return first.certain !== undefined && rungs.includes("kill") ? ["kill"] : rungs;
+}
+
+/** What a relaunch of the target's service may touch, and its limits. */
+export function relaunchContext(ctx: TargetContext): RelaunchContext {
+  const { cfg, deps, target, options } = ctx;
+  return {
+    init: cfg.init,
+    tools: cfg.tools,
+    runner: deps.runner,
+    clock: deps.clock,
+    fs: deps.fs,
+    options: {
+      ...(options.relaunch ?? { ...DEFAULT_RELAUNCH, startTimeoutMs: target.startTimeoutMs }),
+      ...(ctx.cronRun === null ? {} : { deadline: ctx.cronRun.deadline }),
+    },
+  };
+}
+
+/**
+ * What is known of `pool` before it is acted on, within about {@link EVIDENCE_LIMIT_MS}: the
+ * status read by the hang check when it is fresh and of this pool, else a new read.
+ */
+export async function poolEvidence(ctx: TargetContext, pool: PoolProbe): Promise<Evidence> {
+  const { target, deps, cfg, lastStatus } = ctx;
+  const fresh = lastStatus !== null && deps.clock.now() - lastStatus.at < STATUS_FRESH_MS &&
+    typeof lastStatus.status !== "string" && pool.status === target.status;
+  const known = fresh ? lastStatus!.status as PoolStatus : null;
+  const source = {
+    status: pool.status,
+    processName: target.fpm.processName,
+    masterPid: await readPidFile(deps.fs, target.pidFile),
+    fpmConfig: target.fpmConfig,
+    listen: pool.fcgi === null ? null : describeFcgiTarget(pool.fcgi),
+    tools: cfg.tools,
+  };
+  return await captureEvidence(source, deps, EVIDENCE_LIMIT_MS, known);
 }
 
 /** What was learnt after the restart of why php-fpm failed or would not start. */
@@ -90,7 +126,7 @@ export class Responder {
         service: target.fpm.service,
       });
       const since = memory.state.incident?.since ?? memory.state.failingSince ?? deps.clock.now();
-      const evidence = await this.captureEvidence();
+      const evidence = await poolEvidence(this.ctx, mainPool(target));
       const reports = await this.relaunchAll(evidence, rungsFor(first, target.rungs, retry));
       // the master we started, so that one started by someone else later is told apart
       const master = await readPidFile(deps.fs, target.pidFile);
@@ -130,18 +166,8 @@ export class Responder {
     evidence: Evidence,
     rungs: readonly Rung[],
   ): Promise<RelaunchReport[]> {
-    const { cfg, deps, target, options } = this.ctx;
-    const tools = {
-      init: cfg.init,
-      tools: cfg.tools,
-      runner: deps.runner,
-      clock: deps.clock,
-      fs: deps.fs,
-      options: {
-        ...(options.relaunch ?? { ...DEFAULT_RELAUNCH, startTimeoutMs: target.startTimeoutMs }),
-        ...(this.ctx.cronRun === null ? {} : { deadline: this.ctx.cronRun.deadline }),
-      },
-    };
+    const { target } = this.ctx;
+    const tools = relaunchContext(this.ctx);
     const stuck = evidence.status === null
       ? []
       : stuckWorkers(evidence.status, target.stuckAfterMs).map((w) => w.pid);
@@ -297,22 +323,6 @@ export class Responder {
     }
   }
 
-  private async captureEvidence(): Promise<Evidence> {
-    const { target, deps, cfg, lastStatus } = this.ctx;
-    const fresh = lastStatus !== null && deps.clock.now() - lastStatus.at < STATUS_FRESH_MS &&
-      typeof lastStatus.status !== "string";
-    const known = fresh ? lastStatus!.status as PoolStatus : null;
-    const source = {
-      status: target.status,
-      processName: target.fpm.processName,
-      masterPid: await readPidFile(deps.fs, target.pidFile),
-      fpmConfig: target.fpmConfig,
-      listen: target.fcgi === null ? null : describeFcgiTarget(target.fcgi),
-      tools: cfg.tools,
-    };
-    return await captureEvidence(source, deps, EVIDENCE_LIMIT_MS, known);
-  }
-
   /** Appends the incident to the incident log; a failure is logged, never thrown. */
   private async recordIncident(
     first: ProbeResult,
@@ -320,31 +330,21 @@ export class Responder {
     report: RelaunchReport,
     { cannotStart, oom }: Findings,
   ): Promise<void> {
-    const { cfg, deps, target, options } = this.ctx;
-    const path = incidentsPath(cfg.stateDir);
-    const log = options.incidents ?? fileIncidentLog(path);
-    try {
-      await log.append({
-        version: 1,
-        at: deps.clock.now(),
-        host: cfg.hostname,
-        target: target.name,
-        ...(this.ctx.memory.state.incident ? { incident: this.ctx.memory.state.incident.id } : {}),
-        ...poolNameOf(evidence),
-        label: labelOf(first),
-        pool: first.pool?.verdict ?? null,
-        why: first.pool?.why ?? first.detail,
-        evidence,
-        restart: { ok: report.ok, rung: report.rung, steps: report.steps },
-        ...(cannotStart === null ? {} : { cannotStart: cannotStart.errors }),
-        ...(oom.length === 0 ? {} : { oomKills: oom }),
-      });
-    } catch (err) {
-      logger.error("Cannot write the incident log {path}: {error}", {
-        path,
-        error: describeError(err),
-        target: target.name,
-      });
-    }
+    const { cfg, deps, target } = this.ctx;
+    await logIncident(this.ctx, {
+      version: 1,
+      at: deps.clock.now(),
+      host: cfg.hostname,
+      target: target.name,
+      ...(this.ctx.memory.state.incident ? { incident: this.ctx.memory.state.incident.id } : {}),
+      ...poolNameOf(evidence),
+      label: labelOf(first),
+      pool: first.pool?.verdict ?? null,
+      why: first.pool?.why ?? first.detail,
+      evidence,
+      restart: { ok: report.ok, rung: report.rung, steps: report.steps },
+      ...(cannotStart === null ? {} : { cannotStart: cannotStart.errors }),
+      ...(oom.length === 0 ? {} : { oomKills: oom }),
+    });
   }
 }

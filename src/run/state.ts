@@ -12,6 +12,7 @@ import { freshState, incidentId, rearm, type TargetState } from "./policy.ts";
 import type { Verdict } from "../probe/result.ts";
 import type { Fs } from "../shared/deps.ts";
 import { type Counters, freshCounters, LATENCY_BUCKETS } from "../record/metrics.ts";
+import type { PoolState } from "./pool_policy.ts";
 
 const count = v.pipe(v.number(), v.integer(), v.minValue(0));
 
@@ -62,6 +63,28 @@ const stateSchema = v.object({
   // added with Alertmanager: state files written before lack it
   alertmanagerAt: v.optional(v.nullable(timestamp), null),
   restartingSince: v.optional(v.nullable(timestamp), null),
+  // added with per-pool handling: state files written before lack it; pools that do not parse
+  // start afresh, the rest of the state is kept
+  pools: v.fallback(
+    v.optional(
+      v.record(
+        v.string(),
+        v.object({
+          failures: count,
+          timeouts: count,
+          failingSince: v.nullable(timestamp),
+          label: v.string(),
+          kills: v.array(timestamp),
+          graceUntil: timestamp,
+          heldAt: v.nullable(timestamp),
+          told: v.boolean(),
+          overloadedAt: v.optional(v.nullable(timestamp), null),
+        }),
+      ),
+      {},
+    ),
+    {},
+  ),
   // counters that do not parse start again from zero, the rest of the state is kept
   counters: v.fallback(
     v.object({
@@ -89,6 +112,14 @@ const stateSchema = v.object({
         v.nullable(v.object({ sumKb: v.number(), largestKb: v.number() })),
         null,
       ),
+      // added with per-pool handling: counters saved before lack it
+      pools: v.optional(
+        v.record(
+          v.string(),
+          v.object({ up: v.boolean(), killsOk: v.number(), killsFailed: v.number() }),
+        ),
+        {},
+      ),
     }),
     () => freshCounters(),
   ),
@@ -110,6 +141,8 @@ export interface Memory {
   alertmanagerAt: number | null;
   /** When the restart under way began, or null: for `status`. */
   restartingSince: number | null;
+  /** The policy's memory of each of the service's pools that failed while another answered. */
+  pools: Record<string, PoolState>;
 }
 
 /** What the last probe found, and when. */
@@ -129,6 +162,7 @@ export function freshMemory(): Memory {
     lastProbe: null,
     alertmanagerAt: null,
     restartingSince: null,
+    pools: {},
   };
 }
 
@@ -139,15 +173,23 @@ export function freshMemory(): Memory {
 export function parseState(text: string): Memory | string {
   const parsed = parseJsonWith(stateSchema, text, "not JSON");
   if (typeof parsed === "string") return parsed;
-  const { version: _, counters, lastProbe, alertmanagerAt, restartingSince, incident, ...rest } =
-    parsed;
+  const {
+    version: _,
+    counters,
+    lastProbe,
+    alertmanagerAt,
+    restartingSince,
+    pools,
+    incident,
+    ...rest
+  } = parsed;
   const state = {
     ...rest,
     incident: incident === null
       ? null
       : { ...incident, id: incident.id ?? incidentId(incident.since) },
   };
-  return { state, counters, lastProbe, alertmanagerAt, restartingSince };
+  return { state, counters, lastProbe, alertmanagerAt, restartingSince, pools };
 }
 
 /** Loads and saves one target's memory. */

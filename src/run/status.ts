@@ -43,6 +43,17 @@ export interface TargetStatus {
   lastProbe: { at: string; label: string; verdict: string; ms: number } | null;
   restarts: { used: number; max: number; windowMinutes: number };
   lastRestart: { at: string; ok: boolean; cause: string } | null;
+  /**
+   * With several pools: each pool's last probe, and for one failing while another answered,
+   * since when, the kills of its stuck workers within the window, and whether it is held.
+   */
+  pools: {
+    name: string;
+    up: boolean;
+    failingSince: string | null;
+    kills: number;
+    heldAt: string | null;
+  }[];
 }
 
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -97,6 +108,16 @@ export function statusOf(
         cause: last.ok ? last.label : `${last.label}: ${last.detail}`,
       }
       : null,
+    pools: Object.entries(memory?.counters.pools ?? {}).map(([name, p]) => {
+      const kept = memory?.pools[name];
+      return {
+        name,
+        up: p.up,
+        failingSince: kept?.failingSince == null ? null : iso(kept.failingSince),
+        kills: kept?.kills.filter((at) => now - at < policy.restartWindowMs).length ?? 0,
+        heldAt: kept?.heldAt == null ? null : iso(kept.heldAt),
+      };
+    }),
   };
 }
 
@@ -104,9 +125,11 @@ function probeOf(p: LastProbe) {
   return { at: iso(p.at), label: p.label, verdict: p.verdict, ms: p.ms };
 }
 
-/** Exit 0 when every target is healthy (or not probed yet), 3 when one is not. */
+/** Exit 0 when every target and pool is healthy (or not probed yet), 3 when one is not. */
 export function statusExit(list: readonly TargetStatus[]): ExitCode {
-  const down = list.some((t) => t.standing !== "healthy" && t.standing !== "unknown");
+  const down = list.some((t) =>
+    (t.standing !== "healthy" && t.standing !== "unknown") || t.pools.some((p) => !p.up)
+  );
   return down ? ExitCode.PhpDown : ExitCode.Ok;
 }
 
@@ -145,6 +168,16 @@ export function renderStatus(list: readonly TargetStatus[], now: number): string
         `  last restart ${t.lastRestart.at}, ${
           t.lastRestart.ok ? "healthy again" : "failed"
         } (${t.lastRestart.cause})`,
+      );
+    }
+    for (const p of t.pools) {
+      const kills = p.kills === 0 ? "" : `; ${p.kills} kills of its stuck workers`;
+      lines.push(
+        `  pool ${p.name.padEnd(8)}${
+          p.up ? "answering" : `failing${p.failingSince ? ` since ${p.failingSince}` : ""}`
+        }${kills}${
+          p.heldAt ? `; held since ${p.heldAt} (nothing more done until it answers)` : ""
+        }`,
       );
     }
     return lines.join("\n") + "\n";

@@ -19,6 +19,7 @@ import { logger } from "../shared/log.ts";
 import { type Action, decide, noticeMaster } from "./policy.ts";
 import { readPidFile } from "../act/restart.ts";
 import { Prober } from "./prober.ts";
+import { PoolKeeper } from "./pools.ts";
 import { Responder } from "./responder.ts";
 import type { Timing } from "./schedule.ts";
 import { type MonitorOptions, outboxOf, pausesOf, type TargetContext } from "./context.ts";
@@ -54,6 +55,7 @@ export class TargetWatch {
   readonly prober: Prober;
   readonly responder: Responder;
   readonly teller: Teller;
+  readonly pools: PoolKeeper;
   /** The answers already logged during the current pause. */
   private readonly pausedAnswers = new Set<string>();
 
@@ -75,10 +77,12 @@ export class TargetWatch {
       save: store && (() => store.save(this.ctx.memory)),
       cronRun: null,
       lastStatus: null,
+      listenSockets: new Map(),
     };
     this.teller = new Teller(this.ctx);
     this.prober = new Prober(this.ctx, this.teller);
     this.responder = new Responder(this.ctx, this.prober, this.teller);
+    this.pools = new PoolKeeper(this.ctx, this.prober, this.teller);
   }
 
   /** What to save: the policy's state and the counters. */
@@ -88,7 +92,8 @@ export class TargetWatch {
 
   /** Probes once and carries out the policy's decision; null when `stop` abandoned the probe. */
   async step(policy: Policy, stop?: AbortSignal): Promise<Step | null> {
-    const probed = await this.prober.probe(stop);
+    // the service's other pools are probed at the same time as its own heartbeat
+    const [probed, others] = await Promise.all([this.prober.probe(stop), this.pools.probe(stop)]);
     // stopping: the probe was abandoned, and its result means nothing
     if (stop?.aborted) return null;
     logger.debug("Probe: {label} in {ms} ms.", { label: labelOf(probed), ms: probed.ms });
@@ -97,16 +102,26 @@ export class TargetWatch {
     memory.counters = countProbe(memory.counters, verdict, label, probed.ms);
     memory.lastProbe = { at: this.ctx.deps.clock.now(), label, verdict, ms: probed.ms };
     if (await this.paused(verdict, label)) {
+      this.pools.paused();
       return { verdict, confirm: false, restartEndedAt: null, restartOk: false };
     }
-    const viewed = await this.prober.withPoolView(probed, policy, stop);
-    if (stop?.aborted) return null;
-    // the pool's master, read once: for the memory, the process table, and to notice one
-    // started by others
+    // the pool's master, read once: for the pools, the memory, the process table, and to notice
+    // one started by others
     const master = await readPidFile(this.ctx.deps.fs, this.ctx.target.pidFile);
-    if (verdict === "healthy") await this.prober.checkMemory(master);
+    // with several pools, a pool that fails while another answers is handled on its own: the
+    // service's policy sees the one that answers
+    const judged = others.length === 0
+      ? { result: probed, confirm: false, own: true }
+      : await this.pools.judge(probed, others, master, policy);
+    // the target's status page is of its own pool: it says nothing of another pool's failure
+    const viewed = judged.own
+      ? await this.prober.withPoolView(judged.result, policy, stop)
+      : judged.result;
+    if (stop?.aborted) return null;
+    if (verdictOf(viewed) === "healthy") await this.prober.checkMemory(master);
     const result = await this.prober.withProcessTable(viewed, master);
-    return await this.carryOut(result, policy, master);
+    const step = await this.carryOut(result, policy, master);
+    return { ...step, confirm: step.confirm || judged.confirm };
   }
 
   /** Decides what `result` calls for under `policy` and does it: log, alert, restart. */
@@ -136,6 +151,8 @@ export class TargetWatch {
       } else {
         restartOk = await this.responder.restart(result, policy, action.retry === true);
         restartEndedAt = deps.clock.now();
+        // the service's restart replaced every pool's workers
+        this.pools.restarted(policy);
       }
     }
     this.teller.repeatOpenIncident();

@@ -118,11 +118,12 @@ export class Teller {
     });
   }
 
-  probeDetails(result: ProbeResult): string[] {
+  /** The probe's lines in an alert; `url`: a pool's heartbeat, by default the target's. */
+  probeDetails(result: ProbeResult, url: URL = this.ctx.target.url): string[] {
     const { target } = this.ctx;
     const what = result.kind === "status" ? `HTTP ${result.status}` : result.kind;
     return [
-      `Heartbeat: ${publicUrl(target.url)}`,
+      `Heartbeat: ${publicUrl(url)}`,
       `Probe: ${what} after ${result.ms} ms (timeout ${target.timeoutMs / 1000} s)`,
       ...(result.detail ? [`Detail: ${result.detail.split("\n")[0]}`] : []),
       ...(result.certain ? [`Certain ${result.certain.kind}: ${result.certain.why}`] : []),

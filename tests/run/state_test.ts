@@ -19,6 +19,19 @@ const busy = {
   lastProbe: { at: 1500, label: "502", verdict: "php_down" as const, ms: 12 },
   alertmanagerAt: 1600,
   restartingSince: null,
+  pools: {
+    "site-b": {
+      failures: 1,
+      timeouts: 1,
+      failingSince: 1400,
+      label: "timeout",
+      kills: [1200],
+      graceUntil: 1300,
+      heldAt: null,
+      told: true,
+      overloadedAt: null,
+    },
+  },
   state: {
     ...freshState(),
     failures: 1,
@@ -58,6 +71,19 @@ Deno.test("state: a file written before incident ids and retries gets them", asy
     assert.equal(loaded.state.incident?.id, "19700101-000001-000");
     assert.equal(loaded.state.retryAt, null, "given up before retry_after: no retry planned");
     assert.equal(loaded.state.retries, 0);
+    assert.deepEqual(loaded.pools, {}, "written before per-pool handling: no pool remembered");
+  });
+});
+
+Deno.test("state: a pool's memory that does not parse is forgotten, the rest kept", async () => {
+  await withDir(async (dir) => {
+    const path = `${dir}/t.json`;
+    const { state, ...rest } = busy;
+    const pools = { "site-b": { ...busy.pools["site-b"], kills: ["yesterday"] } };
+    await Deno.writeTextFile(path, JSON.stringify({ version: 1, ...state, ...rest, pools }));
+    const loaded = await fileStateStore(path).load();
+    assert.deepEqual(loaded.pools, {});
+    assert.deepEqual(loaded.state, busy.state);
   });
 });
 

@@ -25,6 +25,7 @@ function memory(over: Partial<Memory["state"]> = {}, more: Partial<Memory> = {})
     lastProbe: { at: T - 4000, label: "200", verdict: "healthy", ms: 7 },
     alertmanagerAt: null,
     restartingSince: null,
+    pools: {},
     ...more,
   };
 }
@@ -133,4 +134,46 @@ Deno.test("status: paused, restarting, the next retry and the incident's id", ()
   assert.match(text, /\n {2}incident {5}#20261127-115830-000\n/);
   const expired = statusOf("web", memory(), policy, { ...pause, until: T - 1 }, T);
   assert.equal(expired.paused, null, "a pause past its time is over, even before a run removes it");
+});
+
+Deno.test("status: each pool of a target with several, a failing one with its kills and hold", () => {
+  const counters = {
+    ...freshCounters(),
+    pools: {
+      www: { up: true, killsOk: 0, killsFailed: 0 },
+      shop: { up: false, killsOk: 1, killsFailed: 2 },
+    },
+  };
+  const shop = {
+    failures: 4,
+    timeouts: 4,
+    failingSince: T - 120_000,
+    label: "timeout",
+    // one kill is older than the 15 min window: not counted
+    kills: [T - 20 * 60_000, T - 100_000, T - 80_000, T - 60_000],
+    graceUntil: T - 50_000,
+    heldAt: T - 30_000,
+    told: true,
+    overloadedAt: null,
+  };
+  const s = statusOf("web", memory({}, { counters, pools: { shop } }), policy, null, T);
+  assert.deepEqual(s.pools, [
+    { name: "www", up: true, failingSince: null, kills: 0, heldAt: null },
+    {
+      name: "shop",
+      up: false,
+      failingSince: "2026-11-27T11:58:00.000Z",
+      kills: 3,
+      heldAt: "2026-11-27T11:59:30.000Z",
+    },
+  ]);
+  assert.equal(s.standing, "healthy", "the service answers through www");
+  assert.equal(statusExit([s]), 3, "but a pool does not");
+  const text = renderStatus([s], T);
+  assert.match(text, /\n {2}pool www {5}answering\n/);
+  assert.match(
+    text,
+    /\n {2}pool shop {4}failing since 2026-11-27T11:58:00\.000Z; 3 kills of its stuck workers; held since 2026-11-27T11:59:30\.000Z/,
+  );
+  assert.equal(statusExit([statusOf("web", memory(), policy, null, T)]), 0);
 });

@@ -430,3 +430,13 @@ Deno.test("a pool overloaded but taking requests: told once, its workers not kil
   assert.equal(r.incidents.records.length, 0);
   assert.equal(r.memory.state.restarts.length, 0);
 });
+
+Deno.test("README's [[target.pool]] example is a valid configuration", async () => {
+  const readme = await Deno.readTextFile(new URL("../../README.md", import.meta.url));
+  const section = readme.slice(readme.indexOf("### Several pools of one service"));
+  const toml = /```toml\n([\s\S]*?)```/.exec(section)?.[1] ?? "";
+  const file = parseConfigFile("README.md", toml);
+  assert.ok(!Array.isArray(file), Array.isArray(file) ? file.join("\n") : "");
+  assert.equal(file.target[0]?.pool_name, "shop");
+  assert.deepEqual(file.target[0]?.pool?.map((p) => p.name), ["blog"]);
+});

@@ -21,7 +21,13 @@ export const STAGES = [
 ] as const;
 
 /** Modules that must stay pure: no I/O in them or in anything they import (types aside). */
-const PURE = ["run/policy.ts", "run/schedule.ts", "probe/fcgi_protocol.ts", "probe/result.ts"];
+const PURE = [
+  "run/policy.ts",
+  "run/pool_policy.ts",
+  "run/schedule.ts",
+  "probe/fcgi_protocol.ts",
+  "probe/result.ts",
+];
 
 const SRC = join(ROOT, "src");
 

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { run } from "../src/cli.ts";
 import { parseConfigFile } from "../src/config/file.ts";
 import { fcgiUrl } from "../src/fpm/discover.ts";
-import { debianFs, testDeps } from "./support/fakes.ts";
+import { debianFs, fakeFs, fakeHost, testDeps } from "./support/fakes.ts";
 
 /**
  * Two PHP versions: 8.2 with a site pool that has a ping and a status listener, a shop pool with
@@ -122,4 +122,79 @@ Deno.test("fcgiUrl: a pool's listen and a path as a FastCGI URL", () => {
   assert.equal(fcgiUrl("/run/php/a.sock", null), null);
   assert.equal(fcgiUrl(null, "/ping"), null);
   assert.equal(fcgiUrl("/run/php/a.sock", "ping"), null, "php-fpm's paths begin with /");
+});
+
+Deno.test("discover: RHEL's php-fpm, its pools in /etc/php-fpm.d/, each with a ping probed on its own", async () => {
+  const deps = testDeps({
+    fs: fakeFs({
+      dirs: {
+        "/usr/lib/systemd/system": ["php-fpm.service", "nginx.service"],
+        "/etc/php-fpm.d": ["www.conf", "shop.conf"],
+      },
+      files: {
+        // RHEL 9's php-fpm.conf: its pid file and the include of the pool folder
+        "/etc/php-fpm.conf":
+          "[global]\npid = /run/php-fpm/php-fpm.pid\nerror_log = /var/log/php-fpm/error.log\ninclude=/etc/php-fpm.d/*.conf\n",
+        "/etc/php-fpm.d/www.conf":
+          "[www]\nuser = apache\nlisten = /run/php-fpm/www.sock\npm = dynamic\npm.max_children = 50\nping.path = /ping\n",
+        "/etc/php-fpm.d/shop.conf":
+          "[shop]\nlisten = 127.0.0.1:9002\nping.path = /ping\npm.status_path = /status\n",
+      },
+    }),
+  });
+  assert.equal(await run(["discover"], deps), 0);
+  const text = deps.out.join("");
+  assert.match(
+    text,
+    /^php-fpm: processes php-fpm, pid file \/run\/php-fpm\/php-fpm\.pid, config \/etc\/php-fpm\.conf\n/,
+  );
+  assert.match(text, /\n {2}shop +127\.0\.0\.1:9002 +-\/- +\/ping +\/status/);
+  assert.match(text, /\n {2}www +\/run\/php-fpm\/www\.sock +dynamic\/50 +\/ping/);
+  deps.out.length = 0;
+  assert.equal(await run(["discover", "--config"], deps), 0);
+  const file = parseConfigFile("rhel.toml", deps.out.join(""));
+  assert.ok(!Array.isArray(file), Array.isArray(file) ? file.join("\n") : "");
+  const t = file.target[0]!;
+  assert.equal(t.service, "php-fpm");
+  assert.equal(t.process_name, "php-fpm");
+  assert.equal(t.pid_file, "/run/php-fpm/php-fpm.pid");
+  assert.equal(t.pool_name, "shop", "the first pool read with a ping (files in name order)");
+  assert.equal(t.url, "fcgi://127.0.0.1:9002/ping");
+  assert.equal(t.status_url, "fcgi://127.0.0.1:9002/status");
+  assert.deepEqual(t.pool, [{ name: "www", url: "fcgi+unix:///run/php-fpm/www.sock/ping" }]);
+});
+
+Deno.test("discover: FreeBSD's php_fpm, its pools in /usr/local/etc/php-fpm.d/", async () => {
+  const deps = testDeps({
+    fs: fakeFs({
+      dirs: {
+        "/usr/local/etc/rc.d": ["nginx", "php_fpm"],
+        "/usr/local/etc/php-fpm.d": ["www.conf"],
+      },
+      files: {
+        "/usr/local/etc/php-fpm.conf": "[global]\ninclude=/usr/local/etc/php-fpm.d/*.conf\n",
+        "/usr/local/etc/php-fpm.d/www.conf":
+          "[www]\nlisten = 127.0.0.1:9000\npm = dynamic\npm.max_children = 5\n",
+      },
+    }),
+    host: fakeHost(0, {}, "freebsd"),
+  });
+  assert.equal(await run(["discover"], deps), 0);
+  const text = deps.out.join("");
+  assert.match(
+    text,
+    /^php_fpm: processes php-fpm, pid file \/var\/run\/php-fpm\.pid, config \/usr\/local\/etc\/php-fpm\.conf\n/,
+  );
+  assert.match(text, /\n {2}www +127\.0\.0\.1:9000 +dynamic\/5 +- +- +- +-\n/);
+  deps.out.length = 0;
+  assert.equal(await run(["discover", "--config"], deps), 0);
+  const toml = deps.out.join("");
+  assert.match(
+    toml,
+    /# add "ping\.path = \/ping" to \[www\] in \/usr\/local\/etc\/php-fpm\.d\/www\.conf/,
+  );
+  const file = parseConfigFile("freebsd.toml", toml);
+  assert.ok(!Array.isArray(file), Array.isArray(file) ? file.join("\n") : "");
+  assert.equal(file.target[0]?.service, "php_fpm");
+  assert.equal(file.target[0]?.url, "http://127.0.0.1:8889/php-heartbeat.php", "no ping: nginx");
 });

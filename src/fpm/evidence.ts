@@ -18,6 +18,8 @@ export interface ProcessInfo {
   cpuSeconds: number;
   rssKb: number;
   ageSeconds: number;
+  /** The pool a worker serves, from its title ("php-fpm: pool www"); absent for the master. */
+  pool?: string | undefined;
 }
 
 /** Everything known about the pool at the moment of the restart. */
@@ -67,7 +69,8 @@ export async function listProcesses(
   masterPid: number | null,
   timeoutMs: number,
 ): Promise<ProcessInfo[]> {
-  const args = ["-o", "pid=,ppid=,pgid=,stat=,time=,rss=,etimes=", "-C", name];
+  // the title last: php-fpm names each worker's pool in it ("php-fpm: pool www")
+  const args = ["-o", "pid=,ppid=,pgid=,stat=,time=,rss=,etimes=,args=", "-C", name];
   const r = await deps.runner.run(tools.ps, args, { timeoutMs }).catch(() => null);
   if (r === null) return [];
   const out: ProcessInfo[] = [];
@@ -82,11 +85,18 @@ export async function listProcesses(
       cpuSeconds: parseCpuTime(f[4] ?? ""),
       rssKb: Number(f[5]),
       ageSeconds: Number(f[6]),
+      ...poolOfTitle(f.slice(7).join(" ")),
     };
     if (!(info.pid > 0) || (masterPid !== null && info.pgid !== masterPid)) continue;
     out.push(info);
   }
   return out;
+}
+
+/** The pool in a worker's process title ("php-fpm: pool www"); none for the master. */
+function poolOfTitle(title: string): { pool?: string } {
+  const m = /^php-fpm: pool (\S+)/.exec(title);
+  return m === null ? {} : { pool: m[1]! };
 }
 
 function lastLines(text: string): string[] {

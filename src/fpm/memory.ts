@@ -11,6 +11,11 @@ export interface PoolMemory {
   /** The largest worker (the master excluded): what pm.max_children multiplies. */
   largestKb: number;
   workers: number;
+  /**
+   * Each pool's workers, by the pool their title names, when a master serves several pools
+   * (empty when the titles name none, or one pool only).
+   */
+  byPool: Record<string, { sumKb: number; largestKb: number; workers: number }>;
 }
 
 /** Thresholds of the memory warnings in KiB; 0 turns one off. */
@@ -25,10 +30,21 @@ export function poolMemory(
   masterPid: number | null,
 ): PoolMemory {
   const workers = processes.filter((p) => masterPid === null ? p.ppid !== 1 : p.ppid === masterPid);
+  const byPool: PoolMemory["byPool"] = {};
+  for (const w of workers) {
+    if (w.pool === undefined) continue;
+    const was = byPool[w.pool] ?? { sumKb: 0, largestKb: 0, workers: 0 };
+    byPool[w.pool] = {
+      sumKb: was.sumKb + w.rssKb,
+      largestKb: Math.max(was.largestKb, w.rssKb),
+      workers: was.workers + 1,
+    };
+  }
   return {
     sumKb: processes.reduce((sum, p) => sum + p.rssKb, 0),
     largestKb: Math.max(0, ...workers.map((p) => p.rssKb)),
     workers: workers.length,
+    byPool: Object.keys(byPool).length > 1 ? byPool : {},
   };
 }
 
@@ -38,21 +54,31 @@ const mb = (kb: number) => `${Math.round(kb / 1024)} MB`;
 export function memoryWarnings(
   m: PoolMemory,
   limits: MemoryLimits,
-): { kind: "pool_memory" | "worker_memory"; message: string }[] {
-  const out: { kind: "pool_memory" | "worker_memory"; message: string }[] = [];
-  if (limits.poolKb > 0 && m.sumKb > limits.poolKb) {
-    out.push({
-      kind: "pool_memory",
-      message: `the pool's processes hold ${mb(m.sumKb)} resident (limit ${
-        mb(limits.poolKb)
-      }, ${m.workers} workers)`,
-    });
-  }
-  if (limits.workerKb > 0 && m.largestKb > limits.workerKb) {
-    out.push({
-      kind: "worker_memory",
-      message: `a worker holds ${mb(m.largestKb)} resident (limit ${mb(limits.workerKb)})`,
-    });
+): { kind: string; message: string }[] {
+  const out: { kind: string; message: string }[] = [];
+  // with several pools each is held to the limits on its own, and named
+  const pools = Object.keys(m.byPool).length > 0
+    ? Object.entries(m.byPool).map(([name, p]) => ({ ...p, name }))
+    : [{ ...m, name: null }];
+  for (const p of pools) {
+    const which = p.name === null ? "the pool's" : `pool ${p.name}'s`;
+    const kind = (k: string) => p.name === null ? k : `${k} ${p.name}`;
+    if (limits.poolKb > 0 && p.sumKb > limits.poolKb) {
+      out.push({
+        kind: kind("pool_memory"),
+        message: `${which} processes hold ${mb(p.sumKb)} resident (limit ${
+          mb(limits.poolKb)
+        }, ${p.workers} workers)`,
+      });
+    }
+    if (limits.workerKb > 0 && p.largestKb > limits.workerKb) {
+      out.push({
+        kind: kind("worker_memory"),
+        message: `a worker${p.name === null ? "" : ` of pool ${p.name}`} holds ${
+          mb(p.largestKb)
+        } resident (limit ${mb(limits.workerKb)})`,
+      });
+    }
   }
   return out;
 }

@@ -68,6 +68,8 @@ const evidenceSchema = v.object({
     cpuSeconds: num,
     rssKb: num,
     ageSeconds: num,
+    // added with per-pool memory: records written before lack it
+    pool: v.optional(str),
   })),
   configFile: orNull(str),
   settings: orNull(settingsSchema),

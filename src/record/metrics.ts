@@ -30,8 +30,15 @@ export interface Counters {
     slowRequests: number;
     acceptedConn: number;
   } | null;
-  /** The pool's resident memory at the last process read (KiB), or null. */
-  poolMemory: { sumKb: number; largestKb: number } | null;
+  /**
+   * The pool's resident memory at the last process read (KiB), or null; `byPool`: each pool's
+   * workers when the master serves several.
+   */
+  poolMemory: {
+    sumKb: number;
+    largestKb: number;
+    byPool?: Record<string, { sumKb: number; largestKb: number }> | undefined;
+  } | null;
   /**
    * With several pools: each pool's last probe (answered or not), and the kills of its stuck
    * workers while another pool answered, by result.
@@ -251,8 +258,16 @@ function memoryFamilies(targets: readonly { name: string; counters: Counters }[]
   };
   for (const { name: target, counters: c } of targets) {
     if (c.poolMemory === null) continue;
-    sum.values.push({ value: c.poolMemory.sumKb * 1024, labels: { target } });
-    largest.values.push({ value: c.poolMemory.largestKb * 1024, labels: { target } });
+    const pools = Object.entries(c.poolMemory.byPool ?? {});
+    if (pools.length === 0) {
+      sum.values.push({ value: c.poolMemory.sumKb * 1024, labels: { target } });
+      largest.values.push({ value: c.poolMemory.largestKb * 1024, labels: { target } });
+    }
+    // a master of several pools: each pool's workers (the master's own few MB in none)
+    for (const [pool, m] of pools) {
+      sum.values.push({ value: m.sumKb * 1024, labels: { target, pool } });
+      largest.values.push({ value: m.largestKb * 1024, labels: { target, pool } });
+    }
   }
   return [sum, largest];
 }

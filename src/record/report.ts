@@ -30,6 +30,11 @@ export interface Report {
   byPool: Record<string, number>;
   /** Incidents in which the OOM killer ended php-fpm processes. */
   oomDeaths: number;
+  /**
+   * The workers' resident memory in the incidents' evidence, by `target/pool` (each worker's pool
+   * from its title, else the incident's): the largest and the average, in KiB.
+   */
+  memoryByPool: Record<string, { largestKb: number; averageKb: number; workers: number }>;
   /** Failed starts by the first error of php-fpm's configuration test. */
   cannotStart: Record<string, number>;
   byCause: Record<string, number>;
@@ -282,6 +287,7 @@ export function buildReport(
     restartsFailed: incidents.filter((i) => i.restart !== null && !i.restart.ok).length,
     cannotStart: cannotStartOf(incidents),
     oomDeaths: incidents.filter((i) => (i.oomKills?.length ?? 0) > 0).length,
+    memoryByPool: memoryByPool(incidents),
     byPool: incidents.reduce((by, i) => {
       if (i.poolName !== undefined) count(by, `${i.target}/${i.poolName}`);
       return by;
@@ -294,6 +300,29 @@ export function buildReport(
     hints: hintsOf(incidents, stuck),
     skipped,
   };
+}
+
+/** The workers' memory in the evidence, by `target/pool`. */
+function memoryByPool(incidents: readonly IncidentRecord[]): Report["memoryByPool"] {
+  const seen = new Map<string, { largestKb: number; sumKb: number; workers: number }>();
+  for (const i of incidents) {
+    for (const p of i.evidence.processes.filter((p) => p.ppid !== 1)) {
+      const key = `${i.target}/${p.pool ?? i.poolName ?? "-"}`;
+      const was = seen.get(key) ?? { largestKb: 0, sumKb: 0, workers: 0 };
+      seen.set(key, {
+        largestKb: Math.max(was.largestKb, p.rssKb),
+        sumKb: was.sumKb + p.rssKb,
+        workers: was.workers + 1,
+      });
+    }
+  }
+  return Object.fromEntries(
+    [...seen].map(([key, m]) => [key, {
+      largestKb: m.largestKb,
+      averageKb: Math.round(m.sumKb / m.workers),
+      workers: m.workers,
+    }]),
+  );
 }
 
 /** Why starts failed, by php-fpm's first configuration error, as incidents recorded it. */
@@ -324,6 +353,16 @@ export function renderReport(r: Report): string {
   if (Object.keys(r.byPool).length > 0) lines.push("", "By pool:", ...table(r.byPool));
   if (r.oomDeaths > 0) {
     lines.push("", `Killed by the kernel's OOM killer: ${r.oomDeaths} incidents`);
+  }
+  const memory = Object.entries(r.memoryByPool);
+  if (memory.length > 0) {
+    const mb = (kb: number) => `${Math.round(kb / 1024)} MB`;
+    lines.push("", "Workers' resident memory at the incidents (ps):");
+    for (const [pool, m] of memory) {
+      lines.push(
+        `  ${pool}: largest ${mb(m.largestKb)}, average ${mb(m.averageKb)} (${m.workers} workers)`,
+      );
+    }
   }
   if (Object.keys(r.cannotStart).length > 0) {
     lines.push(

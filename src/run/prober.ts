@@ -190,13 +190,27 @@ export class Prober {
     const processes = await listProcesses(deps, cfg.tools, target.fpm.processName, master, 2000);
     if (processes.length === 0) return;
     const m = poolMemory(processes, master);
+    const byPool = Object.fromEntries(
+      Object.entries(m.byPool).map((
+        [name, p],
+      ) => [name, { sumKb: p.sumKb, largestKb: p.largestKb }]),
+    );
     memory.counters = {
       ...memory.counters,
-      poolMemory: { sumKb: m.sumKb, largestKb: m.largestKb },
+      poolMemory: {
+        sumKb: m.sumKb,
+        largestKb: m.largestKb,
+        ...(Object.keys(byPool).length === 0 ? {} : { byPool }),
+      },
     };
     for (const warning of memoryWarnings(m, target.memoryWarn)) {
       this.warnOnce(warning, [
         `Processes: ${processes.length}, the largest worker ${Math.round(m.largestKb / 1024)} MB`,
+        ...Object.entries(m.byPool).map(([name, p]) =>
+          `  pool ${name}: ${p.workers} workers, ${Math.round(p.sumKb / 1024)} MB, the largest ${
+            Math.round(p.largestKb / 1024)
+          } MB`
+        ),
         "Nothing was restarted: this is an early warning.",
       ]);
     }

@@ -109,7 +109,13 @@ const stateSchema = v.object({
       })),
       // added with the memory warnings: counters saved before lack it
       poolMemory: v.optional(
-        v.nullable(v.object({ sumKb: v.number(), largestKb: v.number() })),
+        v.nullable(v.object({
+          sumKb: v.number(),
+          largestKb: v.number(),
+          byPool: v.optional(
+            v.record(v.string(), v.object({ sumKb: v.number(), largestKb: v.number() })),
+          ),
+        })),
         null,
       ),
       // added with per-pool handling: counters saved before lack it

@@ -190,6 +190,11 @@ Deno.test({
         incidents[0]!.evidence.status?.workers.some((w) => w.script === SLEEP),
         "the evidence is the exhausted pool's status: its workers on the stuck script",
       );
+      const pools = new Set(incidents[0]!.evidence.processes.map((p) => p.pool));
+      assert.ok(
+        pools.has("discover") && pools.has("discover-b") && pools.has("www"),
+        `each worker's pool from its title: ${[...pools].join(", ")}`,
+      );
 
       // a crash of the whole service: every pool fails, and the service is restarted
       for (const pid of await pids(FPM_PROCESS)) Deno.kill(pid, "SIGKILL");

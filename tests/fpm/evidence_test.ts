@@ -14,10 +14,10 @@ const tools = DEBIAN_TOOLS;
 
 /** ps -o pid=,ppid=,pgid=,stat=,time=,rss=,etimes= for a master (100), two workers and another pool's. */
 const PS = [
-  "  100     1   100 Ss   00:00:01 20480  3600",
-  "  101   100   100 R    00:01:05 51200   120",
-  "  102   100   100 D    1-02:03:04 49152   120",
-  "  900     1   900 Ss   00:00:00 20000  3600",
+  "  100     1   100 Ss   00:00:01 20480  3600 php-fpm: master process (/etc/php/8.2/fpm/php-fpm.conf)",
+  "  101   100   100 R    00:01:05 51200   120 php-fpm: pool www",
+  "  102   100   100 D    1-02:03:04 49152   120 php-fpm: pool www",
+  "  900     1   900 Ss   00:00:00 20000  3600 php-fpm: master process (/etc/other.conf)",
 ].join("\n");
 
 const files = {
@@ -61,7 +61,7 @@ Deno.test("evidence: status, this pool's processes from ps, settings and log tai
     2000,
   );
   assert.deepEqual(runner.lines(), [
-    "/usr/bin/ps -o pid=,ppid=,pgid=,stat=,time=,rss=,etimes= -C php-fpm8.2",
+    "/usr/bin/ps -o pid=,ppid=,pgid=,stat=,time=,rss=,etimes=,args= -C php-fpm8.2",
   ]);
   assert.equal(e.status?.pool, "x");
   assert.deepEqual(e.processes.map((p) => [p.pid, p.state, p.cpuSeconds, p.rssKb]), [
@@ -69,6 +69,11 @@ Deno.test("evidence: status, this pool's processes from ps, settings and log tai
     [101, "R", 65, 51200],
     [102, "D", 93_784, 49152],
   ], "the other master's process group is left out");
+  assert.deepEqual(
+    e.processes.map((p) => p.pool),
+    [undefined, "www", "www"],
+    "each worker's pool from its title; the master serves none",
+  );
   assert.equal(e.settings?.maxChildren, 2);
   assert.equal(e.configFile, "/etc/php/8.2/fpm/php-fpm.conf");
   assert.deepEqual(e.slowlog.length, 3);

@@ -54,6 +54,24 @@ Deno.test("metrics: probes by verdict and answer, a latency histogram, restarts,
     f.get("php_relaunch_pool_largest_worker_bytes")?.metrics[0]?.value,
     "307200",
   );
+  // a master of several pools: each pool's workers, labelled with the pool
+  const several = {
+    ...c,
+    poolMemory: {
+      sumKb: 1000,
+      largestKb: 300,
+      byPool: { www: { sumKb: 400, largestKb: 300 }, shop: { sumKb: 500, largestKb: 250 } },
+    },
+  };
+  const byPool = families(await renderMetrics([{ name: "web", counters: several }]));
+  assert.deepEqual(
+    byPool.get("php_relaunch_pool_resident_bytes")?.metrics.map((m) => [m.labels, m.value]),
+    [[{ target: "web", pool: "www" }, "409600"], [{ target: "web", pool: "shop" }, "512000"]],
+  );
+  assert.deepEqual(
+    byPool.get("php_relaunch_pool_largest_worker_bytes")?.metrics.map((m) => m.value),
+    ["307200", "256000"],
+  );
 
   const probes = f.get("php_relaunch_probes_total")!;
   assert.equal(probes.type, "COUNTER");

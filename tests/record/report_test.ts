@@ -98,6 +98,34 @@ Deno.test("report: incidents by pool, where the record names it", () => {
   assert.doesNotMatch(renderReport(buildReport(TEN, NIGHT - HOUR, NIGHT + HOUR)), /By pool/);
 });
 
+Deno.test("report: the workers' memory at the incidents, by pool (each worker's title first)", () => {
+  const shop = incident(NIGHT, {});
+  shop.evidence.processes = shop.evidence.processes.map((p, n) =>
+    p.ppid === 1 ? p : { ...p, pool: n === 1 ? "shop" : "www", rssKb: (n === 1 ? 300 : 40) * 1024 }
+  );
+  const r = buildReport(
+    [shop, { ...incident(NIGHT + HOUR), poolName: "www" }],
+    0,
+    NIGHT + 2 * HOUR,
+  );
+  assert.deepEqual(r.memoryByPool, {
+    "www/shop": { largestKb: 300 * 1024, averageKb: 300 * 1024, workers: 1 },
+    "www/www": {
+      largestKb: 48 * 1024,
+      averageKb: Math.round((4 * 40 + 5 * 48) * 1024 / 9),
+      workers: 9,
+    },
+  });
+  assert.match(
+    renderReport(r),
+    /\nWorkers' resident memory at the incidents \(ps\):\n {2}www\/shop: largest 300 MB, average 300 MB \(1 workers\)\n {2}www\/www: largest 48 MB, average 44 MB \(9 workers\)\n/,
+  );
+  // a record with neither titles nor a pool's name: the target alone
+  assert.deepEqual(Object.keys(buildReport(TEN.slice(0, 1), 0, NIGHT + HOUR).memoryByPool), [
+    "www/-",
+  ]);
+});
+
 Deno.test("report: counts by cause, by rung and by hour of day", () => {
   const r = buildReport(TEN, NIGHT - HOUR, NIGHT + 10 * 24 * HOUR);
   assert.equal(r.incidents, 10);

@@ -229,7 +229,16 @@ async function run(opts: {
       if (!opts.masterGone) rows.unshift("100 100 Ss php-fpm8.2");
       return { stdout: rows.join("\n") };
     }
-    if (call.cmd.endsWith("/ps") && call.args.includes("-C")) return { stdout: "" };
+    if (call.cmd.endsWith("/ps") && call.args.includes("-C")) {
+      // the master (20 MB), www's worker (50 MB) and b's (200 MB), each named by its title
+      return {
+        stdout: [
+          "  100     1   100 Ss 00:00:01  20480 600 php-fpm: master process (/etc/php/8.2/fpm/php-fpm.conf)",
+          "  200   100   100 S  00:00:09  51200 500 php-fpm: pool www",
+          "  210   100   100 S  00:00:09 204800 500 php-fpm: pool b",
+        ].join("\n"),
+      };
+    }
     if (call.cmd.endsWith("/ps")) return psAnswer(call);
     if (call.cmd.endsWith("/kill")) {
       for (const pid of call.args.slice(1)) healed.add(Number(pid) >= 210 ? "b" : "www");
@@ -439,4 +448,23 @@ Deno.test("README's [[target.pool]] example is a valid configuration", async () 
   assert.ok(!Array.isArray(file), Array.isArray(file) ? file.join("\n") : "");
   assert.equal(file.target[0]?.pool_name, "shop");
   assert.deepEqual(file.target[0]?.pool?.map((p) => p.name), ["blog"]);
+});
+
+Deno.test("memory by pool: each pool's workers from their titles, each held to the limits", async () => {
+  const config = TWO_POOLS.replace(
+    'mail_to = ["ops@example.com"]',
+    'mail_to = ["ops@example.com"]\nwarn_worker_memory = 100',
+  );
+  const r = await run({ config, runFor: 30, fails: () => false });
+  assert.deepEqual(r.memory.counters.poolMemory, {
+    sumKb: 20480 + 51200 + 204800,
+    largestKb: 204800,
+    byPool: { www: { sumKb: 51200, largestKb: 51200 }, b: { sumKb: 204800, largestKb: 204800 } },
+  });
+  assert.deepEqual(untaggedOrPlain(r.mailer.sent), ["web1 PHP pool warning"]);
+  assert.match(
+    r.mailer.sent[0]!.text,
+    /PHP pool warning: a worker of pool b holds 200 MB resident \(limit 100 MB\)\./,
+  );
+  assert.match(r.mailer.sent[0]!.text, /\n {2}pool b: 1 workers, 200 MB, the largest 200 MB\n/);
 });

@@ -131,19 +131,16 @@ export function afterOverload(state: PoolState, now: number): PoolState {
 }
 
 /**
- * After the service was restarted: every pool's workers are new, so a pool held, or near its
- * kill limit, is judged afresh after the grace period; a run of failures that was told stays
- * told, so that its end is told too.
+ * Forgets a pool's kills and its hold (`reset`, SIGHUP): it is judged afresh; a run of failures
+ * that was told stays told, so that its end is told too.
  */
+export function rearmPool(state: PoolState): PoolState {
+  return { ...state, failures: 0, timeouts: 0, kills: [], heldAt: null };
+}
+
+/** After the service was restarted: every pool's workers are new; rearmed after the grace. */
 export function afterServiceRestart(state: PoolState, now: number, policy: Policy): PoolState {
-  return {
-    ...state,
-    failures: 0,
-    timeouts: 0,
-    kills: [],
-    heldAt: null,
-    graceUntil: now + policy.gracePeriodMs,
-  };
+  return { ...rearmPool(state), graceUntil: now + policy.gracePeriodMs };
 }
 
 /**

@@ -154,16 +154,16 @@ export class PoolKeeper {
         "error",
         `${labelOf(p.result)} PHP pool ${name} still failing after ${
           d.state!.kills.length
-        } kills of its stuck workers in ${
+        } attempts to kill its stuck workers in ${
           seconds(policy.restartWindowMs)
-        }; nothing more is done while pool ${
+        } (max_restarts); nothing more is done until it answers while pool ${
           serving.join(", ")
         } serves (restarting ${this.ctx.target.fpm.service} would interrupt it).`,
         "PHP pool given up",
         [
           ...this.teller.probeDetails(p.result, p.pool.url),
           `Failing since ${new Date(d.state!.failingSince!).toISOString()}`,
-          "Look at the pool's slow log and its scripts; php-relaunch reset starts killing again.",
+          "Look at the pool's slow log and its scripts; php-relaunch reset (or SIGHUP) starts again.",
         ],
         null,
       );

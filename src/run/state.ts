@@ -12,7 +12,7 @@ import { freshState, incidentId, rearm, type TargetState } from "./policy.ts";
 import type { Verdict } from "../probe/result.ts";
 import type { Fs } from "../shared/deps.ts";
 import { type Counters, freshCounters, LATENCY_BUCKETS } from "../record/metrics.ts";
-import type { PoolState } from "./pool_policy.ts";
+import { type PoolState, rearmPool } from "./pool_policy.ts";
 
 const count = v.pipe(v.number(), v.integer(), v.minValue(0));
 
@@ -214,10 +214,16 @@ export async function storedTargets(fs: Pick<Fs, "listDir">, stateDir: string): 
     .sort();
 }
 
-/** Forgets the stored target's giving up and restart history (SIGHUP, `reset`). */
+/**
+ * Forgets the stored target's giving up and restart history, and its pools' kills and holds
+ * (SIGHUP, `reset`).
+ */
 export async function rearmStored(store: StateStore): Promise<void> {
   const memory = await store.load();
-  await store.save({ ...memory, state: rearm(memory.state) });
+  const pools = Object.fromEntries(
+    Object.entries(memory.pools).map(([name, p]) => [name, rearmPool(p)]),
+  );
+  await store.save({ ...memory, state: rearm(memory.state), pools });
 }
 
 /** A state store that keeps nothing: for `--once` checks that must not disturb cron runs. */

@@ -45,7 +45,7 @@ export interface TargetStatus {
   lastRestart: { at: string; ok: boolean; cause: string } | null;
   /**
    * With several pools: each pool's last probe, and for one failing while another answered,
-   * since when, the kills of its stuck workers within the window, and whether it is held.
+   * since when, the attempts to kill its stuck workers within the window, and whether it is held.
    */
   pools: {
     name: string;
@@ -171,7 +171,7 @@ export function renderStatus(list: readonly TargetStatus[], now: number): string
       );
     }
     for (const p of t.pools) {
-      const kills = p.kills === 0 ? "" : `; ${p.kills} kills of its stuck workers`;
+      const kills = p.kills === 0 ? "" : `; ${p.kills} attempts to kill its stuck workers`;
       lines.push(
         `  pool ${p.name.padEnd(8)}${
           p.up ? "answering" : `failing${p.failingSince ? ` since ${p.failingSince}` : ""}`

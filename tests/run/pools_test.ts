@@ -367,7 +367,7 @@ Deno.test("a failing pool without a status page: told, never the service restart
   assert.match(r.mailer.sent[0]!.text, /set its status_url to find its stuck workers/);
   assert.match(
     r.mailer.sent[3]!.text,
-    /PHP pool b still failing after 3 kills of its stuck workers in 15 min; nothing more is done while pool www serves/,
+    /PHP pool b still failing after 3 attempts to kill its stuck workers in 15 min \(max_restarts\); nothing more is done until it answers while pool www serves/,
   );
   assert.equal(r.memory.state.restarts.length, 0);
 });

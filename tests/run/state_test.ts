@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { freshState } from "../../src/run/policy.ts";
-import { fileStateStore, freshMemory } from "../../src/run/state.ts";
+import { fileStateStore, freshMemory, memoryStateStore, rearmStored } from "../../src/run/state.ts";
 import { freshCounters } from "../../src/record/metrics.ts";
 import { statePath } from "../../src/config/settings.ts";
 import { captureLogs } from "../support/fakes.ts";
@@ -85,6 +85,23 @@ Deno.test("state: a pool's memory that does not parse is forgotten, the rest kep
     assert.deepEqual(loaded.pools, {});
     assert.deepEqual(loaded.state, busy.state);
   });
+});
+
+Deno.test("state: reset and SIGHUP forget a pool's kills and hold, and keep its failure told", async () => {
+  const store = memoryStateStore({
+    ...busy,
+    pools: { "site-b": { ...busy.pools["site-b"], heldAt: 1500, kills: [1200, 1300, 1400] } },
+  });
+  await rearmStored(store);
+  const after = await store.load();
+  assert.deepEqual(after.pools["site-b"], {
+    ...busy.pools["site-b"],
+    failures: 0,
+    timeouts: 0,
+    kills: [],
+    heldAt: null,
+  });
+  assert.equal(after.state.givenUpAt, null, "and the service's giving up, as before");
 });
 
 Deno.test("state: corrupt or unreadable is logged and reset, never a crash", async () => {

@@ -173,7 +173,7 @@ Deno.test("status: each pool of a target with several, a failing one with its ki
   assert.match(text, /\n {2}pool www {5}answering\n/);
   assert.match(
     text,
-    /\n {2}pool shop {4}failing since 2026-11-27T11:58:00\.000Z; 3 kills of its stuck workers; held since 2026-11-27T11:59:30\.000Z/,
+    /\n {2}pool shop {4}failing since 2026-11-27T11:58:00\.000Z; 3 attempts to kill its stuck workers; held since 2026-11-27T11:59:30\.000Z/,
   );
   assert.equal(statusExit([statusOf("web", memory(), policy, null, T)]), 0);
 });

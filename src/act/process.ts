@@ -14,14 +14,21 @@ const MAX_OUTPUT_BYTES = 64 * 1024;
  */
 const DRAIN_AFTER_EXIT_MS = 300;
 
+/**
+ * Reads a stream whole but keeps a bounded part of it: its first {@link MAX_OUTPUT_BYTES}, or
+ * with `tailBytes` its last that many bytes, from the first whole line among them.
+ */
 async function readCapped(
   stream: ReadableStream<Uint8Array>,
   exited: Promise<unknown>,
+  tailBytes?: number,
 ): Promise<string> {
   const reader = stream.getReader();
   const decoder = new TextDecoder();
   let text = "";
   let size = 0;
+  const tail: Uint8Array[] = [];
+  let tailSize = 0;
   let finished = false;
   let timer: ReturnType<typeof setTimeout> | undefined;
   const late = exited.then(() =>
@@ -37,7 +44,14 @@ async function readCapped(
         break;
       }
       if (next.done) break;
-      if (size < MAX_OUTPUT_BYTES) {
+      if (tailBytes !== undefined) {
+        tail.push(next.value);
+        tailSize += next.value.length;
+        // drop whole chunks from the front while the rest still holds the tail
+        while (tail.length > 1 && tailSize - tail[0]!.length >= tailBytes) {
+          tailSize -= tail.shift()!.length;
+        }
+      } else if (size < MAX_OUTPUT_BYTES) {
         text += decoder.decode(next.value.subarray(0, MAX_OUTPUT_BYTES - size), { stream: true });
       }
       size += next.value.length;
@@ -47,7 +61,17 @@ async function readCapped(
     clearTimeout(timer);
     reader.releaseLock();
   }
-  return (text + decoder.decode()).trim();
+  if (tailBytes === undefined) return (text + decoder.decode()).trim();
+  const bytes = new Uint8Array(tailSize);
+  let at = 0;
+  for (const chunk of tail) {
+    bytes.set(chunk, at);
+    at += chunk.length;
+  }
+  const cut = bytes.length > tailBytes;
+  const kept = decoder.decode(bytes.subarray(Math.max(0, bytes.length - tailBytes)));
+  // a tail cut mid-line starts at the next line
+  return (cut ? kept.slice(kept.indexOf("\n") + 1) : kept).trim();
 }
 
 function killGroup(pid: number, signal: Deno.Signal): void {
@@ -61,7 +85,7 @@ function killGroup(pid: number, signal: Deno.Signal): void {
 
 /** Runs commands detached in their own process group; on timeout TERM, then KILL, the whole group. */
 export const realRunner: ProcessRunner = {
-  async run(cmd, args, { timeoutMs }): Promise<RunResult> {
+  async run(cmd, args, { timeoutMs, tailBytes }): Promise<RunResult> {
     const child = new Deno.Command(cmd, {
       args: [...args],
       stdin: "null",
@@ -80,7 +104,7 @@ export const realRunner: ProcessRunner = {
     const status = child.status;
     try {
       const [stdout, stderr, result] = await Promise.all([
-        readCapped(child.stdout, status),
+        readCapped(child.stdout, status, tailBytes),
         readCapped(child.stderr, status),
         status,
       ]);

@@ -15,6 +15,11 @@ export interface OomKill {
   at: number | null;
 }
 
+/** A kill as the kernel log says it, with the memory cgroup the process was in when it says. */
+export interface KernelKill extends OomKill {
+  memcg: string | null;
+}
+
 /** Where the kernel log is read from, in order. */
 export interface KernelLogTools {
   journalctl: string | null;
@@ -28,6 +33,15 @@ const KERN_LOG = "/var/log/kern.log";
 
 const KILLED =
   /(?:Out of memory|Memory cgroup out of memory): Killed process (\d+) \(([^)]+)\)(.*)$/;
+/** The line before a kill: the memory cgroup the killed task was in (Linux 4.19 and later). */
+const TASK_MEMCG = /oom-kill:.*[,:]task_memcg=([^,\s]+),task=[^,]*,pid=(\d+)/;
+
+/** Whose processes a kill may be: the service (its systemd unit) and its master's pid. */
+export interface PoolOwner {
+  service: string;
+  /** The pool's master before the failure (from its pid file, or as last seen). */
+  masters: readonly number[];
+}
 
 const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 
@@ -61,17 +75,43 @@ export function parseOomKills(
   processName: string,
   since: number,
   now = since,
-): OomKill[] {
-  const kills: OomKill[] = [];
+): KernelKill[] {
+  const kills: KernelKill[] = [];
+  const memcgs = new Map<number, string>();
   for (const line of text.split("\n")) {
+    const c = TASK_MEMCG.exec(line);
+    if (c !== null) memcgs.set(Number(c[2]), c[1]!);
     const m = KILLED.exec(line);
     if (m === null || m[2] !== processName) continue;
     const at = timeOf(line, now);
     if (at !== null && at < since) continue;
     const kb = (key: string) => Number(new RegExp(`${key}:(\\d+)kB`).exec(m[3]!)?.[1] ?? 0);
-    kills.push({ pid: Number(m[1]), rssKb: kb("anon-rss") + kb("file-rss") + kb("shmem-rss"), at });
+    const pid = Number(m[1]);
+    kills.push({
+      pid,
+      rssKb: kb("anon-rss") + kb("file-rss") + kb("shmem-rss"),
+      at,
+      memcg: memcgs.get(pid) ?? null,
+    });
   }
   return kills;
+}
+
+/**
+ * The kills that are the pool's, not another master's of the same binary (two php8.2-fpm
+ * instances): a kill in a memory cgroup of its own counts only when that cgroup is the service's
+ * systemd unit, or the one the pool's master was killed in. A kill with no cgroup named, or in
+ * the root one (the whole host short of memory), counts by the process name alone.
+ */
+export function poolKills(kills: readonly KernelKill[], owner: PoolOwner): OomKill[] {
+  const masters = new Set(owner.masters);
+  const masterCgroups = new Set(
+    kills.filter((k) => masters.has(k.pid) && k.memcg !== null).map((k) => k.memcg),
+  );
+  return kills.filter((k) =>
+    masters.has(k.pid) || k.memcg === null || k.memcg === "/" ||
+    k.memcg.endsWith(`/${owner.service}.service`) || masterCgroups.has(k.memcg)
+  ).map(({ pid, rssKb, at }) => ({ pid, rssKb, at }));
 }
 
 /** Memory for people: "1.9 GiB", "512 MiB". */
@@ -92,7 +132,11 @@ async function kernelLog(
 ): Promise<string> {
   const run = async (cmd: string, args: string[]) => {
     try {
-      const r = await deps.runner.run(cmd, args, { timeoutMs: LOG_TIMEOUT_MS });
+      // the newest lines are the log's end: keep as much of it as of kern.log
+      const r = await deps.runner.run(cmd, args, {
+        timeoutMs: LOG_TIMEOUT_MS,
+        tailBytes: KERN_LOG_TAIL,
+      });
       return r.code === 0 ? r.stdout : null;
     } catch {
       return null;
@@ -113,9 +157,11 @@ async function kernelLog(
 /** The OOM kills of the pool's processes since `since`, from whatever kernel log can be read. */
 export async function findOomKills(
   processName: string,
+  owner: PoolOwner,
   since: number,
   tools: KernelLogTools,
   deps: { runner: ProcessRunner; fs: Pick<Fs, "readTail">; clock: { now(): number } },
 ): Promise<OomKill[]> {
-  return parseOomKills(await kernelLog(since, tools, deps), processName, since, deps.clock.now());
+  const text = await kernelLog(since, tools, deps);
+  return poolKills(parseOomKills(text, processName, since, deps.clock.now()), owner);
 }

@@ -126,6 +126,8 @@ export class Responder {
         service: target.fpm.service,
       });
       const since = memory.state.incident?.since ?? memory.state.failingSince ?? deps.clock.now();
+      // the master that failed, for the kernel's word on its pool below
+      const failed = await readPidFile(deps.fs, target.pidFile);
       const evidence = await poolEvidence(this.ctx, mainPool(target));
       const reports = await this.relaunchAll(evidence, rungsFor(first, target.rungs, retry));
       // the master we started, so that one started by someone else later is told apart
@@ -137,7 +139,11 @@ export class Responder {
         : await testFpmConfig(target.fpm.processName, target.fpmConfig, deps);
       const cannotStart = test?.ok === false ? test : null;
       // the kernel's word on what ended the pool's processes, from a minute before the failure
-      const oom = await findOomKills(target.fpm.processName, since - OOM_LOOKBACK_MS, {
+      const owner = {
+        service: target.fpm.service,
+        masters: [failed, memory.state.masterPid].filter((pid) => pid !== null),
+      };
+      const oom = await findOomKills(target.fpm.processName, owner, since - OOM_LOOKBACK_MS, {
         journalctl: cfg.init === "systemd" ? cfg.tools.journalctl : null,
         dmesg: cfg.tools.dmesg,
       }, deps);

@@ -26,12 +26,22 @@ export interface RunResult {
 }
 
 /** Runs an external program from an argument array (never through a shell). */
+/** How a command is run: its deadline, and how much of a long output is kept. */
+export interface RunOptions {
+  timeoutMs: number;
+  /**
+   * Keep the last this many bytes of stdout (from a line's start) instead of its first 64 KiB:
+   * for logs, whose newest lines are at the end.
+   */
+  tailBytes?: number;
+}
+
 export interface ProcessRunner {
   /**
    * Runs `cmd` (an absolute path) with `args`, killing it and its process group after `timeoutMs`.
    * @throws {Deno.errors.NotFound} when `cmd` does not exist; other spawn errors unchanged.
    */
-  run(cmd: string, args: readonly string[], opts: { timeoutMs: number }): Promise<RunResult>;
+  run(cmd: string, args: readonly string[], opts: RunOptions): Promise<RunResult>;
 }
 
 /** An HTTP answer, its body read in full (bounded) under the same deadline as the request. */

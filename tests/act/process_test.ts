@@ -55,3 +55,23 @@ Deno.test("runner: a daemon that keeps our pipes open does not hold us up", asyn
     if (daemon > 0) Deno.kill(daemon, "SIGKILL");
   }
 });
+
+Deno.test("runner: a long output keeps its first 64 KiB, or with tailBytes its last lines", async () => {
+  // 100000 lines, about 575 KiB
+  const head = await realRunner.run("/usr/bin/seq", ["1", "100000"], { timeoutMs: 10_000 });
+  assert.ok(head.stdout.startsWith("1\n2\n3\n"));
+  assert.ok(head.stdout.length <= 64 * 1024);
+  const tail = await realRunner.run("/usr/bin/seq", ["1", "100000"], {
+    timeoutMs: 10_000,
+    tailBytes: 1000,
+  });
+  const lines = tail.stdout.split("\n");
+  assert.equal(lines.at(-1), "100000", "the newest line kept");
+  assert.ok(tail.stdout.length <= 1000);
+  assert.equal(Number(lines[0]) + lines.length - 1, 100000, "whole lines, from a line's start");
+  const short = await realRunner.run("/usr/bin/seq", ["1", "3"], {
+    timeoutMs: 5000,
+    tailBytes: 1000,
+  });
+  assert.equal(short.stdout, "1\n2\n3", "a short output whole");
+});

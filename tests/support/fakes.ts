@@ -14,6 +14,7 @@ import type {
   Mailer,
   MailRoute,
   ProcessRunner,
+  RunOptions,
   RunResult,
 } from "../../src/shared/deps.ts";
 import { MAX_TEXT_FILE } from "../../src/shared/deps.ts";
@@ -143,6 +144,8 @@ export interface RunCall {
   cmd: string;
   args: string[];
   timeoutMs: number;
+  /** Set when the caller keeps only the output's end. */
+  tailBytes?: number;
 }
 
 /** A process runner that answers from `respond` and records every argv. */
@@ -151,8 +154,13 @@ export class FakeRunner implements ProcessRunner {
   constructor(
     private readonly respond: (call: RunCall, index: number) => Partial<RunResult> | Error,
   ) {}
-  run(cmd: string, args: readonly string[], opts: { timeoutMs: number }): Promise<RunResult> {
-    const call = { cmd, args: [...args], timeoutMs: opts.timeoutMs };
+  run(cmd: string, args: readonly string[], opts: RunOptions): Promise<RunResult> {
+    const call = {
+      cmd,
+      args: [...args],
+      timeoutMs: opts.timeoutMs,
+      ...(opts.tailBytes === undefined ? {} : { tailBytes: opts.tailBytes }),
+    };
     this.calls.push(call);
     const r = this.respond(call, this.calls.length - 1);
     if (r instanceof Error) return Promise.reject(r);

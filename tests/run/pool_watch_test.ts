@@ -4,14 +4,7 @@
  * the thresholds kept when the status page has never answered.
  */
 import assert from "node:assert/strict";
-import { memoryPauses } from "../../src/run/pause.ts";
-import { parseCommandLine } from "../../src/cli.ts";
-import { loadConfig } from "../../src/config/load.ts";
 import type { FcgiTarget, HttpGet } from "../../src/shared/deps.ts";
-import { memoryIncidentLog } from "../../src/record/incidents.ts";
-import { memoryOutbox } from "../../src/alert/outbox.ts";
-import { watchRun } from "../../src/run/cron.ts";
-import { memoryStateStore } from "../../src/run/state.ts";
 import {
   captureLogs,
   debianFs,
@@ -20,13 +13,13 @@ import {
   FakeRunner,
   type FcgiStep,
   fetchErrors,
-  memoryLocks,
   psAnswer,
   scriptedFcgi,
   testDeps,
   untagged,
 } from "../support/fakes.ts";
 import { statusJson, statusOf } from "../support/pool.ts";
+import { cronRun } from "../support/cron_run.ts";
 
 const CONFIG = `
 [defaults]
@@ -106,23 +99,7 @@ async function run(opts: {
       executables: opts.ss ? ["/usr/bin/ss"] : [],
     }),
   });
-  const { mode, raw } = parseCommandLine([
-    "--config",
-    "/etc/php-relaunch/config.toml",
-    "--run-for",
-    String(opts.runFor ?? 30),
-  ]);
-  const cfg = await loadConfig(mode as "minute", raw, deps);
-  const incidents = memoryIncidentLog();
-  const store = memoryStateStore();
-  const code = await watchRun(cfg, deps, {
-    store,
-    incidents,
-    outbox: memoryOutbox(),
-    lock: memoryLocks(),
-    pauses: memoryPauses(),
-  });
-  const saved = await store.load();
+  const { code, cfg, incidents, memory: saved } = await cronRun(deps, opts.runFor ?? 30);
   return { code, counts, runner, mailer, incidents, clock, actedAtPing, cfg, memory: () => saved };
 }
 

@@ -12,11 +12,8 @@ import { parseConfigFile } from "../../src/config/file.ts";
 import { policyOf } from "../../src/config/policy.ts";
 import { WATCH_DEFAULTS } from "../../src/config/file.ts";
 import type { FcgiTarget } from "../../src/shared/deps.ts";
-import { memoryIncidentLog } from "../../src/record/incidents.ts";
 import { renderMetrics } from "../../src/record/metrics.ts";
-import { memoryOutbox } from "../../src/alert/outbox.ts";
-import { watchRun } from "../../src/run/cron.ts";
-import { freshMemory, type Memory, memoryStateStore } from "../../src/run/state.ts";
+import { freshMemory, type Memory } from "../../src/run/state.ts";
 import { afterKill, decidePool, type PoolState } from "../../src/run/pool_policy.ts";
 import type { ProbeResult } from "../../src/probe/result.ts";
 import {
@@ -26,7 +23,6 @@ import {
   fakeMailer,
   FakeRunner,
   type FcgiStep,
-  memoryLocks,
   psAnswer,
   scriptedFcgi,
   testDeps,
@@ -34,6 +30,7 @@ import {
   untaggedOrPlain,
 } from "../support/fakes.ts";
 import { statusJson, statusOf } from "../support/pool.ts";
+import { cronRun } from "../support/cron_run.ts";
 import { ConfigError } from "../../src/shared/errors.ts";
 
 const policy = policyOf(WATCH_DEFAULTS);
@@ -263,29 +260,17 @@ async function run(opts: {
       },
     }),
   });
-  const { mode, raw } = parseCommandLine([
-    "--config",
-    "/etc/php-relaunch/config.toml",
-    "--run-for",
-    String(opts.runFor ?? 60),
-  ]);
-  const cfg = await loadConfig(mode as "minute", raw, deps);
-  const incidents = memoryIncidentLog();
-  const store = memoryStateStore(opts.memory);
   const pauses = memoryPauses();
   if (opts.pausedForMs) {
     const at = clock.now();
     pauses.items.set("web", { at, until: at + opts.pausedForMs, by: "alice", reason: "deploy" });
   }
-  const code = await watchRun(cfg, deps, {
-    store,
-    incidents,
-    outbox: memoryOutbox(),
-    lock: memoryLocks(),
+  const { code, incidents, memory } = await cronRun(deps, opts.runFor ?? 60, {
+    memory: opts.memory,
     pauses,
   });
   const acts = runner.lines().filter((l) => /\/(kill|pkill|service|systemctl) /.test(l));
-  return { code, acts, mailer, incidents, logs, memory: await store.load(), failedPings };
+  return { code, acts, mailer, incidents, logs, memory, failedPings };
 }
 
 Deno.test("one pool exhausted while the other answers: only its stuck workers killed, no restart", async () => {

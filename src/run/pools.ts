@@ -86,7 +86,7 @@ export class PoolKeeper {
     }
     const { healthy, failing } = splitPools(all);
     if (failing.length === 0) {
-      for (const p of healthy) await this.decide(p, policy, []);
+      for (const p of healthy) await this.decide(p, policy, [], master);
       return { result: main, confirm: false, own: true };
     }
     if (healthy.length === 0) {
@@ -109,7 +109,7 @@ export class PoolKeeper {
     }
     let confirm = false;
     const serving = healthy.map((p) => p.pool.name);
-    for (const p of all) confirm = (await this.decide(p, policy, serving)) || confirm;
+    for (const p of all) confirm = (await this.decide(p, policy, serving, master)) || confirm;
     // the service answers through a pool: that is what its policy sees
     const own = verdictOf(main) === "healthy";
     return { result: own ? main : healthy[0]!.result, confirm, own };
@@ -133,7 +133,12 @@ export class PoolKeeper {
   }
 
   /** Decides for one pool and does it; true when its probe asks for a quick re-probe. */
-  private async decide(p: PoolResult, policy: Policy, serving: string[]): Promise<boolean> {
+  private async decide(
+    p: PoolResult,
+    policy: Policy,
+    serving: string[],
+    master: number | null,
+  ): Promise<boolean> {
     const { memory, deps } = this.ctx;
     const name = p.pool.name;
     const since = memory.pools[name]?.failingSince ?? null;
@@ -168,7 +173,7 @@ export class PoolKeeper {
         null,
       );
     } else if (d.action === "kill_stuck") {
-      const ok = await this.free(p, policy, serving, d.state!.overloadedAt !== null);
+      const ok = await this.free(p, policy, serving, master, d.state!.overloadedAt !== null);
       const kept = memory.pools[name]!;
       this.remember(
         name,
@@ -203,6 +208,7 @@ export class PoolKeeper {
     p: PoolResult,
     policy: Policy,
     serving: string[],
+    master: number | null,
     toldOverloaded: boolean,
   ): Promise<boolean | null> {
     const { ctx } = this;
@@ -227,7 +233,7 @@ export class PoolKeeper {
       );
       return null;
     }
-    const evidence = await poolEvidence(ctx, p.pool);
+    const evidence = await poolEvidence(ctx, p.pool, master);
     const stuck = evidence.status === null
       ? []
       : stuckWorkers(evidence.status, p.pool.stuckAfterMs).map((w) => w.pid);

@@ -60,9 +60,14 @@ export function relaunchContext(ctx: TargetContext): RelaunchContext {
 
 /**
  * What is known of `pool` before it is acted on, within about {@link EVIDENCE_LIMIT_MS}: the
- * status read by the hang check when it is fresh and of this pool, else a new read.
+ * status read by the hang check when it is fresh and of this pool, else a new read; `masterPid`:
+ * the pool's master, as its pid file names it.
  */
-export async function poolEvidence(ctx: TargetContext, pool: PoolProbe): Promise<Evidence> {
+export async function poolEvidence(
+  ctx: TargetContext,
+  pool: PoolProbe,
+  masterPid: number | null,
+): Promise<Evidence> {
   const { target, deps, cfg, lastStatus } = ctx;
   const fresh = lastStatus !== null && deps.clock.now() - lastStatus.at < STATUS_FRESH_MS &&
     typeof lastStatus.status !== "string" && pool.status === target.status;
@@ -70,7 +75,7 @@ export async function poolEvidence(ctx: TargetContext, pool: PoolProbe): Promise
   const source = {
     status: pool.status,
     processName: target.fpm.processName,
-    masterPid: await readPidFile(deps.fs, target.pidFile),
+    masterPid,
     fpmConfig: target.fpmConfig,
     listen: pool.fcgi === null ? null : describeFcgiTarget(pool.fcgi),
     tools: cfg.tools,
@@ -128,7 +133,7 @@ export class Responder {
       const since = memory.state.incident?.since ?? memory.state.failingSince ?? deps.clock.now();
       // the master that failed, for the kernel's word on its pool below
       const failed = await readPidFile(deps.fs, target.pidFile);
-      const evidence = await poolEvidence(this.ctx, mainPool(target));
+      const evidence = await poolEvidence(this.ctx, mainPool(target), failed);
       const reports = await this.relaunchAll(evidence, rungsFor(first, target.rungs, retry));
       // the master we started, so that one started by someone else later is told apart
       const master = await readPidFile(deps.fs, target.pidFile);

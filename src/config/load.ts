@@ -248,6 +248,8 @@ function targetOf(
   place: Place,
 ): Target {
   const name = spec.name ?? fpm.service;
+  // the target's own pool's, and every other pool's that does not give its own
+  const stuckAfterMs = spec.extra.stuck_after || spec.timeoutMs;
   return Object.freeze({
     name,
     url: spec.url,
@@ -268,11 +270,11 @@ function targetOf(
         name: p.name,
         url: p.url,
         ...fcgiSettings(p.url, p.status, p.expect),
-        stuckAfterMs: p.stuckAfterMs || spec.extra.stuck_after || spec.timeoutMs,
+        stuckAfterMs: p.stuckAfterMs || stuckAfterMs,
       })
     )),
     fpmConfig: spec.fpmConfig ?? defaultFpmConfig(fpm.service),
-    stuckAfterMs: spec.extra.stuck_after || spec.timeoutMs,
+    stuckAfterMs,
     warn: Object.freeze({
       listenQueue: spec.extra.warn_listen_queue,
       slowRequests: spec.extra.warn_slow_requests,

@@ -159,6 +159,22 @@ Deno.test("config: [[target.pool]] parsed; names unique; a pool's bad URL named"
       err instanceof ConfigError &&
       err.issues.some((i) => /target "web": pool "b": .*6000/.test(i)),
   );
+  // a pool's own stuck_after, else the target's (here its timeout)
+  const three = TWO_POOLS + `
+[[target.pool]]
+name = "c"
+url = "fcgi+unix:///run/php/c.sock/ping"
+stuck_after = "30s"
+`;
+  const loaded = await loadConfig(
+    mode as "check",
+    raw,
+    testDeps({ fs: debianFs({ files: { "/etc/php-relaunch/config.toml": three } }) }),
+  );
+  const t = loaded.targets[0]!;
+  assert.equal(t.poolName, "www");
+  assert.deepEqual(t.pools.map((p) => [p.name, p.stuckAfterMs]), [["b", 5000], ["c", 30_000]]);
+  assert.equal(t.stuckAfterMs, 5000);
 });
 
 const PONG: FcgiStep = { status: 200, body: "pong", ms: 3 };

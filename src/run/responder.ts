@@ -132,8 +132,8 @@ export class Responder {
       });
       const since = memory.state.incident?.since ?? memory.state.failingSince ?? deps.clock.now();
       // the master that failed, for the kernel's word on its pool below
-      const failed = await readPidFile(deps.fs, target.pidFile);
-      const evidence = await poolEvidence(this.ctx, mainPool(target), failed);
+      const failedMaster = await readPidFile(deps.fs, target.pidFile);
+      const evidence = await poolEvidence(this.ctx, mainPool(target), failedMaster);
       const reports = await this.relaunchAll(evidence, rungsFor(first, target.rungs, retry));
       // the master we started, so that one started by someone else later is told apart
       const master = await readPidFile(deps.fs, target.pidFile);
@@ -146,7 +146,7 @@ export class Responder {
       // the kernel's word on what ended the pool's processes, from a minute before the failure
       const owner = {
         service: target.fpm.service,
-        masters: [failed, memory.state.masterPid].filter((pid) => pid !== null),
+        masters: [failedMaster, memory.state.masterPid].filter((pid) => pid !== null),
       };
       const oom = await findOomKills(target.fpm.processName, owner, since - OOM_LOOKBACK_MS, {
         journalctl: cfg.init === "systemd" ? cfg.tools.journalctl : null,

@@ -59,27 +59,13 @@ const realFs: Fs = {
       throw err;
     }
   },
-  readTextFile: (path, maxBytes = MAX_TEXT_FILE) => readRegularText(path, maxBytes),
-  async readTail(path, maxBytes) {
-    try {
-      using file = await Deno.open(path, { read: true });
-      const size = (await file.stat()).size;
-      const start = Math.max(0, size - maxBytes);
-      await file.seek(start, Deno.SeekMode.Start);
-      const buffer = new Uint8Array(size - start);
-      let at = 0;
-      while (at < buffer.length) {
-        const n = await file.read(buffer.subarray(at));
-        if (n === null) break;
-        at += n;
-      }
-      const text = new TextDecoder().decode(buffer.subarray(0, at));
-      // a cut first line is half a record: drop it
-      return start > 0 ? text.slice(text.indexOf("\n") + 1) : text;
-    } catch {
-      return "";
-    }
-  },
+  readTextFile: (path, maxBytes = MAX_TEXT_FILE) =>
+    readRegularText(path, { maxBytes, follow: true }),
+  readUntrusted: (path, read) => readRegularText(path, read),
+  removeName: (path) =>
+    Deno.remove(path).catch((err) => {
+      if (!(err instanceof Deno.errors.NotFound)) throw err;
+    }),
   async listDir(path) {
     const names: string[] = [];
     try {

@@ -48,7 +48,7 @@ Options:
   --url URI, --timeout S, --mail-to LIST, --restart-cgi
                          the same as the arguments above
   --service NAME         php-fpm service (default: the one installed, e.g. php8.2-fpm)
-  --process-name NAME    its process name for pgrep/pkill (default: from the service,
+  --process-name NAME    its processes' name, as ps shows it (default: from the service,
                          php8.2-fpm -> php-fpm8.2)
   --init SYSTEM          systemd, sysv, openrc or freebsd (default: detected)
   --cgi-service NAME, --cgi-process-name NAME

@@ -6,7 +6,7 @@ export const SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 
 /** How long a TERM'd process group gets before KILL. */
 const KILL_GRACE_MS = 2000;
-/** Output beyond this is dropped: we only quote it in logs. */
+/** Output beyond this is dropped, unless the caller asks for more: we mostly quote it in logs. */
 const MAX_OUTPUT_BYTES = 64 * 1024;
 /**
  * A daemon started by an init script can inherit our pipes and keep them open for its whole
@@ -15,14 +15,15 @@ const MAX_OUTPUT_BYTES = 64 * 1024;
 const DRAIN_AFTER_EXIT_MS = 300;
 
 /**
- * Reads a stream whole but keeps a bounded part of it: its first {@link MAX_OUTPUT_BYTES}, or
- * with `tailBytes` its last that many bytes, from the first whole line among them.
+ * Reads a stream whole but keeps a bounded part of it: its first `maxBytes`, or with `tailBytes`
+ * its last that many bytes, from the first whole line among them. `truncated`: more was said.
  */
 async function readCapped(
   stream: ReadableStream<Uint8Array>,
   exited: Promise<unknown>,
   tailBytes?: number,
-): Promise<string> {
+  maxBytes = MAX_OUTPUT_BYTES,
+): Promise<{ text: string; truncated: boolean }> {
   const reader = stream.getReader();
   const decoder = new TextDecoder();
   let text = "";
@@ -51,8 +52,8 @@ async function readCapped(
         while (tail.length > 1 && tailSize - tail[0]!.length >= tailBytes) {
           tailSize -= tail.shift()!.length;
         }
-      } else if (size < MAX_OUTPUT_BYTES) {
-        text += decoder.decode(next.value.subarray(0, MAX_OUTPUT_BYTES - size), { stream: true });
+      } else if (size < maxBytes) {
+        text += decoder.decode(next.value.subarray(0, maxBytes - size), { stream: true });
       }
       size += next.value.length;
     }
@@ -61,7 +62,9 @@ async function readCapped(
     clearTimeout(timer);
     reader.releaseLock();
   }
-  if (tailBytes === undefined) return (text + decoder.decode()).trim();
+  if (tailBytes === undefined) {
+    return { text: (text + decoder.decode()).trim(), truncated: size > maxBytes };
+  }
   const bytes = new Uint8Array(tailSize);
   let at = 0;
   for (const chunk of tail) {
@@ -71,7 +74,22 @@ async function readCapped(
   const cut = bytes.length > tailBytes;
   const kept = decoder.decode(bytes.subarray(Math.max(0, bytes.length - tailBytes)));
   // a tail cut mid-line starts at the next line
-  return (cut ? kept.slice(kept.indexOf("\n") + 1) : kept).trim();
+  return { text: (cut ? kept.slice(kept.indexOf("\n") + 1) : kept).trim(), truncated: cut };
+}
+
+/**
+ * Writes `bytes` to a child's standard input and closes it. A child that stops reading holds
+ * the write until its deadline kills it; one that exits first breaks the pipe: both are the
+ * exit status's to tell, not an error of their own.
+ */
+async function feed(stream: WritableStream<Uint8Array>, bytes: Uint8Array): Promise<void> {
+  const writer = stream.getWriter();
+  try {
+    await writer.write(bytes);
+    await writer.close();
+  } catch {
+    // the exit status says what happened
+  }
 }
 
 function killGroup(pid: number, signal: Deno.Signal): void {
@@ -85,10 +103,10 @@ function killGroup(pid: number, signal: Deno.Signal): void {
 
 /** Runs commands detached in their own process group; on timeout TERM, then KILL, the whole group. */
 export const realRunner: ProcessRunner = {
-  async run(cmd, args, { timeoutMs, tailBytes }): Promise<RunResult> {
+  async run(cmd, args, { timeoutMs, tailBytes, maxBytes, stdin, signal }): Promise<RunResult> {
     const child = new Deno.Command(cmd, {
       args: [...args],
-      stdin: "null",
+      stdin: stdin === undefined ? "null" : "piped",
       stdout: "piped",
       stderr: "piped",
       detached: true,
@@ -96,22 +114,36 @@ export const realRunner: ProcessRunner = {
     }).spawn();
     let timedOut = false;
     let killTimer: ReturnType<typeof setTimeout> | undefined;
-    const termTimer = setTimeout(() => {
-      timedOut = true;
+    const end = () => {
+      if (killTimer !== undefined) return;
       killGroup(child.pid, "SIGTERM");
       killTimer = setTimeout(() => killGroup(child.pid, "SIGKILL"), KILL_GRACE_MS);
+    };
+    const termTimer = setTimeout(() => {
+      timedOut = true;
+      end();
     }, timeoutMs);
+    signal?.addEventListener("abort", end, { once: true });
     const status = child.status;
     try {
       const [stdout, stderr, result] = await Promise.all([
-        readCapped(child.stdout, status, tailBytes),
+        readCapped(child.stdout, status, tailBytes, maxBytes),
         readCapped(child.stderr, status),
         status,
+        stdin === undefined ? null : feed(child.stdin, stdin),
       ]);
-      return { code: result.code, signal: result.signal, stdout, stderr, timedOut };
+      return {
+        code: result.code,
+        signal: result.signal,
+        stdout: stdout.text,
+        stderr: stderr.text,
+        timedOut,
+        truncated: stdout.truncated,
+      };
     } finally {
       clearTimeout(termTimer);
       clearTimeout(killTimer);
+      signal?.removeEventListener("abort", end);
     }
   },
 };

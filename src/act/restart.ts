@@ -7,12 +7,17 @@
  * heartbeat back: `reload` (SIGUSR2 to the master: graceful), `restart` (through the init system,
  * with a stop timeout), `kill` (SIGKILL of this service's processes, then start: the original's
  * way, because hung or stopped workers can block a polite stop). Only the target's own pool is
- * touched: its master's process group when the pid file names it, else its processes by exact name.
+ * touched: its master (found from root's facts, see master.ts) and that master's process group and
+ * children, each signalled by pid; never every process of a name.
  */
 import type { Clock, Fs, ProcessRunner, RunResult } from "../shared/deps.ts";
 import { describeError } from "../shared/errors.ts";
+import { clip } from "../shared/redact.ts";
 import { logger } from "../shared/log.ts";
-import { type InitSystem, serviceCommands, type ServiceTarget, type Tools } from "./service.ts";
+import { locateMaster, type MasterIdentity, type MasterView, poolOf } from "./master.ts";
+import { clearPidFile, trustsPidFile } from "./pid_file.ts";
+import { type Proc, readProcesses } from "./processes.ts";
+import { type InitSystem, serviceCommands, type Tools } from "./service.ts";
 
 /** The restart ladder's rungs, gentlest first. */
 export const RUNGS = ["kill_stuck", "reload", "restart", "kill"] as const;
@@ -87,111 +92,100 @@ export interface RelaunchContext {
   tools: Tools;
   runner: ProcessRunner;
   clock: Clock;
-  fs: Fs;
+  /** Where the pid file is removed before an init script's start (see pid_file.ts). */
+  fs: Pick<Fs, "removeName">;
   options?: RelaunchOptions;
 }
 
-/** The pool to relaunch: the service, its processes' name, its pid file, the rungs to climb. */
-export interface RelaunchTarget extends ServiceTarget {
-  pidFile: string | null;
+/** A worker the status page showed stuck on one request: the kill_stuck rung's target. */
+export interface StuckWorker {
+  pid: number;
+  /** The pool it serves, as its title must say (`php-fpm: pool www`). */
+  pool: string;
+  /** When it started, as the status page says (ms; 0: not said): a reused pid started later. */
+  startedAt: number;
+}
+
+/** The pool to relaunch: the service and its master, the rungs to climb. */
+export interface RelaunchTarget extends MasterIdentity {
   rungs: readonly Rung[];
+  /** php-fpm's pid file, which the init scripts go by (null: none known). */
+  pidFile: string | null;
+  /**
+   * The master last seen (found by {@link locateMaster}, never read from the pid file): whose
+   * pool the kill rung ends when no master runs any more.
+   */
+  knownMaster: number | null;
   /** Workers the status page shows stuck on one request: the kill_stuck rung's targets. */
-  stuck?: readonly number[];
+  stuck?: readonly StuckWorker[];
   /**
    * Whether the pool has an idle worker, from the status page (null: cannot tell). After
    * kill_stuck, "no" means queued requests took the new workers at once: the next rung acts
    * within a second instead of after a heartbeat timeout.
    */
   poolHasRoom?: () => Promise<boolean | null>;
+  /**
+   * php-cgi, which has no master: its processes are selected by their name, as the original
+   * did. php-fpm's never are.
+   */
+  byName?: boolean;
 }
+
+/** The most of a command's words kept in a step. */
+const MAX_SAID = 300;
 
 function summary(cmd: string, args: readonly string[], r: RunResult): string {
   const how = r.timedOut ? "timed out" : r.signal ? `killed by ${r.signal}` : `exited ${r.code}`;
-  const said = (r.stderr || r.stdout).split("\n")[0] ?? "";
+  // a line of what the command said: the log line, the alert and the state keep it
+  const said = clip((r.stderr || r.stdout).split("\n")[0] ?? "", MAX_SAID);
   return `${[cmd, ...args].join(" ")} ${how}${said ? `: ${said}` : ""}`;
 }
 
-/** The pid a pid file names, or null (no file, not a number). */
-export async function readPidFile(fs: Fs, path: string | null): Promise<number | null> {
-  if (path === null) return null;
-  try {
-    const pid = Number((await fs.readTextFile(path)).trim());
-    return Number.isInteger(pid) && pid > 1 ? pid : null;
-  } catch {
-    return null;
-  }
+/** The service's processes and its master, as they are now. */
+function look(ctx: RelaunchContext, target: RelaunchTarget): Promise<MasterView> {
+  return locateMaster(ctx, target, target.knownMaster);
 }
 
-function masterPid(ctx: RelaunchContext, target: RelaunchTarget): Promise<number | null> {
-  return readPidFile(ctx.fs, target.pidFile);
-}
+/** How far a stuck worker's start may be from the status page's: ps and php-fpm round. */
+const START_SLACK_S = 3;
 
 /**
- * The state letter (R, S, D, T, Z...) of each of `pids` that exists, from ps: Deno's permission
- * model keeps /proc/<pid> for --allow-all, and ps reads the same on Linux and FreeBSD.
+ * The processes the kill rung ends: php-fpm's pool (its master's group and children, the live
+ * master's or else the last one seen), or php-cgi's by name. Null when the table cannot be read.
  */
-async function processStates(
-  ctx: RelaunchContext,
-  pids: readonly number[],
-  opts: RelaunchOptions,
-): Promise<Map<number, string>> {
-  const states = new Map<number, string>();
-  if (pids.length === 0) return states;
-  const args = ["-o", "pid=,stat=", "-p", pids.join(",")];
-  const r = await ctx.runner.run(ctx.tools.ps, args, { timeoutMs: opts.toolTimeoutMs });
-  for (const line of r.stdout.split("\n")) {
-    const [pid, stat] = line.trim().split(/\s+/);
-    if (pid && stat) states.set(Number(pid), stat.charAt(0));
-  }
-  return states;
+function victimsOf(view: MasterView, target: RelaunchTarget): Proc[] | null {
+  if (view.rows === null) return null;
+  if (target.byName) return view.rows.filter((p) => p.state !== "Z");
+  const master = view.live ?? target.knownMaster;
+  return master === null ? [] : poolOf(view.rows, target, master, view.mainPid);
 }
 
-/** A process's state letter, or null when it is gone. */
-async function processState(
-  ctx: RelaunchContext,
-  pid: number,
-  opts: RelaunchOptions,
-): Promise<string | null> {
-  return (await processStates(ctx, [pid], opts)).get(pid) ?? null;
-}
-
-/**
- * pgrep/pkill arguments that select the pool: the master's process group (php-fpm's daemon
- * calls setsid, and workers keep the group even after the master died) and the exact name, so a
- * stale pid file cannot select anything else; by name alone without a pid file.
- */
-function poolSelector(name: string, pid: number | null): string[] {
-  return pid === null ? ["-x", name] : ["-g", String(pid), "-x", name];
-}
-
-/**
- * Counts the pool's live processes (pgrep exits 1 when there are none). Zombies do not count: a
- * killed master whose parent has not reaped it yet is gone for every purpose.
- */
-async function countProcesses(ctx: RelaunchContext, selector: string[], opts: RelaunchOptions) {
-  const r = await ctx.runner.run(ctx.tools.pgrep, selector, { timeoutMs: opts.toolTimeoutMs });
-  if (r.code !== 0 && r.code !== 1) throw new Error(summary(ctx.tools.pgrep, selector, r));
-  if (r.code === 1) return 0;
-  const pids = r.stdout.split("\n").map(Number).filter((n) => n > 0);
-  const states = await processStates(ctx, pids, opts);
-  return [...states.values()].filter((state) => state !== "Z").length;
-}
-
+/** SIGKILL to `victims` by pid, in rounds, until none is left or the rounds run out. */
 async function killAll(
   ctx: RelaunchContext,
-  selector: string[],
+  target: RelaunchTarget,
+  victims: readonly Proc[],
   opts: RelaunchOptions,
 ): Promise<{ killed: number; survivors: number }> {
-  const killed = await countProcesses(ctx, selector, opts);
-  let survivors = killed;
-  for (let round = 0; round < opts.killRounds && survivors > 0; round++) {
-    const args = ["-KILL", ...selector];
-    const r = await ctx.runner.run(ctx.tools.pkill, args, { timeoutMs: opts.toolTimeoutMs });
-    if (r.code > 1) throw new Error(summary(ctx.tools.pkill, args, r));
+  // the same processes each round: a pid that now leads another group is not one of them
+  const same = (p: Proc) => victims.some((v) => v.pid === p.pid && v.pgid === p.pgid);
+  let left = [...victims];
+  for (let round = 0; round < opts.killRounds && left.length > 0; round++) {
+    const args = ["-KILL", ...left.map((p) => String(p.pid))];
+    const r = await ctx.runner.run(ctx.tools.kill, args, { timeoutMs: opts.toolTimeoutMs });
+    // 1: some were gone already
+    if (r.code > 1) throw new Error(summary(ctx.tools.kill, args, r));
     await ctx.clock.sleep(opts.killPollMs);
-    survivors = await countProcesses(ctx, selector, opts);
+    const rows = await readProcesses(
+      ctx.runner,
+      ctx.tools.ps,
+      target.processName,
+      opts.toolTimeoutMs,
+    );
+    if (rows === null) break;
+    left = rows.filter((p) => p.state !== "Z" && same(p));
   }
-  return { killed, survivors };
+  return { killed: victims.length, survivors: left.length };
 }
 
 /** Re-probes until healthy or `limitMs` (by default `startTimeoutMs`) has passed. */
@@ -209,28 +203,34 @@ async function healthyWithin(
   }
 }
 
-type RungResult = { ok: boolean; step: string; attempts?: number; killed?: number };
+/** What one rung did; a string: why it was skipped. */
+type RungResult = { ok: boolean; step: string; attempts?: number; killed?: number } | string;
 
 /**
  * SIGKILL to the workers stuck on one request, nothing else: the master starts new ones at once
- * and every other request goes on. Each pid is checked with ps first (still a process of this
- * pool's master and name), so a pid reused since the status page was read is never hit.
+ * and every other request goes on. Each pid is checked with ps just before: a worker of the
+ * master found now, titled with the pool the status page named, started when the status page
+ * said; a pid reused since, or one a forged status page names, is never hit.
  */
 async function killStuckRung(
   target: RelaunchTarget,
   ctx: RelaunchContext,
   verify: () => Promise<boolean>,
   opts: RelaunchOptions,
-): Promise<RungResult | null> {
-  const pid = await masterPid(ctx, target);
+): Promise<RungResult> {
   const stuck = target.stuck ?? [];
-  if (pid === null || stuck.length === 0) return null;
-  const args = ["-o", "pid=,pgid=,comm=", "-p", stuck.join(",")];
-  const r = await ctx.runner.run(ctx.tools.ps, args, { timeoutMs: opts.toolTimeoutMs });
-  const ours = r.stdout.split("\n").map((line) => line.trim().split(/\s+/)).filter((f) =>
-    f.length === 3 && Number(f[1]) === pid && f[2] === target.processName && Number(f[0]) !== pid
-  ).map((f) => f[0]!);
-  if (ours.length === 0) return null;
+  if (stuck.length === 0) return "no stuck worker known";
+  const { live, rows } = await look(ctx, target);
+  if (live === null || rows === null) return "no master of this service found";
+  const now = ctx.clock.now() / 1000;
+  const ours = stuck.filter((w) =>
+    rows.some((p) =>
+      p.pid === w.pid && p.ppid === live && p.pgid === live && p.state !== "Z" &&
+      p.title === `php-fpm: pool ${w.pool}` &&
+      (w.startedAt === 0 || Math.abs(now - p.ageSeconds - w.startedAt / 1000) <= START_SLACK_S)
+    )
+  ).map((w) => String(w.pid));
+  if (ours.length === 0) return "none of the stuck workers is still this master's";
   const killArgs = ["-KILL", ...ours];
   const k = await ctx.runner.run(ctx.tools.kill, killArgs, { timeoutMs: opts.toolTimeoutMs });
   if (k.code !== 0) return { ok: false, step: summary(ctx.tools.kill, killArgs, k) };
@@ -259,64 +259,135 @@ async function reloadRung(
   ctx: RelaunchContext,
   verify: () => Promise<boolean>,
   opts: RelaunchOptions,
-): Promise<RungResult | null> {
-  const pid = await masterPid(ctx, target);
-  const state = pid === null ? null : await processState(ctx, pid, opts);
+): Promise<RungResult> {
+  const { live, rows } = await look(ctx, target);
+  const state = rows?.find((p) => p.pid === live)?.state;
   // a dead or stopped (SIGSTOP) master cannot act on a signal: no use waiting for it
-  if (pid === null || state === null || state === "T" || state === "Z") return null;
-  const args = ["-USR2", "-g", String(pid), "-o", "-x", target.processName];
-  const r = await ctx.runner.run(ctx.tools.pkill, args, { timeoutMs: opts.toolTimeoutMs });
-  if (r.code !== 0) return { ok: false, step: summary(ctx.tools.pkill, args, r) };
-  return { ok: await healthyWithin(ctx, verify, opts), step: `SIGUSR2 to master ${pid}` };
+  if (live === null || state === undefined || state === "T") return "master gone or stopped";
+  const args = ["-USR2", String(live)];
+  const r = await ctx.runner.run(ctx.tools.kill, args, { timeoutMs: opts.toolTimeoutMs });
+  if (r.code !== 0) return { ok: false, step: summary(ctx.tools.kill, args, r) };
+  return { ok: await healthyWithin(ctx, verify, opts), step: `SIGUSR2 to master ${live}` };
 }
 
-/** `restart` through the init system, its stop bounded by `startTimeoutMs`. */
+/**
+ * `restart`: with systemd, `systemctl restart` (systemd knows the unit's main process). With an
+ * init script, whose stop signals whatever the pid file names (www-data's, on Debian), the master
+ * found is stopped by pid (SIGQUIT, php-fpm's graceful stop; what is left after the stop timeout
+ * gets SIGKILL), the pid file is cleared, and the init system starts php-fpm.
+ */
 async function restartRung(
   target: RelaunchTarget,
   ctx: RelaunchContext,
   verify: () => Promise<boolean>,
   opts: RelaunchOptions,
-): Promise<RungResult | null> {
-  const pid = await masterPid(ctx, target);
+): Promise<RungResult> {
+  const view = await look(ctx, target);
+  const { live, rows } = view;
   // a stopped master would hold the init script's stop until its timeout
-  if (pid !== null && (await processState(ctx, pid, opts)) === "T") return null;
+  if (live !== null && rows?.find((p) => p.pid === live)?.state === "T") return "master stopped";
+  const commands = serviceCommands(ctx.init, ctx.tools, target.service);
   let last = "";
-  for (const [cmd, args] of serviceCommands(ctx.init, ctx.tools, target.service).restart) {
-    const r = await ctx.runner.run(cmd, args, { timeoutMs: opts.startTimeoutMs });
-    last = summary(cmd, args, r);
+  if (trustsPidFile(ctx.init)) {
+    const stopped = live === null ? null : await stopMaster(ctx, target, live, view, opts);
+    await clearPidFile(ctx.fs, target.pidFile);
+    for (const [cmd, args] of commands.start) {
+      const r = await ctx.runner.run(cmd, args, { timeoutMs: opts.startTimeoutMs });
+      last = summary(cmd, args, r);
+    }
+    if (stopped !== null) last = `${stopped}; ${last}`;
+  } else {
+    for (const [cmd, args] of commands.restart) {
+      const r = await ctx.runner.run(cmd, args, { timeoutMs: opts.startTimeoutMs });
+      last = summary(cmd, args, r);
+    }
   }
   return { ok: await healthyWithin(ctx, verify, opts), step: last };
 }
 
-/** SIGKILL the pool, then start it, up to `maxAttempts` times, each verified. */
+/**
+ * php-fpm's graceful stop by pid: SIGQUIT to `master`, its pool's end awaited for up to
+ * `startTimeoutMs`, then SIGKILL to what is left of it. What was done, for the step.
+ */
+async function stopMaster(
+  ctx: RelaunchContext,
+  target: RelaunchTarget,
+  master: number,
+  view: MasterView,
+  opts: RelaunchOptions,
+): Promise<string> {
+  const pool = victimsOf(view, target) ?? [];
+  const args = ["-QUIT", String(master)];
+  const r = await ctx.runner.run(ctx.tools.kill, args, { timeoutMs: opts.toolTimeoutMs });
+  if (r.code > 1) throw new Error(summary(ctx.tools.kill, args, r));
+  const same = (p: Proc) => pool.some((v) => v.pid === p.pid && v.pgid === p.pgid);
+  const until = ctx.clock.now() + opts.startTimeoutMs;
+  let left = pool;
+  while (left.length > 0 && ctx.clock.now() + opts.killPollMs <= until) {
+    await ctx.clock.sleep(opts.killPollMs);
+    const rows = await readProcesses(
+      ctx.runner,
+      ctx.tools.ps,
+      target.processName,
+      opts.toolTimeoutMs,
+    );
+    if (rows === null) break;
+    left = rows.filter((p) => p.state !== "Z" && same(p));
+  }
+  if (left.length === 0) return `SIGQUIT to master ${master}`;
+  const { survivors } = await killAll(ctx, target, left, opts);
+  return `SIGQUIT to master ${master}, then SIGKILL to ${left.length} left${
+    survivors > 0 ? ` (${survivors} survived)` : ""
+  }`;
+}
+
+/**
+ * SIGKILL the pool, then start it, up to `maxAttempts` times, each verified: a master of the
+ * service runs (php-cgi: a process of its name) and the heartbeat answers.
+ */
 async function killRung(
   target: RelaunchTarget,
   ctx: RelaunchContext,
   verify: () => Promise<boolean>,
   opts: RelaunchOptions,
 ): Promise<RungResult> {
-  const selector = poolSelector(target.processName, await masterPid(ctx, target));
-  const { killed, survivors } = await killAll(ctx, selector, opts);
+  const victims = victimsOf(await look(ctx, target), target);
+  const { killed, survivors } = victims === null
+    ? { killed: 0, survivors: 0 }
+    : await killAll(ctx, target, victims, opts);
+  if (victims === null) {
+    logger.warn(
+      "Cannot read the process table: no {name} process of {service} killed; starting it.",
+      {
+        name: target.processName,
+        service: target.service,
+      },
+    );
+  }
   if (survivors > 0) {
     logger.warn("{survivors} {name} processes survived SIGKILL; starting anyway.", {
       survivors,
       name: target.processName,
     });
   }
-  const byName = ["-x", target.processName];
   let step = "";
   for (let attempt = 1; attempt <= opts.maxAttempts; attempt++) {
+    // the master is gone: a pid file naming another process must not turn the start away
+    if (trustsPidFile(ctx.init)) await clearPidFile(ctx.fs, target.pidFile);
     for (const [cmd, args] of serviceCommands(ctx.init, ctx.tools, target.service).start) {
       const r = await ctx.runner.run(cmd, args, { timeoutMs: opts.startTimeoutMs });
       step = summary(cmd, args, r);
       logger.debug("Attempt {attempt}: {result}", { attempt, result: step });
     }
-    // the new master has a new pid: look for the service's processes by name
-    const running = await countProcesses(ctx, byName, opts);
-    if (running > 0 && await verify()) return { ok: true, step, attempts: attempt, killed };
-    step = running === 0
-      ? `no ${target.processName} process after ${step}`
-      : `${target.processName} runs but the heartbeat is still failing`;
+    // the new master has a new pid: it is found by what it is
+    const after = await look(ctx, { ...target, knownMaster: null });
+    const running = target.byName
+      ? (after.rows ?? []).some((p) => p.state !== "Z")
+      : after.candidates > 0;
+    if (running && await verify()) return { ok: true, step, attempts: attempt, killed };
+    step = running
+      ? `${target.processName} runs but the heartbeat is still failing`
+      : `no ${target.processName} ${target.byName ? "process" : "master"} after ${step}`;
     if (attempt < opts.maxAttempts) await ctx.clock.sleep(opts.retryDelayMs);
     else return { ok: false, step, attempts: attempt, killed };
     if (outOfTime(ctx, opts)) {
@@ -333,7 +404,7 @@ const RUNG: Record<
     c: RelaunchContext,
     v: () => Promise<boolean>,
     o: RelaunchOptions,
-  ) => Promise<RungResult | null>
+  ) => Promise<RungResult>
 > = { "kill_stuck": killStuckRung, reload: reloadRung, restart: restartRung, kill: killRung };
 
 /**
@@ -362,8 +433,8 @@ export async function relaunch(
         break;
       }
       const result = await RUNG[rung](target, ctx, verify, opts);
-      if (result === null) {
-        const why = rung === "kill_stuck" ? "no stuck worker known" : "master gone or stopped";
+      if (typeof result === "string") {
+        const why = result;
         report.steps.push(`${rung}: skipped (${why})`);
         logger.debug("Rung {rung} skipped: {why}.", { rung, why });
         continue;

@@ -12,10 +12,9 @@ export interface Tools {
   service: string | null;
   systemctl: string | null;
   rcService: string | null;
-  pgrep: string;
-  pkill: string;
+  /** The process table: what the kernel says of each php-fpm process. */
   ps: string;
-  /** procps' or the base system's kill, for single workers (Deno.kill needs every run right). */
+  /** procps' or the base system's kill, to signal processes by pid (Deno.kill needs every run right). */
   kill: string;
   /** iproute2's ss, for a unix socket's accept queue (Linux only; null: not there). */
   ss: string | null;
@@ -27,7 +26,7 @@ export interface Tools {
 /** One service we may relaunch: its name for the init system and its processes' name. */
 export interface ServiceTarget {
   service: string;
-  /** The kernel's process name (comm) of the master and workers, for `pgrep -x`/`pkill -x`. */
+  /** The kernel's process name (comm) of the master and workers, for `ps -C`. */
   processName: string;
 }
 
@@ -96,8 +95,6 @@ export const TOOL_PROGRAMS = [
   "service",
   "systemctl",
   "rc-service",
-  "pgrep",
-  "pkill",
   "ps",
   "kill",
   "ss",
@@ -110,14 +107,13 @@ export async function findTools(
   fs: Fs,
   init: InitSystem,
 ): Promise<{ tools: Tools; missing: string[] }> {
-  const [service, systemctl, rcService, pgrep, pkill, ps, kill, ss, journalctl, dmesg] =
-    await Promise.all(TOOL_PROGRAMS.map((name) => findTool(fs, name)));
+  const [service, systemctl, rcService, ps, kill, ss, journalctl, dmesg] = await Promise.all(
+    TOOL_PROGRAMS.map((name) => findTool(fs, name)),
+  );
   const tools = {
     service: service ?? null,
     systemctl: systemctl ?? null,
     rcService: rcService ?? null,
-    pgrep: pgrep ?? "",
-    pkill: pkill ?? "",
     ps: ps ?? "",
     kill: kill ?? "",
     ss: ss ?? null,
@@ -127,8 +123,6 @@ export async function findTools(
   const missing: string[] = [];
   const initTool = INIT_TOOL[init];
   if (tools[initTool] === null) missing.push(TOOL_NAME[initTool]);
-  if (!pgrep) missing.push("pgrep");
-  if (!pkill) missing.push("pkill");
   if (!ps) missing.push("ps");
   if (!kill) missing.push("kill");
   return { tools, missing };

@@ -8,7 +8,7 @@ import type { Mail } from "../shared/deps.ts";
 import { describeError } from "../shared/errors.ts";
 import { tryLock } from "../shared/lock.ts";
 import { logger } from "../shared/log.ts";
-import { writeFileAtomic } from "../shared/safe_file.ts";
+import { readRegularText, writeFileAtomic } from "../shared/safe_file.ts";
 import { parseJsonWith, timestamp } from "../shared/schema.ts";
 
 /**
@@ -116,7 +116,10 @@ export function parseQueued(json: string): QueuedDelivery | string {
   return parseJsonWith(queuedSchema, json, "not JSON (a syntax error)");
 }
 
-/** At most this many queued deliveries; the oldest go first beyond it. */
+/** The largest queued delivery read: an alert is a few KiB. */
+const MAX_QUEUED_FILE = 1024 * 1024;
+
+/** At most this many queued deliveries; beyond it, in {@link dropOrder}. */
 export const OUTBOX_MAX_ITEMS = 200;
 /** A delivery still failing after this long is dropped (and logged). */
 export const OUTBOX_MAX_AGE_MS = 2 * 86_400_000;
@@ -144,7 +147,10 @@ export function fileOutbox(dir: string): Outbox {
       }
       const out: { id: string; item: QueuedDelivery }[] = [];
       for (const id of ids.sort((a, b) => parseInt(a) - parseInt(b) || a.localeCompare(b))) {
-        const item = await Deno.readTextFile(pathOf(id)).then(parseQueued, describeError);
+        const item = await readRegularText(pathOf(id), MAX_QUEUED_FILE).then(
+          parseQueued,
+          describeError,
+        );
         if (typeof item !== "string") {
           out.push({ id, item });
           continue;
@@ -181,8 +187,39 @@ export function memoryOutbox(): Outbox & { items: Map<string, QueuedDelivery> } 
   };
 }
 
-/** What a delivery attempt does: the real channels, or fakes. */
-export type Deliver = (delivery: Delivery) => Promise<void>;
+/** What a delivery attempt does: the real channels, or fakes; `signal` ends it. */
+export type Deliver = (delivery: Delivery, signal: AbortSignal) => Promise<void>;
+
+/** The incident a delivery belongs to, or null (an early warning, a pool's alert). */
+export function incidentOf(d: Delivery): string | null {
+  if (d.channel === "webhook") return d.body.incident_id ?? null;
+  if (d.channel === "alertmanager") return d.alerts[0]?.labels["incident"] ?? null;
+  return / #(\d{8}-\d{6}-\d{3})\]$/.exec(d.mail.subject)?.[1] ?? null;
+}
+
+/**
+ * The order in which queued deliveries are dropped when there are too many: first an incident's
+ * alerts between its first and its last (of each channel), then alerts of no incident, then the
+ * rest; the oldest first within each. An incident's first alert says what happened, its last how
+ * it stands: the repeats between them are what can go.
+ */
+export function dropOrder(queued: readonly { id: string; item: QueuedDelivery }[]): string[] {
+  const byIncident = new Map<string, string[]>();
+  for (const { id, item } of queued) {
+    const incident = incidentOf(item.delivery);
+    if (incident === null) continue;
+    const key = `${item.delivery.channel} ${incident}`;
+    byIncident.set(key, [...(byIncident.get(key) ?? []), id]);
+  }
+  const rank = (id: string, item: QueuedDelivery): number => {
+    const incident = incidentOf(item.delivery);
+    if (incident === null) return 1;
+    const ids = byIncident.get(`${item.delivery.channel} ${incident}`)!;
+    return id === ids[0] || id === ids.at(-1) ? 2 : 0;
+  };
+  return queued.map(({ id, item }, at) => ({ id, rank: rank(id, item), at }))
+    .sort((a, b) => a.rank - b.rank || a.at - b.at).map((x) => x.id);
+}
 
 function describeDelivery(d: Delivery): string {
   if (d.channel === "mail") return `mail "${d.mail.subject}" to ${d.mail.to.join(",")}`;
@@ -192,17 +229,26 @@ function describeDelivery(d: Delivery): string {
 
 /**
  * Retries every queued delivery once: delivered ones leave the queue, failing ones stay with one
- * more attempt, and ones older than {@link OUTBOX_MAX_AGE_MS} or beyond
- * {@link OUTBOX_MAX_ITEMS} are dropped with an error in the log. Never throws.
+ * more attempt, and ones older than {@link OUTBOX_MAX_AGE_MS} or beyond {@link OUTBOX_MAX_ITEMS}
+ * (in {@link dropOrder}) are dropped with an error in the log. Stops between deliveries, and
+ * ends the one under way, when `signal` aborts: the rest waits for the next retry. Never throws.
  */
-export async function retryOutbox(outbox: Outbox, deliver: Deliver, now: number): Promise<void> {
+export async function retryOutbox(
+  outbox: Outbox,
+  deliver: Deliver,
+  now: number,
+  signal: AbortSignal = new AbortController().signal,
+): Promise<void> {
   try {
     await outbox.exclusive(async () => {
       const queued = await outbox.list();
-      const excess = Math.max(0, queued.length - OUTBOX_MAX_ITEMS);
-      for (const [i, { id, item }] of queued.entries()) {
+      const excess = new Set(
+        dropOrder(queued).slice(0, Math.max(0, queued.length - OUTBOX_MAX_ITEMS)),
+      );
+      for (const { id, item } of queued) {
+        if (signal.aborted) return;
         const what = describeDelivery(item.delivery);
-        if (i < excess || now - item.queuedAt > OUTBOX_MAX_AGE_MS) {
+        if (excess.has(id) || now - item.queuedAt > OUTBOX_MAX_AGE_MS) {
           logger.error(
             "Dropping {what}, queued since {since}, after {attempts} attempts: {error}",
             {
@@ -216,7 +262,7 @@ export async function retryOutbox(outbox: Outbox, deliver: Deliver, now: number)
           continue;
         }
         try {
-          await deliver(item.delivery);
+          await deliver(item.delivery, signal);
           await outbox.remove(id);
           logger.info("Delivered {what}, queued since {since}.", {
             what,

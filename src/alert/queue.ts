@@ -18,8 +18,12 @@ import {
 } from "./outbox.ts";
 import { escapeControl, webhookName } from "../shared/redact.ts";
 
-/** How long a webhook or Alertmanager may take. */
-const WEBHOOK_TIMEOUT_MS = 10_000;
+/**
+ * The most one delivery may take, end to end, on any channel: a mail server that sends a line
+ * every few seconds never trips SMTP's timeouts, which are per step. What is not delivered by
+ * then goes to the outbox.
+ */
+export const DELIVERY_LIMIT_MS = 20_000;
 
 /**
  * A firing alert tells Alertmanager it ends by itself this long after it was sent, unless it is
@@ -149,8 +153,11 @@ export function deliveriesOf(given: Alert, s: AlertSettings, now: number): Deliv
     out.push({
       channel: "webhook",
       body: {
-        // Slack, Mattermost and Rocket.Chat show `text`; other receivers have the fields
-        text: `*${subject}*\n${alert.line}\n${alert.details.join("\n")}`,
+        // Slack, Mattermost and Rocket.Chat show `text`, as mrkdwn: a request URI or a script
+        // name echoed in it could ping a channel or disguise a link; the fields stay exact
+        text: `*${slackText(subject)}*\n${slackText(alert.line)}\n${
+          alert.details.map(slackText).join("\n")
+        }`,
         host: s.hostname,
         subject,
         line: alert.line,
@@ -167,6 +174,15 @@ export function deliveriesOf(given: Alert, s: AlertSettings, now: number): Deliv
   return out;
 }
 
+/**
+ * `text` as Slack's mrkdwn shows it literally: `&`, `<` and `>` escaped as Slack asks (`<!channel>`
+ * and `<https://…|label>` are its mentions and links), and `*`, `_`, `~` and backquotes left as
+ * they are inside what is escaped.
+ */
+export function slackText(text: string): string {
+  return text.replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;");
+}
+
 /** Where Alertmanager takes alerts, below its base URL (which may have a path prefix). */
 export function alertmanagerEndpoint(base: URL): URL {
   return new URL(`${base.pathname.replace(/\/+$/, "")}/api/v2/alerts`, base);
@@ -181,33 +197,59 @@ export interface ChannelSettings {
 
 /**
  * The real channels: mail by its route, webhooks and Alertmanager by POST to the URLs configured
- * now (a queued alert goes where the configuration says at retry time, or nowhere).
+ * now (a queued alert goes where the configuration says at retry time, or nowhere). Each delivery
+ * ends within {@link DELIVERY_LIMIT_MS}, or when `signal` aborts, whatever the channel does.
  */
 export function channels(
   deps: Pick<Deps, "mailer" | "webhookPost">,
   to: ChannelSettings,
+  limitMs = DELIVERY_LIMIT_MS,
 ): Deliver {
-  return async (d) => {
-    if (d.channel === "mail") return await deps.mailer(d.mail, to.mail);
+  const deliver: Deliver = async (d, signal) => {
+    if (d.channel === "mail") return await deps.mailer(d.mail, to.mail, signal);
     const [url, body, what] = d.channel === "webhook"
       ? [to.webhook, d.body, "the webhook"]
       : [to.alertmanager && alertmanagerEndpoint(to.alertmanager), d.alerts, "Alertmanager"];
     if (url === null) throw new Undeliverable(`no ${d.channel} is configured any more`);
-    const status = await deps.webhookPost(
-      url,
-      JSON.stringify(body),
-      AbortSignal.timeout(WEBHOOK_TIMEOUT_MS),
-    );
+    const status = await deps.webhookPost(url, JSON.stringify(body), signal);
     if (status < 200 || status > 299) throw new Error(`${what} answered HTTP ${status}`);
+  };
+  return (d, signal) => {
+    const limited = AbortSignal.any([signal, AbortSignal.timeout(limitMs)]);
+    return untilAborted(deliver(d, limited), limited, limitMs);
   };
 }
 
 /**
- * Sends alerts in the background and waits for them only when the run ends. A failed delivery
- * is logged and queued in the outbox, never thrown.
+ * `work`, or its signal's reason as soon as it aborts: a channel that ignores the signal cannot
+ * hold the caller (what it still does is ended by the signal where it can be).
+ */
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal, limitMs: number): Promise<T> {
+  if (signal.aborted) return Promise.reject(abortReason(signal, limitMs));
+  let onAbort = () => {};
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(abortReason(signal, limitMs));
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+  return Promise.race([work, aborted]).finally(() => signal.removeEventListener("abort", onAbort));
+}
+
+/** Why a delivery was ended, in words for the outbox and the log. */
+function abortReason(signal: AbortSignal, limitMs: number): Error {
+  const reason = signal.reason;
+  return reason instanceof DOMException && reason.name === "TimeoutError"
+    ? new Error(`not delivered within ${limitMs / 1000} s`)
+    : new Error("not delivered before php-relaunch stopped");
+}
+
+/**
+ * Sends alerts in the background; a failed delivery is logged and queued in the outbox, never
+ * thrown. Each delivery ends within {@link DELIVERY_LIMIT_MS}; {@link AlertQueue.flush} waits
+ * for them, or ends those still under way after a grace and queues them.
  */
 export class AlertQueue {
-  readonly #pending: Promise<void>[] = [];
+  readonly #pending = new Set<Promise<void>>();
+  readonly #stop = new AbortController();
 
   constructor(
     private readonly deliver: Deliver,
@@ -216,10 +258,16 @@ export class AlertQueue {
     private readonly now: () => number,
   ) {}
 
+  /** True when no delivery is under way. */
+  get idle(): boolean {
+    return this.#pending.size === 0;
+  }
+
   /** Queues `alert` for every channel; does nothing when there are none. */
   send(alert: Alert): void {
     for (const delivery of deliveriesOf(alert, this.settings, this.now())) {
-      this.#pending.push(this.#attempt(delivery));
+      const attempt = this.#attempt(delivery).finally(() => this.#pending.delete(attempt));
+      this.#pending.add(attempt);
     }
   }
 
@@ -233,7 +281,9 @@ export class AlertQueue {
 
   async #attempt(delivery: Delivery): Promise<void> {
     try {
-      await this.deliver(delivery);
+      // whatever the channel does with the signal, a stop ends the wait for it
+      const stop = this.#stop.signal;
+      await untilAborted(this.deliver(delivery, stop), stop, DELIVERY_LIMIT_MS);
       logger.debug("{what}: delivered.", { what: this.#describe(delivery) });
     } catch (err) {
       const error = describeError(err);
@@ -249,8 +299,20 @@ export class AlertQueue {
     }
   }
 
-  /** Waits for every delivery to be done, or failed and queued. */
-  async flush(): Promise<void> {
-    await Promise.all(this.#pending.splice(0));
+  /**
+   * Waits for every delivery to be done, or failed and queued: each within its own limit, or,
+   * with `graceMs` (stopping), at most that long before those still under way are ended and
+   * queued for the next run.
+   */
+  async flush(graceMs?: number): Promise<void> {
+    const all = () => Promise.all([...this.#pending]).then(() => {});
+    if (graceMs === undefined) return await all();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<void>((resolve) => timer = setTimeout(resolve, graceMs));
+    await Promise.race([all(), late]);
+    clearTimeout(timer);
+    this.#stop.abort();
+    // ended, they are queued in the outbox: a moment's file write
+    await all();
   }
 }

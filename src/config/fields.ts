@@ -87,7 +87,7 @@ const portField = (name: string) =>
 
 const nameField = (name: string) =>
   transform(v.string(), (value, ctx) => {
-    // a service or process name is passed as one argument to service/pgrep: keep it plain
+    // a service or process name is passed as one argument to service/ps: keep it plain
     if (!/^[A-Za-z0-9][A-Za-z0-9@._+-]{0,63}$/.test(value)) {
       return custom(
         ctx,

@@ -6,7 +6,7 @@
  */
 import { detectInit, findTools, type InitSystem, SEARCH_DIRS, type Tools } from "../act/service.ts";
 import type { ServiceTarget } from "../act/service.ts";
-import { defaultFpmConfig, defaultPidFile } from "../fpm/config.ts";
+import { defaultPidFile, fpmConfigOf } from "../fpm/config.ts";
 import { discoverFpm } from "../fpm/discover.ts";
 import { discoveryToml } from "./discovered.ts";
 import { describeFcgiTarget, fcgiTargetOf, isFcgiUrl } from "../probe/fcgi.ts";
@@ -223,9 +223,9 @@ async function resolveTargets(
       }
       cgi = found;
     }
-    targets.push(
-      targetOf(spec, fpm, cgi, s.lockFile ?? lockPath(place.lockDir ?? "", fpm.service), place),
-    );
+    const fpmConfig = spec.fpmConfig ?? await fpmConfigOf(deps.fs, fpm.service);
+    const lockFile = s.lockFile ?? lockPath(place.lockDir ?? "", fpm.service);
+    targets.push(targetOf(spec, { ...fpm, fpmConfig }, cgi, lockFile, place));
   }
   const byService = new Map<string, string>();
   for (const t of targets) {
@@ -242,7 +242,7 @@ async function resolveTargets(
 
 function targetOf(
   spec: TargetSpec,
-  fpm: ServiceTarget,
+  fpm: ServiceTarget & { fpmConfig: string | null },
   cgi: ServiceTarget | null,
   lockFile: string,
   place: Place,
@@ -257,7 +257,7 @@ function targetOf(
     policy: Object.freeze(spec.policy),
     rungs: Object.freeze([...spec.rungs]),
     startTimeoutMs: spec.startTimeoutMs,
-    fpm: Object.freeze(fpm),
+    fpm: Object.freeze({ service: fpm.service, processName: fpm.processName }),
     cgi: cgi && Object.freeze(cgi),
     pidFile: spec.pidFile ?? defaultPidFile(fpm.service),
     mailTo: Object.freeze([...spec.mailTo]),
@@ -273,7 +273,7 @@ function targetOf(
         stuckAfterMs: p.stuckAfterMs || stuckAfterMs,
       })
     )),
-    fpmConfig: spec.fpmConfig ?? defaultFpmConfig(fpm.service),
+    fpmConfig: fpm.fpmConfig,
     stuckAfterMs,
     warn: Object.freeze({
       listenQueue: spec.extra.warn_listen_queue,

@@ -33,8 +33,8 @@ export function permissionProblems(
 
 /**
  * Why the paths a run writes cannot be used, each a sentence: a symbolic link anywhere in one, a
- * lock or state folder (or lock file) that another user made or can write, a state file that is
- * not a file, a state folder that is not a folder. Checked before anything is created.
+ * log, lock or state folder (or lock file) that another user made or can write, a state file that
+ * is not a file, a state folder that is not a folder. Checked before anything is created.
  */
 export async function pathProblems(
   deps: Deps,
@@ -70,8 +70,13 @@ export async function pathProblems(
       refuse(what, path, `it is not a ${kind === "folder" ? "folder" : "regular file"}`);
     }
   };
-  if (await checkLinks("log file", paths.logFile)) {
-    await checkKind("log file", paths.logFile!, "file");
+  // the log's folder as the state's: another user who can write in it could swap the log for a
+  // pipe (a run that never ends) or a link (root creating a file wherever it points)
+  if (
+    paths.logFile !== null && await checkLinks("log file", paths.logFile) &&
+    await checkPrivate("log folder", dirname(paths.logFile), "folder")
+  ) {
+    await checkKind("log file", paths.logFile, "file");
   }
   await checkLinks("metrics file", paths.metricsFile);
   const dir = paths.stateDir;

@@ -3,7 +3,7 @@
  * logs are and the pool settings that explain an outage. Read-only and forgiving: a file that
  * cannot be read leaves its settings out.
  */
-import type { Fs } from "../shared/deps.ts";
+import type { FcgiAddress, Fs } from "../shared/deps.ts";
 
 /** The pool settings that matter when tuning, as written (null when not set). */
 export interface PoolSettings {
@@ -17,6 +17,8 @@ export interface PoolSettings {
   statusListen: string | null;
   pingPath: string | null;
   slowlog: string | null;
+  /** The user its workers run as (`user`), who may own its logs. */
+  user?: string | null;
   /** The file that defines the pool's section, where a setting is to be added. */
   file?: string | null;
 }
@@ -35,6 +37,31 @@ export function defaultFpmConfig(service: string): string | null {
   if (service === "php-fpm") return "/etc/php-fpm.conf";
   if (service === "php_fpm") return "/usr/local/etc/php-fpm.conf";
   return null;
+}
+
+/** The most of a service definition read: init scripts take a few KiB. */
+const MAX_SERVICE_FILE = 256 * 1024;
+
+/**
+ * php-fpm.conf of a service as its definition starts it: a systemd unit's `--fpm-config` (or
+ * `-y`), an init script's `CONFFILE=` (Debian's, and copies of it for more instances), else the
+ * package's default ({@link defaultFpmConfig}). The master's title names the same file.
+ */
+export async function fpmConfigOf(fs: Fs, service: string): Promise<string | null> {
+  const units = ["/etc/systemd/system", "/lib/systemd/system", "/usr/lib/systemd/system"];
+  const scripts = ["/etc/init.d", "/etc/rc.d", "/usr/local/etc/rc.d"];
+  const read = (path: string) => fs.readTextFile(path, MAX_SERVICE_FILE).catch(() => "");
+  for (const dir of units) {
+    const m = /^ExecStart=.*?\s(?:--fpm-config|-y)[= ]\s*(\/\S+)/m.exec(
+      await read(`${dir}/${service}.service`),
+    );
+    if (m !== null) return m[1]!;
+  }
+  for (const dir of scripts) {
+    const m = /^\s*CONFFILE=["']?(\/[^"'\s]+)/m.exec(await read(`${dir}/${service}`));
+    if (m !== null) return m[1]!;
+  }
+  return defaultFpmConfig(service);
 }
 
 /** Where the usual packages keep php-fpm's pid file (Debian, RHEL, FreeBSD). */
@@ -122,6 +149,7 @@ export async function readFpmConfig(fs: Fs, path: string): Promise<FpmConfig | n
       statusListen: get("pm.status_listen"),
       pingPath: get("ping.path"),
       slowlog: get("slowlog"),
+      user: get("user"),
       file: files.get(name) ?? null,
     });
   }
@@ -148,4 +176,28 @@ export function choosePool(
 /** Whether a duration setting of php-fpm ("0", "30s", "5m", "300") is off. */
 export function isOff(value: string | null): boolean {
   return value === null || /^0+[smhd]?$/.test(value.trim());
+}
+
+/** Whether php-fpm's `listen` value (a path, `port`, `host:port`, `[::1]:port`) is `address`. */
+export function listensOn(listen: string, address: FcgiAddress): boolean {
+  if (listen.startsWith("/")) return address.transport === "unix" && address.path === listen;
+  const m = /^(?:(.*):)?(\d+)$/.exec(listen.trim());
+  if (m === null || address.transport !== "tcp" || Number(m[2]) !== address.port) return false;
+  const host = (m[1] ?? "").replace(/^\[(.*)\]$/, "$1");
+  // no host, or a wildcard: every address of the host
+  return host === "" || host === "*" || host === "0.0.0.0" || host === "::" ||
+    host === address.hostname.replace(/^\[(.*)\]$/, "$1");
+}
+
+/**
+ * The pool whose status page answers at `address` (its `pm.status_listen`, or its `listen` when
+ * it serves its status itself), or null when the configuration does not say.
+ */
+export function poolAt(config: FpmConfig, address: FcgiAddress): string | null {
+  const byStatus = config.pools.find((p) => p.statusListen && listensOn(p.statusListen, address));
+  if (byStatus) return byStatus.pool;
+  const byListen = config.pools.find((p) =>
+    p.statusPath && !p.statusListen && p.listen && listensOn(p.listen, address)
+  );
+  return byListen?.pool ?? null;
 }

@@ -5,7 +5,7 @@
  */
 import { findFpmServices, processNameFor } from "../act/service.ts";
 import type { Fs } from "../shared/deps.ts";
-import { defaultFpmConfig, defaultPidFile, type PoolSettings, readFpmConfig } from "./config.ts";
+import { defaultPidFile, fpmConfigOf, type PoolSettings, readFpmConfig } from "./config.ts";
 
 /** One php-fpm service, as found. */
 export interface FoundService {
@@ -23,7 +23,7 @@ export interface FoundService {
 export async function discoverFpm(fs: Fs): Promise<FoundService[]> {
   const services = (await findFpmServices(fs)).sort();
   return await Promise.all(services.map(async (service) => {
-    const configFile = defaultFpmConfig(service);
+    const configFile = await fpmConfigOf(fs, service);
     const config = configFile === null ? null : await readFpmConfig(fs, configFile);
     return {
       service,

@@ -4,9 +4,13 @@
  * in time so that recovery is barely delayed; each part that cannot be had is left empty.
  */
 import type { Deps, FcgiTarget } from "../shared/deps.ts";
-import { choosePool, type FpmConfig, type PoolSettings, readFpmConfig } from "./config.ts";
-import { isBusy, poolLine, type PoolStatus, readStatus } from "./status.ts";
+import { choosePool, type FpmConfig, poolAt, type PoolSettings, readFpmConfig } from "./config.ts";
+import { isBusy, isPoolName, poolLine, type PoolStatus, readStatus } from "./status.ts";
+import { type Proc, readProcesses } from "../act/processes.ts";
 import type { Tools } from "../act/service.ts";
+import { describeError } from "../shared/errors.ts";
+import { clip } from "../shared/redact.ts";
+import { uidOf } from "./accounts.ts";
 
 /** One php-fpm process as ps saw it. */
 export interface ProcessInfo {
@@ -52,55 +56,52 @@ export interface EvidenceSource {
 const LOG_LINES = 40;
 const TAIL_BYTES = 16 * 1024;
 
-/** ps's cumulative CPU time ([[dd-]hh:]mm:ss) in seconds. */
-export function parseCpuTime(text: string): number {
-  const [days, rest] = text.includes("-") ? text.split("-") : ["0", text];
-  const parts = (rest ?? "").split(":").map(Number);
-  let seconds = 0;
-  for (const p of parts) seconds = seconds * 60 + (Number.isFinite(p) ? p : 0);
-  return Number(days) * 86_400 + seconds;
+/**
+ * The processes of `rows` that are the pool's (in the process group of `masterPid` when it is
+ * known), as the evidence keeps them.
+ */
+export function processInfos(rows: readonly Proc[], masterPid: number | null): ProcessInfo[] {
+  return rows.filter((p) => masterPid === null || p.pgid === masterPid).map((p) => ({
+    pid: p.pid,
+    ppid: p.ppid,
+    pgid: p.pgid,
+    state: p.state,
+    cpuSeconds: p.cpuSeconds,
+    rssKb: p.rssKb,
+    ageSeconds: p.ageSeconds,
+    ...poolOfTitle(p.title),
+  }));
 }
 
-/** The processes named `name` (in the master's process group when it is known), from ps. */
-export async function listProcesses(
-  deps: Deps,
-  tools: Tools,
-  name: string,
-  masterPid: number | null,
-  timeoutMs: number,
-): Promise<ProcessInfo[]> {
-  // the title last: php-fpm names each worker's pool in it ("php-fpm: pool www")
-  const args = ["-o", "pid=,ppid=,pgid=,stat=,time=,rss=,etimes=,args=", "-C", name];
-  const r = await deps.runner.run(tools.ps, args, { timeoutMs }).catch(() => null);
-  if (r === null) return [];
-  const out: ProcessInfo[] = [];
-  for (const line of r.stdout.split("\n")) {
-    const f = line.trim().split(/\s+/);
-    if (f.length < 7) continue;
-    const info: ProcessInfo = {
-      pid: Number(f[0]),
-      ppid: Number(f[1]),
-      pgid: Number(f[2]),
-      state: (f[3] ?? "?").charAt(0),
-      cpuSeconds: parseCpuTime(f[4] ?? ""),
-      rssKb: Number(f[5]),
-      ageSeconds: Number(f[6]),
-      ...poolOfTitle(f.slice(7).join(" ")),
-    };
-    if (!(info.pid > 0) || (masterPid !== null && info.pgid !== masterPid)) continue;
-    out.push(info);
-  }
-  return out;
-}
-
-/** The pool in a worker's process title ("php-fpm: pool www"); none for the master. */
+/**
+ * The pool in a worker's process title ("php-fpm: pool www"); none for the master, nor for a
+ * title that names no pool as php-fpm names them (a worker may rewrite its own title).
+ */
 function poolOfTitle(title: string): { pool?: string } {
-  const m = /^php-fpm: pool (\S+)/.exec(title);
-  return m === null ? {} : { pool: m[1]! };
+  const m = /^php-fpm: pool (\S+)$/.exec(title.trimEnd());
+  return m === null || !isPoolName(m[1]!) ? {} : { pool: m[1]! };
 }
+
+/** The most of one log line kept: a line is a record, not a file. */
+const MAX_LINE = 500;
 
 function lastLines(text: string): string[] {
-  return text.split("\n").filter((l) => l.trim() !== "").slice(-LOG_LINES);
+  return text.split("\n").filter((l) => l.trim() !== "").slice(-LOG_LINES).map((l) =>
+    clip(l, MAX_LINE)
+  );
+}
+
+/**
+ * The end of one of the pool's logs, read only as a regular file of root's or the pool user's
+ * (`owners`), never through a link: a site's own log folder is its user's, who could point a
+ * link at a root-only file and have its lines mailed. Why it was not read is its one line.
+ */
+async function logTail(deps: Deps, path: string, owners: readonly number[]): Promise<string> {
+  try {
+    return await deps.fs.readUntrusted(path, { maxBytes: TAIL_BYTES, tail: true, owners });
+  } catch (err) {
+    return err instanceof Deno.errors.NotFound ? "" : `(not read: ${describeError(err)})`;
+  }
 }
 
 /** Waits for `work` at most `ms` of real time (a safety bound, like a probe's); then `fallback`. */
@@ -112,6 +113,26 @@ function within<T>(work: Promise<T>, ms: number, fallback: T): Promise<T> {
       timer = setTimeout(() => resolve(fallback), ms);
     }),
   ]);
+}
+
+/**
+ * The status page's answer, unless php-fpm's configuration says its address is another pool's:
+ * then whoever answered there is not that pool (a unix socket in www-data's /run/php can be
+ * replaced), and its workers are nobody's to kill.
+ */
+function statusOfItsPool(
+  s: PoolStatus,
+  config: FpmConfig | null,
+  source: EvidenceSource,
+): [PoolStatus | null, string | null] {
+  const pool = config === null || source.status === null
+    ? null
+    : poolAt(config, source.status.address);
+  if (pool === null || pool === s.pool) return [s, null];
+  return [
+    null,
+    `the status page names pool "${s.pool}", but its address is pool ${pool}'s in ${source.fpmConfig}: not that pool's answer`,
+  ];
 }
 
 /**
@@ -132,17 +153,22 @@ export async function captureEvidence(
   const config: Promise<FpmConfig | null> = source.fpmConfig === null
     ? Promise.resolve(null)
     : within(readFpmConfig(deps.fs, source.fpmConfig), limitMs, null);
-  const [s, processes, c] = await Promise.all([
+  const [s, rows, c] = await Promise.all([
     status,
-    listProcesses(deps, source.tools, source.processName, source.masterPid, limitMs),
+    readProcesses(deps.runner, source.tools.ps, source.processName, limitMs),
     config,
   ]);
-  const poolStatus = typeof s === "string" ? null : s;
+  const processes = processInfos(rows ?? [], source.masterPid);
+  const [poolStatus, statusError] = typeof s === "string"
+    ? [null, s]
+    : statusOfItsPool(s, c, source);
   const settings = c === null ? null : choosePool(c, poolStatus?.pool ?? null, source.listen);
+  const poolUid = settings?.user ? await uidOf(deps.fs, settings.user) : null;
+  const owners = poolUid === null ? [0] : [0, poolUid];
   const [slowlog, errorLog] = await within(
     Promise.all([
-      settings?.slowlog ? deps.fs.readTail(settings.slowlog, TAIL_BYTES) : "",
-      c?.errorLog?.startsWith("/") ? deps.fs.readTail(c.errorLog, TAIL_BYTES) : "",
+      settings?.slowlog ? logTail(deps, settings.slowlog, owners) : "",
+      c?.errorLog?.startsWith("/") ? logTail(deps, c.errorLog, owners) : "",
     ]),
     limitMs,
     ["", ""],
@@ -150,7 +176,7 @@ export async function captureEvidence(
   return {
     at: deps.clock.now(),
     status: poolStatus,
-    statusError: typeof s === "string" ? s : null,
+    statusError,
     processes,
     configFile: c === null ? null : source.fpmConfig,
     settings,

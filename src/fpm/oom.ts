@@ -128,7 +128,7 @@ export function formatKb(kb: number): string {
 async function kernelLog(
   since: number,
   tools: KernelLogTools,
-  deps: { runner: ProcessRunner; fs: Pick<Fs, "readTail"> },
+  deps: { runner: ProcessRunner; fs: Pick<Fs, "readUntrusted"> },
 ): Promise<string> {
   const run = async (cmd: string, args: string[]) => {
     try {
@@ -148,7 +148,8 @@ async function kernelLog(
     const out = await run(tools.journalctl, args);
     if (out !== null) return out;
   }
-  const kern = await deps.fs.readTail(KERN_LOG, KERN_LOG_TAIL);
+  const kern = await deps.fs.readUntrusted(KERN_LOG, { maxBytes: KERN_LOG_TAIL, tail: true })
+    .catch(() => "");
   if (kern !== "") return kern;
   if (tools.dmesg !== null) return await run(tools.dmesg, ["--time-format", "iso"]) ?? "";
   return "";
@@ -160,7 +161,7 @@ export async function findOomKills(
   owner: PoolOwner,
   since: number,
   tools: KernelLogTools,
-  deps: { runner: ProcessRunner; fs: Pick<Fs, "readTail">; clock: { now(): number } },
+  deps: { runner: ProcessRunner; fs: Pick<Fs, "readUntrusted">; clock: { now(): number } },
 ): Promise<OomKill[]> {
   const text = await kernelLog(since, tools, deps);
   return poolKills(parseOomKills(text, processName, since, deps.clock.now()), owner);

@@ -10,6 +10,7 @@ import * as v from "valibot";
 import { keyPath } from "../shared/schema.ts";
 import type { FcgiGet, FcgiTarget } from "../shared/deps.ts";
 import { describeError } from "../shared/errors.ts";
+import { clip } from "../shared/redact.ts";
 
 /** One worker of the full status. */
 export interface Worker {
@@ -27,6 +28,8 @@ export interface Worker {
   cpu: number;
   /** The last request's peak memory, in bytes. */
   memory: number;
+  /** When the worker started (ms since the epoch; 0: not said), to tell a reused pid. */
+  startedAt?: number;
 }
 
 /** The pool's counters, and its workers when the status was asked in full. */
@@ -45,14 +48,33 @@ export interface PoolStatus {
   workers: Worker[];
 }
 
+/**
+ * A pool's name as php-fpm's configurations write them (`www`, `shop.example.com`, `site_1`):
+ * what is kept from a status page or a process title goes into the state file, metrics and
+ * alerts, so anything longer or stranger is not a pool's name.
+ */
+export function isPoolName(name: string): boolean {
+  return /^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$/.test(name);
+}
+
+/** The most of a text field of the status page kept (a URI, a script's path). */
+export const MAX_STATUS_TEXT = 256;
+/** The most workers of one status page kept: the busiest, for the evidence. */
+export const MAX_STATUS_WORKERS = 512;
+
 // php-fpm's JSON is trusted for its shape, not for every field: a missing or odd one reads as
-// 0 or "-" rather than failing the whole page
+// 0 or "-" rather than failing the whole page. Whoever answers on its socket may not be php-fpm
+// (a unix socket in www-data's /run/php can be replaced): every text is cut to a bound
 const num = v.fallback(v.pipe(v.unknown(), v.transform(Number), v.number()), 0);
-const str = v.fallback(v.pipe(v.unknown(), v.transform(String)), "-");
+const str = v.fallback(
+  v.pipe(v.unknown(), v.transform((x) => clip(String(x), MAX_STATUS_TEXT))),
+  "-",
+);
 
 const workerSchema = v.object({
   pid: v.pipe(v.number(), v.integer(), v.minValue(1)),
   state: str,
+  "start time": num,
   requests: num,
   "request duration": num,
   "request method": str,
@@ -63,7 +85,7 @@ const workerSchema = v.object({
 });
 
 const statusSchema = v.object({
-  pool: v.string(),
+  pool: v.pipe(v.string(), v.check(isPoolName, "not a pool's name")),
   "process manager": str,
   "accepted conn": v.number(),
   "listen queue": num,
@@ -90,6 +112,14 @@ export function parseStatus(text: string): PoolStatus | string {
     return `not php-fpm's status: ${keyPath(r.issues[0].path) || "?"}`;
   }
   const s = r.output;
+  // beyond the bound, the longest-busy: what the evidence and the kill of stuck workers look at
+  const all = s.processes ?? [];
+  const workers = all.length <= MAX_STATUS_WORKERS
+    ? all
+    : all.toSorted((a, b) => b["request duration"] - a["request duration"]).slice(
+      0,
+      MAX_STATUS_WORKERS,
+    );
   return {
     pool: s.pool,
     pm: s["process manager"],
@@ -102,9 +132,10 @@ export function parseStatus(text: string): PoolStatus | string {
     total: s["total processes"],
     maxChildrenReached: s["max children reached"],
     slowRequests: s["slow requests"],
-    workers: (s.processes ?? []).map((p) => ({
+    workers: workers.map((p) => ({
       pid: p.pid,
       state: p.state,
+      startedAt: p["start time"] * 1000,
       requests: p.requests,
       // php-fpm reports microseconds
       durationMs: Math.round(p["request duration"] / 1000),

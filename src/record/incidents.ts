@@ -26,6 +26,8 @@ const workerSchema = v.object({
   script: str,
   cpu: num,
   memory: num,
+  // added with the check of each stuck worker: records written before lack it
+  startedAt: v.optional(num),
 });
 
 const poolStatusSchema = v.object({
@@ -54,6 +56,8 @@ const settingsSchema = v.object({
   statusListen: orNull(str),
   pingPath: orNull(str),
   slowlog: orNull(str),
+  // added with the owners of the pool's logs: records written before lack it
+  user: v.optional(orNull(str)),
 });
 
 const evidenceSchema = v.object({

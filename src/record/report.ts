@@ -6,6 +6,7 @@
 import { isOff, type PoolSettings } from "../fpm/config.ts";
 import { isBusy } from "../fpm/status.ts";
 import type { IncidentRecord } from "./incidents.ts";
+import { escapeControl } from "../shared/redact.ts";
 
 /** A script and how often (in how many incidents) it was seen, with the longest request. */
 export interface ScriptCount {
@@ -347,7 +348,7 @@ export function renderReport(r: Report): string {
     `php-relaunch report: ${r.incidents} incidents from ${r.since} to ${r.until}` +
     (r.skipped > 0 ? ` (${r.skipped} unreadable lines skipped)` : ""),
   ];
-  if (r.incidents === 0) return lines.join("\n") + "\nNothing to report.\n";
+  if (r.incidents === 0) return lines.map(escapeControl).join("\n") + "\nNothing to report.\n";
   lines.push("", "By cause:", ...table(r.byCause));
   lines.push("", "Recovered by:", ...table(r.byRung));
   if (Object.keys(r.byPool).length > 0) lines.push("", "By pool:", ...table(r.byPool));
@@ -398,5 +399,7 @@ export function renderReport(r: Report): string {
   lines.push("", "Tuning hints:");
   if (r.hints.length === 0) lines.push("  none: the evidence points at no setting");
   for (const h of r.hints) lines.push(`  - ${h.setting}: ${h.advice}`);
-  return lines.join("\n") + "\n";
+  // scripts, slowlog lines and pool names came from php-fpm's world: shown, never obeyed by the
+  // terminal
+  return lines.map(escapeControl).join("\n") + "\n";
 }

@@ -46,6 +46,8 @@ export interface TargetContext {
   save: (() => Promise<void>) | null;
   /** When the pool's memory was last read from the process table. */
   memoryReadAt?: number;
+  /** When the process table was last read for the master (see master_watch.ts). */
+  masterLookedAt?: number;
   /** The unix socket each pool listens on, by the pool's name, once looked up (null: not one). */
   readonly listenSockets: Map<string, string | null>;
   /** The last status read by the hang check, reused as evidence when fresh. */

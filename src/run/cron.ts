@@ -3,7 +3,6 @@
  * line) with the policy's memory kept on disk between runs; and `--once`, one probe whose
  * verdict is the exit code.
  */
-import { readPidFile } from "../act/restart.ts";
 import type { Policy } from "../config/policy.ts";
 import type { Config, Target } from "../config/settings.ts";
 import { labelOf, type Verdict, verdictOf } from "../probe/result.ts";
@@ -12,8 +11,9 @@ import { ExitCode } from "../shared/errors.ts";
 import { type HeldLock, sayHolder, tryLock } from "../shared/lock.ts";
 import { logger } from "../shared/log.ts";
 import { publicUrl } from "../shared/redact.ts";
+import { masterOfStep } from "./master_watch.ts";
 import { fitsInRun, nextDue } from "./schedule.ts";
-import { freshMemory } from "./state.ts";
+import { freshMemory, type StateStore } from "./state.ts";
 import type { MonitorOptions } from "./context.ts";
 import {
   exitFor,
@@ -25,6 +25,7 @@ import {
   writeMetrics,
 } from "./target.ts";
 import { misconfigurationHint } from "./teller.ts";
+import type { AlertQueue } from "../alert/queue.ts";
 
 /** Takes the target's lock, or says another run has it and returns null. */
 async function lockTarget(target: Target, options: MonitorOptions) {
@@ -93,30 +94,42 @@ export async function watchRun(
   deps: Deps,
   options: MonitorOptions = {},
 ): Promise<ExitCode> {
-  await retryAlerts(cfg, deps, options);
   // the watches of this run, whose counters the metrics take without reading them back
   const live = new Map<string, TargetWatch>();
   const run = { startedAt: deps.clock.now(), runMs: cfg.runMs };
+  // the alerts earlier runs could not deliver, retried beside the probes: to the end of the
+  // period at most, whatever the channels do (the rest waits for the next run)
+  const retrying = new AbortController();
+  const retryEnd = setTimeout(() => retrying.abort(), run.runMs);
+  const retried = retryAlerts(cfg, deps, options, retrying.signal);
   const codes = await Promise.all(cfg.targets.map(async (target) => {
-    using lock = await lockForRun(target, deps, options, run.startedAt + run.runMs);
-    return lock === null
-      ? ExitCode.Ok
-      : await watchTargetRun(cfg, target, deps, options, live, run);
+    let alerts: AlertQueue | undefined;
+    try {
+      using lock = await lockForRun(target, deps, options, run.startedAt + run.runMs);
+      if (lock === null) return ExitCode.Ok;
+      const { watch, store } = await loadWatch(cfg, target, deps, options);
+      alerts = watch.teller.alerts;
+      live.set(target.name, watch);
+      return await watchTargetRun(target, deps, watch, store, run);
+    } finally {
+      // after the lock is let go (at the end of the try block): a slow channel never keeps the
+      // next run from watching; each delivery has its own deadline, and what it misses is queued
+      await alerts?.flush();
+    }
   }));
+  await retried;
+  clearTimeout(retryEnd);
   if (cfg.metricsFile !== null) await writeMetrics(cfg, options, live);
   return worstExit(codes);
 }
 
 async function watchTargetRun(
-  cfg: Config,
   target: Target,
   deps: Deps,
-  options: MonitorOptions,
-  live: Map<string, TargetWatch>,
+  watch: TargetWatch,
+  store: StateStore,
   run: { startedAt: number; runMs: number },
 ): Promise<ExitCode> {
-  const { watch, store } = await loadWatch(cfg, target, deps, options);
-  live.set(target.name, watch);
   // a restart must not overlap the next run much: it would wait for this one
   const endsAt = run.startedAt + run.runMs;
   watch.ctx.cronRun = { endsAt, deadline: endsAt + CRON_OVERRUN_MS };
@@ -126,19 +139,15 @@ async function watchTargetRun(
   const waited = deps.clock.now() - run.startedAt >= LOCK_POLL_MS;
   let dueAt = waited ? deps.clock.now() : run.startedAt;
   let last: { verdict: Verdict; restartOk: boolean } = { verdict: "healthy", restartOk: false };
-  try {
-    while (true) {
-      const step = await watch.step(target.policy);
-      if (step === null) break;
-      await store.save(watch.memory);
-      last = step;
-      if (step.verdict === "unreachable" || step.verdict === "misconfigured") break;
-      dueAt = nextDue({ dueAt, now: deps.clock.now(), ...step }, timing);
-      if (!fitsInRun(dueAt, run, target.timeoutMs)) break;
-      await deps.clock.sleep(dueAt - deps.clock.now());
-    }
-  } finally {
-    await watch.teller.alerts.flush();
+  while (true) {
+    const step = await watch.step(target.policy);
+    if (step === null) break;
+    await store.save(watch.memory);
+    last = step;
+    if (step.verdict === "unreachable" || step.verdict === "misconfigured") break;
+    dueAt = nextDue({ dueAt, now: deps.clock.now(), ...step }, timing);
+    if (!fitsInRun(dueAt, run, target.timeoutMs)) break;
+    await deps.clock.sleep(dueAt - deps.clock.now());
   }
   return exitFor(last);
 }
@@ -206,8 +215,8 @@ async function restartTargetOnce(
       deps.stdout(`${target.name} is paused: not restarted\n`);
       return exitFor({ verdict, restartOk: false });
     }
-    const master = await readPidFile(deps.fs, target.pidFile);
-    const { restartOk } = await watch.carryOut(result, policy, master);
+    const master = await masterOfStep(watch.ctx, verdictOf(result) !== "healthy");
+    const { restartOk } = await watch.carryOut(result, policy, master.live);
     await store.save(watch.memory);
     return exitFor({ verdict, restartOk });
   } finally {

@@ -10,7 +10,7 @@ import { certainty } from "../act/process_table.ts";
 import type { Policy } from "../config/policy.ts";
 import { mainPool, type PoolProbe } from "../config/settings.ts";
 import { evidenceLines } from "../fpm/evidence.ts";
-import { assessPool, type PoolStatus, stuckWorkers } from "../fpm/status.ts";
+import { assessPool, type PoolStatus } from "../fpm/status.ts";
 import { labelOf, type ProbeResult, verdictOf } from "../probe/result.ts";
 import { publicUrl } from "../shared/redact.ts";
 import { logger } from "../shared/log.ts";
@@ -25,7 +25,9 @@ import {
   splitPools,
 } from "./pool_policy.ts";
 import type { Prober } from "./prober.ts";
-import { poolEvidence, relaunchContext } from "./responder.ts";
+import { poolEvidence, relaunchContext, stuckOf } from "./responder.ts";
+import { lookForMaster, masterIdentity } from "./master_watch.ts";
+import type { MasterView } from "../act/master.ts";
 import { seconds, type Teller } from "./teller.ts";
 import { countPoolProbe } from "../record/metrics.ts";
 
@@ -71,10 +73,10 @@ export class PoolKeeper {
   async judge(
     main: ProbeResult,
     others: readonly PoolResult[],
-    master: number | null,
+    master: MasterView,
     policy: Policy,
   ): Promise<Judged> {
-    const { target, deps, memory } = this.ctx;
+    const { target, memory } = this.ctx;
     const all = [{ pool: mainPool(target), result: main }, ...others];
     for (const p of all) {
       this.sayMisconfigured(p);
@@ -86,7 +88,7 @@ export class PoolKeeper {
     }
     const { healthy, failing } = splitPools(all);
     if (failing.length === 0) {
-      for (const p of healthy) await this.decide(p, policy, [], master);
+      for (const p of healthy) await this.decide(p, policy, []);
       return { result: main, confirm: false, own: true };
     }
     if (healthy.length === 0) {
@@ -96,20 +98,15 @@ export class PoolKeeper {
     }
     // a pool answers, so the master runs, unless the process table says it is gone (its workers
     // may serve a while after it): that is the service's to restart
-    const crash = await certainty(
-      deps.runner,
-      this.ctx.cfg.tools,
-      target.fpm.processName,
-      master,
-      "crash",
-    );
+    const view = master.rows === null ? await lookForMaster(this.ctx) : master;
+    const crash = certainty(view, masterIdentity(target), memory.state.masterPid, "crash");
     if (crash !== null) {
       const first = failing[0]!;
       return { result: { ...first.result, certain: crash }, confirm: false, own: first === all[0] };
     }
     let confirm = false;
     const serving = healthy.map((p) => p.pool.name);
-    for (const p of all) confirm = (await this.decide(p, policy, serving, master)) || confirm;
+    for (const p of all) confirm = (await this.decide(p, policy, serving)) || confirm;
     // the service answers through a pool: that is what its policy sees
     const own = verdictOf(main) === "healthy";
     return { result: own ? main : healthy[0]!.result, confirm, own };
@@ -137,7 +134,6 @@ export class PoolKeeper {
     p: PoolResult,
     policy: Policy,
     serving: string[],
-    master: number | null,
   ): Promise<boolean> {
     const { memory, deps } = this.ctx;
     const name = p.pool.name;
@@ -173,7 +169,7 @@ export class PoolKeeper {
         null,
       );
     } else if (d.action === "kill_stuck") {
-      const ok = await this.free(p, policy, serving, master, d.state!.overloadedAt !== null);
+      const ok = await this.free(p, policy, serving, d.state!.overloadedAt !== null);
       const kept = memory.pools[name]!;
       this.remember(
         name,
@@ -208,7 +204,6 @@ export class PoolKeeper {
     p: PoolResult,
     policy: Policy,
     serving: string[],
-    master: number | null,
     toldOverloaded: boolean,
   ): Promise<boolean | null> {
     const { ctx } = this;
@@ -233,16 +228,14 @@ export class PoolKeeper {
       );
       return null;
     }
-    const evidence = await poolEvidence(ctx, p.pool, master);
-    const stuck = evidence.status === null
-      ? []
-      : stuckWorkers(evidence.status, p.pool.stuckAfterMs).map((w) => w.pid);
+    const evidence = await poolEvidence(ctx, p.pool, ctx.memory.state.masterPid);
     const report = await relaunch(
       {
-        ...target.fpm,
+        ...masterIdentity(target),
         pidFile: target.pidFile,
+        knownMaster: ctx.memory.state.masterPid,
         rungs: ["kill_stuck"],
-        stuck,
+        stuck: stuckOf(evidence, p.pool.stuckAfterMs),
         ...(p.pool.status === null ? {} : {
           poolHasRoom: async () => {
             const s = await this.prober.readStatus(p.pool.status!);

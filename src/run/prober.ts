@@ -19,8 +19,11 @@ import { countPool } from "../record/metrics.ts";
 import { choosePool, readFpmConfig } from "../fpm/config.ts";
 import { unixSocketQueue } from "../fpm/socket_queue.ts";
 import { memoryWarnings, poolMemory } from "../fpm/memory.ts";
-import { listProcesses } from "../fpm/evidence.ts";
+import { processInfos } from "../fpm/evidence.ts";
 import { certainty } from "../act/process_table.ts";
+import { LOOK_TIMEOUT_MS, type MasterView } from "../act/master.ts";
+import { readProcesses } from "../act/processes.ts";
+import { lookForMaster, masterIdentity } from "./master_watch.ts";
 import { logger } from "../shared/log.ts";
 import { mainPool, type PoolProbe } from "../config/settings.ts";
 import type { FcgiTarget } from "../shared/deps.ts";
@@ -29,6 +32,8 @@ import type { Teller } from "./teller.ts";
 
 /** The most one read of the status page may take (pm.status_listen answers in milliseconds). */
 const STATUS_LIMIT_MS = 1500;
+/** The most kinds of early warnings remembered (each pool's own: a few per pool). */
+const MAX_WARNED = 64;
 /** The process table is read for the pool's memory at most this often. */
 const MEMORY_READ_MS = 15_000;
 
@@ -94,15 +99,17 @@ export class Prober {
   /**
    * Adds what the process table says to a php-fpm failure that counts: a master gone after a 5xx
    * or a refused socket, every process stopped after a timeout. Certain, it is acted on at once.
+   * `master`: this step's (read from the table when it was not).
    */
-  async withProcessTable(result: ProbeResult, master: number | null): Promise<ProbeResult> {
-    const { target, deps, cfg, memory } = this.ctx;
+  async withProcessTable(result: ProbeResult, master: MasterView): Promise<ProbeResult> {
+    const { target, deps, memory } = this.ctx;
     if (verdictOf(result) !== "php_down" || result.pool !== undefined) return result;
     if (deps.clock.now() < memory.state.graceUntil || memory.state.givenUpAt !== null) {
       return result;
     }
     const kind = result.kind === "timeout" || result.kind === "overloaded" ? "hang" : "crash";
-    const certain = await certainty(deps.runner, cfg.tools, target.fpm.processName, master, kind);
+    const view = master.rows === null ? await lookForMaster(this.ctx) : master;
+    const certain = certainty(view, masterIdentity(target), memory.state.masterPid, kind);
     if (certain === null) return result;
     logger.debug("{label} is certain: {why}.", {
       label: result.kind === "status" ? String(result.status) : result.kind,
@@ -175,9 +182,10 @@ export class Prober {
   /**
    * Reads the pool's resident memory from the process table (at most every
    * {@link MEMORY_READ_MS}), for its metrics and the memory warnings: only when one of those is
-   * asked for, so a plain watch runs no command while all is well. `master`: the pid file's.
+   * asked for, so a plain watch runs no command while all is well. `view`: this step's master
+   * (its table, when it was read, is used instead of another ps).
    */
-  async checkMemory(master: number | null): Promise<void> {
+  async checkMemory(view: MasterView): Promise<void> {
     const ctx = this.ctx;
     const { target, deps, memory, cfg } = ctx;
     const wanted = target.memoryWarn.poolKb > 0 || target.memoryWarn.workerKb > 0 ||
@@ -187,7 +195,10 @@ export class Prober {
       return;
     }
     ctx.memoryReadAt = now;
-    const processes = await listProcesses(deps, cfg.tools, target.fpm.processName, master, 2000);
+    const master = view.live;
+    const rows = view.rows ??
+      await readProcesses(deps.runner, cfg.tools.ps, target.fpm.processName, LOOK_TIMEOUT_MS);
+    const processes = processInfos(rows ?? [], master);
     if (processes.length === 0) return;
     const m = poolMemory(processes, master);
     const byPool = Object.fromEntries(
@@ -222,7 +233,15 @@ export class Prober {
     const now = deps.clock.now();
     const last = memory.state.warnedAt[warning.kind];
     if (last !== undefined && now - last < target.warnEveryMs) return;
-    memory.state = { ...memory.state, warnedAt: { ...memory.state.warnedAt, [warning.kind]: now } };
+    // only what still holds a warning back is kept, and not more of it than a state file should
+    // carry: a worker may rename its own title's pool at will
+    const kept = Object.entries(memory.state.warnedAt).filter(([, at]) =>
+      now - at < target.warnEveryMs
+    ).sort((a, b) => b[1] - a[1]).slice(0, MAX_WARNED - 1);
+    memory.state = {
+      ...memory.state,
+      warnedAt: { ...Object.fromEntries(kept), [warning.kind]: now },
+    };
     // an early warning is no incident's alert: it is threaded with none
     this.teller.event(
       "warn",

@@ -5,11 +5,11 @@
  */
 import {
   DEFAULT_RELAUNCH,
-  readPidFile,
   relaunch,
   type RelaunchContext,
   type RelaunchReport,
   type Rung,
+  type StuckWorker,
 } from "../act/restart.ts";
 import type { Policy } from "../config/policy.ts";
 import { mainPool, type PoolProbe } from "../config/settings.ts";
@@ -21,11 +21,13 @@ import { describeFcgiTarget } from "../probe/fcgi.ts";
 import { labelOf, type ProbeResult, verdictOf } from "../probe/result.ts";
 import { countRestart } from "../record/metrics.ts";
 import { describeError } from "../shared/errors.ts";
+import { clip } from "../shared/redact.ts";
 import { logger } from "../shared/log.ts";
 import { afterRestart } from "./policy.ts";
 import type { Prober } from "./prober.ts";
 import { logIncident, type TargetContext } from "./context.ts";
 import { seconds, type Teller, type Thread } from "./teller.ts";
+import { lookForMaster, masterIdentity } from "./master_watch.ts";
 
 /**
  * The rungs for this failure. A certain crash or hang leaves nothing for the gentle rungs to
@@ -61,7 +63,7 @@ export function relaunchContext(ctx: TargetContext): RelaunchContext {
 /**
  * What is known of `pool` before it is acted on, within about {@link EVIDENCE_LIMIT_MS}: the
  * status read by the hang check when it is fresh and of this pool, else a new read; `masterPid`:
- * the pool's master, as its pid file names it.
+ * the pool's master, as last found (see master_watch.ts).
  */
 export async function poolEvidence(
   ctx: TargetContext,
@@ -83,6 +85,17 @@ export async function poolEvidence(
   return await captureEvidence(source, deps, EVIDENCE_LIMIT_MS, known);
 }
 
+/** The workers the evidence's status page shows on one request for `limitMs` or longer. */
+export function stuckOf(evidence: Evidence, limitMs: number): StuckWorker[] {
+  const status = evidence.status;
+  if (status === null) return [];
+  return stuckWorkers(status, limitMs).map((w) => ({
+    pid: w.pid,
+    pool: status.pool,
+    startedAt: w.startedAt ?? 0,
+  }));
+}
+
 /** What was learnt after the restart of why php-fpm failed or would not start. */
 interface Findings {
   cannotStart: ConfigTest | null;
@@ -94,6 +107,9 @@ function poolNameOf(evidence: Evidence): { poolName?: string } {
   const name = evidence.status?.pool ?? evidence.settings?.pool;
   return name === undefined ? {} : { poolName: name };
 }
+
+/** The most of a failed restart's reason kept (in the log line, the alert, the state file). */
+const MAX_WHY = 1000;
 
 /** How long before the first failed probe an OOM kill may have caused it. */
 const OOM_LOOKBACK_MS = 60_000;
@@ -131,12 +147,12 @@ export class Responder {
         service: target.fpm.service,
       });
       const since = memory.state.incident?.since ?? memory.state.failingSince ?? deps.clock.now();
-      // the master that failed, for the kernel's word on its pool below
-      const failedMaster = await readPidFile(deps.fs, target.pidFile);
+      // the master that failed (as last found), for its pool's processes and the kernel's word
+      const failedMaster = memory.state.masterPid;
       const evidence = await poolEvidence(this.ctx, mainPool(target), failedMaster);
       const reports = await this.relaunchAll(evidence, rungsFor(first, target.rungs, retry));
       // the master we started, so that one started by someone else later is told apart
-      const master = await readPidFile(deps.fs, target.pidFile);
+      const master = (await lookForMaster(this.ctx)).live;
       memory.state = { ...memory.state, masterPid: master ?? memory.state.masterPid };
       // a start that failed: php-fpm's own test says which file and line stop it
       const test = reports[0]!.ok
@@ -177,18 +193,16 @@ export class Responder {
     evidence: Evidence,
     rungs: readonly Rung[],
   ): Promise<RelaunchReport[]> {
-    const { target } = this.ctx;
+    const { target, memory } = this.ctx;
     const tools = relaunchContext(this.ctx);
-    const stuck = evidence.status === null
-      ? []
-      : stuckWorkers(evidence.status, target.stuckAfterMs).map((w) => w.pid);
     const reports = [
       await relaunch(
         {
-          ...target.fpm,
+          ...masterIdentity(target),
           pidFile: target.pidFile,
+          knownMaster: memory.state.masterPid,
           rungs,
-          stuck,
+          stuck: stuckOf(evidence, target.stuckAfterMs),
           ...(target.status === null ? {} : {
             poolHasRoom: async () => {
               const s = await this.prober.readStatus();
@@ -204,7 +218,14 @@ export class Responder {
     if (target.cgi !== null) {
       reports.push(
         await relaunch(
-          { ...target.cgi, pidFile: null, rungs: ["kill"] },
+          {
+            ...target.cgi,
+            fpmConfig: null,
+            pidFile: null,
+            knownMaster: null,
+            rungs: ["kill"],
+            byName: true,
+          },
           tools,
           () => Promise.resolve(true),
         ),
@@ -233,12 +254,16 @@ export class Responder {
         k.at === null ? "" : ` at ${new Date(k.at).toISOString()}`
       }, ${formatKb(k.rssKb)} resident`
     );
-    const why = [
-      ...failed.map((r) => `${r.service}: ${r.reason}`),
-      ...(cannotStart === null
-        ? []
-        : [`${target.fpm.processName} cannot start: ${cannotStart.errors[0]}`]),
-    ].join("; ");
+    // kept in the state file's restart history: bounded, whatever the commands said
+    const why = clip(
+      [
+        ...failed.map((r) => `${r.service}: ${r.reason}`),
+        ...(cannotStart === null
+          ? []
+          : [`${target.fpm.processName} cannot start: ${cannotStart.errors[0]}`]),
+      ].join("; "),
+      MAX_WHY,
+    );
     const before = memory.state.incident;
     memory.state = afterRestart(
       memory.state,

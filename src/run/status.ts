@@ -3,6 +3,7 @@
  * mcron runs and watch mode keep. It never takes their locks and never waits: the files are
  * replaced whole (rename), so a read sees the last complete save.
  */
+import { escapeControl } from "../shared/redact.ts";
 import type { Policy } from "../config/policy.ts";
 import { cronPolicy } from "../config/policy.ts";
 import { type Config, statePath } from "../config/settings.ts";
@@ -180,7 +181,8 @@ export function renderStatus(list: readonly TargetStatus[], now: number): string
         }`,
       );
     }
-    return lines.join("\n") + "\n";
+    // a pause's reason and a restart's cause are others' words: each line stays one line
+    return lines.map(escapeControl).join("\n") + "\n";
   }).join("");
 }
 

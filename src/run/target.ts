@@ -17,7 +17,7 @@ import type { Deps } from "../shared/deps.ts";
 import { describeError, ExitCode } from "../shared/errors.ts";
 import { logger } from "../shared/log.ts";
 import { type Action, decide, noticeMaster } from "./policy.ts";
-import { readPidFile } from "../act/restart.ts";
+import { masterOfStep } from "./master_watch.ts";
 import { Prober } from "./prober.ts";
 import { PoolKeeper } from "./pools.ts";
 import { Responder } from "./responder.ts";
@@ -36,17 +36,14 @@ export interface Step {
   restartOk: boolean;
 }
 
-/** Retries the alerts earlier runs could not deliver. Never throws. */
+/** Retries the alerts earlier runs could not deliver, until `signal` aborts. Never throws. */
 export async function retryAlerts(
   cfg: Config,
   deps: Deps,
   options: MonitorOptions,
+  signal?: AbortSignal,
 ): Promise<void> {
-  await retryOutbox(
-    outboxOf(cfg, options),
-    channels(deps, cfg),
-    deps.clock.now(),
-  );
+  await retryOutbox(outboxOf(cfg, options), channels(deps, cfg), deps.clock.now(), signal);
 }
 
 /** One watched target: its memory, and the prober, responder and teller that act on it. */
@@ -105,9 +102,12 @@ export class TargetWatch {
       this.pools.paused();
       return { verdict, confirm: false, restartEndedAt: null, restartOk: false };
     }
-    // the pool's master, read once: for the pools, the memory, the process table, and to notice
+    // the pool's master, found once: for the pools, the memory, the process table, and to notice
     // one started by others
-    const master = await readPidFile(this.ctx.deps.fs, this.ctx.target.pidFile);
+    const failing = [probed, ...others.map((o) => o.result)].some((r) =>
+      verdictOf(r) !== "healthy"
+    );
+    const master = await masterOfStep(this.ctx, failing);
     // with several pools, a pool that fails while another answers is handled on its own: the
     // service's policy sees the one that answers
     const judged = others.length === 0
@@ -120,7 +120,7 @@ export class TargetWatch {
     if (stop?.aborted) return null;
     if (verdictOf(viewed) === "healthy") await this.prober.checkMemory(master);
     const result = await this.prober.withProcessTable(viewed, master);
-    const step = await this.carryOut(result, policy, master);
+    const step = await this.carryOut(result, policy, master.live);
     return { ...step, confirm: step.confirm || judged.confirm };
   }
 

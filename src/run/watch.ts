@@ -14,6 +14,8 @@ import { logger } from "../shared/log.ts";
 import type { MonitorOptions } from "./context.ts";
 import { loadWatch, retryAlerts, type TargetWatch, timingOf, writeMetrics } from "./target.ts";
 import { freshCounters, renderMetrics } from "../record/metrics.ts";
+import type { AlertQueue } from "../alert/queue.ts";
+import { type Endpoint, serveMetricsEndpoint } from "../record/metrics_endpoint.ts";
 import { type Notifier, silentNotifier } from "./notify.ts";
 import { nextDue } from "./schedule.ts";
 import { fileStateStore, rearmStored } from "./state.ts";
@@ -40,6 +42,11 @@ const RETRY_ALERTS_MS = 60_000;
 const REDISCOVER_MS = 30_000;
 /** How often watch mode rewrites the metrics file (node_exporter reads it when scraped). */
 const METRICS_FILE_MS = 15_000;
+/**
+ * How long a stop waits for alerts under way before ending them: what is not delivered by then
+ * is queued in the outbox for the next start (or cron run).
+ */
+export const STOP_GRACE_MS = 1000;
 
 /** Runs `work` when triggered, at most once per `everyMs` and never twice at the same time. */
 function throttled(clock: Clock, everyMs: number, work: () => Promise<void>) {
@@ -56,21 +63,14 @@ function throttled(clock: Clock, everyMs: number, work: () => Promise<void>) {
   };
 }
 
-/** Serves /metrics on loopback until `signal` aborts. */
+/** Serves /metrics on loopback until `signal` aborts; an address it cannot use is exit 2. */
 function serveMetrics(
   listen: { hostname: string; port: number },
   render: () => Promise<string>,
   signal: AbortSignal,
-): Deno.HttpServer {
+): Endpoint {
   try {
-    return Deno.serve({ ...listen, signal, onListen: () => {} }, async (req) => {
-      if (new URL(req.url).pathname !== "/metrics") {
-        return new Response("php-relaunch: see /metrics\n", { status: 404 });
-      }
-      return new Response(await render(), {
-        headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
-      });
-    });
+    return serveMetricsEndpoint(listen, render, signal);
   } catch (err) {
     throw new ConfigError([
       `Cannot serve metrics on ${listen.hostname}:${listen.port}: ${describeError(err)}`,
@@ -84,7 +84,11 @@ export const processSignals: SignalSource = (signal, handler) => {
   return () => Deno.removeSignalListener(signal, handler);
 };
 
-/** Probes one target until `stop` aborts. `beat` is called after every probe, with the watch. */
+/**
+ * Probes one target until `stop` aborts. `beat` is called after every probe, with the watch.
+ * Resolves to the watch's alerts, still on their way (never waited for here: a slow channel must
+ * not hold up a reload or a stop).
+ */
 async function targetLoop(
   cfg: Config,
   target: Target,
@@ -92,7 +96,7 @@ async function targetLoop(
   options: MonitorOptions,
   stop: AbortSignal,
   beat: (watch: TargetWatch | null) => void,
-): Promise<void> {
+): Promise<AlertQueue | null> {
   const tryLockFile = options.lock ?? tryLock;
   let lock = await tryLockFile(target.lockFile);
   if (lock === null) {
@@ -106,27 +110,24 @@ async function targetLoop(
     await deps.clock.sleep(target.policy.intervalMs, stop);
     lock = await tryLockFile(target.lockFile);
   }
-  if (lock === null) return;
+  if (lock === null) return null;
   using _held = lock;
   await sayHolder(lock, "watch");
   const { watch, store } = await loadWatch(cfg, target, deps, options);
   const timing = timingOf(target.policy);
   let dueAt = deps.clock.now();
-  try {
-    while (!stop.aborted) {
-      beat(watch);
-      const step = await watch.step(target.policy, stop);
-      beat(watch);
-      if (step === null) break;
-      await store.save(watch.memory);
-      const now = deps.clock.now();
-      // after a long stall (a restart), probe now rather than catch up on missed probes
-      dueAt = Math.max(nextDue({ dueAt, now, ...step }, timing), now);
-      await deps.clock.sleep(dueAt - now, stop);
-    }
-  } finally {
-    await watch.teller.alerts.flush();
+  while (!stop.aborted) {
+    beat(watch);
+    const step = await watch.step(target.policy, stop);
+    beat(watch);
+    if (step === null) break;
+    await store.save(watch.memory);
+    const now = deps.clock.now();
+    // after a long stall (a restart), probe now rather than catch up on missed probes
+    dueAt = Math.max(nextDue({ dueAt, now, ...step }, timing), now);
+    await deps.clock.sleep(dueAt - now, stop);
   }
+  return watch.teller.alerts;
 }
 
 /** Re-arms every target's memory: SIGHUP forgets giving up. */
@@ -216,7 +217,15 @@ export async function watchForever(
     METRICS_FILE_MS,
     () => writeMetrics(cfg, options, live),
   );
-  const retries = throttled(deps.clock, RETRY_ALERTS_MS, () => retryAlerts(cfg, deps, options));
+  // retries stop with watch mode: the one under way is ended, the rest wait in the outbox
+  const retriesStop = new AbortController();
+  const retries = throttled(
+    deps.clock,
+    RETRY_ALERTS_MS,
+    () => retryAlerts(cfg, deps, options, retriesStop.signal),
+  );
+  // the alerts of every generation of loops (a reload starts new ones), delivered meanwhile
+  const queues = new Set<AlertQueue>();
   // --auto: a service or pool added, removed or changed is watched as discovery now finds it
   const pools = throttled(deps.clock, REDISCOVER_MS, async () => {
     if (cfg.discovered === null || next !== null || stopping) return;
@@ -247,7 +256,9 @@ export async function watchForever(
         ready = true;
         await notifier.send("READY=1");
       }
-      await Promise.all(loops);
+      // the queues done delivering are forgotten, so that reloads do not pile them up
+      for (const queue of queues) if (queue.idle) queues.delete(queue);
+      for (const queue of await Promise.all(loops)) if (queue !== null) queues.add(queue);
       if (next !== null && !stopping) {
         cfg = next;
         next = null;
@@ -260,7 +271,9 @@ export async function watchForever(
     return ExitCode.Ok;
   } finally {
     watchdogStop.abort();
+    retriesStop.abort();
     await watchdog;
+    await Promise.all([...queues].map((q) => q.flush(STOP_GRACE_MS)));
     await retries.settled();
     await pools.settled();
     await metricsFile.settled();

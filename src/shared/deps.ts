@@ -23,12 +23,19 @@ export interface RunResult {
   stderr: string;
   /** True when the command was killed because it outran its timeout. */
   timedOut: boolean;
+  /** True when stdout was longer than the runner keeps (`maxBytes`): what it said is cut. */
+  truncated?: boolean;
 }
 
-/** Runs an external program from an argument array (never through a shell). */
 /** How a command is run: its deadline, and how much of a long output is kept. */
 export interface RunOptions {
   timeoutMs: number;
+  /** Keep this much of stdout's beginning (default 64 KiB); more sets `truncated`. */
+  maxBytes?: number;
+  /** Written to the command's standard input, which is then closed (default: none). */
+  stdin?: Uint8Array;
+  /** Ends the command (and its process group) early when it aborts, as the deadline does. */
+  signal?: AbortSignal;
   /**
    * Keep the last this many bytes of stdout (from a line's start) instead of its first 64 KiB:
    * for logs, whose newest lines are at the end.
@@ -36,6 +43,7 @@ export interface RunOptions {
   tailBytes?: number;
 }
 
+/** Runs an external program from an argument array (never through a shell). */
 export interface ProcessRunner {
   /**
    * Runs `cmd` (an absolute path) with `args`, killing it and its process group after `timeoutMs`.
@@ -106,8 +114,11 @@ export interface Mail {
   text: string;
 }
 
-/** Delivers one mail; rejects when the server (or sendmail) does not take it. */
-export type Mailer = (mail: Mail, route: MailRoute) => Promise<void>;
+/**
+ * Delivers one mail; rejects when the server (or sendmail) does not take it, or when `signal`
+ * aborts (then the connection or the sendmail process is ended too).
+ */
+export type Mailer = (mail: Mail, route: MailRoute, signal?: AbortSignal) => Promise<void>;
 
 /** One JSON POST; resolves to the HTTP status, rejects as `fetch` does. */
 export type WebhookPost = (url: URL, json: string, signal: AbortSignal) => Promise<number>;
@@ -126,7 +137,7 @@ export interface FileInfo {
 /** The most {@link Fs.readTextFile} reads unless told otherwise. */
 export const MAX_TEXT_FILE = 4 * 1024 * 1024;
 
-/** The few read-only filesystem questions php-relaunch asks. */
+/** The few filesystem questions php-relaunch asks, and the one name it removes outside its folders. */
 export interface Fs {
   /** Whether `path` exists (following links). */
   exists(path: string): Promise<boolean>;
@@ -140,12 +151,34 @@ export interface Fs {
   /** Entry names of a directory; empty when it does not exist. */
   listDir(path: string): Promise<string[]>;
   /**
-   * A regular file's contents, at most `maxBytes` (default {@link MAX_TEXT_FILE}).
+   * One of root's own regular files (the configuration, php-fpm's in /etc), links followed, at
+   * most `maxBytes` (default {@link MAX_TEXT_FILE}); never blocks (a named pipe is refused).
    * @throws {Error} when it is not a regular file (a folder, a device that never ends) or larger.
    */
   readTextFile(path: string, maxBytes?: number): Promise<string>;
-  /** The last `maxBytes` of a file, from a line start; empty when it cannot be read. */
-  readTail(path: string, maxBytes: number): Promise<string>;
+  /**
+   * A file another user can write or replace (a pid file in www-data's /run/php, a pool's logs):
+   * refused when the path is a link or not a regular file, or, with `owners`, owned by another
+   * uid or one of several names of a file (a hard link); never blocks, never takes longer than
+   * a moment.
+   * @throws {Deno.errors.NotFound} when it does not exist; {Error} naming why it is refused.
+   */
+  readUntrusted(path: string, read: UntrustedRead): Promise<string>;
+  /**
+   * Removes the name `path` (a link itself, never what it points to); a missing one is no error.
+   * Only for a pid file before an init script's start (see act/pid_file.ts).
+   */
+  removeName(path: string): Promise<void>;
+}
+
+/** How a file another user can write is read. */
+export interface UntrustedRead {
+  /** The most read; a larger file is refused, unless `tail`. */
+  maxBytes: number;
+  /** Its last `maxBytes` from a line start, for logs. */
+  tail?: boolean;
+  /** The uids that may own it (root, the pool's user). */
+  owners?: readonly number[];
 }
 
 /** Facts about this host and process. */

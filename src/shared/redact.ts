@@ -70,3 +70,11 @@ export function escapeControl(text: string): string {
 export function oneLine(text: string): string {
   return escapeControl(redactUrls(text));
 }
+
+/**
+ * `text` cut to `max` characters, an ellipsis marking the cut: what another program says is kept
+ * in state files, records and alerts only as far as a line is worth reading.
+ */
+export function clip(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max)}…` : text;
+}

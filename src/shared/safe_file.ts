@@ -1,5 +1,7 @@
 /** Opening files as root without following a link planted at the path. */
 import type { FileInfo } from "./deps.ts";
+import { constants as fsConstants } from "node:fs";
+import { type FileHandle, open as openFile } from "node:fs/promises";
 import { ConfigError } from "./errors.ts";
 
 /**
@@ -135,31 +137,128 @@ export async function ensurePrivateDir(dir: string, what: string): Promise<void>
   if (problem !== null) throw new ConfigError([`Refusing ${what} "${dir}": ${problem}`]);
 }
 
-/**
- * A regular file's text, at most `maxBytes`.
- * @throws {Error} when it is not a regular file (a folder, a device that never ends), is larger,
- * or grew while being read; errors of opening unchanged.
- */
-export async function readRegularText(path: string, maxBytes: number): Promise<string> {
-  return new TextDecoder().decode(await readRegularBytes(path, maxBytes));
+/** How a file is read: its size, and what it must be to be read at all. */
+export interface ReadRules {
+  /** The most read: a larger file is refused, or with `tail` only its end is read. */
+  maxBytes: number;
+  /**
+   * Follow a link at the path, for root's own files (the configuration, php-fpm's in /etc). By
+   * default a link is refused: a link planted by another user would send root's read elsewhere.
+   */
+  follow?: boolean;
+  /**
+   * The file's owner must be one of these uids, and it must have one name: a hard link another
+   * user made to a root-only file would pass for the file itself.
+   */
+  owners?: readonly number[];
+  /** Read the last `maxBytes` (from a line start) of a larger file instead of refusing it. */
+  tail?: boolean;
+  /** The most the open and the read together may take (default {@link READ_DEADLINE_MS}). */
+  deadlineMs?: number;
 }
 
-/** A regular file's bytes, at most `maxBytes`; throws as {@link readRegularText} does. */
-export async function readRegularBytes(path: string, maxBytes: number): Promise<Uint8Array> {
-  using file = await Deno.open(path, { read: true });
-  const info = await file.stat();
-  if (!info.isFile) throw new Error("it is not a regular file");
-  if (info.size > maxBytes) {
-    throw new Error(`it has ${info.size} bytes, more than the ${maxBytes} allowed`);
+/** How long reading one file may take: a local file takes microseconds, a hung NFS mount never ends. */
+export const READ_DEADLINE_MS = 2000;
+
+/**
+ * O_NONBLOCK: a named pipe put in a file's place opens at once instead of waiting for a writer
+ * for ever (it is refused after the open, by its kind). O_NOFOLLOW: Deno resolves a path through
+ * its links to check it against --allow-read, so the flag is not enough on its own; the open file
+ * is compared with what `lstat` saw instead.
+ */
+const OPEN_FLAGS = fsConstants.O_RDONLY | fsConstants.O_NONBLOCK | fsConstants.O_NOCTTY |
+  fsConstants.O_NOFOLLOW;
+
+/**
+ * A regular file's text, read as {@link readRegularBytes} reads it.
+ * @throws as {@link readRegularBytes}.
+ */
+export async function readRegularText(
+  path: string,
+  rules: number | ReadRules,
+): Promise<string> {
+  return new TextDecoder().decode(await readRegularBytes(path, rules));
+}
+
+/**
+ * A regular file's bytes, at most `maxBytes` (a number, or {@link ReadRules}). Nothing about the
+ * path can make it block: the kind of file is checked before it is opened (a named pipe, a device
+ * or a socket is refused), it is opened without waiting for a writer, the open file must be the
+ * one checked (a link or a pipe swapped in between is caught), and the whole read has a deadline.
+ * @throws {Deno.errors.NotFound} when it does not exist; {@link Error} naming why it is refused,
+ * is larger than allowed, grew while being read or did not answer in time.
+ */
+export async function readRegularBytes(
+  path: string,
+  rules: number | ReadRules,
+): Promise<Uint8Array> {
+  const r = typeof rules === "number" ? { maxBytes: rules } : rules;
+  const info = r.follow ? await Deno.stat(path) : await Deno.lstat(path);
+  const problem = fileProblem(info, r);
+  if (problem !== null) throw new Error(problem);
+  const ms = r.deadlineMs ?? READ_DEADLINE_MS;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`it was not read within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([readChecked(path, info, r), late]);
+  } finally {
+    clearTimeout(timer);
   }
-  // sized by the stat, plus one byte that tells a file that grew since
-  const buffer = new Uint8Array(info.size + 1);
-  let at = 0;
-  while (at < buffer.length) {
-    const n = await file.read(buffer.subarray(at));
-    if (n === null) break;
-    at += n;
+}
+
+/** Why what `lstat` (or `stat`) says of a file keeps it from being read, or null. */
+function fileProblem(info: Deno.FileInfo, r: ReadRules): string | null {
+  if (info.isSymlink) return "it is a symbolic link";
+  if (!info.isFile) return "it is not a regular file";
+  if (r.owners !== undefined) {
+    if (info.uid === null || !r.owners.includes(info.uid)) {
+      return `it is owned by uid ${info.uid}, not ${r.owners.map((u) => `uid ${u}`).join(" or ")}`;
+    }
+    if ((info.nlink ?? 1) > 1) return "it has other names (hard links)";
   }
-  if (at > info.size) throw new Error("it grew while being read");
-  return buffer.subarray(0, at);
+  if (!r.tail && info.size > r.maxBytes) {
+    return `it has ${info.size} bytes, more than the ${r.maxBytes} allowed`;
+  }
+  return null;
+}
+
+/** Opens `path`, checks it is the file `seen` describes, and reads it under `r`'s limits. */
+async function readChecked(path: string, seen: Deno.FileInfo, r: ReadRules): Promise<Uint8Array> {
+  let handle: FileHandle;
+  try {
+    handle = await openFile(path, OPEN_FLAGS & (r.follow ? ~fsConstants.O_NOFOLLOW : ~0));
+  } catch (err) {
+    throw (err as { code?: string }).code === "ENOENT"
+      ? new Deno.errors.NotFound(`No such file: "${path}"`)
+      : err;
+  }
+  try {
+    const opened = await handle.stat();
+    if (!opened.isFile() || opened.ino !== seen.ino || opened.dev !== seen.dev) {
+      throw new Error("it changed while being opened");
+    }
+    const size = opened.size;
+    const start = r.tail ? Math.max(0, size - r.maxBytes) : 0;
+    if (!r.tail && size > r.maxBytes) {
+      throw new Error(`it has ${size} bytes, more than the ${r.maxBytes} allowed`);
+    }
+    // sized by the stat, plus one byte that tells a file that grew since
+    const buffer = new Uint8Array(size - start + (r.tail ? 0 : 1));
+    let at = 0;
+    while (at < buffer.length) {
+      const { bytesRead } = await handle.read(buffer, at, buffer.length - at, start + at);
+      if (bytesRead === 0) break;
+      at += bytesRead;
+    }
+    if (!r.tail && at > size) throw new Error("it grew while being read");
+    const bytes = buffer.subarray(0, at);
+    if (start === 0) return bytes;
+    // a cut first line is half a record: the tail starts at the next line
+    const newline = bytes.indexOf(0x0a);
+    return newline < 0 ? bytes.subarray(bytes.length) : bytes.subarray(newline + 1);
+  } finally {
+    await handle.close();
+  }
 }

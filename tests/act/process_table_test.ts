@@ -1,53 +1,131 @@
 import assert from "node:assert/strict";
+import { locateMaster, type MasterIdentity } from "../../src/act/master.ts";
 import { certainty } from "../../src/act/process_table.ts";
-import { DEBIAN_TOOLS, FakeRunner } from "../support/fakes.ts";
+import { parseProcesses } from "../../src/act/processes.ts";
+import { DEBIAN_TOOLS } from "../support/fakes.ts";
+import { FpmHost, masterTitle, psLine } from "../support/fpm_host.ts";
 
-const TOOLS = DEBIAN_TOOLS;
+const ID: MasterIdentity = {
+  service: "php8.2-fpm",
+  processName: "php-fpm8.2",
+  fpmConfig: "/etc/php/8.2/fpm/php-fpm.conf",
+};
 
-/** A runner whose `ps -e` prints `rows` ("pid pgid stat comm"), or fails with `code`. */
-function table(rows: string[], code = 0) {
-  return new FakeRunner((call) => {
-    assert.deepEqual(call.args, ["-e", "-o", "pid=,pgid=,stat=,comm="]);
-    assert.equal(call.cmd, "/usr/bin/ps");
-    return { code, stdout: rows.map((r) => `  ${r}`).join("\n") };
-  });
+/** The master view and certainty of `host`'s table, the master last seen being `known`. */
+async function judge(host: FpmHost, known: number | null, kind: "crash" | "hang") {
+  const view = await locateMaster(
+    { runner: host.runner(), tools: DEBIAN_TOOLS, init: "sysv" },
+    ID,
+    known,
+  );
+  return { view, certain: certainty(view, ID, known, kind) };
 }
 
-const POOL = ["100 100 Ss php-fpm8.2", "101 100 S php-fpm8.2", "102 100 S php-fpm8.2"];
-const OTHER = ["1 1 Ss init", "500 500 Ss nginx", "501 500 S nginx"];
+Deno.test("ps's lines: a title with spaces and digits, cut at its width, and garbage left out", () => {
+  const host = new FpmHost();
+  const master = host.up("php8.2-fpm");
+  const long = host.add({ name: "php-fpm8.2", title: `x ${"9 ".repeat(500)}`, ruid: 33, euid: 33 });
+  const rows = parseProcesses(
+    [...host.procs.map((p) => psLine(p)), "  PID TTY", "garbage 1 2"].join("\n"),
+  );
+  assert.equal(rows.length, 4);
+  assert.deepEqual(rows[0], {
+    pid: master,
+    ppid: 1,
+    pgid: master,
+    ruid: 0,
+    euid: 0,
+    state: "S",
+    cpuSeconds: 1,
+    rssKb: 10_000,
+    ageSeconds: 100,
+    title: masterTitle(ID.fpmConfig!),
+  });
+  assert.equal(rows[3]!.pid, long.pid);
+  assert.equal(rows[3]!.title.length <= 255, true);
+});
 
-Deno.test("certain crash: the pid file's master gone or a zombie, and no other master of the name", async () => {
-  const crash = (rows: string[]) => certainty(table(rows), TOOLS, "php-fpm8.2", 100, "crash");
-  assert.equal(await crash([...OTHER, ...POOL]), null, "alive: a 5xx is confirmed as usual");
-  assert.deepEqual(await crash(OTHER), {
+Deno.test("certain crash: the master last seen gone or a zombie, and no other master of its configuration", async () => {
+  const host = new FpmHost();
+  const master = host.up("php8.2-fpm");
+  assert.equal((await judge(host, master, "crash")).certain, null, "alive: confirmed as usual");
+  host.procs = host.procs.filter((p) => p.pid !== master);
+  assert.deepEqual((await judge(host, master, "crash")).certain, {
     kind: "crash",
-    why: "master 100 is gone and no other php-fpm8.2 master runs",
+    why:
+      `master ${master} is gone and no other php-fpm8.2 master of /etc/php/8.2/fpm/php-fpm.conf runs`,
   });
-  assert.match((await crash([...OTHER, "100 100 Z php-fpm8.2"]))!.why, /master 100 is a zombie/);
-  // orphaned workers do not make a master
-  assert.ok(await crash([...OTHER, "101 100 S php-fpm8.2"]));
-  // the pid reused by another program
-  assert.ok(await crash(["100 100 Ss bash", ...OTHER]));
+  host.add({ pid: master, name: "php-fpm8.2", title: "[php-fpm8.2] <defunct>", stat: "Z" });
+  assert.match((await judge(host, master, "crash")).certain!.why, /is a zombie/);
+});
+
+Deno.test("certain crash: another user's look-alike, another instance or another version change nothing", async () => {
+  const host = new FpmHost();
+  const master = host.up("php8.2-fpm");
+  host.procs = host.procs.filter((p) => p.pid !== master);
+  // www-data: its own group, the init system's child, the master's title, the name
+  host.add({ name: "php-fpm8.2", title: masterTitle(ID.fpmConfig!), ruid: 33, euid: 33 });
+  // a setuid program run by www-data under the name
+  host.add({ name: "php-fpm8.2", title: masterTitle(ID.fpmConfig!), ruid: 33, euid: 0 });
+  // a second instance of the binary, with a configuration of its own
+  host.add({ name: "php-fpm8.2", title: masterTitle("/etc/php/8.2/fpm-b/php-fpm.conf") });
+  host.up("php7.4-fpm");
+  assert.ok((await judge(host, master, "crash")).certain);
+});
+
+Deno.test("no certain crash while a master of its own configuration runs, or may be about to", async () => {
+  const host = new FpmHost();
+  const master = host.up("php8.2-fpm");
+  host.procs = host.procs.filter((p) => p.pid !== master);
   // started again by someone else (a deploy, systemd's Restart=): not ours to restart at once
-  assert.equal(await crash([...OTHER, "200 200 Ss php-fpm8.2", "201 200 S php-fpm8.2"]), null);
-  // another version's master does not count
-  assert.ok(await crash([...OTHER, "300 300 Ss php-fpm7.4"]));
+  const again = host.up("php8.2-fpm");
+  const { view, certain } = await judge(host, master, "crash");
+  assert.equal(certain, null);
+  assert.equal(view.live, again);
+  // a master re-executing itself (SIGUSR2) shows its command line for a moment
+  host.procs = host.procs.filter((p) => p.pid !== again);
+  host.add({ name: "php-fpm8.2", title: "/usr/sbin/php-fpm8.2 --daemonize --fpm-config x" });
+  assert.equal((await judge(host, master, "crash")).certain, null);
 });
 
-Deno.test("certain hang: every process of the master's group stopped", async () => {
-  const hang = (rows: string[]) => certainty(table(rows), TOOLS, "php-fpm8.2", 100, "hang");
-  const stopped = POOL.map((r) => r.replace(/ S+s? /, " T "));
-  assert.deepEqual(await hang([...OTHER, ...stopped]), {
+Deno.test("certain hang: every process of the live master's group stopped", async () => {
+  const host = new FpmHost();
+  const master = host.up("php8.2-fpm", "T");
+  assert.deepEqual((await judge(host, master, "hang")).certain, {
     kind: "hang",
-    why: "all 3 php-fpm8.2 processes of master 100 are stopped",
+    why: `all 3 php-fpm8.2 processes of master ${master} are stopped`,
   });
-  assert.equal(await hang([...OTHER, ...stopped.slice(0, 2), POOL[2]!]), null, "one still runs");
-  assert.equal(await hang(OTHER), null, "no pool: not a hang");
+  host.procs[2]!.stat = "S";
+  assert.equal((await judge(host, master, "hang")).certain, null, "one still runs");
 });
 
-Deno.test("nothing is certain without a pid file or a process table", async () => {
-  assert.equal(await certainty(table(OTHER), TOOLS, "php-fpm8.2", null, "crash"), null);
-  assert.equal(await certainty(table([], 1), TOOLS, "php-fpm8.2", 100, "crash"), null);
-  const throwing = new FakeRunner(() => new Deno.errors.NotFound("ps"));
-  assert.equal(await certainty(throwing, TOOLS, "php-fpm8.2", 100, "crash"), null);
+Deno.test("nothing is certain without a master seen before, or without a process table", async () => {
+  const host = new FpmHost();
+  assert.equal((await judge(host, null, "crash")).certain, null);
+  const view = await locateMaster(
+    {
+      runner: new FpmHost().runner(() => ({ code: 2 })),
+      tools: DEBIAN_TOOLS,
+      init: "sysv",
+    },
+    ID,
+    1000,
+  );
+  assert.equal(view.rows, null);
+  assert.equal(certainty(view, ID, 1000, "crash"), null);
+});
+
+Deno.test("the master: the one of its configuration; of several (configuration unknown), the one last seen; the pid file never chooses", async () => {
+  const host = new FpmHost();
+  const a = host.up("php8.2-fpm");
+  const b = host.add({ name: "php-fpm8.2", title: masterTitle("/etc/php/8.2/fpm-b/php-fpm.conf") });
+  const look = (id: MasterIdentity, known: number | null) =>
+    locateMaster({ runner: host.runner(), tools: DEBIAN_TOOLS, init: "sysv" }, id, known);
+  assert.equal((await look(ID, null)).live, a);
+  const unknown = { ...ID, fpmConfig: null };
+  assert.deepEqual([(await look(unknown, null)).live, (await look(unknown, null)).candidates], [
+    null,
+    2,
+  ]);
+  assert.equal((await look(unknown, b.pid)).live, b.pid);
 });

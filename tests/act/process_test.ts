@@ -5,7 +5,14 @@ Deno.test("runner: exit code, stdout and stderr; a non-zero exit is a result", a
   const r = await realRunner.run("/bin/sh", ["-c", "echo out; echo err >&2; exit 3"], {
     timeoutMs: 5000,
   });
-  assert.deepEqual(r, { code: 3, signal: null, stdout: "out", stderr: "err", timedOut: false });
+  assert.deepEqual(r, {
+    code: 3,
+    signal: null,
+    stdout: "out",
+    stderr: "err",
+    timedOut: false,
+    truncated: false,
+  });
 });
 
 Deno.test("runner: arguments are passed as they are, never through a shell", async () => {

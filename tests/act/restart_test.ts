@@ -1,108 +1,149 @@
 import assert from "node:assert/strict";
 import { DEFAULT_RELAUNCH, relaunch, type RelaunchTarget } from "../../src/act/restart.ts";
 import type { Tools } from "../../src/act/service.ts";
-import {
-  captureLogs,
-  DEBIAN_TOOLS,
-  FakeClock,
-  fakeFs,
-  FakeRunner,
-  psAnswer,
-  type RunCall,
-} from "../support/fakes.ts";
+import { captureLogs, DEBIAN_TOOLS, FakeClock, fakeFs, FakeRunner } from "../support/fakes.ts";
+import { FpmHost, masterTitle, STARTED_AT } from "../support/fpm_host.ts";
 
 const tools: Tools = { ...DEBIAN_TOOLS, systemctl: "/usr/bin/systemctl" };
-/** The positional form's target: the kill rung only, no pid file (selected by name). */
+const CONFIG = "/etc/php/8.2/fpm/php-fpm.conf";
+/** The positional form's target: the kill rung only, no master seen before. */
 const fpm: RelaunchTarget = {
   service: "php8.2-fpm",
   processName: "php-fpm8.2",
-  pidFile: null,
+  fpmConfig: CONFIG,
+  pidFile: "/run/php/php8.2-fpm.pid",
+  knownMaster: null,
   rungs: ["kill"],
 };
 
-/**
- * A host where php-fpm has `initial` processes; pkill kills them unless `unkillable`; each start
- * brings processes up from the `startsToComeUp`-th start on.
- */
-function host(opts: { initial?: number; startsToComeUp?: number; unkillable?: boolean } = {}) {
-  let running = opts.initial ?? 3;
-  let starts = 0;
-  return new FakeRunner((call: RunCall) => {
-    const bin = call.cmd.split("/").pop();
-    if (bin === "ps") return psAnswer(call);
-    if (bin === "pgrep") {
-      return running > 0
-        ? { code: 0, stdout: Array.from({ length: running }, (_, i) => `${100 + i}`).join("\n") }
-        : { code: 1 };
-    }
-    if (bin === "pkill") {
-      if (running === 0) return { code: 1 };
-      if (!opts.unkillable) running = 0;
-      return { code: 0 };
-    }
-    if (call.args.includes("start")) {
-      starts++;
-      if (starts >= (opts.startsToComeUp ?? 1)) running = 3;
-      return { code: 0 };
-    }
-    return { code: 0 };
-  });
-}
+/** A relaunch's context on a fake host; `removed` records the names the relaunch removed. */
+const ctx = (runner: FakeRunner, init: "sysv" | "systemd" = "sysv") => {
+  const removed: string[] = [];
+  return { init, tools, runner, clock: new FakeClock(), fs: fakeFs({ removed }), removed };
+};
 
-const ctx = (runner: FakeRunner, init: "sysv" | "systemd" = "sysv", fs = fakeFs({})) => ({
-  init,
-  tools,
-  runner,
-  clock: new FakeClock(),
-  fs,
-});
+/** The commands that act (not ps and systemctl show, which only look). */
+const acts = (runner: FakeRunner) =>
+  runner.lines().filter((l) => !/\/ps |\/systemctl show /.test(l));
 
-Deno.test("sysv: SIGKILL by exact name, then `service NAME start`, verified by pgrep and a probe", async () => {
+Deno.test("sysv: SIGKILL to the master's pool by pid, then `service NAME start`, verified by ps and a probe", async () => {
   captureLogs();
-  const runner = host();
+  const host = new FpmHost();
+  const master = host.up("php8.2-fpm");
+  const runner = host.runner();
   let probes = 0;
   const report = await relaunch(fpm, ctx(runner), () => Promise.resolve(++probes > 0));
   assert.equal(report.ok, true);
   assert.equal(report.attempts, 1);
   assert.equal(report.killed, 3);
   assert.equal(probes, 1);
-  assert.deepEqual(runner.lines(), [
-    "/usr/bin/pgrep -x php-fpm8.2",
-    "/usr/bin/ps -o pid=,stat= -p 100,101,102",
-    "/usr/bin/pkill -KILL -x php-fpm8.2",
-    "/usr/bin/pgrep -x php-fpm8.2",
+  assert.deepEqual(acts(runner), [
+    `/usr/bin/kill -KILL ${master} ${master + 1} ${master + 2}`,
     "/usr/sbin/service php8.2-fpm start",
-    "/usr/bin/pgrep -x php-fpm8.2",
-    "/usr/bin/ps -o pid=,stat= -p 100,101,102",
   ]);
+  assert.ok(host.master("php8.2-fpm")!.pid > master + 2, "a new master runs");
   for (const c of runner.calls) assert.ok(c.timeoutMs > 0, "every command has a timeout");
 });
 
-Deno.test("nothing running: no pkill, straight to start", async () => {
+Deno.test("nothing running: nothing killed, straight to start", async () => {
   captureLogs();
-  const runner = host({ initial: 0 });
+  const host = new FpmHost();
+  const runner = host.runner();
   const report = await relaunch(fpm, ctx(runner), () => Promise.resolve(true));
   assert.equal(report.ok, true);
   assert.equal(report.killed, 0);
-  assert.ok(!runner.lines().some((l) => l.includes("pkill")));
+  assert.deepEqual(acts(runner), ["/usr/sbin/service php8.2-fpm start"]);
+});
+
+Deno.test("the kill rung never selects by name: another instance, another user's look-alikes and the pid file's word are spared", async () => {
+  captureLogs();
+  const host = new FpmHost();
+  const ours = host.up("php8.2-fpm", "T");
+  // a second instance of the same binary, with a configuration of its own
+  const other = host.add({
+    name: "php-fpm8.2",
+    title: masterTitle("/etc/php/8.2/fpm-b/php-fpm.conf"),
+  });
+  const otherWorker = host.add({
+    name: "php-fpm8.2",
+    title: "php-fpm: pool b",
+    ppid: other.pid,
+    pgid: other.pid,
+    ruid: 33,
+    euid: 33,
+  });
+  // www-data's fake master: its own group, the init system's child, the master's very title
+  const fake = host.add({ name: "php-fpm8.2", title: masterTitle(CONFIG), ruid: 33, euid: 33 });
+  // a setuid program started by www-data under the name: root's effective uid, not its real one
+  const setuid = host.add({ name: "php-fpm8.2", title: masterTitle(CONFIG), ruid: 33, euid: 0 });
+  const runner = host.runner();
+  const report = await relaunch(fpm, ctx(runner), () => Promise.resolve(true));
+  assert.equal(report.ok, true);
+  assert.equal(report.killed, 3);
+  assert.deepEqual(acts(runner)[0], `/usr/bin/kill -KILL ${ours} ${ours + 1} ${ours + 2}`);
+  const alive = host.alive("php-fpm8.2");
+  for (const pid of [other.pid, otherWorker.pid, fake.pid, setuid.pid]) {
+    assert.ok(alive.includes(pid), `${pid} was spared`);
+  }
+  assert.ok(!acts(runner).some((l) => / -x /.test(l)), "no command selects by name");
+});
+
+Deno.test("a crashed master: its orphaned workers are killed by the group it led, as last seen", async () => {
+  captureLogs();
+  const host = new FpmHost();
+  const master = host.up("php8.2-fpm");
+  host.procs = host.procs.filter((p) => p.pid !== master);
+  for (const p of host.procs) p.ppid = 1;
+  const other = host.up("php7.4-fpm");
+  const runner = host.runner();
+  const report = await relaunch(
+    { ...fpm, knownMaster: master },
+    ctx(runner),
+    () => Promise.resolve(true),
+  );
+  assert.equal(report.killed, 2);
+  assert.equal(acts(runner)[0], `/usr/bin/kill -KILL ${master + 1} ${master + 2}`);
+  assert.ok(host.alive("php-fpm7.4").includes(other), "another version untouched");
+});
+
+Deno.test("the last master's pid reused by another php-fpm master: nothing of it is killed", async () => {
+  captureLogs();
+  const host = new FpmHost();
+  // the pid our master had now leads another instance's pool
+  const reused = host.add({
+    name: "php-fpm8.2",
+    title: masterTitle("/etc/php/8.2/fpm-b/php-fpm.conf"),
+  });
+  host.add({ name: "php-fpm8.2", title: "php-fpm: pool b", ppid: reused.pid, pgid: reused.pid });
+  const runner = host.runner();
+  const report = await relaunch(
+    { ...fpm, knownMaster: reused.pid },
+    ctx(runner),
+    () => Promise.resolve(true),
+  );
+  assert.equal(report.killed, 0);
+  assert.equal(host.alive("php-fpm8.2").length >= 2, true);
+  assert.ok(!acts(runner).some((l) => l.includes("-KILL")));
 });
 
 Deno.test("retries about 2 s apart until the service comes up", async () => {
   captureLogs();
-  const runner = host({ startsToComeUp: 3 });
-  const c = ctx(runner);
+  const host = new FpmHost();
+  host.startsToComeUp = 3;
+  const c = ctx(host.runner());
   const report = await relaunch(fpm, c, () => Promise.resolve(true));
   assert.equal(report.ok, true);
   assert.equal(report.attempts, 3);
-  assert.equal(runner.lines().filter((l) => l.endsWith("start")).length, 3);
+  assert.equal(c.runner.lines().filter((l) => l.endsWith("start")).length, 3);
   assert.deepEqual(c.clock.sleeps.filter((ms) => ms === 2000).length, 2);
 });
 
 Deno.test("a probe that stays bad means another attempt, up to 10, then failure", async () => {
   captureLogs();
-  const runner = host();
+  const host = new FpmHost();
+  host.up("php8.2-fpm");
   let probes = 0;
-  const report = await relaunch(fpm, ctx(runner), () => {
+  const report = await relaunch(fpm, ctx(host.runner()), () => {
     probes++;
     return Promise.resolve(false);
   });
@@ -114,20 +155,22 @@ Deno.test("a probe that stays bad means another attempt, up to 10, then failure"
 
 Deno.test("never comes up: 10 attempts and a reason naming the start command", async () => {
   captureLogs();
-  const runner = host({ startsToComeUp: 99 });
-  const report = await relaunch(fpm, ctx(runner), () => Promise.resolve(true));
+  const host = new FpmHost();
+  host.startsToComeUp = Infinity;
+  const report = await relaunch(fpm, ctx(host.runner()), () => Promise.resolve(true));
   assert.equal(report.ok, false);
   assert.equal(report.attempts, 10);
   assert.match(
     report.reason,
-    /no php-fpm8\.2 process after \/usr\/sbin\/service php8\.2-fpm start/,
+    /no php-fpm8\.2 master after \/usr\/sbin\/service php8\.2-fpm start/,
   );
 });
 
 Deno.test("a deadline (a cron run's period): no attempt or rung begins that could end after it", async () => {
   captureLogs();
-  const runner = host({ startsToComeUp: 99 });
-  const c = ctx(runner);
+  const host = new FpmHost();
+  host.startsToComeUp = Infinity;
+  const c = ctx(host.runner());
   // 10 s start timeout, attempts 2 s apart: the first at 0, the second at 2 s, none after 5 s
   const options = { ...DEFAULT_RELAUNCH, startTimeoutMs: 10_000, deadline: c.clock.now() + 15_000 };
   const report = await relaunch(fpm, { ...c, options }, () => Promise.resolve(true));
@@ -139,201 +182,298 @@ Deno.test("a deadline (a cron run's period): no attempt or rung begins that coul
   );
 
   const h = ladderHost("S", "restart");
-  const c2 = ctx(h.runner, "sysv", h.fs);
+  const c2 = ctx(h.runner);
   const late = { ...quick, deadline: c2.clock.now() + quick.startTimeoutMs + 100 };
-  const laddered = await relaunch(ladder, { ...c2, options: late }, h.verify);
+  const laddered = await relaunch(ladder(h.master), { ...c2, options: late }, h.verify);
   assert.equal(laddered.rung, "reload", "the restart rung was not begun");
   assert.match(laddered.steps.at(-1)!, /^restart: not begun: no time left in this run/);
 });
 
 Deno.test("zombies do not count as running: a killed master its parent has not reaped yet", async () => {
   captureLogs();
-  let killed = false;
-  const runner = new FakeRunner((call) => {
-    if (call.cmd.endsWith("/ps")) return psAnswer(call, killed ? "Z" : "S");
-    if (call.cmd.endsWith("pgrep")) return { code: 0, stdout: "100" };
-    if (call.cmd.endsWith("pkill")) killed = true;
-    return { code: 0 };
-  });
+  const host = new FpmHost();
+  host.zombies = true;
+  host.startsToComeUp = Infinity;
+  const master = host.up("php8.2-fpm");
+  const runner = host.runner();
   const report = await relaunch(fpm, {
     ...ctx(runner),
     options: { ...DEFAULT_RELAUNCH, maxAttempts: 2 },
   }, () => Promise.resolve(true));
   assert.equal(
-    runner.lines().filter((l) => l.includes("pkill")).length,
+    runner.lines().filter((l) => l.includes("-KILL")).length,
     1,
     "one SIGKILL was enough",
   );
+  assert.equal(host.procs.find((p) => p.pid === master)?.stat, "Z");
   assert.equal(report.ok, false, "a zombie is not a running php-fpm");
-  assert.match(report.reason, /no php-fpm8\.2 process/);
+  assert.match(report.reason, /no php-fpm8\.2 master/);
 });
 
 Deno.test("processes that survive SIGKILL: bounded rounds, then start anyway", async () => {
   const logs = captureLogs();
-  const runner = host({ unkillable: true });
+  const host = new FpmHost();
+  const master = host.up("php8.2-fpm");
+  host.unkillable.add(master + 1);
+  const runner = host.runner();
   const report = await relaunch(fpm, ctx(runner), () => Promise.resolve(true));
-  assert.equal(runner.lines().filter((l) => l.includes("pkill")).length, 10);
+  const kills = runner.lines().filter((l) => l.includes("-KILL"));
+  assert.equal(kills.length, 10);
+  assert.equal(kills.at(-1), `/usr/bin/kill -KILL ${master + 1}`, "only the survivor again");
   assert.equal(report.ok, true);
-  assert.ok(logs.lines().some((l) => /survived SIGKILL/.test(l)));
+  assert.ok(logs.lines().some((l) => /1 php-fpm8\.2 processes survived SIGKILL/.test(l)));
 });
 
 Deno.test("a command that cannot run ends the relaunch with its reason, no retries", async () => {
   captureLogs();
-  const runner = new FakeRunner(() => new Deno.errors.NotFound("Failed to spawn 'pgrep'"));
+  const host = new FpmHost();
+  host.up("php8.2-fpm");
+  const runner = host.runner((call) =>
+    call.cmd.endsWith("/kill") ? new Deno.errors.NotFound("Failed to spawn 'kill'") : undefined
+  );
   const report = await relaunch(fpm, ctx(runner), () => Promise.resolve(true));
   assert.equal(report.ok, false);
-  assert.equal(runner.calls.length, 1);
   assert.match(report.reason, /Failed to spawn/);
+  assert.ok(!runner.lines().some((l) => l.endsWith(" start")));
 });
 
-/** A pool with a pid file, whose master is in `state`; records commands; heals on `healsOn`. */
-function ladderHost(state: "S" | "T" | null, healsOn: "reload" | "restart" | "start") {
-  let healthy = false;
-  const runner = new FakeRunner((call) => {
-    const line = [call.cmd, ...call.args].join(" ");
-    if (call.cmd.endsWith("/ps")) {
-      // the master is in `state` (or gone); the workers sleep
-      if (call.args.at(-1) === "1410") return state ? psAnswer(call, state) : { code: 1 };
-      return psAnswer(call);
-    }
-    if (call.cmd.endsWith("pgrep")) return { code: 0, stdout: "1410\n1411" };
-    if (line.includes("-USR2")) healthy ||= healsOn === "reload";
-    if (line.endsWith(" restart")) healthy ||= healsOn === "restart";
-    if (line.endsWith(" start")) healthy ||= healsOn === "start";
-    return { code: 0 };
-  });
-  const fs = fakeFs({ files: { "/run/php/php8.2-fpm.pid": "1410\n" } });
-  return { runner, fs, verify: () => Promise.resolve(healthy) };
-}
+Deno.test("no process table (ps fails): nothing is killed, said once, the start is still made", async () => {
+  const logs = captureLogs();
+  const host = new FpmHost();
+  host.up("php8.2-fpm");
+  const runner = host.runner((call) => call.cmd.endsWith("/ps") ? { code: 2 } : undefined);
+  await relaunch({ ...fpm, knownMaster: 1000 }, ctx(runner), () => Promise.resolve(true));
+  assert.ok(!runner.lines().some((l) => l.includes("-KILL")));
+  assert.ok(runner.lines().includes("/usr/sbin/service php8.2-fpm start"));
+  assert.ok(logs.lines().some((l) => /Cannot read the process table/.test(l)));
+});
 
-/** The commands that act (not pgrep/ps, which only look). */
-const acts = (runner: FakeRunner) => runner.lines().filter((l) => !/\/(pgrep|ps) /.test(l));
-
-const ladder: RelaunchTarget = {
-  ...fpm,
-  pidFile: "/run/php/php8.2-fpm.pid",
-  rungs: ["reload", "restart", "kill"],
-};
-const quick = { ...DEFAULT_RELAUNCH, startTimeoutMs: 2000, verifyEveryMs: 500 };
-
-Deno.test("ladder: a graceful reload (SIGUSR2 to the master) is tried first", async () => {
+Deno.test("php-cgi, which has no master, is killed by its name as the original did", async () => {
   captureLogs();
-  const h = ladderHost("S", "reload");
+  const host = new FpmHost();
+  host.up("php8.2-cgi");
+  const runner = host.runner();
   const report = await relaunch(
-    ladder,
-    { ...ctx(h.runner, "sysv", h.fs), options: quick },
-    h.verify,
+    {
+      service: "php8.2-cgi",
+      processName: "php-cgi8.2",
+      fpmConfig: null,
+      pidFile: null,
+      knownMaster: null,
+      rungs: ["kill"],
+      byName: true,
+    },
+    ctx(runner),
+    () => Promise.resolve(true),
   );
   assert.equal(report.ok, true);
+  assert.equal(report.killed, 2);
+  assert.deepEqual(acts(runner), [
+    "/usr/bin/kill -KILL 1000 1001",
+    "/usr/sbin/service php8.2-cgi start",
+  ]);
+});
+
+/**
+ * A pool whose master is in `state` (or gone: null); heals on `healsOn`: the reload's SIGUSR2,
+ * the restart rung's start (before any SIGKILL), or any start.
+ */
+function ladderHost(state: "S" | "T" | null, healsOn: "reload" | "restart" | "start") {
+  const host = new FpmHost();
+  const master = host.up("php8.2-fpm", state ?? "S");
+  if (state === null) host.procs = host.procs.filter((p) => p.pid !== master);
+  let healthy = false;
+  let killed = false;
+  const runner = host.runner((call) => {
+    const line = [call.cmd, ...call.args].join(" ");
+    if (line.includes("-KILL")) killed = true;
+    if (line.includes("-USR2")) healthy ||= healsOn === "reload";
+    const starts = line.endsWith(" start") || line.endsWith(" restart");
+    if (starts) healthy ||= healsOn === "start" || (healsOn === "restart" && !killed);
+    return undefined;
+  });
+  return { host, master, runner, verify: () => Promise.resolve(healthy) };
+}
+
+const ladder = (master: number): RelaunchTarget => ({
+  ...fpm,
+  knownMaster: master,
+  rungs: ["reload", "restart", "kill"],
+});
+const quick = { ...DEFAULT_RELAUNCH, startTimeoutMs: 2000, verifyEveryMs: 500 };
+
+Deno.test("ladder: a graceful reload (SIGUSR2 to the master, by pid) is tried first", async () => {
+  captureLogs();
+  const h = ladderHost("S", "reload");
+  const report = await relaunch(ladder(h.master), { ...ctx(h.runner), options: quick }, h.verify);
+  assert.equal(report.ok, true);
   assert.equal(report.rung, "reload");
-  assert.deepEqual(acts(h.runner), ["/usr/bin/pkill -USR2 -g 1410 -o -x php-fpm8.2"]);
+  assert.deepEqual(acts(h.runner), [`/usr/bin/kill -USR2 ${h.master}`]);
 });
 
 Deno.test("ladder: a reload that does not help within start_timeout leads to restart", async () => {
   captureLogs();
   const h = ladderHost("S", "restart");
-  const c = { ...ctx(h.runner, "sysv", h.fs), options: quick };
-  const report = await relaunch(ladder, c, h.verify);
+  const c = { ...ctx(h.runner), options: quick };
+  const report = await relaunch(ladder(h.master), c, h.verify);
+  assert.equal(report.rung, "restart");
+  // the init script's stop would signal whatever the pid file names: the master is stopped by
+  // pid, the pid file cleared, and the init script only starts php-fpm
+  assert.deepEqual(acts(h.runner), [
+    `/usr/bin/kill -USR2 ${h.master}`,
+    `/usr/bin/kill -QUIT ${h.master}`,
+    "/usr/sbin/service php8.2-fpm start",
+  ]);
+  assert.deepEqual(c.removed, ["/run/php/php8.2-fpm.pid"]);
+  assert.equal(report.steps[0], `reload: SIGUSR2 to master ${h.master} (still failing)`);
+  assert.equal(
+    report.steps[1],
+    `restart: SIGQUIT to master ${h.master}; /usr/sbin/service php8.2-fpm start exited 0`,
+  );
+  assert.ok(c.clock.sleeps.filter((ms) => ms === 500).length >= 3, "re-probed until the timeout");
+});
+
+Deno.test("ladder: under systemd, restart is systemd's, which knows the unit's main process", async () => {
+  captureLogs();
+  const h = ladderHost("S", "restart");
+  const c = { ...ctx(h.runner, "systemd"), options: quick };
+  const report = await relaunch({ ...ladder(h.master), rungs: ["restart"] }, c, h.verify);
   assert.equal(report.rung, "restart");
   assert.deepEqual(acts(h.runner), [
-    "/usr/bin/pkill -USR2 -g 1410 -o -x php-fpm8.2",
-    "/usr/sbin/service php8.2-fpm restart",
+    "/usr/bin/systemctl reset-failed php8.2-fpm",
+    "/usr/bin/systemctl restart php8.2-fpm",
   ]);
-  assert.match(report.steps[0]!, /^reload: SIGUSR2 to master 1410 \(still failing\)$/);
-  assert.ok(c.clock.sleeps.filter((ms) => ms === 500).length >= 3, "re-probed until the timeout");
+  assert.deepEqual(c.removed, [], "systemd needs no pid file");
+});
+
+Deno.test("the kill rung clears the pid file before each start of an init script, never under systemd", async () => {
+  captureLogs();
+  const host = new FpmHost();
+  host.up("php8.2-fpm");
+  host.startsToComeUp = 2;
+  const c = ctx(host.runner());
+  await relaunch(fpm, c, () => Promise.resolve(true));
+  assert.deepEqual(c.removed, ["/run/php/php8.2-fpm.pid", "/run/php/php8.2-fpm.pid"]);
+  const d = ctx(new FpmHost().runner(), "systemd");
+  await relaunch(fpm, d, () => Promise.resolve(true));
+  assert.deepEqual(d.removed, []);
 });
 
 Deno.test("ladder: a stopped (SIGSTOP) master skips the gentle rungs; only its own pool is killed", async () => {
   captureLogs();
   const h = ladderHost("T", "start");
-  const report = await relaunch(
-    ladder,
-    { ...ctx(h.runner, "sysv", h.fs), options: quick },
-    h.verify,
-  );
+  const other = h.host.up("php7.4-fpm");
+  const report = await relaunch(ladder(h.master), { ...ctx(h.runner), options: quick }, h.verify);
   assert.equal(report.ok, true);
   assert.equal(report.rung, "kill");
-  const lines = h.runner.lines();
+  const lines = acts(h.runner);
   assert.ok(!lines.some((l) => l.includes("USR2") || l.endsWith("restart")), lines.join("\n"));
-  assert.ok(
-    lines.includes("/usr/bin/pkill -KILL -g 1410 -x php-fpm8.2"),
-    "the pool's process group",
-  );
-  assert.ok(!lines.includes("/usr/bin/pkill -KILL -x php-fpm8.2"), "never every php-fpm8.2");
+  assert.equal(lines[0], `/usr/bin/kill -KILL ${h.master} ${h.master + 1} ${h.master + 2}`);
+  assert.ok(h.host.alive("php-fpm7.4").includes(other));
 });
 
 Deno.test("ladder: a dead master (crash) skips reload and restarts through the init system", async () => {
   captureLogs();
   const h = ladderHost(null, "restart");
-  const report = await relaunch(
-    ladder,
-    { ...ctx(h.runner, "sysv", h.fs), options: quick },
-    h.verify,
-  );
+  const report = await relaunch(ladder(h.master), { ...ctx(h.runner), options: quick }, h.verify);
   assert.equal(report.rung, "restart");
   assert.deepEqual(report.steps[0], "reload: skipped (master gone or stopped)");
+  assert.deepEqual(acts(h.runner), ["/usr/sbin/service php8.2-fpm start"], "nothing to stop");
+});
+
+Deno.test("ladder: under systemd the unit's MainPID names the master", async () => {
+  captureLogs();
+  const h = ladderHost("S", "reload");
+  const report = await relaunch(
+    ladder(h.master),
+    { ...ctx(h.runner, "systemd"), options: quick },
+    h.verify,
+  );
+  assert.equal(report.rung, "reload");
+  assert.ok(
+    h.runner.lines().includes("/usr/bin/systemctl show --property MainPID --value php8.2-fpm"),
+  );
+  assert.deepEqual(acts(h.runner), [`/usr/bin/kill -USR2 ${h.master}`]);
 });
 
 /**
- * A pool (master 1410) whose workers 1411 and 1412 are stuck; 9999 has since become another
- * program's pid. Healthy once both stuck workers are killed when `killHeals`.
+ * A pool whose workers master+1 and master+2 are stuck, as the status page said; healthy once
+ * the stuck ones are killed when `killHeals`.
  */
 function stuckHost(killHeals: boolean) {
+  const h = ladderHost("S", "reload");
   let healthy = false;
-  const runner = new FakeRunner((call) => {
-    if (call.cmd.endsWith("/ps") && call.args[1] === "pid=,pgid=,comm=") {
-      return {
-        stdout: [
-          " 1411  1410 php-fpm8.2",
-          " 1412  1410 php-fpm8.2",
-          " 9999  9999 postgres",
-        ].join("\n"),
-      };
-    }
-    if (call.cmd.endsWith("/ps")) return psAnswer(call);
-    if (call.cmd.endsWith("/kill")) healthy ||= killHeals;
-    if (call.cmd.endsWith("pgrep")) return { code: 0, stdout: "1410\n1411" };
-    if ([call.cmd, ...call.args].join(" ").includes("-USR2")) healthy = true;
-    return { code: 0 };
+  const runner = h.host.runner((call) => {
+    const line = [call.cmd, ...call.args].join(" ");
+    if (line.includes("-KILL")) healthy ||= killHeals;
+    if (line.includes("-USR2")) healthy = true;
+    return undefined;
   });
-  const fs = fakeFs({ files: { "/run/php/php8.2-fpm.pid": "1410\n" } });
-  return { runner, fs, verify: () => Promise.resolve(healthy) };
+  const started = (pid: number) => h.host.procs.find((p) => p.pid === pid)!.startedAt;
+  const stuck = [h.master + 1, h.master + 2].map((pid) => ({
+    pid,
+    pool: "www",
+    startedAt: started(pid),
+  }));
+  return { ...h, runner, stuck, verify: () => Promise.resolve(healthy) };
 }
 
-const withStuck: RelaunchTarget = {
-  ...ladder,
+const withStuck = (h: ReturnType<typeof stuckHost>): RelaunchTarget => ({
+  ...ladder(h.master),
   rungs: ["kill_stuck", "reload", "restart", "kill"],
-  stuck: [1411, 1412, 9999, 1410],
-};
+  stuck: h.stuck,
+});
 
 Deno.test("kill_stuck: only the stuck workers still in this pool get SIGKILL; the master stays", async () => {
   captureLogs();
   const h = stuckHost(true);
-  const report = await relaunch(
-    withStuck,
-    { ...ctx(h.runner, "sysv", h.fs), options: quick },
-    h.verify,
-  );
+  const report = await relaunch(withStuck(h), { ...ctx(h.runner), options: quick }, h.verify);
   assert.equal(report.ok, true);
   assert.equal(report.rung, "kill_stuck");
   assert.equal(report.killed, 2);
-  assert.deepEqual(acts(h.runner), ["/usr/bin/kill -KILL 1411 1412"]);
-  assert.ok(
-    h.runner.lines().includes("/usr/bin/ps -o pid=,pgid=,comm= -p 1411,1412,9999,1410"),
-    "each pid checked before the kill",
+  assert.deepEqual(acts(h.runner), [`/usr/bin/kill -KILL ${h.master + 1} ${h.master + 2}`]);
+  assert.deepEqual(report.steps, [
+    `kill_stuck: SIGKILL to stuck workers ${h.master + 1}, ${h.master + 2}`,
+  ]);
+});
+
+Deno.test("kill_stuck: each pid is checked just before: another pool's, another master's, a reused pid, the master itself are spared", async () => {
+  captureLogs();
+  const h = stuckHost(true);
+  const m = h.master;
+  const otherMaster = h.host.up("php7.4-fpm");
+  // the same master's other pool
+  const shop = h.host.add({ name: "php-fpm8.2", title: "php-fpm: pool shop", ppid: m, pgid: m });
+  const now = STARTED_AT + 100_000;
+  const forged = [
+    { pid: m, pool: "www", startedAt: 0 },
+    { pid: shop.pid, pool: "www", startedAt: 0 },
+    { pid: otherMaster + 1, pool: "www", startedAt: 0 },
+    // the status page saw a worker that started an hour ago; this pid started 100 s ago
+    { pid: m + 1, pool: "www", startedAt: now - 3_600_000 },
+    { pid: 4242, pool: "www", startedAt: 0 },
+  ];
+  const report = await relaunch(
+    { ...withStuck(h), stuck: forged },
+    { ...ctx(h.runner), options: quick },
+    h.verify,
   );
-  assert.deepEqual(report.steps, ["kill_stuck: SIGKILL to stuck workers 1411, 1412"]);
+  assert.equal(
+    report.steps[0],
+    "kill_stuck: skipped (none of the stuck workers is still this master's)",
+  );
+  assert.ok(!acts(h.runner).some((l) => l.includes("-KILL")), acts(h.runner).join("\n"));
 });
 
 Deno.test("kill_stuck: when killing them does not help soon, the next rung acts", async () => {
   captureLogs();
   const h = stuckHost(false);
-  const c = { ...ctx(h.runner, "sysv", h.fs), options: { ...quick, startTimeoutMs: 30_000 } };
-  const report = await relaunch(withStuck, c, h.verify);
+  const c = { ...ctx(h.runner), options: { ...quick, startTimeoutMs: 30_000 } };
+  const report = await relaunch(withStuck(h), c, h.verify);
   assert.equal(report.rung, "reload");
-  assert.match(
-    report.steps[0]!,
-    /^kill_stuck: SIGKILL to stuck workers 1411, 1412 \(still failing\)$/,
+  assert.equal(
+    report.steps[0],
+    `kill_stuck: SIGKILL to stuck workers ${h.master + 1}, ${h.master + 2} (still failing)`,
   );
   // not the full start_timeout: new workers answer at once, or not at all
   const waited = c.clock.sleeps.slice(0, 10).filter((ms) => ms === 500).length;
@@ -344,29 +484,25 @@ Deno.test("kill_stuck: skipped without stuck workers (no status page) or without
   captureLogs();
   const h = stuckHost(true);
   const none = await relaunch(
-    { ...withStuck, stuck: [] },
-    { ...ctx(h.runner, "sysv", h.fs), options: quick },
+    { ...withStuck(h), stuck: [] },
+    { ...ctx(h.runner), options: quick },
     h.verify,
   );
   assert.equal(none.rung, "reload");
   assert.equal(none.steps[0], "kill_stuck: skipped (no stuck worker known)");
   const h2 = stuckHost(true);
-  const noMaster = await relaunch(
-    { ...withStuck, pidFile: "/run/php/none.pid" },
-    { ...ctx(h2.runner, "sysv", fakeFs({})), options: quick },
-    h2.verify,
-  );
-  assert.equal(noMaster.steps[0], "kill_stuck: skipped (no stuck worker known)");
-  assert.ok(!h2.runner.lines().some((l) => l.startsWith("/usr/bin/kill")));
+  h2.host.procs = h2.host.procs.filter((p) => p.pid !== h2.master);
+  const noMaster = await relaunch(withStuck(h2), { ...ctx(h2.runner), options: quick }, h2.verify);
+  assert.equal(noMaster.steps[0], "kill_stuck: skipped (no master of this service found)");
 });
 
 Deno.test("kill_stuck: a status page with no idle worker after the kill moves on within a second", async () => {
   captureLogs();
   const h = stuckHost(false);
-  const c = { ...ctx(h.runner, "sysv", h.fs), options: { ...quick, startTimeoutMs: 30_000 } };
+  const c = { ...ctx(h.runner), options: { ...quick, startTimeoutMs: 30_000 } };
   let probes = 0;
   const report = await relaunch(
-    { ...withStuck, poolHasRoom: () => Promise.resolve(false) },
+    { ...withStuck(h), poolHasRoom: () => Promise.resolve(false) },
     c,
     () => {
       probes++;

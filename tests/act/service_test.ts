@@ -54,23 +54,17 @@ Deno.test("init detection: FreeBSD by OS, systemd and OpenRC by their /run folde
 
 Deno.test("tools: the init system's own program is required", async () => {
   const fs = fakeFs({
-    executables: [
-      "/usr/bin/pgrep",
-      "/usr/bin/pkill",
-      "/usr/bin/ps",
-      "/usr/bin/kill",
-      "/usr/sbin/service",
-    ],
+    executables: ["/usr/bin/ps", "/usr/bin/kill", "/usr/sbin/service"],
   });
   assert.deepEqual((await findTools(fs, "sysv")).missing, []);
   assert.deepEqual((await findTools(fs, "systemd")).missing, ["systemctl"]);
   assert.deepEqual((await findTools(fs, "openrc")).missing, ["rc-service"]);
   const bsd = fakeFs({
-    executables: ["/bin/pgrep", "/bin/pkill", "/bin/ps", "/bin/kill", "/usr/sbin/service"],
+    executables: ["/bin/ps", "/bin/kill", "/usr/sbin/service"],
   });
   const found = await findTools(bsd, "freebsd");
   assert.deepEqual(found.missing, []);
-  assert.equal(found.tools.pgrep, "/bin/pgrep");
+  assert.equal(found.tools.ps, "/bin/ps");
 });
 
 Deno.test("php-fpm services of every family are found", async () => {

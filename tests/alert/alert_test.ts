@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
-import { AlertQueue, channels, deliveriesOf } from "../../src/alert/queue.ts";
+import { AlertQueue, channels, deliveriesOf, slackText } from "../../src/alert/queue.ts";
 import type { Mail } from "../../src/shared/deps.ts";
 import { describeRoute, smtpOptions } from "../../src/alert/mail.ts";
 import {
   type Delivery,
+  dropOrder,
   fileOutbox,
   memoryOutbox,
   OUTBOX_MAX_AGE_MS,
@@ -13,6 +14,9 @@ import {
   retryOutbox,
 } from "../../src/alert/outbox.ts";
 import { captureLogs, fakeMailer, smtpRoute } from "../support/fakes.ts";
+
+/** A signal that never aborts: the caller lets the delivery take its own limit. */
+const NEVER = new AbortController().signal;
 
 const ALERT = {
   subject: "PHP restart",
@@ -125,16 +129,16 @@ Deno.test("Alertmanager: POSTed to <base>/api/v2/alerts; unset since queued: dro
     { ...SETTINGS, to: [], webhook: null, alertmanager: new URL("http://x") },
     0,
   );
-  await deliver(d!);
+  await deliver(d!, NEVER);
   assert.deepEqual(posts, ["https://am.example.com/prefix/api/v2/alerts"]);
   status = 400;
-  await assert.rejects(() => deliver(d!), /Alertmanager answered HTTP 400/);
+  await assert.rejects(() => deliver(d!, NEVER), /Alertmanager answered HTTP 400/);
   const gone = channels({ mailer: fakeMailer(), webhookPost: () => Promise.resolve(200) }, {
     mail: SMTP,
     webhook: null,
     alertmanager: null,
   });
-  await assert.rejects(() => gone(d!), /no alertmanager is configured any more/);
+  await assert.rejects(() => gone(d!, NEVER), /no alertmanager is configured any more/);
   assert.equal(
     typeof parseQueued(JSON.stringify({
       delivery: d,
@@ -161,13 +165,13 @@ Deno.test("channels: mail through the route, webhooks by POST; a non-2xx answer 
     },
     { mail: SMTP, webhook: SETTINGS.webhook, alertmanager: null },
   );
-  for (const d of deliveriesOf(ALERT, SETTINGS, 0)) await deliver(d);
+  for (const d of deliveriesOf(ALERT, SETTINGS, 0)) await deliver(d, NEVER);
   assert.equal(mailer.sent.length, 1);
   assert.equal(posts.length, 1);
   assert.match(posts[0]!, /^https:\/\/hooks\.example\.com\/T1\/B2 \{"text":/);
   status = 500;
   await assert.rejects(
-    () => deliver(deliveriesOf(ALERT, { ...SETTINGS, to: [] }, 0)[0]!),
+    () => deliver(deliveriesOf(ALERT, { ...SETTINGS, to: [] }, 0)[0]!, NEVER),
     /the webhook answered HTTP 500/,
   );
 });
@@ -238,6 +242,82 @@ Deno.test("retry: the queue is bounded; the oldest beyond the limit are dropped"
   }, 2000);
   assert.equal(tried, OUTBOX_MAX_ITEMS);
   assert.equal(outbox.items.size, OUTBOX_MAX_ITEMS);
+});
+
+Deno.test("retry: a full queue drops an incident's middle alerts first, keeping its first and its last", async () => {
+  captureLogs();
+  const outbox = memoryOutbox();
+  const tag = (id: string) => ` [web #${id}]`;
+  // the incident's first alert is the oldest of all: it must survive
+  await outbox.put(queued(1000, `web1 PHP restart failed${tag("20261203-100000-000")}`));
+  for (let i = 1; i < OUTBOX_MAX_ITEMS; i++) {
+    await outbox.put(queued(1000 + i, `web1 PHP still failing${tag("20261203-100000-000")}`));
+  }
+  await outbox.put(queued(5000, "web1 PHP pool warning"));
+  await outbox.put(queued(6000, `web1 PHP recovered${tag("20261203-100000-000")}`));
+  const tried: string[] = [];
+  await retryOutbox(outbox, (d) => {
+    tried.push(d.channel === "mail" ? d.mail.subject : "");
+    return Promise.reject(new Error("down"));
+  }, 7000);
+  assert.equal(outbox.items.size, OUTBOX_MAX_ITEMS);
+  assert.match(tried[0]!, /^web1 PHP restart failed/, "the first alert is kept");
+  assert.ok(tried.includes("web1 PHP pool warning"), "an alert of no incident outlives repeats");
+  assert.match(tried.at(-1)!, /^web1 PHP recovered/, "and its last");
+  assert.equal(tried.filter((s) => /still failing/.test(s)).length, OUTBOX_MAX_ITEMS - 3);
+});
+
+Deno.test("drop order: per channel and incident, middles, then no incident, then the rest, oldest first", () => {
+  const webhook = (id: string, incident?: string): { id: string; item: QueuedDelivery } => ({
+    id,
+    item: {
+      delivery: {
+        channel: "webhook",
+        body: {
+          text: "",
+          host: "web1",
+          subject: "",
+          line: "",
+          details: [],
+          ...(incident ? { "incident_id": incident } : {}),
+        },
+      },
+      queuedAt: 0,
+      attempts: 1,
+      lastError: "",
+    },
+  });
+  assert.deepEqual(
+    dropOrder([
+      webhook("a1", "A"),
+      webhook("n1"),
+      webhook("a2", "A"),
+      webhook("b1", "B"),
+      webhook("a3", "A"),
+      webhook("a4", "A"),
+      webhook("b2", "B"),
+    ]),
+    ["a2", "a3", "n1", "a1", "b1", "a4", "b2"],
+  );
+});
+
+Deno.test("Slack's text: a request URI or script name can neither ping a channel nor disguise a link", () => {
+  const hostile = {
+    ...ALERT,
+    details: [
+      "  worker 200 Running for 30.0 s: GET /<!channel> <https://evil.example|Click here> &amp;",
+    ],
+  };
+  const [, hook] = deliveriesOf(hostile, SETTINGS, 0);
+  assert.ok(hook?.channel === "webhook");
+  assert.ok(!/<!channel>|<https:/.test(hook.body.text), hook.body.text);
+  assert.match(
+    hook.body.text,
+    /GET \/&lt;!channel&gt; &lt;https:\/\/evil\.example\|Click here&gt; &amp;amp;$/,
+  );
+  // the fields stay exact, for receivers that are not Slack
+  assert.deepEqual(hook.body.details, hostile.details);
+  assert.equal(slackText("a < b & c > d"), "a &lt; b &amp; c &gt; d");
 });
 
 Deno.test("the file outbox keeps deliveries as 0600 files across processes, one retrier at a time", async () => {

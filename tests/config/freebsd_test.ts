@@ -16,8 +16,6 @@ function freebsd(files: Record<string, string> = {}) {
     fs: fakeFs({
       executables: [
         "/usr/sbin/service",
-        "/bin/pgrep",
-        "/bin/pkill",
         "/bin/ps",
         "/bin/kill",
         "/usr/local/sbin/php-fpm",

@@ -70,6 +70,17 @@ Deno.test({
           await stack.healthy();
           const before = await fpmMaster();
           const f = files();
+          // cron runs have been watching: the state knows the master (from the process table)
+          const watching = await runCli([
+            HEARTBEAT,
+            "5",
+            RECIPIENTS,
+            "--run-for",
+            "5",
+            ...common(f),
+          ]);
+          assert.equal(watching.code, 0, watching.stderr);
+          await Deno.remove(f.log);
           const mailsBefore = (await smtp.messages()).length;
           const killedAt = Date.now();
           for (const pid of await pids(FPM_PROCESS)) Deno.kill(pid, "SIGKILL");
@@ -120,7 +131,7 @@ Deno.test({
           assert.equal(php502?.value, "1", "one 502, no confirmation");
           assert.match(
             mails[0]!.body.replace(/=\n/g, ""),
-            /Certain crash: master \d+ is (gone|a zombie) and no other php-fpm8\.2 master runs/,
+            /Certain crash: master \d+ is (gone|a zombie) and no other php-fpm8\.2 master of \/etc\/php\/8\.2\/fpm\/php-fpm\.conf runs/,
           );
           const lastRestart = Number(
             families.get("php_relaunch_last_restart_timestamp_seconds")?.[0]?.value,
@@ -266,8 +277,9 @@ Deno.test({
           const status = await run("status");
           assert.match(status.stdout, /paused {7}until .* deploy/);
           assert.equal((await run("resume", "php8.2-fpm")).stdout, "resumed php8.2-fpm");
-          const after = await run(HEARTBEAT, "5", RECIPIENTS, "--run-for", "6");
-          assert.equal(after.code, 0, after.stderr);
+          // long enough to confirm the 502: no run before it has seen php-fpm's master
+          const after = await run(HEARTBEAT, "5", RECIPIENTS, "--run-for", "10");
+          assert.equal(after.code, 0, `${after.stderr}\n${(await logLines(f.log)).join("\n")}`);
           assert.equal(await heartbeat(), "200");
           await waitFor(async () => (await smtp.messages()).length > mailsBefore, 10_000);
           const subjects = (await smtp.messages()).slice(mailsBefore).map((m) => m.subject);

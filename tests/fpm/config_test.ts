@@ -54,6 +54,7 @@ Deno.test("php-fpm.conf and its included pool files: error log and each pool's s
     statusListen: "127.0.0.1:9001",
     pingPath: "/ping",
     slowlog: "/var/log/php-fpm/www.slow.log",
+    user: "www-data",
     file: "/etc/php/8.2/fpm/pool.d/www.conf",
   });
 });

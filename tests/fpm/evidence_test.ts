@@ -1,5 +1,8 @@
 import assert from "node:assert/strict";
-import { captureEvidence, evidenceLines, parseCpuTime } from "../../src/fpm/evidence.ts";
+import { captureEvidence, evidenceLines } from "../../src/fpm/evidence.ts";
+import { realDeps } from "../../src/real.ts";
+import { parseCpuTime } from "../../src/act/processes.ts";
+import { masterTitle, psLine, STARTED_AT } from "../support/fpm_host.ts";
 import { REAL_STATUS, statusOf } from "../support/pool.ts";
 import {
   DEBIAN_TOOLS,
@@ -12,12 +15,47 @@ import {
 
 const tools = DEBIAN_TOOLS;
 
-/** ps -o pid=,ppid=,pgid=,stat=,time=,rss=,etimes= for a master (100), two workers and another pool's. */
+const proc = { ruid: 0, euid: 0, startedAt: STARTED_AT + 100_000 - 3_600_000, name: "php-fpm8.2" };
+/** ps's lines for a master (100), two workers and another pool's master. */
 const PS = [
-  "  100     1   100 Ss   00:00:01 20480  3600 php-fpm: master process (/etc/php/8.2/fpm/php-fpm.conf)",
-  "  101   100   100 R    00:01:05 51200   120 php-fpm: pool www",
-  "  102   100   100 D    1-02:03:04 49152   120 php-fpm: pool www",
-  "  900     1   900 Ss   00:00:00 20000  3600 php-fpm: master process (/etc/other.conf)",
+  psLine({
+    ...proc,
+    pid: 100,
+    ppid: 1,
+    pgid: 100,
+    stat: "Ss",
+    rssKb: 20480,
+    title: masterTitle("/etc/php/8.2/fpm/php-fpm.conf"),
+  }),
+  psLine({
+    ...proc,
+    pid: 101,
+    ppid: 100,
+    pgid: 100,
+    stat: "R",
+    rssKb: 51200,
+    title: "php-fpm: pool www",
+  })
+    .replace("00:00:01", "00:01:05"),
+  psLine({
+    ...proc,
+    pid: 102,
+    ppid: 100,
+    pgid: 100,
+    stat: "D",
+    rssKb: 49152,
+    title: "php-fpm: pool www",
+  })
+    .replace("00:00:01", "1-02:03:04"),
+  psLine({
+    ...proc,
+    pid: 900,
+    ppid: 1,
+    pgid: 900,
+    stat: "Ss",
+    rssKb: 20000,
+    title: masterTitle("/etc/other.conf"),
+  }),
 ].join("\n");
 
 const files = {
@@ -61,7 +99,7 @@ Deno.test("evidence: status, this pool's processes from ps, settings and log tai
     2000,
   );
   assert.deepEqual(runner.lines(), [
-    "/usr/bin/ps -o pid=,ppid=,pgid=,stat=,time=,rss=,etimes=,args= -C php-fpm8.2",
+    "/usr/bin/ps -C php-fpm8.2 -o pid=,ppid=,pgid=,ruid=,euid=,stat=,time=,rss=,etimes=,args:255=,pid=",
   ]);
   assert.equal(e.status?.pool, "x");
   assert.deepEqual(e.processes.map((p) => [p.pid, p.state, p.cpuSeconds, p.rssKb]), [
@@ -137,4 +175,92 @@ Deno.test("the evidence in the alert: pool line, the longest-busy workers, proce
   assert.match(lines, /pm\.max_children 3, request_terminate_timeout 0 \(off\)/);
   assert.match(lines, /Memory: 1024 MB available of 4096 MB/);
   assert.match(lines, /Slowlog, last lines:\n {2}script_filename = \/var\/www\/slow\.php/);
+});
+
+/** Runs `args` as the unprivileged user nobody; its exit code. */
+async function asNobody(args: string[]): Promise<number> {
+  const r = await new Deno.Command("/usr/sbin/runuser", {
+    args: ["-u", "nobody", "--", ...args],
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).output();
+  return r.code;
+}
+
+Deno.test("evidence: a site's log folder is its user's: a link or a hard link to a root-only file is not read, nor another user's file", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "php-relaunch-logs-" });
+  try {
+    await Deno.chmod(dir, 0o755);
+    await Deno.writeTextFile(`${dir}/shadow`, "root:$6$secret-hash:19000::::::\n", { mode: 0o600 });
+    await Deno.mkdir(`${dir}/site`);
+    await Deno.chown(`${dir}/site`, 65534, 65534);
+    // nobody, as the pool's user would, plants a link where php-fpm.conf says the slowlog is
+    assert.equal(await asNobody(["ln", "-s", `${dir}/shadow`, `${dir}/site/slow.log`]), 0);
+    // and writes an error log of its own (the pool runs as www-data, uid 33, not nobody)
+    assert.equal(await asNobody(["sh", "-c", `echo forged >${dir}/site/error.log`]), 0);
+    const conf = `[global]\nerror_log = ${dir}/site/error.log\n[www]\nuser = www-data\n` +
+      `slowlog = ${dir}/site/slow.log\nlisten = /run/php/php8.2-fpm.sock\n`;
+    await Deno.writeTextFile(`${dir}/php-fpm.conf`, conf);
+    const deps = testDeps({ fs: realDeps().fs, runner: new FakeRunner(() => ({ code: 1 })) });
+    const source = {
+      status: null,
+      processName: "php-fpm8.2",
+      masterPid: null,
+      fpmConfig: `${dir}/php-fpm.conf`,
+      listen: "/run/php/php8.2-fpm.sock",
+      tools,
+    };
+    const e = await captureEvidence(source, deps, 2000);
+    assert.deepEqual(e.slowlog, ["(not read: it is a symbolic link)"]);
+    assert.deepEqual(e.errorLog, ["(not read: it is owned by uid 65534, not uid 0 or uid 33)"]);
+    assert.ok(!JSON.stringify(e).includes("secret-hash"));
+    // a hard link (were the host to allow one) is refused as well
+    await Deno.remove(`${dir}/site/slow.log`);
+    await Deno.link(`${dir}/shadow`, `${dir}/site/slow.log`);
+    const again = await captureEvidence(source, deps, 2000);
+    assert.deepEqual(again.slowlog, ["(not read: it has other names (hard links))"]);
+    // root's own log, or the pool user's, is read
+    await Deno.remove(`${dir}/site/slow.log`);
+    await Deno.writeTextFile(`${dir}/site/slow.log`, "script_filename = /var/www/slow.php\n");
+    await Deno.chown(`${dir}/site/slow.log`, 33, 33);
+    const read = await captureEvidence(source, deps, 2000);
+    assert.deepEqual(read.slowlog, ["script_filename = /var/www/slow.php"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("evidence: a status page that names another pool than its address is that pool's is not taken", async () => {
+  const clock = new FakeClock();
+  const forged = statusOf({ pool: "shop", busy: 2 });
+  const deps = testDeps({
+    clock,
+    runner: new FakeRunner(() => ({ code: 1 })),
+    fs: fakeFs({
+      files: {
+        "/etc/php/8.2/fpm/php-fpm.conf": "[www]\npm.status_path = /status\n" +
+          "pm.status_listen = /run/php/www-status.sock\n[shop]\npm.status_listen = 127.0.0.1:9002\n",
+      },
+    }),
+  });
+  const e = await captureEvidence(
+    {
+      status: {
+        address: { transport: "unix", path: "/run/php/www-status.sock" },
+        path: "/status",
+        query: "",
+      },
+      processName: "php-fpm8.2",
+      masterPid: null,
+      fpmConfig: "/etc/php/8.2/fpm/php-fpm.conf",
+      listen: null,
+      tools,
+    },
+    deps,
+    2000,
+    forged,
+  );
+  assert.equal(e.status, null, "its workers are nobody's to kill");
+  assert.match(e.statusError ?? "", /names pool "shop", but its address is pool www's/);
 });

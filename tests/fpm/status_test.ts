@@ -1,13 +1,16 @@
 import assert from "node:assert/strict";
 import {
   assessPool,
+  isPoolName,
+  MAX_STATUS_TEXT,
+  MAX_STATUS_WORKERS,
   parseStatus,
   readStatus,
   stuckWorkers,
   warningsOf,
 } from "../../src/fpm/status.ts";
 import { FakeClock, scriptedFcgi } from "../support/fakes.ts";
-import { REAL_STATUS, statusOf } from "../support/pool.ts";
+import { REAL_STATUS, statusJson, statusOf } from "../support/pool.ts";
 
 Deno.test("php-fpm's JSON status becomes counters and workers (durations in ms)", () => {
   const s = parseStatus(REAL_STATUS);
@@ -27,6 +30,7 @@ Deno.test("php-fpm's JSON status becomes counters and workers (durations in ms)"
     script: "-",
     cpu: 0,
     memory: 2097152,
+    startedAt: 1795644330000,
   });
 });
 
@@ -108,4 +112,31 @@ Deno.test("early warnings: listen queue twice above the limit, max children reac
     warningsOf(base, statusOf({ listenQueue: 50, slowRequests: 9, maxChildrenReached: 9 }), off),
     [],
   );
+});
+
+Deno.test("whoever answers on the status socket: a pool's name must be one, texts and workers are bounded", () => {
+  const page = JSON.parse(statusJson(statusOf({ busy: 2 }))) as Record<string, unknown> & {
+    processes: Record<string, unknown>[];
+  };
+  const huge = parseStatus(JSON.stringify({ ...page, pool: "p".repeat(1_500_000) }));
+  assert.equal(huge, "not php-fpm's status: pool");
+  assert.equal(
+    parseStatus(JSON.stringify({ ...page, pool: "www\x1b[2J" })),
+    "not php-fpm's status: pool",
+  );
+  const long = parseStatus(JSON.stringify({
+    ...page,
+    processes: Array.from({ length: 2000 }, (_, i) => ({
+      ...page.processes[0],
+      pid: i + 1,
+      "request uri": `/${"x".repeat(10_000)}`,
+      "request duration": i,
+    })),
+  }));
+  assert.ok(typeof long !== "string");
+  assert.equal(long.workers.length, MAX_STATUS_WORKERS);
+  assert.equal(long.workers[0]!.pid, 2000, "the longest-busy are kept");
+  assert.ok(long.workers.every((w) => w.uri.length <= MAX_STATUS_TEXT + 1));
+  assert.ok(JSON.stringify(long).length < 400_000, "what is kept is small");
+  assert.ok(isPoolName("shop.example.com") && isPoolName("site_1") && !isPoolName("-x"));
 });

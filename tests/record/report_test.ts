@@ -296,3 +296,14 @@ Deno.test("the text report lists causes, hours, scripts and hints; an empty one 
   assert.match(text, /- pm\.max_children: max children reached in 9 of 10/);
   assert.match(renderReport(buildReport([], 0, 1)), /0 incidents[^\n]*\nNothing to report\./);
 });
+
+Deno.test("the text report shows what php-fpm's world wrote, never obeyed by the terminal", () => {
+  const hostile = incident(NIGHT, { script: "/var/www/\x1b]0;owned\x07x.php\x1b[2J" });
+  hostile.evidence.slowlog = ["script_filename = /var/www/\x1b[31mred.php"];
+  hostile.poolName = "www";
+  const text = renderReport(buildReport([hostile], NIGHT - HOUR, NIGHT + HOUR));
+  // deno-lint-ignore no-control-regex -- the point: no escape sequence reaches root's terminal
+  assert.doesNotMatch(text, /[\x00-\x08\x0b-\x1f\x7f]/);
+  assert.match(text, /\/var\/www\/\\x1b\]0;owned\\x07x\.php\\x1b\[2J \(up to 320 s\)/);
+  assert.match(text, /\/var\/www\/\\x1b\[31mred\.php/);
+});

@@ -5,20 +5,20 @@ import { parseCommandLine } from "../../src/cli.ts";
 import { loadConfig } from "../../src/config/load.ts";
 import type { Mail, Mailer } from "../../src/shared/deps.ts";
 import { probeOnce, watchRun } from "../../src/run/cron.ts";
-import { fileStateStore, memoryStateStore } from "../../src/run/state.ts";
+import { fileStateStore, freshMemory, memoryStateStore } from "../../src/run/state.ts";
 import { memoryIncidentLog } from "../../src/record/incidents.ts";
 import { memoryOutbox } from "../../src/alert/outbox.ts";
+import { FpmHost } from "../support/fpm_host.ts";
 import {
+  actions,
   captureLogs,
   debianFs,
   FakeClock,
   fakeMailer,
-  FakeRunner,
   fetchErrors,
   hangingMailer,
   type HttpStep,
   memoryLocks,
-  psAnswer,
   scriptedHttp,
   testDeps,
   untagged,
@@ -38,23 +38,15 @@ const BROKEN_TEST = [
 ].join("\n");
 
 /**
- * php-fpm as the relaunch sees it: pgrep finds it once started; `startWorks` false keeps it down,
- * with a pool file its configuration test refuses.
+ * php-fpm as the relaunch sees it: a master (1000) and two workers that ps shows; `startWorks`
+ * false keeps it down once killed, with a pool file its configuration test refuses.
  */
-function fpmHost(startWorks = true) {
-  let running = true;
-  return new FakeRunner((call) => {
-    if (call.cmd.endsWith("/ps")) return psAnswer(call);
-    if (call.cmd === "/usr/sbin/php-fpm8.2") {
-      return startWorks ? { code: 0 } : { code: 78, stderr: BROKEN_TEST };
-    }
-    if (call.cmd.endsWith("pgrep")) return running ? { code: 0, stdout: "101\n102" } : { code: 1 };
-    if (call.cmd.endsWith("pkill")) {
-      running = false;
-      return { code: 0 };
-    }
-    if (startWorks) running = true;
-    return { code: 0 };
+function fpmHost(startWorks = true, host = new FpmHost()) {
+  host.up("php8.2-fpm");
+  if (!startWorks) host.startsToComeUp = Infinity;
+  return host.runner((call) => {
+    if (call.cmd !== "/usr/sbin/php-fpm8.2") return undefined;
+    return startWorks ? { code: 0 } : { code: 78, stderr: BROKEN_TEST };
   });
 }
 
@@ -118,20 +110,28 @@ const fastRelaunch = (store = memoryStateStore()) => ({
   },
 });
 
-Deno.test("healthy minute: 12 probes 5 s apart, nothing run, nothing mailed, exit 0", async () => {
+Deno.test("healthy minute: 12 probes 5 s apart, one look at the master, nothing done, nothing mailed, exit 0", async () => {
   const s = await setup([URI, "5", "ops@example.com"], [ok]);
-  assert.equal(await watchRun(s.cfg, s.deps, s.options), 0);
+  const deps = { ...s.deps, fs: debianFs({ files: { "/run/php/php8.2-fpm.pid": "1000\n" } }) };
+  assert.equal(await watchRun(s.cfg, deps, s.options), 0);
   assert.equal(s.http.calls.length, 12);
-  assert.equal(s.runner.calls.length, 0);
+  const look =
+    "/usr/bin/ps -C php-fpm8.2 -o pid=,ppid=,pgid=,ruid=,euid=,stat=,time=,rss=,etimes=,args:255=,pid=";
+  assert.deepEqual(s.runner.lines(), [look], "found once; the pid file's hint agrees after");
+  assert.equal((await s.store.load()).state.masterPid, 1000);
   assert.equal(s.mailer.sent.length, 0);
   assert.deepEqual(s.logs.lines(), []);
   assert.ok(s.clock.now() - s.start <= 60_000);
+  // without a pid file (or with one that names another pid), a look every 30 s at most
+  s.runner.calls.length = 0;
+  await watchRun(s.cfg, s.deps, s.options);
+  assert.deepEqual(s.runner.lines(), [look, look]);
 });
 
 Deno.test("a single stray 502 is confirmed 1 s later and restarts nothing", async () => {
   const s = await setup([URI, "5", "ops@example.com"], [ok, { status: 502 }, ok]);
   assert.equal(await watchRun(s.cfg, s.deps, s.options), 0);
-  assert.equal(s.runner.calls.length, 0);
+  assert.deepEqual(actions(s.runner), []);
   assert.equal(s.mailer.sent.length, 0);
   assert.deepEqual(s.logs.lines(), []);
   assert.ok(s.clock.sleeps.includes(1000), `confirm delay of 1 s in ${s.clock.sleeps}`);
@@ -146,7 +146,7 @@ Deno.test("two 502s (a crash): restart once, one log line, one mail, then settle
     s.runner.lines().filter((l) => l === "/usr/sbin/service php8.2-fpm start").length,
     1,
   );
-  assert.ok(s.runner.lines().includes("/usr/bin/pkill -KILL -x php-fpm8.2"));
+  assert.ok(s.runner.lines().includes("/usr/bin/kill -KILL 1000 1001 1002"));
   assert.equal(s.mailer.sent.length, 1);
   const mail = s.mailer.sent[0]!;
   assert.match(mail.subject, /^web1 PHP restart \[php8\.2-fpm #\d{8}-\d{6}-\d{3}\]$/);
@@ -156,7 +156,7 @@ Deno.test("two 502s (a crash): restart once, one log line, one mail, then settle
   assert.match(mail.text, /Probe: HTTP 502/);
   assert.match(
     mail.text,
-    /php8\.2-fpm \(sysv\): running again after the kill rung; 2 processes killed, 1 start attempts/,
+    /php8\.2-fpm \(sysv\): running again after the kill rung; 3 processes killed, 1 start attempts/,
   );
   assert.match(mail.text, /Down for 1 s/);
   assert.ok(s.clock.sleeps.includes(10_000), `settle of 10 s in ${s.clock.sleeps}`);
@@ -244,7 +244,7 @@ for (
   Deno.test(`${name}: never restarts, logs why, mails once, exit ${code}`, async () => {
     const s = await setup([URI, "5", "ops@example.com"], [ok, step as HttpStep]);
     assert.equal(await watchRun(s.cfg, s.deps, s.options), code);
-    assert.equal(s.runner.calls.length, 0);
+    assert.deepEqual(actions(s.runner), []);
     assert.equal(s.http.calls.length, 2, "the run stops at the problem");
     const lines = s.logs.lines();
     assert.equal(lines.length, 1);
@@ -264,7 +264,7 @@ Deno.test("php-fpm that will not come back: 3 restarts, then one 'given up' aler
   ], "the test's generic last lines are left out");
   // 3 restarts of 3 start attempts each
   assert.equal(s.runner.lines().filter((l) => l.endsWith(" start")).length, 9);
-  assert.match(s.logs.lines()[0]!, /^502 PHP restart failed \(php8\.2-fpm: no php-fpm8\.2 process/);
+  assert.match(s.logs.lines()[0]!, /^502 PHP restart failed \(php8\.2-fpm: no php-fpm8\.2 master/);
   // php-fpm's own test says why, in the log line, the alert and the incident
   assert.match(
     s.logs.lines()[0]!,
@@ -292,11 +292,11 @@ Deno.test("the memory carries over to the next cron run: given up stays given up
   const s = await setup([URI, "5", "ops@example.com"], [{ status: 502 }], { startWorks: false });
   const options = fastRelaunch();
   await watchRun(s.cfg, s.deps, options);
-  const before = s.runner.calls.length;
+  const before = actions(s.runner).length;
   s.mailer.sent.length = 0;
   s.clock.advance(60_000);
   assert.equal(await watchRun(s.cfg, s.deps, options), 3);
-  assert.equal(s.runner.calls.length, before, "no restart in the next run");
+  assert.equal(actions(s.runner).length, before, "no restart in the next run");
   assert.deepEqual(s.mailer.sent, [], "no second 'given up'");
 });
 
@@ -376,7 +376,7 @@ Deno.test("paused: a crash is probed and logged, never restarted or alerted; the
   const until = s.clock.now() + 90_000;
   await pauses.write("php8.2-fpm", { at: s.clock.now(), until, by: "alice", reason: "deploy 42" });
   assert.equal(await watchRun(s.cfg, s.deps, s.options), 3, "still down: the exit code says so");
-  assert.equal(s.runner.calls.length, 0, "nothing restarted");
+  assert.deepEqual(actions(s.runner), [], "nothing restarted");
   assert.equal(s.mailer.sent.length, 0, "nothing alerted");
   assert.ok(s.http.calls.length >= 10, "probes go on");
   assert.match(s.logs.lines()[0]!, /^502 while paused until .* \(deploy 42\): not acted on\.$/);
@@ -481,7 +481,9 @@ Deno.test("--run-for 10 (mcron every 10 s): two probes, though taking the lock t
 Deno.test("php-cgi is relaunched too with the 4th argument", async () => {
   const clock = new FakeClock();
   const http = scriptedHttp(clock, [{ status: 502 }, { status: 502 }, ok]);
-  const runner = fpmHost();
+  const host = new FpmHost();
+  const cgi = host.up("php8.2-cgi");
+  const runner = fpmHost(true, host);
   const { fs } = testDeps();
   const deps = testDeps({
     clock,
@@ -507,7 +509,7 @@ Deno.test("php-cgi is relaunched too with the 4th argument", async () => {
     0,
   );
   const lines = runner.lines();
-  assert.ok(lines.includes("/usr/bin/pkill -KILL -x php-cgi8.2"));
+  assert.ok(cgi === 0 && lines.includes("/usr/bin/kill -KILL 1000 1001"), lines.join("\n"));
   assert.ok(lines.includes("/usr/sbin/service php8.2-cgi start"));
   assert.ok(
     lines.indexOf("/usr/sbin/service php8.2-fpm start") <
@@ -529,7 +531,7 @@ Deno.test("--once: the verdict is the exit code; no restart, no mail", async (t)
       const s = await setup(["--once", URI, "5", "ops@example.com"], [step as HttpStep]);
       assert.equal(await probeOnce(s.cfg, s.deps, s.options), code);
       assert.equal(s.http.calls.length, 1);
-      assert.equal(s.runner.calls.length, 0);
+      assert.equal(s.runner.calls.length, 0, "--once only probes");
       assert.equal(s.mailer.sent.length, 0);
       assert.equal(s.deps.out.length, 1);
     });
@@ -553,7 +555,7 @@ Deno.test("cron run: a lock watch mode holds means nothing is probed, restarted 
   held.holders.set(lockFile, "watch 4242");
   assert.equal(await watchRun(s.cfg, s.deps, { ...s.options, lock: held }), 0);
   assert.equal(s.http.calls.length, 0);
-  assert.equal(s.runner.calls.length, 0);
+  assert.equal(s.runner.calls.length, 0, "not even a look");
   assert.equal(s.clock.now(), s.start, "at once: watch mode never lets go");
   assert.deepEqual(s.logs.lines(), [
     `php-relaunch watch holds ${lockFile}; this run does nothing.`,
@@ -649,35 +651,29 @@ Deno.test("cron run: a mail server that never answers delays neither the next pr
 
 Deno.test("a 502 with php-fpm's master gone is a certain crash: restarted at once, no confirmation", async () => {
   const clock = new FakeClock();
-  let masterAlive = false;
-  let running = true;
-  // ps -e: the process table, with or without php-fpm's master
-  const answers = new FakeRunner((call) => {
-    if (call.cmd.endsWith("/ps") && call.args.includes("-e")) {
-      const rows = ["1 1 Ss init", ...(masterAlive ? ["100 100 Ss php-fpm8.2"] : [])];
-      return { code: 0, stdout: rows.join("\n") };
-    }
-    if (call.cmd.endsWith("/ps")) return psAnswer(call);
-    if (call.cmd.endsWith("pgrep")) return running ? { code: 0, stdout: "101" } : { code: 1 };
-    if (call.cmd.endsWith("pkill")) {
-      running = false;
-      return { code: 0 };
-    }
-    running = true;
-    return { code: 0 };
-  });
+  const host = new FpmHost();
+  const answers = fpmHost(true, host);
+  // the master seen before, gone now (its workers still serve a moment)
+  const master = host.master("php8.2-fpm")!.pid;
+  host.procs = host.procs.filter((p) => p.pid !== master);
   const http = scriptedHttp(clock, [{ status: 502 }, ok]);
   const deps = testDeps({
     clock,
     httpGet: http,
     runner: answers,
-    fs: debianFs({ files: { "/run/php/php8.2-fpm.pid": "100\n" } }),
+    // the pid file still names it: it decides nothing
+    fs: debianFs({ files: { "/run/php/php8.2-fpm.pid": `${master}\n` } }),
   });
   const { mode, raw } = parseCommandLine([URI, "5", "ops@example.com"]);
   const cfg = await loadConfig(mode as "minute", raw, deps);
   const logs = captureLogs();
+  const seen = () => {
+    const memory = freshMemory();
+    memory.state.masterPid = master;
+    return memoryStateStore(memory);
+  };
   const options = {
-    store: memoryStateStore(),
+    store: seen(),
     incidents: memoryIncidentLog(),
     outbox: memoryOutbox(),
     lock: memoryLocks(),
@@ -687,14 +683,17 @@ Deno.test("a 502 with php-fpm's master gone is a certain crash: restarted at onc
   assert.deepEqual(logs.lines(), ["502 PHP restarted."]);
   assert.ok(!clock.sleeps.includes(1000), `no 1 s confirmation in ${clock.sleeps}`);
   assert.ok(answers.lines().includes("/usr/sbin/service php8.2-fpm start"));
+  assert.ok(
+    answers.lines().includes(`/usr/bin/kill -KILL ${master + 1} ${master + 2}`),
+    "its orphaned workers, by the group it led",
+  );
 
-  // the master alive: the same 502 is confirmed first, as a stray one would be
-  masterAlive = true;
+  // a master alive (the one just started): the same 502 is confirmed first, as a stray one
   const again = scriptedHttp(clock, [{ status: 502 }, ok]);
   const calm = captureLogs();
-  assert.equal(
-    await watchRun(cfg, { ...deps, httpGet: again }, { ...options, store: memoryStateStore() }),
-    0,
-  );
+  const live = host.master("php8.2-fpm")!.pid;
+  const store = memoryStateStore();
+  await store.save({ ...freshMemory(), state: { ...freshMemory().state, masterPid: live } });
+  assert.equal(await watchRun(cfg, { ...deps, httpGet: again }, { ...options, store }), 0);
   assert.deepEqual(calm.lines(), [], "a single 502 while the master lives restarts nothing");
 });

@@ -16,14 +16,14 @@ import { renderMetrics } from "../../src/record/metrics.ts";
 import { freshMemory, type Memory } from "../../src/run/state.ts";
 import { afterKill, decidePool, type PoolState } from "../../src/run/pool_policy.ts";
 import type { ProbeResult } from "../../src/probe/result.ts";
+import { FpmHost, masterTitle } from "../support/fpm_host.ts";
 import {
+  actions,
   captureLogs,
   debianFs,
   FakeClock,
   fakeMailer,
-  FakeRunner,
   type FcgiStep,
-  psAnswer,
   scriptedFcgi,
   testDeps,
   untagged,
@@ -177,6 +177,7 @@ stuck_after = "30s"
   assert.equal(t.stuckAfterMs, 5000);
 });
 
+const FPM_CONF = "/etc/php/8.2/fpm/php-fpm.conf";
 const PONG: FcgiStep = { status: 200, body: "pong", ms: 3 };
 const TIMEOUT: FcgiStep = { error: new DOMException("no answer", "TimeoutError"), ms: 5000 };
 
@@ -232,27 +233,31 @@ async function run(opts: {
       ms: 2,
     };
   });
-  const runner = new FakeRunner((call) => {
-    if (call.cmd.endsWith("/ps") && call.args[1] === "pid=,pgid=,comm=") {
-      const pids = call.args[call.args.indexOf("-p") + 1]!.split(",");
-      return { stdout: pids.map((p) => `${p} 100 php-fpm8.2`).join("\n") };
-    }
-    if (call.cmd.endsWith("/ps") && call.args.includes("-e")) {
-      const rows = ["200 100 S php-fpm8.2", "210 100 S php-fpm8.2"];
-      if (!opts.masterGone) rows.unshift("100 100 Ss php-fpm8.2");
-      return { stdout: rows.join("\n") };
-    }
-    if (call.cmd.endsWith("/ps") && call.args.includes("-C")) {
-      // the master (20 MB), www's worker (50 MB) and b's (200 MB), each named by its title
-      return {
-        stdout: [
-          "  100     1   100 Ss 00:00:01  20480 600 php-fpm: master process (/etc/php/8.2/fpm/php-fpm.conf)",
-          "  200   100   100 S  00:00:09  51200 500 php-fpm: pool www",
-          "  210   100   100 S  00:00:09 204800 500 php-fpm: pool b",
-        ].join("\n"),
-      };
-    }
-    if (call.cmd.endsWith("/ps")) return psAnswer(call);
+  // the master (20 MB), www's workers (50 and 10 MB) and b's (200 and 10 MB), named by titles
+  const host = new FpmHost(undefined, clock);
+  if (!opts.masterGone) {
+    host.add({ pid: 100, name: "php-fpm8.2", title: masterTitle(FPM_CONF), rssKb: 20480 });
+  }
+  for (
+    const [pid, pool, rssKb] of [[200, "www", 51200], [201, "www", 10240], [210, "b", 204800], [
+      211,
+      "b",
+      10240,
+    ]] as const
+  ) {
+    host.add({
+      pid,
+      ppid: opts.masterGone ? 1 : 100,
+      pgid: 100,
+      ruid: 33,
+      euid: 33,
+      stat: "S",
+      rssKb,
+      name: "php-fpm8.2",
+      title: `php-fpm: pool ${pool}`,
+    });
+  }
+  const runner = host.runner((call) => {
     if (call.cmd.endsWith("/kill")) {
       for (const pid of call.args.slice(1)) healed.add(Number(pid) >= 210 ? "b" : "www");
     }
@@ -260,8 +265,7 @@ async function run(opts: {
       healed.add("b");
       healed.add("www");
     }
-    if (call.cmd.endsWith("pgrep")) return { code: 0, stdout: "100\n200\n210" };
-    return { code: 0 };
+    return undefined;
   });
   const mailer = fakeMailer();
   const deps = testDeps({
@@ -281,11 +285,14 @@ async function run(opts: {
     const at = clock.now();
     pauses.items.set("web", { at, until: at + opts.pausedForMs, by: "alice", reason: "deploy" });
   }
+  // the master as seen before the run: gone now, when `masterGone`
+  const seen = opts.memory ?? (opts.masterGone ? freshMemory() : undefined);
+  if (opts.masterGone && seen !== undefined) seen.state.masterPid = 100;
   const { code, incidents, memory } = await cronRun(deps, opts.runFor ?? 60, {
-    memory: opts.memory,
+    memory: seen,
     pauses,
   });
-  const acts = runner.lines().filter((l) => /\/(kill|pkill|service|systemctl) /.test(l));
+  const acts = actions(runner);
   return { code, acts, mailer, incidents, logs, memory, failedPings };
 }
 
@@ -347,7 +354,7 @@ Deno.test("a pool answering but the master gone: the service is restarted", asyn
     fails: (pool, healed) => pool === "b" && !healed.has("b") && !healed.has("www"),
   });
   assert.ok(
-    r.acts.some((l) => /\/(service|systemctl) /.test(l) || / -KILL -g 100 /.test(l)),
+    r.acts.some((l) => l === "/usr/bin/kill -KILL 200 201 210 211"),
     `${r.acts.join("; ")}\n${r.logs.lines().join("\n")}`,
   );
   assert.ok(!r.acts.includes("/usr/bin/kill -KILL 210 211"), "not a pool-level kill");
@@ -458,14 +465,17 @@ Deno.test("memory by pool: each pool's workers from their titles, each held to t
   );
   const r = await run({ config, runFor: 30, fails: () => false });
   assert.deepEqual(r.memory.counters.poolMemory, {
-    sumKb: 20480 + 51200 + 204800,
+    sumKb: 20480 + 51200 + 10240 + 204800 + 10240,
     largestKb: 204800,
-    byPool: { www: { sumKb: 51200, largestKb: 51200 }, b: { sumKb: 204800, largestKb: 204800 } },
+    byPool: {
+      www: { sumKb: 51200 + 10240, largestKb: 51200 },
+      b: { sumKb: 204800 + 10240, largestKb: 204800 },
+    },
   });
   assert.deepEqual(untaggedOrPlain(r.mailer.sent), ["web1 PHP pool warning"]);
   assert.match(
     r.mailer.sent[0]!.text,
     /PHP pool warning: a worker of pool b holds 200 MB resident \(limit 100 MB\)\./,
   );
-  assert.match(r.mailer.sent[0]!.text, /\n {2}pool b: 1 workers, 200 MB, the largest 200 MB\n/);
+  assert.match(r.mailer.sent[0]!.text, /\n {2}pool b: 2 workers, 210 MB, the largest 200 MB\n/);
 });

@@ -100,6 +100,21 @@ Deno.test("status: the text says the standing, the last probe and the restarts",
   assert.equal(renderStatus([], T), "no target has a state file yet\n");
 });
 
+Deno.test("status: another's words (a pause's reason, a restart's cause) stay one line, unobeyed", () => {
+  const text = renderStatus([
+    statusOf(
+      "php8.2-fpm",
+      memory({
+        restarts: [{ at: T - 60_000, ok: false, label: "502", detail: "said \x1b[2J\nrm -rf" }],
+      }),
+      policy,
+    ),
+  ], T);
+  // deno-lint-ignore no-control-regex -- the point: no escape sequence, no extra line
+  assert.doesNotMatch(text.replaceAll("\n", ""), /[\x00-\x1f\x7f]/);
+  assert.match(text, /said \\x1b\[2J\\nrm -rf/);
+});
+
 Deno.test("status: paused, restarting, the next retry and the incident's id", () => {
   const pause = { at: T - 60_000, until: T + 600_000, by: "alice", reason: "deploy 42" };
   const gaveUp = statusOf(

@@ -8,16 +8,16 @@ import { ConfigError } from "../../src/shared/errors.ts";
 import type { Notifier } from "../../src/run/notify.ts";
 import { memoryStateStore } from "../../src/run/state.ts";
 import { type SignalSource, watchForever, type WatchSignal } from "../../src/run/watch.ts";
+import { FpmHost } from "../support/fpm_host.ts";
 import {
+  actions,
   captureLogs,
   debianFs,
   FakeClock,
   fakeHost,
   fakeMailer,
-  FakeRunner,
   hangingMailer,
   memoryLocks,
-  psAnswer,
   scriptedFcgi,
   testDeps,
   until,
@@ -40,23 +40,12 @@ function fakeSignals() {
   };
 }
 
-/** Two PHP versions; pgrep/pkill/start per process name, recorded. */
+/** Two PHP versions, each a master and two workers (7.4's 1000-1002, 8.2's 1003-1005). */
 function twoPools() {
-  const running = new Map([["php-fpm7.4", true], ["php-fpm8.2", true]]);
-  return new FakeRunner((call) => {
-    if (call.cmd.endsWith("/ps")) return psAnswer(call);
-    const name = call.args.at(-1) ?? "";
-    if (call.cmd.endsWith("pgrep")) {
-      return running.get(name) ? { code: 0, stdout: "1" } : { code: 1 };
-    }
-    if (call.cmd.endsWith("pkill")) {
-      running.set(name, false);
-      return { code: 0 };
-    }
-    const service = call.args[0] ?? "";
-    running.set(service.replace(/^php([\d.]+)-fpm$/, "php-fpm$1"), true);
-    return { code: 0 };
-  });
+  const host = new FpmHost();
+  host.up("php7.4-fpm");
+  host.up("php8.2-fpm");
+  return host.runner();
 }
 
 const CONFIG = `
@@ -133,9 +122,13 @@ Deno.test("watch: two targets on two php-fpm versions restart independently; SIG
     const code = await watchForever(s.cfg, s.deps, { signals: s.signals.source });
     assert.equal(code, 0);
     const lines = s.runner.lines();
-    assert.ok(lines.includes("/usr/bin/pkill -KILL -x php-fpm7.4"));
+    // the ladder on 7.4's own master (1000) and pool, by pid
+    assert.equal(actions(s.runner)[0], "/usr/bin/kill -USR2 1000", lines.join("\n"));
     assert.ok(lines.includes("/usr/sbin/service php7.4-fpm start"));
-    assert.ok(!lines.some((l) => l.includes("8.2")), "the other version is never touched");
+    assert.ok(
+      !actions(s.runner).some((l) => /8\.2|100[345]/.test(l)),
+      "the other version is never touched",
+    );
     assert.ok((s.calls.get("8874") ?? 0) > 10, "the restarted target is still watched");
     assert.deepEqual(s.logs.lines().filter((l) => /PHP restart/.test(l)), ["502 PHP restarted."]);
     assert.equal(s.signals.listeners(), 0, "signal handlers removed");
@@ -165,7 +158,7 @@ Deno.test("watch: a pause is honoured at the next probe, and so is its end, with
     }
     const restarted = s.runner.lines().some((l) => l.includes("php7.4-fpm start"));
     if (n === 15) {
-      restartsWhilePaused = s.runner.calls.length;
+      restartsWhilePaused = actions(s.runner).length;
       pauses.items.delete("legacy");
     }
     // crashed from its 5th probe, while paused, and down until restarted
@@ -191,7 +184,7 @@ Deno.test("watch: a single stray 502 restarts nothing; confirmed 1 s later", asy
   });
   try {
     await watchForever(s.cfg, s.deps, { signals: s.signals.source });
-    assert.equal(s.runner.calls.length, 0);
+    assert.deepEqual(actions(s.runner), []);
     assert.ok(s.deps.clock.sleeps.includes(1000));
   } finally {
     await s.cleanup();
@@ -283,14 +276,16 @@ Deno.test("watch: systemd hears READY, WATCHDOG and STOPPING", async () => {
 Deno.test("watch: SIGTERM during a restart lets the restart finish, then exits 0", async () => {
   let signalled = false;
   const s: Awaited<ReturnType<typeof setup>> = await setup((url, n) => {
+    // a bound on the test: it never waits for ever for the signal below
+    if (n === 500) s.signals.send("SIGTERM");
     const restarted = s.runner.lines().some((l) => l.includes("php8.2-fpm start"));
     return url.port === "8889" && n >= 3 && !restarted ? 502 : 200;
   });
-  // the signal arrives while the kill rung is between SIGKILL and start
+  // the signal arrives while the restart rung is between its stop (SIGQUIT) and its start
   const runner = s.runner;
   const original = runner.run.bind(runner);
   runner.run = (cmd, args, opts) => {
-    if (cmd.endsWith("pkill") && args.includes("php-fpm8.2") && !signalled) {
+    if (cmd.endsWith("/kill") && args[0] === "-QUIT" && !signalled) {
       signalled = true;
       s.signals.send("SIGTERM");
     }
@@ -300,9 +295,9 @@ Deno.test("watch: SIGTERM during a restart lets the restart finish, then exits 0
     assert.equal(await watchForever(s.cfg, s.deps, { signals: s.signals.source }), 0);
     assert.ok(signalled);
     const lines = runner.lines();
-    const killed = lines.indexOf("/usr/bin/pkill -KILL -x php-fpm8.2");
-    assert.ok(killed >= 0, lines.join("\n"));
-    assert.ok(lines.slice(killed).includes("/usr/sbin/service php8.2-fpm start"), "started again");
+    const stopped = lines.findIndex((l) => l.startsWith("/usr/bin/kill -QUIT "));
+    assert.ok(stopped >= 0, lines.join("\n"));
+    assert.ok(lines.slice(stopped).includes("/usr/sbin/service php8.2-fpm start"), "started again");
     assert.deepEqual(s.logs.lines().filter((l) => /PHP restart/.test(l)), ["502 PHP restarted."]);
   } finally {
     await s.cleanup();
@@ -327,7 +322,7 @@ Deno.test("watch: a long restart is slow, not hung: systemd's watchdog keeps bei
   const runner = s.runner;
   const original = runner.run.bind(runner);
   runner.run = async (cmd, args, opts) => {
-    if (cmd.endsWith("pkill") && args.includes("-KILL")) inRestart = true;
+    if (cmd.endsWith("/kill") && ["-QUIT", "-KILL"].includes(args[0]!)) inRestart = true;
     if (inRestart && args.includes("start")) {
       // a start that takes two minutes, in slices, as a slow init script would
       for (let i = 0; i < 60; i++) await s.deps.clock.sleep(2000);
@@ -435,11 +430,13 @@ Deno.test("watch: a target loop that hangs stops systemd's watchdog pings", asyn
 
 Deno.test("watch: a mail server that never answers delays neither probes nor restarts", async () => {
   const mailer = hangingMailer();
+  let back: number | null = null;
   const s: Awaited<ReturnType<typeof setup>> = await setup((url, n) => {
+    if (url.port !== "8889") return 200;
     const restarts = s.runner.lines().filter((l) => l.includes("php8.2-fpm start")).length;
+    if (restarts === 1) back ??= n;
     // main crashes at its 5th probe, and again 20 probes after it came back
-    const crashed = url.port === "8889" &&
-      ((n >= 5 && restarts === 0) || (n >= 30 && restarts === 1));
+    const crashed = (n >= 5 && restarts === 0) || (restarts === 1 && n >= back! + 20);
     return crashed ? 502 : 200;
   });
   s.deps.mailer = mailer;
@@ -479,7 +476,7 @@ Deno.test("watch --auto: the targets discovery finds; a pool changed on disk is 
   const deps = testDeps({
     clock,
     fcgiGet,
-    runner: new FakeRunner((call) => psAnswer(call)),
+    runner: new FpmHost().runner(),
     host: fakeHost(1000, { HOME: dir, XDG_RUNTIME_DIR: dir }),
     fs: debianFs({ files }),
   });

@@ -179,12 +179,14 @@ export class FakeRunner implements ProcessRunner {
   }
 }
 
-/** What `ps -o pid=,stat= -p PIDS` prints when every one of PIDS is in `state`. */
-export function psAnswer(call: RunCall, state = "S"): Partial<RunResult> {
-  // the whole table (`ps -e`) is not faked here: a test of certainty answers it itself
-  if (call.args.includes("-e")) return { code: 1, stderr: "ps -e: not in this fake" };
-  const pids = (call.args[call.args.indexOf("-p") + 1] ?? "").split(",").filter(Boolean);
-  return { code: pids.length ? 0 : 1, stdout: pids.map((p) => `${p} ${state}`).join("\n") };
+/** Whether a recorded command only looks (ps, systemd's MainPID) rather than acts. */
+export function looks(line: string): boolean {
+  return /^\S*\/ps |^\S*\/systemctl show /.test(line);
+}
+
+/** The commands a runner ran that act on the host (kill, service...), not those that look. */
+export function actions(runner: FakeRunner): string[] {
+  return runner.lines().filter((l) => !looks(l));
 }
 
 /** A mailer that records mails, or fails with `failWith`. */
@@ -205,9 +207,16 @@ export function fakeFs(spec: {
   files?: Record<string, string>;
   /** Permission bits of `files` (default 0600). */
   modes?: Record<string, number>;
+  /** `files` that are symbolic links (refused where links are). */
+  links?: string[];
+  /** The uid that owns each of `files` (default root). */
+  owners?: Record<string, number>;
+  /** Where the names removed are recorded (a pid file before a start). */
+  removed?: string[];
 }): Fs {
   const executables = new Set(spec.executables ?? []);
   const dirs = spec.dirs ?? {};
+  const removed = spec.removed ?? [];
   const exists = new Set([...(spec.exists ?? []), ...Object.keys(dirs), ...executables]);
   return {
     exists: (path) => Promise.resolve(exists.has(path)),
@@ -240,9 +249,26 @@ export function fakeFs(spec: {
         )
         : Promise.resolve(text);
     },
-    readTail: (path, maxBytes) => {
-      const text = spec.files?.[path] ?? "";
-      const tail = text.slice(-maxBytes);
+    removeName: (path) => {
+      removed.push(path);
+      return Promise.resolve();
+    },
+    readUntrusted: (path, read) => {
+      const text = spec.files?.[path];
+      if (text === undefined) {
+        return Promise.reject(new Deno.errors.NotFound(`No such file: "${path}"`));
+      }
+      if (spec.links?.includes(path)) return Promise.reject(new Error("it is a symbolic link"));
+      const owner = spec.owners?.[path] ?? 0;
+      if (read.owners !== undefined && !read.owners.includes(owner)) {
+        return Promise.reject(new Error(`it is owned by uid ${owner}`));
+      }
+      if (!read.tail) {
+        return text.length > read.maxBytes
+          ? Promise.reject(new Error(`it has ${text.length} bytes`))
+          : Promise.resolve(text);
+      }
+      const tail = text.slice(-read.maxBytes);
       return Promise.resolve(tail.length < text.length ? tail.slice(tail.indexOf("\n") + 1) : tail);
     },
   };
@@ -261,8 +287,6 @@ export function debianFs(
     executables: [
       "/usr/sbin/service",
       "/usr/bin/systemctl",
-      "/usr/bin/pgrep",
-      "/usr/bin/pkill",
       "/usr/bin/ps",
       "/usr/bin/kill",
       "/usr/sbin/php-fpm8.2",
@@ -394,8 +418,6 @@ export const DEBIAN_TOOLS: Tools = {
   service: "/usr/sbin/service",
   systemctl: null,
   rcService: null,
-  pgrep: "/usr/bin/pgrep",
-  pkill: "/usr/bin/pkill",
   ps: "/usr/bin/ps",
   kill: "/usr/bin/kill",
   ss: null,

@@ -1,5 +1,6 @@
 /** php-fpm status pages for tests: one read off a real pool, and made-to-order ones. */
 import type { PoolStatus } from "../../src/fpm/status.ts";
+import { STARTED_AT } from "./fpm_host.ts";
 
 /** php-fpm 8.2's `?json&full`, as read from a real pool (two workers, one after a ping). */
 export const REAL_STATUS =
@@ -22,6 +23,7 @@ export function statusOf(
       script: "/var/www/slow.php",
       cpu: 0,
       memory: 0,
+      startedAt: STARTED_AT,
     })),
     ...Array.from({ length: idleWorkers }, (_, i) => ({
       pid: 300 + i,
@@ -33,6 +35,7 @@ export function statusOf(
       script: "/var/www/ok.php",
       cpu: 0,
       memory: 0,
+      startedAt: STARTED_AT,
     })),
   ];
   return {
@@ -72,7 +75,7 @@ export function statusJson(s: PoolStatus): string {
     processes: s.workers.map((w) => ({
       pid: w.pid,
       state: w.state,
-      "start time": 1795644330,
+      "start time": Math.round((w.startedAt ?? STARTED_AT) / 1000),
       "start since": 100,
       requests: w.requests,
       "request duration": w.durationMs * 1000,

@@ -1,0 +1,182 @@
+/**
+ * Watch mode's /metrics endpoint on loopback, built to outlast whoever connects: at most a few
+ * connections at once (more are closed at once), each with one request and a few seconds to
+ * send it and read the answer, and an accept loop that logs its errors once and goes on. Any
+ * local user can connect; none can take the watch process down or hold its file descriptors.
+ * Deno.serve offers neither a connection limit nor deadlines, and an accept error it meets (too
+ * many open files) is uncaught and ends the process: so this small HTTP/1.1 responder.
+ */
+import { describeError } from "../shared/errors.ts";
+import { logger } from "../shared/log.ts";
+
+/** The endpoint's limits. */
+export interface EndpointLimits {
+  /** Connections served at once; more are closed on arrival. */
+  maxConnections: number;
+  /** How long one connection may take, from its accept to its answer's last byte. */
+  connectionMs: number;
+  /** The most of a request read (Prometheus sends a few hundred bytes). */
+  maxRequestBytes: number;
+  /** The pause after an accept error (file descriptors run out: connections must end first). */
+  acceptPauseMs: number;
+}
+
+/** What a Prometheus scrape needs, and no more. */
+export const DEFAULT_LIMITS: EndpointLimits = {
+  maxConnections: 8,
+  connectionMs: 5000,
+  maxRequestBytes: 8192,
+  acceptPauseMs: 1000,
+};
+
+/** A running endpoint. */
+export interface Endpoint {
+  /** Resolves when it has stopped (its signal aborted), every connection closed. */
+  finished: Promise<void>;
+  /** The connections open now. */
+  readonly open: number;
+  /** The port it listens on (the one asked for, or the one given for port 0). */
+  readonly port: number;
+}
+
+const encoder = new TextEncoder();
+
+/**
+ * Serves `render()`'s text at /metrics on `listen` until `signal` aborts.
+ * @throws what `Deno.listen` throws (the address in use, not allowed).
+ */
+export function serveMetricsEndpoint(
+  listen: { hostname: string; port: number },
+  render: () => Promise<string>,
+  signal: AbortSignal,
+  limits: EndpointLimits = DEFAULT_LIMITS,
+): Endpoint {
+  const listener = Deno.listen({ hostname: listen.hostname, port: listen.port });
+  const open = new Set<Deno.Conn>();
+  const stop = () => {
+    closeQuietly(listener);
+    for (const conn of open) closeQuietly(conn);
+  };
+  signal.addEventListener("abort", stop, { once: true });
+  let told = false;
+  const served = new Set<Promise<void>>();
+  const finished = (async () => {
+    while (!signal.aborted) {
+      let conn: Deno.Conn;
+      try {
+        conn = await listener.accept();
+      } catch (err) {
+        if (signal.aborted) break;
+        // said once: a flood of connections must not flood the log too
+        if (!told) {
+          told = true;
+          logger.error("The metrics endpoint cannot accept a connection: {error}; going on.", {
+            error: describeError(err),
+          });
+        }
+        await pause(limits.acceptPauseMs, signal);
+        continue;
+      }
+      if (open.size >= limits.maxConnections) {
+        closeQuietly(conn);
+        continue;
+      }
+      open.add(conn);
+      const one = serveOne(conn, render, limits).finally(() => {
+        open.delete(conn);
+        closeQuietly(conn);
+        served.delete(one);
+      });
+      served.add(one);
+    }
+    await Promise.all(served);
+  })();
+  return {
+    finished,
+    get open() {
+      return open.size;
+    },
+    port: (listener.addr as Deno.NetAddr).port,
+  };
+}
+
+/** One request on `conn`, answered and closed within `limits.connectionMs`. Never throws. */
+async function serveOne(
+  conn: Deno.Conn,
+  render: () => Promise<string>,
+  limits: EndpointLimits,
+): Promise<void> {
+  // closing the connection is what ends a pending read or write (platform-facts.md §d)
+  const timer = setTimeout(() => closeQuietly(conn), limits.connectionMs);
+  try {
+    const head = await readHead(conn, limits.maxRequestBytes);
+    if (head === null) return;
+    const [method = "", target = ""] = head.split("\r\n")[0]!.split(" ");
+    const path = target.split("?")[0];
+    let status = 200;
+    let body = "";
+    if (method !== "GET" && method !== "HEAD") [status, body] = [405, "php-relaunch: GET only\n"];
+    else if (path !== "/metrics") [status, body] = [404, "php-relaunch: see /metrics\n"];
+    else {body = await render().catch((err) => {
+        status = 500;
+        return `php-relaunch: ${describeError(err)}\n`;
+      });}
+    const bytes = encoder.encode(body);
+    const reason = { 200: "OK", 404: "Not Found", 405: "Method Not Allowed" }[status] ??
+      "Internal Server Error";
+    const type = status === 200
+      ? "text/plain; version=0.0.4; charset=utf-8"
+      : "text/plain; charset=utf-8";
+    await writeAll(
+      conn,
+      encoder.encode(
+        `HTTP/1.1 ${status} ${reason}\r\ncontent-type: ${type}\r\ncontent-length: ${bytes.length}\r\nconnection: close\r\n\r\n`,
+      ),
+    );
+    if (method !== "HEAD") await writeAll(conn, bytes);
+  } catch {
+    // a client gone, or too slow: its connection is closed, nothing else changes
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The request's head (up to the empty line), or null when it does not come whole in bounds. */
+async function readHead(conn: Deno.Conn, maxBytes: number): Promise<string | null> {
+  const buffer = new Uint8Array(maxBytes);
+  let at = 0;
+  const decoder = new TextDecoder();
+  while (at < maxBytes) {
+    const n = await conn.read(buffer.subarray(at));
+    if (n === null) return null;
+    at += n;
+    const text = decoder.decode(buffer.subarray(0, at));
+    if (text.includes("\r\n\r\n")) return text;
+  }
+  return null;
+}
+
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  let rest = bytes;
+  while (rest.length > 0) rest = rest.subarray(await conn.write(rest));
+}
+
+function closeQuietly(c: { close(): void }): void {
+  try {
+    c.close();
+  } catch {
+    // closed already
+  }
+}
+
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+  });
+}

@@ -1,0 +1,55 @@
+/**
+ * The target's php-fpm master at each step. When a probe fails it is always looked for in the
+ * process table (see act/master.ts): what is done next depends on it. While every probe answers,
+ * the pid file is read as a hint, and the table only when the hint disagrees with the master last
+ * seen, at most every {@link HEALTHY_LOOK_MS}: a pid file that www-data flips or removes costs a
+ * `ps` now and then, and decides nothing.
+ */
+import { locateMaster, type MasterIdentity, type MasterView, readPidFile } from "../act/master.ts";
+import type { Target } from "../config/settings.ts";
+import type { TargetContext } from "./context.ts";
+
+/** How often a healthy target's master is looked for when the pid file names another. */
+export const HEALTHY_LOOK_MS = 30_000;
+
+/** What identifies a target's php-fpm master. */
+export function masterIdentity(target: Target): MasterIdentity {
+  return {
+    service: target.fpm.service,
+    processName: target.fpm.processName,
+    fpmConfig: target.fpmConfig,
+  };
+}
+
+/** The master now: looked for in the process table, with the last one seen as the tie-breaker. */
+export function lookForMaster(ctx: TargetContext): Promise<MasterView> {
+  const { cfg, deps, target, memory } = ctx;
+  return locateMaster(
+    { runner: deps.runner, tools: cfg.tools, init: cfg.init },
+    masterIdentity(target),
+    memory.state.masterPid,
+  );
+}
+
+/**
+ * The master for this step. `failing`: a probe failed, and the process table is read. Otherwise
+ * the master last seen stands (`rows` null: not looked at) unless the pid file names another and
+ * the table was not read for {@link HEALTHY_LOOK_MS}.
+ */
+export async function masterOfStep(ctx: TargetContext, failing: boolean): Promise<MasterView> {
+  const { deps, target, memory } = ctx;
+  const known = memory.state.masterPid;
+  const now = deps.clock.now();
+  if (!failing) {
+    const seen: MasterView = {
+      live: known,
+      candidates: known === null ? 0 : 1,
+      rows: null,
+      mainPid: null,
+    };
+    if (ctx.masterLookedAt !== undefined && now - ctx.masterLookedAt < HEALTHY_LOOK_MS) return seen;
+    if (known !== null && (await readPidFile(deps.fs, target.pidFile)) === known) return seen;
+  }
+  ctx.masterLookedAt = now;
+  return await lookForMaster(ctx);
+}

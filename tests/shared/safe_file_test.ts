@@ -1,0 +1,131 @@
+/**
+ * Reading files another user can write, on the real filesystem: a named pipe, a link, a hard
+ * link or another owner's file is refused without blocking, and a pipe swapped in and out under
+ * a read never holds it.
+ */
+import assert from "node:assert/strict";
+import { readRegularText } from "../../src/shared/safe_file.ts";
+import { ROOT } from "../support/cli.ts";
+
+/** Another user's uid and gid (nobody, nogroup on Debian). */
+const NOBODY = 65534;
+
+async function withDir(fn: (dir: string) => Promise<void>) {
+  const dir = await Deno.makeTempDir({ prefix: "php-relaunch-safe-" });
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+async function mkfifo(path: string): Promise<void> {
+  const r = await new Deno.Command("/usr/bin/mkfifo", { args: [path] }).output();
+  assert.equal(r.code, 0, "mkfifo");
+}
+
+Deno.test("untrusted read: a pipe, a link, a folder are refused at once; a file is read", async () => {
+  await withDir(async (dir) => {
+    await Deno.writeTextFile(`${dir}/pid`, "1234\n");
+    await mkfifo(`${dir}/fifo`);
+    await Deno.symlink(`${dir}/pid`, `${dir}/link`);
+    await Deno.mkdir(`${dir}/folder`);
+    assert.equal(await readRegularText(`${dir}/pid`, { maxBytes: 32 }), "1234\n");
+    const started = Date.now();
+    await assert.rejects(readRegularText(`${dir}/fifo`, { maxBytes: 32 }), /not a regular file/);
+    await assert.rejects(readRegularText(`${dir}/link`, { maxBytes: 32 }), /a symbolic link/);
+    await assert.rejects(readRegularText(`${dir}/folder`, { maxBytes: 32 }), /not a regular/);
+    await assert.rejects(readRegularText(`${dir}/none`, { maxBytes: 32 }), Deno.errors.NotFound);
+    assert.ok(Date.now() - started < 1000, "none of them waited");
+    // root's own files may be reached through a link (Debian's alternatives, /etc's)
+    assert.equal(await readRegularText(`${dir}/link`, { maxBytes: 32, follow: true }), "1234\n");
+    await assert.rejects(
+      readRegularText(`${dir}/fifo`, { maxBytes: 32, follow: true }),
+      /not a regular file/,
+    );
+  });
+});
+
+Deno.test("untrusted read: owners, hard links and size are checked; a tail starts at a line", async () => {
+  await withDir(async (dir) => {
+    const secret = `${dir}/root-only`;
+    await Deno.writeTextFile(secret, "root's secret\n", { mode: 0o600 });
+    // a site's own log folder: its user can plant what it likes there
+    await Deno.mkdir(`${dir}/site`);
+    await Deno.chown(`${dir}/site`, NOBODY, NOBODY);
+    await Deno.link(secret, `${dir}/site/hard.log`);
+    await Deno.writeTextFile(`${dir}/site/theirs.log`, "theirs\n");
+    await Deno.chown(`${dir}/site/theirs.log`, NOBODY, NOBODY);
+    const rules = { maxBytes: 1024, tail: true, owners: [0, 33] };
+    await assert.rejects(
+      readRegularText(`${dir}/site/hard.log`, rules),
+      /other names \(hard links\)/,
+    );
+    await assert.rejects(
+      readRegularText(`${dir}/site/theirs.log`, rules),
+      /owned by uid 65534, not uid 0 or uid 33/,
+    );
+    assert.equal(
+      await readRegularText(`${dir}/site/theirs.log`, { ...rules, owners: [0, NOBODY] }),
+      "theirs\n",
+    );
+    await Deno.writeTextFile(`${dir}/big`, "first line\n".repeat(100) + "last line\n");
+    await assert.rejects(readRegularText(`${dir}/big`, { maxBytes: 64 }), /more than the 64/);
+    assert.equal(await readRegularText(`${dir}/big`, { maxBytes: 15, tail: true }), "last line\n");
+  });
+});
+
+Deno.test("untrusted read: a pipe or a link swapped in and out under reads neither holds one nor is read", async () => {
+  await withDir(async (dir) => {
+    const path = `${dir}/php8.2-fpm.pid`;
+    await mkfifo(`${dir}/fifo`);
+    // a root-only file a link could point the read at
+    await Deno.writeTextFile(`${dir}/secret`, "9999\n", { mode: 0o600 });
+    // as www-data would in its /run/php: the pid file replaced, back and forth, as fast as it
+    // can, by a process of its own (bounded: it stops after 30 s if not ended before)
+    const swapper = new Deno.Command("/usr/bin/python3", {
+      args: [
+        "-c",
+        `import os, time
+end = time.time() + 30
+d = "${dir}"
+while time.time() < end:
+    os.mkfifo(d + "/t")
+    os.rename(d + "/t", "${path}")
+    os.symlink(d + "/fifo", d + "/t")
+    os.rename(d + "/t", "${path}")
+    os.symlink(d + "/secret", d + "/t")
+    os.rename(d + "/t", "${path}")
+    with open(d + "/t", "w") as f:
+        f.write("4242\\n")
+    os.rename(d + "/t", "${path}")`,
+      ],
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    // the reader as the shipped binary: read permission for this folder (and the code) only
+    const reader = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        `--allow-read=${dir},${ROOT}`,
+        `${ROOT}/tests/support/read_race.ts`,
+        path,
+        "3000",
+      ],
+      stdin: "null",
+      signal: AbortSignal.timeout(60_000),
+    }).output();
+    swapper.kill("SIGKILL");
+    await swapper.status;
+    const { outcomes, slowest } = JSON.parse(new TextDecoder().decode(reader.stdout)) as {
+      outcomes: Record<string, number>;
+      slowest: number;
+    };
+    for (const outcome of Object.keys(outcomes)) {
+      assert.ok(/^(read 4242|missing|refused)$/.test(outcome), JSON.stringify(outcomes));
+    }
+    assert.ok((outcomes["read 4242"] ?? 0) > 0, "the real file was read between swaps");
+    assert.ok(slowest < 1500, `the slowest read took ${slowest} ms`);
+  });
+});

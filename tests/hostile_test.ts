@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { concat, encodeRecord, RecordType } from "../src/probe/fcgi_protocol.ts";
 import { ROOT, runCli, runDir, START_FLAGS, withServer } from "./support/cli.ts";
 import { FakeResponder } from "./support/fcgi_server.ts";
+import { asUser, tricklingSmtp } from "./support/hostile.ts";
 
 const NOBODY = 65534;
 const exists = (path: string) => Deno.lstat(path).then(() => true, () => false);
@@ -59,17 +60,6 @@ async function withRunDir(fn: (dir: string) => Promise<void>) {
   }
 }
 
-/** Runs `args` as the unprivileged user nobody; its exit code. */
-async function asNobody(args: string[]): Promise<number> {
-  const r = await new Deno.Command("/usr/sbin/runuser", {
-    args: ["-u", "nobody", "--", ...args],
-    stdin: "null",
-    stdout: "null",
-    stderr: "null",
-  }).output();
-  return r.code;
-}
-
 Deno.test("hostile: a named pipe for a pid file: the run reads around it and ends in its period", async () => {
   await withDir(async (dir) => {
     await withRunDir(async (run) => {
@@ -83,7 +73,7 @@ Deno.test("hostile: a named pipe for a pid file: the run reads around it and end
         const state = JSON.parse(await Deno.readTextFile(statePath));
         await Deno.writeTextFile(statePath, JSON.stringify({ ...state, masterPid: 4242 }));
         // nobody, as www-data in its /run/php, puts a pipe where the pid file goes
-        assert.equal(await asNobody(["mkfifo", `${run}/fpm.pid`]), 0);
+        assert.equal(await asUser(["mkfifo", `${run}/fpm.pid`]), 0);
         const before = hits();
         const r = await runCli(args, { timeoutMs: 30_000 });
         assert.equal(r.code, 0, r.stderr);
@@ -183,52 +173,6 @@ Deno.test("hostile: a status page with a 1.5 MB pool name: the state and metrics
   });
 });
 
-/**
- * A mail server that greets, then answers EHLO with a "250-" line every second, for at most a
- * minute: SMTP's per-step timeouts never fire. `connections()` counts those it was given.
- */
-function tricklingSmtp() {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const conns = new Set<Deno.Conn>();
-  let count = 0;
-  const enc = new TextEncoder();
-  const serve = async (conn: Deno.Conn) => {
-    count++;
-    conns.add(conn);
-    try {
-      await conn.write(enc.encode("220 slow ESMTP\r\n"));
-      if ((await conn.read(new Uint8Array(1024))) === null) return;
-      for (let i = 0; i < 60; i++) {
-        await conn.write(enc.encode(`250-still thinking ${i}\r\n`));
-        await sleep(1000);
-      }
-    } catch {
-      /* the client left */
-    } finally {
-      conns.delete(conn);
-      try {
-        conn.close();
-      } catch { /* closed */ }
-    }
-  };
-  const served: Promise<void>[] = [];
-  const done = (async () => {
-    try {
-      for await (const conn of listener) served.push(serve(conn));
-    } catch { /* closed */ }
-  })();
-  return {
-    port: (listener.addr as Deno.NetAddr).port,
-    connections: () => count,
-    async close() {
-      listener.close();
-      for (const c of conns) c.close();
-      await done;
-      await Promise.all(served);
-    },
-  };
-}
-
 /** Queued deliveries in a state folder's outbox. */
 async function outbox(dir: string): Promise<{ lastError: string }[]> {
   const names = await Array.fromAsync(Deno.readDir(`${dir}/state/outbox`), (e) => e.name)
@@ -266,7 +210,7 @@ const mailTo = (port: number) =>
 
 Deno.test("hostile: a trickling mail server never keeps a cron run's lock past its period, nor a run alive past the delivery limit", async () => {
   await withDir(async (dir) => {
-    const smtp = tricklingSmtp();
+    const smtp = tricklingSmtp(1000);
     try {
       // 404: the heartbeat is misconfigured, which is alerted at once (and restarts nothing)
       await withServer(() => new Response("no", { status: 404 }), async (base) => {
@@ -301,7 +245,7 @@ Deno.test("hostile: a trickling mail server never keeps a cron run's lock past i
 
 Deno.test("hostile: watch mode stops and reloads at once while a trickling mail server holds a delivery", async () => {
   await withDir(async (dir) => {
-    const smtp = tricklingSmtp();
+    const smtp = tricklingSmtp(1000);
     try {
       await withServer(() => new Response("no", { status: 404 }), async (base, hits) => {
         const file = `${dir}/config.toml`;

@@ -167,25 +167,39 @@ async function killAll(
   victims: readonly Proc[],
   opts: RelaunchOptions,
 ): Promise<{ killed: number; survivors: number }> {
-  // the same processes each round: a pid that now leads another group is not one of them
-  const same = (p: Proc) => victims.some((v) => v.pid === p.pid && v.pgid === p.pgid);
-  let left = [...victims];
+  let left: readonly Proc[] = victims;
   for (let round = 0; round < opts.killRounds && left.length > 0; round++) {
     const args = ["-KILL", ...left.map((p) => String(p.pid))];
     const r = await ctx.runner.run(ctx.tools.kill, args, { timeoutMs: opts.toolTimeoutMs });
     // 1: some were gone already
     if (r.code > 1) throw new Error(summary(ctx.tools.kill, args, r));
     await ctx.clock.sleep(opts.killPollMs);
-    const rows = await readProcesses(
-      ctx.runner,
-      ctx.tools.ps,
-      target.processName,
-      opts.toolTimeoutMs,
-    );
-    if (rows === null) break;
-    left = rows.filter((p) => p.state !== "Z" && same(p));
+    const alive = await stillAlive(ctx, target, left, opts);
+    if (alive === null) break;
+    left = alive;
   }
   return { killed: victims.length, survivors: left.length };
+}
+
+/**
+ * Which of `procs` are still alive, from a new look at the table (null: ps cannot say). The
+ * same processes: a pid that now leads another group is not one of them.
+ */
+async function stillAlive(
+  ctx: RelaunchContext,
+  target: RelaunchTarget,
+  procs: readonly Proc[],
+  opts: RelaunchOptions,
+): Promise<Proc[] | null> {
+  const rows = await readProcesses(
+    ctx.runner,
+    ctx.tools.ps,
+    target.processName,
+    opts.toolTimeoutMs,
+  );
+  return rows?.filter((p) =>
+    p.state !== "Z" && procs.some((v) => v.pid === p.pid && v.pgid === p.pgid)
+  ) ?? null;
 }
 
 /** Re-probes until healthy or `limitMs` (by default `startTimeoutMs`) has passed. */
@@ -320,19 +334,13 @@ async function stopMaster(
   const args = ["-QUIT", String(master)];
   const r = await ctx.runner.run(ctx.tools.kill, args, { timeoutMs: opts.toolTimeoutMs });
   if (r.code > 1) throw new Error(summary(ctx.tools.kill, args, r));
-  const same = (p: Proc) => pool.some((v) => v.pid === p.pid && v.pgid === p.pgid);
   const until = ctx.clock.now() + opts.startTimeoutMs;
   let left = pool;
   while (left.length > 0 && ctx.clock.now() + opts.killPollMs <= until) {
     await ctx.clock.sleep(opts.killPollMs);
-    const rows = await readProcesses(
-      ctx.runner,
-      ctx.tools.ps,
-      target.processName,
-      opts.toolTimeoutMs,
-    );
-    if (rows === null) break;
-    left = rows.filter((p) => p.state !== "Z" && same(p));
+    const alive = await stillAlive(ctx, target, left, opts);
+    if (alive === null) break;
+    left = alive;
   }
   if (left.length === 0) return `SIGQUIT to master ${master}`;
   const { survivors } = await killAll(ctx, target, left, opts);

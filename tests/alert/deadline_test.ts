@@ -9,6 +9,7 @@ import { memoryOutbox } from "../../src/alert/outbox.ts";
 import { AlertQueue, channels } from "../../src/alert/queue.ts";
 import type { Mail } from "../../src/shared/deps.ts";
 import { captureLogs, smtpRoute } from "../support/fakes.ts";
+import { tricklingSmtp } from "../support/hostile.ts";
 
 /** `work`, or a failure after `ms`: a guard that is broken fails its test instead of hanging it. */
 async function within<T>(work: Promise<T>, ms: number): Promise<T> {
@@ -29,54 +30,6 @@ const MAIL: Mail = {
   subject: "web1 PHP restart",
   text: "502 PHP restarted.\n",
 };
-
-/**
- * A mail server that greets, then answers EHLO with one "250-" line every `everyMs`, for ever:
- * never silent long enough for an inactivity timeout. `closed` counts the connections the client
- * ended.
- */
-function tricklingSmtp(everyMs: number) {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const enc = new TextEncoder();
-  let closed = 0;
-  const conns = new Set<Deno.Conn>();
-  const serve = async (conn: Deno.Conn) => {
-    conns.add(conn);
-    try {
-      await conn.write(enc.encode("220 slow ESMTP\r\n"));
-      const buf = new Uint8Array(1024);
-      if ((await conn.read(buf)) === null) return;
-      // at most a minute of lines: the test's bound, not the client's
-      for (let i = 0; i < 60_000 / everyMs; i++) {
-        await conn.write(enc.encode(`250-still thinking ${i}\r\n`));
-        await new Promise((r) => setTimeout(r, everyMs));
-      }
-    } catch {
-      closed++;
-    } finally {
-      conns.delete(conn);
-      try {
-        conn.close();
-      } catch { /* closed */ }
-    }
-  };
-  const served: Promise<void>[] = [];
-  const done = (async () => {
-    try {
-      for await (const conn of listener) served.push(serve(conn));
-    } catch { /* closed */ }
-  })();
-  return {
-    port: (listener.addr as Deno.NetAddr).port,
-    closed: () => closed,
-    async close() {
-      listener.close();
-      for (const c of conns) c.close();
-      await done;
-      await Promise.all(served);
-    },
-  };
-}
 
 Deno.test("a trickling mail server: the delivery ends at its limit, and its connection is closed", async () => {
   captureLogs();

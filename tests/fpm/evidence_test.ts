@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { captureEvidence, evidenceLines } from "../../src/fpm/evidence.ts";
 import { realDeps } from "../../src/real.ts";
+import { asUser } from "../support/hostile.ts";
 import { parseCpuTime } from "../../src/act/processes.ts";
 import { masterTitle, psLine, STARTED_AT } from "../support/fpm_host.ts";
 import { REAL_STATUS, statusOf } from "../support/pool.ts";
@@ -177,17 +178,6 @@ Deno.test("the evidence in the alert: pool line, the longest-busy workers, proce
   assert.match(lines, /Slowlog, last lines:\n {2}script_filename = \/var\/www\/slow\.php/);
 });
 
-/** Runs `args` as the unprivileged user nobody; its exit code. */
-async function asNobody(args: string[]): Promise<number> {
-  const r = await new Deno.Command("/usr/sbin/runuser", {
-    args: ["-u", "nobody", "--", ...args],
-    stdin: "null",
-    stdout: "null",
-    stderr: "null",
-  }).output();
-  return r.code;
-}
-
 Deno.test("evidence: a site's log folder is its user's: a link or a hard link to a root-only file is not read, nor another user's file", async () => {
   const dir = await Deno.makeTempDir({ prefix: "php-relaunch-logs-" });
   try {
@@ -196,9 +186,9 @@ Deno.test("evidence: a site's log folder is its user's: a link or a hard link to
     await Deno.mkdir(`${dir}/site`);
     await Deno.chown(`${dir}/site`, 65534, 65534);
     // nobody, as the pool's user would, plants a link where php-fpm.conf says the slowlog is
-    assert.equal(await asNobody(["ln", "-s", `${dir}/shadow`, `${dir}/site/slow.log`]), 0);
+    assert.equal(await asUser(["ln", "-s", `${dir}/shadow`, `${dir}/site/slow.log`]), 0);
     // and writes an error log of its own (the pool runs as www-data, uid 33, not nobody)
-    assert.equal(await asNobody(["sh", "-c", `echo forged >${dir}/site/error.log`]), 0);
+    assert.equal(await asUser(["sh", "-c", `echo forged >${dir}/site/error.log`]), 0);
     const conf = `[global]\nerror_log = ${dir}/site/error.log\n[www]\nuser = www-data\n` +
       `slowlog = ${dir}/site/slow.log\nlisten = /run/php/php8.2-fpm.sock\n`;
     await Deno.writeTextFile(`${dir}/php-fpm.conf`, conf);

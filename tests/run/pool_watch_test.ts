@@ -47,19 +47,8 @@ const TIMEOUT: FcgiStep = {
 function poolHost(clock: FakeClock, onKill: () => void, onAct: () => void, ss?: () => string) {
   const host = new FpmHost(undefined, clock);
   host.add({ pid: 100, name: "php-fpm8.2", title: masterTitle(FPM_CONF), rssKb: 20480 });
-  for (const [pid, rssKb] of [[200, 51200], [201, 10240]] as const) {
-    host.add({
-      pid,
-      ppid: 100,
-      pgid: 100,
-      ruid: 33,
-      euid: 33,
-      stat: "S",
-      rssKb,
-      name: "php-fpm8.2",
-      title: "php-fpm: pool www",
-    });
-  }
+  host.addWorker(100, "www", { pid: 200, rssKb: 51200 });
+  host.addWorker(100, "www", { pid: 201, rssKb: 10240 });
   return host.runner((call) => {
     if (call.cmd === "/usr/bin/ss" && ss) return { stdout: ss() };
     if (/\/(kill|service)$/.test(call.cmd)) onAct();

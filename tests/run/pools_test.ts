@@ -238,24 +238,9 @@ async function run(opts: {
   if (!opts.masterGone) {
     host.add({ pid: 100, name: "php-fpm8.2", title: masterTitle(FPM_CONF), rssKb: 20480 });
   }
-  for (
-    const [pid, pool, rssKb] of [[200, "www", 51200], [201, "www", 10240], [210, "b", 204800], [
-      211,
-      "b",
-      10240,
-    ]] as const
-  ) {
-    host.add({
-      pid,
-      ppid: opts.masterGone ? 1 : 100,
-      pgid: 100,
-      ruid: 33,
-      euid: 33,
-      stat: "S",
-      rssKb,
-      name: "php-fpm8.2",
-      title: `php-fpm: pool ${pool}`,
-    });
+  const workers = [[200, "www", 51200], [201, "www", 10240], [210, "b", 204800], [211, "b", 10240]];
+  for (const [pid, pool, rssKb] of workers as [number, string, number][]) {
+    host.addWorker(100, pool, { pid, rssKb, ...(opts.masterGone ? { ppid: 1 } : {}) });
   }
   const runner = host.runner((call) => {
     if (call.cmd.endsWith("/kill")) {

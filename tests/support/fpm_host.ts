@@ -115,6 +115,20 @@ export class FpmHost {
     return proc;
   }
 
+  /** Adds a worker of `master`'s pool `pool`: its child, in its group, the pool's user's. */
+  addWorker(master: number, pool: string, over: Partial<FakeProc> = {}): FakeProc {
+    return this.add({
+      name: "php-fpm8.2",
+      title: `php-fpm: pool ${pool}`,
+      ppid: master,
+      pgid: master,
+      ruid: 33,
+      euid: 33,
+      stat: "S",
+      ...over,
+    });
+  }
+
   /** Starts `service`'s master and workers as its init system would; the master's pid. */
   up(service: string, stat = "S"): number {
     const spec = this.services[service]!;
@@ -135,11 +149,8 @@ export class FpmHost {
       stat: `${stat}s`,
     });
     for (let i = 0; i < spec.workers; i++) {
-      this.add({
+      this.addWorker(master.pid, spec.pool, {
         name: spec.processName,
-        title: `php-fpm: pool ${spec.pool}`,
-        ppid: master.pid,
-        pgid: master.pid,
         ruid: spec.uid,
         euid: spec.uid,
         stat,

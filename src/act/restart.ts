@@ -14,7 +14,7 @@ import type { Clock, Fs, ProcessRunner, RunResult } from "../shared/deps.ts";
 import { describeError } from "../shared/errors.ts";
 import { clip } from "../shared/redact.ts";
 import { logger } from "../shared/log.ts";
-import { locateMaster, type MasterIdentity, type MasterView, poolOf } from "./master.ts";
+import { isMaster, locateMaster, type MasterIdentity, type MasterView, poolOf } from "./master.ts";
 import { clearPidFile, trustsPidFile } from "./pid_file.ts";
 import { type Proc, readProcesses } from "./processes.ts";
 import { type InitSystem, serviceCommands, type Tools } from "./service.ts";
@@ -166,7 +166,7 @@ async function killAll(
   target: RelaunchTarget,
   victims: readonly Proc[],
   opts: RelaunchOptions,
-): Promise<{ killed: number; survivors: number }> {
+): Promise<{ killed: number; survivors: readonly Proc[] }> {
   let left: readonly Proc[] = victims;
   for (let round = 0; round < opts.killRounds && left.length > 0; round++) {
     const args = ["-KILL", ...left.map((p) => String(p.pid))];
@@ -178,7 +178,7 @@ async function killAll(
     if (alive === null) break;
     left = alive;
   }
-  return { killed: victims.length, survivors: left.length };
+  return { killed: victims.length, survivors: left };
 }
 
 /**
@@ -345,7 +345,7 @@ async function stopMaster(
   if (left.length === 0) return `SIGQUIT to master ${master}`;
   const { survivors } = await killAll(ctx, target, left, opts);
   return `SIGQUIT to master ${master}, then SIGKILL to ${left.length} left${
-    survivors > 0 ? ` (${survivors} survived)` : ""
+    survivors.length > 0 ? ` (${survivors.length} survived)` : ""
   }`;
 }
 
@@ -361,7 +361,7 @@ async function killRung(
 ): Promise<RungResult> {
   const victims = victimsOf(await look(ctx, target), target);
   const { killed, survivors } = victims === null
-    ? { killed: 0, survivors: 0 }
+    ? { killed: 0, survivors: [] }
     : await killAll(ctx, target, victims, opts);
   if (victims === null) {
     logger.warn(
@@ -372,16 +372,18 @@ async function killRung(
       },
     );
   }
-  if (survivors > 0) {
+  if (survivors.length > 0) {
     logger.warn("{survivors} {name} processes survived SIGKILL; starting anyway.", {
-      survivors,
+      survivors: survivors.length,
       name: target.processName,
     });
   }
+  // a master that survived (stuck in I/O), or one an attempt started: its pid file is its own
+  let masterRuns = survivors.some((p) => isMaster(p, target));
   let step = "";
   for (let attempt = 1; attempt <= opts.maxAttempts; attempt++) {
-    // the master is gone: a pid file naming another process must not turn the start away
-    if (trustsPidFile(ctx.init)) await clearPidFile(ctx.fs, target.pidFile);
+    // no master: a pid file naming another process must not turn the start away
+    if (trustsPidFile(ctx.init) && !masterRuns) await clearPidFile(ctx.fs, target.pidFile);
     for (const [cmd, args] of serviceCommands(ctx.init, ctx.tools, target.service).start) {
       const r = await ctx.runner.run(cmd, args, { timeoutMs: opts.startTimeoutMs });
       step = summary(cmd, args, r);
@@ -389,9 +391,8 @@ async function killRung(
     }
     // the new master has a new pid: it is found by what it is
     const after = await look(ctx, { ...target, knownMaster: null });
-    const running = target.byName
-      ? (after.rows ?? []).some((p) => p.state !== "Z")
-      : after.candidates > 0;
+    masterRuns = after.candidates > 0;
+    const running = target.byName ? (after.rows ?? []).some((p) => p.state !== "Z") : masterRuns;
     if (running && await verify()) return { ok: true, step, attempts: attempt, killed };
     step = running
       ? `${target.processName} runs but the heartbeat is still failing`

@@ -143,7 +143,8 @@ Deno.test("a probe that stays bad means another attempt, up to 10, then failure"
   const host = new FpmHost();
   host.up("php8.2-fpm");
   let probes = 0;
-  const report = await relaunch(fpm, ctx(host.runner()), () => {
+  const c = ctx(host.runner());
+  const report = await relaunch(fpm, c, () => {
     probes++;
     return Promise.resolve(false);
   });
@@ -151,6 +152,7 @@ Deno.test("a probe that stays bad means another attempt, up to 10, then failure"
   assert.equal(report.attempts, DEFAULT_RELAUNCH.maxAttempts);
   assert.equal(probes, 10);
   assert.match(report.reason, /runs but the heartbeat is still failing/);
+  assert.deepEqual(c.removed, ["/run/php/php8.2-fpm.pid"], "the new master's pid file is kept");
 });
 
 Deno.test("never comes up: 10 attempts and a reason naming the start command", async () => {

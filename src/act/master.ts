@@ -6,7 +6,7 @@
  * who can replace it. Users' processes that take the same name or title change nothing.
  */
 import type { Fs, ProcessRunner } from "../shared/deps.ts";
-import { type Proc, readProcesses, TITLE_WIDTH } from "./processes.ts";
+import { type Proc, readProcesses, TITLE_WIDTH, type TitlesOf } from "./processes.ts";
 import type { InitSystem, Tools } from "./service.ts";
 
 /** What identifies one service's master. */
@@ -110,14 +110,18 @@ export interface Lookout {
   init: InitSystem;
 }
 
-/** Reads the process table (and, with systemd, the unit's MainPID) and finds `id`'s master. */
+/**
+ * Reads the process table (and, with systemd, the unit's MainPID) and finds `id`'s master.
+ * `titlesOf`: whose titles are read besides the masters' (the workers', to tell their pools).
+ */
 export async function locateMaster(
   look: Lookout,
   id: MasterIdentity,
   known: number | null,
+  titlesOf: TitlesOf = "masters",
 ): Promise<MasterView> {
   const [rows, mainPid] = await Promise.all([
-    readProcesses(look.runner, look.tools.ps, id.processName, LOOK_TIMEOUT_MS),
+    readProcesses(look.runner, look.tools.ps, id.processName, LOOK_TIMEOUT_MS, titlesOf),
     look.init === "systemd" && look.tools.systemctl !== null
       ? systemdMainPid(look.runner, look.tools.systemctl, id.service)
       : Promise.resolve(null),
@@ -150,7 +154,10 @@ export function poolOf(
  * only says when the master may have changed and must be looked for again (see
  * {@link locateMaster}); read as a file another user may have replaced.
  */
-export async function readPidFile(fs: Fs, path: string | null): Promise<number | null> {
+export async function readPidFile(
+  fs: Pick<Fs, "readUntrusted">,
+  path: string | null,
+): Promise<number | null> {
   if (path === null) return null;
   try {
     const pid = Number((await fs.readUntrusted(path, { maxBytes: 32 })).trim());

@@ -14,10 +14,18 @@ import type { Clock, Fs, ProcessRunner, RunResult } from "../shared/deps.ts";
 import { describeError } from "../shared/errors.ts";
 import { clip } from "../shared/redact.ts";
 import { logger } from "../shared/log.ts";
-import { isMaster, locateMaster, type MasterIdentity, type MasterView, poolOf } from "./master.ts";
+import {
+  isMaster,
+  locateMaster,
+  type MasterIdentity,
+  type MasterView,
+  mayBeMaster,
+  poolOf,
+  readPidFile,
+} from "./master.ts";
 import { clearPidFile, trustsPidFile } from "./pid_file.ts";
-import { type Proc, readProcesses } from "./processes.ts";
-import { type InitSystem, serviceCommands, type Tools } from "./service.ts";
+import { type Proc, readProcesses, type TitlesOf } from "./processes.ts";
+import { fpmBinary, type InitSystem, serviceCommands, type Tools } from "./service.ts";
 
 /** The restart ladder's rungs, gentlest first. */
 export const RUNGS = ["kill_stuck", "reload", "restart", "kill"] as const;
@@ -92,8 +100,11 @@ export interface RelaunchContext {
   tools: Tools;
   runner: ProcessRunner;
   clock: Clock;
-  /** Where the pid file is removed before an init script's start (see pid_file.ts). */
-  fs: Pick<Fs, "removeName">;
+  /**
+   * The pid file, removed before an init script's start and read after it (see pid_file.ts),
+   * and php-fpm's binary, found for a start the init script turns away.
+   */
+  fs: Pick<Fs, "removeName" | "readUntrusted" | "isExecutable">;
   options?: RelaunchOptions;
 }
 
@@ -141,10 +152,17 @@ function summary(cmd: string, args: readonly string[], r: RunResult): string {
   return `${[cmd, ...args].join(" ")} ${how}${said ? `: ${said}` : ""}`;
 }
 
-/** The service's processes and its master, as they are now. */
-function look(ctx: RelaunchContext, target: RelaunchTarget): Promise<MasterView> {
-  return locateMaster(ctx, target, target.knownMaster);
+/** The service's processes and its master, as they are now; workers' titles with `"all"`. */
+function look(
+  ctx: RelaunchContext,
+  target: RelaunchTarget,
+  titlesOf: TitlesOf = "masters",
+): Promise<MasterView> {
+  return locateMaster(ctx, target, target.knownMaster, titlesOf);
 }
+
+/** Why a rung that would start php-fpm does not. */
+const UNREADABLE = "the process table cannot be read (ps did not answer in time)";
 
 /** How far a stuck worker's start may be from the status page's: ps and php-fpm round. */
 const START_SLACK_S = 3;
@@ -234,7 +252,7 @@ async function killStuckRung(
 ): Promise<RungResult> {
   const stuck = target.stuck ?? [];
   if (stuck.length === 0) return "no stuck worker known";
-  const { live, rows } = await look(ctx, target);
+  const { live, rows } = await look(ctx, target, "all");
   if (live === null || rows === null) return "no master of this service found";
   const now = ctx.clock.now() / 1000;
   const ours = stuck.filter((w) =>
@@ -303,12 +321,11 @@ async function restartRung(
   const commands = serviceCommands(ctx.init, ctx.tools, target.service);
   let last = "";
   if (trustsPidFile(ctx.init)) {
+    // not knowing whether a master runs, a start could make a second one
+    if (rows === null) return UNREADABLE;
     const stopped = live === null ? null : await stopMaster(ctx, target, live, view, opts);
     await clearPidFile(ctx.fs, target.pidFile);
-    for (const [cmd, args] of commands.start) {
-      const r = await ctx.runner.run(cmd, args, { timeoutMs: opts.startTimeoutMs });
-      last = summary(cmd, args, r);
-    }
+    last = await startService(ctx, target, opts);
     if (stopped !== null) last = `${stopped}; ${last}`;
   } else {
     for (const [cmd, args] of commands.restart) {
@@ -350,6 +367,41 @@ async function stopMaster(
 }
 
 /**
+ * The init system's start. An init script that finds the pid file naming a live php-fpm process
+ * does nothing, and www-data (whose /run/php holds the pid file on Debian) can keep one there:
+ * when the start made no master and the pid file names a process, php-fpm is started as the
+ * init script would have started it, its binary with --daemonize and the service's
+ * configuration. What was run, for the step.
+ */
+async function startService(
+  ctx: RelaunchContext,
+  target: RelaunchTarget,
+  opts: RelaunchOptions,
+): Promise<string> {
+  let last = "";
+  for (const [cmd, args] of serviceCommands(ctx.init, ctx.tools, target.service).start) {
+    const r = await ctx.runner.run(cmd, args, { timeoutMs: opts.startTimeoutMs });
+    last = summary(cmd, args, r);
+  }
+  const config = target.fpmConfig;
+  if (!trustsPidFile(ctx.init) || target.byName || config === null) return last;
+  const after = await look(ctx, { ...target, knownMaster: null });
+  if (after.rows === null || after.rows.some((p) => mayBeMaster(p, target, after.mainPid))) {
+    return last;
+  }
+  const named = await readPidFile(ctx.fs, target.pidFile);
+  const binary = named === null ? null : await fpmBinary(ctx.fs, target.processName);
+  if (binary === null) return last;
+  logger.warn(
+    "The pid file {path} names pid {pid}, not a master of {config}: {service}'s start took it for php-fpm; starting {binary} itself.",
+    { path: target.pidFile, pid: named, config, service: target.service, binary },
+  );
+  const args = ["--daemonize", "--fpm-config", config];
+  const r = await ctx.runner.run(binary, args, { timeoutMs: opts.startTimeoutMs });
+  return `${last}; the pid file named pid ${named}, not a master: ${summary(binary, args, r)}`;
+}
+
+/**
  * SIGKILL the pool, then start it, up to `maxAttempts` times, each verified: a master of the
  * service runs (php-cgi: a process of its name) and the heartbeat answers.
  */
@@ -360,18 +412,9 @@ async function killRung(
   opts: RelaunchOptions,
 ): Promise<RungResult> {
   const victims = victimsOf(await look(ctx, target), target);
-  const { killed, survivors } = victims === null
-    ? { killed: 0, survivors: [] }
-    : await killAll(ctx, target, victims, opts);
-  if (victims === null) {
-    logger.warn(
-      "Cannot read the process table: no {name} process of {service} killed; starting it.",
-      {
-        name: target.processName,
-        service: target.service,
-      },
-    );
-  }
+  // not knowing what runs, a start could make a second master beside one left running
+  if (victims === null) return { ok: false, step: `${UNREADABLE}: nothing killed or started` };
+  const { killed, survivors } = await killAll(ctx, target, victims, opts);
   if (survivors.length > 0) {
     logger.warn("{survivors} {name} processes survived SIGKILL; starting anyway.", {
       survivors: survivors.length,
@@ -384,13 +427,13 @@ async function killRung(
   for (let attempt = 1; attempt <= opts.maxAttempts; attempt++) {
     // no master: a pid file naming another process must not turn the start away
     if (trustsPidFile(ctx.init) && !masterRuns) await clearPidFile(ctx.fs, target.pidFile);
-    for (const [cmd, args] of serviceCommands(ctx.init, ctx.tools, target.service).start) {
-      const r = await ctx.runner.run(cmd, args, { timeoutMs: opts.startTimeoutMs });
-      step = summary(cmd, args, r);
-      logger.debug("Attempt {attempt}: {result}", { attempt, result: step });
-    }
+    step = await startService(ctx, target, opts);
+    logger.debug("Attempt {attempt}: {result}", { attempt, result: step });
     // the new master has a new pid: it is found by what it is
     const after = await look(ctx, { ...target, knownMaster: null });
+    if (after.rows === null) {
+      return { ok: false, step: `${step}; ${UNREADABLE} after it`, attempts: attempt, killed };
+    }
     masterRuns = after.candidates > 0;
     const running = target.byName ? (after.rows ?? []).some((p) => p.state !== "Z") : masterRuns;
     if (running && await verify()) return { ok: true, step, attempts: attempt, killed };

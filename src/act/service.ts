@@ -102,6 +102,22 @@ export const TOOL_PROGRAMS = [
   "dmesg",
 ] as const;
 
+/** Where php-fpm's binary may be, by its process name (php-fpm8.2 on Debian, php-fpm elsewhere). */
+export function fpmBinaryCandidates(processName: string): string[] {
+  return ["/usr/sbin", "/usr/local/sbin", "/sbin"].map((dir) => `${dir}/${processName}`);
+}
+
+/** php-fpm's binary for processes named `processName`, or null when none is there. */
+export async function fpmBinary(
+  fs: Pick<Fs, "isExecutable">,
+  processName: string,
+): Promise<string | null> {
+  for (const candidate of fpmBinaryCandidates(processName)) {
+    if (await fs.isExecutable(candidate)) return candidate;
+  }
+  return null;
+}
+
 /** Locates the programs we need; a missing one is named in `missing`. */
 export async function findTools(
   fs: Fs,

@@ -153,11 +153,10 @@ export function deliveriesOf(given: Alert, s: AlertSettings, now: number): Deliv
     out.push({
       channel: "webhook",
       body: {
-        // Slack, Mattermost and Rocket.Chat show `text`, as mrkdwn: a request URI or a script
-        // name echoed in it could ping a channel or disguise a link; the fields stay exact
-        text: `*${slackText(subject)}*\n${slackText(alert.line)}\n${
-          alert.details.map(slackText).join("\n")
-        }`,
+        // Slack, Mattermost and Rocket.Chat show `text` as markup: what came from outside (a
+        // request URI, a script's name) goes in a code block, where none of them renders a link
+        // or a mention; the fields stay exact
+        text: `*${slackText(subject)}*\n${codeBlock([alert.line, ...alert.details])}`,
         host: s.hostname,
         subject,
         line: alert.line,
@@ -175,12 +174,19 @@ export function deliveriesOf(given: Alert, s: AlertSettings, now: number): Deliv
 }
 
 /**
- * `text` as Slack's mrkdwn shows it literally: `&`, `<` and `>` escaped as Slack asks (`<!channel>`
- * and `<https://…|label>` are its mentions and links), and `*`, `_`, `~` and backquotes left as
- * they are inside what is escaped.
+ * `text` with `&`, `<` and `>` escaped as Slack asks (`<!channel>` and `<https://…|label>` are its
+ * mentions and links).
  */
 export function slackText(text: string): string {
   return text.replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;");
+}
+
+/**
+ * `lines` as a fenced code block of chat markup, shown as they are: Slack's escapes, and no
+ * backquote that could end the block early (each becomes an apostrophe).
+ */
+export function codeBlock(lines: readonly string[]): string {
+  return "```\n" + lines.map((l) => slackText(l).replaceAll("`", "'")).join("\n") + "\n```";
 }
 
 /** Where Alertmanager takes alerts, below its base URL (which may have a path prefix). */

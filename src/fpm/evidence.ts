@@ -155,7 +155,7 @@ export async function captureEvidence(
     : within(readFpmConfig(deps.fs, source.fpmConfig), limitMs, null);
   const [s, rows, c] = await Promise.all([
     status,
-    readProcesses(deps.runner, source.tools.ps, source.processName, limitMs),
+    readProcesses(deps.runner, source.tools.ps, source.processName, limitMs, "all"),
     config,
   ]);
   const processes = processInfos(rows ?? [], source.masterPid);

@@ -4,6 +4,7 @@
  * failed start says only that no process came up.
  */
 import type { Fs, ProcessRunner } from "../shared/deps.ts";
+import { fpmBinary } from "../act/service.ts";
 
 /** What the configuration test said. */
 export interface ConfigTest {
@@ -20,11 +21,6 @@ export const CONFIG_TEST_TIMEOUT_MS = 10_000;
 const MAX_ERRORS = 5;
 /** Lines that follow every failure and say nothing of its cause. */
 const GENERIC = [/^failed to load configuration file/, /^FPM initialization failed/];
-
-/** Where php-fpm's binary may be, by its process name (php-fpm8.2 on Debian, php-fpm elsewhere). */
-export function fpmBinaryCandidates(processName: string): string[] {
-  return ["/usr/sbin", "/usr/local/sbin", "/sbin"].map((dir) => `${dir}/${processName}`);
-}
 
 /** The error lines of a test's output, without "[27-Nov-2026 20:03:52] ERROR: ". */
 export function configTestErrors(output: string): string[] {
@@ -45,13 +41,7 @@ export async function testFpmConfig(
   deps: { runner: ProcessRunner; fs: Pick<Fs, "isExecutable"> },
 ): Promise<ConfigTest | null> {
   if (configFile === null) return null;
-  let binary: string | null = null;
-  for (const candidate of fpmBinaryCandidates(processName)) {
-    if (await deps.fs.isExecutable(candidate)) {
-      binary = candidate;
-      break;
-    }
-  }
+  const binary = await fpmBinary(deps.fs, processName);
   if (binary === null) return null;
   const args = ["-t", "-y", configFile];
   const command = [binary, ...args].join(" ");

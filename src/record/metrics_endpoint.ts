@@ -1,7 +1,9 @@
 /**
  * Watch mode's /metrics endpoint on loopback, built to outlast whoever connects: at most a few
- * connections at once (more are closed at once), each with one request and a few seconds to
- * send it and read the answer, and an accept loop that logs its errors once and goes on. Any
+ * connections at once, each with one request, a second to send it and a few seconds in all; when
+ * full, a newcomer takes the place of the oldest connection that has not sent its request yet
+ * (an idle one), so idle connections cannot keep Prometheus out; and an accept loop that logs
+ * its errors once and goes on. Any
  * local user can connect; none can take the watch process down or hold its file descriptors.
  * Deno.serve offers neither a connection limit nor deadlines, and an accept error it meets (too
  * many open files) is uncaught and ends the process: so this small HTTP/1.1 responder.
@@ -15,6 +17,8 @@ export interface EndpointLimits {
   maxConnections: number;
   /** How long one connection may take, from its accept to its answer's last byte. */
   connectionMs: number;
+  /** How long a connection may take to send its request's head (Prometheus: milliseconds). */
+  headMs: number;
   /** The most of a request read (Prometheus sends a few hundred bytes). */
   maxRequestBytes: number;
   /** The pause after an accept error (file descriptors run out: connections must end first). */
@@ -25,6 +29,7 @@ export interface EndpointLimits {
 export const DEFAULT_LIMITS: EndpointLimits = {
   maxConnections: 8,
   connectionMs: 5000,
+  headMs: 1000,
   maxRequestBytes: 8192,
   acceptPauseMs: 1000,
 };
@@ -53,6 +58,8 @@ export function serveMetricsEndpoint(
 ): Endpoint {
   const listener = Deno.listen({ hostname: listen.hostname, port: listen.port });
   const open = new Set<Deno.Conn>();
+  // the connections that have not sent their request yet, oldest first
+  const idle = new Set<Deno.Conn>();
   const stop = () => {
     closeQuietly(listener);
     for (const conn of open) closeQuietly(conn);
@@ -78,12 +85,21 @@ export function serveMetricsEndpoint(
         continue;
       }
       if (open.size >= limits.maxConnections) {
-        closeQuietly(conn);
-        continue;
+        const oldest = idle.values().next().value;
+        if (oldest === undefined) {
+          closeQuietly(conn);
+          continue;
+        }
+        // its serveOne ends on the closed connection, and leaves the sets
+        closeQuietly(oldest);
+        open.delete(oldest);
+        idle.delete(oldest);
       }
       open.add(conn);
-      const one = serveOne(conn, render, limits).finally(() => {
+      idle.add(conn);
+      const one = serveOne(conn, render, limits, () => idle.delete(conn)).finally(() => {
         open.delete(conn);
+        idle.delete(conn);
         closeQuietly(conn);
         served.delete(one);
       });
@@ -100,17 +116,24 @@ export function serveMetricsEndpoint(
   };
 }
 
-/** One request on `conn`, answered and closed within `limits.connectionMs`. Never throws. */
+/**
+ * One request on `conn`, its head within `limits.headMs` (then `asked()`), answered and closed
+ * within `limits.connectionMs`. Never throws.
+ */
 async function serveOne(
   conn: Deno.Conn,
   render: () => Promise<string>,
   limits: EndpointLimits,
+  asked: () => void,
 ): Promise<void> {
   // closing the connection is what ends a pending read or write (platform-facts.md §d)
   const timer = setTimeout(() => closeQuietly(conn), limits.connectionMs);
+  const headTimer = setTimeout(() => closeQuietly(conn), limits.headMs);
   try {
     const head = await readHead(conn, limits.maxRequestBytes);
+    clearTimeout(headTimer);
     if (head === null) return;
+    asked();
     const [method = "", target = ""] = head.split("\r\n")[0]!.split(" ");
     const path = target.split("?")[0];
     let status = 200;
@@ -138,6 +161,7 @@ async function serveOne(
     // a client gone, or too slow: its connection is closed, nothing else changes
   } finally {
     clearTimeout(timer);
+    clearTimeout(headTimer);
   }
 }
 

@@ -48,6 +48,8 @@ export interface TargetContext {
   memoryReadAt?: number;
   /** When the process table was last read for the master (see master_watch.ts). */
   masterLookedAt?: number;
+  /** Whether two masters of one configuration were said already. */
+  toldMasters?: boolean;
   /** The unix socket each pool listens on, by the pool's name, once looked up (null: not one). */
   readonly listenSockets: Map<string, string | null>;
   /** The last status read by the hang check, reused as evidence when fresh. */

@@ -8,6 +8,7 @@
 import { locateMaster, type MasterIdentity, type MasterView, readPidFile } from "../act/master.ts";
 import type { Target } from "../config/settings.ts";
 import type { TargetContext } from "./context.ts";
+import { logger } from "../shared/log.ts";
 
 /** How often a healthy target's master is looked for when the pid file names another. */
 export const HEALTHY_LOOK_MS = 30_000;
@@ -21,14 +22,31 @@ export function masterIdentity(target: Target): MasterIdentity {
   };
 }
 
-/** The master now: looked for in the process table, with the last one seen as the tie-breaker. */
-export function lookForMaster(ctx: TargetContext): Promise<MasterView> {
+/**
+ * The master now: looked for in the process table, with the last one seen as the tie-breaker.
+ * Two root masters of one configuration are not normal (a start that could not see the first):
+ * said once, as a warning.
+ */
+export async function lookForMaster(ctx: TargetContext): Promise<MasterView> {
   const { cfg, deps, target, memory } = ctx;
-  return locateMaster(
+  const view = await locateMaster(
     { runner: deps.runner, tools: cfg.tools, init: cfg.init },
     masterIdentity(target),
     memory.state.masterPid,
   );
+  if (view.candidates > 1 && target.fpmConfig !== null && !ctx.toldMasters) {
+    ctx.toldMasters = true;
+    logger.warn(
+      "{n} root masters of {config} run: php-relaunch acts on {live} (the one it last saw); stop the other(s).",
+      {
+        n: view.candidates,
+        config: target.fpmConfig,
+        live: view.live ?? "none of them",
+        target: target.name,
+      },
+    );
+  }
+  return view;
 }
 
 /**

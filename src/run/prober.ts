@@ -182,8 +182,7 @@ export class Prober {
   /**
    * Reads the pool's resident memory from the process table (at most every
    * {@link MEMORY_READ_MS}), for its metrics and the memory warnings: only when one of those is
-   * asked for, so a plain watch runs no command while all is well. `view`: this step's master
-   * (its table, when it was read, is used instead of another ps).
+   * asked for, so a plain watch runs no command while all is well. `view`: this step's master.
    */
   async checkMemory(view: MasterView): Promise<void> {
     const ctx = this.ctx;
@@ -196,8 +195,14 @@ export class Prober {
     }
     ctx.memoryReadAt = now;
     const master = view.live;
-    const rows = view.rows ??
-      await readProcesses(deps.runner, cfg.tools.ps, target.fpm.processName, LOOK_TIMEOUT_MS);
+    // the workers' titles too: each pool's memory
+    const rows = await readProcesses(
+      deps.runner,
+      cfg.tools.ps,
+      target.fpm.processName,
+      LOOK_TIMEOUT_MS,
+      "all",
+    );
     const processes = processInfos(rows ?? [], master);
     if (processes.length === 0) return;
     const m = poolMemory(processes, master);

@@ -14,7 +14,8 @@ import {
 import type { Policy } from "../config/policy.ts";
 import { mainPool, type PoolProbe } from "../config/settings.ts";
 import { captureEvidence, type Evidence, evidenceLines } from "../fpm/evidence.ts";
-import { type ConfigTest, testFpmConfig } from "../fpm/selftest.ts";
+import { testFpmConfig } from "../fpm/selftest.ts";
+import { bindConflict } from "../fpm/bind_conflict.ts";
 import { findOomKills, formatKb, type OomKill } from "../fpm/oom.ts";
 import { type PoolStatus, stuckWorkers } from "../fpm/status.ts";
 import { describeFcgiTarget } from "../probe/fcgi.ts";
@@ -96,9 +97,16 @@ export function stuckOf(evidence: Evidence, limitMs: number): StuckWorker[] {
   }));
 }
 
+/** Why php-fpm would not start, and where that was read. */
+interface CannotStart {
+  /** "Configuration test (php-fpm8.2 -t -y ...)", "php-fpm's error log". */
+  source: string;
+  errors: string[];
+}
+
 /** What was learnt after the restart of why php-fpm failed or would not start. */
 interface Findings {
-  cannotStart: ConfigTest | null;
+  cannotStart: CannotStart | null;
   oom: OomKill[];
 }
 
@@ -154,11 +162,7 @@ export class Responder {
       // the master we started, so that one started by someone else later is told apart
       const master = (await lookForMaster(this.ctx)).live;
       memory.state = { ...memory.state, masterPid: master ?? memory.state.masterPid };
-      // a start that failed: php-fpm's own test says which file and line stop it
-      const test = reports[0]!.ok
-        ? null
-        : await testFpmConfig(target.fpm.processName, target.fpmConfig, deps);
-      const cannotStart = test?.ok === false ? test : null;
+      const cannotStart = reports[0]!.ok ? null : await this.whyNoStart(evidence);
       // the kernel's word on what ended the pool's processes, from a minute before the failure
       const owner = {
         service: target.fpm.service,
@@ -174,6 +178,21 @@ export class Responder {
       this.restarting = false;
       this.ctx.memory.restartingSince = null;
     }
+  }
+
+  /**
+   * Why a start failed: php-fpm's own configuration test names the file and line that stop it;
+   * with a configuration that passes, its error log may name an address another process holds.
+   */
+  private async whyNoStart(evidence: Evidence): Promise<CannotStart | null> {
+    const { target, deps, cfg } = this.ctx;
+    const test = await testFpmConfig(target.fpm.processName, target.fpmConfig, deps);
+    if (test?.ok === false) {
+      return { source: `Configuration test (${test.command})`, errors: test.errors };
+    }
+    // the master writes php-fpm's error log, as root
+    const taken = await bindConflict(deps, cfg.tools, evidence.errorLogFile, [0]);
+    return taken === null ? null : { source: "php-fpm's error log", errors: [taken] };
   }
 
   /** Saves the memory mid-step; a failure is logged: the restart matters more. */
@@ -284,7 +303,7 @@ export class Responder {
         seconds(policy.restartWindowMs)
       }: ${memory.state.restarts.length} of at most ${policy.maxRestarts}`,
       ...(cannotStart === null ? [] : [
-        `Configuration test (${cannotStart.command}):`,
+        `${cannotStart.source}:`,
         ...cannotStart.errors.map((e) => `  ${e}`),
       ]),
       "",

@@ -49,12 +49,13 @@ export function webhookName(url: URL): string {
 }
 
 // deno-lint-ignore no-control-regex -- finding control characters is the point
-const CONTROL = /[\x00-\x1f\x7f-\x9f\u2028\u2029]/g;
+const CONTROL = /[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]/g;
 const NAMED: Record<string, string> = { "\n": "\\n", "\r": "\\r", "\t": "\\t" };
 
 /**
  * `text` with control characters written as escapes (`\n`, `\r`, `\t`, `\x1b`, `\u2028`), so
- * that an echoed value can neither end a log line nor drive a terminal.
+ * that an echoed value can neither end a log line nor drive a terminal; and the invisible ones
+ * that reorder or hide text (`\u202e`, `\u200b`, `\ufeff`), so that what is shown is what is there.
  */
 export function escapeControl(text: string): string {
   return text.replace(CONTROL, (c) => {

@@ -193,6 +193,10 @@ export async function readRegularBytes(
   rules: number | ReadRules,
 ): Promise<Uint8Array> {
   const r = typeof rules === "number" ? { maxBytes: rules } : rules;
+  if (!r.follow) {
+    const problem = await linkedFolder(path);
+    if (problem !== null) throw new Error(problem);
+  }
   const info = r.follow ? await Deno.stat(path) : await Deno.lstat(path);
   const problem = fileProblem(info, r);
   if (problem !== null) throw new Error(problem);
@@ -206,6 +210,28 @@ export async function readRegularBytes(
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * Why a folder on the way to `path` cannot be trusted not to lead elsewhere, or null: a link
+ * among its folders that another user could have made (`/var/log/site/rv` turned into a link to a
+ * root-only folder by the site's user). A link only root could have made (root's own, in a folder
+ * only root may write: `/var/run` on Debian) is followed.
+ */
+async function linkedFolder(path: string): Promise<string | null> {
+  const parts = path.split("/").filter((p) => p !== "");
+  let at = "";
+  for (const part of parts.slice(0, -1)) {
+    const parent = at || "/";
+    at += `/${part}`;
+    const info = await Deno.lstat(at).catch(() => null);
+    if (info === null || !info.isSymlink) continue;
+    const folder = await Deno.lstat(parent).catch(() => null);
+    const rootsOnly = info.uid === 0 && folder !== null && folder.uid === 0 &&
+      ((folder.mode ?? 0) & 0o022) === 0;
+    if (!rootsOnly) return `"${at}" is a symbolic link another user could have made`;
+  }
+  return null;
 }
 
 /** Why what `lstat` (or `stat`) says of a file keeps it from being read, or null. */

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { locateMaster, type MasterIdentity } from "../../src/act/master.ts";
 import { certainty } from "../../src/act/process_table.ts";
-import { parseProcesses } from "../../src/act/processes.ts";
+import { parseFacts, parseTitles } from "../../src/act/processes.ts";
 import { DEBIAN_TOOLS } from "../support/fakes.ts";
-import { FpmHost, masterTitle, psLine } from "../support/fpm_host.ts";
+import { FpmHost, masterTitle, psLine, titleLine } from "../support/fpm_host.ts";
 
 const ID: MasterIdentity = {
   service: "php8.2-fpm",
@@ -21,11 +21,11 @@ async function judge(host: FpmHost, known: number | null, kind: "crash" | "hang"
   return { view, certain: certainty(view, ID, known, kind) };
 }
 
-Deno.test("ps's lines: a title with spaces and digits, cut at its width, and garbage left out", () => {
+Deno.test("ps's lines: facts and titles, a title with spaces and digits cut at its width, garbage left out", () => {
   const host = new FpmHost();
   const master = host.up("php8.2-fpm");
   const long = host.add({ name: "php-fpm8.2", title: `x ${"9 ".repeat(500)}`, ruid: 33, euid: 33 });
-  const rows = parseProcesses(
+  const rows = parseFacts(
     [...host.procs.map((p) => psLine(p)), "  PID TTY", "garbage 1 2"].join("\n"),
   );
   assert.equal(rows.length, 4);
@@ -39,10 +39,36 @@ Deno.test("ps's lines: a title with spaces and digits, cut at its width, and gar
     cpuSeconds: 1,
     rssKb: 10_000,
     ageSeconds: 100,
-    title: masterTitle(ID.fpmConfig!),
+    title: "",
   });
-  assert.equal(rows[3]!.pid, long.pid);
-  assert.equal(rows[3]!.title.length <= 255, true);
+  const titles = parseTitles(host.procs.map(titleLine).join("\n"));
+  assert.equal(titles.get(master), masterTitle(ID.fpmConfig!));
+  assert.equal(titles.get(long.pid)!.length <= 255, true);
+  assert.match(titles.get(long.pid)!, /^x 9 9/);
+});
+
+Deno.test("the titles read are root's group leaders', each by pid: another user's process cannot make the read wait", async () => {
+  const host = new FpmHost();
+  const master = host.up("php8.2-fpm");
+  host.add({ name: "php-fpm8.2", title: masterTitle(ID.fpmConfig!), ruid: 33, euid: 33 });
+  const view = await locateMaster(
+    { runner: host.runner(), tools: DEBIAN_TOOLS, init: "sysv" },
+    ID,
+    null,
+  );
+  assert.equal(view.live, master);
+  assert.deepEqual(host.titleReads, [[master]], "only the root leader's title");
+  // a title read that does not answer leaves the master unknown, never another one chosen
+  const stalled = host.runner((call) =>
+    call.args[0] === "-q" ? { timedOut: true, code: 143 } : undefined
+  );
+  const blind = await locateMaster(
+    { runner: stalled, tools: DEBIAN_TOOLS, init: "sysv" },
+    ID,
+    master,
+  );
+  assert.equal(blind.live, null);
+  assert.equal(certainty(blind, ID, master, "crash"), null, "and no crash is certain");
 });
 
 Deno.test("certain crash: the master last seen gone or a zombie, and no other master of its configuration", async () => {

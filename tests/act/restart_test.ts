@@ -239,15 +239,25 @@ Deno.test("a command that cannot run ends the relaunch with its reason, no retri
   assert.ok(!runner.lines().some((l) => l.endsWith(" start")));
 });
 
-Deno.test("no process table (ps fails): nothing is killed, said once, the start is still made", async () => {
-  const logs = captureLogs();
+Deno.test("no process table (ps does not answer): nothing is killed nor started, nor stopped and started", async () => {
+  captureLogs();
   const host = new FpmHost();
   host.up("php8.2-fpm");
-  const runner = host.runner((call) => call.cmd.endsWith("/ps") ? { code: 2 } : undefined);
-  await relaunch({ ...fpm, knownMaster: 1000 }, ctx(runner), () => Promise.resolve(true));
-  assert.ok(!runner.lines().some((l) => l.includes("-KILL")));
-  assert.ok(runner.lines().includes("/usr/sbin/service php8.2-fpm start"));
-  assert.ok(logs.lines().some((l) => /Cannot read the process table/.test(l)));
+  const runner = host.runner((call) =>
+    call.cmd.endsWith("/ps") ? { code: 143, timedOut: true } : undefined
+  );
+  // not knowing what runs, a start could make a second master beside the first
+  const report = await relaunch(
+    { ...fpm, knownMaster: 1000, rungs: ["restart", "kill"] },
+    ctx(runner),
+    () => Promise.resolve(true),
+  );
+  assert.equal(report.ok, false);
+  assert.deepEqual(acts(runner), []);
+  assert.deepEqual(report.steps, [
+    "restart: skipped (the process table cannot be read (ps did not answer in time))",
+    "kill: the process table cannot be read (ps did not answer in time): nothing killed or started (still failing)",
+  ]);
 });
 
 Deno.test("php-cgi, which has no master, is killed by its name as the original did", async () => {
@@ -515,4 +525,44 @@ Deno.test("kill_stuck: a status page with no idle worker after the kill moves on
   assert.match(report.steps[0]!, /queued requests took every new worker \(still failing\)$/);
   assert.equal(probes, 1, "no heartbeat probe spent on kill_stuck: only reload's");
   assert.deepEqual(c.clock.sleeps.slice(0, 1), [1000]);
+});
+
+Deno.test("an init script that takes the pid file's process for php-fpm starts nothing: php-fpm is started as it would have started it", async () => {
+  const logs = captureLogs();
+  const host = new FpmHost();
+  const master = host.up("php8.2-fpm", "T");
+  // www-data's own php-fpm8.2, and the pid file it keeps naming it (after every removal)
+  const decoy = host.addWorker(1, "decoy", { ppid: 1, pgid: 4242, pid: 4242 });
+  const runner = host.runner((call) =>
+    // Debian's script: start-stop-daemon --start --pidfile finds a live php-fpm8.2: exit 0
+    call.cmd.endsWith("/service") && call.args[1] === "start" ? { code: 0 } : undefined
+  );
+  const removed: string[] = [];
+  const c = {
+    ...ctx(runner),
+    fs: fakeFs({
+      removed,
+      executables: ["/usr/sbin/php-fpm8.2"],
+      files: { "/run/php/php8.2-fpm.pid": `${decoy.pid}\n` },
+    }),
+  };
+  const report = await relaunch({ ...fpm, knownMaster: master }, c, () => Promise.resolve(true));
+  assert.equal(report.ok, true, report.reason);
+  assert.ok(
+    runner.lines().includes(
+      "/usr/sbin/php-fpm8.2 --daemonize --fpm-config /etc/php/8.2/fpm/php-fpm.conf",
+    ),
+    runner.lines().join("\n"),
+  );
+  assert.match(report.steps[0]!, /the pid file named pid 4242, not a master: /);
+  assert.ok(host.alive("php-fpm8.2").includes(decoy.pid), "www-data's process is not ours");
+  assert.ok(
+    logs.lines().some((l) =>
+      /took it for php-fpm; starting \/usr\/sbin\/php-fpm8\.2 itself/.test(l)
+    ),
+  );
+  // under systemd nothing of the kind: systemd knows its unit's main process
+  const d = ctx(new FpmHost().runner(), "systemd");
+  await relaunch(fpm, d, () => Promise.resolve(true));
+  assert.ok(!d.runner.lines().some((l) => l.includes("--daemonize")));
 });

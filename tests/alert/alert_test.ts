@@ -47,7 +47,10 @@ Deno.test("an alert becomes a mail to the recipients and a webhook POST with Sla
   assert.equal(hook?.channel, "webhook");
   assert.ok(hook?.channel === "webhook");
   assert.ok(!JSON.stringify(hook).includes("T1/B2"), "the webhook's secret path is not queued");
-  assert.equal(hook.body.text, `*web1 PHP restart*\n${ALERT.line}\n${ALERT.details.join("\n")}`);
+  assert.equal(
+    hook.body.text,
+    "*web1 PHP restart*\n```\n" + [ALERT.line, ...ALERT.details].join("\n") + "\n```",
+  );
   assert.deepEqual(hook.body.details, ALERT.details);
   assert.deepEqual(deliveriesOf(ALERT, { ...SETTINGS, to: [], webhook: null }, 0), []);
 });
@@ -301,21 +304,25 @@ Deno.test("drop order: per channel and incident, middles, then no incident, then
   );
 });
 
-Deno.test("Slack's text: a request URI or script name can neither ping a channel nor disguise a link", () => {
-  const hostile = {
-    ...ALERT,
-    details: [
-      "  worker 200 Running for 30.0 s: GET /<!channel> <https://evil.example|Click here> &amp;",
-    ],
-  };
+Deno.test("chat text: a request URI or script name can neither ping, link, format nor close its code block", () => {
+  const uri = "/<!channel> <https://evil.example|Click here> [Click](https://evil.example) @all " +
+    "**bold** ```end``` &amp;";
+  const hostile = { ...ALERT, details: [`  worker 200 Running for 30.0 s: GET ${uri}`] };
   const [, hook] = deliveriesOf(hostile, SETTINGS, 0);
   assert.ok(hook?.channel === "webhook");
-  assert.ok(!/<!channel>|<https:/.test(hook.body.text), hook.body.text);
-  assert.match(
-    hook.body.text,
-    /GET \/&lt;!channel&gt; &lt;https:\/\/evil\.example\|Click here&gt; &amp;amp;$/,
+  const text = hook.body.text;
+  // one code block, opened after the subject and closed at the very end
+  assert.equal(text.split("```").length, 3, text);
+  assert.ok(text.startsWith("*web1 PHP restart*\n```\n") && text.endsWith("\n```"), text);
+  assert.ok(!/<!channel>|<https:/.test(text), text);
+  assert.ok(
+    text.includes(
+      "GET /&lt;!channel&gt; &lt;https://evil.example|Click here&gt; " +
+        "[Click](https://evil.example) @all **bold** '''end''' &amp;amp;\n```",
+    ),
+    text,
   );
-  // the fields stay exact, for receivers that are not Slack
+  // the fields stay exact, for receivers that are not chats
   assert.deepEqual(hook.body.details, hostile.details);
   assert.equal(slackText("a < b & c > d"), "a &lt; b &amp; c &gt; d");
 });

@@ -199,6 +199,51 @@ Deno.test({
       );
 
       await t.step(
+        "www-data's own php-fpm8.2 kept in the pid file by a tight loop: php-fpm is started all the same",
+        async () => {
+          // a php-fpm8.2 of www-data's: the init script's start-stop-daemon takes it for php-fpm
+          const decoyDir = await Deno.makeTempDir({ prefix: "php-relaunch-decoy-" });
+          await Deno.chmod(decoyDir, 0o755);
+          await Deno.chown(decoyDir, 33, 33);
+          await Deno.writeTextFile(
+            `${decoyDir}/decoy.conf`,
+            `[global]\npid = ${decoyDir}/d.pid\nerror_log = ${decoyDir}/err.log\n` +
+              `[d]\nlisten = ${decoyDir}/d.sock\npm = static\npm.max_children = 1\n`,
+          );
+          const started = await asWwwData(`/usr/sbin/php-fpm8.2 -n -y ${decoyDir}/decoy.conf`);
+          assert.equal(started.code, 0, started.out);
+          const decoy = Number((await Deno.readTextFile(`${decoyDir}/d.pid`)).trim());
+          assert.ok(alive(decoy), "the decoy runs");
+          const keeper = asUser(
+            "www-data",
+            `end=$(($(date +%s) + 60)); while [ "$(date +%s)" -lt "$end" ]; do ` +
+              `echo ${decoy} >/run/php/.d && mv -f /run/php/.d ${PID_FILE}; done`,
+          );
+          try {
+            await new Promise((r) => setTimeout(r, 1000));
+            await hitFirstPool("SIGKILL");
+            const took = await back("SIGKILL with the pid file kept on a decoy");
+            assert.ok(took < 20_000, `200 again after ${took} ms`);
+            assert.ok(
+              await watch.waitForLine(
+                /took it for php-fpm; starting \/usr\/sbin\/php-fpm8\.2 itself/,
+                5000,
+              ),
+              "the start made all the same is said",
+            );
+            assert.ok(alive(decoy), "www-data's process is not ours to kill");
+          } finally {
+            await keeper.stop();
+            try {
+              Deno.kill(-decoy, "SIGKILL");
+            } catch { /* gone */ }
+            await Deno.remove(decoyDir, { recursive: true }).catch(() => {});
+            await restorePidFile();
+          }
+        },
+      );
+
+      await t.step(
         "nobody's process named and titled as the master: a crash is still certain",
         async () => {
           const bin = await Deno.makeTempDir({ prefix: "php-relaunch-hostile-" });
@@ -238,9 +283,16 @@ Deno.test({
             await hitFirstPool("SIGKILL");
             await back("SIGKILL beside a look-alike master");
             assert.ok(alive(fakePid!), "nobody's process is not ours to kill");
-            await waitFor(async () => (await smtp.messages()).length > mailsBefore, 10_000);
+            await waitFor(
+              async () =>
+                (await smtp.messages()).slice(mailsBefore).some((m) =>
+                  /(502|refused) PHP restarted/.test(m.body)
+                ),
+              10_000,
+            );
+            // this crash's restart (a 502 or a refused socket), not an earlier step's late mail
             const mail = (await smtp.messages()).slice(mailsBefore).find((m) =>
-              / PHP restart /.test(m.subject)
+              / PHP restart /.test(m.subject) && /(502|refused) PHP restarted/.test(m.body)
             );
             assert.ok(mail, "the restart was mailed");
             assert.match(

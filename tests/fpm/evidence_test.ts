@@ -3,7 +3,7 @@ import { captureEvidence, evidenceLines } from "../../src/fpm/evidence.ts";
 import { realDeps } from "../../src/real.ts";
 import { asUser } from "../support/hostile.ts";
 import { parseCpuTime } from "../../src/act/processes.ts";
-import { masterTitle, psLine, STARTED_AT } from "../support/fpm_host.ts";
+import { FpmHost, masterTitle, STARTED_AT } from "../support/fpm_host.ts";
 import { REAL_STATUS, statusOf } from "../support/pool.ts";
 import {
   DEBIAN_TOOLS,
@@ -16,48 +16,22 @@ import {
 
 const tools = DEBIAN_TOOLS;
 
-const proc = { ruid: 0, euid: 0, startedAt: STARTED_AT + 100_000 - 3_600_000, name: "php-fpm8.2" };
-/** ps's lines for a master (100), two workers and another pool's master. */
-const PS = [
-  psLine({
-    ...proc,
+/** A master (100), two workers and another pool's master (900), as ps sees them. */
+function psHost(): FpmHost {
+  const host = new FpmHost();
+  const startedAt = STARTED_AT + 100_000 - 3_600_000;
+  host.add({
     pid: 100,
-    ppid: 1,
-    pgid: 100,
-    stat: "Ss",
-    rssKb: 20480,
+    name: "php-fpm8.2",
     title: masterTitle("/etc/php/8.2/fpm/php-fpm.conf"),
-  }),
-  psLine({
-    ...proc,
-    pid: 101,
-    ppid: 100,
-    pgid: 100,
-    stat: "R",
-    rssKb: 51200,
-    title: "php-fpm: pool www",
-  })
-    .replace("00:00:01", "00:01:05"),
-  psLine({
-    ...proc,
-    pid: 102,
-    ppid: 100,
-    pgid: 100,
-    stat: "D",
-    rssKb: 49152,
-    title: "php-fpm: pool www",
-  })
-    .replace("00:00:01", "1-02:03:04"),
-  psLine({
-    ...proc,
-    pid: 900,
-    ppid: 1,
-    pgid: 900,
-    stat: "Ss",
-    rssKb: 20000,
-    title: masterTitle("/etc/other.conf"),
-  }),
-].join("\n");
+    rssKb: 20480,
+    startedAt,
+  });
+  host.addWorker(100, "www", { pid: 101, stat: "R", rssKb: 51200, startedAt });
+  host.addWorker(100, "www", { pid: 102, stat: "D", rssKb: 49152, startedAt });
+  host.add({ pid: 900, name: "php-fpm8.2", title: masterTitle("/etc/other.conf"), rssKb: 20000 });
+  return host;
+}
 
 const files = {
   "/etc/php/8.2/fpm/php-fpm.conf": "[global]\nerror_log = /var/log/php8.2-fpm.log\n[www]\n" +
@@ -76,7 +50,22 @@ Deno.test("ps's CPU time formats become seconds", () => {
 
 Deno.test("evidence: status, this pool's processes from ps, settings and log tails", async () => {
   const clock = new FakeClock();
-  const runner = new FakeRunner(() => ({ stdout: PS }));
+  const host = psHost();
+  const runner = host.runner((call) => {
+    // ps's CPU times as ps writes them for long-running workers
+    const r = host.answer(call);
+    if (call.args[0] !== "-C" || r === undefined) return r;
+    return {
+      ...r,
+      stdout: r.stdout!.split("\n").map((l) =>
+        /^\s+101 /.test(l)
+          ? l.replace("00:00:01", "00:01:05")
+          : /^\s+102 /.test(l)
+          ? l.replace("00:00:01", "1-02:03:04")
+          : l
+      ).join("\n"),
+    };
+  });
   const deps = testDeps({
     clock,
     runner,
@@ -100,8 +89,10 @@ Deno.test("evidence: status, this pool's processes from ps, settings and log tai
     2000,
   );
   assert.deepEqual(runner.lines(), [
-    "/usr/bin/ps -C php-fpm8.2 -o pid=,ppid=,pgid=,ruid=,euid=,stat=,time=,rss=,etimes=,args:255=,pid=",
-  ]);
+    "/usr/bin/ps -C php-fpm8.2 -o pid=,ppid=,pgid=,ruid=,euid=,stat=,time=,rss=,etimes=",
+    "/usr/bin/ps -q 100,900 -o pid=,args:255=,pid=",
+    "/usr/bin/ps -q 101,102 -o pid=,args:255=,pid=",
+  ], "the masters' titles, then the workers' in a read of their own");
   assert.equal(e.status?.pool, "x");
   assert.deepEqual(e.processes.map((p) => [p.pid, p.state, p.cpuSeconds, p.rssKb]), [
     [100, "S", 1, 20480],

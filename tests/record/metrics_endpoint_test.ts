@@ -10,6 +10,7 @@ import { captureLogs } from "../support/fakes.ts";
 const LIMITS: EndpointLimits = {
   maxConnections: 4,
   connectionMs: 300,
+  headMs: 200,
   maxRequestBytes: 1024,
   acceptPauseMs: 50,
 };
@@ -62,6 +63,28 @@ Deno.test("metrics endpoint: hundreds of idle connections are held at most a mom
       assert.ok(open() <= LIMITS.maxConnections, `${open()} connections held`);
       // once the idle ones are past their time, Prometheus is served again
       await new Promise((r) => setTimeout(r, LIMITS.connectionMs + 200));
+      assert.equal((await get(port)).status, 200);
+    } finally {
+      for (const c of idle) {
+        try {
+          c.close();
+        } catch { /* closed by the endpoint */ }
+      }
+    }
+  });
+});
+
+Deno.test("metrics endpoint: idle connections held open and renewed cannot keep a scrape out", async () => {
+  captureLogs();
+  await withEndpoint(async (port) => {
+    const idle: Deno.Conn[] = [];
+    try {
+      // the endpoint's every place taken by connections that send nothing
+      for (let i = 0; i < LIMITS.maxConnections; i++) {
+        idle.push(await Deno.connect({ hostname: "127.0.0.1", port }));
+      }
+      await new Promise((r) => setTimeout(r, 20));
+      // a scrape at once, while they are all still within their time
       assert.equal((await get(port)).status, 200);
     } finally {
       for (const c of idle) {

@@ -80,3 +80,9 @@ Deno.test("withoutPassword: the password leaves a server's echo in every form AU
   assert.equal(clean, "535 5.7.8 no: [password] / [password] / [password]");
   assert.equal(withoutPassword("x", smtpRoute("h", 25)), "x");
 });
+
+Deno.test("escapeControl: the invisible characters that reorder or hide text are shown as escapes", () => {
+  assert.equal(escapeControl("invoice\u202egnp.exe"), "invoice\\u202egnp.exe");
+  assert.equal(escapeControl("a\u200bb\ufeffc\u2066d"), "a\\u200bb\\ufeffc\\u2066d");
+  assert.equal(escapeControl("café ünïcode"), "café ünïcode", "letters stay as they are");
+});

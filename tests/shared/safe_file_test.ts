@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { readRegularText } from "../../src/shared/safe_file.ts";
 import { ROOT } from "../support/cli.ts";
+import { asUser } from "../support/hostile.ts";
 
 /** Another user's uid and gid (nobody, nogroup on Debian). */
 const NOBODY = 65534;
@@ -43,6 +44,26 @@ Deno.test("untrusted read: a pipe, a link, a folder are refused at once; a file 
       readRegularText(`${dir}/fifo`, { maxBytes: 32, follow: true }),
       /not a regular file/,
     );
+  });
+});
+
+Deno.test("untrusted read: a folder on the way that another user turned into a link is refused; root's own link is followed", async () => {
+  await withDir(async (dir) => {
+    await Deno.chmod(dir, 0o755);
+    // root's folder with a root-only log, and a site folder its user owns
+    await Deno.mkdir(`${dir}/secret`, { mode: 0o700 });
+    await Deno.writeTextFile(`${dir}/secret/slow.log`, "root only\n", { mode: 0o600 });
+    await Deno.mkdir(`${dir}/site`);
+    await Deno.chown(`${dir}/site`, NOBODY, NOBODY);
+    assert.equal(await asUser(["ln", "-s", `${dir}/secret`, `${dir}/site/rv`]), 0);
+    const rules = { maxBytes: 1024, tail: true, owners: [0, 33] };
+    await assert.rejects(
+      readRegularText(`${dir}/site/rv/slow.log`, rules),
+      /"[^"]*\/site\/rv" is a symbolic link another user could have made/,
+    );
+    // a link root made in a folder only root may write (as /var/run -> /run)
+    await Deno.symlink(`${dir}/secret`, `${dir}/rootlink`);
+    assert.equal(await readRegularText(`${dir}/rootlink/slow.log`, rules), "root only\n");
   });
 });
 

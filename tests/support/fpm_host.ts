@@ -60,7 +60,7 @@ export const masterTitle = (config: string) => `php-fpm: master process (${confi
 /** The start of the tests' processes: 100 s before a {@link FakeClock}'s first time. */
 export const STARTED_AT = new FakeClock().now() - 100_000;
 
-/** A process as `ps -C NAME -o <psArgs' fields>` prints it at time `now`. */
+/** A process's facts as `ps -C NAME -o <factsArgs' fields>` prints them at time `now`. */
 export function psLine(p: FakeProc, now = STARTED_AT + 100_000): string {
   return [
     String(p.pid).padStart(5),
@@ -72,6 +72,13 @@ export function psLine(p: FakeProc, now = STARTED_AT + 100_000): string {
     "00:00:01",
     String(p.rssKb).padStart(5),
     String(Math.round((now - p.startedAt) / 1000)).padStart(7),
+  ].join(" ");
+}
+
+/** A process's title as `ps -q PIDS -o <titlesArgs' fields>` prints it. */
+export function titleLine(p: FakeProc): string {
+  return [
+    String(p.pid).padStart(5),
     p.title.slice(0, TITLE_WIDTH).padEnd(TITLE_WIDTH),
     String(p.pid).padStart(5),
   ].join(" ");
@@ -90,6 +97,8 @@ export class FpmHost {
   zombies = false;
   /** Every signal sent with kill, as "SIGNAL pid". */
   readonly signals: string[] = [];
+  /** The pids whose titles each `ps -q` read. */
+  readonly titleReads: number[][] = [];
   private nextPid = 1000;
 
   constructor(
@@ -210,6 +219,12 @@ export class FpmHost {
       const rows = this.procs.filter((p) => p.name === call.args[1]).map((p) => psLine(p, now));
       return { code: rows.length > 0 ? 0 : 1, stdout: rows.join("\n") };
     }
+    if (bin === "ps" && call.args[0] === "-q") {
+      const pids = new Set(call.args[1]!.split(",").map(Number));
+      this.titleReads.push([...pids]);
+      const rows = this.procs.filter((p) => pids.has(p.pid)).map(titleLine);
+      return { code: rows.length > 0 ? 0 : 1, stdout: rows.join("\n") };
+    }
     if (bin === "kill") {
       const [flag, ...pids] = call.args;
       this.signals.push(...pids.map((pid) => `${flag!.slice(1)} ${pid}`));
@@ -226,6 +241,14 @@ export class FpmHost {
     }
     if (bin === "systemctl" && call.args[0] === "show") {
       return { code: 0, stdout: String(this.master(call.args.at(-1)!)?.pid ?? 0) };
+    }
+    // php-fpm's own daemon start, as an init script runs it
+    const byConfig = Object.entries(this.services).find(([, spec]) =>
+      spec.processName === bin && call.args.includes(spec.config ?? "")
+    );
+    if (byConfig !== undefined && call.args.includes("--daemonize")) {
+      if (this.master(byConfig[0]) === undefined) this.up(byConfig[0]);
+      return { code: 0 };
     }
     if (bin === "service" || bin === "systemctl") {
       const [a, b] = call.args;

@@ -1,0 +1,52 @@
+import assert from "node:assert/strict";
+import { bindConflict, boundAddress, holderOf } from "../../src/fpm/bind_conflict.ts";
+import { DEBIAN_TOOLS, fakeFs, FakeRunner } from "../support/fakes.ts";
+
+/** What php-fpm 8.2 wrote when another process held its status port (seen on Debian 12). */
+const LOG = [
+  "[03-Dec-2026 09:50:01] NOTICE: fpm is running, pid 2210",
+  "[03-Dec-2026 09:51:12] ERROR: unable to bind listening socket for address '127.0.0.1:9001': Address already in use (98)",
+  "[03-Dec-2026 09:51:12] ERROR: FPM initialization failed",
+  "",
+].join("\n");
+
+Deno.test("bind conflict: the address from php-fpm's error log, the holder from ss", () => {
+  assert.equal(boundAddress(LOG), "127.0.0.1:9001");
+  assert.equal(boundAddress("[x] NOTICE: ready to handle connections\n"), null);
+  assert.deepEqual(
+    holderOf(`LISTEN 0      1      127.0.0.1:9001 0.0.0.0:* users:(("python3",pid=22632,fd=3))`),
+    { name: "python3", pid: 22632 },
+  );
+  assert.equal(holderOf("LISTEN 0 1 127.0.0.1:9001 0.0.0.0:*"), null);
+});
+
+Deno.test("bind conflict: a sentence naming the address, the holder's pid, name and uid", async () => {
+  const tools = { ...DEBIAN_TOOLS, ss: "/usr/bin/ss" };
+  const fs = fakeFs({ files: { "/var/log/php8.2-fpm.log": LOG } });
+  const runner = new FakeRunner((call) => {
+    if (call.cmd === "/usr/bin/ss") {
+      assert.deepEqual(call.args, ["-ltnpH", "sport = :9001"]);
+      return { stdout: `LISTEN 0 1 127.0.0.1:9001 0.0.0.0:* users:(("squat\x1b",pid=4321,fd=3))` };
+    }
+    assert.deepEqual(call.args, ["-o", "ruid=", "-q", "4321"]);
+    return { stdout: "   33\n" };
+  });
+  assert.equal(
+    await bindConflict({ runner, fs }, tools, "/var/log/php8.2-fpm.log", [0]),
+    "php-fpm cannot listen on 127.0.0.1:9001: it is in use by pid 4321 (squat\\x1b, uid 33)",
+  );
+  // the log not root's (as for the master's own log): not read, nothing said
+  const theirs = fakeFs({
+    files: { "/var/log/php8.2-fpm.log": LOG },
+    owners: { "/var/log/php8.2-fpm.log": 33 },
+  });
+  assert.equal(
+    await bindConflict({ runner, fs: theirs }, tools, "/var/log/php8.2-fpm.log", [0]),
+    null,
+  );
+  // no ss: the address alone
+  assert.equal(
+    await bindConflict({ runner, fs }, DEBIAN_TOOLS, "/var/log/php8.2-fpm.log", [0]),
+    "php-fpm cannot listen on 127.0.0.1:9001: it is in use",
+  );
+});

@@ -53,6 +53,7 @@ const realFs: Fs = {
         mode: (i.mode ?? 0) & 0o7777,
         uid: i.uid,
         size: i.size,
+        ino: i.ino,
       };
     } catch (err) {
       if (err instanceof Deno.errors.NotFound) return null;

@@ -83,8 +83,11 @@ export function masterAmong(
   return { live: again?.pid ?? null, candidates: found.length };
 }
 
-/** How long one look at the process table (or systemd) may take: it only delays a decision. */
-export const LOOK_TIMEOUT_MS = 2000;
+/**
+ * How long one look at the process table (or systemd) may take: it only delays a decision, and
+ * a look that runs out starts nothing, so it is given what a loaded machine needs.
+ */
+export const LOOK_TIMEOUT_MS = 5000;
 
 /** The unit's MainPID as systemd says it, or null (not running, no systemd, no answer). */
 export async function systemdMainPid(

@@ -7,8 +7,11 @@
 import type { Fs, ProcessRunner } from "../shared/deps.ts";
 import type { Tools } from "../act/service.ts";
 import { escapeControl } from "../shared/redact.ts";
+import { describeHolder, type Holder, holdersOf, socketHolders } from "./socket_holder.ts";
 
-const BIND = /unable to bind listening socket for address '([^']{1,300})': Address already in use/;
+/** php-fpm's words for an address in use: a TCP port, or a unix socket another process answers on. */
+const BIND =
+  /unable to bind listening socket for address '([^']{1,300})': Address already in use|Another FPM instance seems to already listen on (\/\S{1,300})/;
 /** How much of the error log's end is read: the failed start's last lines. */
 const TAIL_BYTES = 16 * 1024;
 const TOOL_TIMEOUT_MS = 2000;
@@ -16,14 +19,11 @@ const TOOL_TIMEOUT_MS = 2000;
 /** The address php-fpm last failed to bind, from its error log's `text`, or null. */
 export function boundAddress(text: string): string | null {
   let found: string | null = null;
-  for (const line of text.split("\n")) found = BIND.exec(line)?.[1] ?? found;
+  for (const line of text.split("\n")) {
+    const m = BIND.exec(line);
+    if (m !== null) found = m[1] ?? m[2] ?? null;
+  }
   return found;
-}
-
-/** The holder `ss -lpH` names in `output`: `users:(("python3",pid=123,fd=3))`. */
-export function holderOf(output: string): { name: string; pid: number } | null {
-  const m = /users:\(\("((?:[^"\\]|\\.){1,64})",pid=(\d+),/.exec(output);
-  return m === null ? null : { name: m[1]!, pid: Number(m[2]) };
 }
 
 /**
@@ -32,7 +32,7 @@ export function holderOf(output: string): { name: string; pid: number } | null {
  * nothing of the kind. Never throws.
  */
 export async function bindConflict(
-  deps: { runner: ProcessRunner; fs: Pick<Fs, "readUntrusted"> },
+  deps: { runner: ProcessRunner; fs: Pick<Fs, "readUntrusted" | "info"> },
   tools: Tools,
   errorLog: string | null,
   owners: readonly number[],
@@ -43,25 +43,18 @@ export async function bindConflict(
   const address = boundAddress(text);
   if (address === null) return null;
   const said = `php-fpm cannot listen on ${escapeControl(address)}: it is in use`;
+  if (tools.ss === null) return said;
   const port = /^(?:.*:)?(\d+)$/.exec(address)?.[1];
-  const filter = address.startsWith("/")
-    ? ["-xlpH", "src", address]
-    : port === undefined
-    ? null
-    : ["-ltnpH", `sport = :${port}`];
-  if (tools.ss === null || filter === null) return said;
-  try {
-    const r = await deps.runner.run(tools.ss, filter, { timeoutMs: TOOL_TIMEOUT_MS });
-    const holder = holderOf(r.stdout);
-    if (holder === null) return said;
-    const who = await deps.runner.run(tools.ps, ["-o", "ruid=", "-q", String(holder.pid)], {
+  let holder: Holder | undefined;
+  if (address.startsWith("/")) {
+    holder = (await socketHolders(tools.ss, address, deps.runner, deps.fs))?.[0];
+  } else if (port !== undefined) {
+    const r = await deps.runner.run(tools.ss, ["-ltnpH", `sport = :${port}`], {
       timeoutMs: TOOL_TIMEOUT_MS,
-    });
-    const uid = /^\s*(\d+)\s*$/.exec(who.stdout)?.[1];
-    return `${said} by pid ${holder.pid} (${escapeControl(holder.name)}${
-      uid === undefined ? "" : `, uid ${uid}`
-    })`;
-  } catch {
-    return said;
+    }).catch(() => null);
+    holder = r === null ? undefined : holdersOf(r.stdout)[0];
   }
+  return holder === undefined
+    ? said
+    : `${said} by ${await describeHolder(deps.runner, tools.ps, holder)}`;
 }

@@ -23,7 +23,12 @@ export type ProbeKind =
   /** A 2xx whose body is not the expected one (FastCGI ping without "pong"). */
   | "unexpected"
   /** Anything else (TLS failure, protocol error, ...). */
-  | "error";
+  | "error"
+  /**
+   * php-fpm's unix socket is held by another process than php-fpm's master (set after a failure
+   * by the socket's holders): whatever answers there is not php-fpm, and no restart mends that.
+   */
+  | "impostor";
 
 /** One probe's outcome. Failure is the normal domain here, so it is a value, never thrown. */
 export interface ProbeResult {
@@ -90,6 +95,7 @@ export function verdictOf(result: ProbeResult): Verdict {
       return result.via === "fcgi" ? "php_down" : "misconfigured";
     case "unexpected":
     case "error":
+    case "impostor":
       return "misconfigured";
   }
 }

@@ -1,10 +1,12 @@
 /**
  * Watch mode's /metrics endpoint on loopback, built to outlast whoever connects: at most a few
  * connections at once, each with one request, a second to send it and a few seconds in all; when
- * full, a newcomer takes the place of the oldest connection that has not sent its request yet
- * (an idle one), so idle connections cannot keep Prometheus out; and an accept loop that logs
- * its errors once and goes on. Any
- * local user can connect; none can take the watch process down or hold its file descriptors.
+ * full, a newcomer takes the place of the oldest connection that has not sent its request for a
+ * while (Prometheus sends its own within milliseconds), so idle connections cannot keep Prometheus
+ * out, and a flood of new ones cannot push out the scrape just arrived; and an accept loop that
+ * logs its errors once and goes on. Any local user can connect; none can take the watch process
+ * down or hold its file descriptors. One who connects without pause still competes with
+ * Prometheus for each place freed: a scrape may then fail, and the next one is likely served.
  * Deno.serve offers neither a connection limit nor deadlines, and an accept error it meets (too
  * many open files) is uncaught and ends the process: so this small HTTP/1.1 responder.
  */
@@ -19,6 +21,8 @@ export interface EndpointLimits {
   connectionMs: number;
   /** How long a connection may take to send its request's head (Prometheus: milliseconds). */
   headMs: number;
+  /** How long a connection must have been silent before a newcomer may take its place. */
+  evictAfterMs: number;
   /** The most of a request read (Prometheus sends a few hundred bytes). */
   maxRequestBytes: number;
   /** The pause after an accept error (file descriptors run out: connections must end first). */
@@ -30,6 +34,7 @@ export const DEFAULT_LIMITS: EndpointLimits = {
   maxConnections: 8,
   connectionMs: 5000,
   headMs: 1000,
+  evictAfterMs: 100,
   maxRequestBytes: 8192,
   acceptPauseMs: 1000,
 };
@@ -58,8 +63,8 @@ export function serveMetricsEndpoint(
 ): Endpoint {
   const listener = Deno.listen({ hostname: listen.hostname, port: listen.port });
   const open = new Set<Deno.Conn>();
-  // the connections that have not sent their request yet, oldest first
-  const idle = new Set<Deno.Conn>();
+  // the connections that have not sent their request yet, oldest first, with when they came
+  const idle = new Map<Deno.Conn, number>();
   const stop = () => {
     closeQuietly(listener);
     for (const conn of open) closeQuietly(conn);
@@ -85,8 +90,8 @@ export function serveMetricsEndpoint(
         continue;
       }
       if (open.size >= limits.maxConnections) {
-        const oldest = idle.values().next().value;
-        if (oldest === undefined) {
+        const [oldest, since] = idle.entries().next().value ?? [undefined, 0];
+        if (oldest === undefined || performance.now() - since < limits.evictAfterMs) {
           closeQuietly(conn);
           continue;
         }
@@ -96,7 +101,7 @@ export function serveMetricsEndpoint(
         idle.delete(oldest);
       }
       open.add(conn);
-      idle.add(conn);
+      idle.set(conn, performance.now());
       const one = serveOne(conn, render, limits, () => idle.delete(conn)).finally(() => {
         open.delete(conn);
         idle.delete(conn);

@@ -16,7 +16,6 @@ import { describeFcgiTarget, probeFcgi } from "../probe/fcgi.ts";
 import { probeHttp } from "../probe/http.ts";
 import { type ProbeResult, verdictOf } from "../probe/result.ts";
 import { countPool } from "../record/metrics.ts";
-import { choosePool, readFpmConfig } from "../fpm/config.ts";
 import { unixSocketQueue } from "../fpm/socket_queue.ts";
 import { memoryWarnings, poolMemory } from "../fpm/memory.ts";
 import { processInfos } from "../fpm/evidence.ts";
@@ -24,6 +23,7 @@ import { certainty } from "../act/process_table.ts";
 import { LOOK_TIMEOUT_MS, type MasterView } from "../act/master.ts";
 import { readProcesses } from "../act/processes.ts";
 import { lookForMaster, masterIdentity } from "./master_watch.ts";
+import { listenSocketOf } from "./pool_socket.ts";
 import { logger } from "../shared/log.ts";
 import { mainPool, type PoolProbe } from "../config/settings.ts";
 import type { FcgiTarget } from "../shared/deps.ts";
@@ -72,7 +72,7 @@ export class Prober {
     const limit = Math.min(target.timeoutMs, STATUS_LIMIT_MS);
     const s = await readStatus(page, limit, deps.fcgiGet);
     if (typeof s === "string" || cfg.tools.ss === null) return s;
-    const socket = await this.listenSocket(s.pool);
+    const socket = await listenSocketOf(this.ctx, s.pool);
     const queue = socket === null ? null : await unixSocketQueue(cfg.tools.ss, socket, deps.runner);
     return queue === null ? s : {
       ...s,
@@ -80,20 +80,6 @@ export class Prober {
       listenQueueLen: queue.backlog,
       maxListenQueue: Math.max(s.maxListenQueue, queue.queued),
     };
-  }
-
-  /** The unix socket the pool named `pool` listens on, from its configuration (read once). */
-  private async listenSocket(pool: string): Promise<string | null> {
-    const { ctx } = this;
-    const known = ctx.listenSockets.get(pool);
-    if (known !== undefined) return known;
-    const config = ctx.target.fpmConfig === null
-      ? null
-      : await readFpmConfig(ctx.deps.fs, ctx.target.fpmConfig);
-    const listen = config === null ? null : choosePool(config, pool, null)?.listen ?? null;
-    const path = listen !== null && listen.startsWith("/") ? listen : null;
-    ctx.listenSockets.set(pool, path);
-    return path;
   }
 
   /**

@@ -20,6 +20,7 @@ import { type Action, decide, noticeMaster } from "./policy.ts";
 import { masterOfStep } from "./master_watch.ts";
 import { Prober } from "./prober.ts";
 import { PoolKeeper } from "./pools.ts";
+import { withSocketHolder } from "./pool_socket.ts";
 import { Responder } from "./responder.ts";
 import type { Timing } from "./schedule.ts";
 import { type MonitorOptions, outboxOf, pausesOf, type TargetContext } from "./context.ts";
@@ -119,7 +120,11 @@ export class TargetWatch {
       : judged.result;
     if (stop?.aborted) return null;
     if (verdictOf(viewed) === "healthy") await this.prober.checkMemory(master);
-    const result = await this.prober.withProcessTable(viewed, master);
+    const result = await withSocketHolder(
+      this.ctx,
+      await this.prober.withProcessTable(viewed, master),
+      master,
+    );
     const step = await this.carryOut(result, policy, master.live);
     return { ...step, confirm: step.confirm || judged.confirm };
   }

@@ -237,6 +237,9 @@ function fpmSide(result: ProbeResult): string {
 
 /** Says what a non-heartbeat answer probably means, for the operator to fix. */
 export function misconfigurationHint(result: ProbeResult): string {
+  if (result.kind === "impostor") {
+    return `failed, and ${result.detail}: restarting php-fpm cannot help (it would not start while another process listens there). End that process; keep php-fpm's sockets in a folder only root may write.`;
+  }
   if (result.kind === "closed") {
     return "closed the connection without answering: nginx's return 444? Allow this address in heartbeat_allowed.conf.";
   }

@@ -132,6 +132,8 @@ export interface FileInfo {
   mode: number;
   uid: number | null;
   size: number;
+  /** Its inode number, where the platform tells it. */
+  ino?: number | null;
 }
 
 /** The most {@link Fs.readTextFile} reads unless told otherwise. */

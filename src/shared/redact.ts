@@ -48,22 +48,31 @@ export function webhookName(url: URL): string {
   return `${url.protocol}//${url.host}/…`;
 }
 
-// deno-lint-ignore no-control-regex -- finding control characters is the point
-const CONTROL = /[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]/g;
+/**
+ * Control characters (Cc), format characters (Cf: bidi overrides and isolates, zero-width ones,
+ * the byte order mark, tag characters), line and paragraph separators (Zl, Zp), and the Hangul
+ * fillers that show as nothing, and lone surrogates (Cs): by Unicode category, so that none is
+ * missed.
+ */
+const CONTROL = /[\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}\u115F\u1160\u3164\uFFA0]/gu;
 const NAMED: Record<string, string> = { "\n": "\\n", "\r": "\\r", "\t": "\\t" };
 
 /**
  * `text` with control characters written as escapes (`\n`, `\r`, `\t`, `\x1b`, `\u2028`), so
  * that an echoed value can neither end a log line nor drive a terminal; and the invisible ones
- * that reorder or hide text (`\u202e`, `\u200b`, `\ufeff`), so that what is shown is what is there.
+ * that reorder or hide text (`\u202e`, `\u200b`, `\ufeff`, `\u{e0041}`), so that what is shown
+ * is what is there.
  */
 export function escapeControl(text: string): string {
   return text.replace(CONTROL, (c) => {
-    const code = c.charCodeAt(0);
+    const code = c.codePointAt(0)!;
+    const hex = code.toString(16);
     return NAMED[c] ??
       (code < 0x100
-        ? `\\x${code.toString(16).padStart(2, "0")}`
-        : `\\u${code.toString(16).padStart(4, "0")}`);
+        ? `\\x${hex.padStart(2, "0")}`
+        : code > 0xffff
+        ? `\\u{${hex}}`
+        : `\\u${hex.padStart(4, "0")}`);
   });
 }
 

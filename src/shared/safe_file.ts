@@ -147,8 +147,9 @@ export interface ReadRules {
    */
   follow?: boolean;
   /**
-   * The file's owner must be one of these uids, and it must have one name: a hard link another
-   * user made to a root-only file would pass for the file itself.
+   * The file's owner must be one of these uids, and it must have one name (a hard link another
+   * user made to a root-only file would pass for the file itself), in folders only root can
+   * change (see {@link folderProblem}): for files whose lines are shown to people.
    */
   owners?: readonly number[];
   /** Read the last `maxBytes` (from a line start) of a larger file instead of refusing it. */
@@ -194,7 +195,7 @@ export async function readRegularBytes(
 ): Promise<Uint8Array> {
   const r = typeof rules === "number" ? { maxBytes: rules } : rules;
   if (!r.follow) {
-    const problem = await linkedFolder(path);
+    const problem = await folderProblem(path, r.owners !== undefined);
     if (problem !== null) throw new Error(problem);
   }
   const info = r.follow ? await Deno.stat(path) : await Deno.lstat(path);
@@ -213,25 +214,45 @@ export async function readRegularBytes(
 }
 
 /**
- * Why a folder on the way to `path` cannot be trusted not to lead elsewhere, or null: a link
- * among its folders that another user could have made (`/var/log/site/rv` turned into a link to a
- * root-only folder by the site's user). A link only root could have made (root's own, in a folder
- * only root may write: `/var/run` on Debian) is followed.
+ * Why a folder on the way to `path` cannot be trusted not to lead elsewhere, or null. A link
+ * among its folders is followed only when only root could have made it (root's own, in a folder
+ * only root may write: Debian's `/var/run`). With `rootsOnly` (a file whose lines are shown to
+ * people), every folder must be one that only root can change: another user who can rename in
+ * one can swap a folder and a link back and forth faster than any check, and have the open reach
+ * a root-only file of the same name (a sticky folder, as /tmp, lets them rename only their own).
  */
-async function linkedFolder(path: string): Promise<string | null> {
+async function folderProblem(path: string, rootsOnly: boolean): Promise<string | null> {
   const parts = path.split("/").filter((p) => p !== "");
   let at = "";
+  let parent: Deno.FileInfo | null = await Deno.lstat("/").catch(() => null);
   for (const part of parts.slice(0, -1)) {
-    const parent = at || "/";
+    const up = parent;
     at += `/${part}`;
     const info = await Deno.lstat(at).catch(() => null);
-    if (info === null || !info.isSymlink) continue;
-    const folder = await Deno.lstat(parent).catch(() => null);
-    const rootsOnly = info.uid === 0 && folder !== null && folder.uid === 0 &&
-      ((folder.mode ?? 0) & 0o022) === 0;
-    if (!rootsOnly) return `"${at}" is a symbolic link another user could have made`;
+    parent = info;
+    // a folder the permissions hide (or gone): the read itself says so
+    if (info === null) continue;
+    const rootsFolder = up !== null && up.uid === 0 && ((up.mode ?? 0) & 0o022) === 0;
+    if (info.isSymlink && !(info.uid === 0 && rootsFolder)) {
+      return `"${at}" is a symbolic link another user could have made`;
+    }
+    if (rootsOnly && info.isDirectory && !changedOnlyByRoot(info)) {
+      return `the folder "${at}" is one another user can change (uid ${info.uid}, mode ${
+        ((info.mode ?? 0) & 0o7777).toString(8).padStart(4, "0")
+      })`;
+    }
   }
   return null;
+}
+
+/**
+ * Whether only root can rename or replace what a folder holds: root's, and writable by no other
+ * user, or sticky (then others rename only their own). Its group may write (Ubuntu's /var/log is
+ * `root:syslog 0775`): a system group, not a pool's user.
+ */
+function changedOnlyByRoot(info: Deno.FileInfo): boolean {
+  const mode = info.mode ?? 0;
+  return info.uid === 0 && ((mode & 0o002) === 0 || (mode & 0o1000) !== 0);
 }
 
 /** Why what `lstat` (or `stat`) says of a file keeps it from being read, or null. */

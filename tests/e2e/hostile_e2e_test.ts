@@ -1,8 +1,9 @@
 /**
  * Watch mode against Debian's php8.2-fpm as installed, with www-data (who owns /run/php) and
  * nobody as the attackers: the pid file flipped under a running watch, pointed at another
- * instance's master, removed; a process of nobody's named and titled as the master. None of it
- * changes what is restarted or killed, nor how soon. Everything is restored at the end.
+ * instance's master, removed; a process of nobody's named and titled as the master; www-data
+ * answering at the pool's socket path. None of it changes what is restarted or killed, nor how
+ * soon. Everything is restored at the end.
  */
 import assert from "node:assert/strict";
 import { runDir } from "../support/cli.ts";
@@ -238,8 +239,46 @@ Deno.test({
               Deno.kill(-decoy, "SIGKILL");
             } catch { /* gone */ }
             await Deno.remove(decoyDir, { recursive: true }).catch(() => {});
+            // the keeper's half-made file, when it was ended between its echo and its mv
+            await Deno.remove("/run/php/.d").catch(() => {});
             await restorePidFile();
           }
+        },
+      );
+
+      await t.step(
+        "www-data listening at the pool's socket path: told who holds it, nothing restarted",
+        async () => {
+          const sock = "/run/php/php8.2-fpm.sock";
+          const aside = `${sock}.moved`;
+          // the last step's restart is told once its attempt is over: counted before this one
+          await new Promise((r) => setTimeout(r, 1500));
+          const before = await restarts();
+          const real = await master();
+          // www-data owns /run/php: it can move php-fpm's socket aside and answer at its path
+          const server = `import socket\ns=socket.socket(socket.AF_UNIX)\ns.bind("${sock}")\n` +
+            `s.listen(8)\nwhile True:\n    c,_=s.accept()\n    c.close()\n`;
+          const impostor = asUser(
+            "www-data",
+            `mv -f ${sock} ${aside} && exec timeout --foreground 60 python3 -c '${server}'`,
+          );
+          try {
+            const told = await watch.waitForLine(
+              /held by pid \d+ \(python3, uid 33\), not by php-fpm's master/,
+              20_000,
+            );
+            assert.ok(told, (await watch.lines()).join("\n"));
+            assert.equal(
+              await restarts(),
+              before,
+              `no restart while another process holds it\n${(await watch.lines()).join("\n")}`,
+            );
+            assert.equal(await master(), real, "php-fpm's master is left alone");
+          } finally {
+            await impostor.stop();
+            await Deno.rename(aside, sock).catch(() => {});
+          }
+          await back("the socket given back");
         },
       );
 

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { bindConflict, boundAddress, holderOf } from "../../src/fpm/bind_conflict.ts";
+import { bindConflict, boundAddress } from "../../src/fpm/bind_conflict.ts";
+import { holdersOf } from "../../src/fpm/socket_holder.ts";
 import { DEBIAN_TOOLS, fakeFs, FakeRunner } from "../support/fakes.ts";
 
 /** What php-fpm 8.2 wrote when another process held its status port (seen on Debian 12). */
@@ -14,10 +15,22 @@ Deno.test("bind conflict: the address from php-fpm's error log, the holder from 
   assert.equal(boundAddress(LOG), "127.0.0.1:9001");
   assert.equal(boundAddress("[x] NOTICE: ready to handle connections\n"), null);
   assert.deepEqual(
-    holderOf(`LISTEN 0      1      127.0.0.1:9001 0.0.0.0:* users:(("python3",pid=22632,fd=3))`),
-    { name: "python3", pid: 22632 },
+    holdersOf(`LISTEN 0      1      127.0.0.1:9001 0.0.0.0:* users:(("python3",pid=22632,fd=3))`),
+    [{ name: "python3", pid: 22632 }],
   );
-  assert.equal(holderOf("LISTEN 0 1 127.0.0.1:9001 0.0.0.0:*"), null);
+  assert.deepEqual(holdersOf("LISTEN 0 1 127.0.0.1:9001 0.0.0.0:*"), []);
+  assert.deepEqual(
+    holdersOf(
+      `u_str LISTEN 0 4096 /run/php/php8.2-fpm.sock 9 * 0 users:(("php-fpm8.2",pid=3336,fd=9),("php-fpm8.2",pid=3334,fd=7))`,
+    ),
+    [{ name: "php-fpm8.2", pid: 3336 }, { name: "php-fpm8.2", pid: 3334 }],
+  );
+  assert.equal(
+    boundAddress(
+      "[03-Dec-2026 10:14:02] ERROR: Another FPM instance seems to already listen on /run/php/php8.2-fpm.sock\n",
+    ),
+    "/run/php/php8.2-fpm.sock",
+  );
 });
 
 Deno.test("bind conflict: a sentence naming the address, the holder's pid, name and uid", async () => {

@@ -169,20 +169,20 @@ Deno.test("the evidence in the alert: pool line, the longest-busy workers, proce
   assert.match(lines, /Slowlog, last lines:\n {2}script_filename = \/var\/www\/slow\.php/);
 });
 
-Deno.test("evidence: a site's log folder is its user's: a link or a hard link to a root-only file is not read, nor another user's file", async () => {
+Deno.test("evidence: a site's own log folder is not read from; in root's, a link, a hard link or another user's file is not either", async () => {
   const dir = await Deno.makeTempDir({ prefix: "php-relaunch-logs-" });
   try {
     await Deno.chmod(dir, 0o755);
     await Deno.writeTextFile(`${dir}/shadow`, "root:$6$secret-hash:19000::::::\n", { mode: 0o600 });
+    // a site's own log folder: its user can swap what the path leads to at any moment
     await Deno.mkdir(`${dir}/site`);
     await Deno.chown(`${dir}/site`, 65534, 65534);
-    // nobody, as the pool's user would, plants a link where php-fpm.conf says the slowlog is
     assert.equal(await asUser(["ln", "-s", `${dir}/shadow`, `${dir}/site/slow.log`]), 0);
-    // and writes an error log of its own (the pool runs as www-data, uid 33, not nobody)
     assert.equal(await asUser(["sh", "-c", `echo forged >${dir}/site/error.log`]), 0);
-    const conf = `[global]\nerror_log = ${dir}/site/error.log\n[www]\nuser = www-data\n` +
-      `slowlog = ${dir}/site/slow.log\nlisten = /run/php/php8.2-fpm.sock\n`;
-    await Deno.writeTextFile(`${dir}/php-fpm.conf`, conf);
+    const conf = (logs: string) =>
+      `[global]\nerror_log = ${logs}/error.log\n[www]\nuser = www-data\n` +
+      `slowlog = ${logs}/slow.log\nlisten = /run/php/php8.2-fpm.sock\n`;
+    await Deno.writeTextFile(`${dir}/php-fpm.conf`, conf(`${dir}/site`));
     const deps = testDeps({ fs: realDeps().fs, runner: new FakeRunner(() => ({ code: 1 })) });
     const source = {
       status: null,
@@ -193,18 +193,30 @@ Deno.test("evidence: a site's log folder is its user's: a link or a hard link to
       tools,
     };
     const e = await captureEvidence(source, deps, 2000);
-    assert.deepEqual(e.slowlog, ["(not read: it is a symbolic link)"]);
-    assert.deepEqual(e.errorLog, ["(not read: it is owned by uid 65534, not uid 0 or uid 33)"]);
+    const theirs =
+      `(not read: the folder "${dir}/site" is one another user can change (uid 65534, mode 0755))`;
+    assert.deepEqual([e.slowlog, e.errorLog], [[theirs], [theirs]]);
     assert.ok(!JSON.stringify(e).includes("secret-hash"));
-    // a hard link (were the host to allow one) is refused as well
-    await Deno.remove(`${dir}/site/slow.log`);
-    await Deno.link(`${dir}/shadow`, `${dir}/site/slow.log`);
+    // a log folder of root's: a link, another user's file, a hard link are not read
+    await Deno.mkdir(`${dir}/logs`);
+    await Deno.writeTextFile(`${dir}/php-fpm.conf`, conf(`${dir}/logs`));
+    await Deno.symlink(`${dir}/shadow`, `${dir}/logs/slow.log`);
+    await Deno.writeTextFile(`${dir}/logs/error.log`, "forged\n");
+    await Deno.chown(`${dir}/logs/error.log`, 65534, 65534);
+    const rootFolder = await captureEvidence(source, deps, 2000);
+    assert.deepEqual(rootFolder.slowlog, ["(not read: it is a symbolic link)"]);
+    assert.deepEqual(rootFolder.errorLog, [
+      "(not read: it is owned by uid 65534, not uid 0 or uid 33)",
+    ]);
+    await Deno.remove(`${dir}/logs/slow.log`);
+    await Deno.link(`${dir}/shadow`, `${dir}/logs/slow.log`);
     const again = await captureEvidence(source, deps, 2000);
     assert.deepEqual(again.slowlog, ["(not read: it has other names (hard links))"]);
+    assert.ok(!JSON.stringify([rootFolder, again]).includes("secret-hash"));
     // root's own log, or the pool user's, is read
-    await Deno.remove(`${dir}/site/slow.log`);
-    await Deno.writeTextFile(`${dir}/site/slow.log`, "script_filename = /var/www/slow.php\n");
-    await Deno.chown(`${dir}/site/slow.log`, 33, 33);
+    await Deno.remove(`${dir}/logs/slow.log`);
+    await Deno.writeTextFile(`${dir}/logs/slow.log`, "script_filename = /var/www/slow.php\n");
+    await Deno.chown(`${dir}/logs/slow.log`, 33, 33);
     const read = await captureEvidence(source, deps, 2000);
     assert.deepEqual(read.slowlog, ["script_filename = /var/www/slow.php"]);
   } finally {

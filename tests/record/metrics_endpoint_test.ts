@@ -11,6 +11,7 @@ const LIMITS: EndpointLimits = {
   maxConnections: 4,
   connectionMs: 300,
   headMs: 200,
+  evictAfterMs: 60,
   maxRequestBytes: 1024,
   acceptPauseMs: 50,
 };
@@ -18,10 +19,12 @@ const LIMITS: EndpointLimits = {
 async function withEndpoint(
   fn: (port: number, open: () => number) => Promise<void>,
   render: () => Promise<string> = () => Promise.resolve("php_relaunch_up 1\n"),
+  limits: Partial<EndpointLimits> = {},
 ) {
   const stop = new AbortController();
   const endpoint = serveMetricsEndpoint({ hostname: "127.0.0.1", port: 0 }, render, stop.signal, {
     ...LIMITS,
+    ...limits,
   });
   try {
     await fn(endpoint.port, () => endpoint.open);
@@ -83,7 +86,7 @@ Deno.test("metrics endpoint: idle connections held open and renewed cannot keep 
       for (let i = 0; i < LIMITS.maxConnections; i++) {
         idle.push(await Deno.connect({ hostname: "127.0.0.1", port }));
       }
-      await new Promise((r) => setTimeout(r, 20));
+      await new Promise((r) => setTimeout(r, LIMITS.evictAfterMs + 20));
       // a scrape at once, while they are all still within their time
       assert.equal((await get(port)).status, 200);
     } finally {
@@ -94,6 +97,36 @@ Deno.test("metrics endpoint: idle connections held open and renewed cannot keep 
       }
     }
   });
+});
+
+Deno.test("metrics endpoint: a flood of newcomers cannot push out a scrape just arrived", async () => {
+  captureLogs();
+  await withEndpoint(
+    async (port) => {
+      const flood: Deno.Conn[] = [];
+      const scrape = await Deno.connect({ hostname: "127.0.0.1", port });
+      try {
+        for (let i = 0; i < 50; i++) {
+          flood.push(await Deno.connect({ hostname: "127.0.0.1", port }));
+        }
+        // the scrape's request, within the time a newcomer must wait to take its place
+        await scrape.write(new TextEncoder().encode("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"));
+        const answer = new Uint8Array(4096);
+        const n = await scrape.read(answer);
+        assert.ok(n !== null, "the scrape's connection was kept");
+        assert.match(new TextDecoder().decode(answer.subarray(0, n)), /^HTTP\/1\.1 200 OK\r\n/);
+      } finally {
+        for (const c of [scrape, ...flood]) {
+          try {
+            c.close();
+          } catch { /* closed by the endpoint */ }
+        }
+      }
+      // (a generous wait, for a slow machine: what is tested is that there is one)
+    },
+    undefined,
+    { evictAfterMs: 3000, connectionMs: 5000, headMs: 5000 },
+  );
 });
 
 Deno.test("metrics endpoint: a render that fails is a 500, and the next scrape is served", async () => {

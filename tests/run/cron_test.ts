@@ -716,3 +716,78 @@ Deno.test("two root masters of one configuration: said once, and the one last se
   ]);
   assert.equal((await store.load()).state.masterPid, first);
 });
+
+Deno.test("a 502 while another process holds the pool's socket: told as it is, never restarted", async () => {
+  const clock = new FakeClock();
+  const host = new FpmHost();
+  const master = host.up("php8.2-fpm");
+  const SOCK = "/run/php/php8.2-fpm.sock";
+  const holder = 4242;
+  // the file at the socket's path is the one www-data bound
+  const sockets: Record<string, number> = { [SOCK]: 502 };
+  const answers = host.runner((call) => {
+    if (call.cmd === "/usr/bin/ss") {
+      // the kernel names both by the path they were bound to: php-fpm's, moved aside, first
+      return {
+        code: 0,
+        stdout:
+          `u_str LISTEN 0 5 ${SOCK} 91 * 0 users:(("php-fpm8.2",pid=${master},fd=7)) <-> ino:501 dev:0/25 peers:\n` +
+          `u_str LISTEN 0 5 ${SOCK}.x 92 * 0 users:(("php-fpm8.2",pid=${master},fd=8)) <-> ino:503 dev:0/25 peers:\n` +
+          `u_str LISTEN 0 5 ${SOCK} 93 * 0 users:(("python3",pid=${holder},fd=3)) <-> ino:502 dev:0/25 peers:\n`,
+      };
+    }
+    if (call.cmd === "/usr/bin/ps" && call.args.join(" ") === `-o ruid= -q ${holder}`) {
+      return { code: 0, stdout: "   33\n" };
+    }
+    return undefined;
+  });
+  const deps = testDeps({
+    clock,
+    httpGet: scriptedHttp(clock, Array(30).fill({ status: 502 })),
+    runner: answers,
+    fs: debianFs({
+      executables: ["/usr/bin/ss"],
+      sockets,
+      files: {
+        "/etc/php/8.2/fpm/php-fpm.conf":
+          `[global]\npid = /run/php/php8.2-fpm.pid\n[www]\nlisten = ${SOCK}\n`,
+      },
+    }),
+  });
+  const { mode, raw } = parseCommandLine([URI, "5", "ops@example.com"]);
+  const cfg = await loadConfig(mode as "minute", raw, deps);
+  const logs = captureLogs();
+  const mailer = fakeMailer();
+  const options = {
+    store: memoryStateStore(),
+    incidents: memoryIncidentLog(),
+    outbox: memoryOutbox(),
+    lock: memoryLocks(),
+    pauses: memoryPauses(),
+  };
+  await watchRun(cfg, { ...deps, mailer }, options);
+  const run = answers.lines();
+  assert.ok(run.includes(`/usr/bin/ss -xlpeH src ${SOCK}`), run.join("\n"));
+  assert.ok(!run.some((l) => /service php8.2-fpm|kill -/.test(l)), run.join("\n"));
+  assert.ok(
+    logs.lines().some((l) =>
+      l.includes(`held by pid 4242 (python3, uid 33), not by php-fpm's master ${master}`)
+    ),
+    logs.lines().join("\n"),
+  );
+  assert.equal(mailer.sent.length, 1, "one alert for the incident");
+
+  // php-fpm's own socket moved back to its path: the same 502s are php-fpm's, and restarted
+  sockets[SOCK] = 501;
+  const again = captureLogs();
+  const http = scriptedHttp(clock, [{ status: 502 }, { status: 502 }, ok]);
+  await watchRun(cfg, { ...deps, httpGet: http, mailer }, {
+    ...options,
+    store: memoryStateStore(),
+  });
+  assert.ok(
+    answers.lines().includes("/usr/sbin/service php8.2-fpm start"),
+    answers.lines().join("\n"),
+  );
+  assert.deepEqual(again.lines(), ["502 PHP restarted."]);
+});

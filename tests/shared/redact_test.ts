@@ -85,4 +85,11 @@ Deno.test("escapeControl: the invisible characters that reorder or hide text are
   assert.equal(escapeControl("invoice\u202egnp.exe"), "invoice\\u202egnp.exe");
   assert.equal(escapeControl("a\u200bb\ufeffc\u2066d"), "a\\u200bb\\ufeffc\\u2066d");
   assert.equal(escapeControl("café ünïcode"), "café ünïcode", "letters stay as they are");
+  // by category, not by a list: tag characters, the Arabic letter mark, a soft hyphen, a Hangul
+  // filler, a lone surrogate
+  assert.equal(
+    escapeControl("a\u{e0041}b\u061cc\u00add\u3164e\ud800f"),
+    "a\\u{e0041}b\\u061cc\\xadd\\u3164e\\ud800f",
+  );
+  assert.equal(escapeControl("日本語 😀 Ελληνικά"), "日本語 😀 Ελληνικά");
 });

@@ -213,6 +213,8 @@ export function fakeFs(spec: {
   owners?: Record<string, number>;
   /** Where the names removed are recorded (a pid file before a start). */
   removed?: string[];
+  /** Sockets (neither file nor folder) at these paths, by their inode numbers. */
+  sockets?: Record<string, number>;
 }): Fs {
   const executables = new Set(spec.executables ?? []);
   const dirs = spec.dirs ?? {};
@@ -225,6 +227,11 @@ export function fakeFs(spec: {
       const mode = spec.modes?.[path];
       const text = spec.files?.[path];
       const file = text !== undefined || executables.has(path);
+      const socket = spec.sockets?.[path];
+      if (socket !== undefined) {
+        const info = { isFile: false, isDirectory: false, isSymlink: false, mode: 0o660 };
+        return Promise.resolve({ ...info, uid: 33, size: 0, ino: socket });
+      }
       if (!file && !exists.has(path)) return Promise.resolve(null);
       return Promise.resolve({
         isFile: file,
@@ -281,6 +288,7 @@ export function debianFs(
     executables?: string[];
     files?: Record<string, string>;
     modes?: Record<string, number>;
+    sockets?: Record<string, number>;
   } = {},
 ) {
   return fakeFs({
@@ -296,6 +304,7 @@ export function debianFs(
     exists: ["/run/lock", "/var/lock"],
     files: extra.files ?? {},
     modes: extra.modes ?? {},
+    sockets: extra.sockets ?? {},
   });
 }
 

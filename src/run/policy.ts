@@ -27,6 +27,11 @@ export interface RestartRecord {
   ok: boolean;
   label: string;
   detail: string;
+  /**
+   * php-fpm's own configuration test rejected its configuration: the start could not work, and
+   * says nothing of php-fpm flapping. Not counted toward `max_restarts`.
+   */
+  rejected?: boolean | undefined;
 }
 
 /** Everything the policy remembers between probes (and between cron runs). */
@@ -57,6 +62,11 @@ export interface TargetState {
   retryAt: number | null;
   /** Restarts tried since giving up. */
   retries: number;
+  /**
+   * When a start failed on a configuration php-fpm's test rejects: no start is tried again until
+   * the test passes (the caller checks it), then at once, with the restart budget whole.
+   */
+  configRejectedAt: number | null;
 }
 
 /**
@@ -98,6 +108,31 @@ export function freshState(): TargetState {
     rearmWhenHealthy: false,
     retryAt: null,
     retries: 0,
+    configRejectedAt: null,
+  };
+}
+
+/** The restarts that count toward `max_restarts`: not the starts a broken configuration refused. */
+export function counted(restarts: readonly RestartRecord[]): RestartRecord[] {
+  return restarts.filter((r) => r.rejected !== true);
+}
+
+/**
+ * The configuration php-fpm's test rejected passes again (the operator fixed it): the next
+ * failure is restarted at once, and the starts it refused, or flapping before, count no more.
+ */
+export function configPassesAgain(
+  previous: TargetState,
+): { state: TargetState; actions: Extract<Action, { type: "log" }>[] } {
+  if (previous.configRejectedAt === null) return { state: previous, actions: [] };
+  return {
+    state: { ...rearm(previous), configRejectedAt: null },
+    actions: [{
+      type: "log",
+      level: "info",
+      message:
+        "php-fpm's configuration test passes again: restarting, with the restart budget whole.",
+    }],
   };
 }
 
@@ -152,7 +187,10 @@ export function noticeMaster(
   const state = { ...previous, masterPid: pid };
   if (previous.masterPid === null) return { state, actions: [] };
   state.graceUntil = Math.max(state.graceUntil, now + policy.gracePeriodMs);
-  if (state.givenUpAt !== null) state.rearmWhenHealthy = true;
+  // someone else's master that answers: the restarts before it say nothing of it
+  if (
+    state.givenUpAt !== null || state.restarts.length > 0 || state.configRejectedAt !== null
+  ) state.rearmWhenHealthy = true;
   return {
     state,
     actions: [{
@@ -196,6 +234,8 @@ function healthy(state: TargetState, now: number, policy: Policy): Decision {
   state.failingSince = null;
   state.successes++;
   state.healthySince ??= now;
+  // php-fpm answers: whatever its configuration was, it runs now
+  state.configRejectedAt = null;
   if (state.incident && state.successes >= policy.successThreshold) {
     actions.push({
       type: "alert",
@@ -207,7 +247,16 @@ function healthy(state: TargetState, now: number, policy: Policy): Decision {
   }
   // healthy for long, or fixed by someone else (who started its master): armed again
   const fixed = state.rearmWhenHealthy && state.successes >= policy.successThreshold;
-  if (state.givenUpAt !== null && (now - state.healthySince >= policy.rearmAfterMs || fixed)) {
+  if (fixed && state.givenUpAt === null) {
+    Object.assign(state, rearm(state));
+    actions.push({
+      type: "log",
+      level: "info",
+      message: "Healthy on a master started by someone else: the restart budget is whole again.",
+    });
+  } else if (
+    state.givenUpAt !== null && (now - state.healthySince >= policy.rearmAfterMs || fixed)
+  ) {
     Object.assign(state, rearm(state));
     actions.push({
       type: "log",
@@ -289,6 +338,14 @@ function phpDown(
   if (state.incident?.kind !== "php_down") {
     state.incident = openIncident("php_down", state.failingSince, label);
   }
+  if (state.configRejectedAt !== null) {
+    // a start would be refused the same way: tried again once the configuration test passes
+    if (reminderDue(state.incident, now, policy)) {
+      state.incident.lastAlertAt = now;
+      actions.push({ type: "alert", reason: "reminder", incident: state.incident });
+    }
+    return { state, actions, next: "interval" };
+  }
   if (state.givenUpAt !== null) {
     // retry_after as configured now: a state from before it, or a changed configuration
     state.retryAt = policy.retryAfterMs.length === 0
@@ -305,7 +362,7 @@ function phpDown(
     }
     return { state, actions, next: "interval" };
   }
-  if (state.restarts.length >= policy.maxRestarts) {
+  if (counted(state.restarts).length >= policy.maxRestarts) {
     state.givenUpAt = now;
     state.retries = 0;
     state.retryAt = nextRetry(0, now, policy);
@@ -342,7 +399,9 @@ export function afterRestart(
     incident: over
       ? null
       : { ...incident, restarts: incident.restarts + 1, lastAlertAt: record.at },
-    graceUntil: record.at + policy.gracePeriodMs,
+    // a start the configuration refused leaves nothing starting to wait for
+    graceUntil: record.rejected === true ? previous.graceUntil : record.at + policy.gracePeriodMs,
+    configRejectedAt: record.rejected === true ? record.at : null,
   };
 }
 

@@ -24,7 +24,7 @@ import { countRestart } from "../record/metrics.ts";
 import { describeError } from "../shared/errors.ts";
 import { clip } from "../shared/redact.ts";
 import { logger } from "../shared/log.ts";
-import { afterRestart } from "./policy.ts";
+import { afterRestart, counted } from "./policy.ts";
 import type { Prober } from "./prober.ts";
 import { logIncident, type TargetContext } from "./context.ts";
 import { seconds, type Teller, type Thread } from "./teller.ts";
@@ -102,6 +102,8 @@ interface CannotStart {
   /** "Configuration test (php-fpm8.2 -t -y ...)", "php-fpm's error log". */
   source: string;
   errors: string[];
+  /** php-fpm's own test rejects the configuration: no start can work until it is fixed. */
+  rejected: boolean;
 }
 
 /** What was learnt after the restart of why php-fpm failed or would not start. */
@@ -126,11 +128,15 @@ const OOM_LOOKBACK_MS = 60_000;
 const EVIDENCE_LIMIT_MS = 2000;
 /** A status read younger than this is evidence enough; older, it is read again. */
 const STATUS_FRESH_MS = 3000;
+/** How often a rejected configuration is tested again while php-fpm stays down. */
+export const CONFIG_RECHECK_MS = 5000;
 
 /** A target's hands: the restart, and its record. */
 export class Responder {
   /** True while a relaunch runs: slow (bounded by its commands' timeouts), not hung. */
   restarting = false;
+  /** When the configuration was last tested while starts waited for it. */
+  private configCheckedAt: number | null = null;
 
   constructor(
     private readonly ctx: TargetContext,
@@ -188,11 +194,33 @@ export class Responder {
     const { target, deps, cfg } = this.ctx;
     const test = await testFpmConfig(target.fpm.processName, target.fpmConfig, deps);
     if (test?.ok === false) {
-      return { source: `Configuration test (${test.command})`, errors: test.errors };
+      return {
+        source: `Configuration test (${test.command})`,
+        errors: test.errors,
+        rejected: true,
+      };
     }
     // the master writes php-fpm's error log, as root
     const taken = await bindConflict(deps, cfg.tools, evidence.errorLogFile, [0]);
-    return taken === null ? null : { source: "php-fpm's error log", errors: [taken] };
+    return taken === null
+      ? null
+      : { source: "php-fpm's error log", errors: [taken], rejected: false };
+  }
+
+  /**
+   * While starts wait for a fixed configuration: whether php-fpm's test passes now, asked at most
+   * every {@link CONFIG_RECHECK_MS} (the test parses files and exits: cheap, but not free). False
+   * when it fails or cannot be run.
+   */
+  async configPassesNow(): Promise<boolean> {
+    const { target, deps } = this.ctx;
+    const now = deps.clock.now();
+    if (this.configCheckedAt !== null && now - this.configCheckedAt < CONFIG_RECHECK_MS) {
+      return false;
+    }
+    this.configCheckedAt = now;
+    const test = await testFpmConfig(target.fpm.processName, target.fpmConfig, deps);
+    return test?.ok === true;
   }
 
   /** Saves the memory mid-step; a failure is logged: the restart matters more. */
@@ -284,9 +312,10 @@ export class Responder {
       MAX_WHY,
     );
     const before = memory.state.incident;
+    const rejected = failed.length > 0 && cannotStart?.rejected === true;
     memory.state = afterRestart(
       memory.state,
-      { at: now, ok: failed.length === 0, label, detail: why },
+      { at: now, ok: failed.length === 0, label, detail: why, ...(rejected ? { rejected } : {}) },
       policy,
     );
     memory.counters = countRestart(memory.counters, failed.length === 0, now);
@@ -299,9 +328,13 @@ export class Responder {
         }; ${r.killed} processes killed, ${r.attempts} start attempts`,
         ...r.steps.map((step) => `  ${step}`),
       ]),
-      `Restarts in the last ${
-        seconds(policy.restartWindowMs)
-      }: ${memory.state.restarts.length} of at most ${policy.maxRestarts}`,
+      `Restarts in the last ${seconds(policy.restartWindowMs)}: ${
+        counted(memory.state.restarts).length
+      } of at most ${policy.maxRestarts}${
+        rejected
+          ? ` (a start the configuration test refuses is not counted: the next is made once ${target.fpm.processName} -t passes)`
+          : ""
+      }`,
       ...(cannotStart === null ? [] : [
         `${cannotStart.source}:`,
         ...cannotStart.errors.map((e) => `  ${e}`),
@@ -321,7 +354,7 @@ export class Responder {
       details.push(`Down for ${seconds(now - since)} (since ${new Date(since).toISOString()})`);
     }
     this.announce(
-      { label, ok: failed.length === 0, why, retry, retries, oomLines },
+      { label, ok: failed.length === 0, why, retry, retries, oomLines, rejected },
       details,
       thread,
     );
@@ -337,6 +370,7 @@ export class Responder {
       retry: boolean;
       retries: number;
       oomLines: string[];
+      rejected: boolean;
     },
     details: string[],
     thread: Thread | null,
@@ -370,7 +404,11 @@ export class Responder {
           ? `${r.label} PHP retry ${r.retries} after giving up failed (${r.why}); ${
             next === null ? "no more retries" : `next retry at ${new Date(next).toISOString()}`
           }.`
-          : `${r.label} PHP restart failed (${r.why}).`,
+          : `${r.label} PHP restart failed (${r.why})${
+            r.rejected
+              ? `; the next start is made once ${this.ctx.target.fpm.processName} -t passes`
+              : ""
+          }.`,
         r.retry ? "PHP retry failed" : "PHP restart failed",
         details,
         thread,

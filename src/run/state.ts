@@ -39,6 +39,8 @@ const stateSchema = v.object({
     ok: v.boolean(),
     label: v.string(),
     detail: v.string(),
+    // added with configuration tests that do not count: older records counted
+    rejected: v.optional(v.boolean()),
   })),
   givenUpAt: v.nullable(timestamp),
   graceUntil: timestamp,
@@ -50,6 +52,8 @@ const stateSchema = v.object({
   // added with retry_after: a file written before gave up for good
   retryAt: v.optional(v.nullable(timestamp), null),
   retries: v.optional(count, 0),
+  // added with configuration tests that do not count
+  configRejectedAt: v.optional(v.nullable(timestamp), null),
   // added with `status`: state files written before lack it
   lastProbe: v.optional(
     v.nullable(v.object({

@@ -16,7 +16,7 @@ import { countProbe, renderMetrics, writeMetricsFile } from "../record/metrics.t
 import type { Deps } from "../shared/deps.ts";
 import { describeError, ExitCode } from "../shared/errors.ts";
 import { logger } from "../shared/log.ts";
-import { type Action, decide, noticeMaster } from "./policy.ts";
+import { type Action, configPassesAgain, decide, noticeMaster } from "./policy.ts";
 import { masterOfStep } from "./master_watch.ts";
 import { Prober } from "./prober.ts";
 import { PoolKeeper } from "./pools.ts";
@@ -140,6 +140,15 @@ export class TargetWatch {
     const seen = noticeMaster(memory.state, master, deps.clock.now(), policy);
     memory.state = seen.state;
     for (const a of seen.actions) this.log(a);
+    // starts wait for a configuration php-fpm's test rejected: fixed, php-fpm is started at once
+    if (
+      memory.state.configRejectedAt !== null && verdictOf(result) === "php_down" &&
+      await this.responder.configPassesNow()
+    ) {
+      const fixed = configPassesAgain(memory.state);
+      memory.state = fixed.state;
+      for (const a of fixed.actions) this.log(a);
+    }
     const decision = decide(memory.state, result, deps.clock.now(), policy);
     memory.state = decision.state;
     let restartEndedAt: number | null = null;

@@ -14,6 +14,7 @@ import {
   heartbeatOf,
   pids,
   SecondPool,
+  sh,
   SmtpSink,
   Stack,
   waitFor,
@@ -37,6 +38,18 @@ async function childrenOf(pid: number): Promise<string[]> {
 }
 
 const BROKEN_POOL = "/etc/php/8.2/fpm/pool.d/zz-php-relaunch-test-broken.conf";
+/** A pool file php-fpm refuses: its configuration test fails. */
+const REFUSED = "this is not a pool configuration\n";
+/** A pool file php-fpm's test passes, whose socket cannot be made: the start itself fails. */
+const UNBINDABLE = [
+  "[zz-php-relaunch-test]",
+  "user = www-data",
+  "group = www-data",
+  "listen = /nonexistent-php-relaunch/zz.sock",
+  "pm = static",
+  "pm.max_children = 1",
+  "",
+].join("\n");
 
 const TARGET_A = `
 [[target]]
@@ -85,9 +98,9 @@ Deno.test({
     };
     /**
      * Watch mode on the first pool with the restart rung only and `defaults`, then a pool file
-     * php-fpm refuses and a crash: every restart fails until the file goes.
+     * (`pool`) php-fpm cannot start with and a crash: every restart fails until the file goes.
      */
-    const watchBrokenPool = async (defaults: string) => {
+    const watchBrokenPool = async (defaults: string, pool: string) => {
       await stack.healthy();
       const dir = await newDir();
       const config = `${dir}/config.toml`;
@@ -101,7 +114,7 @@ Deno.test({
       const watch = WatchProcess.start(config, `${dir}/watch.log`);
       try {
         assert.ok(await watch.waitForLine(/Watching 1 targets/, 30_000));
-        await Deno.writeTextFile(BROKEN_POOL, "this is not a pool configuration\n");
+        await Deno.writeTextFile(BROKEN_POOL, pool);
         await killFirstPool();
       } catch (err) {
         await watch.stop();
@@ -202,6 +215,7 @@ Deno.test({
         async () => {
           const { watch, mailsBefore } = await watchBrokenPool(
             'max_restarts = 2\nrestart_window = "15m"',
+            UNBINDABLE,
           );
           try {
             assert.ok(await watch.waitForLine(/giving up until/, 60_000), "gave up");
@@ -212,12 +226,8 @@ Deno.test({
               2,
               lines.join("\n"),
             );
-            // php-fpm's own configuration test names the file and line that stop it
-            const failure = lines.find((l) => /PHP restart failed/.test(l)) ?? "";
-            assert.match(
-              failure,
-              /php-fpm8\.2 cannot start: \[\/etc\/php\/8\.2\/fpm\/pool\.d\/zz-php-relaunch-test-broken\.conf:1\] /,
-            );
+            // the configuration passes php-fpm's test: these failed starts count
+            assert.ok(!lines.some((l) => /-t passes/.test(l)), lines.join("\n"));
             await waitFor(async () => (await smtp.messages()).length >= mailsBefore + 3, 10_000);
             const subjects = (await smtp.messages()).slice(mailsBefore).map((m) =>
               m.subject.replace(/^\S+ /, "").replace(/ \[[^\]]+\]$/, "")
@@ -227,7 +237,12 @@ Deno.test({
               "PHP restart failed",
               "PHP restart given up",
             ]);
-            assert.equal((await pids(FPM_PROCESS)).length, 0, "given up: no more restarts");
+            // (the first pool's master: other instances of php-fpm8.2 may run beside it)
+            const first = await sh("pgrep", [
+              "-f",
+              "^php-fpm: master process \\(/etc/php/8\\.2/fpm/php-fpm\\.conf\\)",
+            ]);
+            assert.equal(first.out.trim(), "", "given up: no more restarts");
 
             // the operator fixes the pool and sends SIGHUP: re-armed, restarted, healthy
             await Deno.remove(BROKEN_POOL);
@@ -246,10 +261,63 @@ Deno.test({
       );
 
       await t.step(
+        "a pool file php-fpm refuses: one start, not counted; fixed, restarted at once; a crash after the fix too",
+        async () => {
+          const { watch, mailsBefore } = await watchBrokenPool("max_restarts = 2", REFUSED);
+          try {
+            assert.ok(await watch.waitForLine(/PHP restart failed/, 60_000), "the start failed");
+            // held: more failed probes, no second start, never given up
+            await new Promise((r) => setTimeout(r, 8000));
+            let lines = await watch.lines();
+            const failed = lines.filter((l) => /PHP restart failed/.test(l));
+            assert.equal(failed.length, 1, lines.join("\n"));
+            // php-fpm's own configuration test names the file and line that stop it
+            assert.match(
+              failed[0]!,
+              /php-fpm8\.2 cannot start: \[\/etc\/php\/8\.2\/fpm\/pool\.d\/zz-php-relaunch-test-broken\.conf:1\] .*; the next start is made once php-fpm8\.2 -t passes\.$/,
+            );
+            assert.ok(!lines.some((l) => /giving up/.test(l)), lines.join("\n"));
+            // the operator fixes the pool file, and sends nothing: started at once
+            await Deno.remove(BROKEN_POOL);
+            const back = await waitFor(async () => (await heartbeat(1000)) === "200", 30_000, 200);
+            assert.notEqual(back, null, (await watch.lines()).join("\n"));
+            assert.ok(
+              await watch.waitForLine(/configuration test passes again: restarting/, 10_000),
+            );
+            assert.ok(await watch.waitForLine(/PHP restarted\./, 10_000));
+            // a crash after the fix: 1 restart of 2 is spent, the refused start is not
+            await new Promise((r) => setTimeout(r, 5000));
+            await killFirstPool();
+            assert.notEqual(
+              await waitFor(async () => (await heartbeat(1000)) === "200", 30_000, 200),
+              null,
+              "the crash after the fix is restarted",
+            );
+            await waitFor(async () => (await smtp.messages()).length >= mailsBefore + 2, 10_000);
+            const subjects = (await smtp.messages()).slice(mailsBefore).map((m) =>
+              m.subject.replace(/^\S+ /, "").replace(/ \[[^\]]+\]$/, "")
+            );
+            assert.ok(!subjects.includes("PHP restart given up"), subjects.join(", "));
+            lines = await watch.lines();
+            assert.equal(
+              lines.filter((l) => /PHP restarted\./.test(l)).length,
+              2,
+              lines.join("\n"),
+            );
+            assert.equal(await watch.stop(), 0);
+          } finally {
+            await Deno.remove(BROKEN_POOL).catch(() => {});
+            await watch.stop();
+          }
+        },
+      );
+
+      await t.step(
         "given up is not forever: fixed without a signal, the retry after retry_after brings it back",
         async () => {
           const { watch, mailsBefore } = await watchBrokenPool(
             'max_restarts = 1\nretry_after = ["6s"]',
+            UNBINDABLE,
           );
           try {
             assert.ok(await watch.waitForLine(/next single attempt at /, 60_000), "gave up");

@@ -39,25 +39,30 @@ const BROKEN_TEST = [
 
 /**
  * php-fpm as the relaunch sees it: a master (1000) and two workers that ps shows; `startWorks`
- * false keeps it down once killed, with a pool file its configuration test refuses.
+ * false keeps it down once killed; `configBroken`, with a pool file its configuration test refuses.
  */
-function fpmHost(startWorks = true, host = new FpmHost()) {
+function fpmHost(startWorks = true, host = new FpmHost(), configBroken = false) {
   host.up("php8.2-fpm");
   if (!startWorks) host.startsToComeUp = Infinity;
   return host.runner((call) => {
     if (call.cmd !== "/usr/sbin/php-fpm8.2") return undefined;
-    return startWorks ? { code: 0 } : { code: 78, stderr: BROKEN_TEST };
+    return configBroken ? { code: 78, stderr: BROKEN_TEST } : { code: 0 };
   });
 }
 
 async function setup(
   argv: string[],
   script: HttpStep[],
-  opts: { mailFails?: boolean; startWorks?: boolean; mailer?: Mailer & { sent: Mail[] } } = {},
+  opts: {
+    mailFails?: boolean;
+    startWorks?: boolean;
+    configBroken?: boolean;
+    mailer?: Mailer & { sent: Mail[] };
+  } = {},
 ) {
   const clock = new FakeClock();
   const http = scriptedHttp(clock, script);
-  const runner = fpmHost(opts.startWorks ?? true);
+  const runner = fpmHost(opts.startWorks ?? true, new FpmHost(), opts.configBroken ?? false);
   const mailer = opts.mailer ?? fakeMailer(
     opts.mailFails ? new Error("connect ECONNREFUSED 127.0.0.1:25") : undefined,
   );
@@ -261,25 +266,13 @@ Deno.test("php-fpm that will not come back: 3 restarts, then one 'given up' aler
   const s = await setup([URI, "5", "ops@example.com"], [{ status: 502 }], { startWorks: false });
   const options = fastRelaunch();
   assert.equal(await watchRun(s.cfg, s.deps, options), 3);
-  assert.deepEqual(options.incidents.records[0]?.cannotStart, [
-    "[/etc/php/8.2/fpm/pool.d/www.conf:2] unknown entry 'foo'",
-    "Unable to include /etc/php/8.2/fpm/pool.d/www.conf from /etc/php/8.2/fpm/php-fpm.conf at line 2",
-  ], "the test's generic last lines are left out");
   // 3 restarts of 3 start attempts each
   assert.equal(s.runner.lines().filter((l) => l.endsWith(" start")).length, 9);
   assert.match(s.logs.lines()[0]!, /^502 PHP restart failed \(php8\.2-fpm: no php-fpm8\.2 master/);
-  // php-fpm's own test says why, in the log line, the alert and the incident
-  assert.match(
-    s.logs.lines()[0]!,
-    /; php-fpm8\.2 cannot start: \[\/etc\/php\/8\.2\/fpm\/pool\.d\/www\.conf:2\] unknown entry 'foo'\)\.$/,
-  );
+  // its configuration passes php-fpm's test: these starts count
   assert.ok(
     s.runner.lines().includes("/usr/sbin/php-fpm8.2 -t -y /etc/php/8.2/fpm/php-fpm.conf"),
     s.runner.lines().join("\n"),
-  );
-  assert.match(
-    s.mailer.sent[0]!.text,
-    /Configuration test \(\/usr\/sbin\/php-fpm8\.2 -t -y \/etc\/php\/8\.2\/fpm\/php-fpm\.conf\):\n {2}\[\/etc\/php\/8\.2\/fpm\/pool\.d\/www\.conf:2\] unknown entry 'foo'\n {2}Unable to include/,
   );
   assert.deepEqual(untagged(s.mailer.sent), [
     "web1 PHP restart failed",
@@ -289,6 +282,74 @@ Deno.test("php-fpm that will not come back: 3 restarts, then one 'given up' aler
   ]);
   assert.match(s.mailer.sent[3]!.text, /3 restarts in 15 min did not keep it up/);
   assert.equal(s.mailer.sent[3]!.text.match(/^Restart at /gm)?.length, 3, "the history");
+});
+
+Deno.test("a configuration php-fpm's test rejects: one start, not counted; the next once the test passes, at once", async () => {
+  const s = await setup([URI, "5", "ops@example.com"], [{ status: 502 }]);
+  const host = new FpmHost();
+  host.up("php8.2-fpm");
+  let broken = true;
+  const runner = host.runner((call) => {
+    if (call.cmd === "/usr/sbin/service" && call.args[1] === "start" && broken) {
+      // Debian's init script tests the configuration first, and starts nothing
+      return { code: 1 };
+    }
+    if (call.cmd !== "/usr/sbin/php-fpm8.2") return undefined;
+    return broken ? { code: 78, stderr: BROKEN_TEST } : { code: 0 };
+  });
+  const deps = { ...s.deps, runner };
+  const options = fastRelaunch();
+  assert.equal(await watchRun(s.cfg, deps, options), 3);
+  assert.deepEqual(options.incidents.records[0]?.cannotStart, [
+    "[/etc/php/8.2/fpm/pool.d/www.conf:2] unknown entry 'foo'",
+    "Unable to include /etc/php/8.2/fpm/pool.d/www.conf from /etc/php/8.2/fpm/php-fpm.conf at line 2",
+  ], "the test's generic last lines are left out");
+  // php-fpm's own test says why, in the log line, the alert and the incident
+  assert.match(
+    s.logs.lines()[0]!,
+    /; php-fpm8\.2 cannot start: \[\/etc\/php\/8\.2\/fpm\/pool\.d\/www\.conf:2\] unknown entry 'foo'\); the next start is made once php-fpm8\.2 -t passes\.$/,
+  );
+  assert.match(
+    s.mailer.sent[0]!.text,
+    /Configuration test \(\/usr\/sbin\/php-fpm8\.2 -t -y \/etc\/php\/8\.2\/fpm\/php-fpm\.conf\):\n {2}\[\/etc\/php\/8\.2\/fpm\/pool\.d\/www\.conf:2\] unknown entry 'foo'\n {2}Unable to include/,
+  );
+  assert.match(
+    s.mailer.sent[0]!.text,
+    /Restarts in the last 15 min: 0 of at most 3 \(a start the configuration test refuses is not counted/,
+  );
+  // the rest of the minute: one restart, never given up, the test asked again now and then
+  assert.equal(
+    s.logs.lines().filter((l) => /PHP restart failed/.test(l)).length,
+    1,
+    s.logs.lines().join("\n"),
+  );
+  assert.deepEqual(untagged(s.mailer.sent), ["web1 PHP restart failed"]);
+  const tests = runner.lines().filter((l) => l.endsWith(" -t -y /etc/php/8.2/fpm/php-fpm.conf"));
+  assert.ok(tests.length >= 5 && tests.length <= 13, `${tests.length} tests in a minute`);
+  let { state } = await options.store.load();
+  assert.notEqual(state.configRejectedAt, null);
+  assert.equal(state.givenUpAt, null);
+
+  // the operator fixes the pool file 2 min later: the next run's first failure restarts at once
+  s.clock.advance(2 * 60_000);
+  broken = false;
+  const fixed = captureLogs();
+  const http = scriptedHttp(s.clock, [{ status: 502 }, ok]);
+  assert.equal(await watchRun(s.cfg, { ...deps, httpGet: http }, options), 0);
+  assert.deepEqual(fixed.lines().slice(0, 2), [
+    "php-fpm's configuration test passes again: restarting, with the restart budget whole.",
+    "502 PHP restarted.",
+  ]);
+  ({ state } = await options.store.load());
+  assert.equal(state.configRejectedAt, null);
+  assert.equal(state.restarts.length, 1, "the budget whole again, then this restart");
+
+  // a crash 30 s after the fix: restarted at once, as any crash
+  s.clock.advance(30_000);
+  const crash = captureLogs();
+  const again = scriptedHttp(s.clock, [{ status: 502 }, { status: 502 }, ok]);
+  assert.equal(await watchRun(s.cfg, { ...deps, httpGet: again }, options), 0);
+  assert.deepEqual(crash.lines(), ["502 PHP restarted."]);
 });
 
 Deno.test("the memory carries over to the next cron run: given up stays given up", async () => {

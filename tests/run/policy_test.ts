@@ -2,6 +2,8 @@ import assert from "node:assert/strict";
 import {
   type Action,
   afterRestart,
+  configPassesAgain,
+  counted,
   decide,
   freshState,
   noticeMaster,
@@ -354,4 +356,56 @@ Deno.test("given up, then php-fpm started by someone else and healthy: armed aga
   );
   // without a master of someone else, healthy alone waits for rearm_after
   assert.notEqual(decide(gaveUp, ok, 71 * S, policy).state.givenUpAt, null);
+});
+
+Deno.test("a start the configuration test refused: not counted, no grace, no start until it passes", () => {
+  let state = freshState();
+  // two refused starts and one that worked: the budget holds one, not three
+  for (const at of [0, 10 * S]) {
+    state = afterRestart(
+      state,
+      { at, ok: false, label: "502", detail: "", rejected: true },
+      policy,
+    );
+    assert.equal(state.graceUntil, 0, "nothing is starting: no grace");
+    assert.equal(state.configRejectedAt, at);
+  }
+  // while refused, failures restart nothing
+  for (let t = 11 * S; t < 60 * S; t += 5 * S) {
+    const d = decide(state, e502, t, policy);
+    assert.ok(!d.actions.some((a) => a.type === "restart"), `no restart at ${t}`);
+    assert.ok(!d.actions.some((a) => a.type === "alert"), "and no new alert");
+    state = d.state;
+  }
+  assert.equal(state.givenUpAt, null, "never given up for it");
+  const passes = configPassesAgain(state);
+  assert.equal(passes.state.configRejectedAt, null);
+  assert.deepEqual(passes.state.restarts, [], "the budget whole");
+  assert.equal(passes.actions.length, 1);
+  assert.ok(decide(passes.state, e502, 61 * S, policy).actions.some((a) => a.type === "restart"));
+  assert.deepEqual(configPassesAgain(freshState()), { state: freshState(), actions: [] });
+  // counted: the refused ones are not
+  const mixed = [
+    { at: 0, ok: false, label: "502", detail: "", rejected: true },
+    { at: 1, ok: true, label: "502", detail: "" },
+  ];
+  assert.deepEqual(counted(mixed), [mixed[1]]);
+});
+
+Deno.test("a master someone else started that answers: the restart budget is whole again", () => {
+  let state = noticeMaster(freshState(), 100, 0, policy).state;
+  state = afterRestart(state, { at: 1 * S, ok: true, label: "502", detail: "" }, policy);
+  state = afterRestart(state, { at: 40 * S, ok: true, label: "502", detail: "" }, policy);
+  assert.equal(state.restarts.length, 2);
+  // the operator's own restart: another master, then healthy
+  const seen = noticeMaster(state, 200, 60 * S, policy);
+  assert.equal(seen.state.rearmWhenHealthy, true);
+  const d = decide(seen.state, ok, 75 * S, policy);
+  assert.deepEqual(d.state.restarts, []);
+  assert.ok(
+    d.actions.some((a) => a.type === "log" && /restart budget is whole again/.test(a.message)),
+  );
+  // our own restart's master is not someone else's: nothing changes
+  const ours = noticeMaster(state, state.masterPid, 60 * S, policy);
+  assert.equal(ours.state.rearmWhenHealthy, false);
 });

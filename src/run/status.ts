@@ -6,6 +6,7 @@
 import { escapeControl } from "../shared/redact.ts";
 import type { Policy } from "../config/policy.ts";
 import { cronPolicy } from "../config/policy.ts";
+import { counted } from "./policy.ts";
 import { type Config, statePath } from "../config/settings.ts";
 import { DEFAULT_TIMEOUT_MS } from "../config/targets.ts";
 import type { Fs } from "../shared/deps.ts";
@@ -98,7 +99,7 @@ export function statusOf(
     restartingSince: memory?.restartingSince == null ? null : iso(memory.restartingSince),
     lastProbe: memory?.lastProbe ? probeOf(memory.lastProbe) : null,
     restarts: {
-      used: state?.restarts.length ?? 0,
+      used: state === undefined ? 0 : counted(state.restarts).length,
       max: policy.maxRestarts,
       windowMinutes: policy.restartWindowMs / 60_000,
     },

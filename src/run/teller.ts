@@ -17,7 +17,7 @@ import { poolLine } from "../fpm/status.ts";
 import type { ProbeResult } from "../probe/result.ts";
 import { labelOf } from "../probe/result.ts";
 import { countGiveUp } from "../record/metrics.ts";
-import type { Action, Incident } from "./policy.ts";
+import { type Action, counted, type Incident } from "./policy.ts";
 import type { TargetContext } from "./context.ts";
 
 /** How many seconds, for people. */
@@ -185,7 +185,7 @@ export class Teller {
         memory.counters = countGiveUp(memory.counters);
         this.event(
           "error",
-          `${label} PHP not restarted: ${memory.state.restarts.length} restarts in ${
+          `${label} PHP not restarted: ${counted(memory.state.restarts).length} restarts in ${
             seconds(policy.restartWindowMs)
           } did not keep it up; giving up until it is healthy for ${
             seconds(policy.rearmAfterMs)

@@ -34,6 +34,15 @@ async function withEndpoint(
   }
 }
 
+/** Closes what the endpoint has not closed already. */
+function closeAll(conns: Deno.Conn[]): void {
+  for (const c of conns) {
+    try {
+      c.close();
+    } catch { /* closed by the endpoint */ }
+  }
+}
+
 async function get(port: number, path = "/metrics"): Promise<{ status: number; body: string }> {
   const r = await fetch(`http://127.0.0.1:${port}${path}`, { signal: AbortSignal.timeout(5000) });
   return { status: r.status, body: await r.text() };
@@ -68,11 +77,7 @@ Deno.test("metrics endpoint: hundreds of idle connections are held at most a mom
       await new Promise((r) => setTimeout(r, LIMITS.connectionMs + 200));
       assert.equal((await get(port)).status, 200);
     } finally {
-      for (const c of idle) {
-        try {
-          c.close();
-        } catch { /* closed by the endpoint */ }
-      }
+      closeAll(idle);
     }
   });
 });
@@ -90,11 +95,7 @@ Deno.test("metrics endpoint: idle connections held open and renewed cannot keep 
       // a scrape at once, while they are all still within their time
       assert.equal((await get(port)).status, 200);
     } finally {
-      for (const c of idle) {
-        try {
-          c.close();
-        } catch { /* closed by the endpoint */ }
-      }
+      closeAll(idle);
     }
   });
 });
@@ -116,11 +117,7 @@ Deno.test("metrics endpoint: a flood of newcomers cannot push out a scrape just 
         assert.ok(n !== null, "the scrape's connection was kept");
         assert.match(new TextDecoder().decode(answer.subarray(0, n)), /^HTTP\/1\.1 200 OK\r\n/);
       } finally {
-        for (const c of [scrape, ...flood]) {
-          try {
-            c.close();
-          } catch { /* closed by the endpoint */ }
-        }
+        closeAll([scrape, ...flood]);
       }
       // (a generous wait, for a slow machine: what is tested is that there is one)
     },

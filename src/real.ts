@@ -54,6 +54,8 @@ const realFs: Fs = {
         uid: i.uid,
         size: i.size,
         ino: i.ino,
+        dev: i.dev,
+        isSocket: i.isSocket,
       };
     } catch (err) {
       if (err instanceof Deno.errors.NotFound) return null;

@@ -43,3 +43,22 @@ export function certainty(
     why: `all ${pool.length} ${id.processName} processes of master ${view.live} are stopped`,
   };
 }
+
+/**
+ * Whether every one of `idle` (the workers a status page shows idle) is stopped (state T) in the
+ * live master's pool: then they take no request, whatever the page says, and the pool is hung,
+ * not busy (a worker's user can stop its own workers). Null when the table cannot say; false
+ * when any of them is not found (replaced since the page was read) or is not stopped.
+ */
+export function idleAllStopped(
+  view: MasterView,
+  id: MasterIdentity,
+  idle: readonly number[],
+): boolean | null {
+  if (view.rows === null || view.live === null) return null;
+  if (idle.length === 0) return false;
+  const pool = poolOf(view.rows, id, view.live, view.mainPid);
+  return idle.every((pid) =>
+    pool.some((p) => p.pid === pid && p.pid !== view.live && p.state === "T")
+  );
+}

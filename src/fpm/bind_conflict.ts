@@ -9,9 +9,13 @@ import type { Tools } from "../act/service.ts";
 import { escapeControl } from "../shared/redact.ts";
 import { describeHolder, type Holder, holdersOf, socketHolders } from "./socket_holder.ts";
 
-/** php-fpm's words for an address in use: a TCP port, or a unix socket another process answers on. */
+/**
+ * php-fpm's words for an address in use: a TCP port, or a unix socket another process answers on.
+ * Only as a line of its own, from its start (`[date] ERROR: `, with `pid N, function: ` at
+ * log_level = debug): a request's URI quoted in a slow-request warning can say anything.
+ */
 const BIND =
-  /unable to bind listening socket for address '([^']{1,300})': Address already in use|Another FPM instance seems to already listen on (\/\S{1,300})/;
+  /^\[[^\]]{1,40}\] ERROR: (?:pid \d+, [^:]{1,120}: )?(?:unable to bind listening socket for address '([^']{1,300})': Address already in use|Another FPM instance seems to already listen on (\/\S{1,300}))/;
 /** How much of the error log's end is read: the failed start's last lines. */
 const TAIL_BYTES = 16 * 1024;
 const TOOL_TIMEOUT_MS = 2000;

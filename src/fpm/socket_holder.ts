@@ -13,6 +13,8 @@ export interface Holder {
 }
 
 const SS_TIMEOUT_MS = 2000;
+/** Every listening unix socket of a busy host, and more: a listing cut short is not read. */
+const SS_MAX_BYTES = 1024 * 1024;
 
 /** Every holder `ss -p` names in `output`: `users:(("php-fpm8.2",pid=123,fd=7),(...))`. */
 export function holdersOf(output: string): Holder[] {
@@ -26,9 +28,11 @@ export function holdersOf(output: string): Holder[] {
  * The holders of the listening unix socket reachable at `path`; an empty list when nothing
  * listens there, null when ss cannot say. Never throws.
  *
- * The kernel keeps the name a socket was bound to, not where its file is now: a socket moved
- * aside and another bound at its name are two lines of ss with the same path. The one a client
- * reaches is the one whose file is at `path` now, told by its inode (`ss -e`: `ino:N`).
+ * The kernel keeps the name a socket was bound by, not where its file is now: a socket moved
+ * aside and another bound at its name are two lines of ss with the same name, and a socket bound
+ * as `/run/php//x.sock` or by a relative name is one whose name is not the path. The one a client
+ * reaches is the one whose file is at `path` now: told by its inode and device (`ss -e`), among
+ * every listener, whatever its name.
  */
 export async function socketHolders(
   ss: string,
@@ -37,21 +41,37 @@ export async function socketHolders(
   fs: Pick<Fs, "info">,
 ): Promise<Holder[] | null> {
   try {
-    const r = await runner.run(ss, ["-xlpeH", "src", path], { timeoutMs: SS_TIMEOUT_MS });
-    if (r.code !== 0 || r.timedOut) return null;
-    // the lines of that path alone: ss matches a prefix of the path too
-    const lines = r.stdout.split("\n").filter((l) => l.trim().split(/\s+/)[4] === path);
     const file = await fs.info(path);
-    if (file === null || lines.length === 0) return [];
+    if (file === null) return [];
     const ino = file.ino ?? null;
-    const line = ino === null
-      ? (lines.length === 1 ? lines[0] : null)
-      : lines.find((l) => l.split(/\s+/).includes(`ino:${ino}`));
-    if (line === null) return null;
-    return line === undefined ? [] : holdersOf(line);
+    const args = ino === null ? ["-xlpeH", "src", path] : ["-xlpeH"];
+    const r = await runner.run(ss, args, { timeoutMs: SS_TIMEOUT_MS, maxBytes: SS_MAX_BYTES });
+    if (r.code !== 0 || r.timedOut || r.truncated) return null;
+    const rows = r.stdout.split("\n").map((l) => l.trim().split(/\s+/));
+    if (ino === null) {
+      // by name alone (ss matches a prefix of the path too): only when there is one
+      const named = rows.filter((f) => f[4] === path);
+      if (named.length > 1) return null;
+      return named.length === 0 ? [] : holdersOf(named[0]!.join(" "));
+    }
+    const line = rows.find((f) => f.includes(`ino:${ino}`) && sameDevice(f, file.dev ?? null));
+    return line === undefined ? [] : holdersOf(line.join(" "));
   } catch {
     return null;
   }
+}
+
+/**
+ * Whether ss's `dev:A/B` is the device `dev` (as lstat gives it); true when either is not told.
+ * ss prints the kernel's encoded device as `0/DEV` (iproute2 6.1); the major/minor spelling is
+ * taken too.
+ */
+function sameDevice(fields: readonly string[], dev: number | null): boolean {
+  const told = fields.find((f) => f.startsWith("dev:"));
+  if (dev === null || told === undefined) return true;
+  const major = (dev >> 8) & 0xfff;
+  const minor = (dev & 0xff) | ((dev >> 12) & 0xfff00);
+  return told === `dev:0/${dev}` || told === `dev:${major}/${minor}`;
 }
 
 /** A holder for people: "pid 123 (python3, uid 33)"; its uid from ps, when ps says it. */

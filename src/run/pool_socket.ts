@@ -1,15 +1,17 @@
 /**
- * The unix socket a pool of the target listens on, and whether what listens there is php-fpm.
+ * The unix socket a pool of the target listens on, and whether what is at its path is php-fpm's.
  * Debian's /run/php is www-data's: www-data can move php-fpm's socket aside and listen at its
- * path itself, so that the heartbeat (and nginx) talk to it. A restart could not help then: php-fpm
- * would not start while another process answers there. So before a failure is acted on, the
- * socket's holders are asked of the kernel (`ss -xlp`): if none of them is this master's, the
- * failure is said as what it is, and nothing is restarted.
+ * path itself, so that the heartbeat (and nginx) talk to it, or put a folder there, where php-fpm
+ * cannot bind again. A restart would then take down every pool of the service and mend nothing
+ * (or hide it until it is done again). So before a failure is acted on, what is at the path is
+ * looked at, and its listeners asked of the kernel (`ss -xlpe`, by the file's inode): when it is
+ * not this master's socket, the failure is said as what it is, and nothing is restarted.
  */
 import type { MasterView } from "../act/master.ts";
 import { choosePool, readFpmConfig } from "../fpm/config.ts";
 import { describeHolder, socketHolders } from "../fpm/socket_holder.ts";
 import { type ProbeResult, verdictOf } from "../probe/result.ts";
+import { escapeControl } from "../shared/redact.ts";
 import type { TargetContext } from "./context.ts";
 
 /**
@@ -33,8 +35,11 @@ export async function listenSocketOf(
 }
 
 /**
- * `result`, or, when it is a php-fpm failure and another process than this master's holds the
- * pool's unix socket, the failure as it is: an impostor, which no restart mends.
+ * `result`, or, when it is a php-fpm failure that the process table has not made certain, and
+ * the pool's socket path is not php-fpm's (something else than a socket is there, or another
+ * process than this master's listens there), the failure as it is: tampering, which a restart
+ * cannot mend (php-fpm cannot bind where a folder is) or would only hide, at the cost of every
+ * pool of the service.
  */
 export async function withSocketHolder(
   ctx: TargetContext,
@@ -42,27 +47,41 @@ export async function withSocketHolder(
   view: MasterView,
 ): Promise<ProbeResult> {
   const { target, cfg, deps } = ctx;
-  if (verdictOf(result) !== "php_down" || cfg.tools.ss === null || view.rows === null) {
-    return result;
-  }
+  // a master gone or stopped is the process table's word: the kill rung ends its group,
+  // whoever of it holds the socket
+  if (verdictOf(result) !== "php_down" || result.certain !== undefined) return result;
   const fcgi = target.fcgi?.address;
   const path = fcgi?.transport === "unix" ? fcgi.path : await listenSocketOf(ctx, null);
   if (path === null) return result;
+  const found = await deps.fs.info(path).catch(() => null);
+  if (found !== null && found.isSocket === false) {
+    const what = found.isDirectory ? "a folder" : found.isSymlink ? "a symbolic link" : "a file";
+    return impostor(result, `${path} is ${what} of uid ${found.uid ?? "?"}, not a socket`);
+  }
+  if (cfg.tools.ss === null || view.rows === null) return result;
   const holders = await socketHolders(cfg.tools.ss, path, deps.runner, deps.fs);
   if (holders === null || holders.length === 0) return result;
-  const master = view.live;
+  // php-fpm's own: the live master's group, or the group the last master led (its workers
+  // outlive it a moment after a crash)
+  const masters = [view.live, ctx.memory.state.masterPid].filter((pid) => pid !== null);
   const ours = new Set(
-    master === null
-      ? []
-      : view.rows.filter((p) => p.pid === master || p.pgid === master).map((p) => p.pid),
+    view.rows.filter((p) => masters.some((m) => p.pid === m || p.pgid === m)).map((p) => p.pid),
   );
   if (holders.some((h) => ours.has(h.pid))) return result;
   const who = await describeHolder(deps.runner, cfg.tools.ps, holders[0]!);
-  return {
-    kind: "impostor",
-    detail: `the socket ${path} is held by ${who}, not by php-fpm's master${
+  const master = view.live;
+  return impostor(
+    result,
+    `the socket ${path} is held by ${who}, not by php-fpm's master${
       master === null ? "" : ` ${master}`
     }`,
+  );
+}
+
+function impostor(result: ProbeResult, detail: string): ProbeResult {
+  return {
+    kind: "impostor",
+    detail: escapeControl(detail),
     ms: result.ms,
     ...(result.via ? { via: result.via } : {}),
   };

@@ -19,7 +19,7 @@ import { countPool } from "../record/metrics.ts";
 import { unixSocketQueue } from "../fpm/socket_queue.ts";
 import { memoryWarnings, poolMemory } from "../fpm/memory.ts";
 import { processInfos } from "../fpm/evidence.ts";
-import { certainty } from "../act/process_table.ts";
+import { certainty, idleAllStopped } from "../act/process_table.ts";
 import { LOOK_TIMEOUT_MS, type MasterView } from "../act/master.ts";
 import { readProcesses } from "../act/processes.ts";
 import { lookForMaster, masterIdentity } from "./master_watch.ts";
@@ -89,6 +89,7 @@ export class Prober {
    */
   async withProcessTable(result: ProbeResult, master: MasterView): Promise<ProbeResult> {
     const { target, deps, memory } = this.ctx;
+    if (result.pool?.verdict === "busy") return await this.idleInTable(result, master);
     if (verdictOf(result) !== "php_down" || result.pool !== undefined) return result;
     if (deps.clock.now() < memory.state.graceUntil || memory.state.givenUpAt !== null) {
       return result;
@@ -103,6 +104,28 @@ export class Prober {
       target: target.name,
     });
     return { ...result, certain };
+  }
+
+  /**
+   * A pool judged busy for its idle workers, checked against the process table: workers that are
+   * stopped take no request though the status page shows them idle, and the pool is hung.
+   */
+  private async idleInTable(result: ProbeResult, master: MasterView): Promise<ProbeResult> {
+    const s = this.ctx.lastStatus?.status;
+    if (s === undefined || typeof s === "string" || s.idle === 0 || master.live === null) {
+      return result;
+    }
+    const idle = s.workers.filter((w) => w.state === "Idle").map((w) => w.pid);
+    const view = master.rows === null ? await lookForMaster(this.ctx) : master;
+    if (idleAllStopped(view, masterIdentity(this.ctx.target), idle) !== true) return result;
+    return {
+      ...result,
+      pool: {
+        verdict: "hung",
+        why:
+          `the ${idle.length} workers the status page shows idle are stopped (state T): the pool takes no request`,
+      },
+    };
   }
 
   /** Adds what the status page says to a probe result (and warns early on healthy ones). */

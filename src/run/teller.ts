@@ -238,7 +238,7 @@ function fpmSide(result: ProbeResult): string {
 /** Says what a non-heartbeat answer probably means, for the operator to fix. */
 export function misconfigurationHint(result: ProbeResult): string {
   if (result.kind === "impostor") {
-    return `failed, and ${result.detail}: restarting php-fpm cannot help (it would not start while another process listens there). End that process; keep php-fpm's sockets in a folder only root may write.`;
+    return `failed, and ${result.detail}: not restarted (a restart cannot mend what another user did at php-fpm's socket path, and would cut every pool of the service). Remove it (end that process), then restart php-fpm; keep php-fpm's sockets in a folder only root may write.`;
   }
   if (result.kind === "closed") {
     return "closed the connection without answering: nginx's return 444? Allow this address in heartbeat_allowed.conf.";

@@ -132,8 +132,11 @@ export interface FileInfo {
   mode: number;
   uid: number | null;
   size: number;
-  /** Its inode number, where the platform tells it. */
+  /** Its inode number and device, where the platform tells them. */
   ino?: number | null;
+  dev?: number | null;
+  /** Whether it is a unix socket, where the platform tells it. */
+  isSocket?: boolean | null;
 }
 
 /** The most {@link Fs.readTextFile} reads unless told otherwise. */

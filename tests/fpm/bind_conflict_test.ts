@@ -14,6 +14,20 @@ const LOG = [
 Deno.test("bind conflict: the address from php-fpm's error log, the holder from ss", () => {
   assert.equal(boundAddress(LOG), "127.0.0.1:9001");
   assert.equal(boundAddress("[x] NOTICE: ready to handle connections\n"), null);
+  // a request's URI quoted in a warning is not php-fpm's word
+  assert.equal(
+    boundAddress(
+      `[03-Dec-2026 11:00:01] WARNING: [pool www] child 12, script '/x.php' (request: "GET /x?m=unable to bind listening socket for address '127.0.0.1:22': Address already in use") executing too slow (5.1 sec), logging\n`,
+    ),
+    null,
+  );
+  // at log_level = debug
+  assert.equal(
+    boundAddress(
+      "[03-Dec-2026 11:00:01.123456] ERROR: pid 2210, fpm_sockets_new_listening_socket(), line 311: unable to bind listening socket for address '127.0.0.1:9001': Address already in use (98)\n",
+    ),
+    "127.0.0.1:9001",
+  );
   assert.deepEqual(
     holdersOf(`LISTEN 0      1      127.0.0.1:9001 0.0.0.0:* users:(("python3",pid=22632,fd=3))`),
     [{ name: "python3", pid: 22632 }],

@@ -828,7 +828,7 @@ Deno.test("a 502 while another process holds the pool's socket: told as it is, n
   };
   await watchRun(cfg, { ...deps, mailer }, options);
   const run = answers.lines();
-  assert.ok(run.includes(`/usr/bin/ss -xlpeH src ${SOCK}`), run.join("\n"));
+  assert.ok(run.includes("/usr/bin/ss -xlpeH"), run.join("\n"));
   assert.ok(!run.some((l) => /service php8.2-fpm|kill -/.test(l)), run.join("\n"));
   assert.ok(
     logs.lines().some((l) =>
@@ -851,4 +851,77 @@ Deno.test("a 502 while another process holds the pool's socket: told as it is, n
     answers.lines().join("\n"),
   );
   assert.deepEqual(again.lines(), ["502 PHP restarted."]);
+});
+
+Deno.test("a folder at the pool's socket path is told, never restarted; a crashed master's own workers are no impostor", async () => {
+  const SOCK = "/run/php/php8.2-fpm.sock";
+  const conf = `[global]\npid = /run/php/php8.2-fpm.pid\n[www]\nlisten = ${SOCK}\n`;
+  const run = async (fs: ReturnType<typeof debianFs>, host: FpmHost, known: number | null) => {
+    const clock = new FakeClock();
+    const answers = host.runner((call) => {
+      if (call.cmd !== "/usr/bin/ss") return undefined;
+      // the socket's listeners: the master's first worker, alone (its master gone)
+      const worker = host.procs.find((p) => p.ruid === 33)?.pid ?? 0;
+      return {
+        code: 0,
+        stdout:
+          `u_str LISTEN 0 5 ${SOCK} 91 * 0 users:(("php-fpm8.2",pid=${worker},fd=7)) <-> ino:501 dev:0/25 peers:\n`,
+      };
+    });
+    const deps = testDeps({
+      clock,
+      httpGet: scriptedHttp(clock, [{ status: 502 }, { status: 502 }, ok]),
+      runner: answers,
+      fs,
+    });
+    const { mode, raw } = parseCommandLine([URI, "5", "ops@example.com"]);
+    const cfg = await loadConfig(mode as "minute", raw, deps);
+    const logs = captureLogs();
+    const memory = freshMemory();
+    memory.state.masterPid = known;
+    await watchRun(cfg, { ...deps, mailer: fakeMailer() }, {
+      store: memoryStateStore(memory),
+      incidents: memoryIncidentLog(),
+      outbox: memoryOutbox(),
+      lock: memoryLocks(),
+      pauses: memoryPauses(),
+    });
+    return { logs: logs.lines(), run: answers.lines() };
+  };
+  // www-data put a folder where php-fpm's socket was: php-fpm could not bind again
+  const folder = new FpmHost();
+  const live = folder.up("php8.2-fpm");
+  const r = await run(
+    debianFs({
+      executables: ["/usr/bin/ss"],
+      files: { "/etc/php/8.2/fpm/php-fpm.conf": conf },
+      dirs: { [SOCK]: [] },
+    }),
+    folder,
+    live,
+  );
+  assert.ok(!r.run.some((l) => /service php8.2-fpm|kill -/.test(l)), r.run.join("\n"));
+  assert.ok(
+    r.logs.some((l) =>
+      l.startsWith("impostor PHP not restarted") &&
+      l.includes(`${SOCK} is a folder of uid 0, not a socket`)
+    ),
+    r.logs.join("\n"),
+  );
+
+  // the master crashed; its workers still hold the socket a moment: a certain crash, restarted
+  const crashed = new FpmHost();
+  const master = crashed.up("php8.2-fpm");
+  crashed.procs = crashed.procs.filter((p) => p.pid !== master);
+  const c = await run(
+    debianFs({
+      executables: ["/usr/bin/ss"],
+      files: { "/etc/php/8.2/fpm/php-fpm.conf": conf },
+      sockets: { [SOCK]: 501 },
+    }),
+    crashed,
+    master,
+  );
+  assert.ok(!c.logs.some((l) => /impostor/.test(l)), c.logs.join("\n"));
+  assert.ok(c.run.includes("/usr/sbin/service php8.2-fpm start"), c.run.join("\n"));
 });

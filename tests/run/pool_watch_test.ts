@@ -44,11 +44,18 @@ const TIMEOUT: FcgiStep = {
  * A pool whose master is 100 (20 MB) and workers 200 (50 MB) and 201 (10 MB); `kill` of the
  * workers heals the ping.
  */
-function poolHost(clock: FakeClock, onKill: () => void, onAct: () => void, ss?: () => string) {
+function poolHost(
+  clock: FakeClock,
+  onKill: () => void,
+  onAct: () => void,
+  ss?: () => string,
+  setup?: (host: FpmHost) => void,
+) {
   const host = new FpmHost(undefined, clock);
   host.add({ pid: 100, name: "php-fpm8.2", title: masterTitle(FPM_CONF), rssKb: 20480 });
   host.addWorker(100, "www", { pid: 200, rssKb: 51200 });
   host.addWorker(100, "www", { pid: 201, rssKb: 10240 });
+  setup?.(host);
   return host.runner((call) => {
     if (call.cmd === "/usr/bin/ss" && ss) return { stdout: ss() };
     if (/\/(kill|service)$/.test(call.cmd)) onAct();
@@ -72,6 +79,8 @@ async function run(opts: {
   /** php-fpm's configuration files, and what `ss -xlH` prints (ss is installed when given). */
   files?: Record<string, string>;
   ss?: () => string;
+  /** Changes to the host's processes before the run. */
+  host?: (host: FpmHost) => void;
 }) {
   captureLogs();
   const clock = new FakeClock();
@@ -87,6 +96,7 @@ async function run(opts: {
     () => healed = true,
     () => actedAtPing ??= counts.ping,
     opts.ss,
+    opts.host,
   );
   const mailer = fakeMailer();
   const deps = testDeps({
@@ -161,6 +171,36 @@ Deno.test("busy is not hung: timeouts while requests still complete give one ale
   );
   assert.match(r.mailer.sent[0]!.text, /on_overload = "restart"/);
   assert.equal(r.incidents.records.length, 0);
+});
+
+Deno.test("idle workers that are stopped take no request: the pool is hung, not busy", async () => {
+  // www-data stopped its own workers (kill -STOP): the status page still shows them idle
+  const stoppedIdle = statusJson(statusOf({ busy: 0, idleWorkers: 2 }));
+  const stop = (host: FpmHost) => {
+    for (const pid of [300, 301]) host.addWorker(100, "www", { pid, stat: "T" });
+  };
+  const r = await run({
+    ping: (n, healed) => (n < 2 || healed ? PONG : TIMEOUT),
+    status: (n) => ({ status: 200, body: n < 2 ? idle : stoppedIdle, ms: 2 }),
+    host: stop,
+  });
+  assert.ok(r.actedAtPing !== null, "restarted");
+  const subjects = untagged(r.mailer.sent);
+  assert.ok(!subjects.includes("web1 PHP pool overloaded"), subjects.join(", "));
+  assert.match(
+    r.mailer.sent[0]!.text,
+    /Pool judged hung: the 2 workers the status page shows idle are stopped \(state T\)/,
+  );
+  // running ones are idle indeed: busy, as before
+  const running = await run({
+    ping: (n) => (n < 2 ? PONG : TIMEOUT),
+    status: (n) => ({ status: 200, body: n < 2 ? idle : stoppedIdle, ms: 2 }),
+    host: (host) => {
+      for (const pid of [300, 301]) host.addWorker(100, "www", { pid });
+    },
+  });
+  assert.equal(running.actedAtPing, null);
+  assert.deepEqual(untagged(running.mailer.sent), ["web1 PHP pool overloaded"]);
 });
 
 Deno.test("early warning: slow requests jump while the heartbeat is healthy; once per warn_every", async () => {

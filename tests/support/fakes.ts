@@ -215,6 +215,8 @@ export function fakeFs(spec: {
   removed?: string[];
   /** Sockets (neither file nor folder) at these paths, by their inode numbers. */
   sockets?: Record<string, number>;
+  /** The device numbers of `sockets` (none told by default). */
+  devices?: Record<string, number>;
 }): Fs {
   const executables = new Set(spec.executables ?? []);
   const dirs = spec.dirs ?? {};
@@ -230,7 +232,8 @@ export function fakeFs(spec: {
       const socket = spec.sockets?.[path];
       if (socket !== undefined) {
         const info = { isFile: false, isDirectory: false, isSymlink: false, mode: 0o660 };
-        return Promise.resolve({ ...info, uid: 33, size: 0, ino: socket });
+        const dev = spec.devices?.[path] ?? null;
+        return Promise.resolve({ ...info, uid: 33, size: 0, ino: socket, dev, isSocket: true });
       }
       if (!file && !exists.has(path)) return Promise.resolve(null);
       return Promise.resolve({
@@ -238,8 +241,9 @@ export function fakeFs(spec: {
         isDirectory: !file,
         isSymlink: false,
         mode: mode ?? (executables.has(path) || !file ? 0o755 : 0o600),
-        uid: 0,
+        uid: spec.owners?.[path] ?? 0,
         size: text?.length ?? 0,
+        isSocket: false,
       });
     },
     listDir: (path) => Promise.resolve([...(dirs[path] ?? [])]),

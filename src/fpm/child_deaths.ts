@@ -41,11 +41,15 @@ const POOL = "([A-Za-z0-9][A-Za-z0-9._@+-]{0,63})";
  */
 const DEATH =
   `\\[pool ${POOL}\\] child (\\d{1,9}) exited on signal (\\d{1,2}) \\((SIG[A-Z0-9]{1,12})?( - core dumped)?\\) after `;
+/** With `log_level = debug`, php-fpm names where it logged from: "pid 812, fpm_children_bury(), line 256: ". */
+const WHERE = "(?:pid \\d+, )?(?:\\w{1,64}\\(\\), line \\d+: )?";
 const FILE_LINE = new RegExp(
-  `^\\[(\\d{2})-([A-Z][a-z]{2})-(\\d{4}) (\\d{2}):(\\d{2}):(\\d{2})(?:\\.(\\d{1,6}))?\\] WARNING: ${DEATH}`,
+  `^\\[(\\d{2})-([A-Z][a-z]{2})-(\\d{4}) (\\d{2}):(\\d{2}):(\\d{2})(?:\\.(\\d{1,6}))?\\] WARNING: ${WHERE}${DEATH}`,
 );
 /** `journalctl -o short-unix`: "1764756001.123456 host ident[pid]: [WARNING] [pool www] ...". */
-const JOURNAL_LINE = new RegExp(`^(\\d{9,11})(?:\\.(\\d{1,6}))? \\S+ \\S+: \\[WARNING\\] ${DEATH}`);
+const JOURNAL_LINE = new RegExp(
+  `^(\\d{9,11})(?:\\.(\\d{1,6}))? \\S+ \\S+: \\[WARNING\\] ${WHERE}${DEATH}`,
+);
 
 function death(
   at: number,

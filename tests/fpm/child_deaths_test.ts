@@ -45,6 +45,18 @@ Deno.test("child deaths: php-fpm 8.2's WARNING lines, by pool, signal and core",
   ]);
 });
 
+Deno.test("child deaths: log_level = debug names where php-fpm logged from", () => {
+  const [file] = parseFileDeaths([
+    "[03-Dec-2026 10:00:01.123456] WARNING: pid 812, fpm_children_bury(), line 256: [pool www] child 1234 exited on signal 11 (SIGSEGV) after 0.52 seconds from start",
+  ]);
+  assert.equal(file?.pid, 1234);
+  assert.equal(file?.at, local(2026, 12, 3, 10, 0, 1) + 123);
+  const [journal] = parseJournalDeaths([
+    "1764756001.250000 web1 php-fpm[812]: [WARNING] fpm_children_bury(), line 256: [pool www] child 9 exited on signal 11 (SIGSEGV) after 1 seconds from start",
+  ]);
+  assert.equal(journal?.pid, 9);
+});
+
 Deno.test("child deaths: a worker's own words, php-fpm's idle kills and exits are no deaths", () => {
   assert.deepEqual(
     parseFileDeaths([

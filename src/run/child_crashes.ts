@@ -64,12 +64,15 @@ export class CrashWatch {
 
   constructor(private readonly ctx: TargetContext, private readonly teller: Teller) {}
 
-  /** Reads what the log added since the last step and acts on it. Never throws. */
-  async check(): Promise<void> {
+  /**
+   * Reads what the log added since the last step and acts on it; `paused`: only counts the deaths
+   * (the metric goes on, as probes do), and alerts nothing. Never throws.
+   */
+  async check(paused = false): Promise<void> {
     const limits = this.ctx.target.childCrashes;
     if (limits === undefined || limits.count === 0 || this.ctx.target.fpmConfig === null) return;
     try {
-      await this.look(limits);
+      await this.look(limits, paused);
     } catch (err) {
       logger.error("Cannot follow php-fpm's error log: {error}", {
         error: String(err),
@@ -78,12 +81,16 @@ export class CrashWatch {
     }
   }
 
-  private async look(limits: { count: number; windowMs: number }): Promise<void> {
+  private async look(limits: { count: number; windowMs: number }, paused: boolean): Promise<void> {
     const { deps, memory } = this.ctx;
     const config = await this.fpmConfig();
     const was = memory.childCrashes ?? freshCrashMemory();
     const { deaths, memory: read } = await this.newDeaths(config, was);
     memory.counters = countChildDeaths(memory.counters, deaths);
+    if (paused) {
+      memory.childCrashes = { ...read, pools: was.pools };
+      return;
+    }
     const now = deps.clock.now();
     const decision = judgeCrashes(was.pools, deaths, now, limits);
     memory.childCrashes = { ...read, pools: decision.pools };

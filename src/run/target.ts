@@ -105,6 +105,7 @@ export class TargetWatch {
     memory.lastProbe = { at: this.ctx.deps.clock.now(), label, verdict, ms: probed.ms };
     if (await this.paused(verdict, label)) {
       this.pools.paused();
+      await this.crashes.check(true);
       return { verdict, confirm: false, restartEndedAt: null, restartOk: false };
     }
     // the pool's master, found once: for the pools, the memory, the process table, and to notice

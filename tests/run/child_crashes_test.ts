@@ -233,3 +233,31 @@ Deno.test("child crashes: php-fpm logging to syslog is followed in the journal",
   assert.match(calls[1]!, /--since=@\d+ _COMM=php-fpm8\.2$/, "no cursor yet: from then");
   assert.match(calls[2]!, /--after-cursor=s=2 _COMM=php-fpm8\.2$/, "from where it stopped");
 });
+
+Deno.test("child crashes: while paused they are counted, not alerted, and not held against the pool after", async () => {
+  const s = await setup();
+  await s.step();
+  const until_ = s.clock.now() + 60_000;
+  await s.watch.ctx.options.pauses!.write("php8.2-fpm", {
+    at: s.clock.now(),
+    until: until_,
+    by: "deploy",
+    reason: "deploy 1234",
+  });
+  for (let i = 0; i < 8; i++) {
+    s.crash(2000 + i);
+    await s.step();
+  }
+  await until(() => false, 100);
+  assert.equal(s.mailer.sent.length, 0, "held by the pause");
+  assert.deepEqual(s.watch.memory.counters.childDeaths, { www: { SIGSEGV: 8 } });
+  s.clock.advance(60_000);
+  await s.step();
+  s.crash(3000);
+  await s.step();
+  await until(() => false, 100);
+  assert.ok(
+    !s.mailer.sent.some((m) => /children crashing/.test(m.subject)),
+    "the crashes read during the pause do not count toward the threshold after it",
+  );
+});

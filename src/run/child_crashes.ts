@@ -7,17 +7,11 @@
  */
 import { type AlertIncident, ALERTMANAGER_REPEAT_MS } from "../alert/queue.ts";
 import { uidOf } from "../fpm/accounts.ts";
-import {
-  type ChildDeath,
-  parseFileDeaths,
-  parseJournalDeaths,
-  signalLabel,
-} from "../fpm/child_deaths.ts";
+import { type ChildDeath, parseFileDeaths, parseJournalDeaths } from "../fpm/child_deaths.ts";
 import { type FpmConfig, readFpmConfig } from "../fpm/config.ts";
 import { findCoredumpctl, newestCoreFrames } from "../fpm/core_dump.ts";
 import { followFile, followJournal } from "../fpm/log_follow.ts";
 import { type NginxLost, readLostRequests } from "../fpm/nginx_lost.ts";
-import type { IncidentRecord } from "../record/incidents.ts";
 import { countChildDeaths } from "../record/metrics.ts";
 import { formatLine, logger } from "../shared/log.ts";
 import {
@@ -29,28 +23,13 @@ import {
   quietMs,
 } from "./crash_policy.ts";
 import { logIncident, type TargetContext } from "./context.ts";
-import { seconds, type Teller } from "./teller.ts";
+import type { Teller } from "./teller.ts";
+import { crashRecord, errorLogOf, openedAlert, resolvedMessage } from "./crash_alert.ts";
 
 /** php-fpm's configuration is read again at most this often (its error_log, pools, listen). */
 const CONFIG_READ_MS = 30_000;
 /** nginx's main configuration, for the user its log belongs to. */
 const NGINX_CONF = "/etc/nginx/nginx.conf";
-
-/** php-fpm's error log as its configuration gives it: a path (relative ones under /var), or syslog. */
-export function errorLogOf(config: FpmConfig | null): string {
-  const value = config?.errorLog ?? "log/php-fpm.log";
-  if (value === "syslog" || value.startsWith("/")) return value;
-  // php-fpm's prefix for a relative error_log is /var
-  return `/var/${value}`;
-}
-
-const when = (ms: number) => new Date(ms).toISOString();
-
-/** The crashes by signal, for people: "signal 11 (SIGSEGV) 7, signal 6 (SIGABRT) 1". */
-function signalsText(signals: Record<string, number>): string {
-  return Object.entries(signals).sort((a, b) => b[1] - a[1])
-    .map(([name, n]) => `${signalLabel(name)} ${n}`).join(", ");
-}
 
 /** A target's watch of its php-fpm children's deaths. */
 export class CrashWatch {
@@ -165,31 +144,22 @@ export class CrashWatch {
     config: FpmConfig | null,
   ): Promise<void> {
     const { target, deps, cfg } = this.ctx;
-    const n = crashCount(incident);
-    const spanMs = incident.lastAt - incident.since;
     const settings = config?.pools.find((p) => p.pool === pool) ?? null;
     const lost = await this.nginxLost(
       new Set(crashes.map((c) => Math.floor(c.at / 1000))),
       settings?.listen ?? null,
     );
     const frames = await this.coreFrames(incident.since);
-    const message = `PHP pool ${pool}: ${n} children crashed within ${seconds(spanMs)} (${
-      signalsText(incident.signals)
-    }); php-fpm was not restarted: its master respawns them, and a restart cannot mend what crashes them.`;
-    const nginxLog = target.childCrashes?.nginxErrorLog ?? null;
-    const details = [
-      `Pool: ${pool} (${target.fpmConfig ?? "php-fpm.conf"}; error log ${errorLogOf(config)})`,
-      `Crashes: ${n} from ${when(incident.since)} to ${when(incident.lastAt)}: ${
-        signalsText(incident.signals)
-      }`,
-      ...lostLines(lost, nginxLog),
-      ...(frames.length === 0
-        ? []
-        : ["Newest core dump (coredumpctl info):", ...frames.map((f) => `  ${f}`)]),
-      `Nothing was restarted. Find the page or extension that crashes them (php-fpm's error log, a core dump); the incident ends after ${
-        seconds(quietMs(target.childCrashes!))
-      } without a crash.`,
-    ];
+    const { message, details } = openedAlert({
+      pool,
+      incident,
+      fpmConfig: target.fpmConfig,
+      errorLog: errorLogOf(config),
+      nginxLog: target.childCrashes?.nginxErrorLog ?? null,
+      lost,
+      frames,
+      quietMs: quietMs(target.childCrashes!),
+    });
     logger.warn("{message}", { message, target: target.name });
     const now = deps.clock.now();
     this.repeatedAt.set(incident.id, now);
@@ -201,7 +171,7 @@ export class CrashWatch {
     });
     await logIncident(
       this.ctx,
-      this.record(pool, incident, "firing", message, config, {
+      crashRecord(this.ctx, pool, incident, "firing", message, config, {
         lost: "lost" in lost ? lost.lost : [],
         ...("error" in lost ? { lostError: lost.error } : {}),
         frames,
@@ -217,11 +187,7 @@ export class CrashWatch {
   ): Promise<void> {
     const { target, deps, cfg } = this.ctx;
     this.repeatedAt.delete(incident.id);
-    const message = `PHP pool ${pool}: no child crashed for ${seconds(quietMs(limits))}; ${
-      crashCount(incident)
-    } crashes from ${when(incident.since)} to ${when(incident.lastAt)} (${
-      signalsText(incident.signals)
-    }).`;
+    const message = resolvedMessage(pool, incident, quietMs(limits));
     logger.info("{message}", { message, target: target.name });
     this.teller.alerts.send({
       subject: "PHP children crashes over",
@@ -231,7 +197,7 @@ export class CrashWatch {
     });
     await logIncident(
       this.ctx,
-      this.record(pool, incident, "resolved", message, await this.fpmConfig(), {
+      crashRecord(this.ctx, pool, incident, "resolved", message, await this.fpmConfig(), {
         lost: [],
         frames: [],
       }),
@@ -253,7 +219,7 @@ export class CrashWatch {
           now,
           cfg.hostname,
           `PHP pool ${pool}: ${crashCount(p.incident)} children crashed since ${
-            when(p.incident.since)
+            new Date(p.incident.since).toISOString()
           }.`,
         ),
         details: [],
@@ -261,51 +227,6 @@ export class CrashWatch {
         repeat: true,
       });
     }
-  }
-
-  private record(
-    pool: string,
-    incident: CrashIncident,
-    status: "firing" | "resolved",
-    why: string,
-    config: FpmConfig | null,
-    seen: { lost: { request: string; count: number }[]; lostError?: string; frames: string[] },
-  ): IncidentRecord {
-    const { cfg, target, deps } = this.ctx;
-    const now = deps.clock.now();
-    const top = Object.entries(incident.signals).sort((a, b) => b[1] - a[1])[0]?.[0] ?? "signal";
-    return {
-      version: 1,
-      at: now,
-      host: cfg.hostname,
-      target: target.name,
-      incident: incident.id,
-      poolName: pool,
-      label: top,
-      pool: null,
-      why,
-      evidence: {
-        at: now,
-        status: null,
-        statusError: null,
-        processes: [],
-        configFile: target.fpmConfig,
-        settings: config?.pools.find((p) => p.pool === pool) ?? null,
-        errorLogFile: errorLogOf(config),
-        slowlog: [],
-        errorLog: [],
-        memory: null,
-      },
-      restart: null,
-      kind: "child_crashes",
-      childCrashes: {
-        status,
-        signals: { ...incident.signals },
-        since: incident.since,
-        lastAt: incident.lastAt,
-        ...seen,
-      },
-    };
   }
 
   /** What nginx's error log says was lost at `secondsSet`, read as www-data's file. */
@@ -332,17 +253,4 @@ export class CrashWatch {
     if (this.coredumpctl === null) return [];
     return await newestCoreFrames(deps.runner, this.coredumpctl, target.fpm.processName, since);
   }
-}
-
-/** What nginx lost, as alert lines: shown as its log wrote them (www-data can write there). */
-function lostLines(lost: NginxLost, path: string | null): string[] {
-  if (path === null) return [];
-  if ("error" in lost) return [`Requests nginx lost: ${path} not read: ${lost.error}`];
-  if (lost.lost.length === 0) {
-    return [`Requests nginx lost: none in ${path} at those seconds`];
-  }
-  return [
-    `Requests nginx lost at those seconds, as ${path} says (a file www-data can write):`,
-    ...lost.lost.map((l) => `  ${String(l.count).padStart(5)}  ${l.request}`),
-  ];
 }

@@ -111,6 +111,12 @@ const oneOf = <const T extends readonly string[]>(values: T, expected: string) =
   v.picklist(values, (issue) => `${what(issue.input)}: expected ${expected}`);
 
 /**
+ * The most crashes `warn_child_crashes` may wait for: each pool's recent crashes are kept in the
+ * state file (1 MiB at most) until they reach it.
+ */
+export const MAX_CHILD_CRASHES = 100;
+
+/**
  * `warn_child_crashes`: a number of crashes within 60 s, or "N in DURATION" ("5 in 60s"); 0
  * turns the warning off.
  */
@@ -119,14 +125,14 @@ const childCrashes = transform(v.unknown(), (value, ctx) => {
   const n = typeof value === "number" ? value : m ? Number(m[1]) : NaN;
   const ms = typeof value === "number" ? 60_000 : m ? parseDuration(m[2]!) : NaN;
   if (
-    !Number.isInteger(n) || n < 0 || n > 100_000 || typeof ms !== "number" ||
+    !Number.isInteger(n) || n < 0 || n > MAX_CHILD_CRASHES || typeof ms !== "number" ||
     !Number.isFinite(ms) || ms < 1000 || ms > 86_400_000
   ) {
     return custom(
       ctx,
       `${
         what(value)
-      }: expected a number of crashes (0: off, else within 60 s) or "N in DURATION" ("5 in 60s"), the duration from 1s to 1d`,
+      }: expected a number of crashes from 0 (off) to ${MAX_CHILD_CRASHES} (within 60 s), or "N in DURATION" ("5 in 60s"), the duration from 1s to 1d`,
     );
   }
   return { count: n, windowMs: ms };

@@ -49,8 +49,11 @@ export function freshCrashMemory(): CrashMemory {
   return { file: null, journal: null, pools: {} };
 }
 
-/** The most pools remembered: a pool's name in the log is php-fpm's, but bounded all the same. */
-export const MAX_CRASH_POOLS = 64;
+/**
+ * The most pools remembered: a pool's name in the log is php-fpm's, but bounded all the same, so
+ * that their recent crashes (at most warn_child_crashes' 100 each) keep the state file small.
+ */
+export const MAX_CRASH_POOLS = 32;
 /** The shortest quiet period that ends an incident: a page requested now and then still crashes. */
 export const MIN_QUIET_MS = 5 * 60_000;
 

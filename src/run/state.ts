@@ -161,7 +161,7 @@ function crashMemorySchema() {
       v.object({
         recent: v.pipe(
           v.array(v.object({ at: timestamp, name: v.pipe(v.string(), v.maxLength(16)) })),
-          v.maxLength(100_000),
+          v.maxLength(100),
         ),
         incident: v.nullable(crashIncident),
       }),

@@ -10,7 +10,7 @@ import { memoryOutbox } from "../../src/alert/outbox.ts";
 import { memoryIncidentLog } from "../../src/record/incidents.ts";
 import { renderMetrics } from "../../src/record/metrics.ts";
 import { memoryPauses } from "../../src/run/pause.ts";
-import { freshMemory, memoryStateStore } from "../../src/run/state.ts";
+import { fileStateStore, freshMemory, memoryStateStore } from "../../src/run/state.ts";
 import { TargetWatch } from "../../src/run/target.ts";
 import { FpmHost } from "../support/fpm_host.ts";
 import {
@@ -260,4 +260,39 @@ Deno.test("child crashes: while paused they are counted, not alerted, and not he
     !s.mailer.sent.some((m) => /children crashing/.test(m.subject)),
     "the crashes read during the pause do not count toward the threshold after it",
   );
+});
+
+Deno.test("child crashes: cron runs go on where the last one stopped, through the state file's memory", async () => {
+  const s = await setup();
+  const dir = await Deno.makeTempDir({ prefix: "php-relaunch-crash-cron-" });
+  // written and read back as JSON, as cron runs share it
+  const store = fileStateStore(`${dir}/php8.2-fpm.json`);
+  const run = async (crashes: number[]) => {
+    // each cron run is a new watch with the memory the last one saved
+    const watch = new TargetWatch(
+      s.cfg,
+      s.target,
+      s.watch.ctx.deps,
+      s.watch.ctx.options,
+      await store.load(),
+    );
+    for (const pid of [0, ...crashes]) {
+      if (pid > 0) s.crash(pid);
+      await watch.step(s.target.policy);
+      s.clock.advance(1000);
+    }
+    await store.save(watch.memory);
+    return watch;
+  };
+  await run([2001, 2002, 2003]);
+  const second = await run([2004]);
+  await until(() => false, 100);
+  assert.equal(s.mailer.sent.length, 0, "4 crashes, none read twice");
+  assert.deepEqual(second.memory.counters.childDeaths, { www: { SIGSEGV: 4 } });
+  await run([2005]);
+  assert.ok(await until(() => s.mailer.sent.length === 1), "the 5th, one run later");
+  await run([2006, 2007]);
+  await until(() => false, 100);
+  assert.equal(s.mailer.sent.length, 1, "the incident is remembered too");
+  await Deno.remove(dir, { recursive: true });
 });

@@ -298,6 +298,7 @@ export function describeConfig(cfg: Config): string {
         ),
       ]),
       `  php-fpm conf ${t.fpmConfig ?? "unknown (set fpm_config)"}`,
+      `  crash loops  ${childCrashesLine(t)}`,
       `  mail to      ${t.mailTo.length ? t.mailTo.join(", ") : "nobody"}`,
       `  lock, state  ${t.lockFile}, ${t.stateFile}`,
     );
@@ -496,4 +497,18 @@ async function resetTargets(cfg: Config, deps: Deps): Promise<ExitCode> {
   }
   if (names.length === 0) deps.stdout(`nothing to reset in ${cfg.stateDir}\n`);
   return code;
+}
+
+/** What `check-config` says of a target's watch of its crashing children. */
+function childCrashesLine(t: Config["targets"][number]): string {
+  const c = t.childCrashes;
+  if (c === undefined || c.count === 0) return "not watched (warn_child_crashes = 0)";
+  if (t.fpmConfig === null) {
+    return "not watched: php-fpm's configuration is unknown (set fpm_config)";
+  }
+  return `alert at ${c.count} crashes of a pool within ${
+    c.windowMs / 1000
+  } s, from php-fpm's error_log; nginx's lost requests from ${
+    c.nginxErrorLog ?? 'nowhere (nginx_error_log = "")'
+  }`;
 }

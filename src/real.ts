@@ -9,7 +9,7 @@ import { directFcgiGet } from "./probe/fcgi.ts";
 import { directHttpGet } from "./probe/http.ts";
 import { type Clock, type Deps, type Fs, type Host, MAX_TEXT_FILE } from "./shared/deps.ts";
 import { writeAllSync } from "./shared/log.ts";
-import { readRegularText } from "./shared/safe_file.ts";
+import { readRegularFrom, readRegularText } from "./shared/safe_file.ts";
 
 const realClock: Clock = {
   now: () => Date.now(),
@@ -65,6 +65,7 @@ const realFs: Fs = {
   readTextFile: (path, maxBytes = MAX_TEXT_FILE) =>
     readRegularText(path, { maxBytes, follow: true }),
   readUntrusted: (path, read) => readRegularText(path, read),
+  readUntrustedFrom: (path, read) => readRegularFrom(path, read),
   removeName: (path) =>
     Deno.remove(path).catch((err) => {
       if (!(err instanceof Deno.errors.NotFound)) throw err;

@@ -25,6 +25,8 @@ const PURE = [
   "run/policy.ts",
   "run/pool_policy.ts",
   "run/schedule.ts",
+  "run/crash_policy.ts",
+  "fpm/child_deaths.ts",
   "probe/fcgi_protocol.ts",
   "probe/result.ts",
 ];

@@ -110,6 +110,34 @@ const plainName = text("a plain name such as php8.2-fpm", /^[A-Za-z0-9][A-Za-z0-
 const oneOf = <const T extends readonly string[]>(values: T, expected: string) =>
   v.picklist(values, (issue) => `${what(issue.input)}: expected ${expected}`);
 
+/**
+ * The most crashes `warn_child_crashes` may wait for: each pool's recent crashes are kept in the
+ * state file (1 MiB at most) until they reach it.
+ */
+export const MAX_CHILD_CRASHES = 100;
+
+/**
+ * `warn_child_crashes`: a number of crashes within 60 s, or "N in DURATION" ("5 in 60s"); 0
+ * turns the warning off.
+ */
+const childCrashes = transform(v.unknown(), (value, ctx) => {
+  const m = typeof value === "string" ? /^\s*(\d+)\s+in\s+(\S+)\s*$/.exec(value) : null;
+  const n = typeof value === "number" ? value : m ? Number(m[1]) : NaN;
+  const ms = typeof value === "number" ? 60_000 : m ? parseDuration(m[2]!) : NaN;
+  if (
+    !Number.isInteger(n) || n < 0 || n > MAX_CHILD_CRASHES || typeof ms !== "number" ||
+    !Number.isFinite(ms) || ms < 1000 || ms > 86_400_000
+  ) {
+    return custom(
+      ctx,
+      `${
+        what(value)
+      }: expected a number of crashes from 0 (off) to ${MAX_CHILD_CRASHES} (within 60 s), or "N in DURATION" ("5 in 60s"), the duration from 1s to 1d`,
+    );
+  }
+  return { count: n, windowMs: ms };
+});
+
 /** Settings a target may have, and [defaults] may give to all. */
 const policyKeys = {
   timeout: duration(100, 60_000),
@@ -154,6 +182,8 @@ const policyKeys = {
   // MiB; 0: off
   "warn_pool_memory": count(0, 16 * 1024 * 1024),
   "warn_worker_memory": count(0, 1024 * 1024),
+  "warn_child_crashes": childCrashes,
+  "nginx_error_log": text('an absolute path, or "" for none', /^(\/.*)?$/),
 };
 
 const defaultsSchema = v.partial(v.strictObject(policyKeys));
@@ -274,6 +304,10 @@ export interface FilePolicy {
   "warn_pool_memory": number;
   /** Warn when a worker holds more than this many MiB resident; 0: off. */
   "warn_worker_memory": number;
+  /** Alert when a pool's children crash this many times within the window; count 0: off. */
+  "warn_child_crashes": { count: number; windowMs: number };
+  /** nginx's error log, for the requests lost when children crash ("": none). */
+  "nginx_error_log": string;
 }
 
 const fileSchema = v.strictObject({
@@ -441,4 +475,6 @@ export const WATCH_DEFAULTS: FilePolicy = {
   "warn_every": 15 * 60_000,
   "warn_pool_memory": 0,
   "warn_worker_memory": 0,
+  "warn_child_crashes": { count: 5, windowMs: 60_000 },
+  "nginx_error_log": "/var/log/nginx/error.log",
 };

@@ -285,6 +285,10 @@ function targetOf(
       workerKb: spec.extra.warn_worker_memory * 1024,
     }),
     warnEveryMs: spec.extra.warn_every,
+    childCrashes: Object.freeze({
+      ...spec.extra.warn_child_crashes,
+      nginxErrorLog: spec.extra.nginx_error_log || null,
+    }),
   });
 }
 

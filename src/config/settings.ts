@@ -151,6 +151,13 @@ export interface Target {
   readonly memoryWarn: MemoryLimits;
   /** The same early warning is repeated at most this often. */
   readonly warnEveryMs: number;
+  /** Children that crash in a loop (`warn_child_crashes`; count 0: off). */
+  readonly childCrashes?: {
+    readonly count: number;
+    readonly windowMs: number;
+    /** nginx's error log, for the requests lost at the crashes (null: none). */
+    readonly nginxErrorLog: string | null;
+  };
 }
 
 /** Everything a run needs, validated. */

@@ -102,6 +102,17 @@ const recordSchema = v.object({
   cannotStart: v.optional(v.array(str)),
   // added with the kernel log's OOM kills: records written before lack it
   oomKills: v.optional(v.array(v.object({ pid: int, rssKb: num, at: v.nullable(timestamp) }))),
+  // added with child crash loops: an incident of another kind than a restart's
+  kind: v.optional(v.picklist(["child_crashes"])),
+  childCrashes: v.optional(v.object({
+    status: v.picklist(["firing", "resolved"]),
+    signals: v.record(str, num),
+    since: timestamp,
+    lastAt: timestamp,
+    lost: v.array(v.object({ request: str, count: num })),
+    lostError: v.optional(str),
+    frames: v.array(str),
+  })),
 });
 
 /** A line of the incident log as a record, or why it is not one (never echoing the line). */
@@ -133,6 +144,25 @@ export interface IncidentRecord {
   cannotStart?: string[] | undefined;
   /** The pool's processes the kernel's OOM killer ended since a minute before the failure. */
   oomKills?: { pid: number; rssKb: number; at: number | null }[] | undefined;
+  /** Another kind of incident than a restart's (absent: a restart's, or a failure's). */
+  kind?: "child_crashes" | undefined;
+  /** A child crash loop: written when it opens, and again when it resolves (same incident). */
+  childCrashes?: ChildCrashRecord | undefined;
+}
+
+/** What an incident of kind `child_crashes` records. */
+export interface ChildCrashRecord {
+  status: "firing" | "resolved";
+  /** Crashes by signal name ("SIGSEGV"). */
+  signals: Record<string, number>;
+  since: number;
+  lastAt: number;
+  /** The requests nginx's error log names as lost at the crashes, as it wrote them. */
+  lost: { request: string; count: number }[];
+  /** Why nginx's error log was not read, when it was not. */
+  lostError?: string | undefined;
+  /** The newest core dump's top frames (coredumpctl), where there is one. */
+  frames: string[];
 }
 
 /** Where incidents go: the file, or memory in tests. */

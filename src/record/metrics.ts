@@ -44,6 +44,8 @@ export interface Counters {
    * workers while another pool answered, by result.
    */
   pools: Record<string, { up: boolean; killsOk: number; killsFailed: number }>;
+  /** Children that exited on a signal, as php-fpm's error log says: by pool, then by signal. */
+  childDeaths?: Record<string, Record<string, number>> | undefined;
 }
 
 /** Counters with nothing counted. */
@@ -213,6 +215,7 @@ export function families(targets: readonly { name: string; counters: Counters }[
     ...Object.values(pool),
     ...memoryFamilies(targets),
     ...poolFamilies(targets),
+    childDeathFamily(targets),
   ];
 }
 
@@ -302,4 +305,43 @@ export async function writeMetricsFile(path: string, text: string): Promise<void
     throw new Error(`Refusing to write metrics file "${path}": it is a symbolic link`);
   }
   await writeFileAtomic(path, text, 0o644);
+}
+
+/** The most pools, and signals of a pool, counted: the names come from a log. */
+const MAX_DEATH_KEYS = 64;
+
+/** Counts children's deaths on a signal (`name`: "SIGSEGV"), by pool. */
+export function countChildDeaths(
+  c: Counters,
+  deaths: readonly { pool: string; name: string }[],
+): Counters {
+  if (deaths.length === 0) return c;
+  const by: Record<string, Record<string, number>> = structuredClone(c.childDeaths ?? {});
+  for (const { pool, name } of deaths) {
+    const known = by[pool];
+    if (known === undefined && Object.keys(by).length >= MAX_DEATH_KEYS) continue;
+    const signals = known ?? {};
+    if (signals[name] === undefined && Object.keys(signals).length >= MAX_DEATH_KEYS) continue;
+    signals[name] = (signals[name] ?? 0) + 1;
+    by[pool] = signals;
+  }
+  return { ...c, childDeaths: by };
+}
+
+/** `php_relaunch_child_deaths_total{target,pool,signal}`. */
+function childDeathFamily(targets: readonly { name: string; counters: Counters }[]): Family {
+  const deaths: Family = {
+    name: "php_relaunch_child_deaths_total",
+    help: "php-fpm children that exited on a signal, as its error log says.",
+    type: "counter",
+    values: [],
+  };
+  for (const { name: target, counters: c } of targets) {
+    for (const [pool, signals] of Object.entries(c.childDeaths ?? {})) {
+      for (const [signal, value] of Object.entries(signals)) {
+        deaths.values.push({ value, labels: { target, pool, signal } });
+      }
+    }
+  }
+  return deaths;
 }

@@ -47,6 +47,20 @@ export interface Report {
   hints: Hint[];
   /** Lines of the log that could not be read (cut by a crash, foreign). */
   skipped: number;
+  /** Children that crashed in a loop (incidents of kind child_crashes), by `target/pool`. */
+  childCrashes?: Record<string, ChildCrashSummary>;
+}
+
+/** A pool's crash loops in the report: how many, their crashes by signal, the pages lost. */
+export interface ChildCrashSummary {
+  incidents: number;
+  /** Crashes by signal name, over its incidents. */
+  signals: Record<string, number>;
+  /** The requests nginx lost at the crashes, as its log wrote them, most often first. */
+  lost: { request: string; count: number }[];
+  /** The newest core's top frames, where one was found. */
+  frames: string[];
+  lastAt: number;
 }
 
 function causeOf(i: IncidentRecord): string {
@@ -267,11 +281,14 @@ function overcommitHint(i: IncidentRecord): Hint | null {
 
 /** The report on `incidents` between `since` and `until`. */
 export function buildReport(
-  incidents: readonly IncidentRecord[],
+  records: readonly IncidentRecord[],
   since: number,
   until: number,
   skipped = 0,
 ): Report {
+  // a crash loop restarts nothing: it has its own section, and the restarts' figures stay theirs
+  const incidents = records.filter((i) => i.kind !== "child_crashes");
+  const crashes = childCrashesOf(records);
   const byCause: Record<string, number> = {};
   const byRung: Record<string, number> = {};
   const byHour = Array.from({ length: 24 }, () => 0);
@@ -300,7 +317,68 @@ export function buildReport(
     slowlogScripts: scripts(incidents, slowlogScripts),
     hints: hintsOf(incidents, stuck),
     skipped,
+    ...(Object.keys(crashes).length === 0 ? {} : { childCrashes: crashes }),
   };
+}
+
+/**
+ * The crash loops of `records` by `target/pool`: each incident counted once, by its last record
+ * (written when it resolved, with every crash), with the pages and frames its first one found.
+ */
+function childCrashesOf(records: readonly IncidentRecord[]): Record<string, ChildCrashSummary> {
+  const byIncident = new Map<string, IncidentRecord[]>();
+  for (const r of records) {
+    if (r.kind !== "child_crashes" || r.childCrashes === undefined) continue;
+    const key = `${r.target}/${r.poolName ?? "-"}/${r.incident ?? r.at}`;
+    byIncident.set(key, [...(byIncident.get(key) ?? []), r]);
+  }
+  const out: Record<string, ChildCrashSummary> = {};
+  for (const rs of byIncident.values()) {
+    const first = rs[0]!;
+    const last = rs.at(-1)!.childCrashes!;
+    const key = `${first.target}/${first.poolName ?? "-"}`;
+    const s = out[key] ?? { incidents: 0, signals: {}, lost: [], frames: [], lastAt: 0 };
+    s.incidents++;
+    for (const [name, n] of Object.entries(last.signals)) {
+      s.signals[name] = (s.signals[name] ?? 0) + n;
+    }
+    const lost = new Map(s.lost.map((l) => [l.request, l.count]));
+    for (const l of first.childCrashes!.lost) {
+      lost.set(l.request, (lost.get(l.request) ?? 0) + l.count);
+    }
+    s.lost = [...lost].map(([request, count]) => ({ request, count }))
+      .sort((a, b) => b.count - a.count).slice(0, 10);
+    if (last.lastAt >= s.lastAt) {
+      s.lastAt = last.lastAt;
+      if (first.childCrashes!.frames.length > 0) s.frames = first.childCrashes!.frames;
+    }
+    out[key] = s;
+  }
+  return out;
+}
+
+/** The report's section on children that crash in a loop, for people. */
+function childCrashLines(r: Report): string[] {
+  const pools = Object.entries(r.childCrashes ?? {});
+  if (pools.length === 0) return [];
+  const lines = ["", "Children that crashed in a loop (php-fpm's error log; no restart made):"];
+  for (const [pool, c] of pools) {
+    const signals = Object.entries(c.signals).sort((a, b) => b[1] - a[1])
+      .map(([name, n]) => `${name} ${n}`).join(", ");
+    lines.push(
+      `  ${pool}: ${c.incidents} incidents, ${signals}; the last crash at ${
+        new Date(c.lastAt).toISOString()
+      }`,
+    );
+    if (c.lost.length > 0) {
+      lines.push("    requests nginx lost at the crashes (as its error log says):");
+      for (const l of c.lost) lines.push(`    ${String(l.count).padStart(6)}  ${l.request}`);
+    }
+    if (c.frames.length > 0) {
+      lines.push("    newest core dump:", ...c.frames.map((f) => `      ${f}`));
+    }
+  }
+  return lines;
 }
 
 /** The workers' memory in the evidence, by `target/pool`. */
@@ -348,7 +426,11 @@ export function renderReport(r: Report): string {
     `php-relaunch report: ${r.incidents} incidents from ${r.since} to ${r.until}` +
     (r.skipped > 0 ? ` (${r.skipped} unreadable lines skipped)` : ""),
   ];
-  if (r.incidents === 0) return lines.map(escapeControl).join("\n") + "\nNothing to report.\n";
+  if (r.incidents === 0) {
+    const crashes = childCrashLines(r);
+    if (crashes.length > 0) return [...lines, ...crashes].map(escapeControl).join("\n") + "\n";
+    return lines.map(escapeControl).join("\n") + "\nNothing to report.\n";
+  }
   lines.push("", "By cause:", ...table(r.byCause));
   lines.push("", "Recovered by:", ...table(r.byRung));
   if (Object.keys(r.byPool).length > 0) lines.push("", "By pool:", ...table(r.byPool));
@@ -396,6 +478,7 @@ export function renderReport(r: Report): string {
   };
   list("Scripts in busy workers at the restart (incidents):", r.stuckScripts);
   list("Scripts in the slowlog (incidents):", r.slowlogScripts);
+  lines.push(...childCrashLines(r));
   lines.push("", "Tuning hints:");
   if (r.hints.length === 0) lines.push("  none: the evidence points at no setting");
   for (const h of r.hints) lines.push(`  - ${h.setting}: ${h.advice}`);

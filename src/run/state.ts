@@ -13,6 +13,7 @@ import type { Verdict } from "../probe/result.ts";
 import type { Fs } from "../shared/deps.ts";
 import { type Counters, freshCounters, LATENCY_BUCKETS } from "../record/metrics.ts";
 import { type PoolState, rearmPool } from "./pool_policy.ts";
+import { type CrashMemory, freshCrashMemory } from "./crash_policy.ts";
 
 const count = v.pipe(v.number(), v.integer(), v.minValue(0));
 
@@ -130,10 +131,47 @@ const stateSchema = v.object({
         ),
         {},
       ),
+      // added with child crash loops: counters saved before lack it
+      childDeaths: v.optional(v.record(v.string(), v.record(v.string(), v.number()))),
     }),
     () => freshCounters(),
   ),
+  // added with child crash loops: state files written before lack it; one that does not parse
+  // starts again from the log's end, the rest of the state is kept
+  childCrashes: v.optional(v.fallback(crashMemorySchema(), freshCrashMemory)),
 });
+
+/** What a state file keeps of the children's deaths (see crash_policy.ts). */
+function crashMemorySchema() {
+  const crashIncident = v.object({
+    id: v.pipe(v.string(), v.regex(/^[0-9-]{1,40}$/)),
+    since: timestamp,
+    lastAt: timestamp,
+    seenAt: timestamp,
+    signals: v.record(v.pipe(v.string(), v.maxLength(16)), count),
+  });
+  return v.object({
+    file: v.nullable(v.object({
+      path: v.string(),
+      ino: v.nullable(count),
+      offset: count,
+    })),
+    journal: v.nullable(v.object({
+      cursor: v.nullable(v.pipe(v.string(), v.maxLength(1024))),
+      sinceSec: count,
+    })),
+    pools: v.record(
+      v.string(),
+      v.object({
+        recent: v.pipe(
+          v.array(v.object({ at: timestamp, name: v.pipe(v.string(), v.maxLength(16)) })),
+          v.maxLength(100),
+        ),
+        incident: v.nullable(crashIncident),
+      }),
+    ),
+  });
+}
 
 /** The largest state file read: a target's memory takes a few KiB. */
 const MAX_STATE_FILE = 1024 * 1024;
@@ -153,6 +191,8 @@ export interface Memory {
   restartingSince: number | null;
   /** The policy's memory of each of the service's pools that failed while another answered. */
   pools: Record<string, PoolState>;
+  /** Where php-fpm's error log was last read, and each pool's crashes (child crash loops). */
+  childCrashes?: CrashMemory;
 }
 
 /** What the last probe found, and when. */
@@ -173,6 +213,7 @@ export function freshMemory(): Memory {
     alertmanagerAt: null,
     restartingSince: null,
     pools: {},
+    childCrashes: freshCrashMemory(),
   };
 }
 
@@ -191,6 +232,7 @@ export function parseState(text: string): Memory | string {
     restartingSince,
     pools,
     incident,
+    childCrashes,
     ...rest
   } = parsed;
   const state = {
@@ -199,7 +241,15 @@ export function parseState(text: string): Memory | string {
       ? null
       : { ...incident, id: incident.id ?? incidentId(incident.since) },
   };
-  return { state, counters, lastProbe, alertmanagerAt, restartingSince, pools };
+  return {
+    state,
+    counters,
+    lastProbe,
+    alertmanagerAt,
+    restartingSince,
+    pools,
+    ...(childCrashes === undefined ? {} : { childCrashes }),
+  };
 }
 
 /** Loads and saves one target's memory. */

@@ -56,6 +56,8 @@ export interface TargetStatus {
     kills: number;
     heldAt: string | null;
   }[];
+  /** Pools whose children crash in a loop (an open child_crashes incident), when there are. */
+  childCrashes?: { pool: string; id: string; since: string; crashes: number; signals: string }[];
 }
 
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -120,7 +122,22 @@ export function statusOf(
         heldAt: kept?.heldAt == null ? null : iso(kept.heldAt),
       };
     }),
+    ...crashLoopsOf(memory),
   };
+}
+
+/** The open crash loops of a target's pools, as `status` shows them. */
+function crashLoopsOf(memory: Memory | null): Pick<TargetStatus, "childCrashes"> {
+  const open = Object.entries(memory?.childCrashes?.pools ?? {}).flatMap(([pool, p]) =>
+    p.incident === null ? [] : [{
+      pool,
+      id: p.incident.id,
+      since: iso(p.incident.since),
+      crashes: Object.values(p.incident.signals).reduce((a, b) => a + b, 0),
+      signals: Object.entries(p.incident.signals).map(([name, n]) => `${name} ${n}`).join(", "),
+    }]
+  );
+  return open.length === 0 ? {} : { childCrashes: open };
 }
 
 function probeOf(p: LastProbe) {
@@ -180,6 +197,11 @@ export function renderStatus(list: readonly TargetStatus[], now: number): string
         }${kills}${
           p.heldAt ? `; held since ${p.heldAt} (nothing more done until it answers)` : ""
         }`,
+      );
+    }
+    for (const c of t.childCrashes ?? []) {
+      lines.push(
+        `  crash loop   pool ${c.pool} since ${c.since} (#${c.id}): ${c.crashes} children crashed (${c.signals}); not restarted`,
       );
     }
     // a pause's reason and a restart's cause are others' words: each line stays one line

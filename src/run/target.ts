@@ -26,6 +26,7 @@ import type { Timing } from "./schedule.ts";
 import { type MonitorOptions, outboxOf, pausesOf, type TargetContext } from "./context.ts";
 import { fileStateStore, type Memory, type StateStore } from "./state.ts";
 import { Teller } from "./teller.ts";
+import { CrashWatch } from "./child_crashes.ts";
 
 /** What one step did, for the schedule and the exit code. */
 export interface Step {
@@ -54,6 +55,8 @@ export class TargetWatch {
   readonly responder: Responder;
   readonly teller: Teller;
   readonly pools: PoolKeeper;
+  /** The children that die on a signal, from php-fpm's error log. */
+  readonly crashes: CrashWatch;
   /** The answers already logged during the current pause. */
   private readonly pausedAnswers = new Set<string>();
 
@@ -81,6 +84,7 @@ export class TargetWatch {
     this.prober = new Prober(this.ctx, this.teller);
     this.responder = new Responder(this.ctx, this.prober, this.teller);
     this.pools = new PoolKeeper(this.ctx, this.prober, this.teller);
+    this.crashes = new CrashWatch(this.ctx, this.teller);
   }
 
   /** What to save: the policy's state and the counters. */
@@ -101,6 +105,7 @@ export class TargetWatch {
     memory.lastProbe = { at: this.ctx.deps.clock.now(), label, verdict, ms: probed.ms };
     if (await this.paused(verdict, label)) {
       this.pools.paused();
+      await this.crashes.check(true);
       return { verdict, confirm: false, restartEndedAt: null, restartOk: false };
     }
     // the pool's master, found once: for the pools, the memory, the process table, and to notice
@@ -126,6 +131,8 @@ export class TargetWatch {
       master,
     );
     const step = await this.carryOut(result, policy, master.live);
+    // crashing children are told, never restarted: whatever the heartbeat says
+    await this.crashes.check();
     return { ...step, confirm: step.confirm || judged.confirm };
   }
 

@@ -170,6 +170,16 @@ export interface Fs {
    */
   readUntrusted(path: string, read: UntrustedRead): Promise<string>;
   /**
+   * The whole lines of a log another user may write, from byte `from` on (from its start when it
+   * is no longer the file of inode `ino`, or shorter than `from`), read as {@link readUntrusted}
+   * reads: at most its newest `maxBytes`.
+   * @throws as {@link readUntrusted}.
+   */
+  readUntrustedFrom(
+    path: string,
+    read: UntrustedRead & { from: number; ino: number | null },
+  ): Promise<LogLines>;
+  /**
    * Removes the name `path` (a link itself, never what it points to); a missing one is no error.
    * Only for a pid file before an init script's start (see act/pid_file.ts).
    */
@@ -184,6 +194,20 @@ export interface UntrustedRead {
   tail?: boolean;
   /** The uids that may own it (root, the pool's user). */
   owners?: readonly number[];
+}
+
+/** What {@link Fs.readUntrustedFrom} read. */
+export interface LogLines {
+  /** Whole lines only: one still being written is left for the next read. */
+  text: string;
+  /** Where the next read starts (bytes). */
+  end: number;
+  /** The file's inode number (null where the platform has none). */
+  ino: number | null;
+  /** The read started over at the file's beginning: another file (rotated), or truncated. */
+  restarted: boolean;
+  /** Bytes not read because more than `maxBytes` were new. */
+  skipped: number;
 }
 
 /** Facts about this host and process. */

@@ -309,3 +309,105 @@ async function readChecked(path: string, seen: Deno.FileInfo, r: ReadRules): Pro
     await handle.close();
   }
 }
+
+/** What {@link readRegularFrom} read: whole lines, and where they are in which file. */
+export interface LinesRead {
+  /** Whole lines only (each ending in "\n"): a line still being written is left for later. */
+  text: string;
+  /** The byte offset the text starts at. */
+  start: number;
+  /** The byte offset after its last line: where the next read starts. */
+  end: number;
+  /** The file's inode number (null where the platform has none). */
+  ino: number | null;
+  /**
+   * True when the read started over at the file's beginning: it is another file than `ino`
+   * (rotated), or shorter than `from` (truncated).
+   */
+  restarted: boolean;
+  /** Bytes left unread because more than `maxBytes` were new: only the newest are read. */
+  skipped: number;
+}
+
+/**
+ * A log another user may write, from byte `from` on, as {@link readRegularBytes} reads a file
+ * (no link, no pipe, the owners and folders checked, a deadline): at most its newest `maxBytes`,
+ * cut to whole lines. When the file is not the one of inode `ino`, or shorter than `from`, it is
+ * read from its start.
+ * @throws as {@link readRegularBytes}.
+ */
+export async function readRegularFrom(
+  path: string,
+  rules: ReadRules & { from: number; ino: number | null },
+): Promise<LinesRead> {
+  const problem = await folderProblem(path, rules.owners !== undefined);
+  if (problem !== null) throw new Error(problem);
+  const info = await Deno.lstat(path);
+  const refused = fileProblem(info, { ...rules, tail: true });
+  if (refused !== null) throw new Error(refused);
+  const ms = rules.deadlineMs ?? READ_DEADLINE_MS;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`it was not read within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([readLinesChecked(path, info, rules), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function readLinesChecked(
+  path: string,
+  seen: Deno.FileInfo,
+  r: ReadRules & { from: number; ino: number | null },
+): Promise<LinesRead> {
+  let handle: FileHandle;
+  try {
+    handle = await openFile(path, OPEN_FLAGS);
+  } catch (err) {
+    throw (err as { code?: string }).code === "ENOENT"
+      ? new Deno.errors.NotFound(`No such file: "${path}"`)
+      : err;
+  }
+  try {
+    const opened = await handle.stat();
+    if (!opened.isFile() || opened.ino !== seen.ino || opened.dev !== seen.dev) {
+      throw new Error("it changed while being opened");
+    }
+    const size = opened.size;
+    const restarted = (r.ino !== null && opened.ino !== r.ino) || size < r.from;
+    const from = restarted ? 0 : r.from;
+    const start = Math.max(from, size - r.maxBytes);
+    const buffer = new Uint8Array(size - start);
+    let at = 0;
+    while (at < buffer.length) {
+      const { bytesRead } = await handle.read(buffer, at, buffer.length - at, start + at);
+      if (bytesRead === 0) break;
+      at += bytesRead;
+    }
+    let bytes = buffer.subarray(0, at);
+    let first = start;
+    if (start > from) {
+      // a cut first line is half a record: the newest lines start at the next one
+      const newline = bytes.indexOf(0x0a);
+      const cut = newline < 0 ? bytes.length : newline + 1;
+      bytes = bytes.subarray(cut);
+      first += cut;
+    }
+    // a line still being written is read whole by a later call; one longer than maxBytes never
+    // ends within it, and is taken as it is, so the reader moves on
+    const last = bytes.lastIndexOf(0x0a);
+    const whole = last < 0 && bytes.length >= r.maxBytes ? bytes.length : last + 1;
+    return {
+      text: new TextDecoder().decode(bytes.subarray(0, whole)),
+      start: first,
+      end: first + whole,
+      ino: opened.ino,
+      restarted,
+      skipped: first - from,
+    };
+  } finally {
+    await handle.close();
+  }
+}

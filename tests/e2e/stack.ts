@@ -256,6 +256,8 @@ export interface ExtraPoolOptions {
   nginxPort: number | null;
   /** The pool's own lines after user/group/listen. */
   poolLines: string[];
+  /** More lines in the heartbeat vhost's server block (another location). */
+  siteLines?: string[];
 }
 
 /**
@@ -320,6 +322,7 @@ export class ExtraPool {
           "        fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;",
           `        fastcgi_pass unix:${this.socket};`,
           "    }",
+          ...(this.options.siteLines ?? []),
           "}",
           "",
         ].join("\n"),

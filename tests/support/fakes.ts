@@ -10,6 +10,7 @@ import type {
   Host,
   HttpAnswer,
   HttpGet,
+  LogLines,
   Mail,
   Mailer,
   MailRoute,
@@ -217,6 +218,8 @@ export function fakeFs(spec: {
   sockets?: Record<string, number>;
   /** The device numbers of `sockets` (none told by default). */
   devices?: Record<string, number>;
+  /** The inode numbers of `files` (default 1), for logs read from an offset. */
+  inodes?: Record<string, number>;
 }): Fs {
   const executables = new Set(spec.executables ?? []);
   const dirs = spec.dirs ?? {};
@@ -281,6 +284,17 @@ export function fakeFs(spec: {
       }
       const tail = text.slice(-read.maxBytes);
       return Promise.resolve(tail.length < text.length ? tail.slice(tail.indexOf("\n") + 1) : tail);
+    },
+    readUntrustedFrom: (path, read) => {
+      const text = spec.files?.[path];
+      if (text === undefined) {
+        return Promise.reject(new Deno.errors.NotFound(`No such file: "${path}"`));
+      }
+      const owner = spec.owners?.[path] ?? 0;
+      if (read.owners !== undefined && !read.owners.includes(owner)) {
+        return Promise.reject(new Error(`it is owned by uid ${owner}`));
+      }
+      return Promise.resolve(linesFrom(text, spec.inodes?.[path] ?? 1, read));
     },
   };
 }
@@ -452,4 +466,35 @@ export function untagged(mails: readonly { subject: string }[]): string[] {
 /** The subjects of `mails`, without the incident tag of those that have one. */
 export function untaggedOrPlain(mails: readonly { subject: string }[]): string[] {
   return mails.map((m) => m.subject.replace(INCIDENT_TAG, ""));
+}
+
+/**
+ * What Fs.readUntrustedFrom reads of `text` (one character a byte), as the real one does: the
+ * newest `maxBytes` from `from` on, whole lines only; from the start when `ino` is another file's
+ * or the text is shorter than `from`.
+ */
+export function linesFrom(
+  text: string,
+  ino: number,
+  read: { from: number; ino: number | null; maxBytes: number },
+): LogLines {
+  const restarted = (read.ino !== null && read.ino !== ino) || text.length < read.from;
+  const from = restarted ? 0 : read.from;
+  let first = Math.max(from, text.length - read.maxBytes);
+  let rest = text.slice(first);
+  if (first > from) {
+    const newline = rest.indexOf("\n");
+    const cut = newline < 0 ? rest.length : newline + 1;
+    rest = rest.slice(cut);
+    first += cut;
+  }
+  const last = rest.lastIndexOf("\n");
+  const whole = last < 0 && rest.length >= read.maxBytes ? rest.length : last + 1;
+  return {
+    text: rest.slice(0, whole),
+    end: first + whole,
+    ino,
+    restarted,
+    skipped: first - from,
+  };
 }

@@ -76,6 +76,7 @@ const ALERT_NAMES: Record<string, string> = {
   unreachable: "PhpHeartbeatUnreachable",
   misconfigured: "PhpHeartbeatMisconfigured",
   overloaded: "PhpPoolOverloaded",
+  upstream: "PhpUpstreamBlocked",
 };
 
 /**

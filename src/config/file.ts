@@ -154,6 +154,7 @@ const policyKeys = {
   // MiB; 0: off
   "warn_pool_memory": count(0, 16 * 1024 * 1024),
   "warn_worker_memory": count(0, 1024 * 1024),
+  "upstream_kill_rounds": count(0, 100),
 };
 
 const defaultsSchema = v.partial(v.strictObject(policyKeys));
@@ -274,6 +275,8 @@ export interface FilePolicy {
   "warn_pool_memory": number;
   /** Warn when a worker holds more than this many MiB resident; 0: off. */
   "warn_worker_memory": number;
+  /** Rounds of killing the stuck workers one upstream incident allows; 0: none. */
+  "upstream_kill_rounds": number;
 }
 
 const fileSchema = v.strictObject({
@@ -441,4 +444,5 @@ export const WATCH_DEFAULTS: FilePolicy = {
   "warn_every": 15 * 60_000,
   "warn_pool_memory": 0,
   "warn_worker_memory": 0,
+  "upstream_kill_rounds": 1,
 };

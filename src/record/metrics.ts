@@ -44,6 +44,11 @@ export interface Counters {
    * workers while another pool answered, by result.
    */
   pools: Record<string, { up: boolean; killsOk: number; killsFailed: number }>;
+  /**
+   * What the pool's busy workers waited on at the last look after a failure (the most waited on
+   * peers first); cleared when the heartbeat answers. Unset: never looked.
+   */
+  upstream?: { pool: string; waits: { peer: string; waits: number }[] } | undefined;
 }
 
 /** Counters with nothing counted. */
@@ -213,7 +218,28 @@ export function families(targets: readonly { name: string; counters: Counters }[
     ...Object.values(pool),
     ...memoryFamilies(targets),
     ...poolFamilies(targets),
+    upstreamFamily(targets),
   ];
+}
+
+/** What the pools' busy workers waited on at the last look, by peer. */
+function upstreamFamily(targets: readonly { name: string; counters: Counters }[]): Family {
+  const waits: Family = {
+    name: "php_relaunch_pool_upstream_waits",
+    help:
+      "Busy workers waiting on each peer (address:port, unix socket, mount) at the last look after a failure.",
+    type: "gauge",
+    values: [],
+  };
+  for (const { name: target, counters: c } of targets) {
+    for (const w of c.upstream?.waits ?? []) {
+      waits.values.push({
+        value: w.waits,
+        labels: { target, pool: c.upstream!.pool, peer: w.peer },
+      });
+    }
+  }
+  return waits;
 }
 
 /** Each pool of a target with several: whether it answers, and the kills of its stuck workers. */

@@ -274,7 +274,12 @@ function healthy(state: TargetState, now: number, policy: Policy): Decision {
   state.failingSince = null;
   state.successes++;
   state.healthySince ??= now;
-  if (state.incident && state.successes >= policy.successThreshold) {
+  // a probe that got through to a worker freed by a kill round does not end an upstream incident
+  // (the next kill round would come with the next one): two in a row do
+  const needed = state.incident?.kind === "upstream"
+    ? Math.max(2, policy.successThreshold)
+    : policy.successThreshold;
+  if (state.incident && state.successes >= needed) {
     actions.push({
       type: "alert",
       reason: "recovered",

@@ -87,12 +87,19 @@ Deno.test("upstream_kill_rounds: 2 rounds, or none; another peer is another inci
   assert.equal(moved.state.incident?.peer, "/run/redis/redis.sock");
 });
 
-Deno.test("upstream: over when the heartbeat answers (recovered, the same incident)", () => {
-  const { state, all } = steps([onDb(), onDb(), ok]);
-  assert.deepEqual(kinds(all[2]!), ["alert recovered"]);
-  const recovered = all[2]![0] as Extract<Action, { type: "alert" }>;
+Deno.test("upstream: over when the heartbeat answers twice in a row (recovered, the same incident)", () => {
+  const { state, all } = steps([onDb(), onDb(), ok, ok]);
+  assert.deepEqual(kinds(all[2]!), [], "one lucky probe is not the end");
+  assert.deepEqual(kinds(all[3]!), ["alert recovered"]);
+  const recovered = all[3]![0] as Extract<Action, { type: "alert" }>;
   assert.equal(recovered.incident.kind, "upstream");
   assert.equal(state.incident, null);
+});
+
+Deno.test("upstream: a probe that got through between timeouts neither ends it nor opens another", () => {
+  const { state, all } = steps([onDb(), ok, onDb(), ok, onDb()]);
+  assert.deepEqual(all.map(kinds), [["upstream opened kill"], [], ["log"], [], ["log"]]);
+  assert.equal(state.incident?.kills, 1, "still one kill round");
 });
 
 Deno.test("upstream: the workers moved on but php-fpm still fails: told, then restarted as before", () => {

@@ -128,3 +128,27 @@ Deno.test("a peer's name is another user's text: escaped and bounded", () => {
   const [peer] = parseUnixPeers(out, new Set([5])).get(5) ?? [];
   assert.ok(peer !== undefined && !peer.includes("\x1b") && peer.length <= 121, peer);
 });
+
+Deno.test("workers in D state on an NFS wait are one mount's, whatever sockets they hold", async () => {
+  const runner = new FakeRunner((call) =>
+    call.cmd.endsWith("/ps")
+      ? {
+        stdout:
+          "31 rpc_wait_bit_killable D\n32 rpc_wait_bit_killable D\n33 nfs_page_group_lock D\n34 - R",
+      }
+      : { stdout: "" }
+  );
+  const waits = await lookAtWaits(runner, { ss: "/usr/bin/ss", ps: "/usr/bin/ps" }, [
+    31,
+    32,
+    33,
+    34,
+  ]);
+  assert.ok(waits !== null);
+  assert.equal(sharedWait([31, 32, 33, 34], waits), null, "2 of 4 is no majority");
+  assert.deepEqual(sharedWait([31, 32, 33], waits), {
+    peer: "NFS (rpc_wait_bit_killable)",
+    pids: [31, 32],
+  });
+  assert.equal(waits.has(34), false, "running: in user code");
+});

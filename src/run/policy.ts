@@ -252,8 +252,12 @@ function upstreamDown(
     actions.push({ type: "alert", reason: "reminder", incident: state.incident });
   }
   const incident = state.incident;
-  const kill = (incident.kills ?? 0) <
-    (policy.upstreamKillRounds ?? DEFAULT_UPSTREAM_KILL_ROUNDS);
+  // a kill round only where the policy without upstreams would act on its own: a pool seen hung
+  // (or busy, with on_overload = "restart"); what the workers hold never adds a kill
+  const wouldAct = result.pool?.verdict === "hung" ||
+    (result.pool?.verdict === "busy" && policy.onOverload === "restart");
+  const kill = wouldAct && state.givenUpAt === null && now >= state.graceUntil &&
+    (incident.kills ?? 0) < (policy.upstreamKillRounds ?? DEFAULT_UPSTREAM_KILL_ROUNDS);
   if (kill) incident.kills = (incident.kills ?? 0) + 1;
   if (opened || kill) actions.push({ type: "upstream", incident, opened, kill });
   else {

@@ -87,6 +87,28 @@ Deno.test("upstream_kill_rounds: 2 rounds, or none; another peer is another inci
   assert.equal(moved.state.incident?.peer, "/run/redis/redis.sock");
 });
 
+Deno.test("a kill round only where the policy would act anyway: hung, or busy with on_overload restart", () => {
+  const busy: ProbeResult = { ...onDb(), pool: { verdict: "busy", why: "1 idle" } };
+  assert.deepEqual(steps([busy, busy]).all.map(kinds), [["upstream opened"], ["log"]]);
+  const restart = steps([busy], { ...policy, onOverload: "restart" });
+  assert.deepEqual(restart.all.map(kinds), [["upstream opened kill"]]);
+  // a 502 has no pool verdict: told, and killed once a timeout shows the pool hung
+  const e502: ProbeResult = {
+    kind: "status",
+    status: 502,
+    detail: "",
+    ms: 3,
+    upstream: onDb().upstream!,
+  };
+  assert.deepEqual(steps([e502, onDb(), onDb()]).all.map(kinds), [
+    ["upstream opened"],
+    ["upstream kill"],
+    ["log"],
+  ]);
+  const given = steps([onDb()], policy, { ...freshState(), givenUpAt: 1 });
+  assert.deepEqual(given.all.map(kinds), [["upstream opened"]], "given up: nothing killed");
+});
+
 Deno.test("upstream: over when the heartbeat answers twice in a row (recovered, the same incident)", () => {
   const { state, all } = steps([onDb(), onDb(), ok, ok]);
   assert.deepEqual(kinds(all[2]!), [], "one lucky probe is not the end");

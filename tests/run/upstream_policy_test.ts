@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { type Action, decide, freshState, type TargetState } from "../../src/run/policy.ts";
 import { parseState } from "../../src/run/state.ts";
+import { renderStatus, statusOf } from "../../src/run/status.ts";
 import { freshCounters } from "../../src/record/metrics.ts";
 import { parseConfigFile, WATCH_DEFAULTS } from "../../src/config/file.ts";
 import { policyOf } from "../../src/config/policy.ts";
@@ -178,4 +179,22 @@ Deno.test("config: upstream_kill_rounds, 1 by default, a whole number from 0 to 
   assert.deepEqual(file("-1"), [
     "c.toml: defaults.upstream_kill_rounds: -1 is not allowed: expected a whole number from 0 to 100",
   ]);
+});
+
+Deno.test("status: an upstream incident names the peer the workers wait on", () => {
+  const { state } = steps([onDb()]);
+  const memory = {
+    state,
+    counters: freshCounters(),
+    lastProbe: null,
+    alertmanagerAt: null,
+    restartingSince: null,
+    pools: {},
+  };
+  const s = statusOf("www", memory, policy, null, 1_800_000_010_000);
+  assert.equal(s.incident?.peer, "127.0.0.1:3306");
+  assert.match(
+    renderStatus([s], 1_800_000_010_000),
+    /incident since \S+ \(upstream, timeout, workers blocked on 127\.0\.0\.1:3306\)/,
+  );
 });

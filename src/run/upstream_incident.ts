@@ -151,13 +151,15 @@ export async function actOnUpstream(
     )
     : null;
   const rounds = policy.upstreamKillRounds ?? 1;
-  const done = report === null
-    ? rounds === 0 || !target.rungs.includes("kill_stuck")
-      ? "nothing killed (upstream_kill_rounds = 0, or no kill_stuck rung)"
-      : `the stuck workers were killed ${action.incident.kills ?? 0} times already`
-    : `kill round ${action.incident.kills ?? 1} of ${rounds}: ${
+  const said = report !== null
+    ? `kill round ${action.incident.kills ?? 1} of ${rounds}: ${
       (report.steps.at(-1) ?? "nothing done").replace(/^kill_stuck: /, "")
-    }`;
+    }`
+    : !target.rungs.includes("kill_stuck")
+    ? "nothing killed (the ladder has no kill_stuck rung)"
+    : rounds === 0
+    ? "nothing killed (upstream_kill_rounds = 0)"
+    : "nothing killed yet (a kill round comes only where a pool is seen hung, as without upstreams)";
   await logIncident(ctx, {
     version: 1,
     at: deps.clock.now(),
@@ -172,13 +174,13 @@ export async function actOnUpstream(
     restart: report === null ? null : { ok: report.ok, rung: report.rung, steps: report.steps },
   });
   const held = report?.ok ? "" : "; php-fpm is not restarted until its workers move again";
-  const message = `${label} PHP upstream: ${upstreamLine(up)}; ${done}${held}.`;
+  const message = `${label} PHP upstream: ${upstreamLine(up)}; ${said}${held}.`;
   const details = [
     ...teller.probeDetails(result),
     `Upstream: ${up.peer}`,
     ...(report === null ? [] : report.steps.map((s) => `  ${s}`)),
     "",
-    "Before the kill round:",
+    report === null ? "The pool:" : "Before the kill round:",
     ...(result.pool ? [`Pool judged ${result.pool.verdict}: ${result.pool.why}`] : []),
     ...evidenceLines(evidence),
   ];

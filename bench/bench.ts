@@ -43,6 +43,7 @@ const SOAK_MS = Number(args["soak-minutes"]) * 60_000;
 const WWW = "/var/www/php-heartbeat";
 const SLEEP_PAGE = `${WWW}/bench-sleep.php`;
 const SLOW_PAGE = `${WWW}/bench-slow.php`;
+const UPSTREAM_PAGE = `${WWW}/bench-upstream.php`;
 /** The heartbeat vhost runs only the heartbeat: the bench's pages get a server of their own. */
 const BENCH_SITE = "/etc/nginx/sites-enabled/php-relaunch-bench";
 const BENCH = "http://127.0.0.1:8891";
@@ -242,6 +243,40 @@ async function exhausted(queued: number): Promise<() => Promise<void>> {
   return release;
 }
 
+/**
+ * An upstream that stops answering for `ms`, under steady load: a TCP listener on loopback that
+ * accepts and never answers, which the bench's page reads from, 8 requests at a time (more than
+ * the pool has workers); then it lets its connections go and the pool drains.
+ */
+async function upstreamSilent(ms: number): Promise<void> {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns: Deno.Conn[] = [];
+  const accepting = (async () => {
+    try {
+      for await (const c of listener) conns.push(c);
+    } catch { /* closed */ }
+  })();
+  await Deno.writeTextFile(
+    UPSTREAM_PAGE,
+    `<?php $fp = @fsockopen('127.0.0.1', ${listener.addr.port}, $e, $s, 5);
+if (!$fp) { echo 'down'; exit; }
+stream_set_timeout($fp, 600); fwrite($fp, "SELECT 1\\n"); echo fgets($fp) === false ? 'closed' : 'row';
+`,
+  );
+  const until = Date.now() + ms;
+  const client = async () => {
+    for (let i = 0; i < 5000 && Date.now() < until; i++) {
+      await heartbeatOf(`${BENCH}/bench-upstream.php`, 1500);
+      await sleep(100);
+    }
+  };
+  await Promise.all(Array.from({ length: 8 }, client));
+  listener.close();
+  for (const c of conns.splice(0)) c.close();
+  await accepting;
+  await sleep(10_000);
+}
+
 const FAULTS = {
   "SIGKILL of all php-fpm": async () => {
     await allFpm("SIGKILL");
@@ -305,6 +340,7 @@ async function restartCount(
   root: string,
   during: () => Promise<void>,
   url = HEARTBEAT,
+  read?: (log: string) => void,
 ): Promise<number> {
   await stack.healthy();
   const dir = await Deno.makeTempDir({ dir: root });
@@ -313,6 +349,7 @@ async function restartCount(
   await sleep(Math.random() * 2000);
   await during();
   await dog.stop();
+  read?.(await dog.log());
   return await dog.restarts();
 }
 
@@ -367,6 +404,7 @@ async function cleanUp(stack: Stack, work: { remove(): Promise<void> }): Promise
   await Deno.remove(BROKEN_POOL).catch(() => {});
   await Deno.remove(SLEEP_PAGE).catch(() => {});
   await Deno.remove(SLOW_PAGE).catch(() => {});
+  await Deno.remove(UPSTREAM_PAGE).catch(() => {});
   await Deno.remove(BENCH_SITE).catch(() => {});
   await sh("service", ["nginx", "reload"]);
   await stack.healthy().catch(() => {});
@@ -403,7 +441,7 @@ async function main() {
     listen 127.0.0.1:8891;
     access_log off;
     root ${WWW};
-    location ~ ^/bench-(sleep|slow)\\.php$ {
+    location ~ ^/bench-(sleep|slow|upstream)\\.php$ {
         include fastcgi_params;
         fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
         fastcgi_pass unix:/run/php/php8.2-fpm.sock;
@@ -426,7 +464,8 @@ async function main() {
   try {
     for (const mode of ["watch", "cron", "watch+status"] as const) {
       // the status pool serves every watch+status scenario, --only picking one of them too
-      const wanted = Object.keys(FAULTS).some((fault) => want(`${mode} ${fault}`));
+      const wanted = Object.keys(FAULTS).some((fault) => want(`${mode} ${fault}`)) ||
+        want(`${mode} upstream`);
       if (mode === "watch+status" && wanted) {
         await Deno.copyFile(`${ROOT}/nginx/php-fpm-status.conf`, STATUS_POOL);
         await sh("service", [FPM_SERVICE, "restart"]);
@@ -442,6 +481,16 @@ async function main() {
           } | ${secs(Math.max(...r.figures))} | ${median(r.restarts)} | ${r.failed} | ${
             before.medians.get(`${mode} | ${fault}`) ?? "-"
           } |`,
+        );
+      }
+      if (mode === "watch+status" && want(`${mode} upstream`)) {
+        // restarting cannot help while every worker waits on one upstream: held, told once
+        let kills = 0;
+        const n = await restartCount(stack, mode, root, () => upstreamSilent(60_000), HEARTBEAT, (
+          log,
+        ) => kills = log.split("\n").filter((l) => / PHP upstream: .*kill round/.test(l)).length);
+        counts.push(
+          `| ${mode} | an upstream that stops answering, under load (60 s) | ${n} (kill rounds: ${kills}) | 0 (1 kill round) |`,
         );
       }
       // the status page changes what happens on timeouts; the counts below have none of those

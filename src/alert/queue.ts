@@ -77,6 +77,7 @@ const ALERT_NAMES: Record<string, string> = {
   misconfigured: "PhpHeartbeatMisconfigured",
   overloaded: "PhpPoolOverloaded",
   "child_crashes": "PhpChildCrashes",
+  upstream: "PhpUpstreamBlocked",
 };
 
 /**

@@ -184,6 +184,7 @@ const policyKeys = {
   "warn_worker_memory": count(0, 1024 * 1024),
   "warn_child_crashes": childCrashes,
   "nginx_error_log": text('an absolute path, or "" for none', /^(\/.*)?$/),
+  "upstream_kill_rounds": count(0, 100),
 };
 
 const defaultsSchema = v.partial(v.strictObject(policyKeys));
@@ -308,6 +309,8 @@ export interface FilePolicy {
   "warn_child_crashes": { count: number; windowMs: number };
   /** nginx's error log, for the requests lost when children crash ("": none). */
   "nginx_error_log": string;
+  /** Rounds of killing the stuck workers one upstream incident allows; 0: none. */
+  "upstream_kill_rounds": number;
 }
 
 const fileSchema = v.strictObject({
@@ -477,4 +480,5 @@ export const WATCH_DEFAULTS: FilePolicy = {
   "warn_worker_memory": 0,
   "warn_child_crashes": { count: 5, windowMs: 60_000 },
   "nginx_error_log": "/var/log/nginx/error.log",
+  "upstream_kill_rounds": 1,
 };

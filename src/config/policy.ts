@@ -32,6 +32,11 @@ export interface Policy {
   pauseMaxMs: number;
   /** A pool the status page shows overloaded but moving: alert only, or restart anyway. */
   onOverload: "alert" | "restart";
+  /**
+   * Rounds of killing the stuck workers one upstream incident allows (unset: 1); restarts wait
+   * until it is over.
+   */
+  upstreamKillRounds?: number;
 }
 
 /** After a restart, php-fpm gets at least this long before the next probe (the original's 10 s). */
@@ -86,5 +91,6 @@ export function policyOf(p: FilePolicy): Policy {
     pauseDefaultMs: p.pause_default,
     pauseMaxMs: p.pause_max,
     onOverload: p.on_overload,
+    upstreamKillRounds: p.upstream_kill_rounds,
   };
 }

@@ -11,6 +11,7 @@ import type { Tools } from "../act/service.ts";
 import { describeError } from "../shared/errors.ts";
 import { clip } from "../shared/redact.ts";
 import { uidOf } from "./accounts.ts";
+import type { UpstreamWait } from "../probe/result.ts";
 
 /** One php-fpm process as ps saw it. */
 export interface ProcessInfo {
@@ -39,6 +40,8 @@ export interface Evidence {
   slowlog: string[];
   errorLog: string[];
   memory: { total: number; available: number } | null;
+  /** What most stuck workers waited on, when that made the failure an upstream incident. */
+  upstream?: UpstreamWait | undefined;
 }
 
 /** Where the evidence of one target is. */
@@ -203,6 +206,14 @@ export function evidenceLines(e: Evidence): string[] {
       );
     }
   } else lines.push(`Pool status: ${e.statusError ?? "unknown"}`);
+  if (e.upstream !== undefined) {
+    const up = e.upstream;
+    lines.push(
+      `Upstream: ${up.blocked} of ${up.of} workers blocked on ${up.peer}, the longest for ${
+        (up.forMs / 1000).toFixed(1)
+      } s`,
+    );
+  }
   if (e.processes.length > 0) {
     const states = new Map<string, number>();
     for (const p of e.processes) states.set(p.state, (states.get(p.state) ?? 0) + 1);

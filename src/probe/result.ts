@@ -56,6 +56,21 @@ export interface ProbeResult {
    * every process of the pool stopped (`hang`). No confirmation can change it.
    */
   certain?: { kind: "crash" | "hang"; why: string };
+  /**
+   * Set after a php-fpm failure when most of the pool's stuck workers wait on one peer (a TCP
+   * address, a unix socket, a mount): `blocked` of `of` workers, the longest for `forMs`.
+   * Restarting php-fpm cannot help: its workers would block on it again at once.
+   */
+  upstream?: UpstreamWait;
+}
+
+/** What most of a pool's stuck workers wait on (see fpm/upstream.ts). */
+export interface UpstreamWait {
+  /** "127.0.0.1:3306", "/run/mysqld/mysqld.sock", "NFS (rpc_wait_bit_killable)". */
+  peer: string;
+  blocked: number;
+  of: number;
+  forMs: number;
 }
 
 /** What a probe result calls for. */

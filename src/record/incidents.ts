@@ -81,6 +81,8 @@ const evidenceSchema = v.object({
   slowlog: v.array(str),
   errorLog: v.array(str),
   memory: orNull(v.object({ total: num, available: num })),
+  // added with upstream incidents: records written before lack it
+  upstream: v.optional(v.object({ peer: str, blocked: num, of: num, forMs: num })),
 });
 
 /** An incident line, checked whole: a record that passes is one `report` can read. */

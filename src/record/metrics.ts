@@ -46,6 +46,11 @@ export interface Counters {
   pools: Record<string, { up: boolean; killsOk: number; killsFailed: number }>;
   /** Children that exited on a signal, as php-fpm's error log says: by pool, then by signal. */
   childDeaths?: Record<string, Record<string, number>> | undefined;
+  /**
+   * What the pool's busy workers waited on at the last look after a failure (the most waited on
+   * peers first); cleared when the heartbeat answers. Unset: never looked.
+   */
+  upstream?: { pool: string; waits: { peer: string; waits: number }[] } | undefined;
 }
 
 /** Counters with nothing counted. */
@@ -216,7 +221,28 @@ export function families(targets: readonly { name: string; counters: Counters }[
     ...memoryFamilies(targets),
     ...poolFamilies(targets),
     childDeathFamily(targets),
+    upstreamFamily(targets),
   ];
+}
+
+/** What the pools' busy workers waited on at the last look, by peer. */
+function upstreamFamily(targets: readonly { name: string; counters: Counters }[]): Family {
+  const waits: Family = {
+    name: "php_relaunch_pool_upstream_waits",
+    help:
+      "Busy workers waiting on each peer (address:port, unix socket, mount) at the last look after a failure.",
+    type: "gauge",
+    values: [],
+  };
+  for (const { name: target, counters: c } of targets) {
+    for (const w of c.upstream?.waits ?? []) {
+      waits.values.push({
+        value: w.waits,
+        labels: { target, pool: c.upstream!.pool, peer: w.peer },
+      });
+    }
+  }
+  return waits;
 }
 
 /** Each pool of a target with several: whether it answers, and the kills of its stuck workers. */

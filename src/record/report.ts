@@ -38,6 +38,8 @@ export interface Report {
   memoryByPool: Record<string, { largestKb: number; averageKb: number; workers: number }>;
   /** Failed starts by the first error of php-fpm's configuration test. */
   cannotStart: Record<string, number>;
+  /** Upstream incidents by the peer their workers waited on (restarts held back). */
+  upstreams: Record<string, number>;
   byCause: Record<string, number>;
   /** Incidents per hour of the day (0-23, the host's local time). */
   byHour: number[];
@@ -245,6 +247,9 @@ function hintsOf(incidents: readonly IncidentRecord[], stuck: ScriptCount[]): Hi
     });
   }
 
+  const upstream = upstreamHint(incidents);
+  if (upstream !== null) hints.push(upstream);
+
   const dState = incidents.filter((i) => i.evidence.processes.some((p) => p.state === "D")).length;
   if (dState > 0) {
     hints.push({
@@ -254,6 +259,23 @@ function hintsOf(incidents: readonly IncidentRecord[], stuck: ScriptCount[]): Hi
     });
   }
   return hints;
+}
+
+/**
+ * The peer most upstream incidents' workers waited on: no php-fpm setting cures it, but timeouts
+ * in the scripts' clients turn a pool that hangs into requests that fail fast.
+ */
+function upstreamHint(incidents: readonly IncidentRecord[]): Hint | null {
+  const waits = incidents.flatMap((i) => i.evidence.upstream ? [i.evidence.upstream.peer] : []);
+  if (waits.length === 0) return null;
+  const by = new Map<string, number>();
+  for (const peer of waits) by.set(peer, (by.get(peer) ?? 0) + 1);
+  const [peer, n] = [...by].sort((a, b) => b[1] - a[1])[0]!;
+  return {
+    setting: "upstream",
+    advice:
+      `the workers were blocked on ${peer} in ${n} of ${incidents.length} incidents, where restarting php-fpm cannot help: look at ${peer} itself, and give the scripts' clients timeouts (default_socket_timeout, mysqli.connect_timeout / MYSQLI_OPT_READ_TIMEOUT, CURLOPT_TIMEOUT) and the pool a request_terminate_timeout, so that a silent upstream fails requests instead of filling the pool`,
+  };
 }
 
 /**
@@ -304,6 +326,10 @@ export function buildReport(
     incidents: incidents.length,
     restartsFailed: incidents.filter((i) => i.restart !== null && !i.restart.ok).length,
     cannotStart: cannotStartOf(incidents),
+    upstreams: incidents.reduce((by, i) => {
+      if (i.evidence.upstream !== undefined) count(by, i.evidence.upstream.peer);
+      return by;
+    }, {} as Record<string, number>),
     oomDeaths: incidents.filter((i) => (i.oomKills?.length ?? 0) > 0).length,
     memoryByPool: memoryByPool(incidents),
     byPool: incidents.reduce((by, i) => {
@@ -452,6 +478,13 @@ export function renderReport(r: Report): string {
       "",
       "Why php-fpm could not start (its configuration test):",
       ...table(r.cannotStart),
+    );
+  }
+  if (Object.keys(r.upstreams).length > 0) {
+    lines.push(
+      "",
+      "Upstreams the workers waited on (incidents; restarts held back):",
+      ...table(r.upstreams),
     );
   }
   const peak = Math.max(...r.byHour);

@@ -7,7 +7,13 @@ import { labelOf, type ProbeResult, verdictOf } from "../probe/result.ts";
 import type { Policy } from "../config/policy.ts";
 
 /** What kind of trouble an incident is. */
-export type IncidentKind = "php_down" | "unreachable" | "misconfigured" | "overloaded";
+export type IncidentKind =
+  | "php_down"
+  | "unreachable"
+  | "misconfigured"
+  | "overloaded"
+  /** Most stuck workers wait on one peer (a database, an API, a mount): restarts cannot help. */
+  | "upstream";
 
 /** An incident: from the first failed probe to `successThreshold` healthy ones. */
 export interface Incident {
@@ -19,6 +25,10 @@ export interface Incident {
   label: string;
   restarts: number;
   lastAlertAt: number | null;
+  /** An upstream incident's peer, as its workers wait on it. */
+  peer?: string | undefined;
+  /** An upstream incident's kill rounds made (at most upstream_kill_rounds). */
+  kills?: number | undefined;
 }
 
 /** One restart in the history. */
@@ -143,14 +153,21 @@ export type AlertReason =
   | "unreachable"
   | "misconfigured"
   | "overloaded"
-  | "reminder";
+  | "reminder"
+  /** An upstream incident ended while php-fpm still fails: handled as a failure again. */
+  | "upstream_over";
 
 /** What the caller should do now, in order. */
 export type Action =
   /** `retry`: one attempt after giving up, on the ladder's last rung. */
   | { type: "restart"; retry?: boolean }
   | { type: "alert"; reason: AlertReason; incident: Incident; downtimeMs?: number }
-  | { type: "log"; level: "debug" | "info" | "warn"; message: string };
+  | { type: "log"; level: "debug" | "info" | "warn"; message: string }
+  /**
+   * An upstream incident: `opened` says it (one alert), `kill` asks for one round of killing the
+   * stuck workers (the kill_stuck rung alone, when the ladder has it); nothing else is restarted.
+   */
+  | { type: "upstream"; incident: Incident; opened: boolean; kill: boolean };
 
 /** How soon the next probe is due. */
 export type NextProbe = "interval" | "confirm";
@@ -223,7 +240,72 @@ export function decide(
   if (verdict === "unreachable" || verdict === "misconfigured") {
     return notForRestart(state, verdict, labelOf(result), now, policy);
   }
+  // a master gone or stopped is php-fpm's own failure, whatever its workers waited on
+  if (result.upstream !== undefined && result.certain === undefined) {
+    return upstreamDown(state, result, now, policy);
+  }
+  if (state.incident?.kind === "upstream") {
+    // its workers moved on, yet php-fpm still fails: that is a failure of its own again
+    const over = state.incident;
+    state.incident = null;
+    const decision = phpDown(state, result, now, policy);
+    return {
+      ...decision,
+      actions: [{ type: "alert", reason: "upstream_over", incident: over }, ...decision.actions],
+    };
+  }
   return phpDown(state, result, now, policy);
+}
+
+/** Kill rounds an upstream incident allows when the configuration does not say. */
+export const DEFAULT_UPSTREAM_KILL_ROUNDS = 1;
+
+/**
+ * Most stuck workers wait on one peer: an incident of its own, told once, with at most
+ * `upstreamKillRounds` rounds of killing the stuck workers and no restart while it lasts; the run
+ * of failures ends, so that none is counted toward a restart meanwhile.
+ */
+function upstreamDown(
+  state: TargetState,
+  result: ProbeResult,
+  now: number,
+  policy: Policy,
+): Decision {
+  const up = result.upstream!;
+  const actions: Action[] = [];
+  state.failures = 0;
+  state.timeouts = 0;
+  state.failingSince = null;
+  let opened = false;
+  if (state.incident?.kind !== "upstream" || state.incident.peer !== up.peer) {
+    opened = true;
+    state.incident = {
+      ...openIncident("upstream", now - up.forMs, labelOf(result)),
+      peer: up.peer,
+      kills: 0,
+      lastAlertAt: now,
+    };
+  } else if (reminderDue(state.incident, now, policy)) {
+    state.incident.lastAlertAt = now;
+    actions.push({ type: "alert", reason: "reminder", incident: state.incident });
+  }
+  const incident = state.incident;
+  // a kill round only where the policy without upstreams would act on its own: a pool seen hung
+  // (or busy, with on_overload = "restart"); what the workers hold never adds a kill
+  const wouldAct = result.pool?.verdict === "hung" ||
+    (result.pool?.verdict === "busy" && policy.onOverload === "restart");
+  const kill = wouldAct && state.givenUpAt === null && now >= state.graceUntil &&
+    (incident.kills ?? 0) < (policy.upstreamKillRounds ?? DEFAULT_UPSTREAM_KILL_ROUNDS);
+  if (kill) incident.kills = (incident.kills ?? 0) + 1;
+  if (opened || kill) actions.push({ type: "upstream", incident, opened, kill });
+  else {
+    actions.push({
+      type: "log",
+      level: "debug",
+      message: `${up.blocked} of ${up.of} workers still blocked on ${up.peer}: nothing restarted.`,
+    });
+  }
+  return { state, actions, next: "interval" };
 }
 
 /** A healthy probe: counts towards the end of an incident and towards re-arming. */
@@ -236,7 +318,12 @@ function healthy(state: TargetState, now: number, policy: Policy): Decision {
   state.healthySince ??= now;
   // php-fpm answers: whatever its configuration was, it runs now
   state.configRejectedAt = null;
-  if (state.incident && state.successes >= policy.successThreshold) {
+  // a probe that got through to a worker freed by a kill round does not end an upstream incident
+  // (the next kill round would come with the next one): two in a row do
+  const needed = state.incident?.kind === "upstream"
+    ? Math.max(2, policy.successThreshold)
+    : policy.successThreshold;
+  if (state.incident && state.successes >= needed) {
     actions.push({
       type: "alert",
       reason: "recovered",

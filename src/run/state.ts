@@ -20,11 +20,14 @@ const count = v.pipe(v.number(), v.integer(), v.minValue(0));
 const incidentSchema = v.object({
   // added with alerts that resolve themselves: older files' incidents get one from `since`
   id: v.optional(v.pipe(v.string(), v.regex(/^[0-9-]{1,40}$/))),
-  kind: v.picklist(["php_down", "unreachable", "misconfigured", "overloaded"]),
+  kind: v.picklist(["php_down", "unreachable", "misconfigured", "overloaded", "upstream"]),
   since: timestamp,
   label: v.string(),
   restarts: count,
   lastAlertAt: v.nullable(timestamp),
+  // added with upstream incidents: state files written before lack them
+  peer: v.optional(v.pipe(v.string(), v.maxLength(200))),
+  kills: v.optional(count),
 });
 
 const stateSchema = v.object({
@@ -133,6 +136,14 @@ const stateSchema = v.object({
       ),
       // added with child crash loops: counters saved before lack it
       childDeaths: v.optional(v.record(v.string(), v.record(v.string(), v.number()))),
+      // added with upstream incidents: counters saved before lack it
+      upstream: v.optional(v.object({
+        pool: v.string(),
+        waits: v.pipe(
+          v.array(v.object({ peer: v.pipe(v.string(), v.maxLength(200)), waits: v.number() })),
+          v.maxLength(5),
+        ),
+      })),
     }),
     () => freshCounters(),
   ),

@@ -34,7 +34,14 @@ export interface TargetStatus {
   standing: Standing;
   /** Consecutive failed probes, of the threshold that restarts. */
   failures: { count: number; of: number };
-  incident: { id: string; kind: string; label: string; since: string } | null;
+  incident: {
+    id: string;
+    kind: string;
+    label: string;
+    since: string;
+    /** An upstream incident's peer: what the pool's workers wait on. */
+    peer?: string;
+  } | null;
   givenUpAt: string | null;
   /** Given up: when the next single restart is tried, or null for never. */
   nextRetryAt: string | null;
@@ -91,6 +98,7 @@ export function statusOf(
         kind: state.incident.kind,
         label: state.incident.label,
         since: iso(state.incident.since),
+        ...(state.incident.peer === undefined ? {} : { peer: state.incident.peer }),
       }
       : null,
     givenUpAt: state?.givenUpAt == null ? null : iso(state.givenUpAt),
@@ -161,7 +169,9 @@ export function renderStatus(list: readonly TargetStatus[], now: number): string
       unknown: "not probed yet",
       healthy: "healthy",
       failing: `failing (${t.failures.count} of ${t.failures.of})`,
-      incident: `incident since ${t.incident?.since} (${t.incident?.kind}, ${t.incident?.label})`,
+      incident: `incident since ${t.incident?.since} (${t.incident?.kind}, ${t.incident?.label}${
+        t.incident?.peer === undefined ? "" : `, workers blocked on ${t.incident.peer}`
+      })`,
       "given_up": `given up at ${t.givenUpAt} (${
         t.nextRetryAt === null ? "no retries" : `next retry at ${t.nextRetryAt}`
       }; or healthy again, SIGHUP, reset)`,

@@ -27,6 +27,7 @@ import { type MonitorOptions, outboxOf, pausesOf, type TargetContext } from "./c
 import { fileStateStore, type Memory, type StateStore } from "./state.ts";
 import { Teller } from "./teller.ts";
 import { CrashWatch } from "./child_crashes.ts";
+import { actOnUpstream, clearUpstreamWaits, withUpstream } from "./upstream_incident.ts";
 
 /** What one step did, for the schedule and the exit code. */
 export interface Step {
@@ -125,11 +126,14 @@ export class TargetWatch {
       : judged.result;
     if (stop?.aborted) return null;
     if (verdictOf(viewed) === "healthy") await this.prober.checkMemory(master);
-    const result = await withSocketHolder(
+    const held = await withSocketHolder(
       this.ctx,
       await this.prober.withProcessTable(viewed, master),
       master,
     );
+    // what the stuck workers wait on: a peer most of them wait on holds restarts back
+    const result = await withUpstream(this.ctx, this.prober, held, master);
+    if (verdictOf(result) === "healthy") clearUpstreamWaits(this.ctx);
     const step = await this.carryOut(result, policy, master.live);
     // crashing children are told, never restarted: whatever the heartbeat says
     await this.crashes.check();
@@ -163,7 +167,9 @@ export class TargetWatch {
     for (const action of decision.actions) {
       if (action.type === "log") this.log(action);
       else if (action.type === "alert") this.teller.alert(action, result, policy);
-      else if (this.noTimeToRestart()) {
+      else if (action.type === "upstream") {
+        await actOnUpstream(this.ctx, this.prober, this.teller, result, action, policy);
+      } else if (this.noTimeToRestart()) {
         // the failure stays counted: the next run's first failed probe restarts at once
         logger.info("{label} PHP failed near the end of this run: the next run restarts it.", {
           label: labelOf(result),

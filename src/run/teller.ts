@@ -219,7 +219,27 @@ export class Teller {
             seconds(action.downtimeMs ?? 0)
           } (${incident.label} since ${new Date(incident.since).toISOString()}).`,
           "PHP recovered",
-          [...this.probeDetails(result), `Restarts during the incident: ${incident.restarts}`],
+          [
+            ...this.probeDetails(result),
+            `Restarts during the incident: ${incident.restarts}`,
+            ...(incident.peer === undefined ? [] : [
+              `Workers were blocked on ${incident.peer}; kill rounds: ${incident.kills ?? 0}`,
+            ]),
+          ],
+          { incident, status: "resolved" },
+        );
+        return;
+      case "upstream_over":
+        this.event(
+          "warn",
+          `${label} PHP upstream incident over: the workers no longer wait on ${incident.peer}, yet php-fpm still fails; it is handled as a failure again.`,
+          "PHP upstream over",
+          [
+            ...this.probeDetails(result),
+            `Blocked since ${new Date(incident.since).toISOString()}; kill rounds: ${
+              incident.kills ?? 0
+            }`,
+          ],
           { incident, status: "resolved" },
         );
         return;

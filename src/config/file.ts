@@ -154,6 +154,10 @@ const policyKeys = {
   // MiB; 0: off
   "warn_pool_memory": count(0, 16 * 1024 * 1024),
   "warn_worker_memory": count(0, 1024 * 1024),
+  // OPcache's status script is asked this often; 0: never
+  "opcache_interval": duration(10_000, 86_400_000, true),
+  // percentage points; 0: off
+  "warn_opcache_hit_drop": count(0, 100),
 };
 
 const defaultsSchema = v.partial(v.strictObject(policyKeys));
@@ -274,6 +278,10 @@ export interface FilePolicy {
   "warn_pool_memory": number;
   /** Warn when a worker holds more than this many MiB resident; 0: off. */
   "warn_worker_memory": number;
+  /** How often OPcache's status script is asked (ms); 0: never. */
+  "opcache_interval": number;
+  /** Warn when OPcache's hit rate falls by this many percentage points; 0: off. */
+  "warn_opcache_hit_drop": number;
 }
 
 const fileSchema = v.strictObject({
@@ -441,4 +449,6 @@ export const WATCH_DEFAULTS: FilePolicy = {
   "warn_every": 15 * 60_000,
   "warn_pool_memory": 0,
   "warn_worker_memory": 0,
+  "opcache_interval": 60_000,
+  "warn_opcache_hit_drop": 10,
 };

@@ -285,6 +285,10 @@ function targetOf(
       workerKb: spec.extra.warn_worker_memory * 1024,
     }),
     warnEveryMs: spec.extra.warn_every,
+    opcache: Object.freeze({
+      intervalMs: spec.extra.opcache_interval,
+      hitDropPoints: spec.extra.warn_opcache_hit_drop,
+    }),
   });
 }
 

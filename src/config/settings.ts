@@ -151,6 +151,11 @@ export interface Target {
   readonly memoryWarn: MemoryLimits;
   /** The same early warning is repeated at most this often. */
   readonly warnEveryMs: number;
+  /**
+   * OPcache's watch: its status script asked every `intervalMs` (0, or absent: never), a fall of
+   * its hit rate by `hitDropPoints` percentage points warned (0: not).
+   */
+  readonly opcache?: { readonly intervalMs: number; readonly hitDropPoints: number };
 }
 
 /** Everything a run needs, validated. */

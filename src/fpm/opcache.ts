@@ -219,9 +219,9 @@ export interface OpcacheFinding {
 const mb = (n: number) => `${(n / 2 ** 20).toFixed(1)} MB`;
 const pct = (ratio: number) => `${(ratio * 100).toFixed(1)}%`;
 
-/** Twice the current value, or a floor, for the advice. */
-function doubled(now: number | null, floor: number): string {
-  return now === null ? `(e.g. ${floor})` : `from ${now} to ${Math.max(floor, now * 2)}`;
+/** Twice the current value (or a usual one when it is not known), for the advice. */
+function doubled(now: number | null, usual: number): string {
+  return now === null || now === 0 ? `(e.g. to ${usual})` : `from ${now} to ${now * 2}`;
 }
 
 /** The setting a full cache needs: its keys (the scripts' hash table) or its memory. */

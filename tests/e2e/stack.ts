@@ -256,6 +256,11 @@ export interface ExtraPoolOptions {
   nginxPort: number | null;
   /** The pool's own lines after user/group/listen. */
   poolLines: string[];
+  /**
+   * Added to php-fpm's command line in its init script (`-d opcache.memory_consumption=8`): what
+   * the master reads before any pool, such as OPcache's size, which a pool cannot set.
+   */
+  daemonArgs?: string[];
 }
 
 /**
@@ -305,7 +310,15 @@ export class ExtraPool {
     const script = (await Deno.readTextFile("/etc/init.d/php8.2-fpm"))
       .replace("CONFFILE=/etc/php/8.2/fpm/php-fpm.conf", `CONFFILE=${f.conf}`)
       .replace("Provides:          php8.2-fpm", `Provides:          ${this.service}`);
-    await Deno.writeTextFile(f.init, script, { mode: 0o755 });
+    const args = this.options.daemonArgs ?? [];
+    const daemonArgs = 'DAEMON_ARGS="--daemonize --fpm-config $CONFFILE"';
+    if (args.length > 0 && !script.includes(daemonArgs)) {
+      throw new Error(`/etc/init.d/php8.2-fpm has no line ${daemonArgs}`);
+    }
+    const init = args.length === 0
+      ? script
+      : script.replace(daemonArgs, `${daemonArgs.slice(0, -1)} ${args.join(" ")}"`);
+    await Deno.writeTextFile(f.init, init, { mode: 0o755 });
     await Deno.chmod(f.init, 0o755);
     if (this.options.nginxPort !== null) {
       await Deno.writeTextFile(

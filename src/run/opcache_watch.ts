@@ -20,6 +20,11 @@ import { logger } from "../shared/log.ts";
 import type { TargetContext } from "./context.ts";
 import type { Prober } from "./prober.ts";
 
+/** How a problem that is OPcache's own answer begins. */
+const OFF = "OPcache is off: ";
+/** The most of a problem kept in the state file. */
+const MAX_PROBLEM = 256;
+
 /** The most one ask may take: the script answers in milliseconds, a busy pool may not. */
 const OPCACHE_LIMIT_MS = 3000;
 
@@ -49,10 +54,18 @@ export class OpcacheWatch {
       problem: null,
     };
     if (typeof asked === "string") {
-      memory.counters = { ...memory.counters, opcache: { ...kept, problem: asked } };
+      // OPcache off is an answer: its old figures are no longer of this php-fpm
+      const off = asked.startsWith(OFF);
+      const problem = asked.slice(0, MAX_PROBLEM);
+      memory.counters = {
+        ...memory.counters,
+        opcache: off
+          ? { ...kept, status: null, pendingSince: null, problem }
+          : { ...kept, problem },
+      };
       // a problem is said when it begins (the state file carries it across cron runs)
-      const level = was?.problem === asked || missing !== null ? "debug" : "info";
-      logger[level]("OPcache not read: {why}.", { why: asked, target: target.name });
+      const level = was?.problem === problem || missing !== null ? "debug" : "info";
+      logger[level]("OPcache not read: {why}.", { why: problem, target: target.name });
       return;
     }
     const current = asked;
@@ -77,7 +90,7 @@ export class OpcacheWatch {
       deps.fcgiGet,
     );
     if (typeof read === "string") return oneLine(read);
-    return read.on ? read.status : `OPcache is off: ${read.why}`;
+    return read.on ? read.status : `${OFF}${read.why}`;
   }
 
   /**

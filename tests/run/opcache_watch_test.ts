@@ -244,3 +244,18 @@ Deno.test("OPcache behind an HTTP heartbeat: asked on the pool's listen from php
   assert.equal(r.memory.counters.opcache?.problem, null);
   assert.ok(r.memory.counters.opcache?.status !== null);
 });
+
+Deno.test("OPcache turned off: its old figures are dropped, and said once", async () => {
+  const off = JSON.parse(opcacheJson());
+  off.status = false;
+  off.ini["opcache.enable"] = "0";
+  const r = await run({
+    opcache: (n) => ({ status: 200, body: n === 0 ? opcacheJson() : JSON.stringify(off) }),
+  });
+  assert.equal(r.asked.length, 3);
+  assert.equal(r.memory.counters.opcache?.status, null, "no gauges of an OPcache that is off");
+  assert.equal(r.memory.counters.opcache?.problem, "OPcache is off: opcache.enable is off");
+  assert.deepEqual(r.logs.lines(), ["OPcache not read: OPcache is off: opcache.enable is off."]);
+  const text = await renderMetrics([{ name: "www", counters: r.memory.counters }]);
+  assert.doesNotMatch(text, /php_relaunch_opcache_memory_bytes\{/);
+});

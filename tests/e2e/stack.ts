@@ -4,6 +4,7 @@
  * running or stopped as it found them.
  */
 import { ROOT } from "../support/cli.ts";
+import { OPCACHE_SCRIPT } from "../../src/fpm/opcache.ts";
 
 export const FPM_SERVICE = "php8.2-fpm";
 export const FPM_PROCESS = "php-fpm8.2";
@@ -108,6 +109,8 @@ export class Stack {
     private readonly fpmWasRunning: boolean,
     private readonly samplesWereInstalled: boolean,
     private readonly allowConf: string | null,
+    /** The samples but OPcache's status script were in place: only the script is taken away. */
+    private readonly allButOpcache = false,
   ) {}
 
   /** Installs what is missing and starts the services; throws with advice if packages are absent. */
@@ -125,6 +128,8 @@ export class Stack {
       (await pids(FPM_PROCESS)).length > 0,
       samples.code === 0,
       await Deno.readTextFile(ALLOW_CONF).catch(() => null),
+      // samples installed before the OPcache script was one of them
+      samples.out === `missing ${OPCACHE_SCRIPT}`,
     );
     if (!stack.samplesWereInstalled) await must(`${ROOT}/scripts/samples.sh`, ["install"]);
     await stack.healthy();
@@ -152,7 +157,12 @@ export class Stack {
   /** Restores the samples and the services' running state. */
   async down(): Promise<void> {
     if (this.allowConf !== null) await Deno.writeTextFile(ALLOW_CONF, this.allowConf);
-    if (!this.samplesWereInstalled) await sh(`${ROOT}/scripts/samples.sh`, ["uninstall"]);
+    if (this.allButOpcache) {
+      await Deno.remove(OPCACHE_SCRIPT).catch(() => {});
+      await Deno.remove(OPCACHE_SCRIPT.slice(0, OPCACHE_SCRIPT.lastIndexOf("/"))).catch(() => {});
+    } else if (!this.samplesWereInstalled) {
+      await sh(`${ROOT}/scripts/samples.sh`, ["uninstall"]);
+    }
     const nginxUp = (await pids("nginx")).length > 0;
     if (this.nginxWasRunning && !nginxUp) await sh("service", ["nginx", "start"]);
     if (!this.nginxWasRunning && nginxUp) await sh("service", ["nginx", "stop"]);

@@ -23,6 +23,7 @@ import type { MonitorOptions } from "./run/context.ts";
 import { readIncidents } from "./record/incidents.ts";
 import { buildReport, opcacheHints, renderReport } from "./record/report.ts";
 import type { OpcacheCounters } from "./record/metrics.ts";
+import { OPCACHE_SCRIPT } from "./fpm/opcache.ts";
 import { describeRoute } from "./alert/mail.ts";
 import { describeFcgiTarget } from "./probe/fcgi.ts";
 import { revision } from "./revision.ts";
@@ -299,6 +300,13 @@ export function describeConfig(cfg: Config): string {
         ),
       ]),
       `  php-fpm conf ${t.fpmConfig ?? "unknown (set fpm_config)"}`,
+      `  OPcache      ${
+        (t.opcache?.intervalMs ?? 0) === 0
+          ? "not watched (opcache_interval = 0)"
+          : `${OPCACHE_SCRIPT} asked every ${
+            t.opcache!.intervalMs / 1000
+          } s when installed; warn when the hit rate falls ${t.opcache!.hitDropPoints} points`
+      }`,
       `  mail to      ${t.mailTo.length ? t.mailTo.join(", ") : "nobody"}`,
       `  lock, state  ${t.lockFile}, ${t.stateFile}`,
     );

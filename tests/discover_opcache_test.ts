@@ -47,3 +47,23 @@ Deno.test("discover: an installed script is said to be in place; one others may 
     /OPcache: not watched: .* is not root's alone \(expected owner root, mode 0644\)/,
   );
 });
+
+Deno.test("check-config: says how OPcache is watched, or that it is not", async () => {
+  const config = (extra: string) =>
+    `[defaults]\n${extra}\n[[target]]\nname = "w"\nurl = "fcgi+unix:///run/php/php8.2-fpm.sock/ping"\nservice = "php8.2-fpm"\n`;
+  const on = testDeps({
+    fs: debianFs({ files: { ...FPM, "/etc/php-relaunch/config.toml": config("") } }),
+  });
+  assert.equal(await run(["check-config", "--config", "/etc/php-relaunch/config.toml"], on), 0);
+  assert.match(
+    on.out.join(""),
+    /\n {2}OPcache {6}\/usr\/local\/share\/php-relaunch\/php-relaunch-opcache\.php asked every 60 s when installed; warn when the hit rate falls 10 points\n/,
+  );
+  const off = testDeps({
+    fs: debianFs({
+      files: { ...FPM, "/etc/php-relaunch/config.toml": config("opcache_interval = 0") },
+    }),
+  });
+  assert.equal(await run(["check-config", "--config", "/etc/php-relaunch/config.toml"], off), 0);
+  assert.match(off.out.join(""), /\n {2}OPcache {6}not watched \(opcache_interval = 0\)\n/);
+});

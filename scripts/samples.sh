@@ -4,6 +4,8 @@
 #   /etc/nginx/conf.d/heartbeat_allowed.conf          who may probe (http level)
 #   /etc/nginx/sites-available/php-heartbeat          the vhost on 127.0.0.1:8889 and [::1]:8889
 #   /etc/nginx/sites-enabled/php-heartbeat            -> ../sites-available/php-heartbeat
+#   /usr/local/share/php-relaunch/php-relaunch-opcache.php  OPcache's status, read over FastCGI
+#                                                     (root's, 0644, outside every docroot)
 # The vhost's fastcgi_pass is set to the listen socket of the installed php-fpm's www pool.
 # Usage: scripts/samples.sh install|uninstall|status. Needs root. Reloads nginx if it runs.
 set -eu
@@ -15,6 +17,8 @@ page=$www/php-heartbeat.php
 allow=/etc/nginx/conf.d/heartbeat_allowed.conf
 site=/etc/nginx/sites-available/php-heartbeat
 link=/etc/nginx/sites-enabled/php-heartbeat
+share=/usr/local/share/php-relaunch
+opcache=$share/php-relaunch-opcache.php
 
 die() { echo "samples.sh: $*" >&2; exit 1; }
 
@@ -31,6 +35,13 @@ fpm_socket() {
     fi
   done
   echo "unix:/run/php/php8.2-fpm.sock"
+}
+
+install_opcache() {
+  # php-fpm's workers (www-data) run it: root's, in a folder only root may write, never a link
+  [ ! -L "$share" ] || die "$share is a symbolic link: remove it first"
+  install -d -o root -g root -m 0755 "$share"
+  install -o root -g root -m 0644 "$root/nginx/php-relaunch-opcache.php" "$opcache"
 }
 
 nginx_running() { pgrep -x nginx >/dev/null 2>&1; }
@@ -53,18 +64,22 @@ case "${1:-}" in
     chmod 0644 "$site.tmp"
     mv -f "$site.tmp" "$site"
     ln -sfn ../sites-available/php-heartbeat "$link"
+    install_opcache
     reload_nginx
     echo "samples.sh: heartbeat installed: http://127.0.0.1:8889/php-heartbeat.php -> $socket"
+    echo "samples.sh: OPcache status script installed: $opcache"
     ;;
   uninstall)
     [ "$(id -u)" = 0 ] || die "run as root"
     rm -f "$link" "$site" "$allow" "$page"
     rmdir "$www" 2>/dev/null || true
+    rm -f "$opcache"
+    rmdir "$share" 2>/dev/null || true
     if nginx_running; then reload_nginx; fi
     echo "samples.sh: heartbeat removed"
     ;;
   status)
-    for f in "$page" "$allow" "$site" "$link"; do
+    for f in "$page" "$allow" "$site" "$link" "$opcache"; do
       [ -e "$f" ] || { echo "missing $f"; exit 1; }
     done
     echo "installed"

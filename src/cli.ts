@@ -21,7 +21,9 @@ import { probeOnce, watchRun } from "./run/cron.ts";
 import { readTargetStatuses, renderStatus, statusExit } from "./run/status.ts";
 import type { MonitorOptions } from "./run/context.ts";
 import { readIncidents } from "./record/incidents.ts";
-import { buildReport, renderReport } from "./record/report.ts";
+import { buildReport, opcacheHints, renderReport } from "./record/report.ts";
+import type { OpcacheCounters } from "./record/metrics.ts";
+import { OPCACHE_SCRIPT } from "./fpm/opcache.ts";
 import { describeRoute } from "./alert/mail.ts";
 import { describeFcgiTarget } from "./probe/fcgi.ts";
 import { revision } from "./revision.ts";
@@ -299,6 +301,13 @@ export function describeConfig(cfg: Config): string {
       ]),
       `  php-fpm conf ${t.fpmConfig ?? "unknown (set fpm_config)"}`,
       `  crash loops  ${childCrashesLine(t)}`,
+      `  OPcache      ${
+        (t.opcache?.intervalMs ?? 0) === 0
+          ? "not watched (opcache_interval = 0)"
+          : `${OPCACHE_SCRIPT} asked every ${
+            t.opcache!.intervalMs / 1000
+          } s when installed; warn when the hit rate falls ${t.opcache!.hitDropPoints} points`
+      }`,
       `  mail to      ${t.mailTo.length ? t.mailTo.join(", ") : "nobody"}`,
       `  lock, state  ${t.lockFile}, ${t.stateFile}`,
     );
@@ -452,10 +461,32 @@ async function printReport(cfg: Config, deps: Deps): Promise<ExitCode> {
     );
   }
   const report = buildReport(read.incidents, since, until, read.skipped);
+  report.hints.push(...opcacheHints(await opcacheReads(cfg, deps)));
   deps.stdout(
     cfg.report.format === "json" ? JSON.stringify(report, null, 2) + "\n" : renderReport(report),
   );
   return ExitCode.Ok;
+}
+
+/**
+ * Each target's last OPcache read, from its state file: the configured targets, or every state
+ * file in the state folder.
+ */
+async function opcacheReads(
+  cfg: Config,
+  deps: Deps,
+): Promise<{ target: string; opcache: OpcacheCounters | undefined }[]> {
+  const targets = cfg.targets.length > 0
+    ? cfg.targets.map((t) => ({ name: t.name, file: t.stateFile }))
+    : (await storedTargets(deps.fs, cfg.stateDir)).map((name) => ({
+      name,
+      file: statePath(cfg.stateDir, name),
+    }));
+  return await Promise.all(targets.map(async (t) => {
+    const exists = await deps.fs.info(t.file).catch(() => null);
+    const memory = exists === null ? null : await fileStateStore(t.file).load();
+    return { target: t.name, opcache: memory?.counters.opcache };
+  }));
 }
 
 /** How long `reset` waits for a cron run under way to finish with the target. */

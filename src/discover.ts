@@ -4,7 +4,8 @@
  * watches each of them, with the settings that would make it better named in comments.
  */
 import { discoveryToml, renderDiscovery } from "./config/discovered.ts";
-import { discoverFpm } from "./fpm/discover.ts";
+import { discoverFpm, opcacheScriptProblem } from "./fpm/discover.ts";
+import { OPCACHE_SCRIPT } from "./fpm/opcache.ts";
 import type { Deps } from "./shared/deps.ts";
 import { ConfigError, ExitCode } from "./shared/errors.ts";
 import { escapeControl } from "./shared/redact.ts";
@@ -23,7 +24,19 @@ export async function discover(format: string | undefined, deps: Deps): Promise<
       }`,
     )
     : renderDiscovery(found);
+  const opcache = found.length === 0 ? null : await opcacheLine(deps);
+  const withOpcache = opcache === null
+    ? text
+    : text + (format === "toml" ? `# ${opcache}\n` : `${opcache}\n`);
   // names and paths come from files on the host: one line each, whatever they hold
-  deps.stdout(text.split("\n").map(escapeControl).join("\n"));
+  deps.stdout(withOpcache.split("\n").map(escapeControl).join("\n"));
   return found.length === 0 ? ExitCode.PhpDown : ExitCode.Ok;
+}
+
+/** Whether OPcache can be watched: its status script in place, or where it is missing. */
+async function opcacheLine(deps: Deps): Promise<string> {
+  const problem = await opcacheScriptProblem(deps.fs, OPCACHE_SCRIPT);
+  return problem === null
+    ? `OPcache: status script ${OPCACHE_SCRIPT} in place; each master's OPcache is watched`
+    : `OPcache: not watched: ${problem}`;
 }

@@ -185,6 +185,10 @@ const policyKeys = {
   "warn_child_crashes": childCrashes,
   "nginx_error_log": text('an absolute path, or "" for none', /^(\/.*)?$/),
   "upstream_kill_rounds": count(0, 100),
+  // OPcache's status script is asked this often; 0: never
+  "opcache_interval": duration(10_000, 86_400_000, true),
+  // percentage points; 0: off
+  "warn_opcache_hit_drop": count(0, 100),
 };
 
 const defaultsSchema = v.partial(v.strictObject(policyKeys));
@@ -311,6 +315,10 @@ export interface FilePolicy {
   "nginx_error_log": string;
   /** Rounds of killing the stuck workers one upstream incident allows; 0: none. */
   "upstream_kill_rounds": number;
+  /** How often OPcache's status script is asked (ms); 0: never. */
+  "opcache_interval": number;
+  /** Warn when OPcache's hit rate falls by this many percentage points; 0: off. */
+  "warn_opcache_hit_drop": number;
 }
 
 const fileSchema = v.strictObject({
@@ -481,4 +489,6 @@ export const WATCH_DEFAULTS: FilePolicy = {
   "warn_child_crashes": { count: 5, windowMs: 60_000 },
   "nginx_error_log": "/var/log/nginx/error.log",
   "upstream_kill_rounds": 1,
+  "opcache_interval": 60_000,
+  "warn_opcache_hit_drop": 10,
 };

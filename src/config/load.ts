@@ -289,6 +289,10 @@ function targetOf(
       ...spec.extra.warn_child_crashes,
       nginxErrorLog: spec.extra.nginx_error_log || null,
     }),
+    opcache: Object.freeze({
+      intervalMs: spec.extra.opcache_interval,
+      hitDropPoints: spec.extra.warn_opcache_hit_drop,
+    }),
   });
 }
 

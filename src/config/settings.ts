@@ -158,6 +158,11 @@ export interface Target {
     /** nginx's error log, for the requests lost at the crashes (null: none). */
     readonly nginxErrorLog: string | null;
   };
+  /**
+   * OPcache's watch: its status script asked every `intervalMs` (0, or absent: never), a fall of
+   * its hit rate by `hitDropPoints` percentage points warned (0: not).
+   */
+  readonly opcache?: { readonly intervalMs: number; readonly hitDropPoints: number };
 }
 
 /** Everything a run needs, validated. */

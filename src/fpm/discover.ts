@@ -45,3 +45,30 @@ export function fcgiUrl(listen: string | null, path: string | null): string | nu
   const host = !port[1] || port[1] === "0.0.0.0" || port[1] === "*" ? "127.0.0.1" : port[1];
   return `fcgi://${host}:${port[2]}${path}`;
 }
+
+/**
+ * Why php-relaunch's OPcache status script at `path` is not one to ask php-fpm for, or null when
+ * it is: missing, a link, or a file or folder that another user than root owns or may write
+ * (php-fpm runs what is there; whoever may change it chooses what the answer says).
+ */
+export async function opcacheScriptProblem(fs: Fs, path: string): Promise<string | null> {
+  const folder = path.slice(0, path.lastIndexOf("/")) || "/";
+  const install = "install it with sh scripts/samples.sh install";
+  try {
+    const dir = await fs.info(folder);
+    if (dir === null) return `${path} is missing: ${install}`;
+    if (dir.isSymlink || !dir.isDirectory) return `${folder} is not a folder: ${install}`;
+    if (dir.uid !== 0 || (dir.mode & 0o022) !== 0) {
+      return `${folder} is not root's alone (expected owner root, mode 0755)`;
+    }
+    const file = await fs.info(path);
+    if (file === null) return `${path} is missing: ${install}`;
+    if (file.isSymlink || !file.isFile) return `${path} is not a regular file: ${install}`;
+    if (file.uid !== 0 || (file.mode & 0o022) !== 0) {
+      return `${path} is not root's alone (expected owner root, mode 0644)`;
+    }
+    return null;
+  } catch (err) {
+    return `${path} cannot be checked: ${err instanceof Error ? err.message : String(err)}`;
+  }
+}

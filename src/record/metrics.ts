@@ -4,6 +4,7 @@
  * node_exporter textfile (written atomically) or on a loopback /metrics endpoint in watch mode.
  */
 import type { PoolStatus } from "../fpm/status.ts";
+import type { OpcacheStatus } from "../fpm/opcache.ts";
 import { writeFileAtomic } from "../shared/safe_file.ts";
 
 /** Upper bounds of the probe latency histogram, in seconds. */
@@ -39,6 +40,8 @@ export interface Counters {
     largestKb: number;
     byPool?: Record<string, { sumKb: number; largestKb: number }> | undefined;
   } | null;
+  /** OPcache's last read, where it is watched (counters saved before lack it). */
+  opcache?: OpcacheCounters | undefined;
   /**
    * With several pools: each pool's last probe (answered or not), and the kills of its stuck
    * workers while another pool answered, by result.
@@ -51,6 +54,20 @@ export interface Counters {
    * peers first); cleared when the heartbeat answers. Unset: never looked.
    */
   upstream?: { pool: string; waits: { peer: string; waits: number }[] } | undefined;
+}
+
+/** OPcache's last read, kept between runs: the gauges, and what the next read compares. */
+export interface OpcacheCounters {
+  /** When it was last asked, answered or not: asks are spaced by opcache_interval. */
+  at: number;
+  /** When it last answered with OPcache's state (null: never). */
+  readAt: number | null;
+  /** OPcache's state at `readAt`, or null. */
+  status: OpcacheStatus | null;
+  /** Since when OPcache has had a restart pending, or null. */
+  pendingSince: number | null;
+  /** Why the last ask gave no state (OPcache off, no script, no answer), or null. */
+  problem: string | null;
 }
 
 /** Counters with nothing counted. */
@@ -222,6 +239,7 @@ export function families(targets: readonly { name: string; counters: Counters }[
     ...poolFamilies(targets),
     childDeathFamily(targets),
     upstreamFamily(targets),
+    ...opcacheFamilies(targets),
   ];
 }
 
@@ -243,6 +261,76 @@ function upstreamFamily(targets: readonly { name: string; counters: Counters }[]
     }
   }
   return waits;
+}
+
+/** OPcache's gauges, from its last read, where it is watched. */
+function opcacheFamilies(targets: readonly { name: string; counters: Counters }[]): Family[] {
+  const f = (name: string, type: Family["type"], help: string): Family => ({
+    name: `php_relaunch_opcache_${name}`,
+    help,
+    type,
+    values: [],
+  });
+  const memory = f(
+    "memory_bytes",
+    "gauge",
+    "OPcache's shared memory by state (used, free, wasted).",
+  );
+  const hit = f("hit_ratio", "gauge", "OPcache's hits / (hits + misses) since php-fpm started.");
+  const oom = f(
+    "oom_restarts_total",
+    "counter",
+    "OPcache restarts for want of memory, as OPcache counts them since php-fpm started.",
+  );
+  const hash = f(
+    "hash_restarts_total",
+    "counter",
+    "OPcache restarts for want of keys (opcache.max_accelerated_files) since php-fpm started.",
+  );
+  const interned = f(
+    "interned_strings_bytes",
+    "gauge",
+    "OPcache's interned-strings buffer by state (used, free).",
+  );
+  const keys = f("cached_keys", "gauge", "Keys in OPcache's hash table.");
+  const maxKeys = f("max_cached_keys", "gauge", "The most keys OPcache's hash table holds.");
+  const full = f("cache_full", "gauge", "Whether OPcache says it is full (1) or not (0).");
+  const pending = f(
+    "restart_pending",
+    "gauge",
+    "Whether OPcache waits for a restart (1) or not (0).",
+  );
+  const readAt = f(
+    "read_timestamp_seconds",
+    "gauge",
+    "When OPcache's status was last read (the other OPcache figures are of then).",
+  );
+  for (const { name: target, counters: c } of targets) {
+    const s = c.opcache?.status;
+    if (s === undefined || s === null) continue;
+    for (
+      const [state, value] of [["used", s.usedBytes], ["free", s.freeBytes], [
+        "wasted",
+        s.wastedBytes,
+      ]] as const
+    ) {
+      memory.values.push({ value, labels: { target, state } });
+    }
+    const lookups = s.hits + s.misses;
+    hit.values.push({ value: lookups === 0 ? 0 : s.hits / lookups, labels: { target } });
+    oom.values.push({ value: s.oomRestarts, labels: { target } });
+    hash.values.push({ value: s.hashRestarts, labels: { target } });
+    interned.values.push(
+      { value: s.internedUsedBytes, labels: { target, state: "used" } },
+      { value: s.internedFreeBytes, labels: { target, state: "free" } },
+    );
+    keys.values.push({ value: s.cachedKeys, labels: { target } });
+    maxKeys.values.push({ value: s.maxCachedKeys, labels: { target } });
+    full.values.push({ value: s.cacheFull ? 1 : 0, labels: { target } });
+    pending.values.push({ value: s.restartPending ? 1 : 0, labels: { target } });
+    readAt.values.push({ value: (c.opcache?.readAt ?? 0) / 1000, labels: { target } });
+  }
+  return [memory, hit, oom, hash, interned, keys, maxKeys, full, pending, readAt];
 }
 
 /** Each pool of a target with several: whether it answers, and the kills of its stuck workers. */

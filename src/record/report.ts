@@ -6,6 +6,8 @@
 import { isOff, type PoolSettings } from "../fpm/config.ts";
 import { isBusy } from "../fpm/status.ts";
 import type { IncidentRecord } from "./incidents.ts";
+import { opcacheFindings } from "../fpm/opcache.ts";
+import type { OpcacheCounters } from "./metrics.ts";
 import { escapeControl } from "../shared/redact.ts";
 
 /** A script and how often (in how many incidents) it was seen, with the longest request. */
@@ -301,6 +303,34 @@ function overcommitHint(i: IncidentRecord): Hint | null {
   };
 }
 
+/**
+ * OPcache's hints, from each target's last read (kept in its state file): an OPcache that is
+ * full, wastes more than it may or has no room for interned strings names the setting to raise.
+ * It is no incident (the site slows down, it does not fail), so its hints stand without one.
+ */
+export function opcacheHints(
+  reads: readonly { target: string; opcache: OpcacheCounters | undefined }[],
+): Hint[] {
+  const hints: Hint[] = [];
+  for (const { target, opcache } of reads) {
+    const s = opcache?.status;
+    if (s === undefined || s === null || opcache?.readAt === null) continue;
+    const at = new Date(opcache!.readAt!).toISOString();
+    for (const f of opcacheFindings(s)) {
+      if (f.setting === null) continue;
+      hints.push({ setting: f.setting, advice: `${target} at ${at}: ${f.message}: ${f.advice}` });
+    }
+    if (s.iniMismatch) {
+      hints.push({
+        setting: "opcache.memory_consumption",
+        advice:
+          `${target}: a pool sets opcache.memory_consumption (php_admin_value), which cannot resize OPcache's memory: the master allocates it from php.ini when php-fpm starts; set it there`,
+      });
+    }
+  }
+  return hints;
+}
+
 /** The report on `incidents` between `since` and `until`. */
 export function buildReport(
   records: readonly IncidentRecord[],
@@ -454,8 +484,14 @@ export function renderReport(r: Report): string {
   ];
   if (r.incidents === 0) {
     const crashes = childCrashLines(r);
-    if (crashes.length > 0) return [...lines, ...crashes].map(escapeControl).join("\n") + "\n";
-    return lines.map(escapeControl).join("\n") + "\nNothing to report.\n";
+    // OPcache's hints need no incident
+    const hints = r.hints.length === 0
+      ? []
+      : ["", "Tuning hints:", ...r.hints.map((h) => `  - ${h.setting}: ${h.advice}`)];
+    if (crashes.length + hints.length === 0) {
+      return lines.map(escapeControl).join("\n") + "\nNothing to report.\n";
+    }
+    return [...lines, ...crashes, ...hints].map(escapeControl).join("\n") + "\n";
   }
   lines.push("", "By cause:", ...table(r.byCause));
   lines.push("", "Recovered by:", ...table(r.byRung));

@@ -241,8 +241,15 @@ export class Prober {
     }
   }
 
-  /** An early warning, unless the same kind was sent within warn_every. */
-  private warnOnce(warning: { kind: string; message: string }, details: string[]): void {
+  /**
+   * An early warning, unless the same kind was sent within warn_every; `subject` names what it
+   * is of (the pool's, by default; OPcache's).
+   */
+  warnOnce(
+    warning: { kind: string; message: string },
+    details: string[],
+    subject = "PHP pool warning",
+  ): void {
     const { target, deps, memory } = this.ctx;
     const now = deps.clock.now();
     const last = memory.state.warnedAt[warning.kind];
@@ -259,8 +266,8 @@ export class Prober {
     // an early warning is no incident's alert: it is threaded with none
     this.teller.event(
       "warn",
-      `PHP pool warning: ${warning.message}.`,
-      "PHP pool warning",
+      `${subject}: ${warning.message}.`,
+      subject,
       details,
       null,
     );

@@ -30,6 +30,42 @@ const incidentSchema = v.object({
   kills: v.optional(count),
 });
 
+const opcacheNumber = v.pipe(v.number(), v.minValue(0));
+const opcacheSchema = v.object({
+  at: timestamp,
+  readAt: v.nullable(timestamp),
+  status: v.nullable(v.object({
+    cacheFull: v.boolean(),
+    restartPending: v.boolean(),
+    restartInProgress: v.boolean(),
+    usedBytes: opcacheNumber,
+    freeBytes: opcacheNumber,
+    wastedBytes: opcacheNumber,
+    wastedPercent: opcacheNumber,
+    internedBufferBytes: opcacheNumber,
+    internedUsedBytes: opcacheNumber,
+    internedFreeBytes: opcacheNumber,
+    cachedScripts: opcacheNumber,
+    cachedKeys: opcacheNumber,
+    maxCachedKeys: opcacheNumber,
+    hits: opcacheNumber,
+    misses: opcacheNumber,
+    startTime: opcacheNumber,
+    oomRestarts: opcacheNumber,
+    hashRestarts: opcacheNumber,
+    manualRestarts: opcacheNumber,
+    iniMismatch: v.boolean(),
+    ini: v.object({
+      memoryConsumptionMb: v.nullable(opcacheNumber),
+      maxAcceleratedFiles: v.nullable(opcacheNumber),
+      internedStringsBufferMb: v.nullable(opcacheNumber),
+      maxWastedPercentage: v.nullable(opcacheNumber),
+    }),
+  })),
+  pendingSince: v.nullable(timestamp),
+  problem: v.nullable(v.pipe(v.string(), v.maxLength(1024))),
+});
+
 const stateSchema = v.object({
   version: v.literal(1),
   failures: count,
@@ -126,6 +162,9 @@ const stateSchema = v.object({
         })),
         null,
       ),
+      // added with OPcache's watch: counters saved before lack it; one that does not parse is
+      // read again at the next ask
+      opcache: v.fallback(v.optional(opcacheSchema), undefined),
       // added with per-pool handling: counters saved before lack it
       pools: v.optional(
         v.record(

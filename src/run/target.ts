@@ -19,6 +19,7 @@ import { logger } from "../shared/log.ts";
 import { type Action, configPassesAgain, decide, noticeMaster } from "./policy.ts";
 import { masterOfStep } from "./master_watch.ts";
 import { Prober } from "./prober.ts";
+import { OpcacheWatch } from "./opcache_watch.ts";
 import { PoolKeeper } from "./pools.ts";
 import { withSocketHolder } from "./pool_socket.ts";
 import { Responder } from "./responder.ts";
@@ -58,6 +59,7 @@ export class TargetWatch {
   readonly pools: PoolKeeper;
   /** The children that die on a signal, from php-fpm's error log. */
   readonly crashes: CrashWatch;
+  readonly opcache: OpcacheWatch;
   /** The answers already logged during the current pause. */
   private readonly pausedAnswers = new Set<string>();
 
@@ -86,6 +88,7 @@ export class TargetWatch {
     this.responder = new Responder(this.ctx, this.prober, this.teller);
     this.pools = new PoolKeeper(this.ctx, this.prober, this.teller);
     this.crashes = new CrashWatch(this.ctx, this.teller);
+    this.opcache = new OpcacheWatch(this.ctx, this.prober);
   }
 
   /** What to save: the policy's state and the counters. */
@@ -126,6 +129,8 @@ export class TargetWatch {
       : judged.result;
     if (stop?.aborted) return null;
     if (verdictOf(viewed) === "healthy") await this.prober.checkMemory(master);
+    // OPcache is asked only of a php-fpm that answers: a failing one has no time to spare
+    if (verdictOf(viewed) === "healthy") await this.opcache.check();
     const held = await withSocketHolder(
       this.ctx,
       await this.prober.withProcessTable(viewed, master),

@@ -4,6 +4,7 @@
  * running or stopped as it found them.
  */
 import { ROOT } from "../support/cli.ts";
+import { OPCACHE_SCRIPT } from "../../src/fpm/opcache.ts";
 
 export const FPM_SERVICE = "php8.2-fpm";
 export const FPM_PROCESS = "php-fpm8.2";
@@ -108,6 +109,8 @@ export class Stack {
     private readonly fpmWasRunning: boolean,
     private readonly samplesWereInstalled: boolean,
     private readonly allowConf: string | null,
+    /** The samples but OPcache's status script were in place: only the script is taken away. */
+    private readonly allButOpcache = false,
   ) {}
 
   /** Installs what is missing and starts the services; throws with advice if packages are absent. */
@@ -125,6 +128,8 @@ export class Stack {
       (await pids(FPM_PROCESS)).length > 0,
       samples.code === 0,
       await Deno.readTextFile(ALLOW_CONF).catch(() => null),
+      // samples installed before the OPcache script was one of them
+      samples.out === `missing ${OPCACHE_SCRIPT}`,
     );
     if (!stack.samplesWereInstalled) await must(`${ROOT}/scripts/samples.sh`, ["install"]);
     await stack.healthy();
@@ -152,7 +157,12 @@ export class Stack {
   /** Restores the samples and the services' running state. */
   async down(): Promise<void> {
     if (this.allowConf !== null) await Deno.writeTextFile(ALLOW_CONF, this.allowConf);
-    if (!this.samplesWereInstalled) await sh(`${ROOT}/scripts/samples.sh`, ["uninstall"]);
+    if (this.allButOpcache) {
+      await Deno.remove(OPCACHE_SCRIPT).catch(() => {});
+      await Deno.remove(OPCACHE_SCRIPT.slice(0, OPCACHE_SCRIPT.lastIndexOf("/"))).catch(() => {});
+    } else if (!this.samplesWereInstalled) {
+      await sh(`${ROOT}/scripts/samples.sh`, ["uninstall"]);
+    }
     const nginxUp = (await pids("nginx")).length > 0;
     if (this.nginxWasRunning && !nginxUp) await sh("service", ["nginx", "start"]);
     if (!this.nginxWasRunning && nginxUp) await sh("service", ["nginx", "stop"]);
@@ -258,6 +268,11 @@ export interface ExtraPoolOptions {
   poolLines: string[];
   /** More lines in the heartbeat vhost's server block (another location). */
   siteLines?: string[];
+  /**
+   * Added to php-fpm's command line in its init script (`-d opcache.memory_consumption=8`): what
+   * the master reads before any pool, such as OPcache's size, which a pool cannot set.
+   */
+  daemonArgs?: string[];
 }
 
 /**
@@ -307,7 +322,15 @@ export class ExtraPool {
     const script = (await Deno.readTextFile("/etc/init.d/php8.2-fpm"))
       .replace("CONFFILE=/etc/php/8.2/fpm/php-fpm.conf", `CONFFILE=${f.conf}`)
       .replace("Provides:          php8.2-fpm", `Provides:          ${this.service}`);
-    await Deno.writeTextFile(f.init, script, { mode: 0o755 });
+    const args = this.options.daemonArgs ?? [];
+    const daemonArgs = 'DAEMON_ARGS="--daemonize --fpm-config $CONFFILE"';
+    if (args.length > 0 && !script.includes(daemonArgs)) {
+      throw new Error(`/etc/init.d/php8.2-fpm has no line ${daemonArgs}`);
+    }
+    const init = args.length === 0
+      ? script
+      : script.replace(daemonArgs, `${daemonArgs.slice(0, -1)} ${args.join(" ")}"`);
+    await Deno.writeTextFile(f.init, init, { mode: 0o755 });
     await Deno.chmod(f.init, 0o755);
     if (this.options.nginxPort !== null) {
       await Deno.writeTextFile(

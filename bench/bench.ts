@@ -55,7 +55,7 @@ type Mode = "watch" | "cron" | "watch+status";
 
 /** The bench's copy of nginx/php-fpm-status.conf in the www pool, for watch+status. */
 const STATUS_POOL = "/etc/php/8.2/fpm/pool.d/zz-php-relaunch-bench-status.conf";
-const STATUS_URL = "fcgi://127.0.0.1:9001/status";
+const STATUS_URL = "fcgi://127.0.0.1:909/status";
 
 /** Watchdogs started and not yet stopped: what an interrupted bench must end. */
 const running = new Set<Watchdog>();

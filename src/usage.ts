@@ -57,7 +57,7 @@ Options:
                          /etc/php-relaunch/config.toml by default, /usr/local/etc/... on
                          FreeBSD); flags override it
   --interval S           watch mode: seconds between probes (default 5, 0.5 allowed)
-  --status-url URI       php-fpm's status page over FastCGI (fcgi://127.0.0.1:9001/status,
+  --status-url URI       php-fpm's status page over FastCGI (fcgi://127.0.0.1:909/status,
                          best on pm.status_listen): early warnings, busy-or-hung after a
                          timeout, the workers' requests in each incident
   --expect TEXT          what the heartbeat's body must start with (default: pong over

@@ -84,13 +84,13 @@ Deno.test("discover --config: a valid configuration, one target per service, wit
   );
   assert.match(
     toml,
-    /\n# add "pm\.status_path = \/status" and "pm\.status_listen = 127\.0\.0\.1:9001" to \[www\] in \/etc\/php\/8\.2\/fpm\/pool\.d\/www\.conf/,
+    /\n# add "pm\.status_path = \/status" and "pm\.status_listen = 127\.0\.0\.1:909" to \[www\] in \/etc\/php\/8\.2\/fpm\/pool\.d\/www\.conf/,
   );
   assert.doesNotMatch(toml, /to \[site\]/, "the site pool lacks nothing");
   assert.match(toml, /\n\[\[target\.pool\]\]\nname = "shop"\n/);
   assert.match(
     toml,
-    /\n# add "pm\.status_listen = 127\.0\.0\.1:9002" to \[shop\] in \/etc\/php\/8\.2\/fpm\/pool\.d\/zshop\.conf/,
+    /\n# add "pm\.status_listen = 127\.0\.0\.1:910" to \[shop\] in \/etc\/php\/8\.2\/fpm\/pool\.d\/zshop\.conf/,
     "a port of its own: two pools cannot share a status listener",
   );
   // the same with --format toml, and a bad format or argument is one line

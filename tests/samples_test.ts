@@ -90,7 +90,7 @@ Deno.test({
       }).output();
       const text = new TextDecoder().decode(out.stderr) + new TextDecoder().decode(out.stdout);
       assert.equal(out.code, 0, text);
-      assert.match(text, /pm\.status_listen = 127\.0\.0\.1:9001/);
+      assert.match(text, /pm\.status_listen = 127\.0\.0\.1:909/);
       assert.match(text, /ping\.path = \/ping/);
       assert.match(text, /request_slowlog_timeout = 5s/);
       const { readFpmConfig } = await import("../src/fpm/config.ts");
@@ -98,7 +98,7 @@ Deno.test({
       const c = await readFpmConfig(realDeps().fs, `${dir}/php-fpm.conf`);
       assert.deepEqual(
         c?.pools.map((p) => [p.pool, p.statusListen, p.statusPath, p.pingPath, p.slowlog]),
-        [["www", "127.0.0.1:9001", "/status", "/ping", "/var/log/php8.2-fpm.www.slow.log"]],
+        [["www", "127.0.0.1:909", "/status", "/ping", "/var/log/php8.2-fpm.www.slow.log"]],
       );
     } finally {
       await Deno.remove(dir, { recursive: true });

@@ -12,9 +12,13 @@ export const NGINX_HEARTBEAT = "http://127.0.0.1:8889/php-heartbeat.php";
 
 /**
  * The first status listener's port suggested in comments: the sample pool's
- * (nginx/php-fpm-pool.conf.sample); each further pool gets the next port no pool uses.
+ * (nginx/php-fpm-status.conf); each further pool gets the next port no pool uses.
  */
-const STATUS_PORT = 9001;
+/**
+ * Below 1024, where only root may bind: while php-fpm is down (a crash, a restart) another local
+ * user could take a free port above it, and php-fpm would not start until they let go.
+ */
+const STATUS_PORT = 909;
 
 /** Suggests loopback ports for status listeners, none twice and none a pool already listens on. */
 function statusPorts(found: readonly FoundService[]): () => string {

@@ -220,7 +220,7 @@ function hintsOf(incidents: readonly IncidentRecord[], stuck: ScriptCount[]): Hi
     hints.push({
       setting: "pm.status_listen",
       advice:
-        `${blind} of ${n} incidents have no pool status: set pm.status_path = /status and pm.status_listen = 127.0.0.1:9001 in the pool, and status_url = "fcgi://127.0.0.1:9001/status" in php-relaunch, so that incidents show each worker's request`,
+        `${blind} of ${n} incidents have no pool status: set pm.status_path = /status and pm.status_listen = 127.0.0.1:909 in the pool, and status_url = "fcgi://127.0.0.1:909/status" in php-relaunch, so that incidents show each worker's request`,
     });
   }
 

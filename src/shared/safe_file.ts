@@ -1,6 +1,6 @@
 /** Opening files as root without following a link planted at the path. */
 import type { FileInfo } from "./deps.ts";
-import { constants as fsConstants } from "node:fs";
+import { constants as fsConstants, type Stats } from "node:fs";
 import { type FileHandle, open as openFile } from "node:fs/promises";
 import { ConfigError } from "./errors.ts";
 
@@ -271,11 +271,18 @@ function fileProblem(info: Deno.FileInfo, r: ReadRules): string | null {
   return null;
 }
 
-/** Opens `path`, checks it is the file `seen` describes, and reads it under `r`'s limits. */
-async function readChecked(path: string, seen: Deno.FileInfo, r: ReadRules): Promise<Uint8Array> {
+/**
+ * Opens `path` with `flags` and checks that what was opened is the regular file `seen` describes
+ * (a link or a pipe swapped in between is caught); the handle is the caller's to close.
+ */
+async function openChecked(
+  path: string,
+  seen: Deno.FileInfo,
+  flags: number,
+): Promise<{ handle: FileHandle; opened: Stats }> {
   let handle: FileHandle;
   try {
-    handle = await openFile(path, OPEN_FLAGS & (r.follow ? ~fsConstants.O_NOFOLLOW : ~0));
+    handle = await openFile(path, flags);
   } catch (err) {
     throw (err as { code?: string }).code === "ENOENT"
       ? new Deno.errors.NotFound(`No such file: "${path}"`)
@@ -286,6 +293,21 @@ async function readChecked(path: string, seen: Deno.FileInfo, r: ReadRules): Pro
     if (!opened.isFile() || opened.ino !== seen.ino || opened.dev !== seen.dev) {
       throw new Error("it changed while being opened");
     }
+    return { handle, opened };
+  } catch (err) {
+    await handle.close().catch(() => {});
+    throw err;
+  }
+}
+
+/** Opens `path`, checks it is the file `seen` describes, and reads it under `r`'s limits. */
+async function readChecked(path: string, seen: Deno.FileInfo, r: ReadRules): Promise<Uint8Array> {
+  const { handle, opened } = await openChecked(
+    path,
+    seen,
+    OPEN_FLAGS & (r.follow ? ~fsConstants.O_NOFOLLOW : ~0),
+  );
+  try {
     const size = opened.size;
     const start = r.tail ? Math.max(0, size - r.maxBytes) : 0;
     if (!r.tail && size > r.maxBytes) {
@@ -362,19 +384,8 @@ async function readLinesChecked(
   seen: Deno.FileInfo,
   r: ReadRules & { from: number; ino: number | null },
 ): Promise<LinesRead> {
-  let handle: FileHandle;
+  const { handle, opened } = await openChecked(path, seen, OPEN_FLAGS);
   try {
-    handle = await openFile(path, OPEN_FLAGS);
-  } catch (err) {
-    throw (err as { code?: string }).code === "ENOENT"
-      ? new Deno.errors.NotFound(`No such file: "${path}"`)
-      : err;
-  }
-  try {
-    const opened = await handle.stat();
-    if (!opened.isFile() || opened.ino !== seen.ino || opened.dev !== seen.dev) {
-      throw new Error("it changed while being opened");
-    }
     const size = opened.size;
     const restarted = (r.ino !== null && opened.ino !== r.ino) || size < r.from;
     const from = restarted ? 0 : r.from;

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import type { IncidentRecord } from "../../src/record/incidents.ts";
 import { runDir } from "../support/cli.ts";
 import { ExtraPool, FPM_PROCESS, freePort, SmtpSink, Stack, waitFor } from "./stack.ts";
-import { configToml, WatchProcess } from "./watch_process.ts";
+import { WatchProcess, writeConfigToml } from "./watch_process.ts";
 
 const SCRIPTS = "/var/www/php-relaunch-test-crash";
 const PORT = 8895;
@@ -77,13 +77,10 @@ Deno.test({
       assert.notEqual(master, null, "the pool runs");
 
       const metricsPort = freePort();
-      const config = `${dir}/config.toml`;
-      await Deno.writeTextFile(
-        config,
-        configToml({
-          dir,
-          smtpPort: smtp.port,
-          targets: `
+      const config = await writeConfigToml({
+        dir,
+        smtpPort: smtp.port,
+        targets: `
 [metrics]
 listen = "127.0.0.1:${metricsPort}"
 
@@ -95,8 +92,7 @@ process_name = "${FPM_PROCESS}"
 pid_file = "${pool.pidFile}"
 fpm_config = "${pool.files.conf}"
 `,
-        }),
-      );
+      });
       watch = WatchProcess.start(config, `${dir}/watch.log`);
       // its first step has read where php-fpm's error log ends: what follows is news
       assert.notEqual(

@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { runDir } from "../support/cli.ts";
-import { configToml, WatchProcess } from "./watch_process.ts";
+import { WatchProcess, writeConfigToml } from "./watch_process.ts";
 import {
   alive,
   FPM_PROCESS,
@@ -92,17 +92,13 @@ Deno.test({
     const work = await runDir("hostile-");
     const dir = work.path;
     await SecondPool.create();
-    const config = `${dir}/config.toml`;
-    await Deno.writeTextFile(
-      config,
-      configToml({
-        dir,
-        smtpPort: smtp.port,
-        targets: `[[target]]\nname = "a"\nurl = "${HEARTBEAT}"\nservice = "php8.2-fpm"\n`,
-        // each step restarts once: flap protection is not what is tested here
-        defaults: "max_restarts = 10",
-      }),
-    );
+    const config = await writeConfigToml({
+      dir,
+      smtpPort: smtp.port,
+      targets: `[[target]]\nname = "a"\nurl = "${HEARTBEAT}"\nservice = "php8.2-fpm"\n`,
+      // each step restarts once: flap protection is not what is tested here
+      defaults: "max_restarts = 10",
+    });
     const watch = WatchProcess.start(config, `${dir}/watch.log`);
     const restarts = async () =>
       (await watch.lines()).filter((l) => /PHP restarted/.test(l)).length;

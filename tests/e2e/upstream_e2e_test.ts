@@ -24,7 +24,7 @@ import {
   Stack,
   waitFor,
 } from "./stack.ts";
-import { configToml, WatchProcess } from "./watch_process.ts";
+import { WatchProcess, writeConfigToml } from "./watch_process.ts";
 
 const STATUS_SOCKET = "/run/php-relaunch-up-status.sock";
 const DOCROOT = "/var/www/php-relaunch-upstream-e2e";
@@ -156,13 +156,10 @@ async function blockedOn(transport: "tcp" | "unix"): Promise<void> {
     assert.notEqual(master, null, "the pool runs");
 
     const metricsPort = freePort();
-    const config = `${dir}/config.toml`;
-    await Deno.writeTextFile(
-      config,
-      configToml({
-        dir,
-        smtpPort: smtp.port,
-        targets: `
+    const config = await writeConfigToml({
+      dir,
+      smtpPort: smtp.port,
+      targets: `
 [metrics]
 listen = "127.0.0.1:${metricsPort}"
 
@@ -177,8 +174,7 @@ fpm_config = "${pool.files.conf}"
 stuck_after = 2
 rungs = ["kill_stuck", "reload", "restart", "kill"]
 `,
-      }),
-    );
+    });
     watch = WatchProcess.start(config, `${dir}/watch.log`);
     assert.ok(await watch.waitForLine(/Watching 1 targets/, 30_000), "started");
     const before = await waitFor(

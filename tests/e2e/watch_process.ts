@@ -85,3 +85,10 @@ lock_dir = "${opts.dir}"
 ${opts.targets}
 `;
 }
+
+/** Writes {@link configToml}'s configuration to `dir`/config.toml; its path. */
+export async function writeConfigToml(opts: Parameters<typeof configToml>[0]): Promise<string> {
+  const path = `${opts.dir}/config.toml`;
+  await Deno.writeTextFile(path, configToml(opts));
+  return path;
+}

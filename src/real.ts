@@ -5,7 +5,7 @@
 import { realRunner } from "./act/process.ts";
 import { nodeMailer } from "./alert/mail.ts";
 import { directWebhookPost } from "./alert/webhook.ts";
-import { directFcgiGet } from "./probe/fcgi.ts";
+import { directFcgiGet, unixListens } from "./probe/fcgi.ts";
 import { directHttpGet } from "./probe/http.ts";
 import { type Clock, type Deps, type Fs, type Host, MAX_TEXT_FILE } from "./shared/deps.ts";
 import { writeAllSync } from "./shared/log.ts";
@@ -107,6 +107,7 @@ export function realDeps(): Deps {
     runner: realRunner,
     httpGet: directHttpGet,
     fcgiGet: directFcgiGet,
+    unixListens,
     mailer: nodeMailer,
     webhookPost: directWebhookPost,
     fs: realFs,

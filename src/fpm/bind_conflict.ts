@@ -4,7 +4,7 @@
  * page's, the moment php-fpm lets go of it). php-fpm says which address in its error log; `ss`
  * says who holds it, and ps whose that process is.
  */
-import type { Fs, ProcessRunner } from "../shared/deps.ts";
+import type { Fs, ProcessRunner, UnixListens } from "../shared/deps.ts";
 import type { Tools } from "../act/service.ts";
 import { escapeControl } from "../shared/redact.ts";
 import { describeHolder, type Holder, holdersOf, socketHolders } from "./socket_holder.ts";
@@ -33,25 +33,29 @@ export function boundAddress(text: string): string | null {
 /**
  * A sentence naming the address php-fpm could not bind and who holds it, from the error log at
  * `errorLog` (read as a file others may write: `owners` may own it); null when the log says
- * nothing of the kind. Never throws.
+ * nothing of the kind, or names an address none of `listens` (php-fpm's configured `listen` and
+ * `pm.status_listen` values) is: a request's query string can put a line of its own in the log
+ * (php-fpm quotes it unescaped), and whatever it names must not be blamed. Never throws.
  */
 export async function bindConflict(
-  deps: { runner: ProcessRunner; fs: Pick<Fs, "readUntrusted" | "info"> },
+  deps: { runner: ProcessRunner; fs: Pick<Fs, "readUntrusted" | "info">; unixListens: UnixListens },
   tools: Tools,
   errorLog: string | null,
   owners: readonly number[],
+  listens: readonly string[],
 ): Promise<string | null> {
   if (errorLog === null || !errorLog.startsWith("/")) return null;
   const text = await deps.fs.readUntrusted(errorLog, { maxBytes: TAIL_BYTES, tail: true, owners })
     .catch(() => "");
   const address = boundAddress(text);
-  if (address === null) return null;
+  if (address === null || !listens.some((l) => sameAddress(l, address))) return null;
   const said = `php-fpm cannot listen on ${escapeControl(address)}: it is in use`;
   if (tools.ss === null) return said;
   const port = /^(?:.*:)?(\d+)$/.exec(address)?.[1];
   let holder: Holder | undefined;
   if (address.startsWith("/")) {
-    holder = (await socketHolders(tools.ss, address, deps.runner, deps.fs))?.[0];
+    const found = await socketHolders(tools.ss, address, deps);
+    holder = Array.isArray(found) ? found[0] : undefined;
   } else if (port !== undefined) {
     const r = await deps.runner.run(tools.ss, ["-ltnpH", `sport = :${port}`], {
       timeoutMs: TOOL_TIMEOUT_MS,
@@ -61,4 +65,14 @@ export async function bindConflict(
   return holder === undefined
     ? said
     : `${said} by ${await describeHolder(deps.runner, tools.ps, holder)}`;
+}
+
+/**
+ * Whether php-fpm's `listen` value (a path, `port`, `host:port`, `[::1]:port`) is the address its
+ * error log names: the same path, or the same TCP port (it logs `0.0.0.0:9001` for `9001`).
+ */
+function sameAddress(listen: string, logged: string): boolean {
+  if (listen.startsWith("/") || logged.startsWith("/")) return listen === logged;
+  const port = (a: string) => /:(\d+)$/.exec(a)?.[1] ?? /^(\d+)$/.exec(a.trim())?.[1];
+  return port(listen) !== undefined && port(listen) === port(logged);
 }

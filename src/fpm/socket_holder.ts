@@ -3,7 +3,7 @@
  * php-fpm's are its master and workers; anyone else's means whatever answers there is not
  * php-fpm (a socket in www-data's /run/php can be replaced by www-data).
  */
-import type { Fs, ProcessRunner } from "../shared/deps.ts";
+import type { Fs, ProcessRunner, UnixListens } from "../shared/deps.ts";
 import { escapeControl } from "../shared/redact.ts";
 
 /** A process holding a socket, as ss names it. */
@@ -12,9 +12,11 @@ export interface Holder {
   pid: number;
 }
 
-const SS_TIMEOUT_MS = 2000;
-/** Every listening unix socket of a busy host, and more: a listing cut short is not read. */
-const SS_MAX_BYTES = 1024 * 1024;
+/** ss -p reads every process's descriptors: a host with many of them takes a while. */
+const SS_TIMEOUT_MS = 5000;
+const CONNECT_TIMEOUT_MS = 1000;
+/** The listeners of one name: a few lines. A listing cut short is not read. */
+const SS_MAX_BYTES = 64 * 1024;
 
 /** Every holder `ss -p` names in `output`: `users:(("php-fpm8.2",pid=123,fd=7),(...))`. */
 export function holdersOf(output: string): Holder[] {
@@ -25,37 +27,44 @@ export function holdersOf(output: string): Holder[] {
 }
 
 /**
- * The holders of the listening unix socket reachable at `path`; an empty list when nothing
- * listens there, null when ss cannot say. Never throws.
+ * The holders of the listening unix socket reachable at `path`: an empty list when nothing
+ * listens there, "unnamed" when something does that ss names not, null when it cannot be told.
+ * Never throws.
  *
  * The kernel keeps the name a socket was bound by, not where its file is now: a socket moved
- * aside and another bound at its name are two lines of ss with the same name, and a socket bound
- * as `/run/php//x.sock` or by a relative name is one whose name is not the path. The one a client
- * reaches is the one whose file is at `path` now: told by its inode and device (`ss -e`), among
- * every listener, whatever its name.
+ * aside and another bound at its name are two listeners of that name. The one a client reaches
+ * is the one whose file is at `path` now, told by its inode and device (`ss -e`). ss is asked
+ * for the listeners of that name only, so that its answer stays small however many sockets
+ * others make; a file at the path that none of them is, is one left behind (nothing answers) or
+ * one bound by another spelling of the path (`/run/php//x.sock`, a relative name): a connection
+ * tells which.
  */
 export async function socketHolders(
   ss: string,
   path: string,
-  runner: ProcessRunner,
-  fs: Pick<Fs, "info">,
-): Promise<Holder[] | null> {
+  deps: { runner: ProcessRunner; fs: Pick<Fs, "info">; unixListens: UnixListens },
+): Promise<Holder[] | "unnamed" | null> {
   try {
-    const file = await fs.info(path);
+    const file = await deps.fs.info(path);
     if (file === null) return [];
-    const ino = file.ino ?? null;
-    const args = ino === null ? ["-xlpeH", "src", path] : ["-xlpeH"];
-    const r = await runner.run(ss, args, { timeoutMs: SS_TIMEOUT_MS, maxBytes: SS_MAX_BYTES });
+    const r = await deps.runner.run(ss, ["-xlpeH", "src", path], {
+      timeoutMs: SS_TIMEOUT_MS,
+      maxBytes: SS_MAX_BYTES,
+    });
     if (r.code !== 0 || r.timedOut || r.truncated) return null;
-    const rows = r.stdout.split("\n").map((l) => l.trim().split(/\s+/));
+    // that very name (ss matches a prefix of it too)
+    const named = r.stdout.split("\n").map((l) => l.trim().split(/\s+/)).filter((f) =>
+      f[4] === path
+    );
+    const ino = file.ino ?? null;
     if (ino === null) {
-      // by name alone (ss matches a prefix of the path too): only when there is one
-      const named = rows.filter((f) => f[4] === path);
       if (named.length > 1) return null;
       return named.length === 0 ? [] : holdersOf(named[0]!.join(" "));
     }
-    const line = rows.find((f) => f.includes(`ino:${ino}`) && sameDevice(f, file.dev ?? null));
-    return line === undefined ? [] : holdersOf(line.join(" "));
+    const line = named.find((f) => f.includes(`ino:${ino}`) && sameDevice(f, file.dev ?? null));
+    if (line !== undefined) return holdersOf(line.join(" "));
+    const listens = await deps.unixListens(path, CONNECT_TIMEOUT_MS);
+    return listens === true ? "unnamed" : listens === false ? [] : null;
   } catch {
     return null;
   }

@@ -3,7 +3,7 @@
  * `fcgi+unix:///SOCKET.sock/PATH` over a unix socket. PATH is what php-fpm sees as SCRIPT_NAME and
  * SCRIPT_FILENAME: its `ping.path` or `pm.status_path`, or the absolute path of a PHP script.
  */
-import type { FcgiGet, FcgiTarget } from "../shared/deps.ts";
+import type { FcgiAddress, FcgiGet, FcgiTarget, UnixListens } from "../shared/deps.ts";
 import {
   AnswerReader,
   encodeRequest,
@@ -102,8 +102,7 @@ function timeoutError(): DOMException {
  * Connects with the deadline `signal`: TCP connects take a signal; unix ones do not
  * (platform-facts.md §d), so a timer races them and closes a late connection.
  */
-async function connect(target: FcgiTarget, signal: AbortSignal): Promise<Deno.Conn> {
-  const a = target.address;
+async function connect(a: FcgiAddress, signal: AbortSignal): Promise<Deno.Conn> {
   if (a.transport === "tcp") {
     return await Deno.connect({ transport: "tcp", hostname: a.hostname, port: a.port, signal });
   }
@@ -120,13 +119,29 @@ async function connect(target: FcgiTarget, signal: AbortSignal): Promise<Deno.Co
   }
 }
 
+/** The real {@link UnixListens}: a connection made and closed at once, nothing sent. */
+export const unixListens: UnixListens = async (path, timeoutMs) => {
+  const signal = AbortSignal.timeout(timeoutMs);
+  try {
+    const conn = await connect({ transport: "unix", path }, signal);
+    conn.close();
+    return true;
+  } catch (err) {
+    if (err instanceof DOMException && err.name === "TimeoutError") return true;
+    if (err instanceof Deno.errors.ConnectionRefused || err instanceof Deno.errors.NotFound) {
+      return false;
+    }
+    return null;
+  }
+};
+
 /**
  * The real {@link FcgiGet}: one request on a fresh connection, the whole exchange under `signal`.
  * Rejects with `TimeoutError` when the signal fires, `Deno.errors.*` for connection failures and
  * {@link FcgiProtocolError} for a peer that breaks the protocol.
  */
 export const directFcgiGet: FcgiGet = async (target, signal) => {
-  const conn = await connect(target, signal);
+  const conn = await connect(target.address, signal);
   // closing the connection is the only way to interrupt a pending read (platform-facts.md §d)
   const onAbort = () => {
     try {

@@ -400,7 +400,7 @@ function phpDown(
     });
     return { state, actions, next: "interval" };
   }
-  if (result.pool?.verdict === "busy" && policy.onOverload === "alert") {
+  if (result.pool?.verdict === "busy" && policy.onOverload === "alert" && !result.certain) {
     // overloaded, not dead: a restart would drop every request in flight and help nobody
     return notForRestart(state, "overloaded", label, now, policy);
   }

@@ -59,7 +59,15 @@ export async function withSocketHolder(
     return impostor(result, `${path} is ${what} of uid ${found.uid ?? "?"}, not a socket`);
   }
   if (cfg.tools.ss === null || view.rows === null) return result;
-  const holders = await socketHolders(cfg.tools.ss, path, deps.runner, deps.fs);
+  const holders = await socketHolders(cfg.tools.ss, path, deps);
+  if (holders === "unnamed") {
+    return impostor(
+      result,
+      `the socket ${path} is answered by a process that bound it by another name (not php-fpm's master${
+        view.live === null ? "" : ` ${view.live}`
+      })`,
+    );
+  }
   if (holders === null || holders.length === 0) return result;
   // php-fpm's own: the live master's group, or the group the last master led (its workers
   // outlive it a moment after a crash)

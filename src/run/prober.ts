@@ -19,7 +19,7 @@ import { countPool } from "../record/metrics.ts";
 import { unixSocketQueue } from "../fpm/socket_queue.ts";
 import { memoryWarnings, poolMemory } from "../fpm/memory.ts";
 import { processInfos } from "../fpm/evidence.ts";
-import { certainty, idleAllStopped } from "../act/process_table.ts";
+import { type Certainty, certainty, idleAllStopped } from "../act/process_table.ts";
 import { LOOK_TIMEOUT_MS, type MasterView } from "../act/master.ts";
 import { readProcesses } from "../act/processes.ts";
 import { lookForMaster, masterIdentity } from "./master_watch.ts";
@@ -89,19 +89,27 @@ export class Prober {
    */
   async withProcessTable(result: ProbeResult, master: MasterView): Promise<ProbeResult> {
     const { target, deps, memory } = this.ctx;
-    if (result.pool?.verdict === "busy") return await this.idleInTable(result, master);
-    if (verdictOf(result) !== "php_down" || result.pool !== undefined) return result;
+    if (verdictOf(result) !== "php_down") return result;
     if (deps.clock.now() < memory.state.graceUntil || memory.state.givenUpAt !== null) {
       return result;
     }
-    const kind = result.kind === "timeout" || result.kind === "overloaded" ? "hang" : "crash";
     const view = master.rows === null ? await lookForMaster(this.ctx) : master;
-    const certain = certainty(view, masterIdentity(target), memory.state.masterPid, kind);
-    if (certain === null) return result;
+    const id = masterIdentity(target);
+    // a master gone is a crash whatever a status page says: its leftover workers may answer it
+    const crash = certainty(view, id, memory.state.masterPid, "crash");
+    if (crash !== null) return this.certainly(result, crash);
+    if (result.pool?.verdict === "busy") return this.idleInTable(result, view);
+    if (result.pool !== undefined) return result;
+    const slow = result.kind === "timeout" || result.kind === "overloaded";
+    const hang = slow ? certainty(view, id, memory.state.masterPid, "hang") : null;
+    return hang === null ? result : this.certainly(result, hang);
+  }
+
+  private certainly(result: ProbeResult, certain: Certainty): ProbeResult {
     logger.debug("{label} is certain: {why}.", {
       label: result.kind === "status" ? String(result.status) : result.kind,
       why: certain.why,
-      target: target.name,
+      target: this.ctx.target.name,
     });
     return { ...result, certain };
   }
@@ -110,13 +118,10 @@ export class Prober {
    * A pool judged busy for its idle workers, checked against the process table: workers that are
    * stopped take no request though the status page shows them idle, and the pool is hung.
    */
-  private async idleInTable(result: ProbeResult, master: MasterView): Promise<ProbeResult> {
+  private idleInTable(result: ProbeResult, view: MasterView): ProbeResult {
     const s = this.ctx.lastStatus?.status;
-    if (s === undefined || typeof s === "string" || s.idle === 0 || master.live === null) {
-      return result;
-    }
+    if (s === undefined || typeof s === "string" || s.idle === 0) return result;
     const idle = s.workers.filter((w) => w.state === "Idle").map((w) => w.pid);
-    const view = master.rows === null ? await lookForMaster(this.ctx) : master;
     if (idleAllStopped(view, masterIdentity(this.ctx.target), idle) !== true) return result;
     return {
       ...result,

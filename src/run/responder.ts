@@ -16,6 +16,7 @@ import { mainPool, type PoolProbe } from "../config/settings.ts";
 import { captureEvidence, type Evidence, evidenceLines } from "../fpm/evidence.ts";
 import { testFpmConfig } from "../fpm/selftest.ts";
 import { bindConflict } from "../fpm/bind_conflict.ts";
+import { readFpmConfig } from "../fpm/config.ts";
 import { findOomKills, formatKb, type OomKill } from "../fpm/oom.ts";
 import { type PoolStatus, stuckWorkers } from "../fpm/status.ts";
 import { describeFcgiTarget } from "../probe/fcgi.ts";
@@ -201,7 +202,12 @@ export class Responder {
       };
     }
     // the master writes php-fpm's error log, as root
-    const taken = await bindConflict(deps, cfg.tools, evidence.errorLogFile, [0]);
+    const config = target.fpmConfig === null
+      ? null
+      : await readFpmConfig(deps.fs, target.fpmConfig);
+    const listens = (config?.pools ?? []).flatMap((p) => [p.listen, p.statusListen])
+      .filter((l): l is string => l !== null);
+    const taken = await bindConflict(deps, cfg.tools, evidence.errorLogFile, [0], listens);
     return taken === null
       ? null
       : { source: "php-fpm's error log", errors: [taken], rejected: false };

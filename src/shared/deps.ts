@@ -227,11 +227,20 @@ export interface Host {
 }
 
 /** Everything with a side effect, passed down explicitly. */
+/**
+ * Whether a connection to the unix socket at `path` is taken within `timeoutMs`: true when it is
+ * (or still pending then: a full backlog is a listener), false when refused or absent, null when
+ * it cannot be told. Never throws.
+ */
+export type UnixListens = (path: string, timeoutMs: number) => Promise<boolean | null>;
+
 export interface Deps {
   clock: Clock;
   runner: ProcessRunner;
   httpGet: HttpGet;
   fcgiGet: FcgiGet;
+  /** Whether anything listens on the unix socket at `path` (connected, or still connecting). */
+  unixListens: UnixListens;
   mailer: Mailer;
   webhookPost: WebhookPost;
   fs: Fs;

@@ -279,6 +279,59 @@ Deno.test({
       );
 
       await t.step(
+        "a folder at the socket path, then a listener bound by another spelling of it: told, nothing restarted",
+        async () => {
+          const sock = "/run/php/php8.2-fpm.sock";
+          const aside = `${sock}.moved`;
+          await new Promise((r) => setTimeout(r, 1500));
+          const before = await restarts();
+          const real = await master();
+          const made = await asWwwData(`mv -f ${sock} ${aside} && mkdir ${sock}`);
+          assert.equal(made.code, 0, made.out);
+          let impostor: { stop(): Promise<void> } | null = null;
+          try {
+            assert.ok(
+              await watch.waitForLine(
+                /php8\.2-fpm\.sock is a folder of uid 33, not a socket/,
+                20_000,
+              ),
+              (await watch.lines()).join("\n"),
+            );
+            assert.equal(await restarts(), before, (await watch.lines()).join("\n"));
+            assert.equal(await master(), real, "php-fpm's master is left alone");
+            // given back (a new incident then), a listener bound as /run/php//php8.2-fpm.sock
+            await Deno.remove(sock);
+            await Deno.rename(aside, sock);
+            await back("the folder removed");
+            // a healthy probe or two close the incident: the next one is told anew
+            await new Promise((r) => setTimeout(r, 2000));
+            const spelled = sock.replace("/run/php/", "/run/php//");
+            const server =
+              `import socket\ns=socket.socket(socket.AF_UNIX)\ns.bind("${spelled}")\n` +
+              `s.listen(8)\nwhile True:\n    c,_=s.accept()\n    c.close()\n`;
+            impostor = asUser(
+              "www-data",
+              `mv -f ${sock} ${aside} && exec timeout --foreground 60 python3 -c '${server}'`,
+            );
+            assert.ok(
+              await watch.waitForLine(
+                /answered by a process that bound it by another name/,
+                20_000,
+              ),
+              (await watch.lines()).join("\n"),
+            );
+            assert.equal(await restarts(), before, (await watch.lines()).join("\n"));
+            assert.equal(await master(), real, "php-fpm's master is left alone");
+          } finally {
+            await impostor?.stop();
+            await Deno.remove(sock).catch(() => {});
+            await Deno.rename(aside, sock).catch(() => {});
+          }
+          await back("the socket given back");
+        },
+      );
+
+      await t.step(
         "nobody's process named and titled as the master: a crash is still certain",
         async () => {
           const bin = await Deno.makeTempDir({ prefix: "php-relaunch-hostile-" });

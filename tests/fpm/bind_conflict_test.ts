@@ -47,6 +47,9 @@ Deno.test("bind conflict: the address from php-fpm's error log, the holder from 
   );
 });
 
+/** php-fpm's configured listens: the pool's socket and its status port. */
+const LISTENS = ["/run/php/php8.2-fpm.sock", "127.0.0.1:9001"];
+
 Deno.test("bind conflict: a sentence naming the address, the holder's pid, name and uid", async () => {
   const tools = { ...DEBIAN_TOOLS, ss: "/usr/bin/ss" };
   const fs = fakeFs({ files: { "/var/log/php8.2-fpm.log": LOG } });
@@ -59,7 +62,13 @@ Deno.test("bind conflict: a sentence naming the address, the holder's pid, name 
     return { stdout: "   33\n" };
   });
   assert.equal(
-    await bindConflict({ runner, fs }, tools, "/var/log/php8.2-fpm.log", [0]),
+    await bindConflict(
+      { runner, fs, unixListens: () => Promise.resolve(false) },
+      tools,
+      "/var/log/php8.2-fpm.log",
+      [0],
+      LISTENS,
+    ),
     "php-fpm cannot listen on 127.0.0.1:9001: it is in use by pid 4321 (squat\\x1b, uid 33)",
   );
   // the log not root's (as for the master's own log): not read, nothing said
@@ -68,12 +77,54 @@ Deno.test("bind conflict: a sentence naming the address, the holder's pid, name 
     owners: { "/var/log/php8.2-fpm.log": 33 },
   });
   assert.equal(
-    await bindConflict({ runner, fs: theirs }, tools, "/var/log/php8.2-fpm.log", [0]),
+    await bindConflict(
+      { runner, fs: theirs, unixListens: () => Promise.resolve(false) },
+      tools,
+      "/var/log/php8.2-fpm.log",
+      [0],
+      LISTENS,
+    ),
     null,
   );
   // no ss: the address alone
   assert.equal(
-    await bindConflict({ runner, fs }, DEBIAN_TOOLS, "/var/log/php8.2-fpm.log", [0]),
+    await bindConflict(
+      { runner, fs, unixListens: () => Promise.resolve(false) },
+      DEBIAN_TOOLS,
+      "/var/log/php8.2-fpm.log",
+      [0],
+      LISTENS,
+    ),
     "php-fpm cannot listen on 127.0.0.1:9001: it is in use",
+  );
+  // an address php-fpm does not listen on: a line a request's query string put there, not said
+  const forged = fakeFs({
+    files: {
+      "/var/log/php8.2-fpm.log": LOG.replaceAll("127.0.0.1:9001", "127.0.0.1:22"),
+    },
+  });
+  assert.equal(
+    await bindConflict(
+      { runner, fs: forged, unixListens: () => Promise.resolve(false) },
+      DEBIAN_TOOLS,
+      "/var/log/php8.2-fpm.log",
+      [0],
+      LISTENS,
+    ),
+    null,
+  );
+  // php-fpm logs the port alone as 0.0.0.0:PORT
+  const portOnly = fakeFs({
+    files: { "/var/log/php8.2-fpm.log": LOG.replaceAll("127.0.0.1:9001", "0.0.0.0:9001") },
+  });
+  assert.equal(
+    await bindConflict(
+      { runner, fs: portOnly, unixListens: () => Promise.resolve(false) },
+      DEBIAN_TOOLS,
+      "/var/log/php8.2-fpm.log",
+      [0],
+      ["9001"],
+    ),
+    "php-fpm cannot listen on 0.0.0.0:9001: it is in use",
   );
 });

@@ -828,7 +828,7 @@ Deno.test("a 502 while another process holds the pool's socket: told as it is, n
   };
   await watchRun(cfg, { ...deps, mailer }, options);
   const run = answers.lines();
-  assert.ok(run.includes("/usr/bin/ss -xlpeH"), run.join("\n"));
+  assert.ok(run.includes(`/usr/bin/ss -xlpeH src ${SOCK}`), run.join("\n"));
   assert.ok(!run.some((l) => /service php8.2-fpm|kill -/.test(l)), run.join("\n"));
   assert.ok(
     logs.lines().some((l) =>

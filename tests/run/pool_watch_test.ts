@@ -203,6 +203,27 @@ Deno.test("idle workers that are stopped take no request: the pool is hung, not 
   assert.deepEqual(untagged(running.mailer.sent), ["web1 PHP pool overloaded"]);
 });
 
+Deno.test("a master gone is a crash, whatever a status page its leftover workers answer says", async () => {
+  let host: FpmHost | null = null;
+  const r = await run({
+    ping: (n, healed) => {
+      // the master dies (kill -9) after two healthy probes; its workers are stopped by their user
+      if (n === 2 && host !== null) {
+        host.procs = host.procs.filter((p) => p.pid !== 100);
+        for (const p of host.procs) p.stat = "T";
+      }
+      return n < 2 || healed ? PONG : TIMEOUT;
+    },
+    // the status page is of the leftover workers' own status listener: "2 idle"
+    status: () => ({ status: 200, body: idle, ms: 2 }),
+    host: (h) => host = h,
+  });
+  assert.ok(r.actedAtPing !== null, r.mailer.sent.map((m) => m.text).join("\n----\n"));
+  const subjects = untagged(r.mailer.sent);
+  assert.ok(!subjects.includes("web1 PHP pool overloaded"), subjects.join(", "));
+  assert.match(r.mailer.sent[0]!.text, /Certain crash: master 100 is gone/);
+});
+
 Deno.test("early warning: slow requests jump while the heartbeat is healthy; once per warn_every", async () => {
   const r = await run({
     ping: () => PONG,

@@ -355,6 +355,8 @@ export function testDeps(over: Partial<Deps> & { clock?: FakeClock } = {}): Test
     runner: new FakeRunner(() => new Error("unexpected command")),
     httpGet: scriptedHttp(clock, [{ error: new Error("unexpected probe") }]),
     fcgiGet: scriptedFcgi(clock, [{ error: new Error("unexpected FastCGI request") }]),
+    // no socket answers a connection unless a test says so
+    unixListens: () => Promise.resolve(false),
     mailer: fakeMailer(),
     webhookPost: () => Promise.reject(new Error("unexpected webhook")),
     fs: debianFs(),

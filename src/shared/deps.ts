@@ -234,6 +234,12 @@ export interface Host {
  */
 export type UnixListens = (path: string, timeoutMs: number) => Promise<boolean | null>;
 
+/** A process watched until it exits: `exited` resolves then; `stop()` ends the watching. */
+export interface ExitWatch {
+  exited: Promise<void>;
+  stop(): void;
+}
+
 export interface Deps {
   clock: Clock;
   runner: ProcessRunner;
@@ -241,6 +247,8 @@ export interface Deps {
   fcgiGet: FcgiGet;
   /** Whether anything listens on the unix socket at `path` (connected, or still connecting). */
   unixListens: UnixListens;
+  /** Watches the process `pid` (php-fpm's master, as root's facts found it) until it exits. */
+  watchExit: (pid: number) => ExitWatch;
   mailer: Mailer;
   webhookPost: WebhookPost;
   fs: Fs;

@@ -543,3 +543,42 @@ Deno.test("--auto: only with watch or check-config, never with a URI; no php-fpm
     (err: ConfigError) => err.issues.some((i) => /--auto: no php-fpm service found/.test(i)),
   );
 });
+
+Deno.test("watch: the master's exit wakes the watch at once, once; its watch ends with the loop", async () => {
+  const one = CONFIG.slice(CONFIG.indexOf("[[target]]", CONFIG.indexOf("[[target]]") + 1));
+  const at: number[] = [];
+  const s: Awaited<ReturnType<typeof setup>> = await setup(
+    (_url, n) => {
+      at.push(s.deps.clock.now());
+      if (n === 4) exit();
+      if (n === 9) s.signals.send("SIGTERM");
+      return 200;
+    },
+    { "/etc/php-relaunch/config.toml": `[defaults]\ninterval = 1\ntimeout = 1\n\n${one}` },
+  );
+  let exit = () => {};
+  const watched: number[] = [];
+  let stopped = 0;
+  const deps = {
+    ...s.deps,
+    watchExit: (pid: number) => {
+      watched.push(pid);
+      return {
+        exited: new Promise<void>((resolve) => exit = resolve),
+        stop: () => stopped++,
+      };
+    },
+  };
+  try {
+    await watchForever(s.cfg, deps, { signals: s.signals.source });
+    const gaps = at.slice(1).map((t, i) => t - at[i]!);
+    // the 4th probe's step saw the exit: the 5th probe came at once, then the interval again
+    assert.ok(gaps[3]! < 1000, `gaps ${gaps} watched ${watched}`);
+    assert.ok(gaps.slice(4).every((g) => g >= 1000), `gaps ${gaps}`);
+    assert.ok(gaps.slice(0, 3).every((g) => g >= 1000), `gaps ${gaps}`);
+    assert.deepEqual(watched, [1003], "the master found, watched once");
+    assert.equal(stopped, 1, "its watch ended with the loop");
+  } finally {
+    await s.cleanup();
+  }
+});

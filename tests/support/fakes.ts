@@ -357,6 +357,8 @@ export function testDeps(over: Partial<Deps> & { clock?: FakeClock } = {}): Test
     fcgiGet: scriptedFcgi(clock, [{ error: new Error("unexpected FastCGI request") }]),
     // no socket answers a connection unless a test says so
     unixListens: () => Promise.resolve(false),
+    // no master exits between probes unless a test says so
+    watchExit: () => ({ exited: new Promise<void>(() => {}), stop() {} }),
     mailer: fakeMailer(),
     webhookPost: () => Promise.reject(new Error("unexpected webhook")),
     fs: debianFs(),

@@ -6,7 +6,7 @@ import { realRunner } from "./act/process.ts";
 import { nodeMailer } from "./alert/mail.ts";
 import { directWebhookPost } from "./alert/webhook.ts";
 import { directFcgiGet, unixListens } from "./probe/fcgi.ts";
-import { tailExitWatch } from "./act/exit_watch.ts";
+import { masterExitWatch } from "./act/exit_watch.ts";
 import { directHttpGet } from "./probe/http.ts";
 import { type Clock, type Deps, type Fs, type Host, MAX_TEXT_FILE } from "./shared/deps.ts";
 import { writeAllSync } from "./shared/log.ts";
@@ -109,7 +109,7 @@ export function realDeps(): Deps {
     httpGet: directHttpGet,
     fcgiGet: directFcgiGet,
     unixListens,
-    watchExit: (pid) => tailExitWatch(pid),
+    watchExit: (pid, note) => masterExitWatch(pid, note),
     mailer: nodeMailer,
     webhookPost: directWebhookPost,
     fs: realFs,

@@ -116,7 +116,7 @@ async function targetLoop(
   const { watch, store } = await loadWatch(cfg, target, deps, options);
   const timing = timingOf(target.policy);
   let dueAt = deps.clock.now();
-  const exits = new MasterExits(deps);
+  const exits = new MasterExits(deps, `${target.stateFile}.master-pid`);
   try {
     while (!stop.aborted) {
       beat(watch);
@@ -152,7 +152,7 @@ class MasterExits {
   private watched: { pid: number; watch: ExitWatch; exited: AbortSignal; told: boolean } | null =
     null;
 
-  constructor(private readonly deps: Pick<Deps, "watchExit">) {}
+  constructor(private readonly deps: Pick<Deps, "watchExit">, private readonly note: string) {}
 
   /** A signal that aborts when `pid` exits (never for null, nor once its exit was told). */
   follow(pid: number | null): AbortSignal {
@@ -162,7 +162,7 @@ class MasterExits {
     }
     if (this.watched?.pid !== pid) {
       this.stop();
-      const watch = this.deps.watchExit(pid);
+      const watch = this.deps.watchExit(pid, this.note);
       const exited = new AbortController();
       watch.exited.then(() => exited.abort(), () => {});
       this.watched = { pid, watch, exited: exited.signal, told: false };

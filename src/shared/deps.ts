@@ -247,8 +247,11 @@ export interface Deps {
   fcgiGet: FcgiGet;
   /** Whether anything listens on the unix socket at `path` (connected, or still connecting). */
   unixListens: UnixListens;
-  /** Watches the process `pid` (php-fpm's master, as root's facts found it) until it exits. */
-  watchExit: (pid: number) => ExitWatch;
+  /**
+   * Watches the process `pid` (php-fpm's master, as root's facts found it) until it exits;
+   * `note` is a file of root's only folder the watcher may write the pid to.
+   */
+  watchExit: (pid: number, note: string) => ExitWatch;
   mailer: Mailer;
   webhookPost: WebhookPost;
   fs: Fs;

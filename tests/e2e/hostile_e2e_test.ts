@@ -71,6 +71,19 @@ function asUser(user: string, script: string): { stop(): Promise<void> } {
   };
 }
 
+/**
+ * www-data moving php-fpm's socket `sock` to `aside` and answering at its path for up to 60 s
+ * (accept, close), bound by the name `bindName`.
+ */
+function impostorAt(sock: string, aside: string, bindName = sock): { stop(): Promise<void> } {
+  const server = `import socket\ns=socket.socket(socket.AF_UNIX)\ns.bind("${bindName}")\n` +
+    `s.listen(8)\nwhile True:\n    c,_=s.accept()\n    c.close()\n`;
+  return asUser(
+    "www-data",
+    `mv -f ${sock} ${aside} && exec timeout --foreground 60 python3 -c '${server}'`,
+  );
+}
+
 /** Writes `text` into the pid file as www-data can (its folder is www-data's): replaced whole. */
 function asWwwData(script: string): Promise<{ code: number; out: string }> {
   return sh("runuser", ["-u", "www-data", "--", "/bin/sh", "-c", script]);
@@ -252,12 +265,7 @@ Deno.test({
           const before = await restarts();
           const real = await master();
           // www-data owns /run/php: it can move php-fpm's socket aside and answer at its path
-          const server = `import socket\ns=socket.socket(socket.AF_UNIX)\ns.bind("${sock}")\n` +
-            `s.listen(8)\nwhile True:\n    c,_=s.accept()\n    c.close()\n`;
-          const impostor = asUser(
-            "www-data",
-            `mv -f ${sock} ${aside} && exec timeout --foreground 60 python3 -c '${server}'`,
-          );
+          const impostor = impostorAt(sock, aside);
           try {
             const told = await watch.waitForLine(
               /held by pid \d+ \(python3, uid 33\), not by php-fpm's master/,
@@ -305,14 +313,7 @@ Deno.test({
             await back("the folder removed");
             // a healthy probe or two close the incident: the next one is told anew
             await new Promise((r) => setTimeout(r, 2000));
-            const spelled = sock.replace("/run/php/", "/run/php//");
-            const server =
-              `import socket\ns=socket.socket(socket.AF_UNIX)\ns.bind("${spelled}")\n` +
-              `s.listen(8)\nwhile True:\n    c,_=s.accept()\n    c.close()\n`;
-            impostor = asUser(
-              "www-data",
-              `mv -f ${sock} ${aside} && exec timeout --foreground 60 python3 -c '${server}'`,
-            );
+            impostor = impostorAt(sock, aside, sock.replace("/run/php/", "/run/php//"));
             assert.ok(
               await watch.waitForLine(
                 /answered by a process that bound it by another name/,

@@ -13,6 +13,7 @@ import { logger } from "../shared/log.ts";
 import { publicUrl } from "../shared/redact.ts";
 import { masterOfStep } from "./master_watch.ts";
 import { fitsInRun, nextDue } from "./schedule.ts";
+import { PacedSaves } from "./paced_saves.ts";
 import { freshMemory, type StateStore } from "./state.ts";
 import type { MonitorOptions } from "./context.ts";
 import {
@@ -139,15 +140,21 @@ async function watchTargetRun(
   const waited = deps.clock.now() - run.startedAt >= LOCK_POLL_MS;
   let dueAt = waited ? deps.clock.now() : run.startedAt;
   let last: { verdict: Verdict; restartOk: boolean } = { verdict: "healthy", restartOk: false };
-  while (true) {
-    const step = await watch.step(target.policy);
-    if (step === null) break;
-    await store.save(watch.memory);
-    last = step;
-    if (step.verdict === "unreachable" || step.verdict === "misconfigured") break;
-    dueAt = nextDue({ dueAt, now: deps.clock.now(), ...step }, timing);
-    if (!fitsInRun(dueAt, run, target.timeoutMs)) break;
-    await deps.clock.sleep(dueAt - deps.clock.now());
+  const saves = new PacedSaves(store, deps.clock);
+  try {
+    while (true) {
+      const step = await watch.step(target.policy);
+      if (step === null) break;
+      await saves.save(watch.memory);
+      last = step;
+      if (step.verdict === "unreachable" || step.verdict === "misconfigured") break;
+      dueAt = nextDue({ dueAt, now: deps.clock.now(), ...step }, timing);
+      if (!fitsInRun(dueAt, run, target.timeoutMs)) break;
+      await deps.clock.sleep(dueAt - deps.clock.now());
+    }
+  } finally {
+    // the run's counting, for the next run and the metrics file
+    await saves.flush();
   }
   return exitFor(last);
 }

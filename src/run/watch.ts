@@ -18,6 +18,7 @@ import type { AlertQueue } from "../alert/queue.ts";
 import { type Endpoint, serveMetricsEndpoint } from "../record/metrics_endpoint.ts";
 import { type Notifier, silentNotifier } from "./notify.ts";
 import { nextDue } from "./schedule.ts";
+import { PacedSaves } from "./paced_saves.ts";
 import { fileStateStore, rearmStored } from "./state.ts";
 
 /** The signals watch mode answers. */
@@ -117,13 +118,14 @@ async function targetLoop(
   const timing = timingOf(target.policy);
   let dueAt = deps.clock.now();
   const exits = new MasterExits(deps, `${target.stateFile}.master-pid`);
+  const saves = new PacedSaves(store, deps.clock);
   try {
     while (!stop.aborted) {
       beat(watch);
       const step = await watch.step(target.policy, stop);
       beat(watch);
       if (step === null) break;
-      await store.save(watch.memory);
+      await saves.save(watch.memory);
       const now = deps.clock.now();
       // after a long stall (a restart), probe now rather than catch up on missed probes
       dueAt = Math.max(nextDue({ dueAt, now, ...step }, timing), now);
@@ -140,6 +142,7 @@ async function targetLoop(
     }
   } finally {
     exits.stop();
+    await saves.flush();
   }
   return watch.teller.alerts;
 }

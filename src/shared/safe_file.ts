@@ -223,13 +223,18 @@ export async function readRegularBytes(
  */
 async function folderProblem(path: string, rootsOnly: boolean): Promise<string | null> {
   const parts = path.split("/").filter((p) => p !== "");
+  const folder = `/${parts.slice(0, -1).join("/")}`;
+  if (rootsFolders.trusts(folder)) return null;
   let at = "";
   let parent: Deno.FileInfo | null = await Deno.lstat("/").catch(() => null);
+  // every folder on the way only root can change: so it stays, and it is not looked at again soon
+  let onlyRoots = parent !== null && rootsAlone(parent);
   for (const part of parts.slice(0, -1)) {
     const up = parent;
     at += `/${part}`;
     const info = await Deno.lstat(at).catch(() => null);
     parent = info;
+    onlyRoots &&= info !== null && rootsAlone(info);
     // a folder the permissions hide (or gone): the read itself says so
     if (info === null) continue;
     const rootsFolder = up !== null && up.uid === 0 && ((up.mode ?? 0) & 0o022) === 0;
@@ -242,7 +247,29 @@ async function folderProblem(path: string, rootsOnly: boolean): Promise<string |
       })`;
     }
   }
+  if (onlyRoots) rootsFolders.trust(folder);
   return null;
+}
+
+/**
+ * Folders found to be root's alone all the way from `/`, for a while: only root could make them
+ * lead elsewhere, so a watch probing every second need not `lstat` each part of each path it reads
+ * again (a folder another user can change is looked at every time).
+ */
+const rootsFolders = (() => {
+  const until = new Map<string, number>();
+  return {
+    trusts: (folder: string) => (until.get(folder) ?? 0) > Date.now(),
+    trust: (folder: string) => until.set(folder, Date.now() + TRUST_FOLDER_MS),
+  };
+})();
+
+/** How long a folder found to be root's alone is trusted without looking again. */
+const TRUST_FOLDER_MS = 60_000;
+
+/** A folder of root's that neither its group nor others may write (a link is none). */
+function rootsAlone(info: Deno.FileInfo): boolean {
+  return info.isDirectory && info.uid === 0 && ((info.mode ?? 0) & 0o022) === 0;
 }
 
 /**

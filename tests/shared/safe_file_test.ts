@@ -76,6 +76,34 @@ Deno.test("untrusted read: a folder on the way that another user turned into a l
   });
 });
 
+Deno.test("untrusted read: root's own folders are trusted for a while, another user's folder is looked at every time", async () => {
+  // a chain of root's folders from / (not /tmp, which everybody may write)
+  const dir = await Deno.makeTempDir({ dir: "/run", prefix: "php-relaunch-safe-" });
+  try {
+    await Deno.chmod(dir, 0o755);
+    await Deno.mkdir(`${dir}/secret`, { mode: 0o700 });
+    await Deno.writeTextFile(`${dir}/secret/php.pid`, "1\n", { mode: 0o600 });
+    await Deno.mkdir(`${dir}/site`);
+    await Deno.chown(`${dir}/site`, NOBODY, NOBODY);
+    assert.equal(await asUser(["mkdir", `${dir}/site/php`]), 0);
+    assert.equal(await asUser(["sh", "-c", `echo 4242 > ${dir}/site/php/php.pid`]), 0);
+    // read twice: the first read may trust what it saw, the second must look again
+    for (let i = 0; i < 2; i++) {
+      assert.equal(await readRegularText(`${dir}/site/php/php.pid`, { maxBytes: 32 }), "4242\n");
+    }
+    assert.equal(await readRegularText(`${dir}/secret/php.pid`, { maxBytes: 32 }), "1\n");
+    // the pool's user swaps its folder for a link to root's: refused at once, not trusted
+    assert.equal(await asUser(["mv", `${dir}/site/php`, `${dir}/site/old`]), 0);
+    assert.equal(await asUser(["ln", "-s", `${dir}/secret`, `${dir}/site/php`]), 0);
+    await assert.rejects(
+      readRegularText(`${dir}/site/php/php.pid`, { maxBytes: 32 }),
+      /"[^"]*\/site\/php" is a symbolic link another user could have made/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("untrusted read: owners, hard links and size are checked; a tail starts at a line", async () => {
   await withDir(async (dir) => {
     const secret = `${dir}/root-only`;

@@ -17,13 +17,14 @@ import { captureEvidence, type Evidence, evidenceLines } from "../fpm/evidence.t
 import { testFpmConfig } from "../fpm/selftest.ts";
 import { bindConflict } from "../fpm/bind_conflict.ts";
 import { readFpmConfig } from "../fpm/config.ts";
-import { findOomKills, formatKb, type OomKill } from "../fpm/oom.ts";
+import { findOomKills, type OomKill } from "../fpm/oom.ts";
 import { type PoolStatus, stuckWorkers } from "../fpm/status.ts";
 import { describeFcgiTarget } from "../probe/fcgi.ts";
 import { labelOf, type ProbeResult, verdictOf } from "../probe/result.ts";
 import { countRestart } from "../record/metrics.ts";
 import { describeError } from "../shared/errors.ts";
 import { clip } from "../shared/redact.ts";
+import { humanKb } from "../shared/memory_units.ts";
 import { logger } from "../shared/log.ts";
 import { afterRestart, counted } from "./policy.ts";
 import type { Prober } from "./prober.ts";
@@ -305,7 +306,7 @@ export class Responder {
     const oomLines = oom.map((k) =>
       `${target.fpm.processName} pid ${k.pid} killed by the OOM killer${
         k.at === null ? "" : ` at ${new Date(k.at).toISOString()}`
-      }, ${formatKb(k.rssKb)} resident`
+      }, ${humanKb(k.rssKb)} resident`
     );
     // kept in the state file's restart history: bounded, whatever the commands said
     const why = clip(

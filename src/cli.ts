@@ -12,7 +12,7 @@ import {
 } from "./config/settings.ts";
 import type { Deps } from "./shared/deps.ts";
 import { ConfigError, describeError, ExitCode } from "./shared/errors.ts";
-import { tryLock } from "./shared/lock.ts";
+import { tryLock, waitForLock } from "./shared/lock.ts";
 import { fileStateStore, rearmStored, storedTargets } from "./run/state.ts";
 import { systemdNotifier } from "./run/notify.ts";
 import { watchForever, type WatchOptions } from "./run/watch.ts";
@@ -491,6 +491,8 @@ async function opcacheReads(
 
 /** How long `reset` waits for a cron run under way to finish with the target. */
 const RESET_LOCK_WAIT_MS = 75_000;
+/** How often `reset` tries the lock again meanwhile. */
+const RESET_LOCK_POLL_MS = 500;
 
 /**
  * `reset [target]`: forgets giving up and the restart history of one target, or all. It takes
@@ -509,11 +511,12 @@ async function resetTargets(cfg: Config, deps: Deps): Promise<ExitCode> {
     // the cron form names its target after the service, as its lock
     const lockFile = lockOf.get(name) ?? lockPath(cfg.lockDir, name);
     const until = deps.clock.now() + RESET_LOCK_WAIT_MS;
-    let lock = await tryLock(lockFile);
-    while (lock === null && deps.clock.now() < until) {
-      await deps.clock.sleep(500);
-      lock = await tryLock(lockFile);
-    }
+    const { lock } = await waitForLock({
+      take: () => tryLock(lockFile),
+      clock: deps.clock,
+      pollMs: RESET_LOCK_POLL_MS,
+      timeLeft: (now) => now < until,
+    });
     if (lock === null) {
       deps.stderr(
         `php-relaunch: ${name} is held by a running php-relaunch (${lockFile}): if it is the watch service, re-arm it with SIGHUP (systemctl reload php-relaunch)\n`,

@@ -21,7 +21,7 @@ import { probeOnce, watchRun } from "./run/cron.ts";
 import { readTargetStatuses, renderStatus, statusExit } from "./run/status.ts";
 import type { MonitorOptions } from "./run/context.ts";
 import { readIncidents } from "./record/incidents.ts";
-import { buildReport, opcacheHints, renderReport } from "./record/report.ts";
+import { buildReport, opcacheHints, renderReport } from "./record/incident_report.ts";
 import type { OpcacheCounters } from "./record/metrics.ts";
 import { OPCACHE_SCRIPT } from "./fpm/opcache.ts";
 import { describeRoute } from "./alert/mail.ts";

@@ -4,7 +4,7 @@
  * watches each of them, with the settings that would make it better named in comments.
  */
 import { discoveryToml, renderDiscovery } from "./config/discovered.ts";
-import { discoverFpm, opcacheScriptProblem } from "./fpm/discover.ts";
+import { discoverFpm, opcacheScriptProblem } from "./fpm/discovery.ts";
 import { OPCACHE_SCRIPT } from "./fpm/opcache.ts";
 import type { Deps } from "./shared/deps.ts";
 import { ConfigError, ExitCode } from "./shared/errors.ts";

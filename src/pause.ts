@@ -4,7 +4,7 @@
  * it back. A pause is a file beside the target's state, so every kind of run honours it at its
  * next probe; it ends by itself at its time. One alert says it began, one that it ended.
  */
-import { cronPolicy } from "./config/policy.ts";
+import { cronPolicy } from "./config/policy_settings.ts";
 import type { Config, Target } from "./config/settings.ts";
 import { freshMemory, storedTargets } from "./run/state.ts";
 import { TargetWatch } from "./run/target.ts";

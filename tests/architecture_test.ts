@@ -22,7 +22,7 @@ export const STAGES = [
 
 /** Modules that must stay pure: no I/O in them or in anything they import (types aside). */
 const PURE = [
-  "run/policy.ts",
+  "run/recovery_policy.ts",
   "run/pool_policy.ts",
   "run/schedule.ts",
   "run/crash_policy.ts",

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { run } from "../src/cli.ts";
 import { parseConfigFile } from "../src/config/file.ts";
-import { fcgiUrl } from "../src/fpm/discover.ts";
+import { fcgiUrl } from "../src/fpm/discovery.ts";
 import { debianFs, fakeFs, fakeHost, testDeps } from "./support/fakes.ts";
 
 /**

@@ -5,7 +5,7 @@
  */
 import type { Deps, FcgiTarget } from "../shared/deps.ts";
 import { choosePool, type FpmConfig, poolAt, type PoolSettings, readFpmConfig } from "./config.ts";
-import { isBusy, isPoolName, poolLine, type PoolStatus, readStatus } from "./status.ts";
+import { isBusy, isPoolName, poolLine, type PoolStatus, readStatus } from "./status_page.ts";
 import { type Proc, readProcesses } from "../act/processes.ts";
 import type { Tools } from "../act/service.ts";
 import { describeError } from "../shared/errors.ts";

@@ -3,7 +3,7 @@
  * line) with the policy's memory kept on disk between runs; and `--once`, one probe whose
  * verdict is the exit code.
  */
-import type { Policy } from "../config/policy.ts";
+import type { Policy } from "../config/policy_settings.ts";
 import type { Config, Target } from "../config/settings.ts";
 import { labelOf, type Verdict, verdictOf } from "../probe/result.ts";
 import type { Deps } from "../shared/deps.ts";

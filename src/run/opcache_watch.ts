@@ -5,7 +5,7 @@
  * site warned early. What a worker answers only ever warns: it never decides a restart.
  */
 import { fcgiTargetOf } from "../probe/fcgi.ts";
-import { fcgiUrl, opcacheScriptProblem } from "../fpm/discover.ts";
+import { fcgiUrl, opcacheScriptProblem } from "../fpm/discovery.ts";
 import { choosePool, readFpmConfig } from "../fpm/config.ts";
 import {
   OPCACHE_SCRIPT,

@@ -7,10 +7,10 @@
  */
 import { relaunch } from "../act/restart.ts";
 import { certainty } from "../act/process_table.ts";
-import type { Policy } from "../config/policy.ts";
+import type { Policy } from "../config/policy_settings.ts";
 import { mainPool, type PoolProbe } from "../config/settings.ts";
 import { evidenceLines } from "../fpm/evidence.ts";
-import { assessPool, type PoolStatus } from "../fpm/status.ts";
+import { assessPool, type PoolStatus } from "../fpm/status_page.ts";
 import { labelOf, type ProbeResult, verdictOf } from "../probe/result.ts";
 import { publicUrl } from "../shared/redact.ts";
 import { logger } from "../shared/log.ts";

@@ -3,7 +3,7 @@
  * which warns early on a healthy pool, tells a busy pool from a hung one after a timeout, and
  * says whether php-fpm answers while nginx fails.
  */
-import type { Policy } from "../config/policy.ts";
+import type { Policy } from "../config/policy_settings.ts";
 import {
   assessPool,
   isBusy,
@@ -11,7 +11,7 @@ import {
   type PoolStatus,
   readStatus,
   warningsOf,
-} from "../fpm/status.ts";
+} from "../fpm/status_page.ts";
 import { describeFcgiTarget, probeFcgi } from "../probe/fcgi.ts";
 import { probeHttp } from "../probe/http.ts";
 import { type ProbeResult, verdictOf } from "../probe/result.ts";

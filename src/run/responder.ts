@@ -11,14 +11,14 @@ import {
   type Rung,
   type StuckWorker,
 } from "../act/restart.ts";
-import type { Policy } from "../config/policy.ts";
+import type { Policy } from "../config/policy_settings.ts";
 import { mainPool, type PoolProbe } from "../config/settings.ts";
 import { captureEvidence, type Evidence, evidenceLines } from "../fpm/evidence.ts";
 import { testFpmConfig } from "../fpm/selftest.ts";
 import { bindConflict } from "../fpm/bind_conflict.ts";
 import { readFpmConfig } from "../fpm/config.ts";
 import { findOomKills, type OomKill } from "../fpm/oom.ts";
-import { type PoolStatus, stuckWorkers } from "../fpm/status.ts";
+import { type PoolStatus, stuckWorkers } from "../fpm/status_page.ts";
 import { describeFcgiTarget } from "../probe/fcgi.ts";
 import { labelOf, type ProbeResult, verdictOf } from "../probe/result.ts";
 import { countRestart } from "../record/metrics.ts";
@@ -26,7 +26,7 @@ import { describeError } from "../shared/errors.ts";
 import { clip } from "../shared/redact.ts";
 import { humanKb } from "../shared/memory_units.ts";
 import { logger } from "../shared/log.ts";
-import { afterRestart, counted } from "./policy.ts";
+import { afterRestart, counted } from "./recovery_policy.ts";
 import type { Prober } from "./prober.ts";
 import { logIncident, type TargetContext } from "./context.ts";
 import { seconds, type Teller, type Thread } from "./teller.ts";

@@ -4,9 +4,9 @@
  * replaced whole (rename), so a read sees the last complete save.
  */
 import { escapeControl } from "../shared/redact.ts";
-import type { Policy } from "../config/policy.ts";
-import { cronPolicy } from "../config/policy.ts";
-import { counted } from "./policy.ts";
+import type { Policy } from "../config/policy_settings.ts";
+import { cronPolicy } from "../config/policy_settings.ts";
+import { counted } from "./recovery_policy.ts";
 import { type Config, statePath } from "../config/settings.ts";
 import { DEFAULT_TIMEOUT_MS } from "../config/targets.ts";
 import type { Fs } from "../shared/deps.ts";
@@ -14,7 +14,7 @@ import { ExitCode } from "../shared/errors.ts";
 import type { LastProbe, Memory } from "./state.ts";
 import { fileStateStore, storedTargets } from "./state.ts";
 import { seconds } from "./teller.ts";
-import { filePauses, type Pause, type Pauses } from "./pause.ts";
+import { filePauses, type Pause, type Pauses } from "./pause_file.ts";
 
 /** Where a target stands. */
 export type Standing =

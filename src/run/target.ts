@@ -9,14 +9,14 @@
  */
 import { retryOutbox } from "../alert/outbox.ts";
 import { channels } from "../alert/queue.ts";
-import type { Policy } from "../config/policy.ts";
+import type { Policy } from "../config/policy_settings.ts";
 import type { Config, Target } from "../config/settings.ts";
 import { labelOf, type ProbeResult, type Verdict, verdictOf } from "../probe/result.ts";
 import { countProbe, renderMetrics, writeMetricsFile } from "../record/metrics.ts";
 import type { Deps } from "../shared/deps.ts";
 import { describeError, ExitCode } from "../shared/errors.ts";
 import { logger } from "../shared/log.ts";
-import { type Action, configPassesAgain, decide, noticeMaster } from "./policy.ts";
+import { type Action, configPassesAgain, decide, noticeMaster } from "./recovery_policy.ts";
 import { masterOfStep } from "./master_watch.ts";
 import { Prober } from "./prober.ts";
 import { OpcacheWatch } from "./opcache_watch.ts";

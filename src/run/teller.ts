@@ -10,14 +10,14 @@ import {
   AlertQueue,
   channels,
 } from "../alert/queue.ts";
-import type { Policy } from "../config/policy.ts";
+import type { Policy } from "../config/policy_settings.ts";
 import { publicUrl } from "../shared/redact.ts";
 import { formatLine, logger } from "../shared/log.ts";
-import { poolLine } from "../fpm/status.ts";
+import { poolLine } from "../fpm/status_page.ts";
 import type { ProbeResult } from "../probe/result.ts";
 import { labelOf } from "../probe/result.ts";
 import { countGiveUp } from "../record/metrics.ts";
-import { type Action, counted, type Incident } from "./policy.ts";
+import { type Action, counted, type Incident } from "./recovery_policy.ts";
 import type { TargetContext } from "./context.ts";
 
 /** How many seconds, for people. */

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { cronPolicy } from "../../src/config/policy.ts";
+import { cronPolicy } from "../../src/config/policy_settings.ts";
 import { freshCounters } from "../../src/record/metrics.ts";
-import { freshState } from "../../src/run/policy.ts";
+import { freshState } from "../../src/run/recovery_policy.ts";
 import { type Memory } from "../../src/run/state.ts";
 import { renderStatus, statusExit, statusOf } from "../../src/run/status.ts";
 

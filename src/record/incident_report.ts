@@ -4,7 +4,7 @@
  * setting and the measured reason. Pure: incidents in, a report out.
  */
 import { isOff, type PoolSettings } from "../fpm/config.ts";
-import { isBusy } from "../fpm/status.ts";
+import { isBusy } from "../fpm/status_page.ts";
 import type { IncidentRecord } from "./incidents.ts";
 import { opcacheFindings } from "../fpm/opcache.ts";
 import type { OpcacheCounters } from "./metrics.ts";

@@ -7,7 +7,10 @@ import assert from "node:assert/strict";
 import { dirname, join, normalize, relative } from "node:path";
 import { ROOT } from "./support/cli.ts";
 
-/** The stages from the bottom up; files directly in src/ are the top (main, cli, real). */
+/**
+ * The stages from the bottom up; files directly in src/ are the top (main, cli, real), and the
+ * commands (one module each) just below it.
+ */
 export const STAGES = [
   "shared",
   "probe",
@@ -17,6 +20,7 @@ export const STAGES = [
   "record",
   "alert",
   "run",
+  "commands",
   "",
 ] as const;
 
@@ -36,8 +40,11 @@ const SRC = join(ROOT, "src");
 interface Module {
   path: string;
   text: string;
-  /** Relative imports, resolved to paths below src/, and whether only types are taken. */
-  imports: { path: string; typeOnly: boolean }[];
+  /**
+   * Relative imports, resolved to paths below src/; whether only types are taken, and whether
+   * the module is loaded when it is needed (`import("./x.ts")`) rather than with the importer.
+   */
+  imports: { path: string; typeOnly: boolean; dynamic: boolean }[];
 }
 
 async function modules(): Promise<Map<string, Module>> {
@@ -56,7 +63,11 @@ async function modules(): Promise<Map<string, Module>> {
           const target = normalize(join(dirname(full), m[3]!));
           // only modules of src/ (deno.json is data)
           return target.startsWith(SRC + "/") && target.endsWith(".ts")
-            ? [{ path: relative(SRC, target), typeOnly: m[2] !== undefined && m[2] !== "" }]
+            ? [{
+              path: relative(SRC, target),
+              typeOnly: m[2] !== undefined && m[2] !== "",
+              dynamic: m[1] === "",
+            }]
             : [];
         });
         found.set(path, { path, text, imports });
@@ -122,4 +133,48 @@ Deno.test("architecture: the policy, the schedule and the FastCGI protocol do no
       queue.push(...m.imports.filter((i) => !i.typeOnly).map((i) => i.path));
     }
   }
+});
+
+/** What only some commands need: the command line loads it with them, never up front. */
+const LAZY_MODULES = ["record/incident_report.ts", "record/metrics.ts", "alert/mail.ts"];
+const LAZY_PACKAGES = ["nodemailer", "prom-client", "yaml"];
+
+Deno.test("architecture: cli.ts loads each command, and what only some need, when it runs", async () => {
+  const all = await modules();
+  const cli = all.get("cli.ts");
+  assert.ok(cli, "src/cli.ts exists");
+  // every command is loaded by cli.ts, each only when dispatched
+  const commands = [...all.keys()].filter((p) => p.startsWith("commands/"));
+  assert.ok(commands.length >= 6, "src/commands/ was read");
+  const dispatched = new Set(cli.imports.filter((i) => i.dynamic).map((i) => i.path));
+  assert.deepEqual(commands.filter((c) => !dispatched.has(c)), [], "commands cli.ts never loads");
+  // what loads with cli.ts itself: its static imports that take code, and theirs
+  const loaded = new Set<string>();
+  const queue = ["cli.ts"];
+  while (queue.length > 0) {
+    const path = queue.pop()!;
+    if (loaded.has(path)) continue;
+    loaded.add(path);
+    queue.push(
+      ...(all.get(path)?.imports ?? []).filter((i) => !i.typeOnly && !i.dynamic).map((i) => i.path),
+    );
+  }
+  const eager = [...loaded].filter((p) => p.startsWith("commands/") || LAZY_MODULES.includes(p));
+  assert.deepEqual(
+    eager,
+    [],
+    "modules that load with cli.ts although only some commands need them",
+  );
+  const packages = [...loaded].flatMap((p) =>
+    LAZY_PACKAGES.filter((name) =>
+      new RegExp(`^(import|export)\\s+(?!type\\s)[^;]*?from\\s+"${name}"`, "m").test(
+        all.get(p)!.text,
+      )
+    ).map((name) => `src/${p} -> ${name}`)
+  );
+  assert.deepEqual(
+    packages,
+    [],
+    "packages that load with cli.ts although only some commands need them",
+  );
 });

@@ -11,7 +11,7 @@ import {
   type TargetState,
 } from "../../src/run/recovery_policy.ts";
 import { parseState } from "../../src/run/state.ts";
-import { renderStatus, statusOf } from "../../src/run/status.ts";
+import { renderStatus, statusOf } from "../../src/commands/status.ts";
 import { freshCounters } from "../../src/record/metrics.ts";
 import { parseConfigFile, WATCH_DEFAULTS } from "../../src/config/file.ts";
 import { policyOf } from "../../src/config/policy_settings.ts";

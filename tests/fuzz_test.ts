@@ -18,7 +18,7 @@ import {
 } from "../src/probe/fcgi_protocol.ts";
 import { FcgiProtocolError } from "../src/probe/fcgi_protocol.ts";
 import { parseIncident } from "../src/record/incidents.ts";
-import { misconfigurationHint } from "../src/run/teller.ts";
+import { misconfigurationHint } from "../src/run/policy_alerts.ts";
 import { decide, freshState } from "../src/run/recovery_policy.ts";
 import { classifyError, probeHttp } from "../src/probe/http.ts";
 import { verdictOf } from "../src/probe/result.ts";

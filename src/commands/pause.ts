@@ -13,7 +13,7 @@ import type { Deps } from "../shared/deps.ts";
 import { ConfigError, ExitCode } from "../shared/errors.ts";
 import { logger } from "../shared/log.ts";
 import { escapeControl } from "../shared/redact.ts";
-import { seconds } from "../run/teller.ts";
+import { seconds } from "../shared/time_units.ts";
 
 /** The targets a pause or resume is about: the one named, or every one known. */
 async function chosen(cfg: Config, deps: Deps): Promise<{ name: string; target?: Target }[]> {

@@ -13,7 +13,7 @@ import type { Deps, Fs } from "../shared/deps.ts";
 import { ExitCode } from "../shared/errors.ts";
 import type { LastProbe, Memory } from "../run/state.ts";
 import { fileStateStore, storedTargets } from "../run/state.ts";
-import { seconds } from "../run/teller.ts";
+import { seconds } from "../shared/time_units.ts";
 import { filePauses, type Pause, type Pauses } from "../run/pause_file.ts";
 
 /** Where a target stands. */

@@ -24,7 +24,7 @@ import {
   worstExit,
   writeMetrics,
 } from "./target.ts";
-import { misconfigurationHint } from "./teller.ts";
+import { misconfigurationHint } from "./policy_alerts.ts";
 import type { AlertQueue } from "../alert/queue.ts";
 
 /** Takes the target's lock, or says another run has it and returns null. */

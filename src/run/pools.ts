@@ -24,7 +24,8 @@ import type { Prober } from "./prober.ts";
 import { lookForMaster, masterIdentity } from "./master_watch.ts";
 import { freePool } from "./pool_freeing.ts";
 import type { MasterView } from "../act/master.ts";
-import { seconds, type Teller } from "./teller.ts";
+import type { Teller } from "./teller.ts";
+import { seconds } from "../shared/time_units.ts";
 import { countPoolProbe } from "../record/metrics.ts";
 
 /** One pool's probe in this step. */

@@ -13,7 +13,8 @@ import { humanKb } from "../shared/memory_units.ts";
 import { clip } from "../shared/redact.ts";
 import { logIncident, type TargetContext } from "./context.ts";
 import { afterRestart, counted } from "./recovery_policy.ts";
-import { seconds, type Teller, type Thread } from "./teller.ts";
+import type { Teller, Thread } from "./teller.ts";
+import { seconds } from "../shared/time_units.ts";
 
 /** A restart made: the failure that called for it, and what the ladder did. */
 export interface Restart {

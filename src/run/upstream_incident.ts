@@ -19,7 +19,8 @@ import type { Prober } from "./prober.ts";
 import { poolEvidence, relaunchContext, stuckOf } from "./responder.ts";
 import { lookForMaster, masterIdentity } from "./master_watch.ts";
 import { logIncident, type TargetContext } from "./context.ts";
-import { seconds, type Teller } from "./teller.ts";
+import type { Teller } from "./teller.ts";
+import { seconds } from "../shared/time_units.ts";
 
 /** A status read younger than this is used instead of a new one. */
 const STATUS_FRESH_MS = 3000;

@@ -99,6 +99,7 @@ export async function sayHolder(lock: HeldLock, kind: "cron" | "watch"): Promise
 export interface LockWait {
   /** Takes the lock without waiting: null while another holds it. */
   take: () => Promise<HeldLock | null>;
+  /** The time, and the sleep between tries (a fake in tests). */
   clock: Pick<Clock, "now" | "sleep">;
   /** The sleep between two tries, in ms: fixed, or of the time the sleep begins. */
   pollMs: number | ((now: number) => number);

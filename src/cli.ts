@@ -1,36 +1,20 @@
-/** The command line: parse, choose the mode, build the config, run, map errors to exit codes. */
+/**
+ * The command line: parse argv, choose the command, load its configuration, run it, map errors
+ * to exit codes. Each command's module (src/commands/) is loaded only when it is the one run, so
+ * a run does not carry the code of the others (mail, metrics, the report).
+ */
 import { dirname } from "node:path";
 import { parseArgs } from "node:util";
 import { loadConfig } from "./config/load.ts";
-import {
-  type Config,
-  incidentsPath,
-  lockPath,
-  type Mode,
-  type RawSettings,
-  statePath,
-} from "./config/settings.ts";
+import type { Config, Mode, RawSettings } from "./config/settings.ts";
 import type { Deps } from "./shared/deps.ts";
 import { ConfigError, describeError, ExitCode } from "./shared/errors.ts";
-import { tryLock } from "./shared/lock.ts";
-import { fileStateStore, rearmStored, storedTargets } from "./run/state.ts";
-import { systemdNotifier } from "./run/notify.ts";
-import { watchForever, type WatchOptions } from "./run/watch.ts";
+import type { WatchOptions } from "./run/watch.ts";
 import { logger, openAppendNoFollow, setupLogging } from "./shared/log.ts";
-import { probeOnce, watchRun } from "./run/cron.ts";
-import { readTargetStatuses, renderStatus, statusExit } from "./run/status.ts";
 import type { MonitorOptions } from "./run/context.ts";
-import { readIncidents } from "./record/incidents.ts";
-import { buildReport, opcacheHints, renderReport } from "./record/report.ts";
-import type { OpcacheCounters } from "./record/metrics.ts";
-import { OPCACHE_SCRIPT } from "./fpm/opcache.ts";
-import { describeRoute } from "./alert/mail.ts";
-import { describeFcgiTarget } from "./probe/fcgi.ts";
 import { revision } from "./revision.ts";
 import { USAGE, VERSION } from "./usage.ts";
-import { pauseTargets, resumeTargets } from "./pause.ts";
-import { discover } from "./discover.ts";
-import { escapeControl, publicUrl, webhookName } from "./shared/redact.ts";
+import { escapeControl } from "./shared/redact.ts";
 
 const OPTIONS = {
   url: { type: "string" },
@@ -244,77 +228,6 @@ function rawSettings(
   return raw;
 }
 
-/** The settings `check-config` prints. */
-export function describeConfig(cfg: Config): string {
-  const lines = [
-    `config file    ${cfg.configFile ?? "none (command line)"}`,
-    `init system    ${cfg.init}: ${Object.values(cfg.tools).filter(Boolean).join(" ")}`,
-    `mail from      ${cfg.mailFrom} via ${describeRoute(cfg.mail)}`,
-    `webhook        ${cfg.webhook ? webhookName(cfg.webhook) : "none"}`,
-    `metrics        ${
-      [
-        cfg.metricsFile && `file ${cfg.metricsFile}`,
-        cfg.metricsListen &&
-        `http://${cfg.metricsListen.hostname}:${cfg.metricsListen.port}/metrics`,
-      ].filter(Boolean).join(", ") || "none"
-    }`,
-    `log file       ${cfg.logFile} (${cfg.logFormat})`,
-    `state folder   ${cfg.stateDir}`,
-  ];
-  if (cfg.mode !== "watch") lines.push(`run length     ${cfg.runMs / 1000} s`);
-  for (const t of cfg.targets) {
-    const p = t.policy;
-    lines.push(
-      "",
-      `target ${t.name}`,
-      `  heartbeat    ${publicUrl(t.url)} (timeout ${t.timeoutMs / 1000} s, every ${
-        p.intervalMs / 1000
-      } s)`,
-      `  php-fpm      ${t.fpm.service}, processes named ${t.fpm.processName}`,
-      `  expect       ${
-        t.expect === "" ? "any 2xx answer" : `a 2xx whose body starts with "${t.expect}"`
-      }`,
-      `  php-cgi      ${t.cgi ? `${t.cgi.service}, processes named ${t.cgi.processName}` : "no"}`,
-      `  restart      after ${p.failureThreshold} failures or ${p.timeoutThreshold} timeouts (5xx confirmed after ${
-        p.confirmDelayMs / 1000
-      } s); rungs ${t.rungs.join(" > ")}; at most ${p.maxRestarts} in ${
-        p.restartWindowMs / 60_000
-      } min`,
-      `  status page  ${
-        t.status === null
-          ? "none (set status_url for early warnings, busy-or-hung and evidence)"
-          : `${
-            describeFcgiTarget(t.status)
-          }${t.status.path}; warn at listen queue > ${t.warn.listenQueue}, +${t.warn.slowRequests} slow requests${
-            t.warn.maxChildren ? ", max children reached" : ""
-          }; overloaded: ${p.onOverload}; stuck after ${t.stuckAfterMs / 1000} s`
-      }`,
-      ...(t.pools.length === 0 ? [] : [
-        `  pools        ${t.poolName} (the heartbeat's), ${
-          t.pools.map((p) => p.name).join(", ")
-        }: one failing while another answers has its stuck workers killed; the service is restarted only when none answers`,
-        ...t.pools.map((p) =>
-          `  pool ${p.name.padEnd(8)}${publicUrl(p.url)}; status page ${
-            p.status === null ? "none" : `${describeFcgiTarget(p.status)}${p.status.path}`
-          }; stuck after ${p.stuckAfterMs / 1000} s`
-        ),
-      ]),
-      `  php-fpm conf ${t.fpmConfig ?? "unknown (set fpm_config)"}`,
-      `  crash loops  ${childCrashesLine(t)}`,
-      `  OPcache      ${
-        (t.opcache?.intervalMs ?? 0) === 0
-          ? "not watched (opcache_interval = 0)"
-          : `${OPCACHE_SCRIPT} asked every ${
-            t.opcache!.intervalMs / 1000
-          } s when installed; warn when the hit rate falls ${t.opcache!.hitDropPoints} points`
-      }`,
-      `  mail to      ${t.mailTo.length ? t.mailTo.join(", ") : "nobody"}`,
-      `  lock, state  ${t.lockFile}, ${t.stateFile}`,
-    );
-  }
-  return lines.join("\n") + "\n";
-}
-
 /** Runs php-relaunch with `argv`; resolves to the process exit code. Never throws. */
 export async function run(
   argv: readonly string[],
@@ -359,21 +272,27 @@ async function runCommand(
     return ExitCode.Ok;
   }
   // discovery needs no configuration: it is how one is written
-  if (mode === "discover") return await discover(raw.format, deps);
+  if (mode === "discover") {
+    const { discover } = await import("./commands/discover.ts");
+    return await discover(raw.format, deps);
+  }
   const cfg = await loadConfig(mode, raw, deps);
   if (mode === "watch") {
-    options = {
-      reload: () => loadConfig("watch", raw, deps),
-      notifier: await systemdNotifier(deps.host, deps.runner, deps.fs.isExecutable, Deno.pid),
-      ...options,
-    };
+    const { watchOptions } = await import("./commands/watch_mode.ts");
+    options = await watchOptions(raw, deps, options);
   }
   if (cfg.mode === "check") {
-    deps.stdout(describeConfig(cfg).split("\n").map(escapeControl).join("\n"));
-    return ExitCode.Ok;
+    const { checkConfig } = await import("./commands/check_config.ts");
+    return checkConfig(cfg, deps);
   }
-  if (cfg.mode === "report") return await printReport(cfg, deps);
-  if (cfg.mode === "status") return await printStatus(cfg, deps);
+  if (cfg.mode === "report") {
+    const { printReport } = await import("./commands/report.ts");
+    return await printReport(cfg, deps);
+  }
+  if (cfg.mode === "status") {
+    const { printStatus } = await import("./commands/status.ts");
+    return await printStatus(cfg, deps);
+  }
   return await runWithConfig(cfg, deps, options);
 }
 
@@ -401,20 +320,7 @@ async function runWithConfig(
       hostname: cfg.hostname,
       format: cfg.logFormat,
     });
-    switch (cfg.mode) {
-      case "once":
-        return await probeOnce(cfg, deps, options);
-      case "watch":
-        return await watchForever(cfg, deps, options);
-      case "reset":
-        return await resetTargets(cfg, deps);
-      case "pause":
-        return await pauseTargets(cfg, deps, options);
-      case "resume":
-        return await resumeTargets(cfg, deps, options);
-      default:
-        return await watchRun(cfg, deps, options);
-    }
+    return await runLogged(cfg, deps, options);
   } catch (err) {
     // a lock or state path that is refused is the operator's to fix, not a bug
     logger.fatal("{error}", { error: describeError(err) });
@@ -424,122 +330,33 @@ async function runWithConfig(
   }
 }
 
-/** `status`: every target's standing, from the state files (no log, no lock, no wait). */
-async function printStatus(cfg: Config, deps: Deps): Promise<ExitCode> {
-  const list = await readTargetStatuses(cfg, deps.fs, deps.clock.now());
-  deps.stdout(
-    cfg.report.format === "json"
-      ? JSON.stringify(list, null, 2) + "\n"
-      : renderStatus(list, deps.clock.now()),
-  );
-  return statusExit(list);
-}
-
-/** How many skipped records `report` names one by one. */
-const MAX_PROBLEMS_SHOWN = 5;
-
-/** `report`: reads the incident log (read-only: no log file, no lock) and prints the report. */
-async function printReport(cfg: Config, deps: Deps): Promise<ExitCode> {
-  const until = deps.clock.now();
-  const since = until - cfg.report.sinceMs;
-  const path = incidentsPath(cfg.stateDir);
-  let read;
-  try {
-    read = await readIncidents(path, since);
-  } catch (err) {
-    throw new ConfigError([`Cannot read the incident log "${path}": ${describeError(err)}`]);
-  }
-  // the report's log is stderr: one line for each record left out, the first few of them
-  for (const problem of read.problems.slice(0, MAX_PROBLEMS_SHOWN)) {
-    deps.stderr(`php-relaunch: skipped a record of the incident log: ${escapeControl(problem)}\n`);
-  }
-  if (read.problems.length > MAX_PROBLEMS_SHOWN) {
-    deps.stderr(
-      `php-relaunch: skipped ${
-        read.problems.length - MAX_PROBLEMS_SHOWN
-      } more records of the incident log\n`,
-    );
-  }
-  const report = buildReport(read.incidents, since, until, read.skipped);
-  report.hints.push(...opcacheHints(await opcacheReads(cfg, deps)));
-  deps.stdout(
-    cfg.report.format === "json" ? JSON.stringify(report, null, 2) + "\n" : renderReport(report),
-  );
-  return ExitCode.Ok;
-}
-
-/**
- * Each target's last OPcache read, from its state file: the configured targets, or every state
- * file in the state folder.
- */
-async function opcacheReads(
+/** The commands that log to the log file: each run once its log is open. */
+async function runLogged(
   cfg: Config,
   deps: Deps,
-): Promise<{ target: string; opcache: OpcacheCounters | undefined }[]> {
-  const targets = cfg.targets.length > 0
-    ? cfg.targets.map((t) => ({ name: t.name, file: t.stateFile }))
-    : (await storedTargets(deps.fs, cfg.stateDir)).map((name) => ({
-      name,
-      file: statePath(cfg.stateDir, name),
-    }));
-  return await Promise.all(targets.map(async (t) => {
-    const exists = await deps.fs.info(t.file).catch(() => null);
-    const memory = exists === null ? null : await fileStateStore(t.file).load();
-    return { target: t.name, opcache: memory?.counters.opcache };
-  }));
-}
-
-/** How long `reset` waits for a cron run under way to finish with the target. */
-const RESET_LOCK_WAIT_MS = 75_000;
-
-/**
- * `reset [target]`: forgets giving up and the restart history of one target, or all. It takes
- * each target's lock first, so that a cron run under way cannot write the old state back over
- * it; a watch process holds its locks for good, and is re-armed with SIGHUP instead.
- */
-async function resetTargets(cfg: Config, deps: Deps): Promise<ExitCode> {
-  const lockOf = new Map(cfg.targets.map((t) => [t.name, t.lockFile]));
-  const names = cfg.commandTarget !== null
-    ? [cfg.commandTarget]
-    : cfg.targets.length > 0
-    ? cfg.targets.map((t) => t.name)
-    : await storedTargets(deps.fs, cfg.stateDir);
-  let code: ExitCode = ExitCode.Ok;
-  for (const name of names) {
-    // the cron form names its target after the service, as its lock
-    const lockFile = lockOf.get(name) ?? lockPath(cfg.lockDir, name);
-    const until = deps.clock.now() + RESET_LOCK_WAIT_MS;
-    let lock = await tryLock(lockFile);
-    while (lock === null && deps.clock.now() < until) {
-      await deps.clock.sleep(500);
-      lock = await tryLock(lockFile);
+  options: MonitorOptions & WatchOptions,
+): Promise<ExitCode> {
+  switch (cfg.mode) {
+    case "watch": {
+      const { runWatchMode } = await import("./commands/watch_mode.ts");
+      return await runWatchMode(cfg, deps, options);
     }
-    if (lock === null) {
-      deps.stderr(
-        `php-relaunch: ${name} is held by a running php-relaunch (${lockFile}): if it is the watch service, re-arm it with SIGHUP (systemctl reload php-relaunch)\n`,
-      );
-      code = ExitCode.Usage;
-      continue;
+    case "reset": {
+      const { resetTargets } = await import("./commands/reset.ts");
+      return await resetTargets(cfg, deps);
     }
-    using _held = lock;
-    await rearmStored(fileStateStore(statePath(cfg.stateDir, name)));
-    logger.info("Re-armed {name}: restart history and giving up forgotten.", { name });
-    deps.stdout(`re-armed ${name}\n`);
+    case "pause": {
+      const { pauseTargets } = await import("./commands/pause.ts");
+      return await pauseTargets(cfg, deps, options);
+    }
+    case "resume": {
+      const { resumeTargets } = await import("./commands/pause.ts");
+      return await resumeTargets(cfg, deps, options);
+    }
+    default: {
+      // the cron form's period, or --once
+      const { runCronForm } = await import("./commands/cron_form.ts");
+      return await runCronForm(cfg, deps, options);
+    }
   }
-  if (names.length === 0) deps.stdout(`nothing to reset in ${cfg.stateDir}\n`);
-  return code;
-}
-
-/** What `check-config` says of a target's watch of its crashing children. */
-function childCrashesLine(t: Config["targets"][number]): string {
-  const c = t.childCrashes;
-  if (c === undefined || c.count === 0) return "not watched (warn_child_crashes = 0)";
-  if (t.fpmConfig === null) {
-    return "not watched: php-fpm's configuration is unknown (set fpm_config)";
-  }
-  return `alert at ${c.count} crashes of a pool within ${
-    c.windowMs / 1000
-  } s, from php-fpm's error_log; nginx's lost requests from ${
-    c.nginxErrorLog ?? 'nowhere (nginx_error_log = "")'
-  }`;
 }

@@ -18,12 +18,12 @@ import {
 } from "../src/probe/fcgi_protocol.ts";
 import { FcgiProtocolError } from "../src/probe/fcgi_protocol.ts";
 import { parseIncident } from "../src/record/incidents.ts";
-import { misconfigurationHint } from "../src/run/teller.ts";
-import { decide, freshState } from "../src/run/policy.ts";
+import { misconfigurationHint } from "../src/run/policy_alerts.ts";
+import { decide, freshState } from "../src/run/recovery_policy.ts";
 import { classifyError, probeHttp } from "../src/probe/http.ts";
 import { verdictOf } from "../src/probe/result.ts";
-import { buildReport, renderReport } from "../src/record/report.ts";
-import { cronPolicy } from "../src/config/policy.ts";
+import { buildReport, renderReport } from "../src/record/incident_report.ts";
+import { cronPolicy } from "../src/config/policy_settings.ts";
 import { parseState } from "../src/run/state.ts";
 import { parseQueued } from "../src/alert/outbox.ts";
 import { escapeControl } from "../src/shared/redact.ts";

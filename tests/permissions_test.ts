@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import meta from "../deno.json" with { type: "json" };
 import { TOOL_PROGRAMS, toolPaths } from "../src/act/service.ts";
-import { SENDMAIL_PATHS } from "../src/config/mail.ts";
+import { SENDMAIL_PATHS } from "../src/config/mail_settings.ts";
 import { fpmBinaryCandidates } from "../src/act/service.ts";
 import { startCommand } from "./support/cli.ts";
 

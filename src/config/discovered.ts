@@ -4,7 +4,7 @@
  * the watch better, and the line to add to which pool file.
  */
 import { stringify } from "smol-toml";
-import { fcgiUrl, type FoundService } from "../fpm/discover.ts";
+import { fcgiUrl, type FoundService } from "../fpm/discovery.ts";
 import type { PoolSettings } from "../fpm/config.ts";
 
 /** The repo's nginx heartbeat (nginx/php-heartbeat.conf): the probe when no pool has a ping. */

@@ -7,7 +7,7 @@
 import { detectInit, findTools, type InitSystem, SEARCH_DIRS, type Tools } from "../act/service.ts";
 import type { ServiceTarget } from "../act/service.ts";
 import { defaultPidFile, fpmConfigOf } from "../fpm/config.ts";
-import { discoverFpm } from "../fpm/discover.ts";
+import { discoverFpm } from "../fpm/discovery.ts";
 import { discoveryToml } from "./discovered.ts";
 import { describeFcgiTarget, fcgiTargetOf, isFcgiUrl } from "../probe/fcgi.ts";
 import type { Deps, MailRoute } from "../shared/deps.ts";
@@ -16,7 +16,7 @@ import { chooseService, defaultLockDir, userStateHome } from "./environment.ts";
 import { parseSettings, type Settings } from "./fields.ts";
 import { checkWebhook, parseListen } from "./urls.ts";
 import { type ConfigFile, defaultConfigFile, parseConfigFile } from "./file.ts";
-import { mailRouteOf } from "./mail.ts";
+import { mailRouteOf } from "./mail_settings.ts";
 import { DEFAULT_TIMEOUT_MS, type TargetSpec, targetSpecs } from "./targets.ts";
 import { pathProblems, permissionProblems } from "./paths.ts";
 import {

@@ -7,10 +7,10 @@
  */
 import type { InitSystem, ServiceTarget, Tools } from "../act/service.ts";
 import type { Rung } from "../act/restart.ts";
-import type { WarnLimits } from "../fpm/status.ts";
+import type { WarnLimits } from "../fpm/status_page.ts";
 import type { MemoryLimits } from "../fpm/memory.ts";
 import type { FcgiTarget, MailRoute } from "../shared/deps.ts";
-import type { Policy } from "./policy.ts";
+import type { Policy } from "./policy_settings.ts";
 
 /** What one invocation does. */
 export type Mode =

@@ -5,7 +5,7 @@
 import type { Rung } from "../act/restart.ts";
 import { type Settings, stripUndefined } from "./fields.ts";
 import { type ConfigFile, type FilePolicy, type FileTarget, WATCH_DEFAULTS } from "./file.ts";
-import { cronDefaults, type Policy, policyOf } from "./policy.ts";
+import { cronDefaults, type Policy, policyOf } from "./policy_settings.ts";
 import type { Mode } from "./settings.ts";
 import { checkUrl } from "./urls.ts";
 

@@ -5,11 +5,12 @@
  */
 import type { Deps, FcgiTarget } from "../shared/deps.ts";
 import { choosePool, type FpmConfig, poolAt, type PoolSettings, readFpmConfig } from "./config.ts";
-import { isBusy, isPoolName, poolLine, type PoolStatus, readStatus } from "./status.ts";
+import { isBusy, isPoolName, poolLine, type PoolStatus, readStatus } from "./status_page.ts";
 import { type Proc, readProcesses } from "../act/processes.ts";
 import type { Tools } from "../act/service.ts";
 import { describeError } from "../shared/errors.ts";
 import { clip } from "../shared/redact.ts";
+import { megabytes as mb } from "../shared/memory_units.ts";
 import { uidOf } from "./accounts.ts";
 import type { UpstreamWait } from "../probe/result.ts";
 
@@ -189,8 +190,6 @@ export async function captureEvidence(
     memory: deps.host.memory(),
   };
 }
-
-const mb = (bytes: number) => `${Math.round(bytes / 2 ** 20)} MB`;
 
 /** The evidence in a few readable lines, for the alert. */
 export function evidenceLines(e: Evidence): string[] {

@@ -4,6 +4,7 @@
  * page says nothing of it.
  */
 import type { ProcessInfo } from "./evidence.ts";
+import { megabytesOfKb as mb } from "../shared/memory_units.ts";
 
 /** A pool's resident memory, in KiB. */
 export interface PoolMemory {
@@ -47,8 +48,6 @@ export function poolMemory(
     byPool: Object.keys(byPool).length > 1 ? byPool : {},
   };
 }
-
-const mb = (kb: number) => `${Math.round(kb / 1024)} MB`;
 
 /** The memory early warnings: the pool above `warn_pool_memory`, a worker above `warn_worker_memory`. */
 export function memoryWarnings(

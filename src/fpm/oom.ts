@@ -114,13 +114,6 @@ export function poolKills(kills: readonly KernelKill[], owner: PoolOwner): OomKi
   ).map(({ pid, rssKb, at }) => ({ pid, rssKb, at }));
 }
 
-/** Memory for people: "1.9 GiB", "512 MiB". */
-export function formatKb(kb: number): string {
-  return kb >= 1024 * 1024
-    ? `${(kb / 1024 / 1024).toFixed(1)} GiB`
-    : `${Math.round(kb / 1024)} MiB`;
-}
-
 /**
  * The kernel log's lines since `since`: the journal's kernel messages when journalctl is there,
  * else the end of /var/log/kern.log, else dmesg. Empty when none can be read (never throws).

@@ -8,6 +8,7 @@ import * as v from "valibot";
 import type { FcgiGet, FcgiTarget } from "../shared/deps.ts";
 import { describeError } from "../shared/errors.ts";
 import { keyPath } from "../shared/schema.ts";
+import { kibibytes, megabytesTenths as mb } from "../shared/memory_units.ts";
 
 /** Where `scripts/samples.sh install` puts the status script: root's, outside every docroot. */
 export const OPCACHE_SCRIPT = "/usr/local/share/php-relaunch/php-relaunch-opcache.php";
@@ -216,7 +217,6 @@ export interface OpcacheFinding {
   advice: string;
 }
 
-const mb = (n: number) => `${(n / 2 ** 20).toFixed(1)} MB`;
 const pct = (ratio: number) => `${(ratio * 100).toFixed(1)}%`;
 
 /** Twice the current value (or a usual one when it is not known), for the advice. */
@@ -291,9 +291,7 @@ export function opcacheFindings(s: OpcacheStatus): OpcacheFinding[] {
       kind: "opcache_interned",
       message: `OPcache's interned-strings buffer is full (${mb(s.internedUsedBytes)} used of ${
         mb(s.internedBufferBytes)
-      }, ${
-        Math.round(s.internedFreeBytes / 1024)
-      } KiB free): each worker keeps new strings on its own`,
+      }, ${kibibytes(s.internedFreeBytes)} free): each worker keeps new strings on its own`,
       setting: "opcache.interned_strings_buffer",
       advice: `raise opcache.interned_strings_buffer ${
         doubled(s.ini.internedStringsBufferMb, 16)

@@ -3,7 +3,7 @@
  * their exposition through prom-client's registry, loaded only when metrics are asked for: as a
  * node_exporter textfile (written atomically) or on a loopback /metrics endpoint in watch mode.
  */
-import type { PoolStatus } from "../fpm/status.ts";
+import type { PoolStatus } from "../fpm/status_page.ts";
 import type { OpcacheStatus } from "../fpm/opcache.ts";
 import { writeFileAtomic } from "../shared/safe_file.ts";
 

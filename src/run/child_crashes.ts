@@ -7,10 +7,8 @@
  */
 import { type AlertIncident, ALERTMANAGER_REPEAT_MS } from "../alert/queue.ts";
 import { uidOf } from "../fpm/accounts.ts";
-import { type ChildDeath, parseFileDeaths, parseJournalDeaths } from "../fpm/child_deaths.ts";
 import { type FpmConfig, readFpmConfig } from "../fpm/config.ts";
 import { findCoredumpctl, newestCoreFrames } from "../fpm/core_dump.ts";
-import { followFile, followJournal } from "../fpm/log_follow.ts";
 import { type NginxLost, readLostRequests } from "../fpm/nginx_lost.ts";
 import { countChildDeaths } from "../record/metrics.ts";
 import { formatLine, logger } from "../shared/log.ts";
@@ -25,6 +23,7 @@ import {
 import { logIncident, type TargetContext } from "./context.ts";
 import type { Teller } from "./teller.ts";
 import { crashRecord, errorLogOf, openedAlert, resolvedMessage } from "./crash_alert.ts";
+import { CrashLog } from "./crash_log.ts";
 
 /** php-fpm's configuration is read again at most this often (its error_log, pools, listen). */
 const CONFIG_READ_MS = 30_000;
@@ -36,12 +35,15 @@ export class CrashWatch {
   private config: { at: number; value: FpmConfig | null } | null = null;
   /** coredumpctl's path once looked for (null: not installed). */
   private coredumpctl: string | null | undefined = undefined;
-  /** The last reason the log could not be read, said once. */
-  private note: string | null = null;
   /** When each open incident was last sent to Alertmanager, which needs it repeated. */
   private readonly repeatedAt = new Map<string, number>();
 
-  constructor(private readonly ctx: TargetContext, private readonly teller: Teller) {}
+  /** php-fpm's error log (or the journal), read from where the last look left it. */
+  private readonly log: CrashLog;
+
+  constructor(private readonly ctx: TargetContext, private readonly teller: Teller) {
+    this.log = new CrashLog(ctx);
+  }
 
   /**
    * Reads what the log added since the last step and acts on it; `paused`: only counts the deaths
@@ -64,7 +66,7 @@ export class CrashWatch {
     const { deps, memory } = this.ctx;
     const config = await this.fpmConfig();
     const was = memory.childCrashes ?? freshCrashMemory();
-    const { deaths, memory: read } = await this.newDeaths(config, was);
+    const { deaths, memory: read } = await this.log.newDeaths(config, was);
     memory.counters = countChildDeaths(memory.counters, deaths);
     if (paused) {
       memory.childCrashes = { ...read, pools: was.pools };
@@ -76,44 +78,6 @@ export class CrashWatch {
     for (const o of decision.opened) await this.opened(o.pool, o.incident, o.crashes, config);
     for (const r of decision.resolved) await this.resolved(r.pool, r.incident, limits);
     this.repeatOpen(decision.pools, now);
-  }
-
-  /** The deaths logged since the last look, and where the reading now stands. */
-  private async newDeaths(
-    config: FpmConfig | null,
-    was: CrashMemory,
-  ): Promise<{ deaths: ChildDeath[]; memory: Omit<CrashMemory, "pools"> }> {
-    const { cfg, target, deps } = this.ctx;
-    const log = errorLogOf(config);
-    if (log === "syslog") {
-      if (cfg.tools.journalctl === null) {
-        this.say("php-fpm logs to syslog, and there is no journalctl to read it");
-        return { deaths: [], memory: { file: was.file, journal: was.journal } };
-      }
-      const r = await followJournal(
-        deps.runner,
-        cfg.tools.journalctl,
-        target.fpm.processName,
-        was.journal,
-        deps.clock.now(),
-      );
-      this.say(r.note);
-      return { deaths: parseJournalDeaths(r.lines), memory: { file: was.file, journal: r.cursor } };
-    }
-    // php-fpm's master, root, writes its own log: a file of another owner is not its
-    const r = await followFile(deps.fs, log, was.file, [0]);
-    this.say(r.note);
-    return { deaths: parseFileDeaths(r.lines), memory: { file: r.cursor, journal: was.journal } };
-  }
-
-  /** Logs why the log was not read, once for each new reason. */
-  private say(note: string | null): void {
-    if (note === null || note === this.note) {
-      this.note = note ?? this.note;
-      return;
-    }
-    this.note = note;
-    logger.warn("Child crash loops: {note}", { note, target: this.ctx.target.name });
   }
 
   private async fpmConfig(): Promise<FpmConfig | null> {

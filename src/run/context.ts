@@ -5,14 +5,14 @@
 import { fileOutbox, type Outbox } from "../alert/outbox.ts";
 import type { RelaunchOptions } from "../act/restart.ts";
 import { type Config, incidentsPath, outboxPath, type Target } from "../config/settings.ts";
-import type { PoolStatus } from "../fpm/status.ts";
+import type { PoolStatus } from "../fpm/status_page.ts";
 import { fileIncidentLog, type IncidentLog, type IncidentRecord } from "../record/incidents.ts";
 import { describeError } from "../shared/errors.ts";
 import { logger } from "../shared/log.ts";
 import type { Deps } from "../shared/deps.ts";
 import type { TryLock } from "../shared/lock.ts";
 import type { Memory, StateStore } from "./state.ts";
-import { filePauses, type Pauses } from "./pause.ts";
+import { filePauses, type Pauses } from "./pause_file.ts";
 
 /** Tuning that tests shorten, and the state store they replace; production uses the defaults. */
 export interface MonitorOptions {

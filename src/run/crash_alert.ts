@@ -8,7 +8,7 @@ import { signalLabel } from "../fpm/child_deaths.ts";
 import type { NginxLost } from "../fpm/nginx_lost.ts";
 import { crashCount, type CrashIncident } from "./crash_policy.ts";
 import type { TargetContext } from "./context.ts";
-import { seconds } from "./teller.ts";
+import { seconds } from "../shared/time_units.ts";
 
 /** php-fpm's error log as its configuration gives it: a path (relative ones under /var), or syslog. */
 export function errorLogOf(config: FpmConfig | null): string {

@@ -7,7 +7,7 @@
  */
 import { type ChildDeath, isCrash } from "../fpm/child_deaths.ts";
 import type { FileCursor, JournalCursor } from "../fpm/log_follow.ts";
-import { incidentId } from "./policy.ts";
+import { incidentId } from "./recovery_policy.ts";
 
 /** `warn_child_crashes`: this many crashes of one pool within `windowMs` (count 0: off). */
 export interface CrashLimits {

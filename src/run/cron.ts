@@ -3,12 +3,12 @@
  * line) with the policy's memory kept on disk between runs; and `--once`, one probe whose
  * verdict is the exit code.
  */
-import type { Policy } from "../config/policy.ts";
+import type { Policy } from "../config/policy_settings.ts";
 import type { Config, Target } from "../config/settings.ts";
 import { labelOf, type Verdict, verdictOf } from "../probe/result.ts";
 import type { Deps } from "../shared/deps.ts";
 import { ExitCode } from "../shared/errors.ts";
-import { type HeldLock, sayHolder, tryLock } from "../shared/lock.ts";
+import { type HeldLock, sayHolder, tryLock, waitForLock } from "../shared/lock.ts";
 import { logger } from "../shared/log.ts";
 import { publicUrl } from "../shared/redact.ts";
 import { masterOfStep } from "./master_watch.ts";
@@ -25,7 +25,7 @@ import {
   worstExit,
   writeMetrics,
 } from "./target.ts";
-import { misconfigurationHint } from "./teller.ts";
+import { misconfigurationHint } from "./policy_alerts.ts";
 import type { AlertQueue } from "../alert/queue.ts";
 
 /** Takes the target's lock, or says another run has it and returns null. */
@@ -59,20 +59,21 @@ async function lockForRun(
   const take = options.lock ?? tryLock;
   const holder = () => take.holder?.(target.lockFile) ?? Promise.resolve(null);
   const fields = { lock: target.lockFile, target: target.name };
-  const byWatch = async () => {
-    if (!(await holder())?.startsWith("watch")) return false;
-    logger.info("php-relaunch watch holds {lock}; this run does nothing.", fields);
-    return true;
-  };
-  let lock = await take(target.lockFile);
-  if (lock === null && await byWatch()) return null;
-  if (lock === null) logger.info("Another run holds {lock}; waiting for it.", fields);
-  while (lock === null && deps.clock.now() + target.timeoutMs <= endsAt) {
-    await deps.clock.sleep(Math.min(LOCK_POLL_MS, endsAt - deps.clock.now()));
-    lock = await take(target.lockFile);
-    // watch mode started meanwhile, and never lets go
-    if (lock === null && await byWatch()) return null;
-  }
+  const { lock, gaveUp } = await waitForLock({
+    take: () => take(target.lockFile),
+    clock: deps.clock,
+    pollMs: (now) => Math.min(LOCK_POLL_MS, endsAt - now),
+    // a probe must still fit in this run's period
+    timeLeft: (now) => now + target.timeoutMs <= endsAt,
+    // watch mode (there at first, or started meanwhile) never lets go
+    giveUp: async () => {
+      if (!(await holder())?.startsWith("watch")) return false;
+      logger.info("php-relaunch watch holds {lock}; this run does nothing.", fields);
+      return true;
+    },
+    onWait: () => logger.info("Another run holds {lock}; waiting for it.", fields),
+  });
+  if (gaveUp) return null;
   if (lock === null) {
     logger.warn(
       "Another run still holds {lock} at the end of this run's period; this run does nothing.",

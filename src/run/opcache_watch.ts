@@ -5,7 +5,7 @@
  * site warned early. What a worker answers only ever warns: it never decides a restart.
  */
 import { fcgiTargetOf } from "../probe/fcgi.ts";
-import { fcgiUrl, opcacheScriptProblem } from "../fpm/discover.ts";
+import { fcgiUrl, opcacheScriptProblem } from "../fpm/discovery.ts";
 import { choosePool, readFpmConfig } from "../fpm/config.ts";
 import {
   OPCACHE_SCRIPT,
@@ -16,6 +16,7 @@ import {
 import type { OpcacheCounters } from "../record/metrics.ts";
 import type { FcgiAddress } from "../shared/deps.ts";
 import { oneLine } from "../shared/redact.ts";
+import { megabytesTenths as mb } from "../shared/memory_units.ts";
 import { logger } from "../shared/log.ts";
 import type { TargetContext } from "./context.ts";
 import type { Prober } from "./prober.ts";
@@ -128,7 +129,6 @@ export class OpcacheWatch {
       now,
       target.opcache?.hitDropPoints ?? 0,
     );
-    const mb = (n: number) => `${(n / 2 ** 20).toFixed(1)} MB`;
     const lookups = current.hits + current.misses;
     for (const w of warnings) {
       // the log line and the alert's subject line name the setting, not only its details

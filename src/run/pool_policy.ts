@@ -4,7 +4,7 @@
  * service's restart would interrupt the pools that serve; what is left is the failing pool's own
  * stuck workers (kill_stuck), confirmed as the service's failures are, limited as its restarts are.
  */
-import type { Policy } from "../config/policy.ts";
+import type { Policy } from "../config/policy_settings.ts";
 import { labelOf, type ProbeResult, verdictOf } from "../probe/result.ts";
 
 /** What the policy remembers of one pool between probes (and between cron runs). */

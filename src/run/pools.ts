@@ -5,17 +5,13 @@
  * that answers. Only when every pool fails, or the master is gone, does the service's policy see
  * the failure, and restart it as for a single pool.
  */
-import { relaunch } from "../act/restart.ts";
 import { certainty } from "../act/process_table.ts";
-import type { Policy } from "../config/policy.ts";
+import type { Policy } from "../config/policy_settings.ts";
 import { mainPool, type PoolProbe } from "../config/settings.ts";
-import { evidenceLines } from "../fpm/evidence.ts";
-import { assessPool, type PoolStatus } from "../fpm/status.ts";
 import { labelOf, type ProbeResult, verdictOf } from "../probe/result.ts";
 import { publicUrl } from "../shared/redact.ts";
 import { logger } from "../shared/log.ts";
 import type { TargetContext } from "./context.ts";
-import { logIncident } from "./context.ts";
 import {
   afterKill,
   afterOverload,
@@ -25,10 +21,11 @@ import {
   splitPools,
 } from "./pool_policy.ts";
 import type { Prober } from "./prober.ts";
-import { poolEvidence, relaunchContext, stuckOf } from "./responder.ts";
 import { lookForMaster, masterIdentity } from "./master_watch.ts";
+import { freePool } from "./pool_freeing.ts";
 import type { MasterView } from "../act/master.ts";
-import { seconds, type Teller } from "./teller.ts";
+import type { Teller } from "./teller.ts";
+import { seconds } from "../shared/time_units.ts";
 import { countPoolProbe } from "../record/metrics.ts";
 
 /** One pool's probe in this step. */
@@ -169,7 +166,14 @@ export class PoolKeeper {
         null,
       );
     } else if (d.action === "kill_stuck") {
-      const ok = await this.free(p, policy, serving, d.state!.overloadedAt !== null);
+      const { ctx, prober, teller } = this;
+      const ok = await freePool(
+        { ctx, prober, teller },
+        p,
+        policy,
+        serving,
+        d.state!.overloadedAt !== null,
+      );
       const kept = memory.pools[name]!;
       this.remember(
         name,
@@ -192,119 +196,6 @@ export class PoolKeeper {
     if (state === null) delete pools[name];
     else pools[name] = state;
     this.ctx.memory.pools = pools;
-  }
-
-  /**
-   * Kills the pool's stuck workers (the kill_stuck rung, for this pool), unless its status page
-   * shows it overloaded but moving and on_overload says alert; records the incident and tells it.
-   * True when the pool answers again; null when nothing was tried (overloaded, told once a run
-   * of failures).
-   */
-  private async free(
-    p: PoolResult,
-    policy: Policy,
-    serving: string[],
-    toldOverloaded: boolean,
-  ): Promise<boolean | null> {
-    const { ctx } = this;
-    const { target, deps } = ctx;
-    const name = p.pool.name;
-    const label = labelOf(p.result);
-    const judged = await this.assess(p.pool, policy);
-    if (judged?.verdict === "busy" && policy.onOverload === "alert") {
-      // said once a run of failures: it is judged again at each threshold, and killed when hung
-      if (toldOverloaded) return null;
-      this.teller.event(
-        "warn",
-        `${label} PHP pool ${name} overloaded, its workers not killed: ${judged.why}; pool ${
-          serving.join(", ")
-        } serves.`,
-        "PHP pool overloaded",
-        [
-          ...this.teller.probeDetails(p.result, p.pool.url),
-          'Set on_overload = "restart" to kill its stuck workers anyway.',
-        ],
-        null,
-      );
-      return null;
-    }
-    const evidence = await poolEvidence(ctx, p.pool, ctx.memory.state.masterPid);
-    const report = await relaunch(
-      {
-        ...masterIdentity(target),
-        pidFile: target.pidFile,
-        knownMaster: ctx.memory.state.masterPid,
-        rungs: ["kill_stuck"],
-        stuck: stuckOf(evidence, p.pool.stuckAfterMs),
-        ...(p.pool.status === null ? {} : {
-          poolHasRoom: async () => {
-            const s = await this.prober.readStatus(p.pool.status!);
-            return typeof s === "string" ? null : s.idle > 0;
-          },
-        }),
-      },
-      relaunchContext(ctx),
-      async () => verdictOf(await this.prober.probePool(p.pool)) === "healthy",
-    );
-    await logIncident(ctx, {
-      version: 1,
-      at: deps.clock.now(),
-      host: ctx.cfg.hostname,
-      target: target.name,
-      poolName: evidence.status?.pool ?? name,
-      label,
-      pool: judged?.verdict ?? null,
-      why: judged?.why ?? p.result.detail,
-      evidence,
-      restart: { ok: report.ok, rung: report.rung, steps: report.steps },
-    });
-    const details = [
-      ...this.teller.probeDetails(p.result, p.pool.url),
-      ...report.steps.map((step) => `  ${step}`),
-      `Pools answering meanwhile: ${serving.join(", ")}`,
-      "",
-      "Before the kill:",
-      ...(judged === null ? [] : [`Pool judged ${judged.verdict}: ${judged.why}`]),
-      ...evidenceLines(evidence),
-    ];
-    const kept = `${target.fpm.service} was not restarted: pool ${serving.join(", ")} serves`;
-    if (report.ok) {
-      this.teller.event(
-        "info",
-        `${label} PHP pool ${name} freed: ${
-          report.steps.at(-1)?.replace(/^kill_stuck: /, "")
-        }; ${kept}.`,
-        "PHP pool workers killed",
-        details,
-        null,
-      );
-    } else {
-      this.teller.event(
-        "error",
-        `${label} PHP pool ${name} still failing (${report.reason}); ${kept}${
-          p.pool.status === null ? " (set its status_url to find its stuck workers)" : ""
-        }.`,
-        "PHP pool failing",
-        details,
-        null,
-      );
-    }
-    return report.ok;
-  }
-
-  /** Two reads of the pool's status page about a second apart: busy or hung; null: none. */
-  private async assess(
-    pool: PoolProbe,
-    policy: Policy,
-  ): Promise<{ verdict: "busy" | "hung"; why: string } | null> {
-    if (pool.status === null) return null;
-    const first = await this.prober.readStatus(pool.status);
-    let second: PoolStatus | string = first;
-    if (typeof first !== "string") {
-      await this.ctx.deps.clock.sleep(Math.max(policy.confirmDelayMs, 500));
-      second = await this.prober.readStatus(pool.status);
-    }
-    return assessPool(first, second, pool.statusOnPool ? 1 : 0);
   }
 
   /** A pool probe answering, but not as a ping (404, the wrong body): said once, at warn. */

@@ -3,7 +3,7 @@
  * which warns early on a healthy pool, tells a busy pool from a hung one after a timeout, and
  * says whether php-fpm answers while nginx fails.
  */
-import type { Policy } from "../config/policy.ts";
+import type { Policy } from "../config/policy_settings.ts";
 import {
   assessPool,
   isBusy,
@@ -11,18 +11,15 @@ import {
   type PoolStatus,
   readStatus,
   warningsOf,
-} from "../fpm/status.ts";
+} from "../fpm/status_page.ts";
 import { describeFcgiTarget, probeFcgi } from "../probe/fcgi.ts";
 import { probeHttp } from "../probe/http.ts";
 import { type ProbeResult, verdictOf } from "../probe/result.ts";
 import { countPool } from "../record/metrics.ts";
 import { unixSocketQueue } from "../fpm/socket_queue.ts";
-import { memoryWarnings, poolMemory } from "../fpm/memory.ts";
-import { processInfos } from "../fpm/evidence.ts";
-import { type Certainty, certainty, idleAllStopped } from "../act/process_table.ts";
-import { LOOK_TIMEOUT_MS, type MasterView } from "../act/master.ts";
-import { readProcesses } from "../act/processes.ts";
-import { lookForMaster, masterIdentity } from "./master_watch.ts";
+import type { MasterView } from "../act/master.ts";
+import { withProcessTable } from "./process_certainty.ts";
+import { checkMemory } from "./memory_watch.ts";
 import { listenSocketOf } from "./pool_socket.ts";
 import { logger } from "../shared/log.ts";
 import { mainPool, type PoolProbe } from "../config/settings.ts";
@@ -34,8 +31,6 @@ import type { Teller } from "./teller.ts";
 const STATUS_LIMIT_MS = 1500;
 /** The most kinds of early warnings remembered (each pool's own: a few per pool). */
 const MAX_WARNED = 64;
-/** The process table is read for the pool's memory at most this often. */
-const MEMORY_READ_MS = 15_000;
 
 /** A target's eyes: the heartbeat, and the pool's own view. */
 export class Prober {
@@ -83,54 +78,11 @@ export class Prober {
   }
 
   /**
-   * Adds what the process table says to a php-fpm failure that counts: a master gone after a 5xx
-   * or a refused socket, every process stopped after a timeout. Certain, it is acted on at once.
+   * Adds what the process table says to a php-fpm failure that counts (see process_certainty.ts);
    * `master`: this step's (read from the table when it was not).
    */
-  async withProcessTable(result: ProbeResult, master: MasterView): Promise<ProbeResult> {
-    const { target, deps, memory } = this.ctx;
-    if (verdictOf(result) !== "php_down") return result;
-    if (deps.clock.now() < memory.state.graceUntil || memory.state.givenUpAt !== null) {
-      return result;
-    }
-    const view = master.rows === null ? await lookForMaster(this.ctx) : master;
-    const id = masterIdentity(target);
-    // a master gone is a crash whatever a status page says: its leftover workers may answer it
-    const crash = certainty(view, id, memory.state.masterPid, "crash");
-    if (crash !== null) return this.certainly(result, crash);
-    if (result.pool?.verdict === "busy") return this.idleInTable(result, view);
-    if (result.pool !== undefined) return result;
-    const slow = result.kind === "timeout" || result.kind === "overloaded";
-    const hang = slow ? certainty(view, id, memory.state.masterPid, "hang") : null;
-    return hang === null ? result : this.certainly(result, hang);
-  }
-
-  private certainly(result: ProbeResult, certain: Certainty): ProbeResult {
-    logger.debug("{label} is certain: {why}.", {
-      label: result.kind === "status" ? String(result.status) : result.kind,
-      why: certain.why,
-      target: this.ctx.target.name,
-    });
-    return { ...result, certain };
-  }
-
-  /**
-   * A pool judged busy for its idle workers, checked against the process table: workers that are
-   * stopped take no request though the status page shows them idle, and the pool is hung.
-   */
-  private idleInTable(result: ProbeResult, view: MasterView): ProbeResult {
-    const s = this.ctx.lastStatus?.status;
-    if (s === undefined || typeof s === "string" || s.idle === 0) return result;
-    const idle = s.workers.filter((w) => w.state === "Idle").map((w) => w.pid);
-    if (idleAllStopped(view, masterIdentity(this.ctx.target), idle) !== true) return result;
-    return {
-      ...result,
-      pool: {
-        verdict: "hung",
-        why:
-          `the ${idle.length} workers the status page shows idle are stopped (state T): the pool takes no request`,
-      },
-    };
+  withProcessTable(result: ProbeResult, master: MasterView): Promise<ProbeResult> {
+    return withProcessTable(this.ctx, result, master);
   }
 
   /** Adds what the status page says to a probe result (and warns early on healthy ones). */
@@ -193,57 +145,9 @@ export class Prober {
     this.ctx.memory.counters = countPool(this.ctx.memory.counters, s);
   }
 
-  /**
-   * Reads the pool's resident memory from the process table (at most every
-   * {@link MEMORY_READ_MS}), for its metrics and the memory warnings: only when one of those is
-   * asked for, so a plain watch runs no command while all is well. `view`: this step's master.
-   */
-  async checkMemory(view: MasterView): Promise<void> {
-    const ctx = this.ctx;
-    const { target, deps, memory, cfg } = ctx;
-    const wanted = target.memoryWarn.poolKb > 0 || target.memoryWarn.workerKb > 0 ||
-      cfg.metricsFile !== null || cfg.metricsListen !== null;
-    const now = deps.clock.now();
-    if (!wanted || (ctx.memoryReadAt !== undefined && now - ctx.memoryReadAt < MEMORY_READ_MS)) {
-      return;
-    }
-    ctx.memoryReadAt = now;
-    const master = view.live;
-    // the workers' titles too: each pool's memory
-    const rows = await readProcesses(
-      deps.runner,
-      cfg.tools.ps,
-      target.fpm.processName,
-      LOOK_TIMEOUT_MS,
-      "all",
-    );
-    const processes = processInfos(rows ?? [], master);
-    if (processes.length === 0) return;
-    const m = poolMemory(processes, master);
-    const byPool = Object.fromEntries(
-      Object.entries(m.byPool).map((
-        [name, p],
-      ) => [name, { sumKb: p.sumKb, largestKb: p.largestKb }]),
-    );
-    memory.counters = {
-      ...memory.counters,
-      poolMemory: {
-        sumKb: m.sumKb,
-        largestKb: m.largestKb,
-        ...(Object.keys(byPool).length === 0 ? {} : { byPool }),
-      },
-    };
-    for (const warning of memoryWarnings(m, target.memoryWarn)) {
-      this.warnOnce(warning, [
-        `Processes: ${processes.length}, the largest worker ${Math.round(m.largestKb / 1024)} MB`,
-        ...Object.entries(m.byPool).map(([name, p]) =>
-          `  pool ${name}: ${p.workers} workers, ${Math.round(p.sumKb / 1024)} MB, the largest ${
-            Math.round(p.largestKb / 1024)
-          } MB`
-        ),
-        "Nothing was restarted: this is an early warning.",
-      ]);
-    }
+  /** Reads the pool's memory for its metrics and warnings (see memory_watch.ts). */
+  checkMemory(view: MasterView): Promise<void> {
+    return checkMemory(this.ctx, view, (warning, details) => this.warnOnce(warning, details));
   }
 
   /**

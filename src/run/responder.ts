@@ -11,24 +11,22 @@ import {
   type Rung,
   type StuckWorker,
 } from "../act/restart.ts";
-import type { Policy } from "../config/policy.ts";
+import type { Policy } from "../config/policy_settings.ts";
 import { mainPool, type PoolProbe } from "../config/settings.ts";
-import { captureEvidence, type Evidence, evidenceLines } from "../fpm/evidence.ts";
+import { captureEvidence, type Evidence } from "../fpm/evidence.ts";
 import { testFpmConfig } from "../fpm/selftest.ts";
 import { bindConflict } from "../fpm/bind_conflict.ts";
 import { readFpmConfig } from "../fpm/config.ts";
-import { findOomKills, formatKb, type OomKill } from "../fpm/oom.ts";
-import { type PoolStatus, stuckWorkers } from "../fpm/status.ts";
+import { findOomKills } from "../fpm/oom.ts";
+import { type PoolStatus, stuckWorkers } from "../fpm/status_page.ts";
 import { describeFcgiTarget } from "../probe/fcgi.ts";
 import { labelOf, type ProbeResult, verdictOf } from "../probe/result.ts";
-import { countRestart } from "../record/metrics.ts";
 import { describeError } from "../shared/errors.ts";
-import { clip } from "../shared/redact.ts";
 import { logger } from "../shared/log.ts";
-import { afterRestart, counted } from "./policy.ts";
 import type { Prober } from "./prober.ts";
-import { logIncident, type TargetContext } from "./context.ts";
-import { seconds, type Teller, type Thread } from "./teller.ts";
+import type { TargetContext } from "./context.ts";
+import type { Teller } from "./teller.ts";
+import { type CannotStart, recordRestart, reportRestart } from "./restart_report.ts";
 import { lookForMaster, masterIdentity } from "./master_watch.ts";
 
 /**
@@ -98,30 +96,6 @@ export function stuckOf(evidence: Evidence, limitMs: number): StuckWorker[] {
   }));
 }
 
-/** Why php-fpm would not start, and where that was read. */
-interface CannotStart {
-  /** "Configuration test (php-fpm8.2 -t -y ...)", "php-fpm's error log". */
-  source: string;
-  errors: string[];
-  /** php-fpm's own test rejects the configuration: no start can work until it is fixed. */
-  rejected: boolean;
-}
-
-/** What was learnt after the restart of why php-fpm failed or would not start. */
-interface Findings {
-  cannotStart: CannotStart | null;
-  oom: OomKill[];
-}
-
-/** The failed pool's name, from its status page or its settings, for the incident record. */
-function poolNameOf(evidence: Evidence): { poolName?: string } {
-  const name = evidence.status?.pool ?? evidence.settings?.pool;
-  return name === undefined ? {} : { poolName: name };
-}
-
-/** The most of a failed restart's reason kept (in the log line, the alert, the state file). */
-const MAX_WHY = 1000;
-
 /** How long before the first failed probe an OOM kill may have caused it. */
 const OOM_LOOKBACK_MS = 60_000;
 
@@ -179,8 +153,10 @@ export class Responder {
         journalctl: cfg.init === "systemd" ? cfg.tools.journalctl : null,
         dmesg: cfg.tools.dmesg,
       }, deps);
-      await this.recordIncident(first, evidence, reports[0]!, { cannotStart, oom });
-      return this.report(first, policy, since, evidence, reports, retry, { cannotStart, oom });
+      const findings = { cannotStart, oom };
+      await recordRestart(this.ctx, first, evidence, reports[0]!, findings);
+      const restart = { first, policy, since, evidence, reports, retry };
+      return reportRestart(this.ctx, this.teller, restart, findings);
     } finally {
       this.restarting = false;
       this.ctx.memory.restartingSince = null;
@@ -285,165 +261,5 @@ export class Responder {
       );
     }
     return reports;
-  }
-
-  /** Remembers the restart and tells what was done; true when every service is back. */
-  private report(
-    first: ProbeResult,
-    policy: Policy,
-    since: number,
-    evidence: Evidence,
-    reports: RelaunchReport[],
-    retry: boolean,
-    { cannotStart, oom }: Findings,
-  ): boolean {
-    const { cfg, deps, memory, target } = this.ctx;
-    const retries = memory.state.retries;
-    const failed = reports.filter((r) => !r.ok);
-    const label = labelOf(first);
-    const now = deps.clock.now();
-    const oomLines = oom.map((k) =>
-      `${target.fpm.processName} pid ${k.pid} killed by the OOM killer${
-        k.at === null ? "" : ` at ${new Date(k.at).toISOString()}`
-      }, ${formatKb(k.rssKb)} resident`
-    );
-    // kept in the state file's restart history: bounded, whatever the commands said
-    const why = clip(
-      [
-        ...failed.map((r) => `${r.service}: ${r.reason}`),
-        ...(cannotStart === null
-          ? []
-          : [`${target.fpm.processName} cannot start: ${cannotStart.errors[0]}`]),
-      ].join("; "),
-      MAX_WHY,
-    );
-    const before = memory.state.incident;
-    const rejected = failed.length > 0 && cannotStart?.rejected === true;
-    memory.state = afterRestart(
-      memory.state,
-      { at: now, ok: failed.length === 0, label, detail: why, ...(rejected ? { rejected } : {}) },
-      policy,
-    );
-    memory.counters = countRestart(memory.counters, failed.length === 0, now);
-    const details = [
-      ...this.teller.probeDetails(first),
-      ...oomLines,
-      ...reports.flatMap((r) => [
-        `Service ${r.service} (${cfg.init}): ${
-          r.ok ? `running again after the ${r.rung} rung` : `FAILED: ${r.reason}`
-        }; ${r.killed} processes killed, ${r.attempts} start attempts`,
-        ...r.steps.map((step) => `  ${step}`),
-      ]),
-      `Restarts in the last ${seconds(policy.restartWindowMs)}: ${
-        counted(memory.state.restarts).length
-      } of at most ${policy.maxRestarts}${
-        rejected
-          ? ` (a start the configuration test refuses is not counted: the next is made once ${target.fpm.processName} -t passes)`
-          : ""
-      }`,
-      ...(cannotStart === null ? [] : [
-        `${cannotStart.source}:`,
-        ...cannotStart.errors.map((e) => `  ${e}`),
-      ]),
-      "",
-      "Before the restart:",
-      ...(first.pool ? [`Pool judged ${first.pool.verdict}: ${first.pool.why}`] : []),
-      ...evidenceLines(evidence),
-    ];
-    // a restart that ended the incident closes it where alerts are threaded
-    const thread: Thread | null = memory.state.incident !== null
-      ? { incident: memory.state.incident, status: "firing" }
-      : before !== null
-      ? { incident: before, status: "resolved" }
-      : null;
-    if (failed.length === 0) {
-      details.push(`Down for ${seconds(now - since)} (since ${new Date(since).toISOString()})`);
-    }
-    this.announce(
-      { label, ok: failed.length === 0, why, retry, retries, oomLines, rejected },
-      details,
-      thread,
-    );
-    return failed.length === 0;
-  }
-
-  /** The restart's one log line and alert: a restart, a retry, and whether it worked. */
-  private announce(
-    r: {
-      label: string;
-      ok: boolean;
-      why: string;
-      retry: boolean;
-      retries: number;
-      oomLines: string[];
-      rejected: boolean;
-    },
-    details: string[],
-    thread: Thread | null,
-  ): void {
-    const { memory } = this.ctx;
-    if (r.ok && r.retry) {
-      this.teller.event(
-        "info",
-        `${r.label} PHP restarted by retry ${r.retries} after giving up: healthy again, restarting is armed again.`,
-        // the incident is over when one healthy probe is enough; else "recovered" comes later
-        memory.state.incident === null ? "PHP recovered" : "PHP restart",
-        details,
-        thread,
-      );
-    } else if (r.ok) {
-      const cause = r.oomLines.length === 0
-        ? ""
-        : ` (${r.oomLines[0]}${r.oomLines.length > 1 ? ", and more" : ""})`;
-      this.teller.event(
-        "info",
-        `${r.label} PHP restarted${cause}.`,
-        "PHP restart",
-        details,
-        thread,
-      );
-    } else {
-      const next = memory.state.retryAt;
-      this.teller.event(
-        "error",
-        r.retry
-          ? `${r.label} PHP retry ${r.retries} after giving up failed (${r.why}); ${
-            next === null ? "no more retries" : `next retry at ${new Date(next).toISOString()}`
-          }.`
-          : `${r.label} PHP restart failed (${r.why})${
-            r.rejected
-              ? `; the next start is made once ${this.ctx.target.fpm.processName} -t passes`
-              : ""
-          }.`,
-        r.retry ? "PHP retry failed" : "PHP restart failed",
-        details,
-        thread,
-      );
-    }
-  }
-
-  /** Appends the incident to the incident log; a failure is logged, never thrown. */
-  private async recordIncident(
-    first: ProbeResult,
-    evidence: Evidence,
-    report: RelaunchReport,
-    { cannotStart, oom }: Findings,
-  ): Promise<void> {
-    const { cfg, deps, target } = this.ctx;
-    await logIncident(this.ctx, {
-      version: 1,
-      at: deps.clock.now(),
-      host: cfg.hostname,
-      target: target.name,
-      ...(this.ctx.memory.state.incident ? { incident: this.ctx.memory.state.incident.id } : {}),
-      ...poolNameOf(evidence),
-      label: labelOf(first),
-      pool: first.pool?.verdict ?? null,
-      why: first.pool?.why ?? first.detail,
-      evidence,
-      restart: { ok: report.ok, rung: report.rung, steps: report.steps },
-      ...(cannotStart === null ? {} : { cannotStart: cannotStart.errors }),
-      ...(oom.length === 0 ? {} : { oomKills: oom }),
-    });
   }
 }

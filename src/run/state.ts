@@ -8,7 +8,7 @@ import { parseJsonWith, timestamp } from "../shared/schema.ts";
 import { describeError } from "../shared/errors.ts";
 import { readRegularBytes, writeFileAtomic } from "../shared/safe_file.ts";
 import { logger } from "../shared/log.ts";
-import { freshState, incidentId, rearm, type TargetState } from "./policy.ts";
+import { freshState, incidentId, rearm, type TargetState } from "./recovery_policy.ts";
 import type { Verdict } from "../probe/result.ts";
 import type { Fs } from "../shared/deps.ts";
 import { type Counters, freshCounters, LATENCY_BUCKETS } from "../record/metrics.ts";

@@ -9,14 +9,14 @@
  */
 import { retryOutbox } from "../alert/outbox.ts";
 import { channels } from "../alert/queue.ts";
-import type { Policy } from "../config/policy.ts";
+import type { Policy } from "../config/policy_settings.ts";
 import type { Config, Target } from "../config/settings.ts";
 import { labelOf, type ProbeResult, type Verdict, verdictOf } from "../probe/result.ts";
 import { countProbe, renderMetrics, writeMetricsFile } from "../record/metrics.ts";
 import type { Deps } from "../shared/deps.ts";
 import { describeError, ExitCode } from "../shared/errors.ts";
 import { logger } from "../shared/log.ts";
-import { type Action, configPassesAgain, decide, noticeMaster } from "./policy.ts";
+import { type Action, configPassesAgain, decide, noticeMaster } from "./recovery_policy.ts";
 import { masterOfStep } from "./master_watch.ts";
 import { Prober } from "./prober.ts";
 import { OpcacheWatch } from "./opcache_watch.ts";
@@ -24,10 +24,11 @@ import { PoolKeeper } from "./pools.ts";
 import { withSocketHolder } from "./pool_socket.ts";
 import { Responder } from "./responder.ts";
 import type { Timing } from "./schedule.ts";
-import { type MonitorOptions, outboxOf, pausesOf, type TargetContext } from "./context.ts";
+import { type MonitorOptions, outboxOf, type TargetContext } from "./context.ts";
 import { fileStateStore, type Memory, type StateStore } from "./state.ts";
 import { Teller } from "./teller.ts";
 import { CrashWatch } from "./child_crashes.ts";
+import { PauseCheck } from "./pause_check.ts";
 import { actOnUpstream, clearUpstreamWaits, withUpstream } from "./upstream_incident.ts";
 
 /** What one step did, for the schedule and the exit code. */
@@ -60,8 +61,7 @@ export class TargetWatch {
   /** The children that die on a signal, from php-fpm's error log. */
   readonly crashes: CrashWatch;
   readonly opcache: OpcacheWatch;
-  /** The answers already logged during the current pause. */
-  private readonly pausedAnswers = new Set<string>();
+  private readonly pause: PauseCheck;
 
   constructor(
     cfg: Config,
@@ -89,6 +89,7 @@ export class TargetWatch {
     this.pools = new PoolKeeper(this.ctx, this.prober, this.teller);
     this.crashes = new CrashWatch(this.ctx, this.teller);
     this.opcache = new OpcacheWatch(this.ctx, this.prober);
+    this.pause = new PauseCheck(this.ctx, this.teller);
   }
 
   /** What to save: the policy's state and the counters. */
@@ -205,47 +206,9 @@ export class TargetWatch {
     return cronRun !== null && deps.clock.now() >= cronRun.endsAt;
   }
 
-  /**
-   * True while the target is paused: the probe is logged and counted, and nothing else happens
-   * (no restart, no alert, no early warning). A pause found expired is removed and its end told.
-   */
+  /** True while the target is paused (see pause_check.ts). */
   async paused(verdict: Verdict, label: string): Promise<boolean> {
-    const { cfg, target, deps, memory, options } = this.ctx;
-    const pauses = pausesOf(cfg, options);
-    const pause = await pauses.read(target.name);
-    if (pause === null) {
-      this.pausedAnswers.clear();
-      return false;
-    }
-    const now = deps.clock.now();
-    if (now < pause.until) {
-      // a run of failures while paused is not one to act on when the pause ends
-      memory.state = { ...memory.state, failures: 0, timeouts: 0, failingSince: null };
-      // each answer once, not once a probe: a long deploy is a few lines
-      const seen = this.pausedAnswers.has(label);
-      this.pausedAnswers.add(label);
-      const level = verdict === "healthy" || seen ? "debug" : "info";
-      logger[level]("{label} while paused until {until} ({reason}): not acted on.", {
-        label,
-        until: new Date(pause.until).toISOString(),
-        reason: pause.reason,
-        target: target.name,
-      });
-      return true;
-    }
-    // the first run to find it expired tells it; a run racing it finds nothing to remove
-    if (await pauses.remove(target.name).catch(() => false)) {
-      this.teller.event(
-        "info",
-        `Pause by ${pause.by} (${pause.reason}) expired: watching and restarting again.`,
-        "PHP watchdog resumed",
-        [`Paused at ${new Date(pause.at).toISOString()} until ${
-          new Date(pause.until).toISOString()
-        }`],
-        null,
-      );
-    }
-    return false;
+    return await this.pause.held(verdict, label);
   }
 
   private log(action: Extract<Action, { type: "log" }>): void {

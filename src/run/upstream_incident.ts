@@ -8,18 +8,19 @@
  */
 import { relaunch } from "../act/restart.ts";
 import type { MasterView } from "../act/master.ts";
-import type { Policy } from "../config/policy.ts";
+import type { Policy } from "../config/policy_settings.ts";
 import { mainPool } from "../config/settings.ts";
 import { evidenceLines } from "../fpm/evidence.ts";
-import { isBusy, type PoolStatus, type Worker } from "../fpm/status.ts";
+import { isBusy, type PoolStatus, type Worker } from "../fpm/status_page.ts";
 import { lookAtWaits, sharedWait, waitCounts } from "../fpm/upstream.ts";
 import { labelOf, type ProbeResult, type UpstreamWait, verdictOf } from "../probe/result.ts";
-import type { Action } from "./policy.ts";
+import type { Action } from "./recovery_policy.ts";
 import type { Prober } from "./prober.ts";
 import { poolEvidence, relaunchContext, stuckOf } from "./responder.ts";
 import { lookForMaster, masterIdentity } from "./master_watch.ts";
 import { logIncident, type TargetContext } from "./context.ts";
-import { seconds, type Teller } from "./teller.ts";
+import type { Teller } from "./teller.ts";
+import { seconds } from "../shared/time_units.ts";
 
 /** A status read younger than this is used instead of a new one. */
 const STATUS_FRESH_MS = 3000;

@@ -9,7 +9,7 @@ import type { Config, Target } from "../config/settings.ts";
 import type { Clock, Deps, ExitWatch } from "../shared/deps.ts";
 import { rediscover } from "../config/load.ts";
 import { ConfigError, describeError, ExitCode } from "../shared/errors.ts";
-import { sayHolder, tryLock } from "../shared/lock.ts";
+import { sayHolder, tryLock, waitForLock } from "../shared/lock.ts";
 import { logger } from "../shared/log.ts";
 import type { MonitorOptions } from "./context.ts";
 import { loadWatch, retryAlerts, type TargetWatch, timingOf, writeMetrics } from "./target.ts";
@@ -99,18 +99,18 @@ async function targetLoop(
   beat: (watch: TargetWatch | null) => void,
 ): Promise<AlertQueue | null> {
   const tryLockFile = options.lock ?? tryLock;
-  let lock = await tryLockFile(target.lockFile);
-  if (lock === null) {
-    logger.info("Another php-relaunch holds {lock}; waiting for it.", {
-      lock: target.lockFile,
-      target: target.name,
-    });
-  }
-  while (lock === null && !stop.aborted) {
-    beat(null);
-    await deps.clock.sleep(target.policy.intervalMs, stop);
-    lock = await tryLockFile(target.lockFile);
-  }
+  const { lock } = await waitForLock({
+    take: () => tryLockFile(target.lockFile),
+    clock: deps.clock,
+    pollMs: target.policy.intervalMs,
+    signal: stop,
+    onWait: () =>
+      logger.info("Another php-relaunch holds {lock}; waiting for it.", {
+        lock: target.lockFile,
+        target: target.name,
+      }),
+    onSleep: () => beat(null),
+  });
   if (lock === null) return null;
   using _held = lock;
   await sayHolder(lock, "watch");

@@ -1,5 +1,6 @@
 /** Single-instance runs: an exclusive `flock` on a lock file, held for the life of the process. */
 import { dirname } from "node:path";
+import type { Clock } from "./deps.ts";
 import { ConfigError, describeError } from "./errors.ts";
 import { logger } from "./log.ts";
 import { ensurePrivateDir, openRegularFile, privateProblem, readRegularText } from "./safe_file.ts";
@@ -92,4 +93,48 @@ export async function sayHolder(lock: HeldLock, kind: "cron" | "watch"): Promise
       error: describeError(err),
     });
   }
+}
+
+/** How {@link waitForLock} waits: what it tries, how often, and until when. */
+export interface LockWait {
+  /** Takes the lock without waiting: null while another holds it. */
+  take: () => Promise<HeldLock | null>;
+  /** The time, and the sleep between tries (a fake in tests). */
+  clock: Pick<Clock, "now" | "sleep">;
+  /** The sleep between two tries, in ms: fixed, or of the time the sleep begins. */
+  pollMs: number | ((now: number) => number);
+  /** Whether there is still time at `now` to sleep and try again: the deadline. Default: yes. */
+  timeLeft?: (now: number) => boolean;
+  /** Ends the wait (after the try under way); it is passed to each sleep too. */
+  signal?: AbortSignal;
+  /** Asked after each try that finds the lock held: true gives up at once (held for good). */
+  giveUp?: () => Promise<boolean>;
+  /** Called once, when the first try finds the lock held and the wait begins. */
+  onWait?: () => void;
+  /** Called before each sleep (a heartbeat while waiting). */
+  onSleep?: () => void;
+}
+
+/**
+ * Takes a lock, waiting for its holder to let go: tries, then sleeps and tries again while
+ * there is time left and `signal` has not aborted. The lock, or null with `gaveUp` when
+ * `giveUp` said so, or with `gaveUp` false when time ran out or the wait was aborted.
+ */
+export async function waitForLock(
+  wait: LockWait,
+): Promise<{ lock: HeldLock; gaveUp: false } | { lock: null; gaveUp: boolean }> {
+  const { take, clock, signal } = wait;
+  let lock = await take();
+  if (lock !== null) return { lock, gaveUp: false };
+  if (await wait.giveUp?.()) return { lock: null, gaveUp: true };
+  wait.onWait?.();
+  while (!signal?.aborted && (wait.timeLeft?.(clock.now()) ?? true)) {
+    wait.onSleep?.();
+    const ms = typeof wait.pollMs === "number" ? wait.pollMs : wait.pollMs(clock.now());
+    await (signal === undefined ? clock.sleep(ms) : clock.sleep(ms, signal));
+    lock = await take();
+    if (lock !== null) return { lock, gaveUp: false };
+    if (await wait.giveUp?.()) return { lock: null, gaveUp: true };
+  }
+  return { lock: null, gaveUp: false };
 }

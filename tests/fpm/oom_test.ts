@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { findOomKills, formatKb, parseOomKills, poolKills } from "../../src/fpm/oom.ts";
+import { findOomKills, parseOomKills, poolKills } from "../../src/fpm/oom.ts";
+import { humanKb } from "../../src/shared/memory_units.ts";
 import { fakeFs, FakeRunner } from "../support/fakes.ts";
 
 const T = Date.parse("2026-11-27T20:03:52Z");
@@ -33,7 +34,7 @@ Deno.test("OOM kills: the pool's processes, since the incident, with their resid
     { pid: 48214, rssKb: 412000, at: Date.parse("2026-11-27T20:03:52.123Z"), memcg: null },
   ]);
   assert.deepEqual(parseOomKills(JOURNAL, "php-fpm7.4", 0), [], "another version's pool");
-  assert.equal(formatKb(2001760), "1.9 GiB");
+  assert.equal(humanKb(2001760), "1.9 GiB");
   // syslog's traditional time has no year: the one that puts it before now
   const traditional = [
     "Nov 27 20:03:52 web1 kernel: [81234.5] Out of memory: Killed process 7 (php-fpm8.2) total-vm:1kB, anon-rss:1024kB, file-rss:0kB, shmem-rss:0kB",
@@ -55,7 +56,7 @@ Deno.test("OOM kills: the pool's processes, since the incident, with their resid
       .map((k) => k.at),
     [Date.parse("2026-12-31T23:59:50Z")],
   );
-  assert.equal(formatKb(412000), "402 MiB");
+  assert.equal(humanKb(412000), "402 MiB");
 });
 
 /** dmesg on a host with two php8.2-fpm masters, each in a memory cgroup of its own (not systemd). */

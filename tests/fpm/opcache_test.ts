@@ -13,7 +13,7 @@ import {
   readOpcache,
   RESTART_PENDING_MS,
 } from "../../src/fpm/opcache.ts";
-import { opcacheScriptProblem } from "../../src/fpm/discover.ts";
+import { opcacheScriptProblem } from "../../src/fpm/discovery.ts";
 import { OPCACHE_SCRIPT } from "../../src/fpm/opcache.ts";
 import { debianFs, FakeClock, scriptedFcgi } from "../support/fakes.ts";
 import { opcacheJson, type OpcacheShape, SCRIPT_INSTALLED } from "../support/opcache.ts";

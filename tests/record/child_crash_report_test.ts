@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { type IncidentRecord, parseIncident } from "../../src/record/incidents.ts";
-import { buildReport, renderReport } from "../../src/record/report.ts";
+import { buildReport, renderReport } from "../../src/record/incident_report.ts";
 import { incidentRecord } from "../support/fixtures.ts";
 
 function crashRecord(

@@ -3,7 +3,7 @@
  * raise, also when no incident was recorded; black-box through the program too.
  */
 import assert from "node:assert/strict";
-import { buildReport, opcacheHints, renderReport } from "../../src/record/report.ts";
+import { buildReport, opcacheHints, renderReport } from "../../src/record/incident_report.ts";
 import { parseOpcache } from "../../src/fpm/opcache.ts";
 import type { OpcacheCounters } from "../../src/record/metrics.ts";
 import { fileStateStore, freshMemory } from "../../src/run/state.ts";

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { buildReport, renderReport } from "../../src/record/report.ts";
+import { buildReport, renderReport } from "../../src/record/incident_report.ts";
 import { parseIncident } from "../../src/record/incidents.ts";
 import { incidentRecord } from "../support/fixtures.ts";
 

@@ -9,7 +9,7 @@ import { loadConfig } from "../../src/config/load.ts";
 import { memoryOutbox } from "../../src/alert/outbox.ts";
 import { memoryIncidentLog } from "../../src/record/incidents.ts";
 import { renderMetrics } from "../../src/record/metrics.ts";
-import { memoryPauses } from "../../src/run/pause.ts";
+import { memoryPauses } from "../../src/run/pause_file.ts";
 import { fileStateStore, freshMemory, memoryStateStore } from "../../src/run/state.ts";
 import { TargetWatch } from "../../src/run/target.ts";
 import { FpmHost } from "../support/fpm_host.ts";

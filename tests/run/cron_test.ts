@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { AlertmanagerAlert } from "../../src/alert/outbox.ts";
-import { memoryPauses } from "../../src/run/pause.ts";
+import { memoryPauses } from "../../src/run/pause_file.ts";
 import { parseCommandLine } from "../../src/cli.ts";
 import { loadConfig } from "../../src/config/load.ts";
 import type { Mail, Mailer } from "../../src/shared/deps.ts";

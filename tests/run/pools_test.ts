@@ -5,11 +5,11 @@
  * master is gone.
  */
 import assert from "node:assert/strict";
-import { memoryPauses } from "../../src/run/pause.ts";
+import { memoryPauses } from "../../src/run/pause_file.ts";
 import { parseCommandLine } from "../../src/cli.ts";
 import { loadConfig } from "../../src/config/load.ts";
 import { parseConfigFile } from "../../src/config/file.ts";
-import { policyOf } from "../../src/config/policy.ts";
+import { policyOf } from "../../src/config/policy_settings.ts";
 import { WATCH_DEFAULTS } from "../../src/config/file.ts";
 import type { FcgiTarget } from "../../src/shared/deps.ts";
 import { renderMetrics } from "../../src/record/metrics.ts";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { fitsInRun, nextDue, type Timing } from "../../src/run/schedule.ts";
-import { settleMs } from "../../src/config/policy.ts";
+import { settleMs } from "../../src/config/policy_settings.ts";
 
 /**
  * Simulates a cron run: each probe takes `probeMs(i)`; `confirmAfter` probes ask for a

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { freshState } from "../../src/run/policy.ts";
+import { freshState } from "../../src/run/recovery_policy.ts";
 import { fileStateStore, freshMemory, memoryStateStore, rearmStored } from "../../src/run/state.ts";
 import { freshCounters } from "../../src/record/metrics.ts";
 import { statePath } from "../../src/config/settings.ts";

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import type { FcgiTarget } from "../../src/shared/deps.ts";
-import type { PoolStatus } from "../../src/fpm/status.ts";
+import type { PoolStatus } from "../../src/fpm/status_page.ts";
 import { renderMetrics } from "../../src/record/metrics.ts";
 import {
   captureLogs,

@@ -4,14 +4,19 @@
  * php-fpm's failure is judged as before); a master gone or stopped is never held back.
  */
 import assert from "node:assert/strict";
-import { type Action, decide, freshState, type TargetState } from "../../src/run/policy.ts";
+import {
+  type Action,
+  decide,
+  freshState,
+  type TargetState,
+} from "../../src/run/recovery_policy.ts";
 import { parseState } from "../../src/run/state.ts";
-import { renderStatus, statusOf } from "../../src/run/status.ts";
+import { renderStatus, statusOf } from "../../src/commands/status.ts";
 import { freshCounters } from "../../src/record/metrics.ts";
 import { parseConfigFile, WATCH_DEFAULTS } from "../../src/config/file.ts";
-import { policyOf } from "../../src/config/policy.ts";
+import { policyOf } from "../../src/config/policy_settings.ts";
 import type { ProbeResult } from "../../src/probe/result.ts";
-import type { Policy } from "../../src/config/policy.ts";
+import type { Policy } from "../../src/config/policy_settings.ts";
 
 const S = 1000;
 const policy: Policy = {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { memoryPauses } from "../../src/run/pause.ts";
+import { memoryPauses } from "../../src/run/pause_file.ts";
 import { parseCommandLine } from "../../src/cli.ts";
 import { loadConfig } from "../../src/config/load.ts";
 import type { Config } from "../../src/config/settings.ts";

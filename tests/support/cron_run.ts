@@ -4,7 +4,7 @@ import { parseCommandLine } from "../../src/cli.ts";
 import { loadConfig } from "../../src/config/load.ts";
 import { memoryIncidentLog } from "../../src/record/incidents.ts";
 import { watchRun } from "../../src/run/cron.ts";
-import { memoryPauses, type Pauses } from "../../src/run/pause.ts";
+import { memoryPauses, type Pauses } from "../../src/run/pause_file.ts";
 import { type Memory, memoryStateStore } from "../../src/run/state.ts";
 import type { Deps } from "../../src/shared/deps.ts";
 import { memoryLocks } from "./fakes.ts";

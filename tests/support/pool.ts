@@ -1,5 +1,5 @@
 /** php-fpm status pages for tests: one read off a real pool, and made-to-order ones. */
-import type { PoolStatus } from "../../src/fpm/status.ts";
+import type { PoolStatus } from "../../src/fpm/status_page.ts";
 import { STARTED_AT } from "./fpm_host.ts";
 
 /** php-fpm 8.2's `?json&full`, as read from a real pool (two workers, one after a ping). */

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { IncidentRecord } from "../../src/record/incidents.ts";
-import { buildReport, renderReport } from "../../src/record/report.ts";
+import { buildReport, renderReport } from "../../src/record/incident_report.ts";
 import { statusOf } from "../support/pool.ts";
 
 const MB = 2 ** 20;

@@ -3,7 +3,7 @@
  * they send, and the bad inputs they refuse in one line.
  */
 import assert from "node:assert/strict";
-import { runCli, runDir, withServer } from "./support/cli.ts";
+import { runCli, runDir, withServer } from "../support/cli.ts";
 
 async function withSetup(
   fn: (

@@ -4,17 +4,17 @@
  * replaced whole (rename), so a read sees the last complete save.
  */
 import { escapeControl } from "../shared/redact.ts";
-import type { Policy } from "../config/policy.ts";
-import { cronPolicy } from "../config/policy.ts";
-import { counted } from "./policy.ts";
+import type { Policy } from "../config/policy_settings.ts";
+import { cronPolicy } from "../config/policy_settings.ts";
+import { counted } from "../run/recovery_policy.ts";
 import { type Config, statePath } from "../config/settings.ts";
 import { DEFAULT_TIMEOUT_MS } from "../config/targets.ts";
-import type { Fs } from "../shared/deps.ts";
+import type { Deps, Fs } from "../shared/deps.ts";
 import { ExitCode } from "../shared/errors.ts";
-import type { LastProbe, Memory } from "./state.ts";
-import { fileStateStore, storedTargets } from "./state.ts";
-import { seconds } from "./teller.ts";
-import { filePauses, type Pause, type Pauses } from "./pause.ts";
+import type { LastProbe, Memory } from "../run/state.ts";
+import { fileStateStore, storedTargets } from "../run/state.ts";
+import { seconds } from "../shared/time_units.ts";
+import { filePauses, type Pause, type Pauses } from "../run/pause_file.ts";
 
 /** Where a target stands. */
 export type Standing =
@@ -241,4 +241,15 @@ export async function readTargetStatuses(
     const memory = exists === null ? null : await fileStateStore(t.file).load();
     return statusOf(t.name, memory, t.policy, await pauses.read(t.name), now);
   }));
+}
+
+/** `status`: prints every target's standing, from the state files (no log, no lock, no wait). */
+export async function printStatus(cfg: Config, deps: Deps): Promise<ExitCode> {
+  const list = await readTargetStatuses(cfg, deps.fs, deps.clock.now());
+  deps.stdout(
+    cfg.report.format === "json"
+      ? JSON.stringify(list, null, 2) + "\n"
+      : renderStatus(list, deps.clock.now()),
+  );
+  return statusExit(list);
 }

@@ -1,9 +1,9 @@
 /** `discover`: every php-fpm and its pools, found without configuration, and a config for them. */
 import assert from "node:assert/strict";
-import { run } from "../src/cli.ts";
-import { parseConfigFile } from "../src/config/file.ts";
-import { fcgiUrl } from "../src/fpm/discover.ts";
-import { debianFs, fakeFs, fakeHost, testDeps } from "./support/fakes.ts";
+import { run } from "../../src/cli.ts";
+import { parseConfigFile } from "../../src/config/file.ts";
+import { fcgiUrl } from "../../src/fpm/discovery.ts";
+import { debianFs, fakeFs, fakeHost, testDeps } from "../support/fakes.ts";
 
 /**
  * Two PHP versions: 8.2 with a site pool that has a ping and a status listener, a shop pool with

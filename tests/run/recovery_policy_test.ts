@@ -9,9 +9,9 @@ import {
   noticeMaster,
   rearm,
   type TargetState,
-} from "../../src/run/policy.ts";
+} from "../../src/run/recovery_policy.ts";
 import type { ProbeResult } from "../../src/probe/result.ts";
-import type { Policy } from "../../src/config/policy.ts";
+import type { Policy } from "../../src/config/policy_settings.ts";
 
 const S = 1000;
 const MIN = 60 * S;

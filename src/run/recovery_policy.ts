@@ -4,7 +4,7 @@
  * (flap protection) and when to tell someone (one alert per incident, not per probe).
  */
 import { labelOf, type ProbeResult, verdictOf } from "../probe/result.ts";
-import type { Policy } from "../config/policy.ts";
+import type { Policy } from "../config/policy_settings.ts";
 
 /** What kind of trouble an incident is. */
 export type IncidentKind =

@@ -4,11 +4,12 @@
  * setting and the measured reason. Pure: incidents in, a report out.
  */
 import { isOff, type PoolSettings } from "../fpm/config.ts";
-import { isBusy } from "../fpm/status.ts";
+import { isBusy } from "../fpm/status_page.ts";
 import type { IncidentRecord } from "./incidents.ts";
 import { opcacheFindings } from "../fpm/opcache.ts";
 import type { OpcacheCounters } from "./metrics.ts";
 import { escapeControl } from "../shared/redact.ts";
+import { megabytes, megabytesOfKb } from "../shared/memory_units.ts";
 
 /** A script and how often (in how many incidents) it was seen, with the longest request. */
 export interface ScriptCount {
@@ -120,8 +121,6 @@ function atMaxChildren(i: IncidentRecord): boolean {
   return s.idle === 0 && s.active >= max;
 }
 
-const MB = 2 ** 20;
-
 /**
  * pm.max_children, when most incidents found every worker busy: how far memory lets it grow, or
  * why it cannot, and the script to look at first.
@@ -148,16 +147,16 @@ function maxChildrenHint(
     // and no more than four times as many at once, since CPU and the database share the load
     const fits = now + Math.floor((available * 0.5) / avgRss);
     const step = Math.min(fits, now * 4);
-    advice += `; average worker RSS ${Math.round(avgRss / MB)} MB and ${
-      Math.round(available / MB)
-    } MB available: pm.max_children could go from ${now} to ${step}`;
+    advice += `; average worker RSS ${megabytes(avgRss)} and ${
+      megabytes(available)
+    } available: pm.max_children could go from ${now} to ${step}`;
     if (fits > step) advice += ` (memory would allow ${fits}; raise it in steps)`;
     else if (fits <= now) {
       advice = `max children reached in ${full.length} of ${n} incidents, but ${
-        Math.round(available / MB)
-      } MB available leave no room for more ${
-        Math.round(avgRss / MB)
-      } MB workers: lower the memory per request or add memory`;
+        megabytes(available)
+      } available leave no room for more ${
+        megabytes(avgRss)
+      } workers: lower the memory per request or add memory`;
     }
   } else {
     advice += now !== null ? `: raise pm.max_children (now ${now})` : ": raise pm.max_children";
@@ -189,8 +188,8 @@ function hintsOf(incidents: readonly IncidentRecord[], stuck: ScriptCount[]): Hi
       setting: "memory",
       advice:
         `the kernel's OOM killer ended php-fpm processes in ${oom.length} of ${n} incidents (the largest ${
-          Math.round(largest / 1024)
-        } MB resident): lower pm.max_children or PHP's memory_limit until pm.max_children x the largest worker fits in the host's memory, or give the host more`,
+          megabytesOfKb(largest)
+        } resident): lower pm.max_children or PHP's memory_limit until pm.max_children x the largest worker fits in the host's memory, or give the host more`,
     });
   }
 
@@ -292,12 +291,11 @@ function overcommitHint(i: IncidentRecord): Hint | null {
   const largestKb = Math.max(...workers.map((p) => p.rssKb));
   const needed = children * largestKb * 1024;
   if (needed <= total) return null;
-  const mb = (bytes: number) => Math.round(bytes / 1024 / 1024);
   return {
     setting: "pm.max_children",
-    advice: `${children} workers x the largest seen (${mb(largestKb * 1024)} MB) is ${
-      mb(needed)
-    } MB, more than the host's ${mb(total)} MB: at most ${
+    advice: `${children} workers x the largest seen (${megabytes(largestKb * 1024)}) is ${
+      megabytes(needed)
+    }, more than the host's ${megabytes(total)}: at most ${
       Math.max(1, Math.floor((total * 0.8) / (largestKb * 1024)))
     } fit with room for the rest, or lower PHP's memory_limit`,
   };
@@ -501,11 +499,12 @@ export function renderReport(r: Report): string {
   }
   const memory = Object.entries(r.memoryByPool);
   if (memory.length > 0) {
-    const mb = (kb: number) => `${Math.round(kb / 1024)} MB`;
     lines.push("", "Workers' resident memory at the incidents (ps):");
     for (const [pool, m] of memory) {
       lines.push(
-        `  ${pool}: largest ${mb(m.largestKb)}, average ${mb(m.averageKb)} (${m.workers} workers)`,
+        `  ${pool}: largest ${megabytesOfKb(m.largestKb)}, average ${
+          megabytesOfKb(m.averageKb)
+        } (${m.workers} workers)`,
       );
     }
   }

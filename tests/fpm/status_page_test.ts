@@ -8,7 +8,7 @@ import {
   readStatus,
   stuckWorkers,
   warningsOf,
-} from "../../src/fpm/status.ts";
+} from "../../src/fpm/status_page.ts";
 import { FakeClock, scriptedFcgi } from "../support/fakes.ts";
 import { REAL_STATUS, statusJson, statusOf } from "../support/pool.ts";
 

@@ -3,12 +3,12 @@
  * configuration; with `--config` (or `--format toml`), a configuration file for `watch` that
  * watches each of them, with the settings that would make it better named in comments.
  */
-import { discoveryToml, renderDiscovery } from "./config/discovered.ts";
-import { discoverFpm, opcacheScriptProblem } from "./fpm/discover.ts";
-import { OPCACHE_SCRIPT } from "./fpm/opcache.ts";
-import type { Deps } from "./shared/deps.ts";
-import { ConfigError, ExitCode } from "./shared/errors.ts";
-import { escapeControl } from "./shared/redact.ts";
+import { discoveryToml, renderDiscovery } from "../config/discovered.ts";
+import { discoverFpm, opcacheScriptProblem } from "../fpm/discovery.ts";
+import { OPCACHE_SCRIPT } from "../fpm/opcache.ts";
+import type { Deps } from "../shared/deps.ts";
+import { ConfigError, ExitCode } from "../shared/errors.ts";
+import { escapeControl } from "../shared/redact.ts";
 
 /** Prints what was found, as a table or as TOML. Exit 0, or 3 when no php-fpm was found. */
 export async function discover(format: string | undefined, deps: Deps): Promise<ExitCode> {

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
-import { cronPolicy } from "../../src/config/policy.ts";
+import { cronPolicy } from "../../src/config/policy_settings.ts";
 import { freshCounters } from "../../src/record/metrics.ts";
-import { freshState } from "../../src/run/policy.ts";
+import { freshState } from "../../src/run/recovery_policy.ts";
 import { type Memory } from "../../src/run/state.ts";
-import { renderStatus, statusExit, statusOf } from "../../src/run/status.ts";
+import { renderStatus, statusExit, statusOf } from "../../src/commands/status.ts";
 
 const T = Date.UTC(2026, 10, 27, 12, 0, 0);
 const policy = cronPolicy(5000);

@@ -1,8 +1,8 @@
 /** `discover` says whether OPcache can be watched: where its status script is missing, or that it is in place. */
 import assert from "node:assert/strict";
-import { run } from "../src/cli.ts";
-import { debianFs, testDeps } from "./support/fakes.ts";
-import { SCRIPT_INSTALLED } from "./support/opcache.ts";
+import { run } from "../../src/cli.ts";
+import { debianFs, testDeps } from "../support/fakes.ts";
+import { SCRIPT_INSTALLED } from "../support/opcache.ts";
 
 const FPM = {
   "/etc/php/8.2/fpm/php-fpm.conf":

@@ -4,16 +4,16 @@
  * it back. A pause is a file beside the target's state, so every kind of run honours it at its
  * next probe; it ends by itself at its time. One alert says it began, one that it ended.
  */
-import { cronPolicy } from "./config/policy.ts";
-import type { Config, Target } from "./config/settings.ts";
-import { freshMemory, storedTargets } from "./run/state.ts";
-import { TargetWatch } from "./run/target.ts";
-import { type MonitorOptions, pausesOf } from "./run/context.ts";
-import type { Deps } from "./shared/deps.ts";
-import { ConfigError, ExitCode } from "./shared/errors.ts";
-import { logger } from "./shared/log.ts";
-import { escapeControl } from "./shared/redact.ts";
-import { seconds } from "./run/teller.ts";
+import { cronPolicy } from "../config/policy_settings.ts";
+import type { Config, Target } from "../config/settings.ts";
+import { freshMemory, storedTargets } from "../run/state.ts";
+import { TargetWatch } from "../run/target.ts";
+import { type MonitorOptions, pausesOf } from "../run/context.ts";
+import type { Deps } from "../shared/deps.ts";
+import { ConfigError, ExitCode } from "../shared/errors.ts";
+import { logger } from "../shared/log.ts";
+import { escapeControl } from "../shared/redact.ts";
+import { seconds } from "../shared/time_units.ts";
 
 /** The targets a pause or resume is about: the one named, or every one known. */
 async function chosen(cfg: Config, deps: Deps): Promise<{ name: string; target?: Target }[]> {

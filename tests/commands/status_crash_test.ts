@@ -2,10 +2,10 @@
 import assert from "node:assert/strict";
 import type { ChildDeath } from "../../src/fpm/child_deaths.ts";
 import { WATCH_DEFAULTS } from "../../src/config/file.ts";
-import { policyOf } from "../../src/config/policy.ts";
+import { policyOf } from "../../src/config/policy_settings.ts";
 import { judgeCrashes } from "../../src/run/crash_policy.ts";
 import { freshMemory } from "../../src/run/state.ts";
-import { renderStatus, statusOf } from "../../src/run/status.ts";
+import { renderStatus, statusOf } from "../../src/commands/status.ts";
 
 const LIMITS = { count: 5, windowMs: 60_000 };
 const segv = (at: number): ChildDeath => ({

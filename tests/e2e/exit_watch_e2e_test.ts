@@ -5,7 +5,7 @@
  * when it ends, though the master it watched last still runs.
  */
 import assert from "node:assert/strict";
-import { ROOT, runDir, startCommand } from "../support/cli.ts";
+import { runDir, spawnCli } from "../support/cli.ts";
 import {
   alive,
   FPM_PROCESS,
@@ -44,7 +44,7 @@ Deno.test({
       const before = await fpmMaster();
       assert.notEqual(before, null, "php-fpm runs");
       // probes at 0, 10 and 20 s of a 30 s run
-      const [cmd, args] = startCommand([
+      run = spawnCli([
         HEARTBEAT,
         String(INTERVAL_S),
         "",
@@ -56,16 +56,7 @@ Deno.test({
         `${dir}/state`,
         "--lock-file",
         `${dir}/lock`,
-      ]);
-      run = new Deno.Command(cmd, {
-        args,
-        cwd: ROOT,
-        clearEnv: true,
-        env: { PATH: "/usr/bin:/bin", HOME: Deno.env.get("HOME") ?? "/root", RUST_BACKTRACE: "0" },
-        stdin: "null",
-        stdout: "null",
-        stderr: "piped",
-      }).spawn();
+      ], "piped");
       const runPid = run.pid;
       // the watcher on the master the first probe found: pidwait on a note in our state folder,
       // else tail on the master's pid

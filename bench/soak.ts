@@ -1,3 +1,4 @@
+// deno-lint-ignore-file no-console -- a benchmark reports on the console
 /**
  * The soak: watch mode probing every second on the real stack, its CPU and memory measured from
  * /proc over minutes, beside an empty `deno run` with the same flags measured the same way.

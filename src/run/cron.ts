@@ -11,6 +11,7 @@ import { ExitCode } from "../shared/errors.ts";
 import { type HeldLock, sayHolder, tryLock, waitForLock } from "../shared/lock.ts";
 import { logger } from "../shared/log.ts";
 import { publicUrl } from "../shared/redact.ts";
+import { MasterExits } from "./master_exits.ts";
 import { masterOfStep } from "./master_watch.ts";
 import { fitsInRun, nextDue } from "./schedule.ts";
 import { PacedSaves } from "./paced_saves.ts";
@@ -141,6 +142,8 @@ async function watchTargetRun(
   const waited = deps.clock.now() - run.startedAt >= LOCK_POLL_MS;
   let dueAt = waited ? deps.clock.now() : run.startedAt;
   let last: { verdict: Verdict; restartOk: boolean } = { verdict: "healthy", restartOk: false };
+  // watch mode's exit watch, for the length of the run: its watcher ends with it
+  using exits = new MasterExits(deps, target);
   const saves = new PacedSaves(store, deps.clock);
   try {
     while (true) {
@@ -151,7 +154,9 @@ async function watchTargetRun(
       if (step.verdict === "unreachable" || step.verdict === "misconfigured") break;
       dueAt = nextDue({ dueAt, now: deps.clock.now(), ...step }, timing);
       if (!fitsInRun(dueAt, run, target.timeoutMs)) break;
-      await deps.clock.sleep(dueAt - deps.clock.now());
+      if (await exits.sleep(watch.memory.state.masterPid, dueAt - deps.clock.now())) {
+        dueAt = deps.clock.now();
+      }
     }
   } finally {
     // the run's counting, for the next run and the metrics file

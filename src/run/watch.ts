@@ -6,7 +6,7 @@
  */
 import { publicUrl } from "../shared/redact.ts";
 import type { Config, Target } from "../config/settings.ts";
-import type { Clock, Deps, ExitWatch } from "../shared/deps.ts";
+import type { Clock, Deps } from "../shared/deps.ts";
 import { rediscover } from "../config/load.ts";
 import { ConfigError, describeError, ExitCode } from "../shared/errors.ts";
 import { sayHolder, tryLock, waitForLock } from "../shared/lock.ts";
@@ -17,6 +17,7 @@ import { freshCounters, renderMetrics } from "../record/metrics.ts";
 import type { AlertQueue } from "../alert/queue.ts";
 import { type Endpoint, serveMetricsEndpoint } from "../record/metrics_endpoint.ts";
 import { type Notifier, silentNotifier } from "./notify.ts";
+import { MasterExits } from "./master_exits.ts";
 import { nextDue } from "./schedule.ts";
 import { PacedSaves } from "./paced_saves.ts";
 import { fileStateStore, rearmStored } from "./state.ts";
@@ -117,7 +118,7 @@ async function targetLoop(
   const { watch, store } = await loadWatch(cfg, target, deps, options);
   const timing = timingOf(target.policy);
   let dueAt = deps.clock.now();
-  const exits = new MasterExits(deps, `${target.stateFile}.master-pid`);
+  using exits = new MasterExits(deps, target);
   const saves = new PacedSaves(store, deps.clock);
   try {
     while (!stop.aborted) {
@@ -129,60 +130,15 @@ async function targetLoop(
       const now = deps.clock.now();
       // after a long stall (a restart), probe now rather than catch up on missed probes
       dueAt = Math.max(nextDue({ dueAt, now, ...step }, timing), now);
-      // the master's exit wakes the watch at once: a crash is probed, and found certain, then
-      const exited = exits.follow(watch.memory.state.masterPid);
-      await deps.clock.sleep(dueAt - now, AbortSignal.any([stop, exited]));
-      exits.waited();
-      if (exited.aborted && !stop.aborted) {
-        logger.debug("php-fpm's master {pid} exited: probing now.", {
-          pid: watch.memory.state.masterPid,
-          target: target.name,
-        });
+      // the master's exit wakes the watch at once: the probe it makes is the grid's new start
+      if (await exits.sleep(watch.memory.state.masterPid, dueAt - now, stop)) {
+        dueAt = deps.clock.now();
       }
     }
   } finally {
-    exits.stop();
     await saves.flush();
   }
   return watch.teller.alerts;
-}
-
-/**
- * One exit watch at a time, on the master last found. A master whose exit was seen is not
- * watched again (its watch would fire at once, and again): the next master found is.
- */
-class MasterExits {
-  private watched: { pid: number; watch: ExitWatch; exited: AbortSignal; told: boolean } | null =
-    null;
-
-  constructor(private readonly deps: Pick<Deps, "watchExit">, private readonly note: string) {}
-
-  /** A signal that aborts when `pid` exits (never for null, nor once its exit was told). */
-  follow(pid: number | null): AbortSignal {
-    if (pid === null) {
-      this.stop();
-      return new AbortController().signal;
-    }
-    if (this.watched?.pid !== pid) {
-      this.stop();
-      const watch = this.deps.watchExit(pid, this.note);
-      const exited = new AbortController();
-      watch.exited.then(() => exited.abort(), () => {});
-      this.watched = { pid, watch, exited: exited.signal, told: false };
-    }
-    // its exit told once: the interval's probes go on until another master is found
-    return this.watched.told ? new AbortController().signal : this.watched.exited;
-  }
-
-  /** After a wait: an exit that has fired is told (it woke the wait, or will not again). */
-  waited(): void {
-    if (this.watched?.exited.aborted) this.watched.told = true;
-  }
-
-  stop(): void {
-    this.watched?.watch.stop();
-    this.watched = null;
-  }
 }
 
 /** Re-arms every target's memory: SIGHUP forgets giving up. */

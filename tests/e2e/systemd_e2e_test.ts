@@ -3,14 +3,18 @@
  * support/systemd_user.ts): it becomes active only on READY=1, stays up on WATCHDOG=1 pings, is
  * killed and restarted when the watchdog hangs, reloads on `systemctl reload`, stops cleanly, and
  * is not restarted over a bad configuration. The heartbeat is a loopback server of the test's, so
- * php-fpm is never touched.
+ * the stack's php-fpm is never touched. A php-fpm8.2 of the test's own, run as Debian's unit runs
+ * it, shows the master's exit watch (pidwait, and tail) seeing its master's SIGKILL at once.
  */
 import assert from "node:assert/strict";
+import { masterExitWatch } from "../../src/act/exit_watch.ts";
 import { ROOT, runDir, startCommand } from "../support/cli.ts";
 import { systemdMissing, UserManager, userManagerArtifacts } from "../support/systemd_user.ts";
 import { waitFor } from "./stack.ts";
 
 const UNIT = "php-relaunch.service";
+/** A php-fpm8.2 of the test's own, run by the test's systemd as Debian's unit runs php-fpm. */
+const FPM_UNIT = "php-fpm-exit-watch.service";
 const WATCHDOG_S = 2;
 
 /**
@@ -75,9 +79,10 @@ service = "php8.2-fpm"
 const missing = await systemdMissing();
 
 Deno.test({
-  name: `e2e: the systemd unit under a real systemd: notify, watchdog, reload, stop, bad config${
-    missing === null ? "" : ` (skipped: ${missing})`
-  }`,
+  name:
+    `e2e: the systemd unit under a real systemd: notify, watchdog, reload, stop, bad config, php-fpm's exit${
+      missing === null ? "" : ` (skipped: ${missing})`
+    }`,
   ignore: missing !== null,
   sanitizeOps: false,
   sanitizeResources: false,
@@ -199,6 +204,54 @@ Deno.test({
         assert.equal(s.ActiveState, "failed");
         assert.equal(s.NRestarts, "0", JSON.stringify(s));
       });
+
+      await t.step(
+        "php-fpm under this systemd: its master's SIGKILL is seen by the exit watch at once",
+        async () => {
+          // Debian's php8.2-fpm.service, on a configuration of the test's own (no socket helper)
+          const conf = `${dir}/php-fpm.conf`;
+          await Deno.writeTextFile(
+            conf,
+            `[global]\npid = ${dir}/fpm.pid\nerror_log = ${dir}/fpm.log\n[exitwatch]\n` +
+              `user = www-data\ngroup = www-data\nlisten = ${dir}/fpm.sock\n` +
+              "pm = static\npm.max_children = 1\n",
+          );
+          await Deno.writeTextFile(
+            `${sd.unitDir}/${FPM_UNIT}`,
+            `[Service]\nType=notify\nExecStart=/usr/sbin/php-fpm8.2 --nodaemonize --fpm-config ${conf}\n`,
+          );
+          assert.equal((await sd.systemctl(["daemon-reload"])).code, 0);
+          const started = await sd.systemctl(["start", FPM_UNIT]);
+          assert.equal(started.code, 0, started.stderr);
+          const master = Number((await sd.show(FPM_UNIT, ["MainPID"])).MainPID);
+          assert.ok(master > 0, "systemd runs php-fpm's master");
+          // procps' pidwait (a pidfd), and tail --pid, which waits for systemd's reaping
+          const watches = [
+            masterExitWatch(master, `${dir}/fpm.master-pid`),
+            masterExitWatch(master, `${dir}/fpm-tail.master-pid`, []),
+          ];
+          try {
+            // ms from `from` to each watch's firing, or null for none within `ms`
+            const seen = (from: number, ms: number) =>
+              Promise.all(watches.map((w) =>
+                Promise.race([
+                  w.exited.then(() => Date.now() - from),
+                  new Promise<null>((r) => setTimeout(() => r(null), ms)),
+                ])
+              ));
+            assert.deepEqual(await seen(Date.now(), 500), [null, null], "alive: nothing fires");
+            const killedAt = Date.now();
+            Deno.kill(master, "SIGKILL");
+            const after = await seen(killedAt, 2000);
+            assert.ok(after.every((ms) => ms !== null && ms < 1000), `seen after ${after} ms`);
+            const s = await sd.show(FPM_UNIT, ["ActiveState", "Result"]);
+            assert.deepEqual(s, { ActiveState: "failed", Result: "signal" }, "systemd saw it too");
+          } finally {
+            for (const w of watches) w.stop();
+            await sd.systemctl(["stop", FPM_UNIT]);
+          }
+        },
+      );
     } finally {
       await manager?.stop();
       await server.shutdown();

@@ -1,5 +1,5 @@
 /** A `php-relaunch watch` process under test, and the configuration files the tests give it. */
-import { ROOT, startCommand } from "../support/cli.ts";
+import { spawnCli } from "../support/cli.ts";
 import { waitFor } from "./stack.ts";
 
 /** A running `php-relaunch watch`. */
@@ -7,17 +7,7 @@ export class WatchProcess {
   private constructor(readonly child: Deno.ChildProcess, readonly log: string) {}
 
   static start(config: string, log: string): WatchProcess {
-    const [cmd, args] = startCommand(["watch", "--config", config]);
-    const child = new Deno.Command(cmd, {
-      args,
-      cwd: ROOT,
-      clearEnv: true,
-      env: { PATH: "/usr/bin:/bin", HOME: Deno.env.get("HOME") ?? "/root", RUST_BACKTRACE: "0" },
-      stdin: "null",
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
-    return new WatchProcess(child, log);
+    return new WatchProcess(spawnCli(["watch", "--config", config]), log);
   }
 
   async lines(): Promise<string[]> {

@@ -925,3 +925,47 @@ Deno.test("a folder at the pool's socket path is told, never restarted; a crashe
   assert.ok(!c.logs.some((l) => /impostor/.test(l)), c.logs.join("\n"));
   assert.ok(c.run.includes("/usr/sbin/service php8.2-fpm start"), c.run.join("\n"));
 });
+
+Deno.test("cron run: the master's exit wakes the run at once; the crash is restarted then, and no watcher outlives the run", async () => {
+  const clock = new FakeClock();
+  const host = new FpmHost();
+  const runner = fpmHost(true, host);
+  const first = host.master("php8.2-fpm")!.pid;
+  const scripted = scriptedHttp(clock, [ok, ok, ok, { status: 502 }, ok]);
+  const at: number[] = [];
+  let exit = () => {};
+  const httpGet = Object.assign((url: URL, signal: AbortSignal) => {
+    at.push(clock.now());
+    if (at.length === 3) {
+      // SIGKILL of the pool during the 3rd probe: its watcher sees the master go
+      host.procs = host.procs.filter((p) => p.pgid !== first);
+      exit();
+    }
+    return scripted(url, signal);
+  }, { calls: scripted.calls });
+  const watched: number[] = [];
+  let stopped = 0;
+  const deps = testDeps({
+    clock,
+    httpGet,
+    runner,
+    watchExit: (pid: number) => {
+      watched.push(pid);
+      return { exited: new Promise<void>((resolve) => exit = resolve), stop: () => stopped++ };
+    },
+  });
+  const { mode, raw } = parseCommandLine([URI, "5", "ops@example.com"]);
+  const cfg = await loadConfig(mode as "minute", raw, deps);
+  const logs = captureLogs();
+  const options = { ...fastRelaunch(), lock: memoryLocks() };
+  assert.equal(await watchRun(cfg, deps, options), 0);
+  const gaps = at.slice(1).map((t, i) => t - at[i]!);
+  assert.ok(gaps.slice(0, 2).every((g) => g >= 5000), `on the grid before: gaps ${gaps}`);
+  assert.ok(gaps[2]! < 1000, `the 4th probe at once after the exit, not 5 s on: gaps ${gaps}`);
+  assert.deepEqual(logs.lines(), ["502 PHP restarted."]);
+  assert.ok(!clock.sleeps.includes(1000), `a certain crash, no confirmation: ${clock.sleeps}`);
+  const second = host.master("php8.2-fpm")!.pid;
+  assert.deepEqual(watched, [first, second], "the master found, then the one started");
+  assert.equal(stopped, watched.length, "every watch ended: none outlives the run");
+  assert.ok(clock.now() - at[0]! <= 60_000);
+});

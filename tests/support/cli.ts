@@ -27,6 +27,23 @@ export function startCommand(args: string[]): [string, string[]] {
   return [Deno.execPath(), ["run", ...START_FLAGS, `${ROOT}/src/main.ts`, ...args]];
 }
 
+/**
+ * Starts php-relaunch with `args` in cron's bare environment and returns at once: for a run or a
+ * watch a test acts on while it lasts. Its stderr is piped when asked (read it, or cancel it).
+ */
+export function spawnCli(args: string[], stderr: "null" | "piped" = "null"): Deno.ChildProcess {
+  const [cmd, argv] = startCommand(args);
+  return new Deno.Command(cmd, {
+    args: argv,
+    cwd: ROOT,
+    clearEnv: true,
+    env: { PATH: "/usr/bin:/bin", HOME: Deno.env.get("HOME") ?? "/root", RUST_BACKTRACE: "0" },
+    stdin: "null",
+    stdout: "null",
+    stderr,
+  }).spawn();
+}
+
 /** Stderr without Deno's warning that config-file permissions are experimental. */
 function cleanStderr(text: string): string {
   return text.split("\n").filter((l) => !/Permissions in the config file/.test(l)).join("\n")

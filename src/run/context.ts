@@ -48,6 +48,10 @@ export interface TargetContext {
   memoryReadAt?: number;
   /** When the process table was last read for the master (see master_watch.ts). */
   masterLookedAt?: number;
+  /** When the pid file was last read while every probe answered. */
+  pidFileReadAt?: number;
+  /** The master's exit was seen (its exit watch fired): the next step looks for the master. */
+  masterExited?: boolean;
   /** Whether two masters of one configuration were said already. */
   toldMasters?: boolean;
   /** The unix socket each pool listens on, by the pool's name, once looked up (null: not one). */

@@ -156,6 +156,7 @@ async function watchTargetRun(
       if (!fitsInRun(dueAt, run, target.timeoutMs)) break;
       if (await exits.sleep(watch.memory.state.masterPid, dueAt - deps.clock.now())) {
         dueAt = deps.clock.now();
+        watch.ctx.masterExited = true;
       }
     }
   } finally {

@@ -11,9 +11,14 @@ import type { Memory, StateStore } from "./state.ts";
 /** How often the counters alone are written to the state file, at most. */
 export const COUNTERS_SAVE_MS = 15_000;
 
-/** What of a memory decides something: all of it but the counting. */
-function decisive({ counters: _c, lastProbe: _p, ...rest }: Memory): string {
-  return JSON.stringify(rest);
+/**
+ * What of a memory decides something: all of it but the counting. The run of healthy probes
+ * decides only while an incident waits to be over or a restart budget to be whole again; else it
+ * only grows, and the failure that ends it sets it back to 0 (saved, with the failure).
+ */
+function decisive({ counters: _c, lastProbe: _p, state, ...rest }: Memory): string {
+  const counted = state.incident !== null || state.rearmWhenHealthy;
+  return JSON.stringify({ ...rest, state: counted ? state : { ...state, successes: null } });
 }
 
 /** One target's saves, paced. */

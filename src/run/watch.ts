@@ -133,6 +133,7 @@ async function targetLoop(
       // the master's exit wakes the watch at once: the probe it makes is the grid's new start
       if (await exits.sleep(watch.memory.state.masterPid, dueAt - now, stop)) {
         dueAt = deps.clock.now();
+        watch.ctx.masterExited = true;
       }
     }
   } finally {

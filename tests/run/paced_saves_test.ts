@@ -21,6 +21,7 @@ function probed(memory: Memory, at: number): void {
   memory.counters = { ...memory.counters };
   memory.counters.probes = { ...memory.counters.probes, "healthy 200": at };
   memory.lastProbe = { at, label: "200", verdict: "healthy", ms: 3 };
+  memory.state = { ...memory.state, successes: memory.state.successes + 1 };
 }
 
 Deno.test("paced saves: a probe's counting is written at most every 15 s, a decision at once, the rest at the end", async () => {
@@ -65,5 +66,13 @@ Deno.test("paced saves: a probe's counting is written at most every 15 s, a deci
   assert.equal(JSON.parse(store.saved[4]!).lastProbe.at, clock.now());
   await saves.flush();
   assert.equal(store.saved.length, 5);
+  // while an incident is open, each healthy probe brings its end nearer: written at once
+  memory.state = { ...memory.state, incident: { kind: "php_down", since: clock.now() } as never };
+  await saves.save(memory);
+  assert.equal(store.saved.length, 6);
+  clock.advance(1000);
+  probed(memory, clock.now());
+  await saves.save(memory);
+  assert.equal(store.saved.length, 7);
   assert.equal(COUNTERS_SAVE_MS, 15_000);
 });

@@ -47,6 +47,11 @@ export async function followFile(
     }
     return { lines: [], cursor: { path, ino: info.ino ?? null, offset: info.size }, note: null };
   }
+  // the file last read, not grown: nothing to open (a step every second reads a quiet log)
+  const now = await fs.info(path).catch(() => null);
+  if (now?.isFile && (now.ino ?? null) === cursor.ino && now.size === cursor.offset) {
+    return { lines: [], cursor, note: null };
+  }
   let read;
   try {
     read = await fs.readUntrustedFrom(path, {

@@ -40,6 +40,33 @@ Deno.test("follow: starts at the log's end, then reads each new whole line once"
   });
 });
 
+Deno.test("follow: a log that did not grow is not opened", async () => {
+  await withDir(async (dir) => {
+    const log = `${dir}/fpm.log`;
+    await Deno.writeTextFile(log, "old\n");
+    let opened = 0;
+    const counting = {
+      info: fs.info,
+      readUntrustedFrom: (...a: Parameters<typeof fs.readUntrustedFrom>) => {
+        opened++;
+        return fs.readUntrustedFrom(...a);
+      },
+    };
+    let r = await followFile(counting, log, null, [0]);
+    for (let i = 0; i < 3; i++) r = await followFile(counting, log, r.cursor, [0]);
+    assert.equal(opened, 0, "a quiet log is only looked at");
+    await append(log, "new\n");
+    r = await followFile(counting, log, r.cursor, [0]);
+    assert.deepEqual(r.lines, ["new"]);
+    assert.equal(opened, 1);
+    // rotated: another file of the same size in its place, read from its start
+    await Deno.rename(log, `${log}.1`);
+    await Deno.writeTextFile(log, "abcdefg\n");
+    r = await followFile(counting, log, r.cursor, [0]);
+    assert.deepEqual(r.lines, ["abcdefg"]);
+  });
+});
+
 Deno.test("follow: rotation by rename reads the old file's rest, then the new one", async () => {
   await withDir(async (dir) => {
     const log = `${dir}/fpm.log`;

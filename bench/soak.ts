@@ -10,7 +10,7 @@
  * of a watchdog whose mail and webhook code has run.
  */
 import { parseArgs } from "node:util";
-import { ROOT, runDir, startCommand } from "../tests/support/cli.ts";
+import { ROOT, runDir, spawnCli, startCommand } from "../tests/support/cli.ts";
 import { FPM_PROCESS, HEARTBEAT, pids, SmtpSink, Stack, waitFor } from "../tests/e2e/stack.ts";
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -129,7 +129,7 @@ export async function soakWatch(
       `http://127.0.0.1:${(hook.addr as Deno.NetAddr).port}/hook`,
     );
   }
-  const [cmd, argv] = startCommand([
+  const child = spawnCli([
     "watch",
     HEARTBEAT,
     "--interval",
@@ -146,15 +146,6 @@ export async function soakWatch(
     `${dir}/lock`,
     ...extra,
   ]);
-  const child = new Deno.Command(cmd, {
-    args: argv,
-    cwd: ROOT,
-    clearEnv: true,
-    env: { PATH: "/usr/bin:/bin", HOME: "/root", RUST_BACKTRACE: "0" },
-    stdin: "null",
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
   try {
     const log = () => Deno.readTextFile(`${dir}/log`).catch(() => "");
     await waitFor(async () => /Watching/.test(await log()), 30_000, 100);

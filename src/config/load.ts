@@ -18,10 +18,12 @@ import { checkWebhook, parseListen } from "./urls.ts";
 import { type ConfigFile, defaultConfigFile, parseConfigFile } from "./file.ts";
 import { mailRouteOf } from "./mail_settings.ts";
 import { balancerSettings } from "./balancer_settings.ts";
+import { deadmanOf } from "./deadman_settings.ts";
 import { DEFAULT_TIMEOUT_MS, type TargetSpec, targetSpecs } from "./targets.ts";
 import { pathProblems, permissionProblems } from "./paths.ts";
 import {
   type Config,
+  ENV,
   lockPath,
   type Mode,
   type RawSettings,
@@ -63,10 +65,13 @@ export async function loadConfig(mode: Mode, raw: RawSettings, deps: Deps): Prom
   const names = targets.map((t) => t.name);
   const balancer = balancerSettings(mode, file?.balancer, configPath, names);
   if (Array.isArray(balancer)) issues.add(...balancer);
+  const deadman = deadmanOf(raw.deadmanUrl ?? deps.host.env(ENV.deadmanUrl), file, configPath);
+  if (Array.isArray(deadman)) issues.add(...deadman);
   issues.throwIfAny();
   const cfg = freeze(mode, raw, deps, s, file, configPath, place, targets, {
     ...extras,
     discovered,
+    deadman: Array.isArray(deadman) ? null : deadman,
   });
   return balancer === null || Array.isArray(balancer) ? cfg : Object.freeze({ ...cfg, balancer });
 }
@@ -404,7 +409,10 @@ function freeze(
   configPath: string | null,
   place: Place,
   targets: Target[],
-  extras: Awaited<ReturnType<typeof channelsAndEndpoints>> & { discovered: string | null },
+  extras: Awaited<ReturnType<typeof channelsAndEndpoints>> & {
+    discovered: string | null;
+    deadman: Config["deadman"];
+  },
 ): Config {
   const hostname = deps.host.hostname();
   return Object.freeze({
@@ -423,6 +431,7 @@ function freeze(
     mail: Object.freeze(extras.mail),
     webhook: extras.webhook,
     alertmanager: extras.alertmanager,
+    deadman: extras.deadman,
     discovered: extras.discovered,
     metricsFile: s.metricsFile ?? file?.metrics.file ?? null,
     metricsListen: extras.metricsListen && Object.freeze(extras.metricsListen),

@@ -123,6 +123,12 @@ export type Mailer = (mail: Mail, route: MailRoute, signal?: AbortSignal) => Pro
 /** One JSON POST; resolves to the HTTP status, rejects as `fetch` does. */
 export type WebhookPost = (url: URL, json: string, signal: AbortSignal) => Promise<number>;
 
+/**
+ * One GET of a dead-man's switch's push URL, redirects not followed, the body not read; resolves
+ * to the HTTP status, rejects as `fetch` does.
+ */
+export type DeadmanPing = (url: URL, signal: AbortSignal) => Promise<number>;
+
 /** What a path is, as `lstat` tells: a link is not followed. */
 export interface FileInfo {
   isFile: boolean;
@@ -254,6 +260,8 @@ export interface Deps {
   watchExit: (pid: number, note: string) => ExitWatch;
   mailer: Mailer;
   webhookPost: WebhookPost;
+  /** Tells a dead-man's switch (healthchecks.io, Uptime Kuma) that php-relaunch is alive. */
+  deadmanPing: DeadmanPing;
   fs: Fs;
   host: Host;
   /** Where one-line errors and `--help` go. */

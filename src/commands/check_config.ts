@@ -5,6 +5,7 @@
 import { describeRoute } from "../alert/mail.ts";
 import { describeDeadman } from "../alert/deadman_switch.ts";
 import type { Config } from "../config/settings.ts";
+import { describeBalancer } from "../config/balancer_settings.ts";
 import { OPCACHE_SCRIPT } from "../fpm/opcache.ts";
 import { describeFcgiTarget } from "../probe/fcgi.ts";
 import type { Deps } from "../shared/deps.ts";
@@ -32,6 +33,7 @@ export function describeConfig(cfg: Config): string {
         `http://${cfg.metricsListen.hostname}:${cfg.metricsListen.port}/metrics`,
       ].filter(Boolean).join(", ") || "none"
     }`,
+    `balancer       ${describeBalancer(cfg.balancer ?? null)}`,
     `log file       ${cfg.logFile} (${cfg.logFormat})`,
     `state folder   ${cfg.stateDir}`,
   ];

@@ -9,6 +9,7 @@ import * as v from "valibot";
 import { type Rung, RUNGS } from "../act/restart.ts";
 import { withoutUserinfo } from "../shared/redact.ts";
 import { custom, keyPath, transform } from "../shared/schema.ts";
+import { balancerSection, type FileBalancer } from "./balancer_settings.ts";
 
 /** The default configuration file. */
 export const DEFAULT_CONFIG_FILE = "/etc/php-relaunch/config.toml";
@@ -206,6 +207,7 @@ const REQUIRED: Record<string, string> = {
     "the pool's ping: fcgi://HOST:PORT/PATH or fcgi+unix:///SOCKET.sock/PATH (or an http:// heartbeat served by it)",
   "webhook.url": "an http:// or https:// URL",
   "alertmanager.url": "Alertmanager's http:// or https:// base URL, e.g. http://127.0.0.1:9093",
+  "balancer.agent_listen": "the agent's ADDRESS:PORT, e.g. 127.0.0.1:9777",
 };
 
 const heartbeatUrl = (expected: string) =>
@@ -351,6 +353,8 @@ const fileSchema = v.strictObject({
     file: v.optional(absolutePath),
     listen: v.optional(text("127.0.0.1:PORT (loopback only)", /^\S+:\d+$/)),
   })),
+  // HAProxy's agent-check (see balancer_settings.ts)
+  balancer: v.optional(balancerSection),
   log: v.optional(v.strictObject({
     file: v.optional(absolutePath),
     format: v.optional(oneOf(["text", "json"], `"text" or "json"`)),
@@ -388,6 +392,8 @@ export interface ConfigFile {
   /** The dead-man's switch: its push URL, and watch mode's ping period (ms). */
   deadman: { url?: string | undefined; every?: number | undefined };
   metrics: { file?: string | undefined; listen?: string | undefined };
+  /** HAProxy's agent-check, answered by watch mode. */
+  balancer?: FileBalancer;
   log: { file?: string | undefined; format?: "text" | "json" | undefined };
   state: { dir?: string | undefined; lock_dir?: string | undefined };
   init?: "systemd" | "sysv" | "openrc" | "freebsd";
@@ -458,6 +464,7 @@ export function parseConfigFile(path: string, text: string): ConfigFile | string
     alertmanager: valid.alertmanager ?? {},
     deadman: valid.deadman ?? {},
     metrics: valid.metrics ?? {},
+    ...(valid.balancer ? { balancer: valid.balancer } : {}),
     log: valid.log ?? {},
     state: valid.state ?? {},
     ...(valid.init ? { init: valid.init } : {}),

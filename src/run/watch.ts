@@ -21,6 +21,8 @@ import { MasterExits } from "./master_exits.ts";
 import { nextDue } from "./schedule.ts";
 import { PacedSaves } from "./paced_saves.ts";
 import { fileStateStore, rearmStored } from "./state.ts";
+import { Balancer } from "./drain.ts";
+import type { BalancerSettings } from "../config/balancer_settings.ts";
 import { type Beat, silentLoop } from "./liveness.ts";
 import { watchPings } from "./deadman_pings.ts";
 
@@ -82,6 +84,20 @@ function serveMetrics(
   }
 }
 
+/** Starts the agent; when it cannot listen, /metrics is stopped too before the exit 2. */
+function startBalancer(
+  settings: BalancerSettings,
+  clock: Clock,
+  metricsStop: AbortController,
+): Balancer {
+  try {
+    return new Balancer(settings, clock);
+  } catch (err) {
+    metricsStop.abort();
+    throw err;
+  }
+}
+
 /** Real process signals. Listening replaces Deno's default exit, so we exit ourselves. */
 export const processSignals: SignalSource = (signal, handler) => {
   Deno.addSignalListener(signal, handler);
@@ -100,6 +116,7 @@ async function targetLoop(
   options: MonitorOptions,
   stop: AbortSignal,
   beat: (watch: TargetWatch | null) => void,
+  balancer: Balancer | null = null,
 ): Promise<AlertQueue | null> {
   const tryLockFile = options.lock ?? tryLock;
   const { lock } = await waitForLock({
@@ -118,6 +135,7 @@ async function targetLoop(
   using _held = lock;
   await sayHolder(lock, "watch");
   const { watch, store } = await loadWatch(cfg, target, deps, options);
+  if (balancer !== null) watch.ctx.drain = balancer.forTarget(target);
   const timing = timingOf(target.policy);
   let dueAt = deps.clock.now();
   using exits = new MasterExits(deps, target);
@@ -170,6 +188,10 @@ export async function watchForever(
       }))),
     metricsStop.signal,
   );
+  // HAProxy's agent-check: bound once, as /metrics; its drains outlive reloads
+  const balancer = initial.balancer
+    ? startBalancer(initial.balancer, deps.clock, metricsStop)
+    : null;
   const signals = options.signals ?? processSignals;
   const notifier = options.notifier ?? silentNotifier;
   let next: Config | null = null;
@@ -263,8 +285,9 @@ export async function watchForever(
           pools.trigger();
           deadman.wake();
           if (cfg.metricsFile !== null) metricsFile.trigger();
-        })
+        }, balancer)
       );
+      balancer?.keepOnly(cfg.targets.map((t) => t.name));
       if (!ready) {
         ready = true;
         await notifier.send("READY=1");
@@ -293,6 +316,7 @@ export async function watchForever(
     await metricsFile.settled();
     metricsStop.abort();
     await server?.finished;
+    await balancer?.stop();
     for (const off of unsubscribe) off();
   }
 }

@@ -8,9 +8,7 @@
  * the moment it came, so connections held open by anyone cannot keep HAProxy out. An accept
  * error is logged once and the agent goes on; the probes never depend on it.
  */
-import { describeError } from "../shared/errors.ts";
-import { logger } from "../shared/log.ts";
-import { closeQuietly, pause } from "./metrics_endpoint.ts";
+import { type BoundedListener, closeQuietly, listenBounded } from "./bounded_listener.ts";
 
 /** What the agent tells the balancer. */
 export type AgentState = "up" | "drain";
@@ -46,14 +44,7 @@ export const AGENT_LIMITS: AgentLimits = {
 };
 
 /** A running agent. */
-export interface AgentEndpoint {
-  /** Resolves when it has stopped (its signal aborted), every connection closed. */
-  finished: Promise<void>;
-  /** The connections open now. */
-  readonly open: number;
-  /** The port it listens on (the one asked for, or the one given for port 0). */
-  readonly port: number;
-}
+export type AgentEndpoint = BoundedListener;
 
 const encoder = new TextEncoder();
 
@@ -67,57 +58,14 @@ export function serveAgentCheck(
   signal: AbortSignal,
   limits: AgentLimits = AGENT_LIMITS,
 ): AgentEndpoint {
-  const listener = Deno.listen({ hostname: listen.hostname, port: listen.port });
-  // oldest first: a Set keeps the order connections came in
-  const open = new Set<Deno.Conn>();
-  const stop = () => {
-    closeQuietly(listener);
-    for (const conn of open) closeQuietly(conn);
-  };
-  signal.addEventListener("abort", stop, { once: true });
-  let told = false;
-  const served = new Set<Promise<void>>();
-  const finished = (async () => {
-    while (!signal.aborted) {
-      let conn: Deno.Conn;
-      try {
-        conn = await listener.accept();
-      } catch (err) {
-        if (signal.aborted) break;
-        if (!told) {
-          told = true;
-          logger.error("The HAProxy agent cannot accept a connection: {error}; going on.", {
-            error: describeError(err),
-          });
-        }
-        await pause(limits.acceptPauseMs, signal);
-        continue;
-      }
-      if (open.size >= limits.maxConnections) {
-        const oldest = open.values().next().value;
-        if (oldest !== undefined) {
-          // its answer went out when it came; its answerOne ends on the closed connection
-          closeQuietly(oldest);
-          open.delete(oldest);
-        }
-      }
-      open.add(conn);
-      const one = answerOne(conn, agentLine(state()), limits).finally(() => {
-        open.delete(conn);
-        closeQuietly(conn);
-        served.delete(one);
-      });
-      served.add(one);
-    }
-    await Promise.all(served);
-  })();
-  return {
-    finished,
-    get open() {
-      return open.size;
-    },
-    port: (listener.addr as Deno.NetAddr).port,
-  };
+  return listenBounded(listen, {
+    what: "The HAProxy agent",
+    maxConnections: limits.maxConnections,
+    acceptPauseMs: limits.acceptPauseMs,
+    // the oldest had its answer the moment it came
+    makeRoom: (open) => open.values().next().value ?? null,
+    serve: (conn) => answerOne(conn, agentLine(state()), limits),
+  }, signal);
 }
 
 /** Writes `line`, closes the write side, drops what the client sends until it closes. */

@@ -11,7 +11,7 @@
  * many open files) is uncaught and ends the process: so this small HTTP/1.1 responder.
  */
 import { describeError } from "../shared/errors.ts";
-import { logger } from "../shared/log.ts";
+import { type BoundedListener, closeQuietly, listenBounded } from "./bounded_listener.ts";
 
 /** The endpoint's limits. */
 export interface EndpointLimits {
@@ -40,14 +40,7 @@ export const DEFAULT_LIMITS: EndpointLimits = {
 };
 
 /** A running endpoint. */
-export interface Endpoint {
-  /** Resolves when it has stopped (its signal aborted), every connection closed. */
-  finished: Promise<void>;
-  /** The connections open now. */
-  readonly open: number;
-  /** The port it listens on (the one asked for, or the one given for port 0). */
-  readonly port: number;
-}
+export type Endpoint = BoundedListener;
 
 const encoder = new TextEncoder();
 
@@ -61,64 +54,25 @@ export function serveMetricsEndpoint(
   signal: AbortSignal,
   limits: EndpointLimits = DEFAULT_LIMITS,
 ): Endpoint {
-  const listener = Deno.listen({ hostname: listen.hostname, port: listen.port });
-  const open = new Set<Deno.Conn>();
   // the connections that have not sent their request yet, oldest first, with when they came
   const idle = new Map<Deno.Conn, number>();
-  const stop = () => {
-    closeQuietly(listener);
-    for (const conn of open) closeQuietly(conn);
-  };
-  signal.addEventListener("abort", stop, { once: true });
-  let told = false;
-  const served = new Set<Promise<void>>();
-  const finished = (async () => {
-    while (!signal.aborted) {
-      let conn: Deno.Conn;
-      try {
-        conn = await listener.accept();
-      } catch (err) {
-        if (signal.aborted) break;
-        // said once: a flood of connections must not flood the log too
-        if (!told) {
-          told = true;
-          logger.error("The metrics endpoint cannot accept a connection: {error}; going on.", {
-            error: describeError(err),
-          });
-        }
-        await pause(limits.acceptPauseMs, signal);
-        continue;
-      }
-      if (open.size >= limits.maxConnections) {
-        const [oldest, since] = idle.entries().next().value ?? [undefined, 0];
-        if (oldest === undefined || performance.now() - since < limits.evictAfterMs) {
-          closeQuietly(conn);
-          continue;
-        }
-        // its serveOne ends on the closed connection, and leaves the sets
-        closeQuietly(oldest);
-        open.delete(oldest);
-        idle.delete(oldest);
-      }
-      open.add(conn);
-      idle.set(conn, performance.now());
-      const one = serveOne(conn, render, limits, () => idle.delete(conn)).finally(() => {
-        open.delete(conn);
-        idle.delete(conn);
-        closeQuietly(conn);
-        served.delete(one);
-      });
-      served.add(one);
-    }
-    await Promise.all(served);
-  })();
-  return {
-    finished,
-    get open() {
-      return open.size;
+  return listenBounded(listen, {
+    what: "The metrics endpoint",
+    maxConnections: limits.maxConnections,
+    acceptPauseMs: limits.acceptPauseMs,
+    makeRoom() {
+      const [oldest, since] = idle.entries().next().value ?? [undefined, 0];
+      if (oldest === undefined || performance.now() - since < limits.evictAfterMs) return null;
+      idle.delete(oldest);
+      return oldest;
     },
-    port: (listener.addr as Deno.NetAddr).port,
-  };
+    serve(conn) {
+      idle.set(conn, performance.now());
+      return serveOne(conn, render, limits, () => idle.delete(conn)).finally(() =>
+        idle.delete(conn)
+      );
+    },
+  }, signal);
 }
 
 /**
@@ -188,26 +142,4 @@ async function readHead(conn: Deno.Conn, maxBytes: number): Promise<string | nul
 async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
   let rest = bytes;
   while (rest.length > 0) rest = rest.subarray(await conn.write(rest));
-}
-
-/** Closes a connection or listener that may be closed already. */
-export function closeQuietly(c: { close(): void }): void {
-  try {
-    c.close();
-  } catch {
-    // closed already
-  }
-}
-
-/** Resolves after `ms`, or at once when `signal` aborts (never rejects). */
-export function pause(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-  });
 }

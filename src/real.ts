@@ -5,6 +5,7 @@
 import { realRunner } from "./act/process.ts";
 import { nodeMailer } from "./alert/mail.ts";
 import { directWebhookPost } from "./alert/webhook.ts";
+import { directEtcdPost } from "./act/etcd.ts";
 import { directFcgiGet, unixListens } from "./probe/fcgi.ts";
 import { masterExitWatch } from "./act/exit_watch.ts";
 import { directHttpGet } from "./probe/http.ts";
@@ -112,6 +113,7 @@ export function realDeps(): Deps {
     watchExit: (pid, note) => masterExitWatch(pid, note),
     mailer: nodeMailer,
     webhookPost: directWebhookPost,
+    etcdPost: directEtcdPost,
     fs: realFs,
     host: realHost,
     stdout: (text) => writeAllSync(Deno.stdout, encoder.encode(text)),

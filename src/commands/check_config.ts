@@ -4,6 +4,7 @@
  */
 import { describeRoute } from "../alert/mail.ts";
 import type { Config } from "../config/settings.ts";
+import { describeFleet } from "../config/fleet_settings.ts";
 import { OPCACHE_SCRIPT } from "../fpm/opcache.ts";
 import { describeFcgiTarget } from "../probe/fcgi.ts";
 import type { Deps } from "../shared/deps.ts";
@@ -32,6 +33,7 @@ export function describeConfig(cfg: Config): string {
     }`,
     `log file       ${cfg.logFile} (${cfg.logFormat})`,
     `state folder   ${cfg.stateDir}`,
+    ...describeFleet(cfg.fleet),
   ];
   if (cfg.mode !== "watch") lines.push(`run length     ${cfg.runMs / 1000} s`);
   for (const t of cfg.targets) {

@@ -19,6 +19,7 @@ import { type ConfigFile, defaultConfigFile, parseConfigFile } from "./file.ts";
 import { mailRouteOf } from "./mail_settings.ts";
 import { DEFAULT_TIMEOUT_MS, type TargetSpec, targetSpecs } from "./targets.ts";
 import { pathProblems, permissionProblems } from "./paths.ts";
+import { fleetSettingsOf } from "./fleet_settings.ts";
 import {
   type Config,
   lockPath,
@@ -423,5 +424,6 @@ function freeze(
     commandTarget: s.commandTarget ?? null,
     pause: Object.freeze({ forMs: s.pauseFor ?? null, reason: s.reason ?? null }),
     report: Object.freeze({ sinceMs: s.since ?? 7 * 86_400_000, format: s.format ?? "text" }),
+    fleet: file?.fleet ? fleetSettingsOf(file.fleet, hostname) : null,
   });
 }

@@ -80,7 +80,7 @@ const PROXY_VARIABLES = [
  * often has one): a local heartbeat must reach the local server. The HTTP client reads these when
  * it is created, so this must run before the first client is made.
  */
-function forgetProxyEnvironment(): void {
+export function forgetProxyEnvironment(): void {
   for (const name of PROXY_VARIABLES) Deno.env.delete(name);
 }
 

@@ -123,6 +123,16 @@ export type Mailer = (mail: Mail, route: MailRoute, signal?: AbortSignal) => Pro
 /** One JSON POST; resolves to the HTTP status, rejects as `fetch` does. */
 export type WebhookPost = (url: URL, json: string, signal: AbortSignal) => Promise<number>;
 
+/**
+ * One JSON POST to etcd's v3 gateway; resolves to the status and the body (at most a bounded
+ * size), rejects as `fetch` does (`TimeoutError` when `signal` aborts).
+ */
+export type EtcdPost = (
+  url: URL,
+  json: string,
+  signal: AbortSignal,
+) => Promise<{ status: number; body: string }>;
+
 /** What a path is, as `lstat` tells: a link is not followed. */
 export interface FileInfo {
   isFile: boolean;
@@ -254,6 +264,8 @@ export interface Deps {
   watchExit: (pid: number, note: string) => ExitWatch;
   mailer: Mailer;
   webhookPost: WebhookPost;
+  /** etcd's JSON gateway, for `[fleet]` (absent: the real one, see real.ts). */
+  etcdPost?: EtcdPost;
   fs: Fs;
   host: Host;
   /** Where one-line errors and `--help` go. */

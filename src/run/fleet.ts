@@ -9,12 +9,10 @@
  * a process. When it cannot be reached, restarts go on as on a single server (said once in the
  * log, and once when it answers again).
  */
-import { EtcdClient, EtcdRefused, EtcdUnreachable } from "../act/etcd.ts";
 import type { FleetSettings } from "../config/fleet_settings.ts";
-import { directEtcdPost } from "../act/etcd.ts";
 import type { Deps } from "../shared/deps.ts";
-import { describeError } from "../shared/errors.ts";
 import { logger } from "../shared/log.ts";
+import { FleetSession } from "./fleet_session.ts";
 import {
   failingHosts,
   fleetAlertMove,
@@ -35,8 +33,7 @@ export interface FleetTeller {
   ): void;
 }
 
-/** How soon etcd is asked again once it did not answer. */
-export const ETCD_RETRY_MS = 10_000;
+export { ETCD_RETRY_MS } from "./fleet_session.ts";
 /** How often a restart waiting for its slot looks again. */
 export const SLOT_POLL_MS = 250;
 
@@ -46,31 +43,23 @@ interface FleetView {
   shared: boolean;
 }
 
+/** The key of `target` of this host, of a kind: `<prefix>failing/<host>/<target>`. */
+function keyOf(settings: FleetSettings, kind: "failing" | "slots", target: string): string {
+  return `${settings.prefix}${kind}/${settings.host}/${target}`;
+}
+
 /** One watchdog's link to the fleet: its lease, its keys, and what it has said. */
 export class FleetLink {
-  private readonly client: EtcdClient;
-  private lease: { id: Promise<string>; keeper: AbortController } | null = null;
-  /** Targets failing now, and those whose failing key is written under the current lease. */
+  private readonly etcd: FleetSession;
+  /** Targets failing now. */
   private readonly failing = new Set<string>();
-  private readonly written = new Set<string>();
   private slots = 0;
   private alert: FleetAlertState = null;
-  /** Since when etcd did not answer (said once), and when it was last tried. */
-  private down: { triedAt: number } | null = null;
   /** Targets whose held restart is said already (said again once the hold ends). */
   private readonly heldSaid = new Set<string>();
-  private keepers: Promise<void>[] = [];
 
   constructor(readonly settings: FleetSettings, private readonly deps: Deps) {
-    this.client = new EtcdClient(
-      settings.endpoints,
-      deps.etcdPost ?? directEtcdPost,
-      settings.requestTimeoutMs,
-    );
-  }
-
-  private key(kind: "failing" | "slots", target: string): string {
-    return `${this.settings.prefix}${kind}/${this.settings.host}/${target}`;
+    this.etcd = new FleetSession(settings, deps);
   }
 
   /**
@@ -83,14 +72,18 @@ export class FleetLink {
       this.failing.delete(target);
       this.heldSaid.delete(target);
     }
-    await this.ask(async () => {
-      if (failing && !this.written.has(target)) {
-        const id = await this.leaseId();
-        await this.client.put(this.key("failing", target), new Date(this.now()).toISOString(), id);
-        this.written.add(target);
-      } else if (!failing && this.written.has(target)) {
-        await this.client.delete(this.key("failing", target));
-        this.written.delete(target);
+    await this.etcd.ask(async () => {
+      if (failing && !this.etcd.written.has(target)) {
+        const id = await this.etcd.leaseId();
+        await this.etcd.client.put(
+          keyOf(this.settings, "failing", target),
+          new Date(this.now()).toISOString(),
+          id,
+        );
+        this.etcd.written.add(target);
+      } else if (!failing && this.etcd.written.has(target)) {
+        await this.etcd.client.delete(keyOf(this.settings, "failing", target));
+        this.etcd.written.delete(target);
       }
       if (this.failing.size > 0 || this.alert !== null) await this.look(teller);
       await this.letGoWhenIdle();
@@ -104,7 +97,7 @@ export class FleetLink {
    * etcd, `work` runs at once.
    */
   async restart<T>(target: string, teller: FleetTeller, work: () => Promise<T>): Promise<T | null> {
-    const view = await this.ask(() => this.look(teller));
+    const view = await this.etcd.ask(() => this.look(teller));
     if (view?.shared === true) {
       if (!this.heldSaid.has(target)) {
         this.heldSaid.add(target);
@@ -122,9 +115,9 @@ export class FleetLink {
     }
     this.heldSaid.delete(target);
     if (view === undefined) return await work();
-    const slot = this.key("slots", target);
-    const put = await this.ask(async () => {
-      await this.client.put(slot, this.settings.host, await this.leaseId());
+    const slot = keyOf(this.settings, "slots", target);
+    const put = await this.etcd.ask(async () => {
+      await this.etcd.client.put(slot, this.settings.host, await this.etcd.leaseId());
       return true;
     });
     if (put === undefined) return await work();
@@ -133,12 +126,13 @@ export class FleetLink {
       await this.waitForSlot(slot, target);
       return await work();
     } finally {
+      // said before the slot goes: the next host's restart begins after this line
+      logger.info("Restart done: letting go of the fleet restart slot.", { target });
       this.slots--;
-      await this.ask(async () => {
-        await this.client.delete(slot);
+      await this.etcd.ask(async () => {
+        await this.etcd.client.delete(slot);
         await this.letGoWhenIdle();
       });
-      logger.info("Fleet restart slot let go.", { target });
     }
   }
 
@@ -148,7 +142,9 @@ export class FleetLink {
     const start = this.now();
     let said = false;
     while (true) {
-      const keys = await this.ask(() => this.client.list(`${this.settings.prefix}slots/`));
+      const keys = await this.etcd.ask(() =>
+        this.etcd.client.list(`${this.settings.prefix}slots/`)
+      );
       if (keys === undefined) return;
       const ordered = keys.map((k) => k.key);
       if (holdsSlot(ordered, slot, max)) {
@@ -180,7 +176,7 @@ export class FleetLink {
   /** Reads the failing keys, and moves the fleet-wide alert on; the view. */
   private async look(teller: FleetTeller): Promise<FleetView> {
     const { prefix, hosts, sharedCauseShare } = this.settings;
-    const keys = await this.client.list(`${prefix}failing/`);
+    const keys = await this.etcd.client.list(`${prefix}failing/`);
     const failing = failingHosts(keys.map((k) => k.key.slice(`${prefix}failing/`.length)), hosts);
     const shared = isSharedCause(failing.length, fleetSize(hosts), sharedCauseShare);
     const view = { failing, shared };
@@ -196,10 +192,10 @@ export class FleetLink {
 
   private async claim(view: FleetView, teller: FleetTeller): Promise<void> {
     const { prefix, host, hosts } = this.settings;
-    const owner = await this.client.putIfAbsent(
+    const owner = await this.etcd.client.putIfAbsent(
       `${prefix}fleet-alert`,
       host,
-      await this.leaseId(),
+      await this.etcd.leaseId(),
     );
     this.alert = { owner, since: this.now(), hosts: view.failing };
     const message = `Fleet-wide failure: ${view.failing.length} of ${
@@ -229,107 +225,21 @@ export class FleetLink {
       [],
       null,
     );
-    await this.client.delete(`${this.settings.prefix}fleet-alert`);
-  }
-
-  /** The lease, granted when first needed and kept alive until it is let go. */
-  private leaseId(): Promise<string> {
-    if (this.lease !== null) return this.lease.id;
-    const keeper = new AbortController();
-    const id = this.client.grant(this.settings.leaseTtlMs);
-    const lease = { id, keeper };
-    this.lease = lease;
-    id.then(
-      (granted) => this.keepers.push(this.keep(granted, keeper.signal)),
-      () => {
-        if (this.lease === lease) this.lease = null;
-      },
-    );
-    return id;
-  }
-
-  /** Keeps lease `id` alive every third of its time to live, until `stop`. */
-  private async keep(id: string, stop: AbortSignal): Promise<void> {
-    while (!stop.aborted) {
-      await this.deps.clock.sleep(this.settings.leaseTtlMs / 3, stop);
-      if (stop.aborted) return;
-      try {
-        if (!(await this.client.keepAlive(id))) {
-          this.forgetLease();
-          return;
-        }
-      } catch {
-        // unreachable for now: the next step says so, and the lease may yet be kept
-      }
-    }
-  }
-
-  /** The lease is gone (expired, revoked, or etcd forgot it): every key is to be put again. */
-  private forgetLease(): void {
-    this.lease?.keeper.abort();
-    this.lease = null;
-    this.written.clear();
+    await this.etcd.client.delete(`${this.settings.prefix}fleet-alert`);
   }
 
   /** Nothing failing, no slot, no alert to resolve: the lease is revoked, its keys with it. */
   private async letGoWhenIdle(): Promise<void> {
     if (this.failing.size > 0 || this.slots > 0 || this.alert?.owner === true) return;
-    if (this.lease === null) return;
-    const id = this.lease.id;
-    this.forgetLease();
-    await this.client.revoke(await id);
-  }
-
-  /**
-   * Runs `what` against etcd: undefined when etcd cannot be reached (said once until it answers;
-   * asked again after {@link ETCD_RETRY_MS}) or refuses. A lease etcd forgot is granted anew
-   * once. Never throws.
-   */
-  private async ask<T>(what: () => Promise<T>): Promise<T | undefined> {
-    if (this.down !== null && this.now() - this.down.triedAt < ETCD_RETRY_MS) return undefined;
-    for (let attempt = 0; attempt < 2; attempt++) {
-      try {
-        const answer = await what();
-        if (this.down !== null) {
-          this.down = null;
-          logger.info("etcd answers again: the fleet's restart cap is back.");
-        }
-        return answer;
-      } catch (err) {
-        if (err instanceof EtcdUnreachable) {
-          if (this.down === null) {
-            logger.warn(
-              "Cannot reach etcd: restarts go on as on a single server until it answers: {error}",
-              { error: err.message },
-            );
-          }
-          this.down = { triedAt: this.now() };
-          this.forgetLease();
-          return undefined;
-        }
-        // a lease that expired meanwhile (etcd's "lease not found"): once more with a new one
-        if (err instanceof EtcdRefused && attempt === 0) {
-          this.forgetLease();
-          continue;
-        }
-        logger.warn("etcd: {error}", { error: describeError(err) });
-        return undefined;
-      }
-    }
-    return undefined;
+    await this.etcd.revoke();
   }
 
   /** Lets go of everything: the lease is revoked (its keys go), the keepalive stops. */
   async close(): Promise<void> {
     this.failing.clear();
     this.slots = 0;
-    if (this.alert?.owner === true) this.alert = null;
-    if (this.lease !== null) {
-      const id = this.lease.id;
-      this.forgetLease();
-      await this.client.revoke(await id).catch(() => {});
-    }
-    await Promise.all(this.keepers);
+    this.alert = null;
+    await this.etcd.close();
   }
 
   private now(): number {

@@ -245,6 +245,27 @@ async function windows(
   return out.sort((a, b) => a.start - b.start);
 }
 
+/** Freezes every pool and checks that the three restarts that follow never overlap. */
+async function oneAtATime(watches: WatchProcess[], since: number, what: string): Promise<void> {
+  await signalPools("SIGSTOP");
+  const done = await waitFor(
+    async () => (await windows(watches, since)).length >= 3,
+    90_000,
+    300,
+  );
+  const w = await windows(watches, since);
+  // deno-lint-ignore no-console -- the figures, for the report
+  console.log(
+    `${what}:`,
+    w.map((x) => `w${x.host} ${x.start - since}-${x.end - since}`).join(", "),
+  );
+  assert.ok(done !== null, `three restarts: ${JSON.stringify(w)}`);
+  assert.deepEqual(w.map((x) => x.host).sort(), [1, 2, 3]);
+  for (let i = 1; i < w.length; i++) {
+    assert.ok(w[i]!.start >= w[i - 1]!.end, `restart windows overlap: ${JSON.stringify(w)}`);
+  }
+}
+
 async function count(watches: WatchProcess[], pattern: RegExp, since = 0): Promise<number[]> {
   return await Promise.all(
     watches.map(async (w) =>
@@ -300,23 +321,7 @@ Deno.test({
       await t.step("all three frozen at once: restarts one at a time, no fleet alert", async () => {
         await startWatches(1, etcd.urls);
         const since = Date.now();
-        await signalPools("SIGSTOP");
-        const done = await waitFor(
-          async () => (await windows(watches, since)).length >= 3,
-          90_000,
-          300,
-        );
-        const w = await windows(watches, since);
-        // deno-lint-ignore no-console -- the figures, for the report
-        console.log(
-          "restart windows (ms from the freeze):",
-          w.map((x) => `w${x.host} ${x.start - since}-${x.end - since}`).join(", "),
-        );
-        assert.ok(done !== null, `three restarts: ${JSON.stringify(w)}`);
-        assert.deepEqual(w.map((x) => x.host).sort(), [1, 2, 3]);
-        for (let i = 1; i < w.length; i++) {
-          assert.ok(w[i]!.start >= w[i - 1]!.end, `restart windows overlap: ${JSON.stringify(w)}`);
-        }
+        await oneAtATime(watches, since, "restart windows (ms from the freeze)");
         await allHealthy();
         assert.deepEqual(hook.fleet(), [], "a share of 1 holds nothing");
       });
@@ -326,22 +331,7 @@ Deno.test({
         const since = Date.now();
         // wait out the grace period of the last restart
         await new Promise((r) => setTimeout(r, 2500));
-        await signalPools("SIGSTOP");
-        const done = await waitFor(
-          async () => (await windows(watches, since)).length >= 3,
-          90_000,
-          300,
-        );
-        const w = await windows(watches, since);
-        // deno-lint-ignore no-console -- the figures, for the report
-        console.log(
-          "restart windows, one member down:",
-          w.map((x) => `w${x.host} ${x.start - since}-${x.end - since}`).join(", "),
-        );
-        assert.ok(done !== null, `three restarts: ${JSON.stringify(w)}`);
-        for (let i = 1; i < w.length; i++) {
-          assert.ok(w[i]!.start >= w[i - 1]!.end, `restart windows overlap: ${JSON.stringify(w)}`);
-        }
+        await oneAtATime(watches, since, "restart windows, one member down");
         assert.deepEqual(await count(watches, /Cannot reach etcd/), [0, 0, 0], "two members serve");
         await allHealthy();
         await stopWatches();

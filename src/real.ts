@@ -6,6 +6,7 @@ import { realRunner } from "./act/process.ts";
 import { nodeMailer } from "./alert/mail.ts";
 import { directWebhookPost } from "./alert/webhook.ts";
 import { directEtcdPost } from "./act/etcd.ts";
+import { directDeadmanPing } from "./alert/deadman_switch.ts";
 import { directFcgiGet, unixListens } from "./probe/fcgi.ts";
 import { masterExitWatch } from "./act/exit_watch.ts";
 import { directHttpGet } from "./probe/http.ts";
@@ -114,6 +115,7 @@ export function realDeps(): Deps {
     mailer: nodeMailer,
     webhookPost: directWebhookPost,
     etcdPost: directEtcdPost,
+    deadmanPing: directDeadmanPing,
     fs: realFs,
     host: realHost,
     stdout: (text) => writeAllSync(Deno.stdout, encoder.encode(text)),

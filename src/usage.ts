@@ -93,6 +93,10 @@ Options:
   --mail-transport T     smtp (default) or sendmail (/usr/sbin/sendmail, local delivery)
   --webhook URL          also POST every alert as JSON (Slack-compatible "text"), or
                          $PHP_RELAUNCH_WEBHOOK; undelivered alerts are retried on later runs
+  --deadman-url URL      a dead-man's switch (healthchecks.io, Uptime Kuma push), or
+                         $PHP_RELAUNCH_DEADMAN_URL: pinged after each run (its /fail when
+                         the exit code is not 0), and in watch mode at least every 60 s
+                         ([deadman] every) while its probe loops make progress
   -v, --verbose          every probe on stderr
   -h, --help             this help
   -V, --version          the version, Deno's version and the git revision

@@ -3,6 +3,7 @@
  * before this runs) and prints what it will do, target by target.
  */
 import { describeRoute } from "../alert/mail.ts";
+import { describeDeadman } from "../alert/deadman_switch.ts";
 import type { Config } from "../config/settings.ts";
 import { describeFleet } from "../config/fleet_settings.ts";
 import { OPCACHE_SCRIPT } from "../fpm/opcache.ts";
@@ -24,6 +25,7 @@ export function describeConfig(cfg: Config): string {
     `init system    ${cfg.init}: ${Object.values(cfg.tools).filter(Boolean).join(" ")}`,
     `mail from      ${cfg.mailFrom} via ${describeRoute(cfg.mail)}`,
     `webhook        ${cfg.webhook ? webhookName(cfg.webhook) : "none"}`,
+    `dead-man       ${describeDeadman(cfg.deadman)}`,
     `metrics        ${
       [
         cfg.metricsFile && `file ${cfg.metricsFile}`,

@@ -343,6 +343,11 @@ const fileSchema = v.strictObject({
   alertmanager: v.optional(v.strictObject({
     url: text(REQUIRED["alertmanager.url"]!, /^https?:\/\/[^/\s]+/, shownSecret),
   })),
+  // the dead-man's switch (config/deadman_settings.ts): its URL's path is its secret too
+  deadman: v.optional(v.strictObject({
+    url: v.optional(text("an http:// or https:// push URL", /^https?:\/\/[^/\s]+/, shownSecret)),
+    every: v.optional(duration(1000, 3_600_000)),
+  })),
   metrics: v.optional(v.strictObject({
     file: v.optional(absolutePath),
     listen: v.optional(text("127.0.0.1:PORT (loopback only)", /^\S+:\d+$/)),
@@ -383,6 +388,8 @@ export interface ConfigFile {
   };
   webhook: { url?: string | undefined };
   alertmanager: { url?: string | undefined };
+  /** The dead-man's switch: its push URL, and watch mode's ping period (ms). */
+  deadman: { url?: string | undefined; every?: number | undefined };
   metrics: { file?: string | undefined; listen?: string | undefined };
   log: { file?: string | undefined; format?: "text" | "json" | undefined };
   state: { dir?: string | undefined; lock_dir?: string | undefined };
@@ -454,6 +461,7 @@ export function parseConfigFile(path: string, text: string): ConfigFile | string
     mail: valid.mail ?? {},
     webhook: valid.webhook ?? {},
     alertmanager: valid.alertmanager ?? {},
+    deadman: valid.deadman ?? {},
     metrics: valid.metrics ?? {},
     log: valid.log ?? {},
     state: valid.state ?? {},

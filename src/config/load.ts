@@ -17,11 +17,13 @@ import { parseSettings, type Settings } from "./fields.ts";
 import { checkWebhook, parseListen } from "./urls.ts";
 import { type ConfigFile, defaultConfigFile, parseConfigFile } from "./file.ts";
 import { mailRouteOf } from "./mail_settings.ts";
+import { deadmanOf } from "./deadman_settings.ts";
 import { DEFAULT_TIMEOUT_MS, type TargetSpec, targetSpecs } from "./targets.ts";
 import { pathProblems, permissionProblems } from "./paths.ts";
 import { fleetSettingsOf } from "./fleet_settings.ts";
 import {
   type Config,
+  ENV,
   lockPath,
   type Mode,
   type RawSettings,
@@ -60,8 +62,14 @@ export async function loadConfig(mode: Mode, raw: RawSettings, deps: Deps): Prom
   issues.throwIfAny();
   await checkPaths(mode, deps, s, file, place, targets, issues);
   const extras = await channelsAndEndpoints(mode, deps, s, file, configPath, place.isRoot, issues);
+  const deadman = deadmanOf(raw.deadmanUrl ?? deps.host.env(ENV.deadmanUrl), file, configPath);
+  if (Array.isArray(deadman)) issues.add(...deadman);
   issues.throwIfAny();
-  return freeze(mode, raw, deps, s, file, configPath, place, targets, { ...extras, discovered });
+  return freeze(mode, raw, deps, s, file, configPath, place, targets, {
+    ...extras,
+    discovered,
+    deadman: Array.isArray(deadman) ? null : deadman,
+  });
 }
 
 /** The configuration file, when this mode and the flags want one. */
@@ -397,7 +405,10 @@ function freeze(
   configPath: string | null,
   place: Place,
   targets: Target[],
-  extras: Awaited<ReturnType<typeof channelsAndEndpoints>> & { discovered: string | null },
+  extras: Awaited<ReturnType<typeof channelsAndEndpoints>> & {
+    discovered: string | null;
+    deadman: Config["deadman"];
+  },
 ): Config {
   const hostname = deps.host.hostname();
   return Object.freeze({
@@ -416,6 +427,7 @@ function freeze(
     mail: Object.freeze(extras.mail),
     webhook: extras.webhook,
     alertmanager: extras.alertmanager,
+    deadman: extras.deadman,
     discovered: extras.discovered,
     metricsFile: s.metricsFile ?? file?.metrics.file ?? null,
     metricsListen: extras.metricsListen && Object.freeze(extras.metricsListen),

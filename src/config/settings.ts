@@ -12,6 +12,7 @@ import type { MemoryLimits } from "../fpm/memory.ts";
 import type { FcgiTarget, MailRoute } from "../shared/deps.ts";
 import type { Policy } from "./policy_settings.ts";
 import type { FleetSettings } from "./fleet_settings.ts";
+import type { Deadman } from "./deadman_settings.ts";
 
 /** What one invocation does. */
 export type Mode =
@@ -71,6 +72,8 @@ export interface RawSettings {
   smtpUser?: string | undefined;
   smtpPasswordFile?: string | undefined;
   webhook?: string | undefined;
+  /** `--deadman-url`: the dead-man's switch's push URL. */
+  deadmanUrl?: string | undefined;
   metricsFile?: string | undefined;
   metricsListen?: string | undefined;
   /** `report --since`. */
@@ -194,6 +197,8 @@ export interface Config {
   readonly discovered: string | null;
   /** Incidents are also posted to this Alertmanager (its base URL), when set. */
   readonly alertmanager: URL | null;
+  /** The dead-man's switch pinged after each cron run and every so often in watch mode. */
+  readonly deadman: Deadman | null;
   /** A node_exporter textfile written after every run (cron) or every 15 s (watch). */
   readonly metricsFile: string | null;
   /** Watch mode's /metrics endpoint, on loopback only. */
@@ -219,6 +224,8 @@ export const ENV = {
   /** The SMTP password: from the environment (or a file), never from the command line. */
   smtpPassword: "PHP_RELAUNCH_SMTP_PASSWORD",
   webhook: "PHP_RELAUNCH_WEBHOOK",
+  /** The dead-man's switch's push URL, whose path is a secret (kept out of `ps`). */
+  deadmanUrl: "PHP_RELAUNCH_DEADMAN_URL",
 } as const;
 
 /** The state file of target `name` in the state folder `dir`. */

@@ -142,21 +142,24 @@ export function checkUrl(value: string, fcgiOnly: boolean): URL | string {
   return problem === null ? url : `Cannot use URI "${publicUrl(url)}": ${problem}`;
 }
 
-/** Checks a webhook URL without ever echoing its path: a sentence, or the URL. */
-export function checkWebhook(value: string): URL | string {
+/**
+ * Checks a webhook URL (or another URL whose path is a secret: `what` names it) without ever
+ * echoing its path: a sentence, or the URL.
+ */
+export function checkWebhook(value: string, what = "webhook"): URL | string {
   let url: URL;
   try {
     if (value.length > MAX_URL_LENGTH) throw new RangeError("too long");
     url = new URL(value);
   } catch {
     // not shown: a webhook's path is its secret, and a URL that does not parse has no path to cut
-    return `Cannot parse the webhook URL (${value.length} characters, not shown: it holds a secret): expected an http:// or https:// URL of at most ${MAX_URL_LENGTH} characters`;
+    return `Cannot parse the ${what} URL (${value.length} characters, not shown: it holds a secret): expected an http:// or https:// URL of at most ${MAX_URL_LENGTH} characters`;
   }
   if (url.protocol !== "http:" && url.protocol !== "https:") {
-    return `Cannot use webhook URL ${webhookName(url)}: expected http:// or https://`;
+    return `Cannot use ${what} URL ${webhookName(url)}: expected http:// or https://`;
   }
   const problem = fetchProblem(url);
-  return problem === null ? url : `Cannot use webhook URL ${webhookName(url)}: ${problem}`;
+  return problem === null ? url : `Cannot use ${what} URL ${webhookName(url)}: ${problem}`;
 }
 
 /** host:port on loopback: the endpoint must not be reachable from the network. */

@@ -22,6 +22,8 @@ import { nextDue } from "./schedule.ts";
 import { PacedSaves } from "./paced_saves.ts";
 import { FleetLink } from "./fleet.ts";
 import { fileStateStore, rearmStored } from "./state.ts";
+import { type Beat, silentLoop } from "./liveness.ts";
+import { watchPings } from "./deadman_pings.ts";
 
 /** The signals watch mode answers. */
 export type WatchSignal = "SIGTERM" | "SIGINT" | "SIGHUP";
@@ -174,7 +176,7 @@ export async function watchForever(
   let next: Config | null = null;
   let stopping = false;
   let generation = new AbortController();
-  const lastBeat = new Map<string, { at: number; watch: TargetWatch | null }>();
+  const lastBeat = new Map<string, Beat>();
 
   const stop = () => {
     if (!stopping) logger.info("Stopping: finishing what is under way.");
@@ -212,16 +214,14 @@ export async function watchForever(
     while (!watchdogStop.signal.aborted) {
       await deps.clock.sleep(every, watchdogStop.signal);
       const now = deps.clock.now();
-      // a loop silent for two watchdog periods plus its probe's timeout is hung (a relaunch
+      // a loop silent for four watchdog periods plus its probe's timeout is hung (a relaunch
       // is only slow: its commands have timeouts): let systemd see the missing ping
-      const hung = cfg.targets.some((t) => {
-        const beat = lastBeat.get(t.name);
-        return beat !== undefined && !beat.watch?.responder.restarting &&
-          now - beat.at > 4 * every + t.timeoutMs;
-      });
-      if (!hung && !watchdogStop.signal.aborted) await notifier.send("WATCHDOG=1");
+      const hung = silentLoop(cfg.targets, lastBeat, now, (t) => 4 * every + t.timeoutMs);
+      if (hung === null && !watchdogStop.signal.aborted) await notifier.send("WATCHDOG=1");
     }
   })();
+  // the dead-man's switch, told on the same condition, at its own pace
+  const deadman = watchPings(() => cfg, lastBeat, deps);
 
   // between probes, by whichever target loop comes first: the metrics file, and a retry of the
   // alerts that could not be delivered
@@ -264,6 +264,7 @@ export async function watchForever(
           if (watch !== null) live.set(t.name, watch);
           retries.trigger();
           pools.trigger();
+          deadman.wake();
           if (cfg.metricsFile !== null) metricsFile.trigger();
         })
       );
@@ -292,6 +293,7 @@ export async function watchForever(
     watchdogStop.abort();
     retriesStop.abort();
     await watchdog;
+    await deadman.stop();
     await Promise.all([...queues].map((q) => q.flush(STOP_GRACE_MS)));
     await retries.settled();
     await pools.settled();

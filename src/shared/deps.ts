@@ -133,6 +133,12 @@ export type EtcdPost = (
   signal: AbortSignal,
 ) => Promise<{ status: number; body: string }>;
 
+/**
+ * One GET of a dead-man's switch's push URL, redirects not followed, the body not read; resolves
+ * to the HTTP status, rejects as `fetch` does.
+ */
+export type DeadmanPing = (url: URL, signal: AbortSignal) => Promise<number>;
+
 /** What a path is, as `lstat` tells: a link is not followed. */
 export interface FileInfo {
   isFile: boolean;
@@ -266,6 +272,8 @@ export interface Deps {
   webhookPost: WebhookPost;
   /** etcd's JSON gateway, for `[fleet]` (absent: the real one, see real.ts). */
   etcdPost?: EtcdPost;
+  /** Tells a dead-man's switch (healthchecks.io, Uptime Kuma) that php-relaunch is alive. */
+  deadmanPing: DeadmanPing;
   fs: Fs;
   host: Host;
   /** Where one-line errors and `--help` go. */

@@ -224,7 +224,8 @@ export async function readRegularBytes(
 async function folderProblem(path: string, rootsOnly: boolean): Promise<string | null> {
   const parts = path.split("/").filter((p) => p !== "");
   const folder = `/${parts.slice(0, -1).join("/")}`;
-  if (rootsFolders.trusts(folder)) return null;
+  // the logs shown to people are looked at every time (a quiet one is not read at all)
+  if (!rootsOnly && rootsFolders.trusts(folder)) return null;
   let at = "";
   let parent: Deno.FileInfo | null = await Deno.lstat("/").catch(() => null);
   // every folder on the way only root can change: so it stays, and it is not looked at again soon
@@ -247,25 +248,26 @@ async function folderProblem(path: string, rootsOnly: boolean): Promise<string |
       })`;
     }
   }
-  if (onlyRoots) rootsFolders.trust(folder);
+  if (onlyRoots && !rootsOnly) rootsFolders.trust(folder);
   return null;
 }
 
 /**
- * Folders found to be root's alone all the way from `/`, for a while: only root could make them
- * lead elsewhere, so a watch probing every second need not `lstat` each part of each path it reads
- * again (a folder another user can change is looked at every time).
+ * Folders found to be root's alone all the way from `/`, for a few seconds: only root could make
+ * them lead elsewhere, so a watch probing every second need not `lstat` each part of each path it
+ * reads again (a folder another user can change is looked at every time). Short, and on the
+ * monotonic clock: a folder root hands to another user is looked at again within that.
  */
 const rootsFolders = (() => {
   const until = new Map<string, number>();
   return {
-    trusts: (folder: string) => (until.get(folder) ?? 0) > Date.now(),
-    trust: (folder: string) => until.set(folder, Date.now() + TRUST_FOLDER_MS),
+    trusts: (folder: string) => (until.get(folder) ?? 0) > performance.now(),
+    trust: (folder: string) => until.set(folder, performance.now() + TRUST_FOLDER_MS),
   };
 })();
 
 /** How long a folder found to be root's alone is trusted without looking again. */
-const TRUST_FOLDER_MS = 60_000;
+export const TRUST_FOLDER_MS = 5000;
 
 /** A folder of root's that neither its group nor others may write (a link is none). */
 function rootsAlone(info: Deno.FileInfo): boolean {

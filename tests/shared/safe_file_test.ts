@@ -4,7 +4,7 @@
  * a read never holds it.
  */
 import assert from "node:assert/strict";
-import { readRegularText } from "../../src/shared/safe_file.ts";
+import { readRegularText, TRUST_FOLDER_MS } from "../../src/shared/safe_file.ts";
 import { ROOT } from "../support/cli.ts";
 import { asUser } from "../support/hostile.ts";
 
@@ -98,6 +98,36 @@ Deno.test("untrusted read: root's own folders are trusted for a while, another u
     await assert.rejects(
       readRegularText(`${dir}/site/php/php.pid`, { maxBytes: 32 }),
       /"[^"]*\/site\/php" is a symbolic link another user could have made/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("untrusted read: a trusted folder root hands to another user is looked at again: at once for logs, within seconds for the rest", async () => {
+  const dir = await Deno.makeTempDir({ dir: "/run", prefix: "php-relaunch-safe-" });
+  try {
+    await Deno.chmod(dir, 0o755);
+    await Deno.mkdir(`${dir}/secret`, { mode: 0o700 });
+    await Deno.writeTextFile(`${dir}/secret/log`, "root only\n", { mode: 0o600 });
+    await Deno.mkdir(`${dir}/f/sub`, { recursive: true, mode: 0o755 });
+    await Deno.chmod(`${dir}/f`, 0o755);
+    await Deno.writeTextFile(`${dir}/f/sub/log`, "benign\n", { mode: 0o644 });
+    const log = { maxBytes: 64, owners: [0] };
+    assert.equal(await readRegularText(`${dir}/f/sub/log`, log), "benign\n");
+    assert.equal(await readRegularText(`${dir}/f/sub/log`, { maxBytes: 64 }), "benign\n");
+    // root gives the folder away; its new owner swaps what it holds for a link to root's secret
+    await Deno.chown(`${dir}/f`, NOBODY, NOBODY);
+    assert.equal(await asUser(["mv", `${dir}/f/sub`, `${dir}/f/old`]), 0);
+    assert.equal(await asUser(["ln", "-s", `${dir}/secret`, `${dir}/f/sub`]), 0);
+    await assert.rejects(
+      readRegularText(`${dir}/f/sub/log`, log),
+      /is one another user can change/,
+    );
+    await new Promise((r) => setTimeout(r, TRUST_FOLDER_MS + 200));
+    await assert.rejects(
+      readRegularText(`${dir}/f/sub/log`, { maxBytes: 64 }),
+      /is a symbolic link another user could have made/,
     );
   } finally {
     await Deno.remove(dir, { recursive: true });

@@ -361,6 +361,7 @@ export function testDeps(over: Partial<Deps> & { clock?: FakeClock } = {}): Test
     watchExit: () => ({ exited: new Promise<void>(() => {}), stop() {} }),
     mailer: fakeMailer(),
     webhookPost: () => Promise.reject(new Error("unexpected webhook")),
+    deadmanPing: () => Promise.reject(new Error("unexpected dead-man's switch ping")),
     fs: debianFs(),
     host: fakeHost(),
     stdout: (t) => out.push(t),

@@ -286,8 +286,13 @@ Deno.test({
     const etcd = new EtcdCluster(temp);
     const hook = webhookReceiver();
     let watches: WatchProcess[] = [];
-    const startWatches = async (share: number, etcdUrls: string[]) => {
+    const stopWatches = async () => {
+      for (const w of watches) await w.stop();
       watches = [];
+    };
+    const startWatches = async (share: number, etcdUrls: string[]) => {
+      // a step that failed before its end leaves its watchdogs: they are ended first
+      await stopWatches();
       for (const [i, d] of dirs.entries()) {
         const path = `${d.path}/config.toml`;
         await Deno.remove(`${d.path}/watch.log`).catch(() => {});
@@ -299,10 +304,6 @@ Deno.test({
       }
       // a few healthy probes first
       await new Promise((r) => setTimeout(r, 1500));
-    };
-    const stopWatches = async () => {
-      for (const w of watches) await w.stop();
-      watches = [];
     };
     const allHealthy = async () =>
       assert.ok(

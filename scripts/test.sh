@@ -16,6 +16,7 @@ nginx_before=$(running nginx)
 fpm_before=$(running php-fpm8.2)
 # (the kernel keeps 15 characters of a process name)
 am_before=$(running prometheus-aler)
+haproxy_before=$(running haproxy)
 etcd_before=$(running etcd)
 
 restore() {
@@ -24,6 +25,7 @@ restore() {
   [ "$fpm_before" = no ] && [ "$(running php-fpm8.2)" = yes ] && service php8.2-fpm stop >/dev/null 2>&1 || true
   # installing the package may start its service: the tests run their own instance
   [ "$am_before" = no ] && [ "$(running prometheus-aler)" = yes ] && service prometheus-alertmanager stop >/dev/null 2>&1 || true
+  [ "$haproxy_before" = no ] && [ "$(running haproxy)" = yes ] && service haproxy stop >/dev/null 2>&1 || true
   [ "$etcd_before" = no ] && [ "$(running etcd)" = yes ] && service etcd stop >/dev/null 2>&1 || true
 }
 trap restore EXIT
@@ -31,9 +33,9 @@ trap restore EXIT
 # msmtp-mta satisfies mcron's need for an MTA without a mail daemon on port 25, and is the
 # sendmail of the alert tests; openssl makes their TLS certificate; logrotate checks ours;
 # systemd runs the unit's test (as a user manager: PID 1 here is not systemd)
-# prometheus-alertmanager is the Alertmanager channel's (the tests start their own instance);
-# etcd-server and etcd-client the fleet's (the tests start three members of their own)
-packages="nginx php8.2-fpm python3-aiosmtpd mcron msmtp-mta procps util-linux openssl logrotate systemd prometheus-alertmanager etcd-server etcd-client"
+# prometheus-alertmanager is the Alertmanager channel's, haproxy the agent-check's, etcd-server
+# and etcd-client the fleet's (the tests start their own instances)
+packages="nginx php8.2-fpm python3-aiosmtpd mcron msmtp-mta procps util-linux openssl logrotate systemd prometheus-alertmanager haproxy etcd-server etcd-client"
 missing=""
 for p in $packages; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -43,6 +45,11 @@ if [ -n "$missing" ]; then
   apt-get update -q
   # shellcheck disable=SC2086
   apt-get install -y -q --no-install-recommends $missing
+  # a haproxy installed here is the tests' program, not a service to start at boot
+  case " $missing " in *" haproxy "*)
+    update-rc.d haproxy disable >/dev/null 2>&1 || true
+    systemctl disable haproxy >/dev/null 2>&1 || true ;;
+  esac
 fi
 
 echo "== deno"

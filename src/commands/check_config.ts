@@ -6,6 +6,7 @@ import { describeRoute } from "../alert/mail.ts";
 import { describeDeadman } from "../alert/deadman_switch.ts";
 import type { Config } from "../config/settings.ts";
 import { describeFleet } from "../config/fleet_settings.ts";
+import { describeBalancer } from "../config/balancer_settings.ts";
 import { OPCACHE_SCRIPT } from "../fpm/opcache.ts";
 import { describeFcgiTarget } from "../probe/fcgi.ts";
 import type { Deps } from "../shared/deps.ts";
@@ -33,6 +34,7 @@ export function describeConfig(cfg: Config): string {
         `http://${cfg.metricsListen.hostname}:${cfg.metricsListen.port}/metrics`,
       ].filter(Boolean).join(", ") || "none"
     }`,
+    `balancer       ${describeBalancer(cfg.balancer ?? null)}`,
     `log file       ${cfg.logFile} (${cfg.logFormat})`,
     `state folder   ${cfg.stateDir}`,
     ...describeFleet(cfg.fleet),

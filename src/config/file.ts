@@ -10,6 +10,7 @@ import { type Rung, RUNGS } from "../act/restart.ts";
 import { withoutUserinfo } from "../shared/redact.ts";
 import { custom, keyPath, transform } from "../shared/schema.ts";
 import { type FleetFile, fleetFileSchema } from "./fleet_settings.ts";
+import { balancerSection, type FileBalancer } from "./balancer_settings.ts";
 
 /** The default configuration file. */
 export const DEFAULT_CONFIG_FILE = "/etc/php-relaunch/config.toml";
@@ -207,6 +208,7 @@ const REQUIRED: Record<string, string> = {
     "the pool's ping: fcgi://HOST:PORT/PATH or fcgi+unix:///SOCKET.sock/PATH (or an http:// heartbeat served by it)",
   "webhook.url": "an http:// or https:// URL",
   "alertmanager.url": "Alertmanager's http:// or https:// base URL, e.g. http://127.0.0.1:9093",
+  "balancer.agent_listen": "the agent's ADDRESS:PORT, e.g. 127.0.0.1:9777",
 };
 
 const heartbeatUrl = (expected: string) =>
@@ -352,6 +354,8 @@ const fileSchema = v.strictObject({
     file: v.optional(absolutePath),
     listen: v.optional(text("127.0.0.1:PORT (loopback only)", /^\S+:\d+$/)),
   })),
+  // HAProxy's agent-check (see balancer_settings.ts)
+  balancer: v.optional(balancerSection),
   log: v.optional(v.strictObject({
     file: v.optional(absolutePath),
     format: v.optional(oneOf(["text", "json"], `"text" or "json"`)),
@@ -391,6 +395,8 @@ export interface ConfigFile {
   /** The dead-man's switch: its push URL, and watch mode's ping period (ms). */
   deadman: { url?: string | undefined; every?: number | undefined };
   metrics: { file?: string | undefined; listen?: string | undefined };
+  /** HAProxy's agent-check, answered by watch mode. */
+  balancer?: FileBalancer;
   log: { file?: string | undefined; format?: "text" | "json" | undefined };
   state: { dir?: string | undefined; lock_dir?: string | undefined };
   init?: "systemd" | "sysv" | "openrc" | "freebsd";
@@ -463,6 +469,7 @@ export function parseConfigFile(path: string, text: string): ConfigFile | string
     alertmanager: valid.alertmanager ?? {},
     deadman: valid.deadman ?? {},
     metrics: valid.metrics ?? {},
+    ...(valid.balancer ? { balancer: valid.balancer } : {}),
     log: valid.log ?? {},
     state: valid.state ?? {},
     ...(valid.init ? { init: valid.init } : {}),

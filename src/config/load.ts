@@ -17,6 +17,7 @@ import { parseSettings, type Settings } from "./fields.ts";
 import { checkWebhook, parseListen } from "./urls.ts";
 import { type ConfigFile, defaultConfigFile, parseConfigFile } from "./file.ts";
 import { mailRouteOf } from "./mail_settings.ts";
+import { balancerSettings } from "./balancer_settings.ts";
 import { deadmanOf } from "./deadman_settings.ts";
 import { DEFAULT_TIMEOUT_MS, type TargetSpec, targetSpecs } from "./targets.ts";
 import { pathProblems, permissionProblems } from "./paths.ts";
@@ -62,14 +63,18 @@ export async function loadConfig(mode: Mode, raw: RawSettings, deps: Deps): Prom
   issues.throwIfAny();
   await checkPaths(mode, deps, s, file, place, targets, issues);
   const extras = await channelsAndEndpoints(mode, deps, s, file, configPath, place.isRoot, issues);
+  const names = targets.map((t) => t.name);
+  const balancer = balancerSettings(mode, file?.balancer, configPath, names);
+  if (Array.isArray(balancer)) issues.add(...balancer);
   const deadman = deadmanOf(raw.deadmanUrl ?? deps.host.env(ENV.deadmanUrl), file, configPath);
   if (Array.isArray(deadman)) issues.add(...deadman);
   issues.throwIfAny();
-  return freeze(mode, raw, deps, s, file, configPath, place, targets, {
+  const cfg = freeze(mode, raw, deps, s, file, configPath, place, targets, {
     ...extras,
     discovered,
     deadman: Array.isArray(deadman) ? null : deadman,
   });
+  return balancer === null || Array.isArray(balancer) ? cfg : Object.freeze({ ...cfg, balancer });
 }
 
 /** The configuration file, when this mode and the flags want one. */

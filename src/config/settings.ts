@@ -12,6 +12,7 @@ import type { MemoryLimits } from "../fpm/memory.ts";
 import type { FcgiTarget, MailRoute } from "../shared/deps.ts";
 import type { Policy } from "./policy_settings.ts";
 import type { FleetSettings } from "./fleet_settings.ts";
+import type { BalancerSettings } from "./balancer_settings.ts";
 import type { Deadman } from "./deadman_settings.ts";
 
 /** What one invocation does. */
@@ -203,6 +204,8 @@ export interface Config {
   readonly metricsFile: string | null;
   /** Watch mode's /metrics endpoint, on loopback only. */
   readonly metricsListen: { readonly hostname: string; readonly port: number } | null;
+  /** Watch mode's HAProxy agent-check (`[balancer]`); absent or null: none. */
+  readonly balancer?: BalancerSettings | null;
   readonly verbose: boolean;
   readonly hostname: string;
   /** `reset`: the target to re-arm, or null for all. */

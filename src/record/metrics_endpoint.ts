@@ -190,7 +190,8 @@ async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
   while (rest.length > 0) rest = rest.subarray(await conn.write(rest));
 }
 
-function closeQuietly(c: { close(): void }): void {
+/** Closes a connection or listener that may be closed already. */
+export function closeQuietly(c: { close(): void }): void {
   try {
     c.close();
   } catch {
@@ -198,7 +199,8 @@ function closeQuietly(c: { close(): void }): void {
   }
 }
 
-function pause(ms: number, signal: AbortSignal): Promise<void> {
+/** Resolves after `ms`, or at once when `signal` aborts (never rejects). */
+export function pause(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     const done = () => {
       clearTimeout(timer);

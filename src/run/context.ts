@@ -14,6 +14,7 @@ import type { TryLock } from "../shared/lock.ts";
 import type { Memory, StateStore } from "./state.ts";
 import { filePauses, type Pauses } from "./pause_file.ts";
 import type { FleetLink } from "./fleet.ts";
+import type { TargetDrain } from "./drain.ts";
 
 /** Tuning that tests shorten, and the state store they replace; production uses the defaults. */
 export interface MonitorOptions {
@@ -61,6 +62,8 @@ export interface TargetContext {
   readonly listenSockets: Map<string, string | null>;
   /** The last status read by the hang check, reused as evidence when fresh. */
   lastStatus: { at: number; status: PoolStatus | string } | null;
+  /** What HAProxy's agent-check says of this target (watch mode with `[balancer]`). */
+  drain?: TargetDrain;
 }
 
 /** Appends to the target's incident log; a failure is logged, never thrown. */

@@ -124,6 +124,9 @@ export class Responder {
    * a single attempt after giving up.
    */
   async restart(first: ProbeResult, policy: Policy, retry = false): Promise<boolean> {
+    const rungs = rungsFor(first, this.ctx.target.rungs, retry);
+    // the balancer is told first: new requests go elsewhere while the evidence is gathered
+    this.ctx.drain?.beginRestart(first, rungs);
     this.restarting = true;
     // said on disk before the first command, so that `status` shows it while it lasts
     this.ctx.memory.restartingSince = this.ctx.deps.clock.now();
@@ -139,7 +142,9 @@ export class Responder {
       // the master that failed (as last found), for its pool's processes and the kernel's word
       const failedMaster = memory.state.masterPid;
       const evidence = await poolEvidence(this.ctx, mainPool(target), failedMaster);
-      const reports = await this.relaunchAll(evidence, rungsFor(first, target.rungs, retry));
+      // drain_wait since the drain began, before a gentle rung on a failure not certain
+      await this.ctx.drain?.settle();
+      const reports = await this.relaunchAll(evidence, rungs);
       // the master we started, so that one started by someone else later is told apart
       const master = (await lookForMaster(this.ctx)).live;
       memory.state = { ...memory.state, masterPid: master ?? memory.state.masterPid };
@@ -158,6 +163,7 @@ export class Responder {
       const restart = { first, policy, since, evidence, reports, retry };
       return reportRestart(this.ctx, this.teller, restart, findings);
     } finally {
+      this.ctx.drain?.endRestart();
       this.restarting = false;
       this.ctx.memory.restartingSince = null;
     }

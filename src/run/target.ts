@@ -30,6 +30,7 @@ import { Teller } from "./teller.ts";
 import { CrashWatch } from "./child_crashes.ts";
 import { PauseCheck } from "./pause_check.ts";
 import { actOnUpstream, clearUpstreamWaits, withUpstream } from "./upstream_incident.ts";
+import { saturated } from "./drain.ts";
 
 /** What one step did, for the schedule and the exit code. */
 export interface Step {
@@ -105,10 +106,13 @@ export class TargetWatch {
     if (stop?.aborted) return null;
     logger.debug("Probe: {label} in {ms} ms.", { label: labelOf(probed), ms: probed.ms });
     const memory = this.ctx.memory;
+    // the pool's figures before this step's status read, to tell a saturated pool
+    const poolBefore = memory.counters.pool;
     const [verdict, label] = [verdictOf(probed), labelOf(probed)];
     memory.counters = countProbe(memory.counters, verdict, label, probed.ms);
     memory.lastProbe = { at: this.ctx.deps.clock.now(), label, verdict, ms: probed.ms };
     if (await this.paused(verdict, label)) {
+      this.ctx.drain?.observe({ healthy: verdict === "healthy", paused: true, saturated: false });
       this.pools.paused();
       await this.crashes.check(true);
       return { verdict, confirm: false, restartEndedAt: null, restartOk: false };
@@ -146,6 +150,11 @@ export class TargetWatch {
       verdictOf(result) === "php_down",
       this.teller,
     );
+    this.ctx.drain?.observe({
+      healthy: verdictOf(result) === "healthy",
+      paused: false,
+      saturated: saturated(poolBefore, memory.counters.pool),
+    });
     const step = await this.carryOut(result, policy, master.live);
     // crashing children are told, never restarted: whatever the heartbeat says
     await this.crashes.check();

@@ -22,6 +22,8 @@ import { nextDue } from "./schedule.ts";
 import { PacedSaves } from "./paced_saves.ts";
 import { FleetLink } from "./fleet.ts";
 import { fileStateStore, rearmStored } from "./state.ts";
+import { Balancer } from "./drain.ts";
+import type { BalancerSettings } from "../config/balancer_settings.ts";
 import { type Beat, silentLoop } from "./liveness.ts";
 import { watchPings } from "./deadman_pings.ts";
 
@@ -83,6 +85,20 @@ function serveMetrics(
   }
 }
 
+/** Starts the agent; when it cannot listen, /metrics is stopped too before the exit 2. */
+function startBalancer(
+  settings: BalancerSettings,
+  clock: Clock,
+  metricsStop: AbortController,
+): Balancer {
+  try {
+    return new Balancer(settings, clock);
+  } catch (err) {
+    metricsStop.abort();
+    throw err;
+  }
+}
+
 /** Real process signals. Listening replaces Deno's default exit, so we exit ourselves. */
 export const processSignals: SignalSource = (signal, handler) => {
   Deno.addSignalListener(signal, handler);
@@ -101,6 +117,7 @@ async function targetLoop(
   options: MonitorOptions,
   stop: AbortSignal,
   beat: (watch: TargetWatch | null) => void,
+  balancer: Balancer | null = null,
 ): Promise<AlertQueue | null> {
   const tryLockFile = options.lock ?? tryLock;
   const { lock } = await waitForLock({
@@ -119,6 +136,7 @@ async function targetLoop(
   using _held = lock;
   await sayHolder(lock, "watch");
   const { watch, store } = await loadWatch(cfg, target, deps, options);
+  if (balancer !== null) watch.ctx.drain = balancer.forTarget(target);
   const timing = timingOf(target.policy);
   let dueAt = deps.clock.now();
   using exits = new MasterExits(deps, target);
@@ -171,6 +189,10 @@ export async function watchForever(
       }))),
     metricsStop.signal,
   );
+  // HAProxy's agent-check: bound once, as /metrics; its drains outlive reloads
+  const balancer = initial.balancer
+    ? startBalancer(initial.balancer, deps.clock, metricsStop)
+    : null;
   const signals = options.signals ?? processSignals;
   const notifier = options.notifier ?? silentNotifier;
   let next: Config | null = null;
@@ -266,8 +288,9 @@ export async function watchForever(
           pools.trigger();
           deadman.wake();
           if (cfg.metricsFile !== null) metricsFile.trigger();
-        })
+        }, balancer)
       );
+      balancer?.keepOnly(cfg.targets.map((t) => t.name));
       if (!ready) {
         ready = true;
         await notifier.send("READY=1");
@@ -300,6 +323,7 @@ export async function watchForever(
     await metricsFile.settled();
     metricsStop.abort();
     await server?.finished;
+    await balancer?.stop();
     for (const off of unsubscribe) off();
   }
 }

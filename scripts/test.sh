@@ -17,6 +17,7 @@ fpm_before=$(running php-fpm8.2)
 # (the kernel keeps 15 characters of a process name)
 am_before=$(running prometheus-aler)
 haproxy_before=$(running haproxy)
+etcd_before=$(running etcd)
 
 restore() {
   # leave nginx and php-fpm as they were before this script
@@ -25,15 +26,16 @@ restore() {
   # installing the package may start its service: the tests run their own instance
   [ "$am_before" = no ] && [ "$(running prometheus-aler)" = yes ] && service prometheus-alertmanager stop >/dev/null 2>&1 || true
   [ "$haproxy_before" = no ] && [ "$(running haproxy)" = yes ] && service haproxy stop >/dev/null 2>&1 || true
+  [ "$etcd_before" = no ] && [ "$(running etcd)" = yes ] && service etcd stop >/dev/null 2>&1 || true
 }
 trap restore EXIT
 
 # msmtp-mta satisfies mcron's need for an MTA without a mail daemon on port 25, and is the
 # sendmail of the alert tests; openssl makes their TLS certificate; logrotate checks ours;
 # systemd runs the unit's test (as a user manager: PID 1 here is not systemd)
-# prometheus-alertmanager is the Alertmanager channel's, haproxy the agent-check's (the tests
-# start their own instances)
-packages="nginx php8.2-fpm python3-aiosmtpd mcron msmtp-mta procps util-linux openssl logrotate systemd prometheus-alertmanager haproxy"
+# prometheus-alertmanager is the Alertmanager channel's, haproxy the agent-check's, etcd-server
+# and etcd-client the fleet's (the tests start their own instances)
+packages="nginx php8.2-fpm python3-aiosmtpd mcron msmtp-mta procps util-linux openssl logrotate systemd prometheus-alertmanager haproxy etcd-server etcd-client"
 missing=""
 for p in $packages; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -5,6 +5,7 @@
 import { realRunner } from "./act/process.ts";
 import { nodeMailer } from "./alert/mail.ts";
 import { directWebhookPost } from "./alert/webhook.ts";
+import { directEtcdPost } from "./act/etcd.ts";
 import { directDeadmanPing } from "./alert/deadman_switch.ts";
 import { directFcgiGet, unixListens } from "./probe/fcgi.ts";
 import { masterExitWatch } from "./act/exit_watch.ts";
@@ -113,6 +114,7 @@ export function realDeps(): Deps {
     watchExit: (pid, note) => masterExitWatch(pid, note),
     mailer: nodeMailer,
     webhookPost: directWebhookPost,
+    etcdPost: directEtcdPost,
     deadmanPing: directDeadmanPing,
     fs: realFs,
     host: realHost,

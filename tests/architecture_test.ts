@@ -30,6 +30,7 @@ const PURE = [
   "run/pool_policy.ts",
   "run/schedule.ts",
   "run/crash_policy.ts",
+  "run/fleet_policy.ts",
   "fpm/child_deaths.ts",
   "probe/fcgi_protocol.ts",
   "probe/result.ts",

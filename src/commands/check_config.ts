@@ -5,6 +5,7 @@
 import { describeRoute } from "../alert/mail.ts";
 import { describeDeadman } from "../alert/deadman_switch.ts";
 import type { Config } from "../config/settings.ts";
+import { describeFleet } from "../config/fleet_settings.ts";
 import { describeBalancer } from "../config/balancer_settings.ts";
 import { OPCACHE_SCRIPT } from "../fpm/opcache.ts";
 import { describeFcgiTarget } from "../probe/fcgi.ts";
@@ -36,6 +37,7 @@ export function describeConfig(cfg: Config): string {
     `balancer       ${describeBalancer(cfg.balancer ?? null)}`,
     `log file       ${cfg.logFile} (${cfg.logFormat})`,
     `state folder   ${cfg.stateDir}`,
+    ...describeFleet(cfg.fleet),
   ];
   if (cfg.mode !== "watch") lines.push(`run length     ${cfg.runMs / 1000} s`);
   for (const t of cfg.targets) {

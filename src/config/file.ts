@@ -9,6 +9,7 @@ import * as v from "valibot";
 import { type Rung, RUNGS } from "../act/restart.ts";
 import { withoutUserinfo } from "../shared/redact.ts";
 import { custom, keyPath, transform } from "../shared/schema.ts";
+import { type FleetFile, fleetFileSchema } from "./fleet_settings.ts";
 import { balancerSection, type FileBalancer } from "./balancer_settings.ts";
 
 /** The default configuration file. */
@@ -368,6 +369,8 @@ const fileSchema = v.strictObject({
   ),
   // the targets `discover` finds, instead of (or beside none of) [[target]]
   auto: v.optional(v.boolean()),
+  // the restart cap across servers, in etcd (config/fleet_settings.ts)
+  fleet: v.optional(fleetFileSchema),
   target: v.optional(
     v.pipe(v.array(targetSchema), v.minLength(1, "expected at least one [[target]]")),
   ),
@@ -399,6 +402,8 @@ export interface ConfigFile {
   init?: "systemd" | "sysv" | "openrc" | "freebsd";
   /** Watch what `discover` finds; the file's [[target]]s, if any, are not used. */
   auto: boolean;
+  /** The restart cap across servers, when set. */
+  fleet?: FleetFile;
   target: FileTarget[];
 }
 
@@ -469,6 +474,7 @@ export function parseConfigFile(path: string, text: string): ConfigFile | string
     state: valid.state ?? {},
     ...(valid.init ? { init: valid.init } : {}),
     auto: valid.auto === true,
+    ...(valid.fleet ? { fleet: valid.fleet } : {}),
     target: targets,
   };
 }

@@ -21,6 +21,7 @@ import { balancerSettings } from "./balancer_settings.ts";
 import { deadmanOf } from "./deadman_settings.ts";
 import { DEFAULT_TIMEOUT_MS, type TargetSpec, targetSpecs } from "./targets.ts";
 import { pathProblems, permissionProblems } from "./paths.ts";
+import { fleetSettingsOf } from "./fleet_settings.ts";
 import {
   type Config,
   ENV,
@@ -440,5 +441,6 @@ function freeze(
     commandTarget: s.commandTarget ?? null,
     pause: Object.freeze({ forMs: s.pauseFor ?? null, reason: s.reason ?? null }),
     report: Object.freeze({ sinceMs: s.since ?? 7 * 86_400_000, format: s.format ?? "text" }),
+    fleet: file?.fleet ? fleetSettingsOf(file.fleet, hostname) : null,
   });
 }

@@ -11,6 +11,7 @@ import type { WarnLimits } from "../fpm/status_page.ts";
 import type { MemoryLimits } from "../fpm/memory.ts";
 import type { FcgiTarget, MailRoute } from "../shared/deps.ts";
 import type { Policy } from "./policy_settings.ts";
+import type { FleetSettings } from "./fleet_settings.ts";
 import type { BalancerSettings } from "./balancer_settings.ts";
 import type { Deadman } from "./deadman_settings.ts";
 
@@ -213,6 +214,8 @@ export interface Config {
   readonly pause: { readonly forMs: number | null; readonly reason: string | null };
   /** `report`: how far back, and text or JSON (`status` too). */
   readonly report: { readonly sinceMs: number; readonly format: "text" | "json" };
+  /** `[fleet]`: the restart cap across servers, in etcd; absent or null: none. */
+  readonly fleet?: FleetSettings | null;
 }
 
 /** Environment variables read for mail settings; flags override them. */

@@ -13,6 +13,7 @@ import type { Deps } from "../shared/deps.ts";
 import type { TryLock } from "../shared/lock.ts";
 import type { Memory, StateStore } from "./state.ts";
 import { filePauses, type Pauses } from "./pause_file.ts";
+import type { FleetLink } from "./fleet.ts";
 import type { TargetDrain } from "./drain.ts";
 
 /** Tuning that tests shorten, and the state store they replace; production uses the defaults. */
@@ -27,6 +28,8 @@ export interface MonitorOptions {
   lock?: TryLock;
   /** Where pauses are read; by default the state folder's <target>.pause files. */
   pauses?: Pauses;
+  /** The fleet's restart cap in etcd (watch mode with `[fleet]`); none by default. */
+  fleet?: FleetLink | null;
 }
 
 /** What the parts of one target's watch share: its settings, its memory, the last pool view. */

@@ -144,6 +144,12 @@ export class TargetWatch {
     // what the stuck workers wait on: a peer most of them wait on holds restarts back
     const result = await withUpstream(this.ctx, this.prober, held, master);
     if (verdictOf(result) === "healthy") clearUpstreamWaits(this.ctx);
+    // the fleet learns of the failure before any restart of it is decided
+    await this.ctx.options.fleet?.observe(
+      this.ctx.target.name,
+      verdictOf(result) === "php_down",
+      this.teller,
+    );
     this.ctx.drain?.observe({
       healthy: verdictOf(result) === "healthy",
       paused: false,
@@ -191,7 +197,12 @@ export class TargetWatch {
           target: this.ctx.target.name,
         });
       } else {
-        restartOk = await this.responder.restart(result, policy, action.retry === true);
+        const restart = () => this.responder.restart(result, policy, action.retry === true);
+        const fleet = this.ctx.options.fleet;
+        const ok = fleet ? await fleet.restart(this.ctx.target.name, this.teller, restart) : null;
+        // null: the fleet holds restarts (a shared cause); the next failed probe asks again
+        if (fleet && ok === null) continue;
+        restartOk = ok ?? await restart();
         restartEndedAt = deps.clock.now();
         // the service's restart replaced every pool's workers
         this.pools.restarted(policy);

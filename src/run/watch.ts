@@ -20,6 +20,7 @@ import { type Notifier, silentNotifier } from "./notify.ts";
 import { MasterExits } from "./master_exits.ts";
 import { nextDue } from "./schedule.ts";
 import { PacedSaves } from "./paced_saves.ts";
+import { FleetLink } from "./fleet.ts";
 import { fileStateStore, rearmStored } from "./state.ts";
 import { Balancer } from "./drain.ts";
 import type { BalancerSettings } from "../config/balancer_settings.ts";
@@ -277,8 +278,10 @@ export async function watchForever(
     while (!stopping) {
       generation = new AbortController();
       for (const t of cfg.targets) lastBeat.set(t.name, { at: deps.clock.now(), watch: null });
+      // the fleet's restart cap: one lease for this generation's targets, revoked when it ends
+      const fleet = cfg.fleet ? new FleetLink(cfg.fleet, deps) : null;
       const loops = cfg.targets.map((t) =>
-        targetLoop(cfg, t, deps, options, generation.signal, (watch) => {
+        targetLoop(cfg, t, deps, { ...options, fleet }, generation.signal, (watch) => {
           lastBeat.set(t.name, { at: deps.clock.now(), watch });
           if (watch !== null) live.set(t.name, watch);
           retries.trigger();
@@ -294,7 +297,11 @@ export async function watchForever(
       }
       // the queues done delivering are forgotten, so that reloads do not pile them up
       for (const queue of queues) if (queue.idle) queues.delete(queue);
-      for (const queue of await Promise.all(loops)) if (queue !== null) queues.add(queue);
+      try {
+        for (const queue of await Promise.all(loops)) if (queue !== null) queues.add(queue);
+      } finally {
+        await fleet?.close();
+      }
       if (next !== null && !stopping) {
         cfg = next;
         next = null;

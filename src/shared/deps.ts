@@ -124,6 +124,16 @@ export type Mailer = (mail: Mail, route: MailRoute, signal?: AbortSignal) => Pro
 export type WebhookPost = (url: URL, json: string, signal: AbortSignal) => Promise<number>;
 
 /**
+ * One JSON POST to etcd's v3 gateway; resolves to the status and the body (at most a bounded
+ * size), rejects as `fetch` does (`TimeoutError` when `signal` aborts).
+ */
+export type EtcdPost = (
+  url: URL,
+  json: string,
+  signal: AbortSignal,
+) => Promise<{ status: number; body: string }>;
+
+/**
  * One GET of a dead-man's switch's push URL, redirects not followed, the body not read; resolves
  * to the HTTP status, rejects as `fetch` does.
  */
@@ -260,6 +270,8 @@ export interface Deps {
   watchExit: (pid: number, note: string) => ExitWatch;
   mailer: Mailer;
   webhookPost: WebhookPost;
+  /** etcd's JSON gateway, for `[fleet]` (absent: the real one, see real.ts). */
+  etcdPost?: EtcdPost;
   /** Tells a dead-man's switch (healthchecks.io, Uptime Kuma) that php-relaunch is alive. */
   deadmanPing: DeadmanPing;
   fs: Fs;

@@ -1,0 +1,248 @@
+/**
+ * The restart cap across the fleet, kept in etcd: each failing target has a lease-bound key
+ * (`<prefix>failing/<host>/<target>`), a restart first takes a slot of etcd's semaphore recipe
+ * (`<prefix>slots/<host>/<target>`, the oldest `max_concurrent_restarts` by create revision go),
+ * and while more than `shared_cause_share` of the hosts fail, restarts are held and the one
+ * watchdog that puts `<prefix>fleet-alert` first sends one "fleet-wide failure" alert.
+ *
+ * etcd only ever holds or lets go a restart of this watchdog's own target: nothing it says names
+ * a process. When it cannot be reached, restarts go on as on a single server (said once in the
+ * log, and once when it answers again).
+ */
+import type { FleetSettings } from "../config/fleet_settings.ts";
+import type { Deps } from "../shared/deps.ts";
+import { logger } from "../shared/log.ts";
+import { FleetSession } from "./fleet_session.ts";
+import {
+  failingHosts,
+  fleetAlertMove,
+  type FleetAlertState,
+  fleetSize,
+  holdsSlot,
+  isSharedCause,
+} from "./fleet_policy.ts";
+
+/** Where the fleet's alert goes: the target's teller (one log line, and one alert). */
+export interface FleetTeller {
+  event(
+    level: "info" | "warn" | "error",
+    message: string,
+    subject: string | null,
+    details: string[],
+    thread: null,
+  ): void;
+}
+
+export { ETCD_RETRY_MS } from "./fleet_session.ts";
+/** How often a restart waiting for its slot looks again. */
+export const SLOT_POLL_MS = 250;
+
+/** The fleet's view at one moment. */
+interface FleetView {
+  failing: string[];
+  shared: boolean;
+}
+
+/** The key of `target` of this host, of a kind: `<prefix>failing/<host>/<target>`. */
+function keyOf(settings: FleetSettings, kind: "failing" | "slots", target: string): string {
+  return `${settings.prefix}${kind}/${settings.host}/${target}`;
+}
+
+/** One watchdog's link to the fleet: its lease, its keys, and what it has said. */
+export class FleetLink {
+  private readonly etcd: FleetSession;
+  /** Targets failing now. */
+  private readonly failing = new Set<string>();
+  private slots = 0;
+  private alert: FleetAlertState = null;
+  /** Targets whose held restart is said already (said again once the hold ends). */
+  private readonly heldSaid = new Set<string>();
+
+  constructor(readonly settings: FleetSettings, private readonly deps: Deps) {
+    this.etcd = new FleetSession(settings, deps);
+  }
+
+  /**
+   * A target's verdict after its step: its failing key is put (failing) or deleted (healthy);
+   * while something fails, or a fleet-wide alert is open, the fleet is looked at. Never throws.
+   */
+  async observe(target: string, failing: boolean, teller: FleetTeller): Promise<void> {
+    if (failing) this.failing.add(target);
+    else {
+      this.failing.delete(target);
+      this.heldSaid.delete(target);
+    }
+    await this.etcd.ask(async () => {
+      if (failing && !this.etcd.written.has(target)) {
+        const id = await this.etcd.leaseId();
+        await this.etcd.client.put(
+          keyOf(this.settings, "failing", target),
+          new Date(this.now()).toISOString(),
+          id,
+        );
+        this.etcd.written.add(target);
+      } else if (!failing && this.etcd.written.has(target)) {
+        await this.etcd.client.delete(keyOf(this.settings, "failing", target));
+        this.etcd.written.delete(target);
+      }
+      if (this.failing.size > 0 || this.alert !== null) await this.look(teller);
+      await this.letGoWhenIdle();
+    });
+  }
+
+  /**
+   * Runs `work` (the target's restart) when the fleet allows it: not while a shared cause holds
+   * restarts (then null, and `work` does not run), and once this host's slot is among the first
+   * `max_concurrent_restarts` (waiting at most `slot_wait`); the slot is let go after. Without
+   * etcd, `work` runs at once.
+   */
+  async restart<T>(target: string, teller: FleetTeller, work: () => Promise<T>): Promise<T | null> {
+    const view = await this.etcd.ask(() => this.look(teller));
+    if (view?.shared === true) {
+      if (!this.heldSaid.has(target)) {
+        this.heldSaid.add(target);
+        logger.warn(
+          "Restart held: {n} of {size} hosts of the fleet fail at once ({hosts}), a shared cause that restarting would not mend; waiting for it to end.",
+          {
+            n: view.failing.length,
+            size: fleetSize(this.settings.hosts),
+            hosts: view.failing.join(", "),
+            target,
+          },
+        );
+      }
+      return null;
+    }
+    this.heldSaid.delete(target);
+    if (view === undefined) return await work();
+    const slot = keyOf(this.settings, "slots", target);
+    const put = await this.etcd.ask(async () => {
+      await this.etcd.client.put(slot, this.settings.host, await this.etcd.leaseId());
+      return true;
+    });
+    if (put === undefined) return await work();
+    this.slots++;
+    try {
+      await this.waitForSlot(slot, target);
+      return await work();
+    } finally {
+      // said before the slot goes: the next host's restart begins after this line
+      logger.info("Restart done: letting go of the fleet restart slot.", { target });
+      this.slots--;
+      await this.etcd.ask(async () => {
+        await this.etcd.client.delete(slot);
+        await this.letGoWhenIdle();
+      });
+    }
+  }
+
+  /** Waits until `slot` is among the first ones, at most `slot_wait`; etcd gone ends the wait. */
+  private async waitForSlot(slot: string, target: string): Promise<void> {
+    const { maxConcurrentRestarts: max, slotWaitMs } = this.settings;
+    const start = this.now();
+    let said = false;
+    while (true) {
+      const keys = await this.etcd.ask(() =>
+        this.etcd.client.list(`${this.settings.prefix}slots/`)
+      );
+      if (keys === undefined) return;
+      const ordered = keys.map((k) => k.key);
+      if (holdsSlot(ordered, slot, max)) {
+        logger.info("Fleet restart slot taken ({ms} ms waited): restarting.", {
+          ms: this.now() - start,
+          target,
+        });
+        return;
+      }
+      if (!said) {
+        said = true;
+        logger.info("Waiting for a fleet restart slot: {ahead} ahead, at most {max} at once.", {
+          ahead: ordered.indexOf(slot) < 0 ? ordered.length : ordered.indexOf(slot),
+          max,
+          target,
+        });
+      }
+      if (this.now() - start >= slotWaitMs) {
+        logger.warn(
+          "No fleet restart slot within {s} s: restarting without it (a restart elsewhere is slow).",
+          { s: slotWaitMs / 1000, target },
+        );
+        return;
+      }
+      await this.deps.clock.sleep(SLOT_POLL_MS);
+    }
+  }
+
+  /** Reads the failing keys, and moves the fleet-wide alert on; the view. */
+  private async look(teller: FleetTeller): Promise<FleetView> {
+    const { prefix, hosts, sharedCauseShare } = this.settings;
+    const keys = await this.etcd.client.list(`${prefix}failing/`);
+    const failing = failingHosts(keys.map((k) => k.key.slice(`${prefix}failing/`.length)), hosts);
+    const shared = isSharedCause(failing.length, fleetSize(hosts), sharedCauseShare);
+    const view = { failing, shared };
+    const move = fleetAlertMove(this.alert, shared);
+    if (move === "claim") await this.claim(view, teller);
+    else if (move === "resolve") await this.resolve(view, teller);
+    else if (move === "forget") {
+      logger.info("The fleet-wide failure is over: {n} hosts fail now.", { n: failing.length });
+      this.alert = null;
+    }
+    return view;
+  }
+
+  private async claim(view: FleetView, teller: FleetTeller): Promise<void> {
+    const { prefix, host, hosts } = this.settings;
+    const owner = await this.etcd.client.putIfAbsent(
+      `${prefix}fleet-alert`,
+      host,
+      await this.etcd.leaseId(),
+    );
+    this.alert = { owner, since: this.now(), hosts: view.failing };
+    const message = `Fleet-wide failure: ${view.failing.length} of ${
+      fleetSize(hosts)
+    } hosts fail at once (${view.failing.join(", ")}); restarts are held until fewer fail.`;
+    if (!owner) {
+      logger.warn("{message} Another host alerts.", { message });
+      return;
+    }
+    teller.event("error", message, "PHP fleet-wide failure", [
+      `Failing hosts: ${view.failing.join(", ")}`,
+      `Restarts are held while more than ${
+        Math.round(this.settings.sharedCauseShare * 1000) / 10
+      } % of the ${fleetSize(hosts)} hosts fail: look for a shared cause (the database, a deploy).`,
+    ], null);
+  }
+
+  private async resolve(view: FleetView, teller: FleetTeller): Promise<void> {
+    const since = this.alert?.since ?? this.now();
+    this.alert = null;
+    teller.event(
+      "info",
+      `Fleet-wide failure over after ${
+        Math.round((this.now() - since) / 1000)
+      } s: ${view.failing.length} hosts fail now; restarts go on.`,
+      "PHP fleet-wide failure resolved",
+      [],
+      null,
+    );
+    await this.etcd.client.delete(`${this.settings.prefix}fleet-alert`);
+  }
+
+  /** Nothing failing, no slot, no alert to resolve: the lease is revoked, its keys with it. */
+  private async letGoWhenIdle(): Promise<void> {
+    if (this.failing.size > 0 || this.slots > 0 || this.alert?.owner === true) return;
+    await this.etcd.revoke();
+  }
+
+  /** Lets go of everything: the lease is revoked (its keys go), the keepalive stops. */
+  async close(): Promise<void> {
+    this.failing.clear();
+    this.slots = 0;
+    this.alert = null;
+    await this.etcd.close();
+  }
+
+  private now(): number {
+    return this.deps.clock.now();
+  }
+}

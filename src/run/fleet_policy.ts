@@ -1,0 +1,62 @@
+/**
+ * The fleet's decisions, pure: which hosts fail, whether that many is a shared cause, whether a
+ * restart's slot is among the first ones, and what the fleet-wide alert does next. etcd's keys
+ * come in; nothing here does I/O, and nothing here names a process.
+ */
+
+/** The number of hosts the fleet has: its size, or its list's length. */
+export function fleetSize(hosts: number | readonly string[]): number {
+  return typeof hosts === "number" ? hosts : hosts.length;
+}
+
+/**
+ * The hosts with at least one failing key, from the keys' names below `<prefix>failing/`
+ * (`host/target`), each once; with a list of hosts, only those.
+ */
+export function failingHosts(
+  names: readonly string[],
+  hosts: number | readonly string[],
+): string[] {
+  const found = new Set<string>();
+  for (const name of names) {
+    const host = name.split("/")[0] ?? "";
+    if (host === "") continue;
+    if (typeof hosts !== "number" && !hosts.includes(host)) continue;
+    found.add(host);
+  }
+  return [...found].sort();
+}
+
+/**
+ * Whether `failing` hosts of `size` at the same time is a shared cause (the database, a bad
+ * deploy): more than `share` of them. Restarts are held then: the herd would meet the cause.
+ */
+export function isSharedCause(failing: number, size: number, share: number): boolean {
+  return size > 0 && Math.min(failing, size) / size > share;
+}
+
+/**
+ * Whether the slot key `mine` is among the first `max` of `ordered` (the semaphore's keys, oldest
+ * create revision first): etcd's semaphore recipe. A key not listed holds no slot.
+ */
+export function holdsSlot(ordered: readonly string[], mine: string, max: number): boolean {
+  const at = ordered.indexOf(mine);
+  return at >= 0 && at < max;
+}
+
+/** What this watchdog knows of the fleet-wide alert: none seen, or seen (and whether it sent it). */
+export type FleetAlertState = null | { owner: boolean; since: number; hosts: readonly string[] };
+
+/**
+ * The next move of the fleet-wide alert: `claim` the alert key when a shared cause begins (the one
+ * that gets it alerts, the others say it only in their log), `resolve` it when the cause ends
+ * and this host sent it, `forget` it when it ends and another host sent it.
+ */
+export function fleetAlertMove(
+  state: FleetAlertState,
+  shared: boolean,
+): "claim" | "resolve" | "forget" | "none" {
+  if (shared) return state === null ? "claim" : "none";
+  if (state === null) return "none";
+  return state.owner ? "resolve" : "forget";
+}

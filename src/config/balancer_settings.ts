@@ -91,7 +91,7 @@ export function parseAgentListen(
   const m = /^(\[[0-9A-Fa-f:.]+\]|[0-9.]+|localhost):(\d{1,5})$/.exec(value.trim());
   const port = Number(m?.[2]);
   const expected =
-    "expected ADDRESS:PORT, e.g. 127.0.0.1:9777, or the address HAProxy connects to (10.0.0.11:9777, [fd00::11]:9777)";
+    "expected ADDRESS:PORT, e.g. 127.0.0.1:977, or the address HAProxy connects to (10.0.0.11:977, [fd00::11]:977)";
   if (m === null || !(port >= 1 && port <= 65535)) return `Cannot use agent address: ${expected}`;
   const host = m[1]!;
   const v4 = IPV4.exec(host);
@@ -160,6 +160,10 @@ export function describeBalancer(b: BalancerSettings | null): string {
   const address = hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
   return `HAProxy agent-check on ${address}${
     b.public ? " (beyond loopback: any host that reaches it may ask; let only HAProxy's)" : ""
+  }${
+    port >= 1024
+      ? " (port 1024 or above: another local user who binds it first answers HAProxy in our place; prefer one below 1024)"
+      : ""
   } for ${b.target === null ? "every target (drain when one drains)" : `target ${b.target}`}; ${
     b.drainWaitMs / 1000
   } s drain before a gentle rung`;

@@ -208,7 +208,7 @@ const REQUIRED: Record<string, string> = {
     "the pool's ping: fcgi://HOST:PORT/PATH or fcgi+unix:///SOCKET.sock/PATH (or an http:// heartbeat served by it)",
   "webhook.url": "an http:// or https:// URL",
   "alertmanager.url": "Alertmanager's http:// or https:// base URL, e.g. http://127.0.0.1:9093",
-  "balancer.agent_listen": "the agent's ADDRESS:PORT, e.g. 127.0.0.1:9777",
+  "balancer.agent_listen": "the agent's ADDRESS:PORT, e.g. 127.0.0.1:977",
 };
 
 const heartbeatUrl = (expected: string) =>

@@ -57,15 +57,21 @@ export function serveAgentCheck(
   state: () => AgentState,
   signal: AbortSignal,
   limits: AgentLimits = AGENT_LIMITS,
+  options: { keepTrying?: boolean } = {},
 ): AgentEndpoint {
-  return listenBounded(listen, {
-    what: "The HAProxy agent",
-    maxConnections: limits.maxConnections,
-    acceptPauseMs: limits.acceptPauseMs,
-    // the oldest had its answer the moment it came
-    makeRoom: (open) => open.values().next().value ?? null,
-    serve: (conn) => answerOne(conn, agentLine(state()), limits),
-  }, signal);
+  return listenBounded(
+    listen,
+    {
+      what: "The HAProxy agent",
+      maxConnections: limits.maxConnections,
+      acceptPauseMs: limits.acceptPauseMs,
+      // the oldest had its answer the moment it came
+      makeRoom: (open) => open.values().next().value ?? null,
+      serve: (conn) => answerOne(conn, agentLine(state()), limits),
+    },
+    signal,
+    options,
+  );
 }
 
 /** Writes `line`, closes the write side, drops what the client sends until it closes. */

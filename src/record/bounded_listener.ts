@@ -34,35 +34,54 @@ export interface BoundedListener {
   readonly port: number;
 }
 
+/** How often a listener that cannot bind tries again (with `keepTrying`). */
+export const BIND_RETRY_MS = 10_000;
+
 /**
- * Listens on `listen` until `signal` aborts.
- * @throws what `Deno.listen` throws (the address in use, not one of this host's).
+ * Listens on `listen` until `signal` aborts. With `keepTrying`, an address that cannot be bound (another process holds it) is logged once
+ * and tried again every {@link BIND_RETRY_MS}, instead of thrown.
+ * @throws what `Deno.listen` throws (the address in use, not one of this host's), unless
+ * `keepTrying`.
  */
 export function listenBounded(
   listen: { hostname: string; port: number },
   rules: ListenerRules,
   signal: AbortSignal,
+  options: { keepTrying?: boolean; retryMs?: number } = {},
 ): BoundedListener {
-  const listener = Deno.listen({ hostname: listen.hostname, port: listen.port });
+  let listener: Deno.Listener | null = null;
+  // a port given by the system (0 asked) is the one bound again
+  let port = listen.port;
+  const bind = () => {
+    listener = Deno.listen({ hostname: listen.hostname, port });
+    port = (listener.addr as Deno.NetAddr).port;
+    return listener;
+  };
+  if (!options.keepTrying) bind();
   // oldest first: a Set keeps the order connections came in
   const open = new Set<Deno.Conn>();
   const stop = () => {
-    closeQuietly(listener);
+    if (listener !== null) closeQuietly(listener);
     for (const conn of open) closeQuietly(conn);
   };
   signal.addEventListener("abort", stop, { once: true });
-  let told = false;
+  const told = { accept: false, bind: false };
   const served = new Set<Promise<void>>();
   const finished = (async () => {
     while (!signal.aborted) {
+      const bound = listener ?? await bindAgain(bind, rules, listen, told, signal, options);
+      if (bound === null) continue;
       let conn: Deno.Conn;
       try {
-        conn = await listener.accept();
+        conn = await bound.accept();
       } catch (err) {
         if (signal.aborted) break;
+        // a connection reset before its accept fails that accept alone: the next one goes on at
+        // once (a pause for each would let a flood of resets keep everyone out for minutes)
+        if (ofOneConnection(err)) continue;
         // said once: a flood of connections must not flood the log too
-        if (!told) {
-          told = true;
+        if (!told.accept) {
+          told.accept = true;
           logger.error("{what} cannot accept a connection: {error}; going on.", {
             what: rules.what,
             error: describeError(err),
@@ -89,6 +108,7 @@ export function listenBounded(
       });
       served.add(one);
     }
+    if (listener !== null) closeQuietly(listener);
     await Promise.all(served);
   })();
   return {
@@ -96,8 +116,51 @@ export function listenBounded(
     get open() {
       return open.size;
     },
-    port: (listener.addr as Deno.NetAddr).port,
+    get port() {
+      return port;
+    },
   };
+}
+
+/** Binds again, or says why not (once, and once when it works again) and waits; null: not yet. */
+async function bindAgain(
+  bind: () => Deno.Listener,
+  rules: ListenerRules,
+  listen: { hostname: string; port: number },
+  told: { bind: boolean },
+  signal: AbortSignal,
+  options: { retryMs?: number },
+): Promise<Deno.Listener | null> {
+  try {
+    const bound = bind();
+    if (told.bind) {
+      told.bind = false;
+      logger.info("{what} listens on {address} again.", {
+        what: rules.what,
+        address: listen.hostname,
+      });
+    }
+    return bound;
+  } catch (err) {
+    if (!told.bind) {
+      told.bind = true;
+      logger.error("{what} cannot listen on {address}:{port}: {error}; trying again every {s} s.", {
+        what: rules.what,
+        address: listen.hostname,
+        port: listen.port,
+        error: describeError(err),
+        s: (options.retryMs ?? BIND_RETRY_MS) / 1000,
+      });
+    }
+    await pause(options.retryMs ?? BIND_RETRY_MS, signal);
+    return null;
+  }
+}
+
+/** Whether an accept failed on the connection it took (reset or aborted by its client). */
+function ofOneConnection(err: unknown): boolean {
+  return err instanceof Deno.errors.NotConnected || err instanceof Deno.errors.ConnectionReset ||
+    err instanceof Deno.errors.ConnectionAborted;
 }
 
 /** Closes a connection or listener that may be closed already. */

@@ -12,7 +12,12 @@ import type { Rung } from "../act/restart.ts";
 import type { BalancerSettings } from "../config/balancer_settings.ts";
 import type { Target } from "../config/settings.ts";
 import type { ProbeResult } from "../probe/result.ts";
-import { type AgentEndpoint, type AgentState, serveAgentCheck } from "../record/agent_check.ts";
+import {
+  AGENT_LIMITS,
+  type AgentEndpoint,
+  type AgentState,
+  serveAgentCheck,
+} from "../record/agent_check.ts";
 import type { Counters } from "../record/metrics.ts";
 import type { Clock } from "../shared/deps.ts";
 import { ConfigError, describeError } from "../shared/errors.ts";
@@ -152,12 +157,20 @@ export class Balancer {
    */
   constructor(private readonly settings: BalancerSettings, private readonly clock: Clock) {
     const { hostname, port } = settings.listen;
+    const state = () => this.state();
     try {
-      this.endpoint = serveAgentCheck(settings.listen, () => this.state(), this.stopper.signal);
+      this.endpoint = serveAgentCheck(settings.listen, state, this.stopper.signal);
     } catch (err) {
-      throw new ConfigError([
-        `Cannot answer HAProxy's agent-check on ${hostname}:${port}: ${describeError(err)}`,
-      ]);
+      if (!(err instanceof Deno.errors.AddrInUse)) {
+        throw new ConfigError([
+          `Cannot answer HAProxy's agent-check on ${hostname}:${port}: ${describeError(err)}`,
+        ]);
+      }
+      // held by another process: php-fpm is still watched and restarted, and the agent answers
+      // once the address is free (said once, as the listener does)
+      this.endpoint = serveAgentCheck(settings.listen, state, this.stopper.signal, AGENT_LIMITS, {
+        keepTrying: true,
+      });
     }
     logger.info("Answering HAProxy's agent-check on {address} for {what}.", {
       address: hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`,

@@ -54,7 +54,7 @@ Deno.test("[balancer] in the file: drain_wait's bounds, agent_listen required, u
     '/c.toml: balancer.drain_wait: 31 is not allowed: expected a duration from 0 to 30 seconds, as seconds (2, 0.5) or with a unit ("500ms", "2s")',
   ]);
   assert.deepEqual(file("drain_wait = 2"), [
-    "/c.toml: balancer.agent_listen: missing: expected the agent's ADDRESS:PORT, e.g. 127.0.0.1:9777",
+    "/c.toml: balancer.agent_listen: missing: expected the agent's ADDRESS:PORT, e.g. 127.0.0.1:977",
   ]);
   assert.match(
     String(file('agent_listen = "0.0.0.0:9777"')),

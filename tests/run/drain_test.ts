@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { parseCommandLine } from "../../src/cli.ts";
+import { describeBalancer } from "../../src/config/balancer_settings.ts";
 import { loadConfig } from "../../src/config/load.ts";
 import type { ProbeResult } from "../../src/probe/result.ts";
 import type { Counters } from "../../src/record/metrics.ts";
@@ -147,6 +148,44 @@ Deno.test("balancer: speaks for the chosen target, or drains when any target dra
     await all.stop();
     await one.stop();
   }
+});
+
+Deno.test("balancer: an agent port another user holds does not stop the watch; answered once it is free", async () => {
+  const held = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (held.addr as Deno.NetAddr).port;
+  const b = new Balancer(
+    { listen: { hostname: "127.0.0.1", port }, public: false, target: null, drainWaitMs: 2000 },
+    new FakeClock(),
+  );
+  try {
+    held.close();
+    // the listener tries again every 10 s
+    let line = "";
+    for (let i = 0; i < 60 && line === ""; i++) {
+      await new Promise((r) => setTimeout(r, 250));
+      line = await Deno.connect({ hostname: "127.0.0.1", port }).then(async (conn) => {
+        const buffer = new Uint8Array(32);
+        const n = await conn.read(buffer).catch(() => null);
+        conn.close();
+        return n === null ? "" : new TextDecoder().decode(buffer.subarray(0, n));
+      }, () => "");
+    }
+    assert.equal(line, "up ready\n");
+  } finally {
+    await b.stop();
+  }
+});
+
+Deno.test("balancer: check-config says when the agent's port is one another local user may bind", () => {
+  const at = (port: number) =>
+    describeBalancer({
+      listen: { hostname: "127.0.0.1", port },
+      public: false,
+      target: null,
+      drainWaitMs: 2000,
+    });
+  assert.match(at(9777), /port 1024 or above: another local user who binds it first/);
+  assert.doesNotMatch(at(977), /1024/);
 });
 
 const CONFIG = `

@@ -18,7 +18,9 @@ import {
   fleetAlertMove,
   type FleetAlertState,
   fleetSize,
+  holdsRestart,
   holdsSlot,
+  hostsSaid,
   isSharedCause,
 } from "./fleet_policy.ts";
 
@@ -36,6 +38,14 @@ export interface FleetTeller {
 export { ETCD_RETRY_MS } from "./fleet_session.ts";
 /** How often a restart waiting for its slot looks again. */
 export const SLOT_POLL_MS = 250;
+
+/** What a restart asks of the fleet. */
+export interface RestartAsk {
+  /** The failure is certain (master gone, a certain hang): a shared cause never holds it. */
+  certain: boolean;
+  /** Stop or reload: the slot wait ends, the slot is let go, and the restart does not run. */
+  signal?: AbortSignal | undefined;
+}
 
 /** The fleet's view at one moment. */
 interface FleetView {
@@ -55,8 +65,8 @@ export class FleetLink {
   private readonly failing = new Set<string>();
   private slots = 0;
   private alert: FleetAlertState = null;
-  /** Targets whose held restart is said already (said again once the hold ends). */
-  private readonly heldSaid = new Set<string>();
+  /** Targets whose restarts a shared cause holds: since when, and what was said of it. */
+  private readonly holds = new Map<string, { since: number; said: boolean; over: boolean }>();
 
   constructor(readonly settings: FleetSettings, private readonly deps: Deps) {
     this.etcd = new FleetSession(settings, deps);
@@ -70,7 +80,7 @@ export class FleetLink {
     if (failing) this.failing.add(target);
     else {
       this.failing.delete(target);
-      this.heldSaid.delete(target);
+      this.holds.delete(target);
     }
     await this.etcd.ask(async () => {
       if (failing && !this.etcd.written.has(target)) {
@@ -92,42 +102,40 @@ export class FleetLink {
 
   /**
    * Runs `work` (the target's restart) when the fleet allows it: not while a shared cause holds
-   * restarts (then null, and `work` does not run), and once this host's slot is among the first
+   * restarts (then null, and `work` does not run) unless the failure is certain or the target's
+   * restarts have been held `max_hold` already, and once this host's slot is among the first
    * `max_concurrent_restarts` (waiting at most `slot_wait`); the slot is let go after. Without
-   * etcd, `work` runs at once.
+   * etcd, `work` runs at once. `ask.signal` aborted (stop, reload): the wait ends, the slot is let
+   * go, and null without `work`.
    */
-  async restart<T>(target: string, teller: FleetTeller, work: () => Promise<T>): Promise<T | null> {
+  async restart<T>(
+    target: string,
+    teller: FleetTeller,
+    work: () => Promise<T>,
+    ask: RestartAsk = { certain: false },
+  ): Promise<T | null> {
+    if (ask.signal?.aborted) return null;
     const view = await this.etcd.ask(() => this.look(teller));
-    if (view?.shared === true) {
-      if (!this.heldSaid.has(target)) {
-        this.heldSaid.add(target);
-        logger.warn(
-          "Restart held: {n} of {size} hosts of the fleet fail at once ({hosts}), a shared cause that restarting would not mend; waiting for it to end.",
-          {
-            n: view.failing.length,
-            size: fleetSize(this.settings.hosts),
-            hosts: view.failing.join(", "),
-            target,
-          },
-        );
-      }
-      return null;
-    }
-    this.heldSaid.delete(target);
+    if (ask.signal?.aborted) return null;
+    if (this.held(target, view, ask.certain)) return null;
     if (view === undefined) return await work();
     const slot = keyOf(this.settings, "slots", target);
     const put = await this.etcd.ask(async () => {
       await this.etcd.client.put(slot, this.settings.host, await this.etcd.leaseId());
       return true;
     });
-    if (put === undefined) return await work();
+    if (put === undefined) return ask.signal?.aborted ? null : await work();
     this.slots++;
+    let ran = false;
     try {
-      await this.waitForSlot(slot, target);
+      await this.waitForSlot(slot, target, ask.signal);
+      if (ask.signal?.aborted) return null;
+      ran = true;
       return await work();
     } finally {
       // said before the slot goes: the next host's restart begins after this line
-      logger.info("Restart done: letting go of the fleet restart slot.", { target });
+      if (ran) logger.info("Restart done: letting go of the fleet restart slot.", { target });
+      else logger.info("Stopping: letting go of the fleet restart slot, no restart.", { target });
       this.slots--;
       await this.etcd.ask(async () => {
         await this.etcd.client.delete(slot);
@@ -136,16 +144,59 @@ export class FleetLink {
     }
   }
 
-  /** Waits until `slot` is among the first ones, at most `slot_wait`; etcd gone ends the wait. */
-  private async waitForSlot(slot: string, target: string): Promise<void> {
+  /**
+   * Whether the shared cause in `view` holds this restart of `target`: never a certain failure,
+   * and at most `max_hold` since the target's restarts were first held. Said once each way.
+   */
+  private held(target: string, view: FleetView | undefined, certain: boolean): boolean {
+    const now = this.now();
+    const shared = view?.shared === true;
+    if (!shared) {
+      this.holds.delete(target);
+      return false;
+    }
+    const hold = this.holds.get(target) ?? { since: now, said: false, over: false };
+    this.holds.set(target, hold);
+    const size = fleetSize(this.settings.hosts);
+    const { n, names } = hostsSaid(view!.failing, size);
+    if (!holdsRestart(shared, certain, hold.since, now, this.settings.maxHoldMs)) {
+      if (certain) {
+        logger.info(
+          "{n} of {size} hosts of the fleet fail at once, but this failure is certain (php-fpm's master gone, or a certain hang): restarting, one fleet slot at a time.",
+          { n, size, target },
+        );
+      } else if (!hold.over) {
+        hold.over = true;
+        logger.warn(
+          "Restarts held {s} s (max_hold) while {n} of {size} hosts fail: restarting now, one fleet slot at a time.",
+          { s: Math.round((now - hold.since) / 1000), n, size, target },
+        );
+      }
+      return false;
+    }
+    if (!hold.said) {
+      hold.said = true;
+      logger.warn(
+        "Restart held: {n} of {size} hosts of the fleet fail at once ({hosts}), a shared cause that restarting would not mend; waiting for it to end, at most {max} s.",
+        { n, size, hosts: names, max: this.settings.maxHoldMs / 1000, target },
+      );
+    }
+    return true;
+  }
+
+  /**
+   * Waits until `slot` is among the first ones, at most `slot_wait`; etcd gone or `signal`
+   * aborted ends the wait.
+   */
+  private async waitForSlot(slot: string, target: string, signal?: AbortSignal): Promise<void> {
     const { maxConcurrentRestarts: max, slotWaitMs } = this.settings;
     const start = this.now();
     let said = false;
-    while (true) {
+    while (!signal?.aborted) {
       const keys = await this.etcd.ask(() =>
         this.etcd.client.list(`${this.settings.prefix}slots/`)
       );
-      if (keys === undefined) return;
+      if (keys === undefined || signal?.aborted) return;
       const ordered = keys.map((k) => k.key);
       if (holdsSlot(ordered, slot, max)) {
         logger.info("Fleet restart slot taken ({ms} ms waited): restarting.", {
@@ -169,7 +220,7 @@ export class FleetLink {
         );
         return;
       }
-      await this.deps.clock.sleep(SLOT_POLL_MS);
+      await this.deps.clock.sleep(SLOT_POLL_MS, signal);
     }
   }
 
@@ -184,7 +235,9 @@ export class FleetLink {
     if (move === "claim") await this.claim(view, teller);
     else if (move === "resolve") await this.resolve(view, teller);
     else if (move === "forget") {
-      logger.info("The fleet-wide failure is over: {n} hosts fail now.", { n: failing.length });
+      logger.info("The fleet-wide failure is over: {n} hosts fail now.", {
+        n: hostsSaid(failing, fleetSize(hosts)).n,
+      });
       this.alert = null;
     }
     return view;
@@ -198,18 +251,21 @@ export class FleetLink {
       await this.etcd.leaseId(),
     );
     this.alert = { owner, since: this.now(), hosts: view.failing };
-    const message = `Fleet-wide failure: ${view.failing.length} of ${
-      fleetSize(hosts)
-    } hosts fail at once (${view.failing.join(", ")}); restarts are held until fewer fail.`;
+    const size = fleetSize(hosts);
+    const { n, names } = hostsSaid(view.failing, size);
+    const message =
+      `Fleet-wide failure: ${n} of ${size} hosts fail at once (${names}); restarts are held until fewer fail (at most ${
+        this.settings.maxHoldMs / 1000
+      } s; a certain crash or hang is restarted at once).`;
     if (!owner) {
       logger.warn("{message} Another host alerts.", { message });
       return;
     }
     teller.event("error", message, "PHP fleet-wide failure", [
-      `Failing hosts: ${view.failing.join(", ")}`,
+      `Failing hosts: ${names}`,
       `Restarts are held while more than ${
         Math.round(this.settings.sharedCauseShare * 1000) / 10
-      } % of the ${fleetSize(hosts)} hosts fail: look for a shared cause (the database, a deploy).`,
+      } % of the ${size} hosts fail: look for a shared cause (the database, a deploy).`,
     ], null);
   }
 
@@ -218,9 +274,9 @@ export class FleetLink {
     this.alert = null;
     teller.event(
       "info",
-      `Fleet-wide failure over after ${
-        Math.round((this.now() - since) / 1000)
-      } s: ${view.failing.length} hosts fail now; restarts go on.`,
+      `Fleet-wide failure over after ${Math.round((this.now() - since) / 1000)} s: ${
+        hostsSaid(view.failing, fleetSize(this.settings.hosts)).n
+      } hosts fail now; restarts go on.`,
       "PHP fleet-wide failure resolved",
       [],
       null,

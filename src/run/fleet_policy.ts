@@ -27,6 +27,38 @@ export function failingHosts(
   return [...found].sort();
 }
 
+/** The most host names a message lists; the rest are counted ("+N more"). */
+export const MAX_HOSTS_SHOWN = 20;
+
+/**
+ * The failing hosts as a message says them: their number, at most the fleet's size (a forged
+ * listing cannot claim more), and at most {@link MAX_HOSTS_SHOWN} names, then "+N more".
+ */
+export function hostsSaid(
+  failing: readonly string[],
+  size: number,
+): { n: number; names: string } {
+  const shown = failing.slice(0, MAX_HOSTS_SHOWN).join(", ");
+  const more = failing.length - MAX_HOSTS_SHOWN;
+  return { n: Math.min(failing.length, size), names: more > 0 ? `${shown} +${more} more` : shown };
+}
+
+/**
+ * Whether a shared cause holds a restart now: never a certain failure's (a master gone, a
+ * certain hang: restarting mends it whatever the others do), and not once the target's restarts
+ * have been held `maxHoldMs` (since `heldSince`): they resume then, through the slots.
+ */
+export function holdsRestart(
+  shared: boolean,
+  certain: boolean,
+  heldSince: number | null,
+  now: number,
+  maxHoldMs: number,
+): boolean {
+  if (!shared || certain) return false;
+  return heldSince === null || now - heldSince < maxHoldMs;
+}
+
 /**
  * Whether `failing` hosts of `size` at the same time is a shared cause (the database, a bad
  * deploy): more than `share` of them. Restarts are held then: the herd would meet the cause.

@@ -3,7 +3,9 @@ import {
   failingHosts,
   fleetAlertMove,
   fleetSize,
+  holdsRestart,
   holdsSlot,
+  hostsSaid,
   isSharedCause,
 } from "../../src/run/fleet_policy.ts";
 
@@ -47,4 +49,21 @@ Deno.test("fleet policy: the fleet-wide alert is claimed once and resolved by it
   assert.equal(fleetAlertMove(owner, false), "resolve");
   assert.equal(fleetAlertMove(other, false), "forget");
   assert.equal(fleetAlertMove(null, false), "none");
+});
+
+Deno.test("fleet policy: a certain failure is never held; others at most max_hold", () => {
+  assert.equal(holdsRestart(true, false, 0, 1000, 60_000), true);
+  assert.equal(holdsRestart(true, true, 0, 1000, 60_000), false, "certain: never held");
+  assert.equal(holdsRestart(true, false, 0, 59_999, 60_000), true);
+  assert.equal(holdsRestart(true, false, 0, 60_000, 60_000), false, "max_hold over");
+  assert.equal(holdsRestart(false, false, null, 0, 60_000), false);
+});
+
+Deno.test("fleet policy: failing hosts said as at most the fleet's size, 20 names then +N more", () => {
+  assert.deepEqual(hostsSaid(["a", "b"], 3), { n: 2, names: "a, b" });
+  const many = Array.from({ length: 25 }, (_, i) => `h${i}`);
+  const said = hostsSaid(many, 10);
+  assert.equal(said.n, 10);
+  assert.equal(said.names.split(", ").length, 20);
+  assert.match(said.names, /h19 \+5 more$/);
 });

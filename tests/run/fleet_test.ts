@@ -32,6 +32,7 @@ function settings(host: string, over: Partial<FleetSettings> = {}): FleetSetting
     sharedCauseShare: 1,
     leaseTtlMs: FLEET_DEFAULTS.leaseTtlMs,
     slotWaitMs: 10_000,
+    maxHoldMs: FLEET_DEFAULTS.maxHoldMs,
     requestTimeoutMs: 500,
     ...over,
   };

@@ -15,6 +15,7 @@ import { logger } from "../shared/log.ts";
 import { FleetSession } from "./fleet_session.ts";
 import {
   failingHosts,
+  FLEET_ALERT_EVERY_MS,
   fleetAlertMove,
   type FleetAlertState,
   fleetSize,
@@ -22,6 +23,7 @@ import {
   holdsSlot,
   hostsSaid,
   isSharedCause,
+  mayAlertAgain,
 } from "./fleet_policy.ts";
 
 /** Where the fleet's alert goes: the target's teller (one log line, and one alert). */
@@ -65,6 +67,11 @@ export class FleetLink {
   private readonly failing = new Set<string>();
   private slots = 0;
   private alert: FleetAlertState = null;
+  /** When each direction of the fleet-wide alert was last sent. */
+  private readonly lastAlertAt: { failure: number | null; resolved: number | null } = {
+    failure: null,
+    resolved: null,
+  };
   /** Targets whose restarts a shared cause holds: since when, and what was said of it. */
   private readonly holds = new Map<string, { since: number; said: boolean; over: boolean }>();
 
@@ -231,8 +238,10 @@ export class FleetLink {
     const failing = failingHosts(keys.map((k) => k.key.slice(`${prefix}failing/`.length)), hosts);
     const shared = isSharedCause(failing.length, fleetSize(hosts), sharedCauseShare);
     const view = { failing, shared };
-    const move = fleetAlertMove(this.alert, shared);
+    const move = fleetAlertMove(this.alert, shared, this.now());
     if (move === "claim") await this.claim(view, teller);
+    else if (move === "below" && this.alert !== null) this.alert.belowSince = this.now();
+    else if (move === "above" && this.alert !== null) this.alert.belowSince = null;
     else if (move === "resolve") await this.resolve(view, teller);
     else if (move === "forget") {
       logger.info("The fleet-wide failure is over: {n} hosts fail now.", {
@@ -250,7 +259,9 @@ export class FleetLink {
       host,
       await this.etcd.leaseId(),
     );
-    this.alert = { owner, since: this.now(), hosts: view.failing };
+    // a flapping share alerts at most once per FLEET_ALERT_EVERY_MS: the rest only in the log
+    const alerted = owner && mayAlertAgain(this.lastAlertAt.failure, this.now());
+    this.alert = { owner, alerted, since: this.now(), hosts: view.failing, belowSince: null };
     const size = fleetSize(hosts);
     const { n, names } = hostsSaid(view.failing, size);
     const message =
@@ -261,6 +272,14 @@ export class FleetLink {
       logger.warn("{message} Another host alerts.", { message });
       return;
     }
+    if (!alerted) {
+      logger.warn("{message} (Alerted less than {min} min ago: not again.)", {
+        message,
+        min: FLEET_ALERT_EVERY_MS / 60_000,
+      });
+      return;
+    }
+    this.lastAlertAt.failure = this.now();
     teller.event("error", message, "PHP fleet-wide failure", [
       `Failing hosts: ${names}`,
       `Restarts are held while more than ${
@@ -271,16 +290,16 @@ export class FleetLink {
 
   private async resolve(view: FleetView, teller: FleetTeller): Promise<void> {
     const since = this.alert?.since ?? this.now();
+    const alerted = this.alert?.alerted === true;
     this.alert = null;
-    teller.event(
-      "info",
-      `Fleet-wide failure over after ${Math.round((this.now() - since) / 1000)} s: ${
-        hostsSaid(view.failing, fleetSize(this.settings.hosts)).n
-      } hosts fail now; restarts go on.`,
-      "PHP fleet-wide failure resolved",
-      [],
-      null,
-    );
+    const message = `Fleet-wide failure over after ${Math.round((this.now() - since) / 1000)} s: ${
+      hostsSaid(view.failing, fleetSize(this.settings.hosts)).n
+    } hosts fail now; restarts go on.`;
+    // resolved only what was alerted, at most once per FLEET_ALERT_EVERY_MS
+    if (alerted && mayAlertAgain(this.lastAlertAt.resolved, this.now())) {
+      this.lastAlertAt.resolved = this.now();
+      teller.event("info", message, "PHP fleet-wide failure resolved", [], null);
+    } else logger.info("{message}", { message });
     await this.etcd.client.delete(`${this.settings.prefix}fleet-alert`);
   }
 

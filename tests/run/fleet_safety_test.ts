@@ -33,7 +33,7 @@ class ManualClock implements Clock {
   async advance(ms: number): Promise<void> {
     this.time += ms;
     for (const w of this.waiters.filter((w) => w.at <= this.time)) w.wake();
-    for (let i = 0; i < 20; i++) await new Promise((r) => setTimeout(r, 0));
+    for (let i = 0; i < 5; i++) await new Promise((r) => setTimeout(r, 0));
   }
 }
 
@@ -196,6 +196,44 @@ Deno.test("fleet: a stop during the slot wait lets the slot go, and does not res
       null,
     );
     assert.equal(restarted, 0);
+  } finally {
+    await Promise.all(links.map((l) => l.close()));
+  }
+});
+
+Deno.test("fleet: a flapping share alerts once, resolves after 60 s below, and alerts at most every 5 min", async () => {
+  const logs = captureLogs();
+  const { clock, links } = setup();
+  const t = teller();
+  /** One step of every host: b and c failing (2 of 3, a shared cause), or all healthy. */
+  const step = async (shared: boolean) => {
+    await links[0]!.observe("php", false, t);
+    await links[1]!.observe("php", shared, t);
+    await links[2]!.observe("php", shared, t);
+    await clock.advance(1000);
+  };
+  try {
+    for (let i = 0; i < 20; i++) await step(i % 3 === 0);
+    assert.deepEqual(t.alerts.map((a) => a.split(":")[0]), ["PHP fleet-wide failure"]);
+    // below the threshold for 60 s: resolved, once
+    for (let i = 0; i < 62; i++) await step(false);
+    assert.deepEqual(t.alerts.map((a) => a.split(":")[0]), [
+      "PHP fleet-wide failure",
+      "PHP fleet-wide failure resolved",
+    ]);
+    // flapping again within 5 min of the first alert: said in the log, not alerted
+    for (let i = 0; i < 20; i++) await step(i % 3 === 0);
+    for (let i = 0; i < 62; i++) await step(false);
+    assert.equal(t.alerts.length, 2, t.alerts.join("\n"));
+    assert.ok(logs.lines().some((l) => /Alerted less than 5 min ago: not again/.test(l)));
+    // 5 min after: alerted again, and its resolution
+    await clock.advance(300_000);
+    await step(true);
+    for (let i = 0; i < 62; i++) await step(false);
+    assert.deepEqual(t.alerts.map((a) => a.split(":")[0]).slice(2), [
+      "PHP fleet-wide failure",
+      "PHP fleet-wide failure resolved",
+    ]);
   } finally {
     await Promise.all(links.map((l) => l.close()));
   }

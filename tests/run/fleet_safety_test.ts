@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { FLEET_DEFAULTS, type FleetSettings } from "../../src/config/fleet_settings.ts";
 import { FleetLink, type FleetTeller } from "../../src/run/fleet.ts";
+import { FleetSession } from "../../src/run/fleet_session.ts";
 import type { Clock } from "../../src/shared/deps.ts";
 import { captureLogs, testDeps } from "../support/fakes.ts";
 import { FakeEtcd } from "../support/fake_etcd.ts";
@@ -236,5 +237,36 @@ Deno.test("fleet: a flapping share alerts once, resolves after 60 s below, and a
     ]);
   } finally {
     await Promise.all(links.map((l) => l.close()));
+  }
+});
+
+Deno.test("fleet: a refusing etcd keeps no keepalive per step, and is said once, and once when it accepts", async () => {
+  const logs = captureLogs();
+  const etcd = new FakeEtcd();
+  const clock = new ManualClock();
+  const session = new FleetSession(
+    settings("a"),
+    testDeps({ clock, etcdPost: etcd.post } as never),
+  );
+  etcd.refuse.add("/v3/kv/put");
+  const put = () =>
+    session.ask(async () => {
+      await session.client.put("/php-relaunch/failing/a/php", "x", await session.leaseId());
+      return true;
+    });
+  try {
+    for (let i = 0; i < 20; i++) {
+      assert.equal(await put(), undefined);
+      await clock.advance(1000);
+    }
+    assert.ok(session.keeping <= 1, `${session.keeping} keepalive loops`);
+    assert.equal(logs.lines().filter((l) => /^etcd refused/.test(l)).length, 1);
+    etcd.refuse.clear();
+    assert.equal(await put(), true);
+    assert.equal(await put(), true);
+    assert.equal(session.keeping, 1);
+    assert.equal(logs.lines().filter((l) => /etcd answers again/.test(l)).length, 1);
+  } finally {
+    await session.close();
   }
 });

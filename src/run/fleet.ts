@@ -13,29 +13,17 @@ import type { FleetSettings } from "../config/fleet_settings.ts";
 import type { Deps } from "../shared/deps.ts";
 import { logger } from "../shared/log.ts";
 import { FleetSession } from "./fleet_session.ts";
+import { FleetAlert, type FleetTeller, type FleetView } from "./fleet_alert.ts";
 import {
   failingHosts,
-  FLEET_ALERT_EVERY_MS,
-  fleetAlertMove,
-  type FleetAlertState,
   fleetSize,
   holdsRestart,
   holdsSlot,
   hostsSaid,
   isSharedCause,
-  mayAlertAgain,
 } from "./fleet_policy.ts";
 
-/** Where the fleet's alert goes: the target's teller (one log line, and one alert). */
-export interface FleetTeller {
-  event(
-    level: "info" | "warn" | "error",
-    message: string,
-    subject: string | null,
-    details: string[],
-    thread: null,
-  ): void;
-}
+export type { FleetTeller } from "./fleet_alert.ts";
 
 export { ETCD_RETRY_MS } from "./fleet_session.ts";
 /** How often a restart waiting for its slot looks again. */
@@ -49,12 +37,6 @@ export interface RestartAsk {
   signal?: AbortSignal | undefined;
 }
 
-/** The fleet's view at one moment. */
-interface FleetView {
-  failing: string[];
-  shared: boolean;
-}
-
 /** The key of `target` of this host, of a kind: `<prefix>failing/<host>/<target>`. */
 function keyOf(settings: FleetSettings, kind: "failing" | "slots", target: string): string {
   return `${settings.prefix}${kind}/${settings.host}/${target}`;
@@ -66,17 +48,14 @@ export class FleetLink {
   /** Targets failing now. */
   private readonly failing = new Set<string>();
   private slots = 0;
-  private alert: FleetAlertState = null;
-  /** When each direction of the fleet-wide alert was last sent. */
-  private readonly lastAlertAt: { failure: number | null; resolved: number | null } = {
-    failure: null,
-    resolved: null,
-  };
+  private readonly alert: FleetAlert;
+
   /** Targets whose restarts a shared cause holds: since when, and what was said of it. */
   private readonly holds = new Map<string, { since: number; said: boolean; over: boolean }>();
 
   constructor(readonly settings: FleetSettings, private readonly deps: Deps) {
     this.etcd = new FleetSession(settings, deps);
+    this.alert = new FleetAlert(settings, deps, this.etcd);
   }
 
   /**
@@ -102,7 +81,7 @@ export class FleetLink {
         await this.etcd.client.delete(keyOf(this.settings, "failing", target));
         this.etcd.written.delete(target);
       }
-      if (this.failing.size > 0 || this.alert !== null) await this.look(teller);
+      if (this.failing.size > 0 || this.alert.open) await this.look(teller);
       await this.letGoWhenIdle();
     });
   }
@@ -238,74 +217,13 @@ export class FleetLink {
     const failing = failingHosts(keys.map((k) => k.key.slice(`${prefix}failing/`.length)), hosts);
     const shared = isSharedCause(failing.length, fleetSize(hosts), sharedCauseShare);
     const view = { failing, shared };
-    const move = fleetAlertMove(this.alert, shared, this.now());
-    if (move === "claim") await this.claim(view, teller);
-    else if (move === "below" && this.alert !== null) this.alert.belowSince = this.now();
-    else if (move === "above" && this.alert !== null) this.alert.belowSince = null;
-    else if (move === "resolve") await this.resolve(view, teller);
-    else if (move === "forget") {
-      logger.info("The fleet-wide failure is over: {n} hosts fail now.", {
-        n: hostsSaid(failing, fleetSize(hosts)).n,
-      });
-      this.alert = null;
-    }
+    await this.alert.move(view, teller);
     return view;
-  }
-
-  private async claim(view: FleetView, teller: FleetTeller): Promise<void> {
-    const { prefix, host, hosts } = this.settings;
-    const owner = await this.etcd.client.putIfAbsent(
-      `${prefix}fleet-alert`,
-      host,
-      await this.etcd.leaseId(),
-    );
-    // a flapping share alerts at most once per FLEET_ALERT_EVERY_MS: the rest only in the log
-    const alerted = owner && mayAlertAgain(this.lastAlertAt.failure, this.now());
-    this.alert = { owner, alerted, since: this.now(), hosts: view.failing, belowSince: null };
-    const size = fleetSize(hosts);
-    const { n, names } = hostsSaid(view.failing, size);
-    const message =
-      `Fleet-wide failure: ${n} of ${size} hosts fail at once (${names}); restarts are held until fewer fail (at most ${
-        this.settings.maxHoldMs / 1000
-      } s; a certain crash or hang is restarted at once).`;
-    if (!owner) {
-      logger.warn("{message} Another host alerts.", { message });
-      return;
-    }
-    if (!alerted) {
-      logger.warn("{message} (Alerted less than {min} min ago: not again.)", {
-        message,
-        min: FLEET_ALERT_EVERY_MS / 60_000,
-      });
-      return;
-    }
-    this.lastAlertAt.failure = this.now();
-    teller.event("error", message, "PHP fleet-wide failure", [
-      `Failing hosts: ${names}`,
-      `Restarts are held while more than ${
-        Math.round(this.settings.sharedCauseShare * 1000) / 10
-      } % of the ${size} hosts fail: look for a shared cause (the database, a deploy).`,
-    ], null);
-  }
-
-  private async resolve(view: FleetView, teller: FleetTeller): Promise<void> {
-    const since = this.alert?.since ?? this.now();
-    const alerted = this.alert?.alerted === true;
-    this.alert = null;
-    const message = `Fleet-wide failure over after ${Math.round((this.now() - since) / 1000)} s: ${
-      hostsSaid(view.failing, fleetSize(this.settings.hosts)).n
-    } hosts fail now; restarts go on.`;
-    // resolved only what was alerted, at most once per FLEET_ALERT_EVERY_MS
-    if (alerted && mayAlertAgain(this.lastAlertAt.resolved, this.now())) {
-      this.lastAlertAt.resolved = this.now();
-      teller.event("info", message, "PHP fleet-wide failure resolved", [], null);
-    } else logger.info("{message}", { message });
-    await this.etcd.client.delete(`${this.settings.prefix}fleet-alert`);
   }
 
   /** Nothing failing, no slot, no alert to resolve: the lease is revoked, its keys with it. */
   private async letGoWhenIdle(): Promise<void> {
-    if (this.failing.size > 0 || this.slots > 0 || this.alert?.owner === true) return;
+    if (this.failing.size > 0 || this.slots > 0 || this.alert.owner) return;
     await this.etcd.revoke();
   }
 
@@ -313,7 +231,7 @@ export class FleetLink {
   async close(): Promise<void> {
     this.failing.clear();
     this.slots = 0;
-    this.alert = null;
+    this.alert.close();
     await this.etcd.close();
   }
 

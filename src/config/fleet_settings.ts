@@ -26,6 +26,11 @@ export interface FleetSettings {
   readonly leaseTtlMs: number;
   /** The longest a restart waits for its slot; then it goes on without it. */
   readonly slotWaitMs: number;
+  /**
+   * The longest a shared cause holds a target's restarts (not a certain failure's: never held);
+   * then they resume, one slot at a time.
+   */
+  readonly maxHoldMs: number;
   /** The most one request to one etcd member may take. */
   readonly requestTimeoutMs: number;
 }
@@ -37,6 +42,7 @@ export const FLEET_DEFAULTS = {
   sharedCauseShare: 0.5,
   leaseTtlMs: 15_000,
   slotWaitMs: 60_000,
+  maxHoldMs: 300_000,
   requestTimeoutMs: 1000,
 } as const;
 
@@ -153,6 +159,7 @@ export const fleetFileSchema = v.strictObject({
   })),
   lease_ttl: v.optional(seconds(5000, 300_000)),
   slot_wait: v.optional(seconds(1000, 3_600_000)),
+  max_hold: v.optional(seconds(30_000, 3_600_000)),
   timeout: v.optional(seconds(100, 10_000)),
 });
 
@@ -171,6 +178,7 @@ export function fleetSettingsOf(file: FleetFile, hostname: string): FleetSetting
     sharedCauseShare: file.shared_cause_share ?? FLEET_DEFAULTS.sharedCauseShare,
     leaseTtlMs: file.lease_ttl ?? FLEET_DEFAULTS.leaseTtlMs,
     slotWaitMs: file.slot_wait ?? FLEET_DEFAULTS.slotWaitMs,
+    maxHoldMs: file.max_hold ?? FLEET_DEFAULTS.maxHoldMs,
     requestTimeoutMs: file.timeout ?? FLEET_DEFAULTS.requestTimeoutMs,
   });
 }
@@ -191,6 +199,8 @@ export function describeFleet(f: FleetSettings | null | undefined): string[] {
       f.slotWaitMs / 1000
     } s for its slot); restarts held while more than ${
       Math.round(f.sharedCauseShare * 1000) / 10
-    } % of the hosts fail; lease ${f.leaseTtlMs / 1000} s; watch mode only`,
+    } % of the hosts fail, at most ${f.maxHoldMs / 1000} s (a certain crash or hang never); lease ${
+      f.leaseTtlMs / 1000
+    } s; watch mode only`,
   ];
 }

@@ -101,10 +101,17 @@ export class TargetDrain {
     });
   }
 
-  /** A restart of `first` on `rungs` begins: drain now; {@link settle} waits for the balancer. */
+  /**
+   * A restart of `first` on `rungs` begins: drain now; {@link settle} waits for the balancer. Begun
+   * again while it drains (the fleet's slot wait, then the restart), the drain counts from the
+   * first time.
+   */
   beginRestart(first: ProbeResult, rungs: readonly Rung[]): void {
     const waitMs = drainWaitFor(first, rungs, this.drainWaitMs);
-    this.actAt = waitMs > 0 ? this.clock.now() + waitMs : null;
+    const actAt = waitMs > 0 ? this.clock.now() + waitMs : null;
+    this.actAt = actAt !== null && this.acting !== null && this.actAt !== null
+      ? Math.min(this.actAt, actAt)
+      : actAt;
     this.changing(() => this.acting = first.certain === undefined ? "restarting" : "crash");
   }
 

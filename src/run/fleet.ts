@@ -13,34 +13,28 @@ import type { FleetSettings } from "../config/fleet_settings.ts";
 import type { Deps } from "../shared/deps.ts";
 import { logger } from "../shared/log.ts";
 import { FleetSession } from "./fleet_session.ts";
+import { FleetAlert, type FleetTeller, type FleetView } from "./fleet_alert.ts";
 import {
   failingHosts,
-  fleetAlertMove,
-  type FleetAlertState,
   fleetSize,
+  holdsRestart,
   holdsSlot,
+  hostsSaid,
   isSharedCause,
 } from "./fleet_policy.ts";
 
-/** Where the fleet's alert goes: the target's teller (one log line, and one alert). */
-export interface FleetTeller {
-  event(
-    level: "info" | "warn" | "error",
-    message: string,
-    subject: string | null,
-    details: string[],
-    thread: null,
-  ): void;
-}
+export type { FleetTeller } from "./fleet_alert.ts";
 
 export { ETCD_RETRY_MS } from "./fleet_session.ts";
 /** How often a restart waiting for its slot looks again. */
 export const SLOT_POLL_MS = 250;
 
-/** The fleet's view at one moment. */
-interface FleetView {
-  failing: string[];
-  shared: boolean;
+/** What a restart asks of the fleet. */
+export interface RestartAsk {
+  /** The failure is certain (master gone, a certain hang): a shared cause never holds it. */
+  certain: boolean;
+  /** Stop or reload: the slot wait ends, the slot is let go, and the restart does not run. */
+  signal?: AbortSignal | undefined;
 }
 
 /** The key of `target` of this host, of a kind: `<prefix>failing/<host>/<target>`. */
@@ -54,12 +48,14 @@ export class FleetLink {
   /** Targets failing now. */
   private readonly failing = new Set<string>();
   private slots = 0;
-  private alert: FleetAlertState = null;
-  /** Targets whose held restart is said already (said again once the hold ends). */
-  private readonly heldSaid = new Set<string>();
+  private readonly alert: FleetAlert;
+
+  /** Targets whose restarts a shared cause holds: since when, and what was said of it. */
+  private readonly holds = new Map<string, { since: number; said: boolean; over: boolean }>();
 
   constructor(readonly settings: FleetSettings, private readonly deps: Deps) {
     this.etcd = new FleetSession(settings, deps);
+    this.alert = new FleetAlert(settings, deps, this.etcd);
   }
 
   /**
@@ -70,7 +66,7 @@ export class FleetLink {
     if (failing) this.failing.add(target);
     else {
       this.failing.delete(target);
-      this.heldSaid.delete(target);
+      this.holds.delete(target);
     }
     await this.etcd.ask(async () => {
       if (failing && !this.etcd.written.has(target)) {
@@ -85,49 +81,47 @@ export class FleetLink {
         await this.etcd.client.delete(keyOf(this.settings, "failing", target));
         this.etcd.written.delete(target);
       }
-      if (this.failing.size > 0 || this.alert !== null) await this.look(teller);
+      if (this.failing.size > 0 || this.alert.open) await this.look(teller);
       await this.letGoWhenIdle();
     });
   }
 
   /**
    * Runs `work` (the target's restart) when the fleet allows it: not while a shared cause holds
-   * restarts (then null, and `work` does not run), and once this host's slot is among the first
+   * restarts (then null, and `work` does not run) unless the failure is certain or the target's
+   * restarts have been held `max_hold` already, and once this host's slot is among the first
    * `max_concurrent_restarts` (waiting at most `slot_wait`); the slot is let go after. Without
-   * etcd, `work` runs at once.
+   * etcd, `work` runs at once. `ask.signal` aborted (stop, reload): the wait ends, the slot is let
+   * go, and null without `work`.
    */
-  async restart<T>(target: string, teller: FleetTeller, work: () => Promise<T>): Promise<T | null> {
+  async restart<T>(
+    target: string,
+    teller: FleetTeller,
+    work: () => Promise<T>,
+    ask: RestartAsk = { certain: false },
+  ): Promise<T | null> {
+    if (ask.signal?.aborted) return null;
     const view = await this.etcd.ask(() => this.look(teller));
-    if (view?.shared === true) {
-      if (!this.heldSaid.has(target)) {
-        this.heldSaid.add(target);
-        logger.warn(
-          "Restart held: {n} of {size} hosts of the fleet fail at once ({hosts}), a shared cause that restarting would not mend; waiting for it to end.",
-          {
-            n: view.failing.length,
-            size: fleetSize(this.settings.hosts),
-            hosts: view.failing.join(", "),
-            target,
-          },
-        );
-      }
-      return null;
-    }
-    this.heldSaid.delete(target);
+    if (ask.signal?.aborted) return null;
+    if (this.held(target, view, ask.certain)) return null;
     if (view === undefined) return await work();
     const slot = keyOf(this.settings, "slots", target);
     const put = await this.etcd.ask(async () => {
       await this.etcd.client.put(slot, this.settings.host, await this.etcd.leaseId());
       return true;
     });
-    if (put === undefined) return await work();
+    if (put === undefined) return ask.signal?.aborted ? null : await work();
     this.slots++;
+    let ran = false;
     try {
-      await this.waitForSlot(slot, target);
+      await this.waitForSlot(slot, target, ask.signal);
+      if (ask.signal?.aborted) return null;
+      ran = true;
       return await work();
     } finally {
       // said before the slot goes: the next host's restart begins after this line
-      logger.info("Restart done: letting go of the fleet restart slot.", { target });
+      if (ran) logger.info("Restart done: letting go of the fleet restart slot.", { target });
+      else logger.info("Stopping: letting go of the fleet restart slot, no restart.", { target });
       this.slots--;
       await this.etcd.ask(async () => {
         await this.etcd.client.delete(slot);
@@ -136,16 +130,59 @@ export class FleetLink {
     }
   }
 
-  /** Waits until `slot` is among the first ones, at most `slot_wait`; etcd gone ends the wait. */
-  private async waitForSlot(slot: string, target: string): Promise<void> {
+  /**
+   * Whether the shared cause in `view` holds this restart of `target`: never a certain failure,
+   * and at most `max_hold` since the target's restarts were first held. Said once each way.
+   */
+  private held(target: string, view: FleetView | undefined, certain: boolean): boolean {
+    const now = this.now();
+    const shared = view?.shared === true;
+    if (!shared) {
+      this.holds.delete(target);
+      return false;
+    }
+    const hold = this.holds.get(target) ?? { since: now, said: false, over: false };
+    this.holds.set(target, hold);
+    const size = fleetSize(this.settings.hosts);
+    const { n, names } = hostsSaid(view!.failing, size);
+    if (!holdsRestart(shared, certain, hold.since, now, this.settings.maxHoldMs)) {
+      if (certain) {
+        logger.info(
+          "{n} of {size} hosts of the fleet fail at once, but this failure is certain (php-fpm's master gone, or a certain hang): restarting, one fleet slot at a time.",
+          { n, size, target },
+        );
+      } else if (!hold.over) {
+        hold.over = true;
+        logger.warn(
+          "Restarts held {s} s (max_hold) while {n} of {size} hosts fail: restarting now, one fleet slot at a time.",
+          { s: Math.round((now - hold.since) / 1000), n, size, target },
+        );
+      }
+      return false;
+    }
+    if (!hold.said) {
+      hold.said = true;
+      logger.warn(
+        "Restart held: {n} of {size} hosts of the fleet fail at once ({hosts}), a shared cause that restarting would not mend; waiting for it to end, at most {max} s.",
+        { n, size, hosts: names, max: this.settings.maxHoldMs / 1000, target },
+      );
+    }
+    return true;
+  }
+
+  /**
+   * Waits until `slot` is among the first ones, at most `slot_wait`; etcd gone or `signal`
+   * aborted ends the wait.
+   */
+  private async waitForSlot(slot: string, target: string, signal?: AbortSignal): Promise<void> {
     const { maxConcurrentRestarts: max, slotWaitMs } = this.settings;
     const start = this.now();
     let said = false;
-    while (true) {
+    while (!signal?.aborted) {
       const keys = await this.etcd.ask(() =>
         this.etcd.client.list(`${this.settings.prefix}slots/`)
       );
-      if (keys === undefined) return;
+      if (keys === undefined || signal?.aborted) return;
       const ordered = keys.map((k) => k.key);
       if (holdsSlot(ordered, slot, max)) {
         logger.info("Fleet restart slot taken ({ms} ms waited): restarting.", {
@@ -169,7 +206,7 @@ export class FleetLink {
         );
         return;
       }
-      await this.deps.clock.sleep(SLOT_POLL_MS);
+      await this.deps.clock.sleep(SLOT_POLL_MS, signal);
     }
   }
 
@@ -180,57 +217,13 @@ export class FleetLink {
     const failing = failingHosts(keys.map((k) => k.key.slice(`${prefix}failing/`.length)), hosts);
     const shared = isSharedCause(failing.length, fleetSize(hosts), sharedCauseShare);
     const view = { failing, shared };
-    const move = fleetAlertMove(this.alert, shared);
-    if (move === "claim") await this.claim(view, teller);
-    else if (move === "resolve") await this.resolve(view, teller);
-    else if (move === "forget") {
-      logger.info("The fleet-wide failure is over: {n} hosts fail now.", { n: failing.length });
-      this.alert = null;
-    }
+    await this.alert.move(view, teller);
     return view;
-  }
-
-  private async claim(view: FleetView, teller: FleetTeller): Promise<void> {
-    const { prefix, host, hosts } = this.settings;
-    const owner = await this.etcd.client.putIfAbsent(
-      `${prefix}fleet-alert`,
-      host,
-      await this.etcd.leaseId(),
-    );
-    this.alert = { owner, since: this.now(), hosts: view.failing };
-    const message = `Fleet-wide failure: ${view.failing.length} of ${
-      fleetSize(hosts)
-    } hosts fail at once (${view.failing.join(", ")}); restarts are held until fewer fail.`;
-    if (!owner) {
-      logger.warn("{message} Another host alerts.", { message });
-      return;
-    }
-    teller.event("error", message, "PHP fleet-wide failure", [
-      `Failing hosts: ${view.failing.join(", ")}`,
-      `Restarts are held while more than ${
-        Math.round(this.settings.sharedCauseShare * 1000) / 10
-      } % of the ${fleetSize(hosts)} hosts fail: look for a shared cause (the database, a deploy).`,
-    ], null);
-  }
-
-  private async resolve(view: FleetView, teller: FleetTeller): Promise<void> {
-    const since = this.alert?.since ?? this.now();
-    this.alert = null;
-    teller.event(
-      "info",
-      `Fleet-wide failure over after ${
-        Math.round((this.now() - since) / 1000)
-      } s: ${view.failing.length} hosts fail now; restarts go on.`,
-      "PHP fleet-wide failure resolved",
-      [],
-      null,
-    );
-    await this.etcd.client.delete(`${this.settings.prefix}fleet-alert`);
   }
 
   /** Nothing failing, no slot, no alert to resolve: the lease is revoked, its keys with it. */
   private async letGoWhenIdle(): Promise<void> {
-    if (this.failing.size > 0 || this.slots > 0 || this.alert?.owner === true) return;
+    if (this.failing.size > 0 || this.slots > 0 || this.alert.owner) return;
     await this.etcd.revoke();
   }
 
@@ -238,7 +231,7 @@ export class FleetLink {
   async close(): Promise<void> {
     this.failing.clear();
     this.slots = 0;
-    this.alert = null;
+    this.alert.close();
     await this.etcd.close();
   }
 

@@ -21,7 +21,10 @@ export class FleetSession {
   readonly written = new Set<string>();
   /** etcd did not answer (said once): when it was last tried. */
   private down: { triedAt: number } | null = null;
-  private readonly keepers: Promise<void>[] = [];
+  /** The keepalive loops still running: each leaves once its lease is let go. */
+  private readonly keepers = new Set<Promise<void>>();
+  /** etcd answered with a refusal (said once): what it said. */
+  private refused: string | null = null;
 
   constructor(private readonly settings: FleetSettings, private readonly deps: Deps) {
     this.client = new EtcdClient(
@@ -39,7 +42,11 @@ export class FleetSession {
     const lease = { id, keeper };
     this.lease = lease;
     id.then(
-      (granted) => this.keepers.push(this.keep(granted, keeper.signal)),
+      (granted) => {
+        const keeping = this.keep(granted, keeper.signal);
+        this.keepers.add(keeping);
+        void keeping.finally(() => this.keepers.delete(keeping));
+      },
       () => {
         if (this.lease === lease) this.lease = null;
       },
@@ -80,8 +87,9 @@ export class FleetSession {
     for (let attempt = 0; attempt < 2; attempt++) {
       try {
         const answer = await what();
-        if (this.down !== null) {
+        if (this.down !== null || this.refused !== null) {
           this.down = null;
+          this.refused = null;
           logger.info("etcd answers again: the fleet's restart cap is back.");
         }
         return answer;
@@ -102,7 +110,14 @@ export class FleetSession {
           this.forgetLease();
           continue;
         }
-        logger.warn("etcd: {error}", { error: describeError(err) });
+        // said once, like unreachable: a refusing etcd (auth, permissions) refuses every step
+        if (this.refused === null) {
+          logger.warn(
+            "etcd refused: {error}; restarts go on as on a single server until it accepts (said again only then).",
+            { error: describeError(err) },
+          );
+        }
+        this.refused = describeError(err);
         return undefined;
       }
     }
@@ -121,6 +136,11 @@ export class FleetSession {
   async close(): Promise<void> {
     await this.revoke().catch(() => {});
     await Promise.all(this.keepers);
+  }
+
+  /** How many keepalive loops run (at most one: the current lease's). */
+  get keeping(): number {
+    return this.keepers.size;
   }
 
   private now(): number {

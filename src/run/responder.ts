@@ -120,6 +120,22 @@ export class Responder {
   ) {}
 
   /**
+   * Runs `wait` (the fleet's slot wait, and the restart once it is let go) as part of a restart of
+   * `first`: the balancer drains from its start, and the loop counts as restarting (slow, bounded
+   * by `slot_wait`, not hung: the liveness checks let it be).
+   */
+  async beforeRestart<T>(first: ProbeResult, retry: boolean, wait: () => Promise<T>): Promise<T> {
+    this.ctx.drain?.beginRestart(first, rungsFor(first, this.ctx.target.rungs, retry));
+    this.restarting = true;
+    try {
+      return await wait();
+    } finally {
+      this.restarting = false;
+      this.ctx.drain?.endRestart();
+    }
+  }
+
+  /**
    * Restarts php-fpm (and php-cgi when asked); true when the heartbeat is healthy again. `retry`:
    * a single attempt after giving up.
    */

@@ -155,7 +155,7 @@ export class TargetWatch {
       paused: false,
       saturated: saturated(poolBefore, memory.counters.pool),
     });
-    const step = await this.carryOut(result, policy, master.live);
+    const step = await this.carryOut(result, policy, master.live, stop);
     // crashing children are told, never restarted: whatever the heartbeat says
     await this.crashes.check();
     return { ...step, confirm: step.confirm || judged.confirm };
@@ -166,6 +166,7 @@ export class TargetWatch {
     result: ProbeResult,
     policy: Policy,
     master: number | null,
+    stop?: AbortSignal,
   ): Promise<Step> {
     const { memory, deps } = this.ctx;
     // a master someone else started changes what the failures mean: look before judging
@@ -197,9 +198,21 @@ export class TargetWatch {
           target: this.ctx.target.name,
         });
       } else {
-        const restart = () => this.responder.restart(result, policy, action.retry === true);
+        const retry = action.retry === true;
+        const restart = () => this.responder.restart(result, policy, retry);
         const fleet = this.ctx.options.fleet;
-        const ok = fleet ? await fleet.restart(this.ctx.target.name, this.teller, restart) : null;
+        // the fleet's slot wait drains and counts as restarting; a stop or reload ends it
+        const ok = fleet
+          ? await this.responder.beforeRestart(
+            result,
+            retry,
+            () =>
+              fleet.restart(this.ctx.target.name, this.teller, restart, {
+                certain: result.certain !== undefined,
+                signal: stop,
+              }),
+          )
+          : null;
         // null: the fleet holds restarts (a shared cause); the next failed probe asks again
         if (fleet && ok === null) continue;
         restartOk = ok ?? await restart();

@@ -13,7 +13,9 @@ import type { Counters } from "../../src/record/metrics.ts";
 import { Balancer, drainWaitFor, saturated, TargetDrain } from "../../src/run/drain.ts";
 import { memoryPauses } from "../../src/run/pause_file.ts";
 import { memoryStateStore } from "../../src/run/state.ts";
-import { loadWatch } from "../../src/run/target.ts";
+import type { FleetLink, RestartAsk } from "../../src/run/fleet.ts";
+import { silentLoop } from "../../src/run/liveness.ts";
+import { loadWatch, type TargetWatch } from "../../src/run/target.ts";
 import type { HttpGet } from "../../src/shared/deps.ts";
 import { FpmHost } from "../support/fpm_host.ts";
 import {
@@ -210,7 +212,12 @@ service = "php8.2-fpm"
  * mode gives it. `status(n)` answers the n-th probe; at the first command that acts (kill,
  * service), what the agent said and how long after the drain began are noted.
  */
-async function stepped(status: (n: number, host: FpmHost) => number, steps: number) {
+async function stepped(
+  status: (n: number, host: FpmHost) => number,
+  steps: number,
+  fleetOf?: (watch: TargetWatch, drain: TargetDrain, clock: FakeClock) => unknown,
+  stop?: AbortSignal,
+) {
   const clock = new FakeClock();
   const host = new FpmHost(undefined, clock);
   host.up("php8.2-fpm");
@@ -243,21 +250,20 @@ async function stepped(status: (n: number, host: FpmHost) => number, steps: numb
   const cfg = await loadConfig(mode as "watch", raw, deps);
   assert.equal(cfg.balancer?.drainWaitMs, 7000);
   const target = cfg.targets[0]!;
-  const { watch } = await loadWatch(cfg, target, deps, {
-    store: memoryStateStore(),
-    pauses: memoryPauses(),
-    lock: memoryLocks(),
-  });
+  const options = { store: memoryStateStore(), pauses: memoryPauses(), lock: memoryLocks() };
+  const { watch } = await loadWatch(cfg, target, deps, options);
   drain = new TargetDrain(target.name, clock, target.policy.successThreshold, 7000);
+  if (fleetOf) watch.ctx.options.fleet = fleetOf(watch, drain, clock) as FleetLink;
   const begin = drain.beginRestart.bind(drain);
   drain.beginRestart = (first, rungs) => {
-    began = clock.now();
+    // the first begin: the fleet's slot wait, then the restart, begin it again
+    began ??= clock.now();
     begin(first, rungs);
   };
   watch.ctx.drain = drain;
   const said: string[] = [];
   for (let i = 0; i < steps; i++) {
-    await watch.step(target.policy);
+    await watch.step(target.policy, stop);
     said.push(drain.reason ?? "up");
     clock.advance(1000);
   }
@@ -303,4 +309,68 @@ Deno.test("drain: a certain crash is acted on at once, and drains until the pool
   assert.ok(restartStep > 0, r.said.join(" "));
   assert.equal(r.said.at(-1), "up", r.said.join(" "));
   assert.ok(logs.lines().includes("HAProxy agent: drain (crash)."), logs.lines().join("\n"));
+});
+
+Deno.test("drain: the fleet's slot wait drains and counts as restarting; the drain counts from its start", async () => {
+  captureLogs();
+  const stop = new AbortController();
+  let healed = false;
+  const seen: { reason: string | null; restarting: boolean; hung: boolean; ask: RestartAsk }[] = [];
+  const r = await stepped(
+    (n, host) => {
+      if (host.signals.includes("USR2 1000")) healed = true;
+      return n >= 3 && !healed ? 502 : 200;
+    },
+    8,
+    (watch, drain, clock) => ({
+      observe: () => Promise.resolve(),
+      restart: async (
+        _t: string,
+        _teller: unknown,
+        work: () => Promise<unknown>,
+        ask: RestartAsk,
+      ) => {
+        // the slot wait: 30 s, the loop silent meanwhile
+        const beat = { at: clock.now(), watch };
+        clock.advance(30_000);
+        const hung =
+          silentLoop([watch.ctx.target], new Map([["main", beat]]), clock.now(), () => 10_000) !==
+            null;
+        seen.push({ reason: drain.reason, restarting: watch.responder.restarting, hung, ask });
+        return await work();
+      },
+    }),
+    stop.signal,
+  );
+  assert.equal(seen.length, 1);
+  assert.equal(seen[0]!.reason, "restarting", "the agent says drain during the slot wait");
+  assert.equal(seen[0]!.restarting, true);
+  assert.equal(seen[0]!.hung, false, "the liveness checks let the wait be");
+  assert.equal(seen[0]!.ask.certain, false);
+  assert.equal(seen[0]!.ask.signal, stop.signal, "a stop reaches the slot wait");
+  // drain_wait (7 s) had passed during the 30 s wait: the reload runs at once after the slot
+  assert.ok(r.acted !== null);
+  assert.ok(r.acted.afterMs >= 30_000 && r.acted.afterMs < 31_000, `${r.acted.afterMs} ms`);
+  assert.equal(r.said.at(-1), "up", r.said.join(" "));
+});
+
+Deno.test("drain: a certain crash asks the fleet as certain (never held by a shared cause)", async () => {
+  captureLogs();
+  const asks: RestartAsk[] = [];
+  const r = await stepped(
+    (n, host) => {
+      if (n === 3) host.procs = host.procs.filter((p) => p.name !== "php-fpm8.2");
+      return n >= 3 && host.starts === 0 ? 502 : 200;
+    },
+    6,
+    () => ({
+      observe: () => Promise.resolve(),
+      restart: (_t: string, _teller: unknown, work: () => Promise<unknown>, ask: RestartAsk) => {
+        asks.push(ask);
+        return work();
+      },
+    }),
+  );
+  assert.ok(asks.length >= 1, actions(r.runner).join("\n"));
+  assert.equal(asks[0]!.certain, true);
 });

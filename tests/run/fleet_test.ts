@@ -32,6 +32,7 @@ function settings(host: string, over: Partial<FleetSettings> = {}): FleetSetting
     sharedCauseShare: 1,
     leaseTtlMs: FLEET_DEFAULTS.leaseTtlMs,
     slotWaitMs: 10_000,
+    maxHoldMs: FLEET_DEFAULTS.maxHoldMs,
     requestTimeoutMs: 500,
     ...over,
   };
@@ -147,15 +148,19 @@ Deno.test("fleet: more than the share failing holds restarts, and one host alert
       3,
       "each host says it holds once",
     );
-    // the cause ends: every host healthy again; one "resolved", by the host that alerted
+    // the cause ends: every host healthy again for 60 s; one "resolved", by the host that alerted
     for (let round = 0; round < 2; round++) {
       for (const [i, link] of links.entries()) await link.observe("php", false, tellers[i]!);
     }
+    assert.equal(tellers.flatMap((t) => t.alerts).length, 1, "not resolved before 60 s below");
+    offset += 60_000;
+    for (const [i, link] of links.entries()) await link.observe("php", false, tellers[i]!);
     const after = tellers.flatMap((t) => t.alerts);
     assert.equal(after.length, 2, after.join("\n"));
     assert.match(after[1]!, /^PHP fleet-wide failure resolved/);
     assert.deepEqual(etcd.keys(), []);
   } finally {
+    offset = 0;
     await Promise.all(links.map((l) => l.close()));
   }
 });

@@ -16,6 +16,8 @@ export class FakeEtcd {
   private nextLease = 7000;
   /** Every member refuses connections. */
   down = false;
+  /** These paths are refused, as etcd refuses a user without the permission (HTTP 403). */
+  refuse = new Set<string>();
   /** The paths called, in order. */
   readonly calls: string[] = [];
 
@@ -29,7 +31,9 @@ export class FakeEtcd {
     if (this.down) return Promise.reject(fetchErrors.refused());
     this.calls.push(url.pathname);
     const body = JSON.parse(json) as Json;
-    const answer = this.answer(url.pathname, body);
+    const answer = this.refuse.has(url.pathname)
+      ? { status: 403, json: { error: "etcdserver: permission denied", code: 7 } }
+      : this.answer(url.pathname, body);
     return Promise.resolve({ status: answer.status, body: JSON.stringify(answer.json) });
   };
 

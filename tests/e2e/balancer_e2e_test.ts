@@ -12,7 +12,7 @@
  * Everything made here is removed; haproxy and the watch are ended by their pids.
  */
 import assert from "node:assert/strict";
-import { runDir } from "../support/cli.ts";
+import { endChild, runDir } from "../support/cli.ts";
 import {
   ExtraPool,
   FPM_PROCESS,
@@ -138,16 +138,7 @@ class Haproxy {
   }
 
   async stop(): Promise<void> {
-    try {
-      this.child.kill("SIGTERM");
-    } catch { /* exited */ }
-    const timer = setTimeout(() => {
-      try {
-        this.child.kill("SIGKILL");
-      } catch { /* exited */ }
-    }, 5000);
-    await this.child.status;
-    clearTimeout(timer);
+    await endChild(this.child, 5000);
   }
 }
 

@@ -1,5 +1,5 @@
 /** A `php-relaunch watch` process under test, and the configuration files the tests give it. */
-import { spawnCli } from "../support/cli.ts";
+import { endChild, spawnCli } from "../support/cli.ts";
 import { waitFor } from "./stack.ts";
 
 /** A running `php-relaunch watch`. */
@@ -30,17 +30,7 @@ export class WatchProcess {
   }
 
   async stop(): Promise<number> {
-    try {
-      this.child.kill("SIGTERM");
-    } catch { /* exited */ }
-    const timer = setTimeout(() => {
-      try {
-        this.child.kill("SIGKILL");
-      } catch { /* exited */ }
-    }, 60_000);
-    const status = await this.child.status;
-    clearTimeout(timer);
-    return status.code;
+    return (await endChild(this.child, 60_000)).code;
   }
 }
 

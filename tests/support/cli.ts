@@ -44,6 +44,29 @@ export function spawnCli(args: string[], stderr: "null" | "piped" = "null"): Den
   }).spawn();
 }
 
+/**
+ * Ends a process this test started: SIGTERM, SIGKILL after `graceMs` if it is still there.
+ * Resolves to its status.
+ */
+export async function endChild(
+  child: Deno.ChildProcess,
+  graceMs: number,
+): Promise<Deno.CommandStatus> {
+  try {
+    child.kill("SIGTERM");
+  } catch { /* exited */ }
+  const timer = setTimeout(() => {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* exited */ }
+  }, graceMs);
+  try {
+    return await child.status;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Stderr without Deno's warning that config-file permissions are experimental. */
 function cleanStderr(text: string): string {
   return text.split("\n").filter((l) => !/Permissions in the config file/.test(l)).join("\n")

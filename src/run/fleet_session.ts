@@ -31,6 +31,7 @@ export class FleetSession {
       settings.endpoints,
       deps.etcdPost ?? directEtcdPost,
       settings.requestTimeoutMs,
+      settings.auth ? { user: settings.auth.user, password: settings.auth.password } : null,
     );
   }
 

@@ -14,17 +14,17 @@ const TARGET = `[[target]]\nname = "php82"\nurl = "http://127.0.0.1:8889/hb.php"
 const FLEET = `[fleet]\netcd = ["http://10.0.0.5:2379"]\nhosts = 3\n`;
 
 /** check-config's configuration of `fleet` (then TARGET), the password file of `mode`. */
-async function check(fleet: string, mode = 0o600, argv = ["check-config"]) {
+async function check(fleet: string, mode = 0o600, password = `${PASSWORD}\n`) {
   const dir = await Deno.makeTempDir({ prefix: "php-relaunch-fleet-auth-" });
   try {
     const deps = testDeps({
       host: fakeHost(1000, { HOME: dir, XDG_RUNTIME_DIR: dir }),
       fs: debianFs({
-        files: { [PATH]: `${fleet}\n${TARGET}`, [PW]: `${PASSWORD}\n` },
+        files: { [PATH]: `${fleet}\n${TARGET}`, [PW]: password },
         modes: { [PW]: mode },
       }),
     });
-    const { mode: m, raw } = parseCommandLine([...argv, "--config", PATH]);
+    const { mode: m, raw } = parseCommandLine(["check-config", "--config", PATH]);
     return await loadConfig(m as "check", raw, deps);
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -32,9 +32,13 @@ async function check(fleet: string, mode = 0o600, argv = ["check-config"]) {
 }
 
 /** The problems `check` throws. */
-async function problems(fleet: string, mode = 0o600): Promise<readonly string[]> {
+async function problems(
+  fleet: string,
+  mode = 0o600,
+  password = `${PASSWORD}\n`,
+): Promise<readonly string[]> {
   try {
-    await check(fleet, mode);
+    await check(fleet, mode, password);
   } catch (err) {
     if (err instanceof ConfigError) return err.issues;
     throw err;
@@ -81,6 +85,9 @@ Deno.test("fleet auth: one without the other, a file others can read, an empty o
     missing.join("\n"),
     /Cannot read etcd password file "\/etc\/php-relaunch\/nope": it does not exist/,
   );
+  assert.deepEqual(await problems(auth, 0o600, "\n"), [
+    `Refusing etcd password file "${PW}": it is empty`,
+  ]);
   const text = [...alone, ...fileAlone, ...missing].join("\n");
   assert.ok(!text.includes(PASSWORD));
 });

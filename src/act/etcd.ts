@@ -24,6 +24,11 @@ export class EtcdRefused extends Error {
   }
 }
 
+/** etcd refused to authenticate (a wrong password, an unknown user): no use asking again at once. */
+export class EtcdAuthFailed extends EtcdRefused {
+  override name = "EtcdAuthFailed";
+}
+
 /** One key as a range lists it. */
 export interface EtcdKey {
   key: string;
@@ -121,9 +126,12 @@ export class EtcdClient {
     if (this.token !== null) return this.token;
     const auth = this.auth!;
     const token = this.send("/v3/auth/authenticate", { name: auth.user, password: auth.password })
+      .catch((err) => {
+        throw err instanceof EtcdRefused ? new EtcdAuthFailed(err.message, err.code) : err;
+      })
       .then((r) => {
         if (typeof r.token !== "string" || r.token === "") {
-          throw new EtcdRefused("etcd gave no auth token (is auth enabled?)", null);
+          throw new EtcdAuthFailed("etcd gave no auth token (is auth enabled?)", null);
         }
         return r.token;
       });

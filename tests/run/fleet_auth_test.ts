@@ -85,6 +85,8 @@ Deno.test("fleet auth: a wrong password is said once, restarts go on alone, and 
     return Promise.resolve(true);
   };
   try {
+    await link.observe("php", true, teller);
+    assert.deepEqual(etcd.calls, ["/v3/auth/authenticate"], "a wrong password: asked once a step");
     for (let i = 0; i < 4; i++) {
       await link.observe("php", true, teller);
       assert.equal(await link.restart("php", teller, work), true);

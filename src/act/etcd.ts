@@ -24,6 +24,11 @@ export class EtcdRefused extends Error {
   }
 }
 
+/** etcd refused to authenticate (a wrong password, an unknown user): no use asking again at once. */
+export class EtcdAuthFailed extends EtcdRefused {
+  override name = "EtcdAuthFailed";
+}
+
 /** One key as a range lists it. */
 export interface EtcdKey {
   key: string;
@@ -66,22 +71,86 @@ export function prefixEnd(prefix: string): string {
 
 type Json = Record<string, unknown>;
 
+/** etcd's user and password, when etcd has auth enabled. */
+export interface EtcdAuth {
+  readonly user: string;
+  readonly password: string;
+}
+
+/**
+ * etcd's word that the token is missing, invalid or expired (HTTP 401, gRPC code 16
+ * Unauthenticated, "invalid auth token"; or "user name is empty" when none was sent): worth one
+ * new token.
+ */
+export function isTokenRefusal(err: unknown): boolean {
+  return err instanceof EtcdRefused &&
+    (err.code === 16 || /invalid auth token|user name is empty/.test(err.message));
+}
+
 /** A client of a few of etcd's v3 calls. */
 export class EtcdClient {
   /** The member that answered last: asked first next time. */
   private preferred = 0;
+  /** With auth: the token being got or last got (shared by calls made meanwhile). */
+  private token: Promise<string> | null = null;
 
   constructor(
     private readonly endpoints: readonly URL[],
     private readonly post: EtcdPost,
     private readonly timeoutMs: number,
+    private readonly auth: EtcdAuth | null = null,
   ) {}
+
+  /**
+   * POSTs `body` to `path`, with etcd's auth token when there is auth: a token etcd says is
+   * invalid or expired is renewed once and the call made once more.
+   * @throws {EtcdUnreachable} when no member answers; {EtcdRefused} when etcd says no (a wrong
+   * password too).
+   */
+  async call(path: string, body: Json): Promise<Json> {
+    if (this.auth === null) return await this.send(path, body);
+    const fresh = this.token === null;
+    const token = this.tokenPromise();
+    const first = await token;
+    try {
+      return await this.send(path, body, { authorization: first });
+    } catch (err) {
+      if (fresh || !isTokenRefusal(err)) throw err;
+      if (this.token === token) this.token = null;
+      return await this.send(path, body, { authorization: await this.tokenPromise() });
+    }
+  }
+
+  /** The current token, or a new one asked for (forgotten if etcd does not give one). */
+  private tokenPromise(): Promise<string> {
+    if (this.token !== null) return this.token;
+    const auth = this.auth!;
+    const token = this.send("/v3/auth/authenticate", { name: auth.user, password: auth.password })
+      .catch((err) => {
+        throw err instanceof EtcdRefused ? new EtcdAuthFailed(err.message, err.code) : err;
+      })
+      .then((r) => {
+        if (typeof r.token !== "string" || r.token === "") {
+          throw new EtcdAuthFailed("etcd gave no auth token (is auth enabled?)", null);
+        }
+        return r.token;
+      });
+    this.token = token;
+    token.catch(() => {
+      if (this.token === token) this.token = null;
+    });
+    return token;
+  }
 
   /**
    * POSTs `body` to `path` of each member in turn until one answers.
    * @throws {EtcdUnreachable} when none does; {EtcdRefused} when etcd says no.
    */
-  async call(path: string, body: Json): Promise<Json> {
+  private async send(
+    path: string,
+    body: Json,
+    headers?: Readonly<Record<string, string>>,
+  ): Promise<Json> {
     const problems: string[] = [];
     const n = this.endpoints.length;
     for (let i = 0; i < n; i++) {
@@ -93,6 +162,7 @@ export class EtcdClient {
           new URL(path, base),
           JSON.stringify(body),
           AbortSignal.timeout(this.timeoutMs),
+          headers,
         );
       } catch (err) {
         const timedOut = err instanceof DOMException && err.name === "TimeoutError";
@@ -216,12 +286,12 @@ async function boundedText(response: Response): Promise<string> {
  * The real {@link EtcdPost}: no proxy from the environment (etcd is on the operator's network,
  * not the web), redirects not followed, the body bounded; `signal` covers the body too.
  */
-export const directEtcdPost: EtcdPost = async (url, json, signal) => {
+export const directEtcdPost: EtcdPost = async (url, json, signal, headers) => {
   forgetProxyEnvironment();
   using client = Deno.createHttpClient({});
   const response = await fetch(url, {
     method: "POST",
-    headers: { "content-type": "application/json" },
+    headers: { ...headers, "content-type": "application/json" },
     body: json,
     client,
     signal,

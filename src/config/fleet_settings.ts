@@ -33,6 +33,16 @@ export interface FleetSettings {
   readonly maxHoldMs: number;
   /** The most one request to one etcd member may take. */
   readonly requestTimeoutMs: number;
+  /** etcd's user and password (etcd auth enabled); absent or null: no auth. */
+  readonly auth?: FleetAuth | null;
+}
+
+/** The user php-relaunch authenticates to etcd as, and its password (never shown). */
+export interface FleetAuth {
+  readonly user: string;
+  /** Where the password was read from: what check-config shows. */
+  readonly passwordFile: string;
+  readonly password: string;
 }
 
 /** The defaults of `[fleet]`'s optional keys. */
@@ -161,13 +171,35 @@ export const fleetFileSchema = v.strictObject({
   slot_wait: v.optional(seconds(1000, 3_600_000)),
   max_hold: v.optional(seconds(30_000, 3_600_000)),
   timeout: v.optional(seconds(100, 10_000)),
+  user: v.optional(transform(v.unknown(), (value, ctx) => {
+    if (typeof value !== "string" || !/^[A-Za-z0-9._@-]{1,128}$/.test(value)) {
+      return custom(ctx, `${what(value)}: expected etcd's user name ("php-relaunch")`);
+    }
+    return value;
+  })),
+  password_file: v.optional(transform(v.unknown(), (value, ctx) => {
+    if (typeof value !== "string" || !/^\/[^\0]{0,4095}$/.test(value)) {
+      return custom(
+        ctx,
+        `${what(value)}: expected an absolute path ("/etc/php-relaunch/etcd.password")`,
+      );
+    }
+    return value;
+  })),
 });
 
 /** `[fleet]` as validated from the file. */
 export type FleetFile = v.InferOutput<typeof fleetFileSchema>;
 
-/** The fleet's settings from the file's `[fleet]`; `hostname`: the system's. */
-export function fleetSettingsOf(file: FleetFile, hostname: string): FleetSettings {
+/**
+ * The fleet's settings from the file's `[fleet]`; `hostname`: the system's; `password`: read from
+ * `password_file` (null without one).
+ */
+export function fleetSettingsOf(
+  file: FleetFile,
+  hostname: string,
+  password: string | null = null,
+): FleetSettings {
   const host = file.host ?? hostname;
   return Object.freeze({
     endpoints: Object.freeze([...file.etcd]),
@@ -180,6 +212,9 @@ export function fleetSettingsOf(file: FleetFile, hostname: string): FleetSetting
     slotWaitMs: file.slot_wait ?? FLEET_DEFAULTS.slotWaitMs,
     maxHoldMs: file.max_hold ?? FLEET_DEFAULTS.maxHoldMs,
     requestTimeoutMs: file.timeout ?? FLEET_DEFAULTS.requestTimeoutMs,
+    auth: file.user !== undefined && file.password_file !== undefined && password !== null
+      ? Object.freeze({ user: file.user, passwordFile: file.password_file, password })
+      : null,
   });
 }
 
@@ -202,5 +237,10 @@ export function describeFleet(f: FleetSettings | null | undefined): string[] {
     } % of the hosts fail, at most ${f.maxHoldMs / 1000} s (a certain crash or hang never); lease ${
       f.leaseTtlMs / 1000
     } s; watch mode only`,
+    `               ${
+      f.auth
+        ? `etcd auth as user "${f.auth.user}", password from ${f.auth.passwordFile}`
+        : "no etcd auth"
+    }`,
   ];
 }

@@ -16,7 +16,7 @@ import { chooseService, defaultLockDir, userStateHome } from "./environment.ts";
 import { parseSettings, type Settings } from "./fields.ts";
 import { checkWebhook, parseListen } from "./urls.ts";
 import { type ConfigFile, defaultConfigFile, parseConfigFile } from "./file.ts";
-import { mailRouteOf } from "./mail_settings.ts";
+import { mailRouteOf, readPasswordFile } from "./mail_settings.ts";
 import { balancerSettings } from "./balancer_settings.ts";
 import { deadmanOf } from "./deadman_settings.ts";
 import { DEFAULT_TIMEOUT_MS, type TargetSpec, targetSpecs } from "./targets.ts";
@@ -375,6 +375,7 @@ async function channelsAndEndpoints(
 ) {
   const mail = await mailRouteOf(s, file, deps, isRoot);
   if (typeof mail === "string") issues.add(mail);
+  const fleetPassword = await fleetPasswordOf(mode, file, configPath, deps, isRoot, issues);
   let webhook = s.webhook ?? null;
   if (webhook === null && file?.webhook.url !== undefined) {
     const url = checkWebhook(file.webhook.url);
@@ -397,7 +398,46 @@ async function channelsAndEndpoints(
   if (metricsListen !== null && mode !== "watch" && mode !== "check") {
     issues.add("Cannot serve /metrics outside watch mode: use --metrics-file with cron");
   }
-  return { mail: mail as MailRoute, webhook, alertmanager, metricsListen };
+  return { mail: mail as MailRoute, webhook, alertmanager, metricsListen, fleetPassword };
+}
+
+/**
+ * etcd's password for `[fleet]`, from `password_file` (root's alone, as the SMTP one); null
+ * without auth. `user` and `password_file` go together. Read only where the fleet is used.
+ */
+async function fleetPasswordOf(
+  mode: Mode,
+  file: ConfigFile | null,
+  configPath: string | null,
+  deps: Deps,
+  isRoot: boolean,
+  issues: Issues,
+): Promise<string | null> {
+  const fleet = file?.fleet;
+  if (fleet === undefined || (mode !== "watch" && mode !== "check")) return null;
+  if ((fleet.user === undefined) !== (fleet.password_file === undefined)) {
+    issues.add(
+      `${configPath}: fleet: give both user and password_file (etcd auth), or neither`,
+    );
+    return null;
+  }
+  if (fleet.password_file === undefined) return null;
+  try {
+    const password = await readPasswordFile(
+      fleet.password_file,
+      deps,
+      isRoot,
+      "etcd password file",
+    );
+    if (password === "") {
+      issues.add(`Refusing etcd password file "${fleet.password_file}": it is empty`);
+      return null;
+    }
+    return password;
+  } catch (err) {
+    issues.add(describeError(err));
+    return null;
+  }
 }
 
 /** Step 6: the configuration, frozen. */
@@ -441,6 +481,6 @@ function freeze(
     commandTarget: s.commandTarget ?? null,
     pause: Object.freeze({ forMs: s.pauseFor ?? null, reason: s.reason ?? null }),
     report: Object.freeze({ sinceMs: s.since ?? 7 * 86_400_000, format: s.format ?? "text" }),
-    fleet: file?.fleet ? fleetSettingsOf(file.fleet, hostname) : null,
+    fleet: file?.fleet ? fleetSettingsOf(file.fleet, hostname, extras.fleetPassword) : null,
   });
 }

@@ -21,29 +21,35 @@ export const SENDMAIL_PATHS = [
 const DEFAULT_SENDMAIL = "/usr/sbin/sendmail";
 
 /**
- * Reads the SMTP password file, which must be a regular file that only its owner (root, when
- * running as root) can read: a password readable by others is refused, not used.
+ * Reads a password file (`what`: "SMTP password file", "etcd password file"), which must be a
+ * regular file that only its owner (root, when running as root) can read: a password readable by
+ * others is refused, not used.
  */
-async function readPasswordFile(path: string, deps: Deps, isRoot: boolean): Promise<string> {
+export async function readPasswordFile(
+  path: string,
+  deps: Deps,
+  isRoot: boolean,
+  what = "SMTP password file",
+): Promise<string> {
   if (!deps.host.allows("read", path)) {
     throw new Error(
-      `Cannot read SMTP password file "${path}": php-relaunch's permissions do not let it read there; keep it in /etc/php-relaunch`,
+      `Cannot read ${what} "${path}": php-relaunch's permissions do not let it read there; keep it in /etc/php-relaunch`,
     );
   }
   const info = await deps.fs.info(path);
-  if (info === null) throw new Error(`Cannot read SMTP password file "${path}": it does not exist`);
+  if (info === null) throw new Error(`Cannot read ${what} "${path}": it does not exist`);
   if (!info.isFile) {
-    throw new Error(`Refusing SMTP password file "${path}": it is not a regular file`);
+    throw new Error(`Refusing ${what} "${path}": it is not a regular file`);
   }
   if ((info.mode & 0o077) !== 0) {
     throw new Error(
-      `Refusing SMTP password file "${path}": mode ${
+      `Refusing ${what} "${path}": mode ${
         info.mode.toString(8).padStart(4, "0")
       } lets others read it; chmod 600 it`,
     );
   }
   if (isRoot && info.uid !== 0) {
-    throw new Error(`Refusing SMTP password file "${path}": it is not owned by root`);
+    throw new Error(`Refusing ${what} "${path}": it is not owned by root`);
   }
   const text = await deps.fs.readTextFile(path, 4096);
   return text.replace(/\r?\n$/, "");

@@ -3,7 +3,7 @@
  * needed and kept alive, the keys written under it, and whether etcd answers (said once when it
  * stops, once when it answers again).
  */
-import { EtcdClient, EtcdRefused, EtcdUnreachable } from "../act/etcd.ts";
+import { EtcdAuthFailed, EtcdClient, EtcdRefused, EtcdUnreachable } from "../act/etcd.ts";
 import { directEtcdPost } from "../act/etcd.ts";
 import type { FleetSettings } from "../config/fleet_settings.ts";
 import type { Deps } from "../shared/deps.ts";
@@ -31,6 +31,7 @@ export class FleetSession {
       settings.endpoints,
       deps.etcdPost ?? directEtcdPost,
       settings.requestTimeoutMs,
+      settings.auth ? { user: settings.auth.user, password: settings.auth.password } : null,
     );
   }
 
@@ -106,7 +107,7 @@ export class FleetSession {
           return undefined;
         }
         // a lease that expired meanwhile (etcd's "lease not found"): once more with a new one
-        if (err instanceof EtcdRefused && attempt === 0) {
+        if (err instanceof EtcdRefused && !(err instanceof EtcdAuthFailed) && attempt === 0) {
           this.forgetLease();
           continue;
         }

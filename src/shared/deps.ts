@@ -131,6 +131,8 @@ export type EtcdPost = (
   url: URL,
   json: string,
   signal: AbortSignal,
+  /** Extra request headers (etcd's auth token as `authorization`). */
+  headers?: Readonly<Record<string, string>>,
 ) => Promise<{ status: number; body: string }>;
 
 /**

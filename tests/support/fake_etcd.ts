@@ -2,6 +2,8 @@
  * An in-memory etcd for unit tests: the few v3 gateway calls php-relaunch makes (lease grant,
  * keepalive, revoke; put, txn put-if-absent, range by create revision, deleterange), answered
  * as etcd 3.4's gateway answers them. `down` makes every call fail as a refused connection does.
+ * With `users` set, auth is enabled: `/v3/auth/authenticate` gives tokens, and every other call
+ * needs one in its `authorization` header, as etcd does.
  */
 import type { EtcdPost } from "../../src/shared/deps.ts";
 import { fromBase64, toBase64 } from "../../src/act/etcd.ts";
@@ -20,6 +22,24 @@ export class FakeEtcd {
   refuse = new Set<string>();
   /** The paths called, in order. */
   readonly calls: string[] = [];
+  /** Auth enabled: each user's password (null: auth disabled). */
+  users: Map<string, string> | null = null;
+  /** The tokens given and still valid. */
+  readonly tokens = new Set<string>();
+  private nextToken = 1;
+  /** The `authorization` header of each call, in order ("" when none). */
+  readonly tokensSent: string[] = [];
+
+  /** Enables auth with these users and passwords. */
+  withAuth(users: Record<string, string>): this {
+    this.users = new Map(Object.entries(users));
+    return this;
+  }
+
+  /** Every token given so far expires (as etcd's simple tokens do after 5 min idle). */
+  expireTokens(): void {
+    this.tokens.clear();
+  }
 
   /** The keys that start with `prefix`, oldest first. */
   keys(prefix = ""): string[] {
@@ -27,15 +47,44 @@ export class FakeEtcd {
       .sort((a, b) => a[1].create - b[1].create).map(([k]) => k);
   }
 
-  readonly post: EtcdPost = (url, json) => {
+  readonly post: EtcdPost = (url, json, _signal, headers) => {
     if (this.down) return Promise.reject(fetchErrors.refused());
     this.calls.push(url.pathname);
+    const token = headers?.authorization ?? "";
+    this.tokensSent.push(token);
     const body = JSON.parse(json) as Json;
     const answer = this.refuse.has(url.pathname)
       ? { status: 403, json: { error: "etcdserver: permission denied", code: 7 } }
-      : this.answer(url.pathname, body);
+      : this.authProblem(url.pathname, body, token) ?? this.answer(url.pathname, body);
     return Promise.resolve({ status: answer.status, body: JSON.stringify(answer.json) });
   };
+
+  /** With auth: a token given, or etcd's refusal of the call. */
+  private authProblem(
+    path: string,
+    body: Json,
+    token: string,
+  ): { status: number; json: Json } | null {
+    if (this.users === null) return null;
+    if (path === "/v3/auth/authenticate") {
+      if (this.users.get(String(body.name)) !== String(body.password)) {
+        const message = "etcdserver: authentication failed, invalid user ID or password";
+        return { status: 400, json: { error: message, message, code: 3 } };
+      }
+      const given = `tok${this.nextToken++}.${this.revision}`;
+      this.tokens.add(given);
+      return { status: 200, json: { header: { revision: String(this.revision) }, token: given } };
+    }
+    if (token === "") {
+      const message = "etcdserver: user name is empty";
+      return { status: 400, json: { error: message, message, code: 3 } };
+    }
+    if (!this.tokens.has(token)) {
+      const message = "etcdserver: invalid auth token";
+      return { status: 401, json: { error: message, message, code: 16 } };
+    }
+    return null;
+  }
 
   private put(key: string, value: string, lease: string): { status: number; json: Json } | null {
     if (lease !== undefined && lease !== "0" && !this.leases.has(lease)) {

@@ -38,8 +38,9 @@ export interface BoundedListener {
 export const BIND_RETRY_MS = 10_000;
 
 /**
- * Listens on `listen` until `signal` aborts. With `keepTrying`, an address that cannot be bound (another process holds it) is logged once
- * and tried again every {@link BIND_RETRY_MS}, instead of thrown.
+ * Listens on `listen` until `signal` aborts. With `keepTrying`, an address that cannot be bound
+ * (another process holds it) is logged once and tried again every {@link BIND_RETRY_MS}, instead
+ * of thrown.
  * @throws what `Deno.listen` throws (the address in use, not one of this host's), unless
  * `keepTrying`.
  */
@@ -122,7 +123,7 @@ export function listenBounded(
   };
 }
 
-/** Binds again, or says why not (once, and once when it works again) and waits; null: not yet. */
+/** Binds, or says why not (once, and once when it works) and waits; null: not yet. */
 async function bindAgain(
   bind: () => Deno.Listener,
   rules: ListenerRules,
@@ -135,9 +136,10 @@ async function bindAgain(
     const bound = bind();
     if (told.bind) {
       told.bind = false;
-      logger.info("{what} listens on {address} again.", {
+      logger.info("{what} listens on {address}:{port} now.", {
         what: rules.what,
         address: listen.hostname,
+        port: listen.port,
       });
     }
     return bound;

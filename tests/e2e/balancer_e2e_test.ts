@@ -217,7 +217,8 @@ async function scenario(withAgent: boolean) {
     assert.notEqual(back, null, "A answers again");
     if (withAgent) {
       const up = await waitFor(
-        async () => (await watch!.lines()).some((l) => /HAProxy agent: up/.test(l)),
+        async () =>
+          (await watch!.lines()).some((l) => /HAProxy agent: up/.test(l) && timeOf(l) >= hangAt),
         30_000,
         200,
       );
@@ -228,12 +229,21 @@ async function scenario(withAgent: boolean) {
     const sent = await loading;
     loading = null;
     const lines = await watch.lines();
-    const drained = lines.find((l) => /HAProxy agent: drain/.test(l));
+    // the hang's drain: a busy moment of the warm-up may have drained (saturated) before it; one
+    // still in effect when the hang began counts from the hang
+    const said = lines.filter((l) => /HAProxy agent: (drain|up)/.test(l));
+    const before = said.filter((l) => timeOf(l) < hangAt).at(-1);
+    const after = said.find((l) => /HAProxy agent: drain/.test(l) && timeOf(l) >= hangAt);
+    const drainAt = before !== undefined && /HAProxy agent: drain/.test(before)
+      ? hangAt
+      : after === undefined
+      ? null
+      : timeOf(after);
     return {
       sent,
       hangAt,
       hangEnd,
-      drainAt: drained === undefined ? null : timeOf(drained),
+      drainAt,
       lines,
     };
   } finally {

@@ -1,43 +1,20 @@
 /** The fleet with etcd auth: the token on every call, renewed once, a wrong password said once. */
 import assert from "node:assert/strict";
-import { FLEET_DEFAULTS, type FleetSettings } from "../../src/config/fleet_settings.ts";
 import { FleetLink, type FleetTeller } from "../../src/run/fleet.ts";
-import type { Clock } from "../../src/shared/deps.ts";
+import { realDeps } from "../../src/real.ts";
 import { captureLogs, testDeps } from "../support/fakes.ts";
-import { FakeEtcd } from "../support/fake_etcd.ts";
+import { FakeEtcd, fleetSettings } from "../support/fake_etcd.ts";
 
 const PASSWORD = "pw-0b5e2d4a-never-logged";
 
-const clock: Clock = {
-  now: () => Date.now(),
-  sleep: (ms, signal) =>
-    new Promise((resolve) => {
-      if (signal?.aborted) return resolve();
-      const timer = setTimeout(done, ms);
-      function done() {
-        clearTimeout(timer);
-        signal?.removeEventListener("abort", done);
-        resolve();
-      }
-      signal?.addEventListener("abort", done, { once: true });
-    }),
-};
-
 function linkOf(etcd: FakeEtcd, password: string): FleetLink {
-  const settings: FleetSettings = {
-    endpoints: [new URL("http://127.0.0.1:2379")],
-    prefix: "/php-relaunch/",
-    host: "a",
-    hosts: 3,
-    maxConcurrentRestarts: 1,
-    sharedCauseShare: 1,
-    leaseTtlMs: FLEET_DEFAULTS.leaseTtlMs,
-    slotWaitMs: 10_000,
-    maxHoldMs: FLEET_DEFAULTS.maxHoldMs,
-    requestTimeoutMs: 500,
+  const settings = fleetSettings("a", {
     auth: { user: "php-relaunch", passwordFile: "/etc/php-relaunch/etcd.password", password },
-  };
-  return new FleetLink(settings, testDeps({ clock, etcdPost: etcd.post } as never));
+  });
+  return new FleetLink(
+    settings,
+    testDeps({ clock: realDeps().clock, etcdPost: etcd.post } as never),
+  );
 }
 
 const teller: FleetTeller = { event: () => {} };

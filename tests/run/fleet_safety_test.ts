@@ -4,12 +4,12 @@
  * the test moves it.
  */
 import assert from "node:assert/strict";
-import { FLEET_DEFAULTS, type FleetSettings } from "../../src/config/fleet_settings.ts";
-import { FleetLink, type FleetTeller } from "../../src/run/fleet.ts";
+import type { FleetSettings } from "../../src/config/fleet_settings.ts";
+import { FleetLink } from "../../src/run/fleet.ts";
 import { FleetSession } from "../../src/run/fleet_session.ts";
 import type { Clock } from "../../src/shared/deps.ts";
 import { captureLogs, testDeps } from "../support/fakes.ts";
-import { FakeEtcd } from "../support/fake_etcd.ts";
+import { FakeEtcd, fleetSettings, keptAlerts } from "../support/fake_etcd.ts";
 
 /** A clock whose sleeps end only when the test advances it past them (or their signal aborts). */
 class ManualClock implements Clock {
@@ -38,30 +38,14 @@ class ManualClock implements Clock {
   }
 }
 
+/** The fleet these tests use: half the hosts failing holds, a minute's slot wait. */
 function settings(host: string, over: Partial<FleetSettings> = {}): FleetSettings {
-  return {
-    endpoints: [new URL("http://127.0.0.1:2379")],
-    prefix: "/php-relaunch/",
-    host,
-    hosts: 3,
-    maxConcurrentRestarts: 1,
+  return fleetSettings(host, {
     sharedCauseShare: 0.5,
-    leaseTtlMs: FLEET_DEFAULTS.leaseTtlMs,
     slotWaitMs: 60_000,
     maxHoldMs: 300_000,
-    requestTimeoutMs: 500,
     ...over,
-  };
-}
-
-function teller(): FleetTeller & { alerts: string[] } {
-  const alerts: string[] = [];
-  return {
-    alerts,
-    event: (_level, message, subject) => {
-      if (subject !== null) alerts.push(`${subject}: ${message}`);
-    },
-  };
+  });
 }
 
 function setup(over: Partial<FleetSettings> = {}) {
@@ -89,7 +73,7 @@ async function settled(p: Promise<unknown>): Promise<boolean> {
 Deno.test("fleet: a certain failure is never held by a shared cause, and still waits for its slot", async () => {
   const logs = captureLogs();
   const { etcd, clock, links } = setup();
-  const t = teller();
+  const t = keptAlerts();
   let restarted = 0;
   const work = () => Promise.resolve(++restarted);
   try {
@@ -117,7 +101,7 @@ Deno.test("fleet: a certain failure is never held by a shared cause, and still w
 Deno.test("fleet: restarts held by a shared cause resume after max_hold, through the slots", async () => {
   const logs = captureLogs();
   const { clock, links } = setup({ maxHoldMs: 60_000 });
-  const t = teller();
+  const t = keptAlerts();
   let restarted = 0;
   const work = () => Promise.resolve(++restarted);
   try {
@@ -142,7 +126,7 @@ Deno.test("fleet: restarts held by a shared cause resume after max_hold, through
 Deno.test("fleet: a forged listing of 1000 failing hosts counts as the fleet's size, 20 names listed", async () => {
   const logs = captureLogs();
   const { etcd, links } = setup();
-  const t = teller();
+  const t = keptAlerts();
   for (let i = 0; i < 1000; i++) {
     etcd.kv.set(`/php-relaunch/failing/h${String(i).padStart(4, "0")}/php`, {
       value: "x",
@@ -168,7 +152,7 @@ Deno.test("fleet: a forged listing of 1000 failing hosts counts as the fleet's s
 Deno.test("fleet: a stop during the slot wait lets the slot go, and does not restart", async () => {
   captureLogs();
   const { etcd, clock, links } = setup();
-  const t = teller();
+  const t = keptAlerts();
   let restarted = 0;
   const stop = new AbortController();
   try {
@@ -205,7 +189,7 @@ Deno.test("fleet: a stop during the slot wait lets the slot go, and does not res
 Deno.test("fleet: a flapping share alerts once, resolves after 60 s below, and alerts at most every 5 min", async () => {
   const logs = captureLogs();
   const { clock, links } = setup();
-  const t = teller();
+  const t = keptAlerts();
   /** One step of every host: b and c failing (2 of 3, a shared cause), or all healthy. */
   const step = async (shared: boolean) => {
     await links[0]!.observe("php", false, t);

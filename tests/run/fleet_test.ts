@@ -1,57 +1,18 @@
 import assert from "node:assert/strict";
-import { FLEET_DEFAULTS, type FleetSettings } from "../../src/config/fleet_settings.ts";
-import { ETCD_RETRY_MS, FleetLink, type FleetTeller } from "../../src/run/fleet.ts";
+import type { FleetSettings } from "../../src/config/fleet_settings.ts";
+import { ETCD_RETRY_MS, FleetLink } from "../../src/run/fleet.ts";
+import { realDeps } from "../../src/real.ts";
 import type { Clock } from "../../src/shared/deps.ts";
 import { captureLogs, testDeps } from "../support/fakes.ts";
-import { FakeEtcd } from "../support/fake_etcd.ts";
+import { FakeEtcd, fleetSettings, keptAlerts } from "../support/fake_etcd.ts";
 
 /** Real time, short waits: the slot wait polls, and the keepalive sleeps beside it. */
 let offset = 0;
-const clock: Clock = {
-  now: () => Date.now() + offset,
-  sleep: (ms, signal) =>
-    new Promise((resolve) => {
-      if (signal?.aborted) return resolve();
-      const timer = setTimeout(done, ms);
-      function done() {
-        clearTimeout(timer);
-        signal?.removeEventListener("abort", done);
-        resolve();
-      }
-      signal?.addEventListener("abort", done, { once: true });
-    }),
-};
-
-function settings(host: string, over: Partial<FleetSettings> = {}): FleetSettings {
-  return {
-    endpoints: [new URL("http://127.0.0.1:2379")],
-    prefix: "/php-relaunch/",
-    host,
-    hosts: 3,
-    maxConcurrentRestarts: 1,
-    sharedCauseShare: 1,
-    leaseTtlMs: FLEET_DEFAULTS.leaseTtlMs,
-    slotWaitMs: 10_000,
-    maxHoldMs: FLEET_DEFAULTS.maxHoldMs,
-    requestTimeoutMs: 500,
-    ...over,
-  };
-}
-
-/** A teller that keeps the alerts (subject given) and the log lines. */
-function teller(): FleetTeller & { alerts: string[] } {
-  const alerts: string[] = [];
-  return {
-    alerts,
-    event: (_level, message, subject) => {
-      if (subject !== null) alerts.push(`${subject}: ${message}`);
-    },
-  };
-}
+const clock: Clock = { now: () => Date.now() + offset, sleep: realDeps().clock.sleep };
 
 function fleetOf(etcd: FakeEtcd, over: Partial<FleetSettings> = {}) {
   return ["a", "b", "c"].map((h) =>
-    new FleetLink(settings(h, over), testDeps({ clock, etcdPost: etcd.post } as never))
+    new FleetLink(fleetSettings(h, over), testDeps({ clock, etcdPost: etcd.post } as never))
   );
 }
 
@@ -59,7 +20,7 @@ Deno.test("fleet: three hosts failing at once restart one at a time, by create r
   captureLogs();
   const etcd = new FakeEtcd();
   const links = fleetOf(etcd);
-  const tellers = links.map(() => teller());
+  const tellers = links.map(() => keptAlerts());
   const windows: { host: string; start: number; end: number }[] = [];
   try {
     for (const [i, link] of links.entries()) await link.observe("php", true, tellers[i]!);
@@ -99,7 +60,7 @@ Deno.test("fleet: max_concurrent_restarts = 2 lets two restart together, never t
   captureLogs();
   const etcd = new FakeEtcd();
   const links = fleetOf(etcd, { maxConcurrentRestarts: 2 });
-  const t = teller();
+  const t = keptAlerts();
   let running = 0;
   let most = 0;
   try {
@@ -122,7 +83,7 @@ Deno.test("fleet: more than the share failing holds restarts, and one host alert
   const logs = captureLogs();
   const etcd = new FakeEtcd();
   const links = fleetOf(etcd, { sharedCauseShare: 0.5 });
-  const tellers = links.map(() => teller());
+  const tellers = links.map(() => keptAlerts());
   let restarted = 0;
   const work = () => {
     restarted++;
@@ -170,7 +131,7 @@ Deno.test("fleet: etcd unreachable, restarts go on alone; said once, and once wh
   const etcd = new FakeEtcd();
   etcd.down = true;
   const [link] = fleetOf(etcd, { sharedCauseShare: 0.1 });
-  const t = teller();
+  const t = keptAlerts();
   let restarted = 0;
   const work = () => {
     restarted++;

@@ -7,7 +7,37 @@
  */
 import type { EtcdPost } from "../../src/shared/deps.ts";
 import { fromBase64, toBase64 } from "../../src/act/etcd.ts";
+import { FLEET_DEFAULTS, type FleetSettings } from "../../src/config/fleet_settings.ts";
+import type { FleetTeller } from "../../src/run/fleet.ts";
 import { fetchErrors } from "./fakes.ts";
+
+/** A fleet of three hosts on one (fake) member, `host` this one; `over` for the test's own. */
+export function fleetSettings(host: string, over: Partial<FleetSettings> = {}): FleetSettings {
+  return {
+    endpoints: [new URL("http://127.0.0.1:2379")],
+    prefix: "/php-relaunch/",
+    host,
+    hosts: 3,
+    maxConcurrentRestarts: 1,
+    sharedCauseShare: 1,
+    leaseTtlMs: FLEET_DEFAULTS.leaseTtlMs,
+    slotWaitMs: 10_000,
+    maxHoldMs: FLEET_DEFAULTS.maxHoldMs,
+    requestTimeoutMs: 500,
+    ...over,
+  };
+}
+
+/** A teller that keeps the alerts (those with a subject) as "subject: message". */
+export function keptAlerts(): FleetTeller & { alerts: string[] } {
+  const alerts: string[] = [];
+  return {
+    alerts,
+    event: (_level, message, subject) => {
+      if (subject !== null) alerts.push(`${subject}: ${message}`);
+    },
+  };
+}
 
 type Json = Record<string, unknown>;
 

@@ -3,14 +3,18 @@
  * The soak: watch mode probing every second on the real stack, its CPU and memory measured from
  * /proc over minutes, beside an empty `deno run` with the same flags measured the same way.
  *
- *   deno run -A bench/soak.ts [--minutes M] [--alerts]
+ *   deno run -A bench/soak.ts [--minutes M] [--alerts] [--binary dist/php-relaunch]
  *
  * --alerts: before measuring, the watchdog sends one alert by SMTP and one by webhook (a heartbeat
  * that fails to its threshold, the pool paused so nothing is restarted), and the figures are those
  * of a watchdog whose mail and webhook code has run.
+ *
+ * --binary: measures that compiled php-relaunch (`deno task compile`) instead of `deno run`, beside
+ * an empty program compiled with the same flags; where no empty program can be compiled (no
+ * denort), beside an empty `deno run`, and the table says so.
  */
 import { parseArgs } from "node:util";
-import { ROOT, runDir, spawnCli, startCommand } from "../tests/support/cli.ts";
+import { ROOT, runDir, spawnCli, START_FLAGS, startCommand } from "../tests/support/cli.ts";
 import { FPM_PROCESS, HEARTBEAT, pids, SmtpSink, Stack, waitFor } from "../tests/e2e/stack.ts";
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -70,26 +74,44 @@ export async function measure(pid: number, ms: number, settleMs = 10_000): Promi
   };
 }
 
-/** An empty program run as php-relaunch is (`deno run` and the same flags), measured the same way. */
-export async function emptyDeno(ms: number): Promise<SoakFigures> {
+/**
+ * An empty program run as php-relaunch is (`deno run` and the same flags, or with `compiled`
+ * compiled with them), measured the same way. Its name says which it was.
+ */
+export async function emptyProgram(
+  ms: number,
+  compiled = false,
+): Promise<{ name: string; figures: SoakFigures }> {
   const dir = await Deno.makeTempDir({ prefix: "php-relaunch-empty-" });
   try {
     const file = `${dir}/empty.ts`;
     await Deno.writeTextFile(file, "setInterval(() => {}, 1000);\n");
     const [cmd, argv] = startCommand([]);
     // the same flags, another program (deno.json named: it holds the permission set)
-    const args = argv.flatMap((a) =>
-      a.endsWith("/src/main.ts") ? ["--config", `${ROOT}/deno.json`, file] : [a]
-    );
-    const child = new Deno.Command(cmd, {
-      args,
+    const flags = ["--config", `${ROOT}/deno.json`, ...START_FLAGS];
+    let name = "empty `deno run`, same flags";
+    let command: [string, string[]] = [
+      cmd,
+      argv.flatMap((a) =>
+        a.endsWith("/src/main.ts") ? ["--config", `${ROOT}/deno.json`, file] : [a]
+      ),
+    ];
+    if (compiled) {
+      const why = await compileEmpty(flags, file, `${dir}/empty`);
+      if (why === null) {
+        name = "empty program compiled, same flags";
+        command = [`${dir}/empty`, []];
+      } else name += ` (none compiled: ${why})`;
+    }
+    const child = new Deno.Command(command[0], {
+      args: command[1],
       cwd: ROOT,
       stdin: "null",
       stdout: "null",
       stderr: "null",
     }).spawn();
     try {
-      return await measure(child.pid, ms, 3000);
+      return { name, figures: await measure(child.pid, ms, 3000) };
     } finally {
       child.kill("SIGKILL");
       await child.status;
@@ -99,11 +121,27 @@ export async function emptyDeno(ms: number): Promise<SoakFigures> {
   }
 }
 
+/** Compiles `file` to `out` as `deno task compile` compiles php-relaunch; why not, or null. */
+async function compileEmpty(flags: string[], file: string, out: string): Promise<string | null> {
+  const run = await new Deno.Command(Deno.execPath(), {
+    args: ["compile", ...flags.filter((f) => f !== "-q"), "--output", out, file],
+    cwd: ROOT,
+    env: { NO_COLOR: "1", RUST_BACKTRACE: "0" },
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+    signal: AbortSignal.timeout(120_000),
+  }).output();
+  if (run.success) return null;
+  const said = new TextDecoder().decode(run.stderr).trim();
+  return /denort|base binary/i.test(said) ? "no denort here" : said.split("\n")[0] ?? "failed";
+}
+
 /** Watch mode every second on the stack, measured for `ms`. */
 export async function soakWatch(
   root: string,
   ms: number,
-  options: { alerts?: boolean } = {},
+  options: { alerts?: boolean; binary?: string | undefined } = {},
 ): Promise<SoakFigures> {
   const dir = await Deno.makeTempDir({ dir: root });
   let smtp: SmtpSink | null = null;
@@ -129,7 +167,7 @@ export async function soakWatch(
       `http://127.0.0.1:${(hook.addr as Deno.NetAddr).port}/hook`,
     );
   }
-  const child = spawnCli([
+  const child = spawnWatch(options.binary, [
     "watch",
     HEARTBEAT,
     "--interval",
@@ -159,6 +197,20 @@ export async function soakWatch(
   }
 }
 
+/** php-relaunch started as `spawnCli` starts it, or that compiled binary in the same environment. */
+function spawnWatch(binary: string | undefined, args: string[]): Deno.ChildProcess {
+  if (binary === undefined) return spawnCli(args);
+  return new Deno.Command(binary, {
+    args,
+    cwd: ROOT,
+    clearEnv: true,
+    env: { PATH: "/usr/bin:/bin", HOME: Deno.env.get("HOME") ?? "/root", RUST_BACKTRACE: "0" },
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+}
+
 /** Makes the watchdog alert: php-fpm killed, restarted by it, told by mail and webhook. */
 async function sendAlerts(smtp: SmtpSink, hooked: () => number): Promise<void> {
   for (const pid of await pids(FPM_PROCESS)) {
@@ -184,12 +236,21 @@ function line(name: string, f: SoakFigures): string {
 }
 
 /** The soak's table: watch mode and an empty Deno, measured the same way. */
-export async function soakTable(root: string, ms: number, alerts: boolean): Promise<string> {
-  const rows = [line("watch, interval 1 s", await soakWatch(root, ms))];
+export async function soakTable(
+  root: string,
+  ms: number,
+  alerts: boolean,
+  binary?: string,
+): Promise<string> {
+  const form = binary === undefined ? "watch" : "watch (compiled)";
+  const rows = [line(`${form}, interval 1 s`, await soakWatch(root, ms, { binary }))];
   if (alerts) {
-    rows.push(line("watch, after SMTP and webhook alerts", await soakWatch(root, ms, { alerts })));
+    rows.push(
+      line(`${form}, after SMTP and webhook alerts`, await soakWatch(root, ms, { alerts, binary })),
+    );
   }
-  rows.push(line("empty `deno run`, same flags", await emptyDeno(ms)));
+  const empty = await emptyProgram(ms, binary !== undefined);
+  rows.push(line(empty.name, empty.figures));
   return `| process | minutes | CPU s | % of a core | resident MB (end) | resident MB (highest) | anonymous MB | file MB | peak MB (VmHWM) |
 |---|---|---|---|---|---|---|---|---|
 ${rows.join("\n")}`;
@@ -198,13 +259,17 @@ ${rows.join("\n")}`;
 if (import.meta.main) {
   const args = parseArgs({
     args: Deno.args,
-    options: { minutes: { type: "string", default: "3" }, alerts: { type: "boolean" } },
+    options: {
+      minutes: { type: "string", default: "3" },
+      alerts: { type: "boolean" },
+      binary: { type: "string" },
+    },
   });
   const stack = await Stack.up();
   const work = await runDir("soak-");
   try {
     const ms = Number(args.values.minutes) * 60_000;
-    console.log(await soakTable(work.path, ms, !!args.values.alerts));
+    console.log(await soakTable(work.path, ms, !!args.values.alerts, args.values.binary));
   } finally {
     await work.remove();
     await stack.down();

@@ -14,7 +14,14 @@
  * denort), beside an empty `deno run`, and the table says so.
  */
 import { parseArgs } from "node:util";
-import { ROOT, runDir, spawnCli, START_FLAGS, startCommand } from "../tests/support/cli.ts";
+import {
+  endChild,
+  ROOT,
+  runDir,
+  spawnCli,
+  START_FLAGS,
+  startCommand,
+} from "../tests/support/cli.ts";
 import { FPM_PROCESS, HEARTBEAT, pids, SmtpSink, Stack, waitFor } from "../tests/e2e/stack.ts";
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -167,48 +174,37 @@ export async function soakWatch(
       `http://127.0.0.1:${(hook.addr as Deno.NetAddr).port}/hook`,
     );
   }
-  const child = spawnWatch(options.binary, [
-    "watch",
-    HEARTBEAT,
-    "--interval",
-    "1",
-    "--timeout",
-    "5",
-    "--service",
-    "php8.2-fpm",
-    "--log-file",
-    `${dir}/log`,
-    "--state-dir",
-    `${dir}/state`,
-    "--lock-file",
-    `${dir}/lock`,
-    ...extra,
-  ]);
+  const child = spawnCli(
+    [
+      "watch",
+      HEARTBEAT,
+      "--interval",
+      "1",
+      "--timeout",
+      "5",
+      "--service",
+      "php8.2-fpm",
+      "--log-file",
+      `${dir}/log`,
+      "--state-dir",
+      `${dir}/state`,
+      "--lock-file",
+      `${dir}/lock`,
+      ...extra,
+    ],
+    "null",
+    options.binary,
+  );
   try {
     const log = () => Deno.readTextFile(`${dir}/log`).catch(() => "");
     await waitFor(async () => /Watching/.test(await log()), 30_000, 100);
     if (options.alerts) await sendAlerts(smtp!, () => hooked);
     return await measure(child.pid, ms);
   } finally {
-    child.kill("SIGTERM");
-    await child.status;
+    await endChild(child, 10_000);
     await smtp?.stop();
     await hook?.shutdown();
   }
-}
-
-/** php-relaunch started as `spawnCli` starts it, or that compiled binary in the same environment. */
-function spawnWatch(binary: string | undefined, args: string[]): Deno.ChildProcess {
-  if (binary === undefined) return spawnCli(args);
-  return new Deno.Command(binary, {
-    args,
-    cwd: ROOT,
-    clearEnv: true,
-    env: { PATH: "/usr/bin:/bin", HOME: Deno.env.get("HOME") ?? "/root", RUST_BACKTRACE: "0" },
-    stdin: "null",
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
 }
 
 /** Makes the watchdog alert: php-fpm killed, restarted by it, told by mail and webhook. */

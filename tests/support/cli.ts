@@ -30,9 +30,14 @@ export function startCommand(args: string[]): [string, string[]] {
 /**
  * Starts php-relaunch with `args` in cron's bare environment and returns at once: for a run or a
  * watch a test acts on while it lasts. Its stderr is piped when asked (read it, or cancel it).
+ * With `binary`, that compiled php-relaunch is started instead of `deno run`.
  */
-export function spawnCli(args: string[], stderr: "null" | "piped" = "null"): Deno.ChildProcess {
-  const [cmd, argv] = startCommand(args);
+export function spawnCli(
+  args: string[],
+  stderr: "null" | "piped" = "null",
+  binary?: string,
+): Deno.ChildProcess {
+  const [cmd, argv] = binary === undefined ? startCommand(args) : [binary, args];
   return new Deno.Command(cmd, {
     args: argv,
     cwd: ROOT,
